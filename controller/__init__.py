@@ -1,0 +1,1 @@
+"""omnireduce.controller"""

@@ -1,0 +1,1 @@
+"""omnireduce.testbed: testbed runs (embedded loopback or Mininet) of the whole system."""

@@ -1,0 +1,1 @@
+"""omnireduce.p4src"""
