@@ -1,0 +1,141 @@
+"""Check that a P4Info and a BMv2 JSON describe the same program before the server accepts the pair.
+
+SetForwardingPipelineConfig carries both halves separately, and a client can easily pair a P4Info with
+the JSON of another build. The server translates ids through the P4Info and names through the JSON,
+so a mismatch would silently program the wrong thing; instead it is refused with INVALID_ARGUMENT
+naming the first difference found.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from omnireduce.softswitch.p4info_map import P4InfoMap, TableInfo
+from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+
+# BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
+# matches; older toolchains lowered them to "ternary", and "valid" (P4_14) appears as exact in P4Info.
+_COMPATIBLE_KINDS: Mapping[str, frozenset[str]] = {
+    "exact": frozenset({"exact"}),
+    "lpm": frozenset({"lpm"}),
+    "ternary": frozenset({"ternary", "optional"}),
+    "range": frozenset({"range"}),
+    "optional": frozenset({"optional"}),
+    "valid": frozenset({"exact"}),
+}
+
+
+def parse_bmv2_json(device_config: bytes | str) -> dict[str, Any]:
+    """The BMv2 JSON object of a `p4_device_config`, or INVALID_ARGUMENT saying why it is not one."""
+    if not device_config:
+        raise P4RuntimeError.invalid_argument("p4_device_config is empty: expected the BMv2 JSON of the program")
+    try:
+        program = json.loads(device_config)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise P4RuntimeError.invalid_argument(f"p4_device_config is not BMv2 JSON: {error}") from None
+    if not isinstance(program, dict) or not isinstance(program.get("pipelines"), list):
+        raise P4RuntimeError.invalid_argument("p4_device_config is not BMv2 JSON: no 'pipelines' list")
+    return program
+
+
+def _mismatch(what: str) -> P4RuntimeError:
+    return P4RuntimeError.invalid_argument(f"P4Info and BMv2 JSON disagree: {what}")
+
+
+class _JsonProgram:
+    """The parts of a BMv2 JSON program that P4Info also describes, indexed by name."""
+
+    def __init__(self, program: Mapping[str, Any]) -> None:
+        self.tables: dict[str, Mapping[str, Any]] = {}
+        for pipeline in program.get("pipelines", []):
+            for table in pipeline.get("tables", []):
+                self.tables[table["name"]] = table
+        # p4c localises actions per table, so one name (e.g. NoAction) may occur under several ids.
+        self.actions: dict[str, list[Mapping[str, Any]]] = {}
+        for action in program.get("actions", []):
+            self.actions.setdefault(action["name"], []).append(action)
+        self.registers = {r["name"]: r for r in program.get("register_arrays", [])}
+        self.counters = {c["name"]: c for c in program.get("counter_arrays", [])}
+        header_types = {t["name"]: t for t in program.get("header_types", [])}
+        self.field_widths: dict[tuple[str, str], int] = {}
+        for header in program.get("headers", []):
+            header_type = header_types.get(header.get("header_type"), {})
+            for spec in header_type.get("fields", []):
+                if len(spec) >= 2 and isinstance(spec[1], int):
+                    self.field_widths[(header["name"], spec[0])] = spec[1]
+
+    def key_width(self, key: Mapping[str, Any]) -> int | None:
+        """Bitwidth of a table key element, when its target is a plain header field."""
+        target = key.get("target")
+        if key.get("match_type") == "valid":
+            return 1
+        if isinstance(target, list) and len(target) == 2:
+            return self.field_widths.get((target[0], target[1]))
+        return None
+
+
+def _check_table(table: TableInfo, p4map: P4InfoMap, program: _JsonProgram) -> None:
+    json_table = program.tables.get(table.name)
+    if json_table is None:
+        raise _mismatch(f"table '{table.name}' is in the P4Info but not in the JSON")
+    keys = json_table.get("key", [])
+    if len(keys) != len(table.match_fields):
+        raise _mismatch(f"table '{table.name}' has {len(table.match_fields)} match fields in the P4Info "
+                        f"but {len(keys)} in the JSON")
+    for field, key in zip(table.match_fields, keys):
+        json_kind = key.get("match_type", "")
+        if field.kind not in _COMPATIBLE_KINDS.get(json_kind, frozenset()):
+            raise _mismatch(f"table '{table.name}' field {field.position} ('{field.name}') is {field.kind} "
+                            f"in the P4Info but {json_kind} in the JSON")
+        width = program.key_width(key)
+        if width is not None and width != field.bitwidth:
+            raise _mismatch(f"table '{table.name}' field {field.position} ('{field.name}') is "
+                            f"{field.bitwidth} bits in the P4Info but {width} bits in the JSON")
+    json_actions = set(json_table.get("actions", []))
+    for action_id in table.action_scopes:
+        name = p4map.action(action_id).name
+        if name not in json_actions:
+            raise _mismatch(f"table '{table.name}' may use action '{name}' in the P4Info but not in the JSON")
+    max_size = json_table.get("max_size")
+    if table.size and isinstance(max_size, int) and max_size != table.size:
+        raise _mismatch(f"table '{table.name}' has size {table.size} in the P4Info but {max_size} in the JSON")
+
+
+def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) -> None:
+    """Raise INVALID_ARGUMENT naming the first object the P4Info and the JSON describe differently."""
+    program = _JsonProgram(bmv2_json)
+    for action in p4map.actions:
+        candidates = program.actions.get(action.name)
+        if not candidates:
+            raise _mismatch(f"action '{action.name}' is in the P4Info but not in the JSON")
+        widths = tuple(p.bitwidth for p in action.params)
+        if not any(tuple(d.get("bitwidth") for d in c.get("runtime_data", [])) == widths for c in candidates):
+            found = tuple(d.get("bitwidth") for d in candidates[0].get("runtime_data", []))
+            raise _mismatch(f"action '{action.name}' has parameter widths {list(widths)} in the P4Info "
+                            f"but {list(found)} in the JSON")
+    for table in p4map.tables:
+        _check_table(table, p4map, program)
+    for register in p4map.registers:
+        json_register = program.registers.get(register.name)
+        if json_register is None:
+            raise _mismatch(f"register '{register.name}' is in the P4Info but not in the JSON")
+        if json_register.get("size") != register.size or json_register.get("bitwidth") != register.bitwidth:
+            raise _mismatch(f"register '{register.name}' is {register.size} x bit<{register.bitwidth}> in the "
+                            f"P4Info but {json_register.get('size')} x bit<{json_register.get('bitwidth')}> in the JSON")
+    for counter in p4map.counters:
+        json_counter = program.counters.get(counter.name)
+        if json_counter is None or json_counter.get("is_direct"):
+            raise _mismatch(f"counter '{counter.name}' is in the P4Info but not an indexed counter in the JSON")
+        if json_counter.get("size") != counter.size:
+            raise _mismatch(f"counter '{counter.name}' has size {counter.size} in the P4Info "
+                            f"but {json_counter.get('size')} in the JSON")
+    for direct in p4map.direct_counters:
+        json_counter = program.counters.get(direct.name)
+        table_name = p4map.table(direct.table_id).name
+        if json_counter is None or not json_counter.get("is_direct"):
+            raise _mismatch(f"direct counter '{direct.name}' is in the P4Info but not a direct counter in the JSON")
+        if json_counter.get("binding") != table_name:
+            raise _mismatch(f"direct counter '{direct.name}' belongs to table '{table_name}' in the P4Info "
+                            f"but to '{json_counter.get('binding')}' in the JSON")
