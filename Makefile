@@ -1,0 +1,29 @@
+# omnireduce-p4 developer targets. The README's two commands need none of this; `make p4` needs p4c-bm2-ss.
+P4C ?= p4c-bm2-ss
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+BUILD := p4src/build
+TEST_P4 := $(wildcard tests/softswitch/p4/*.p4)
+
+.PHONY: constants p4 p4-tests test check-p4
+
+# Regenerate the per-lane/per-worker P4 code and omnireduce.p4src.constants from sizes.p4/defines.p4/headers.p4.
+constants:
+	$(PYTHON) -m omnireduce.p4src.generate
+
+# Compile the program with p4c and record the digest of its sources (commit p4src/build/ afterwards).
+p4: constants
+	mkdir -p $(BUILD)
+	$(P4C) --arch v1model --std p4-16 --p4runtime-files $(BUILD)/omnireduce.p4info.txtpb \
+	    -o $(BUILD)/omnireduce.json p4src/omnireduce.p4
+	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; \
+	    a.SOURCES_DIGEST.write_text(a.sources_digest() + '  p4src (compiled by ' + '$$($(P4C) --version | head -1)' + ')\n')"
+
+# Recompile the softswitch construct-test programs.
+p4-tests:
+	for src in $(TEST_P4); do name=$$(basename $$src .p4); \
+	    $(P4C) --arch v1model --std p4-16 --p4runtime-files tests/softswitch/p4/build/$$name.p4info.txtpb \
+	        -o tests/softswitch/p4/build/$$name.json $$src || exit 1; done
+
+check-p4:
+	$(PYTHON) -m omnireduce.p4src.generate --check
+	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; assert a.sources_digest() == a.recorded_digest(), 'p4src/build is stale: run make p4'"
