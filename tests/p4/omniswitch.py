@@ -1,0 +1,209 @@
+"""Test helpers that speak the omnireduce domain over a softswitch Device running p4src/build/omnireduce.json.
+
+Frames are built and dissected with scapy (omnireduce.p4src.scapy_omni) so that expected packets are written out
+field by field, independently of the agent's fast packet code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from omnireduce.p4src import constants as C
+from omnireduce.p4src.scapy_omni import Omni
+from omnireduce.softswitch.entries import FieldMatch, TableEntry
+
+SWITCH_MAC = "02:00:00:00:00:fe"
+SWITCH_IP = "10.0.0.254"
+
+WORKERS_TABLE = "IngressPipe.identity.workers"
+JOBS_TABLE = "IngressPipe.identity.jobs"
+ROUTES_TABLE = "IngressPipe.forwarding.ipv4_routes"
+DESTINATIONS_TABLE = "EgressPipe.delivery.result_destinations"
+REGISTER_PREFIX = "IngressPipe.aggregation."
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    worker_id: int
+    port: int
+    mac: str
+    ip: str
+    udp_port: int
+
+
+def make_workers(count: int, first_port: int = 1, host_base: int = 1) -> list[Worker]:
+    return [
+        Worker(w, first_port + w, f"02:00:00:00:{(host_base + w) >> 8:02x}:{(host_base + w) & 0xFF:02x}",
+               f"10.0.{(host_base + w) >> 8}.{(host_base + w) & 0xFF}", 5000 + w)
+        for w in range(count)
+    ]
+
+
+def _ip(text: str) -> int:
+    a, b, c, d = (int(part) for part in text.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _mac(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def exact(value: int) -> FieldMatch:
+    return FieldMatch("exact", value)
+
+
+@dataclass
+class OmniSwitch:
+    """A Device with the omnireduce program, plus domain-level helpers."""
+
+    device: object
+    jobs: dict[int, list[Worker]] = field(default_factory=dict)
+
+    # --- control plane -------------------------------------------------------------------------------------------
+    def add_job(self, job_id: int, workers: list[Worker], slot_base: int, slot_count: int, mcast_grp: int) -> None:
+        for worker in workers:
+            self.add_worker(job_id, worker)
+        self.device.table_insert(TableEntry(JOBS_TABLE, (exact(job_id),), "IngressPipe.identity.set_job",
+                                            (slot_base, slot_count, len(workers), mcast_grp)))
+        self.device.mc_group_insert(mcast_grp, [(w.port, w.worker_id) for w in workers])
+        self.jobs[job_id] = workers
+
+    def add_worker(self, job_id: int, worker: Worker) -> None:
+        self.device.table_insert(TableEntry(
+            WORKERS_TABLE, (exact(worker.port), exact(_ip(worker.ip)), exact(worker.udp_port)),
+            "IngressPipe.identity.set_worker", (job_id, worker.worker_id)))
+        self.device.table_insert(TableEntry(
+            DESTINATIONS_TABLE, (exact(job_id), exact(worker.worker_id)),
+            "EgressPipe.delivery.set_result_destination", (_mac(worker.mac), _ip(worker.ip), worker.udp_port)))
+
+    def add_route(self, prefix: str, prefix_len: int, port: int, dst_mac: str) -> None:
+        self.device.table_insert(TableEntry(
+            ROUTES_TABLE, (FieldMatch("lpm", _ip(prefix), prefix_len=prefix_len),),
+            "IngressPipe.forwarding.route", (port, _mac(SWITCH_MAC), _mac(dst_mac))))
+
+    # --- state -----------------------------------------------------------------------------------------------
+    def register(self, name: str, index: int) -> int:
+        return self.device.register_read(REGISTER_PREFIX + name, index)
+
+    def round_register(self, name: str, global_slot: int, shadow_set: int) -> int:
+        return self.register(name, 2 * global_slot + shadow_set)
+
+    def drops(self, reason: int) -> int:
+        ingress, _ = self.device.counter_read("IngressPipe.drops", reason)
+        egress, _ = self.device.counter_read("EgressPipe.drops", reason)
+        return ingress + egress
+
+    def job_counter(self, name: str, job_id: int) -> int:
+        return self.device.counter_read(f"IngressPipe.job_{name}", job_id)[0]
+
+    # --- data plane ------------------------------------------------------------------------------------------
+    def send(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        return self.device.process_packet(port, bytes(frame))
+
+
+def omni_frame(worker: Worker, msg_type: int, job: int, tensor: int, slot: int, shadow_set: int, block: int,
+               next_block: int = 0, values=None, exponent: int = 0) -> Ether:
+    """A worker's packet to the switch, as the agent would build it."""
+    return (Ether(src=worker.mac, dst=SWITCH_MAC) / IP(src=worker.ip, dst=SWITCH_IP, id=0, ttl=64)
+            / UDP(sport=worker.udp_port, dport=C.OMNI_UDP_PORT)
+            / Omni(msg_type=msg_type, flags=shadow_set, job_id=job, tensor_id=tensor, slot=slot, block_index=block,
+                   next_block=next_block, exponent=exponent, values=list(values) if values is not None else []))
+
+
+def contrib(worker, job, tensor, slot, shadow_set, block, next_block, values, exponent=0) -> Ether:
+    return omni_frame(worker, C.MSG_CONTRIB, job, tensor, slot, shadow_set, block, next_block, values, exponent)
+
+
+def ack(worker, job, tensor, slot, shadow_set, block) -> Ether:
+    return omni_frame(worker, C.MSG_ACK, job, tensor, slot, shadow_set, block)
+
+
+def request(worker, job, tensor, slot, shadow_set, block) -> Ether:
+    return omni_frame(worker, C.MSG_REQUEST, job, tensor, slot, shadow_set, block)
+
+
+def expected_result(worker: Worker, job: int, tensor: int, slot: int, shadow_set: int, block: int, next_block: int,
+                    values, exponent: int = 0) -> bytes:
+    """The RESULT frame the switch must deliver to `worker`, written out field by field."""
+    return bytes(
+        Ether(src=SWITCH_MAC, dst=worker.mac) / IP(src=SWITCH_IP, dst=worker.ip, id=0, ttl=64)
+        / UDP(sport=C.OMNI_UDP_PORT, dport=worker.udp_port, chksum=0)
+        / Omni(msg_type=C.MSG_RESULT, flags=shadow_set, job_id=job, tensor_id=tensor, slot=slot, block_index=block,
+               next_block=next_block, exponent=exponent, lane_count=C.LANES, values=[int(v) for v in values])
+    )
+
+
+def lanes(*values: int) -> list[int]:
+    """A block whose first lanes are `values` and the rest zero."""
+    return list(values) + [0] * (C.LANES - len(values))
+
+
+def as_int32(values) -> list[int]:
+    return [int(v) for v in np.asarray(values, dtype=np.int64).astype(np.int32)]
+
+
+# --- a small synchronous run of the worker side of the protocol, for end-to-end packet tests -------------------
+
+@dataclass
+class AllReduceTrace:
+    sums: dict[int, np.ndarray]  # per worker: the tensor it assembled
+    rounds: list[tuple[int, int]]  # (slot, block) of every result, in order
+    packets_sent: int
+
+
+def run_allreduce(switch: OmniSwitch, job: int, tensors: list[np.ndarray], slots: int, tensor_id: int = 1,
+                  dense: bool = False, start_sets: dict | None = None) -> AllReduceTrace:
+    """Drive every worker of `job` through one all-reduce (docs/protocol.md section 4.2) and collect the results.
+
+    Packets are sent breadth-first through one FIFO, the way concurrent workers interleave.
+    """
+    workers = switch.jobs[job]
+    by_port = {w.port: w for w in workers}
+    n_blocks = len(tensors[0]) // C.LANES
+    blocks = [t.reshape(n_blocks, C.LANES) for t in tensors]
+
+    def next_in_column(w: int, b: int) -> int:
+        for later in range(b + slots, n_blocks, slots):
+            if dense or blocks[w][later].any():
+                return later
+        return C.END_OF_TENSOR
+
+    shadow = {(w.worker_id, s): (start_sets or {}).get(s, 0) for w in workers for s in range(slots)}
+    announced = {(w.worker_id, s): s for w in workers for s in range(slots)}
+    sums = {w.worker_id: np.zeros((n_blocks, C.LANES), dtype=np.int64) for w in workers}
+    queue: deque[tuple[Worker, Ether]] = deque()
+    for s in range(min(slots, n_blocks)):
+        for w in workers:
+            nxt = next_in_column(w.worker_id, s)
+            announced[(w.worker_id, s)] = nxt
+            queue.append((w, contrib(w, job, tensor_id, s, shadow[(w.worker_id, s)], s, nxt,
+                                     as_int32(blocks[w.worker_id][s]))))
+    rounds, sent = [], 0
+    while queue:
+        worker, frame = queue.popleft()
+        sent += 1
+        for port, out in switch.send(worker.port, frame):
+            receiver = by_port[port]
+            result = Ether(out)[Omni]
+            assert result.msg_type == C.MSG_RESULT, result.summary()
+            key = (receiver.worker_id, result.slot)
+            assert result.flags == shadow[key], "result on an unexpected shadow set"
+            sums[receiver.worker_id][result.block_index] = result.values
+            if receiver is workers[0]:
+                rounds.append((result.slot, result.block_index))
+            shadow[key] ^= 1
+            if result.next_block == announced[key] and result.next_block != C.END_OF_TENSOR:
+                b = result.next_block
+                nxt = next_in_column(receiver.worker_id, b)
+                announced[key] = nxt
+                queue.append((receiver, contrib(receiver, job, tensor_id, result.slot, shadow[key], b, nxt,
+                                                as_int32(blocks[receiver.worker_id][b]))))
+            else:
+                queue.append((receiver, ack(receiver, job, tensor_id, result.slot, shadow[key] ^ 1,
+                                            result.block_index)))
+    return AllReduceTrace({w: s.reshape(-1) for w, s in sums.items()}, rounds, sent)
