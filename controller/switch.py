@@ -1,0 +1,241 @@
+"""The switch session: a connected, arbitrated P4Runtime client bound to one P4Info, speaking entities.
+
+`Switch.connect()` opens the session; `push_pipeline()` installs our program, `bind_pipeline()` checks that the
+switch already runs it (same names and ids) before anything is written. Writes go out in batches and report each
+refused update by name; reads come back as entities.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Sequence, TypeVar
+
+from p4.config.v1 import p4info_pb2
+from p4.v1 import p4runtime_pb2
+
+from omnireduce.controller.client import ElectionId, P4RuntimeClient
+from omnireduce.controller.entities import (
+    CounterEntry,
+    Entity,
+    MulticastGroupEntry,
+    RegisterEntry,
+    TableEntry,
+    describe,
+    entity_from_message,
+    entity_message,
+)
+from omnireduce.controller.errors import BadInputError, NotPrimaryError, P4RuntimeError, PipelineMismatchError
+from omnireduce.controller.p4info import P4InfoIndex, load_p4info, p4info_differences
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRPC_ADDR = "127.0.0.1:9559"
+# Updates per Write RPC: large enough that resetting 512 slots is a few dozen RPCs, small enough to stay far below
+# gRPC's message limit and to keep one refused batch readable.
+WRITE_BATCH = 1000
+# Entities per Read RPC (for reads of many single register cells).
+READ_BATCH = 2000
+
+INSERT = p4runtime_pb2.Update.INSERT
+MODIFY = p4runtime_pb2.Update.MODIFY
+DELETE = p4runtime_pb2.Update.DELETE
+_UPDATE_NAMES = {INSERT: "insert", MODIFY: "modify", DELETE: "delete"}
+
+_E = TypeVar("_E")
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchAddress:
+    """Where the switch is: gRPC address and P4Runtime device id."""
+
+    grpc_addr: str = DEFAULT_GRPC_ADDR
+    device_id: int = 0
+
+
+class Switch:
+    """A P4Runtime session with one switch. Writes need primacy; reads do not."""
+
+    def __init__(self, client: P4RuntimeClient, schema: P4InfoIndex | None = None) -> None:
+        self.client = client
+        self.schema = schema
+        self.name = f"{client.address}/{client.device_id}"
+
+    @classmethod
+    def connect(cls, address: str = DEFAULT_GRPC_ADDR, device_id: int = 0, election_id: ElectionId = ElectionId(),
+                timeout: float = 10.0, require_primary: bool = True) -> "Switch":
+        """Connect (waiting at most `timeout` s), arbitrate, and return the session.
+
+        With `require_primary`, losing arbitration is a `NotPrimaryError` right here instead of a refused write
+        later. Read-only users (status, listings) pass False and work as a backup controller.
+        """
+        client = P4RuntimeClient(address, device_id, election_id, timeout)
+        try:
+            client.connect()
+            arbitration = client.arbitrate()
+            if require_primary and not arbitration.is_primary:
+                raise NotPrimaryError(f"switch {address} (device {device_id}): {arbitration.message}; writes would "
+                                      f"be refused. Use a higher --election-id or stop the other controller.")
+        except BaseException:
+            client.close()
+            raise
+        return cls(client)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Switch":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def is_primary(self) -> bool:
+        return self.client.arbitration is not None and self.client.arbitration.is_primary
+
+    # --- pipeline --------------------------------------------------------------------------------------------
+
+    def capabilities(self) -> str:
+        return self.client.capabilities()
+
+    def running_p4info(self) -> p4info_pb2.P4Info | None:
+        config = self.client.get_pipeline()
+        return config.p4info if config is not None else None
+
+    def push_pipeline(self, p4info: p4info_pb2.P4Info, device_config: bytes) -> None:
+        """Install the program: the switch drops every entry and register value it held."""
+        self._require_primary("push the pipeline")
+        self.client.set_pipeline(p4info, device_config)
+        self.schema = P4InfoIndex(p4info)
+        log.info("[%s] pipeline pushed: %d tables, %d actions, %d registers, %d counters", self.name,
+                 len(p4info.tables), len(p4info.actions), len(p4info.registers), len(p4info.counters))
+
+    def bind_pipeline(self, expected: p4info_pb2.P4Info) -> P4InfoIndex:
+        """Check the switch runs `expected` (names and ids agree) and use it as this session's schema."""
+        running = self.running_p4info()
+        if running is None:
+            raise PipelineMismatchError(f"switch {self.name} runs no pipeline; push one first "
+                                        f"(omnireduce-ctl push)")
+        differences = p4info_differences(expected, running)
+        if differences:
+            raise PipelineMismatchError(
+                f"switch {self.name} runs a pipeline whose P4Info differs from ours; refusing to write to it. "
+                f"Push ours (omnireduce-ctl push) or pass the P4Info it runs.\n  " + "\n  ".join(differences))
+        self.schema = P4InfoIndex(expected)
+        return self.schema
+
+    def bind_pipeline_file(self, p4info_path: Path) -> P4InfoIndex:
+        return self.bind_pipeline(load_p4info(p4info_path))
+
+    def _require_schema(self) -> P4InfoIndex:
+        if self.schema is None:
+            raise PipelineMismatchError(f"session with {self.name} has no P4Info bound (push or bind a pipeline)")
+        return self.schema
+
+    def _require_primary(self, what: str) -> None:
+        if not self.is_primary:
+            message = self.client.arbitration.message if self.client.arbitration else "no arbitration"
+            raise NotPrimaryError(f"cannot {what} on {self.name}: {message}")
+
+    # --- writes ----------------------------------------------------------------------------------------------
+
+    def write(self, update_type: int, entities: Sequence[Entity]) -> None:
+        """Apply one kind of update to `entities`, in batches. A refusal names each failed update.
+
+        Failure indexes in the raised `P4RuntimeError` are positions in `entities` (not in the batch).
+        """
+        if not entities:
+            return
+        self._require_primary(f"{_UPDATE_NAMES[update_type]} entries")
+        schema = self._require_schema()
+        updates = [p4runtime_pb2.Update(type=update_type, entity=entity_message(entity, schema))
+                   for entity in entities]
+        for start in range(0, len(updates), WRITE_BATCH):
+            batch = updates[start:start + WRITE_BATCH]
+            descriptions = [f"{_UPDATE_NAMES[update_type]} {describe(entity)}"
+                            for entity in entities[start:start + WRITE_BATCH]]
+            try:
+                self.client.write(batch, descriptions)
+            except P4RuntimeError as error:
+                if start == 0:
+                    raise
+                raise _shift(error, start) from None
+        log.debug("[%s] %s %d entities", self.name, _UPDATE_NAMES[update_type], len(entities))
+
+    def insert(self, entities: Sequence[Entity]) -> None:
+        self.write(INSERT, entities)
+
+    def modify(self, entities: Sequence[Entity]) -> None:
+        self.write(MODIFY, entities)
+
+    def delete(self, entities: Sequence[Entity], ignore_missing: bool = False) -> None:
+        """Delete `entities`; with `ignore_missing`, ones already gone (NOT_FOUND) are not an error."""
+        try:
+            self.write(DELETE, entities)
+        except P4RuntimeError as error:
+            if ignore_missing and error.only("NOT_FOUND"):
+                log.debug("[%s] %d of %d entities to delete were already gone", self.name, len(error.failures),
+                          len(entities))
+                return
+            raise
+
+    def write_registers(self, register: str, values: dict[int, int]) -> None:
+        """Set register cells (P4Runtime writes registers with MODIFY)."""
+        self.modify([RegisterEntry(register, index, value) for index, value in sorted(values.items())])
+
+    # --- reads -----------------------------------------------------------------------------------------------
+
+    def read(self, templates: Sequence[Entity]) -> list[Entity]:
+        """Read the entities matching `templates` (wildcards: a table with no match, a register with no index)."""
+        schema = self._require_schema()
+        result: list[Entity] = []
+        for start in range(0, len(templates), READ_BATCH):
+            messages = [entity_message(template, schema) for template in templates[start:start + READ_BATCH]]
+            result.extend(entity_from_message(message, schema) for message in self.client.read(messages))
+        return result
+
+    def read_table(self, table: str) -> list[TableEntry]:
+        """Every entry of `table` (not its default action)."""
+        entries = self.read([TableEntry(self._require_schema().table(table).name)])
+        return [entry for entry in entries if isinstance(entry, TableEntry) and not entry.is_default]
+
+    def read_register(self, register: str, indexes: Iterable[int] | None = None) -> dict[int, int]:
+        """Register cells by index: every cell (one wildcard read), or just `indexes`."""
+        info = self._require_schema().register(register)
+        wanted = None if indexes is None else sorted(set(indexes))
+        # Many single cells cost more than one wildcard read of the whole register, filtered here.
+        wildcard = wanted is None or len(wanted) * 4 > info.size
+        templates = [RegisterEntry(info.name)] if wildcard else [RegisterEntry(info.name, index) for index in wanted]
+        cells = {}
+        for entry in _only(self.read(templates), RegisterEntry):
+            if entry.index is None or entry.value is None:
+                raise BadInputError(f"switch {self.name} answered a read of {info.name} without index or value")
+            cells[entry.index] = entry.value
+        if wanted is not None:
+            missing = [index for index in wanted if index not in cells]
+            if missing:
+                raise BadInputError(f"switch {self.name} returned no value for {info.name}{missing[:5]}")
+            cells = {index: cells[index] for index in wanted}
+        return cells
+
+    def read_counter(self, counter: str) -> dict[int, CounterEntry]:
+        """Every cell of an indirect counter, by index."""
+        name = self._require_schema().counter(counter).name
+        return {entry.index: entry for entry in _only(self.read([CounterEntry(name)]), CounterEntry)
+                if entry.index is not None}
+
+    def read_multicast_groups(self) -> dict[int, MulticastGroupEntry]:
+        """Every multicast group of the PRE, by group id."""
+        # A wildcard read of the PRE is a multicast group entry with id 0 (P4Runtime spec 9.5.1).
+        return {group.group_id: group for group in _only(self.read([MulticastGroupEntry(0)]), MulticastGroupEntry)}
+
+
+def _only(entities: Iterable[Entity], kind: type[_E]) -> list[_E]:
+    return [entity for entity in entities if isinstance(entity, kind)]
+
+
+def _shift(error: P4RuntimeError, offset: int) -> P4RuntimeError:
+    failures = tuple(replace(failure, index=failure.index + offset) for failure in error.failures)
+    return P4RuntimeError(error.operation, error.code, error.details, failures)
