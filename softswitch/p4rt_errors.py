@@ -7,7 +7,12 @@ converted here, once, so their codes map 1:1 onto gRPC codes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
+
+from omnireduce.softswitch.errors import DeviceError
 
 
 class P4RuntimeError(Exception):
@@ -87,3 +92,12 @@ def from_device_error(error: Exception) -> P4RuntimeError:
         code = grpc_code_of(getattr(error, "code", None)) or grpc.StatusCode.UNKNOWN
     message = getattr(error, "message", None) or str(error)
     return P4RuntimeError(code, str(message))
+
+
+@contextmanager
+def device_errors() -> Iterator[None]:
+    """Run Device calls, re-raising its DeviceErrors as the equivalent P4RuntimeError."""
+    try:
+        yield
+    except DeviceError as error:
+        raise from_device_error(error) from error

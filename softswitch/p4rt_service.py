@@ -1,0 +1,329 @@
+"""The P4Runtime gRPC service of the softswitch: RPC-level rules, then dispatch to the entity operations.
+
+Each RPC checks what the spec asks for in the spec's order (device id -> NOT_FOUND, primary ->
+PERMISSION_DENIED, pipeline -> FAILED_PRECONDITION), then applies or reads entities. Batch errors are
+reported as the spec (and PI/simple_switch_grpc) do: gRPC code UNKNOWN with one `p4.v1.Error` per item
+in the status details. A bug or a malformed message yields an error status for that request, never a
+dead server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+
+import grpc
+from p4.config.v1 import p4info_pb2
+from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from omnireduce.softswitch.grpc_rich_status import batch_status
+from omnireduce.softswitch.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4rt_array_ops import ArrayOps
+from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
+from omnireduce.softswitch.p4rt_pre_ops import PreOps
+from omnireduce.softswitch.p4rt_table_ops import TableOps
+
+log = logging.getLogger(__name__)
+
+SetConfig = p4runtime_pb2.SetForwardingPipelineConfigRequest
+GetConfig = p4runtime_pb2.GetForwardingPipelineConfigRequest
+# Entities per ReadResponse message: keeps each message far below gRPC's default 4 MiB receive limit
+# even for whole-register wildcard reads.
+READ_CHUNK = 1024
+
+
+def p4runtime_api_version() -> str:
+    """The P4Runtime version this server speaks: that of the installed p4runtime protos."""
+    try:
+        return metadata.version("p4runtime")
+    except metadata.PackageNotFoundError:
+        return "1.4.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A forwarding pipeline config the server accepted: P4Info (indexed), BMv2 JSON, cookie."""
+
+    p4info: p4info_pb2.P4Info
+    p4map: P4InfoMap
+    device_config: bytes
+    cookie: p4runtime_pb2.ForwardingPipelineConfig.Cookie | None
+
+    @classmethod
+    def from_config(cls, config: p4runtime_pb2.ForwardingPipelineConfig) -> Pipeline:
+        """Verify a client's config: a P4Info, a BMv2 JSON, and the two describing the same program."""
+        if not config.HasField("p4info"):
+            raise P4RuntimeError.invalid_argument("the forwarding pipeline config has no p4info")
+        p4map = P4InfoMap(config.p4info)
+        check_p4info_matches_json(p4map, parse_bmv2_json(config.p4_device_config))
+        cookie = config.cookie if config.HasField("cookie") else None
+        return cls(config.p4info, p4map, bytes(config.p4_device_config), cookie)
+
+
+class _Entities:
+    """The entity operations of one committed pipeline (rebuilt, with their side state, on each commit)."""
+
+    def __init__(self, device, p4map: P4InfoMap) -> None:
+        self.tables = TableOps(device, p4map)
+        self.arrays = ArrayOps(device, p4map)
+        self.pre = PreOps(device)
+
+    def write(self, update: p4runtime_pb2.Update) -> None:
+        if update.type == p4runtime_pb2.Update.UNSPECIFIED:
+            raise P4RuntimeError.invalid_argument("update type is not set")
+        kind = update.entity.WhichOneof("entity")
+        writer: Callable | None = {
+            "table_entry": self.tables.write,
+            "direct_counter_entry": self.tables.write_direct_counter,
+            "counter_entry": self.arrays.write_counter,
+            "register_entry": self.arrays.write_register,
+            "packet_replication_engine_entry": self.pre.write,
+        }.get(kind or "")
+        if kind is None:
+            raise P4RuntimeError.invalid_argument("update has no entity")
+        if writer is None:
+            raise P4RuntimeError.unimplemented(f"{kind} is not supported by the softswitch")
+        writer(update.type, getattr(update.entity, kind))
+
+    def read(self, entity: p4runtime_pb2.Entity) -> Iterator[p4runtime_pb2.Entity]:
+        kind = entity.WhichOneof("entity")
+        reader: Callable | None = {
+            "table_entry": self.tables.read,
+            "direct_counter_entry": self.tables.read_direct_counters,
+            "counter_entry": self.arrays.read_counters,
+            "register_entry": self.arrays.read_registers,
+            "packet_replication_engine_entry": self.pre.read,
+        }.get(kind or "")
+        if kind is None:
+            raise P4RuntimeError.invalid_argument("read request entity has no type set")
+        if reader is None:
+            raise P4RuntimeError.unimplemented(f"{kind} is not supported by the softswitch")
+        return reader(getattr(entity, kind))
+
+
+def _internal(error: Exception) -> P4RuntimeError:
+    log.exception("internal error while serving a P4Runtime request")
+    return P4RuntimeError(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+
+
+class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
+    """The P4Runtime servicer for one softswitch Device."""
+
+    def __init__(self, device, device_id: int, arbiter: Arbiter,
+                 p4info: p4info_pb2.P4Info | None = None) -> None:
+        self.device = device
+        self.device_id = device_id
+        self.arbiter = arbiter
+        # One lock makes each Write batch, Read batch and pipeline change serializable against the others.
+        self._lock = threading.RLock()
+        self._pipeline: Pipeline | None = None
+        self._saved: Pipeline | None = None      # VERIFY_AND_SAVE'd, waiting for COMMIT
+        self._entities: _Entities | None = None
+        if p4info is not None:
+            self._adopt_loaded_pipeline(p4info)
+
+    def _adopt_loaded_pipeline(self, p4info: p4info_pb2.P4Info) -> None:
+        """Serve a pipeline the Device was given before the server started (e.g. by the CLI)."""
+        bmv2_json = self.device.pipeline_json if self.device.pipeline_loaded else None
+        if bmv2_json is None:
+            raise P4RuntimeError.failed_precondition("a P4Info was given but the device has no pipeline loaded")
+        config = p4runtime_pb2.ForwardingPipelineConfig(p4info=p4info, p4_device_config=bmv2_json)
+        self._pipeline = Pipeline.from_config(config)
+        self._entities = _Entities(self.device, self._pipeline.p4map)
+
+    # --- common checks ---------------------------------------------------------------------------------
+    def _check_device(self, device_id: int) -> None:
+        if device_id != self.device_id:
+            raise P4RuntimeError.not_found(f"unknown device id {device_id}: this switch is device {self.device_id}")
+
+    def _entities_or_fail(self) -> _Entities:
+        if self._entities is None:
+            raise P4RuntimeError.failed_precondition("no forwarding pipeline config has been set on this device")
+        return self._entities
+
+    # --- RPCs ------------------------------------------------------------------------------------------
+    def Capabilities(self, request, context):
+        return p4runtime_pb2.CapabilitiesResponse(p4runtime_api_version=p4runtime_api_version())
+
+    def Write(self, request: p4runtime_pb2.WriteRequest, context: grpc.ServicerContext):
+        failure: P4RuntimeError | None = None
+        errors: list[P4RuntimeError | None] = []
+        try:
+            self._check_device(request.device_id)
+            self.arbiter.check_writer(request.role,
+                                      request.election_id if request.HasField("election_id") else None)
+            if request.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
+                raise P4RuntimeError.unimplemented(
+                    "only CONTINUE_ON_ERROR atomicity is supported (like simple_switch_grpc)")
+            with self._lock:
+                entities = self._entities_or_fail()
+                for index, update in enumerate(request.updates):
+                    try:
+                        entities.write(update)
+                        errors.append(None)
+                    except P4RuntimeError as error:
+                        log.info("write update %d refused: %s", index, error)
+                        errors.append(error)
+                    except Exception as error:   # a bug must fail one update, not the server
+                        errors.append(_internal(error))
+        except P4RuntimeError as error:
+            failure = error
+        except Exception as error:
+            failure = _internal(error)
+        if failure is not None:
+            context.abort(failure.code, failure.message)
+        failed = sum(error is not None for error in errors)
+        if failed:
+            context.abort_with_status(batch_status(errors, f"{failed} of {len(errors)} updates failed"))
+        return p4runtime_pb2.WriteResponse()
+
+    def Read(self, request: p4runtime_pb2.ReadRequest, context: grpc.ServicerContext):
+        failure: P4RuntimeError | None = None
+        found: list[p4runtime_pb2.Entity] = []
+        errors: list[P4RuntimeError | None] = []
+        try:
+            self._check_device(request.device_id)
+            with self._lock:
+                entities = self._entities_or_fail()
+                for entity in request.entities:
+                    try:
+                        matches = list(entities.read(entity))
+                        found.extend(matches)
+                        errors.append(None)
+                    except P4RuntimeError as error:
+                        errors.append(error)
+                    except Exception as error:
+                        errors.append(_internal(error))
+        except P4RuntimeError as error:
+            failure = error
+        except Exception as error:
+            failure = _internal(error)
+        if failure is not None:
+            context.abort(failure.code, failure.message)
+        for start in range(0, len(found), READ_CHUNK):
+            yield p4runtime_pb2.ReadResponse(entities=found[start:start + READ_CHUNK])
+        failed = [error for error in errors if error is not None]
+        if failed:
+            # A single-entity read fails with that entity's own code (what simple_switch_grpc's clients
+            # see); a batch fails with UNKNOWN and per-entity details, as the spec says.
+            code = failed[0].code if len(errors) == 1 else grpc.StatusCode.UNKNOWN
+            summary = failed[0].message if len(errors) == 1 else f"{len(failed)} of {len(errors)} reads failed"
+            context.abort_with_status(batch_status(errors, summary, code))
+        elif not found:
+            # gRPC clients expect at least one message from a server stream that succeeded.
+            yield p4runtime_pb2.ReadResponse()
+
+    def SetForwardingPipelineConfig(self, request: SetConfig, context: grpc.ServicerContext):
+        failure: P4RuntimeError | None = None
+        try:
+            self._check_device(request.device_id)
+            self.arbiter.check_writer(request.role,
+                                      request.election_id if request.HasField("election_id") else None)
+            self._set_pipeline(request.action, request.config if request.HasField("config") else None)
+        except P4RuntimeError as error:
+            log.info("SetForwardingPipelineConfig refused: %s", error)
+            failure = error
+        except Exception as error:
+            failure = _internal(error)
+        if failure is not None:
+            context.abort(failure.code, failure.message)
+        return p4runtime_pb2.SetForwardingPipelineConfigResponse()
+
+    def _set_pipeline(self, action: int, config: p4runtime_pb2.ForwardingPipelineConfig | None) -> None:
+        if action == SetConfig.COMMIT:
+            if config is not None and (config.HasField("p4info") or config.p4_device_config):
+                raise P4RuntimeError.invalid_argument("COMMIT takes no config: it commits the one saved before")
+            with self._lock:
+                if self._saved is None:
+                    raise P4RuntimeError.not_found("COMMIT: no config was saved with VERIFY_AND_SAVE")
+                self._commit(self._saved)
+            return
+        if action not in (SetConfig.VERIFY, SetConfig.VERIFY_AND_SAVE, SetConfig.VERIFY_AND_COMMIT,
+                          SetConfig.RECONCILE_AND_COMMIT):
+            raise P4RuntimeError.invalid_argument(f"unknown SetForwardingPipelineConfig action {action}")
+        if config is None:
+            raise P4RuntimeError.invalid_argument(f"{SetConfig.Action.Name(action)} needs a config")
+        pipeline = Pipeline.from_config(config)
+        with self._lock:
+            if action == SetConfig.VERIFY_AND_SAVE:
+                self._saved = pipeline
+            elif action != SetConfig.VERIFY:
+                # RECONCILE_AND_COMMIT does not preserve forwarding state here: like VERIFY_AND_COMMIT.
+                self._commit(pipeline)
+
+    def _commit(self, pipeline: Pipeline) -> None:
+        with device_errors():
+            self.device.load_pipeline(pipeline.device_config)
+        self._pipeline, self._saved = pipeline, None
+        self._entities = _Entities(self.device, pipeline.p4map)
+        log.info("pipeline committed: %d tables, %d actions, %d registers, %d counters",
+                 len(pipeline.p4map.tables), len(pipeline.p4map.actions),
+                 len(pipeline.p4map.registers), len(pipeline.p4map.counters))
+
+    def GetForwardingPipelineConfig(self, request: GetConfig, context: grpc.ServicerContext):
+        try:
+            self._check_device(request.device_id)
+        except P4RuntimeError as error:
+            context.abort(error.code, error.message)
+        response = p4runtime_pb2.GetForwardingPipelineConfigResponse()
+        with self._lock:
+            pipeline = self._pipeline
+        if pipeline is None:
+            return response   # spec: the config field is left unset when none is known
+        config = response.config
+        if pipeline.cookie is not None:
+            config.cookie.CopyFrom(pipeline.cookie)
+        kind = request.response_type
+        if kind in (GetConfig.ALL, GetConfig.P4INFO_AND_COOKIE):
+            config.p4info.CopyFrom(pipeline.p4info)
+        if kind in (GetConfig.ALL, GetConfig.DEVICE_CONFIG_AND_COOKIE):
+            config.p4_device_config = pipeline.device_config
+        if kind not in (GetConfig.ALL, GetConfig.COOKIE_ONLY, GetConfig.P4INFO_AND_COOKIE,
+                        GetConfig.DEVICE_CONFIG_AND_COOKIE):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown response_type {kind}")
+        return response
+
+    def StreamChannel(self, request_iterator, context: grpc.ServicerContext):
+        session = StreamSession(peer=context.peer())
+        reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
+                                  name=f"p4rt-stream-{session.number}", daemon=True)
+        # Whatever ends the RPC (client gone, server stopping) also ends our send loop below.
+        context.add_callback(lambda: session.end())
+        reader.start()
+        try:
+            while True:
+                item = session.outbox.get()
+                if isinstance(item, StreamEnd):
+                    if item.code != grpc.StatusCode.OK:
+                        context.abort(item.code, item.message)
+                    return
+                yield item
+        finally:
+            self.arbiter.disconnect(session)
+
+    def _read_stream(self, session: StreamSession, request_iterator) -> None:
+        """Consume one controller's stream messages until it closes or breaks."""
+        try:
+            for request in request_iterator:
+                kind = request.WhichOneof("update")
+                if kind == "arbitration":
+                    try:
+                        self.arbiter.arbitrate(session, request.arbitration)
+                    except P4RuntimeError as error:
+                        log.info("%s terminated: %s", session, error)
+                        session.end(error.code, error.message)
+                        return
+                elif kind == "packet":
+                    log.debug("%s: PacketOut ignored (packet I/O is not supported)", session)
+                else:
+                    log.debug("%s: stream message '%s' ignored", session, kind)
+        except Exception as error:   # the client went away (grpc raises on a cancelled stream)
+            log.debug("%s: request stream ended: %s", session, error)
+        finally:
+            self.arbiter.disconnect(session)
+            session.end()
