@@ -1,0 +1,214 @@
+"""How the CLI shows things: aligned text tables for people, plain JSON-able dicts for scripts.
+
+Both views come from the same decoded objects, so `--json` never carries information the table lacks or the
+reverse. Addresses are rendered as text (MAC, dotted quad), blocks as numbers with END_OF_TENSOR as "end".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from omnireduce.controller.counters import CounterReport
+from omnireduce.controller.encoding import format_ipv4, format_mac
+from omnireduce.controller.entities import ActionCall, Exact, Lpm, Match, OptionalMatch, Range, TableEntry, Ternary
+from omnireduce.controller.jobs import InstalledJob
+from omnireduce.controller.model import Route
+from omnireduce.controller.status import JobStatus, RoundView, block_text
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, under a header line."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max([len(header)] + [len(row[column]) for row in rows]) for column, header in enumerate(headers)]
+    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return ",".join(str(worker) for worker in ids) if ids else "-"
+
+
+def _mac(value: int | None) -> str:
+    return format_mac(value) if value is not None else "?"
+
+
+def _or_unknown(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------
+
+
+def jobs_text(jobs: Sequence[InstalledJob]) -> str:
+    if not jobs:
+        return "no jobs installed"
+    blocks = [table(("job", "slots", "workers", "mcast group", "problems"),
+                    [(job.job_id, _slots_text(job), _or_unknown(job.worker_count), _or_unknown(job.mcast_group),
+                      len(job.problems) or "-") for job in jobs])]
+    for job in jobs:
+        blocks.append(f"\njob {job.job_id} workers:\n" + table(
+            ("worker", "port", "mac", "ip", "udp port"),
+            [(worker.worker_id, worker.port, _mac(worker.mac), format_ipv4(worker.ipv4), worker.udp_port)
+             for worker in job.workers]))
+        blocks.extend(f"  problem: {problem}" for problem in job.problems)
+    return "\n".join(blocks)
+
+
+def _slots_text(job: InstalledJob) -> str:
+    slots = job.slots
+    return "?" if slots is None else f"{slots.start}..{slots.stop - 1}"
+
+
+def job_json(job: InstalledJob) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "slot_base": job.slot_base,
+        "slot_count": job.slot_count,
+        "worker_count": job.worker_count,
+        "mcast_group": job.mcast_group,
+        "workers": [{"worker_id": worker.worker_id, "port": worker.port,
+                     "mac": format_mac(worker.mac) if worker.mac is not None else None,
+                     "ip": format_ipv4(worker.ipv4), "udp_port": worker.udp_port} for worker in job.workers],
+        "replicas": None if job.replicas is None else [{"port": replica.port, "instance": replica.instance}
+                                                        for replica in job.replicas],
+        "problems": list(job.problems),
+    }
+
+
+# --- status --------------------------------------------------------------------------------------------------
+
+
+def status_text(statuses: Sequence[JobStatus]) -> str:
+    if not statuses:
+        return "no jobs installed"
+    blocks = []
+    for job_status in statuses:
+        job = job_status.job
+        header = (f"job {job.job_id}: slots {_slots_text(job)}, {_or_unknown(job.worker_count)} workers, "
+                  f"multicast group {_or_unknown(job.mcast_group)}")
+        blocks.append(header)
+        blocks.extend(f"  problem: {problem}" for problem in job.problems)
+        rows = []
+        for slot in job_status.slots:
+            for round_ in slot.rounds:
+                rows.append((slot.slot if round_.set == 0 else "", slot.global_slot if round_.set == 0 else "",
+                             round_.set, round_.state_name, round_.tensor, round_.block,
+                             _ids(round_.contributed), _ids(round_.missing(job.worker_count or 0)),
+                             _ids(round_.unacked), block_text(round_.next_block), round_.exponent,
+                             " ".join(block_text(block) for block in slot.worker_next) if round_.set == 0 else ""))
+        blocks.append(table(("slot", "global", "set", "state", "tensor", "block", "contributed", "missing",
+                             "unconfirmed", "next", "exp", "worker_next (by worker id)"), rows))
+        blocks.append("")
+    return "\n".join(blocks).rstrip()
+
+
+def _round_json(round_: RoundView, worker_count: int) -> dict[str, Any]:
+    return {"set": round_.set, "state": round_.state_name, "tensor": round_.tensor, "block": round_.block,
+            "contributed": list(round_.contributed), "missing": list(round_.missing(worker_count)),
+            "unconfirmed": list(round_.unacked), "next_block": round_.next_block, "exponent": round_.exponent}
+
+
+def status_json(job_status: JobStatus) -> dict[str, Any]:
+    worker_count = job_status.job.worker_count or 0
+    return {
+        "job": job_json(job_status.job),
+        "slots": [{"slot": slot.slot, "global_slot": slot.global_slot, "tensor": slot.tensor,
+                   "worker_next": list(slot.worker_next),
+                   "in_flight": [round_.block for round_ in slot.in_flight],
+                   "sets": [_round_json(round_, worker_count) for round_ in slot.rounds]}
+                  for slot in job_status.slots],
+    }
+
+
+# --- counters ------------------------------------------------------------------------------------------------
+
+
+def counters_text(report: CounterReport) -> str:
+    blocks = []
+    ports = sorted(report.port_rx.keys() | report.port_tx.keys())
+    if ports:
+        blocks.append(table(("port", "rx packets", "rx bytes", "tx packets", "tx bytes"),
+                            [(port, *_count_cells(report.port_rx.get(port)), *_count_cells(report.port_tx.get(port)))
+                             for port in ports]))
+    if report.jobs:
+        kinds = ("contributions", "results", "replays", "acks")
+        blocks.append(table(("job",) + kinds,
+                            [(job_id, *(counts[kind].packets if kind in counts else 0 for kind in kinds))
+                             for job_id, counts in report.jobs.items()]))
+    if report.drops:
+        blocks.append(table(("pipe", "drop reason", "code", "packets", "bytes"),
+                            [(drop.pipe, drop.name, drop.reason, drop.count.packets, drop.count.bytes)
+                             for drop in report.drops]))
+    else:
+        blocks.append("no drops")
+    return "\n\n".join(blocks)
+
+
+def _count_cells(count) -> tuple[int, int]:
+    return (count.packets, count.bytes) if count else (0, 0)
+
+
+def counters_json(report: CounterReport) -> dict[str, Any]:
+    def count(value) -> dict[str, int]:
+        return {"packets": value.packets, "bytes": value.bytes}
+
+    return {
+        "port_rx": {str(port): count(value) for port, value in report.port_rx.items()},
+        "port_tx": {str(port): count(value) for port, value in report.port_tx.items()},
+        "jobs": {str(job_id): {kind: count(value) for kind, value in counts.items()}
+                 for job_id, counts in report.jobs.items()},
+        "drops": [{"pipe": drop.pipe, "reason": drop.name, "code": drop.reason, **count(drop.count)}
+                  for drop in report.drops],
+    }
+
+
+# --- routes and raw entries ----------------------------------------------------------------------------------
+
+
+def routes_text(routes: Sequence[Route]) -> str:
+    if not routes:
+        return "no routes"
+    return table(("prefix", "port", "src mac", "dst mac"),
+                 [(route.prefix, route.port, format_mac(route.src_mac), format_mac(route.dst_mac))
+                  for route in routes])
+
+
+def route_json(route: Route) -> dict[str, Any]:
+    return {"prefix": str(route.prefix), "port": route.port, "src_mac": format_mac(route.src_mac),
+            "dst_mac": format_mac(route.dst_mac)}
+
+
+def _match_json(match: Match) -> Any:
+    if isinstance(match, Exact):
+        return match.value
+    if isinstance(match, Lpm):
+        return {"value": match.value, "prefix_len": match.prefix_len}
+    if isinstance(match, Ternary):
+        return {"value": match.value, "mask": match.mask}
+    if isinstance(match, Range):
+        return {"low": match.low, "high": match.high}
+    assert isinstance(match, OptionalMatch)
+    return {"optional": match.value}
+
+
+def _action_text(action: ActionCall | None) -> str:
+    if action is None:
+        return "-"
+    return f"{action.name.rsplit('.', 1)[-1]}(" + ", ".join(f"{name}={value}" for name, value in
+                                                            action.params.items()) + ")"
+
+
+def entries_text(entries: Sequence[TableEntry]) -> str:
+    if not entries:
+        return "no entries"
+    return table(("table", "match", "action"),
+                 [(entry.table, " ".join(f"{name}={_match_json(match)}" for name, match in entry.match.items()),
+                   _action_text(entry.action)) for entry in entries])
+
+
+def entry_json(entry: TableEntry) -> dict[str, Any]:
+    return {"table": entry.table, "match": {name: _match_json(match) for name, match in entry.match.items()},
+            "action": None if entry.action is None else {"name": entry.action.name,
+                                                         "params": dict(entry.action.params)},
+            "priority": entry.priority}
