@@ -15,7 +15,9 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -26,6 +28,8 @@ from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from omnireduce.softswitch import errors
 from omnireduce.softswitch.entries import FieldMatch, TableEntry, TableInfo
 from omnireduce.softswitch.grpc_rich_status import unpack_batch_errors
+from omnireduce.softswitch.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4rt_bytes import encode_uint
 from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
 
 READY_TIMEOUT_S = 10.0
@@ -369,6 +373,50 @@ class FakeDevice:
             return {session_id: self._sessions[session_id]} if session_id in self._sessions else {}
 
 
+BUILD_DIR = Path(__file__).parent / "p4" / "build"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineUnderTest:
+    """A P4Info + BMv2 JSON pair and the device that runs it."""
+
+    p4info: p4info_pb2.P4Info
+    device_config: bytes
+    make_device: Callable[[], object]
+
+
+def pipeline_under_test() -> PipelineUnderTest:
+    """The hand-written BASIC program on a FakeDevice."""
+    return PipelineUnderTest(basic_p4info(), basic_bmv2_json(), FakeDevice)
+
+
+def table_entry(p4map: P4InfoMap, table: str, match: dict | None = None, action: str | None = None,
+                params: dict | None = None, priority: int = 0, is_default: bool = False) -> p4runtime_pb2.TableEntry:
+    """A P4Runtime TableEntry by names. Match values: exact/optional int, lpm (value, prefix_len),
+    ternary (value, mask), range (low, high)."""
+    info = p4map.table_named(table)
+    msg = p4runtime_pb2.TableEntry(table_id=info.id, priority=priority, is_default_action=is_default)
+    for name, value in (match or {}).items():
+        field = p4map.match_field_named(info, name)
+        fm = msg.match.add(field_id=field.id)
+        if field.kind == "exact":
+            fm.exact.value = encode_uint(value)
+        elif field.kind == "optional":
+            fm.optional.value = encode_uint(value)
+        elif field.kind == "lpm":
+            fm.lpm.value, fm.lpm.prefix_len = encode_uint(value[0]), value[1]
+        elif field.kind == "ternary":
+            fm.ternary.value, fm.ternary.mask = encode_uint(value[0]), encode_uint(value[1])
+        else:
+            fm.range.low, fm.range.high = encode_uint(value[0]), encode_uint(value[1])
+    if action is not None:
+        action_info = p4map.action_named(action)
+        msg.action.action.action_id = action_info.id
+        for name, value in (params or {}).items():
+            msg.action.action.params.add(param_id=p4map.param_named(action_info, name).id, value=encode_uint(value))
+    return msg
+
+
 @contextlib.contextmanager
 def running_server(device, device_id: int = 1, **kwargs) -> Iterator[P4RuntimeServer]:
     """A P4RuntimeServer on a free loopback port, answering gRPC when this yields."""
@@ -492,5 +540,6 @@ def batch_codes(error: grpc.RpcError) -> list[int]:
     return [e.canonical_code for e in unpack_batch_errors(error.trailing_metadata())]
 
 
-__all__ = ["FieldMatch", "FakeDevice", "RawClient", "Stream", "basic_bmv2_json", "basic_p4info",
-           "batch_codes", "bmv2_json_for", "running_server", "uint128", "update"]
+__all__ = ["FieldMatch", "FakeDevice", "PipelineUnderTest", "RawClient", "Stream", "basic_bmv2_json",
+           "basic_p4info", "batch_codes", "bmv2_json_for", "pipeline_under_test", "running_server", "table_entry",
+           "uint128", "update"]
