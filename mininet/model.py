@@ -1,0 +1,188 @@
+"""A testbed run as values: what to run (`TestbedConfig`) and what came of it (`TestbedReport`)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from omnireduce.p4src import constants
+
+from .inputs import SUPPORTED_DTYPES
+from .traffic import Exchange
+
+
+class SwitchKind(enum.Enum):
+    SOFTSWITCH = "softswitch"  # omnireduce-switch, our embedded Python switch
+    BMV2 = "bmv2"  # simple_switch_grpc
+
+
+class NetKind(enum.Enum):
+    LOOPBACK = "loopback"  # UDP sockets on 127.0.0.1 carry Ethernet frames to softswitch ports; no root needed
+    MININET = "mininet"  # a star of Mininet hosts (network namespaces, veth links) around the switch; root only
+
+
+class FaultKind(enum.Enum):
+    """Failures a run can inject on purpose, to test that the testbed reports them and cleans up."""
+
+    KILL_SWITCH = "kill-switch"  # SIGKILL the switch `after_s` seconds into the all-reduce
+    NAN_INPUT = "nan-input"  # give worker `worker` of job 0 an input holding a NaN (its agent must refuse it)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    worker: int = 0
+    after_s: float = 0.5
+
+    @classmethod
+    def parse(cls, text: str) -> "Fault":
+        """`kill-switch[@SECONDS]` or `nan-input[@WORKER]`."""
+        name, _, argument = text.partition("@")
+        try:
+            kind = FaultKind(name)
+        except ValueError:
+            choices = ", ".join(kind.value for kind in FaultKind)
+            raise ValueError(f"unknown fault {name!r}; choose from {choices}") from None
+        if not argument:
+            return cls(kind)
+        try:
+            if kind is FaultKind.KILL_SWITCH:
+                return cls(kind, after_s=float(argument))
+            return cls(kind, worker=int(argument))
+        except ValueError:
+            raise ValueError(f"fault {text!r}: {argument!r} is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TestbedConfig:
+    """One testbed run: `jobs` jobs of `workers` workers each, all-reducing one tensor per worker concurrently.
+
+    Job j owns slots [j*slots, (j+1)*slots) of the switch. `timeout` bounds the all-reduce (agents started to
+    every agent done); setup and teardown have their own deadlines. `keep_logs`: write inputs, outputs and logs
+    there and keep them (else a temporary directory, removed at the end).
+    """
+
+    workers: int = 4
+    switch: SwitchKind = SwitchKind.SOFTSWITCH
+    net: NetKind = NetKind.LOOPBACK
+    size: int = 65536
+    density: float = 0.05
+    dtype: str = "float32"
+    dense: bool = False
+    jobs: int = 1
+    slots: int = 16
+    seed: int = 0
+    timeout: float = 60.0
+    keep_logs: Path | None = None
+    fault: Fault | None = None
+
+    __test__ = False  # pytest: not a test class despite its name
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this configuration (empty when it can run)."""
+        problems = []
+        if not 1 <= self.workers <= constants.MAX_WORKERS:
+            problems.append(f"--workers must be in 1..{constants.MAX_WORKERS} (MAX_WORKERS), got {self.workers}")
+        if not 1 <= self.jobs <= constants.MAX_JOBS:
+            problems.append(f"--jobs must be in 1..{constants.MAX_JOBS} (MAX_JOBS), got {self.jobs}")
+        if self.slots < 1:
+            problems.append(f"--slots must be at least 1, got {self.slots}")
+        elif self.jobs * self.slots > constants.SLOT_COUNT:
+            problems.append(f"--jobs {self.jobs} x --slots {self.slots} = {self.jobs * self.slots} slots, more than "
+                            f"the switch's {constants.SLOT_COUNT} (SLOT_COUNT)")
+        if self.size < 1:
+            problems.append(f"--size must be at least 1 element, got {self.size}")
+        if not (0.0 <= self.density <= 1.0):
+            problems.append(f"--density must be in [0, 1], got {self.density}")
+        if self.dtype not in SUPPORTED_DTYPES:
+            problems.append(f"--dtype must be one of {', '.join(SUPPORTED_DTYPES)}, got {self.dtype!r}")
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
+            problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
+        if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT:
+            if self.dtype != "float32":
+                problems.append("fault nan-input needs --dtype float32 (an int32 tensor cannot hold a NaN)")
+            if not 0 <= self.fault.worker < self.workers:
+                problems.append(f"fault nan-input: worker {self.fault.worker} is not in 0..{self.workers - 1}")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOutcome:
+    """One worker: whether its result was verified, how far it was from the exact sum, and its agent's stats."""
+
+    job_id: int
+    worker_id: int
+    ok: bool
+    max_error: float
+    error_bound: float
+    message: str
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def retransmissions(self) -> int:
+        return int(self.stats.get("retransmissions", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Packets and bytes in both directions at the switch's ports, as its counters saw them."""
+
+    to_switch_packets: int
+    to_switch_bytes: int
+    from_switch_packets: int
+    from_switch_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.to_switch_bytes + self.from_switch_bytes
+
+    @classmethod
+    def of(cls, exchange: Exchange) -> "Traffic":
+        return cls(exchange.to_switch_packets, exchange.to_switch_bytes, exchange.from_switch_packets,
+                   exchange.from_switch_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """One job: its workers, the traffic measured at its ports, and what the loss-free and the dense exchanges
+    would have put on the wire. `counters`: the job's counters (contributions, results, replays, acks: packets)."""
+
+    job_id: int
+    slot_base: int
+    slot_count: int
+    workers: tuple[WorkerOutcome, ...]
+    measured: Traffic | None
+    expected: Exchange
+    dense: Exchange
+    counters: Mapping[str, int] = field(default_factory=dict)
+    blocks: int = 0  # blocks of the tensor
+    nonzero_blocks: int = 0  # blocks non-zero in at least one worker's input
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.workers) and all(worker.ok for worker in self.workers)
+
+
+@dataclass(frozen=True, slots=True)
+class TestbedReport:
+    """The outcome of a run. `ok` only when every worker of every job holds a verified result.
+
+    failure: what failed, in one line ("worker 2 of job 0 exited with code 3: ...") or None. elapsed_s: from the
+    agents' start to the last agent's exit. drops: the switch's drop counters by reason (packets).
+    """
+
+    config: TestbedConfig
+    ok: bool
+    failure: str | None
+    elapsed_s: float
+    setup_s: float
+    jobs: tuple[JobOutcome, ...] = ()
+    drops: Mapping[str, int] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    __test__ = False
