@@ -155,7 +155,9 @@ class TableEntry:
         for field_info in info.match_fields:  # key order as in P4Info, as the spec recommends
             if field_info.name in self.match:
                 message.match.append(_encode_match(self.match[field_info.name], field_info, info.name))
-            elif field_info.kind in ("exact",) and not self.is_default:
+            elif field_info.kind == "exact" and self.match:
+                # No match at all is a wildcard (a read of the whole table, or the default entry); a partial
+                # one is a mistake that the switch would refuse less clearly.
                 raise BadInputError(f"{info.name}: exact key {field_info.name} needs a value")
         if self.action is not None:
             message.action.action.CopyFrom(self.action.encode(schema, info.name))
