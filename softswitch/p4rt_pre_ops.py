@@ -152,13 +152,13 @@ class PreOps:
             if session_id and session_id not in sessions:
                 raise P4RuntimeError.not_found(f"clone session {session_id} does not exist")
             for sid in sorted(sessions):
-                replicas, packet_length = sessions[sid]
+                session = sessions[sid]   # has .replicas and .packet_length_bytes
                 extras = self._sessions.get(sid)
                 entity = p4runtime_pb2.Entity()
                 entry = entity.packet_replication_engine_entry.clone_session_entry
                 entry.session_id = sid
-                entry.replicas.extend(_encode_replicas(replicas, extras))
-                entry.packet_length_bytes = packet_length
+                entry.replicas.extend(_encode_replicas(session.replicas, extras))
+                entry.packet_length_bytes = session.packet_length_bytes
                 if extras:
                     entry.class_of_service = extras.class_of_service
                 yield entity

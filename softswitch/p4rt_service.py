@@ -266,10 +266,16 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
                  len(pipeline.p4map.registers), len(pipeline.p4map.counters))
 
     def GetForwardingPipelineConfig(self, request: GetConfig, context: grpc.ServicerContext):
+        kind = request.response_type
+        failure: P4RuntimeError | None = None
         try:
             self._check_device(request.device_id)
+            if kind not in GetConfig.ResponseType.values():
+                raise P4RuntimeError.invalid_argument(f"unknown response_type {kind}")
         except P4RuntimeError as error:
-            context.abort(error.code, error.message)
+            failure = error
+        if failure is not None:
+            context.abort(failure.code, failure.message)
         response = p4runtime_pb2.GetForwardingPipelineConfigResponse()
         with self._lock:
             pipeline = self._pipeline
@@ -278,14 +284,10 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         config = response.config
         if pipeline.cookie is not None:
             config.cookie.CopyFrom(pipeline.cookie)
-        kind = request.response_type
         if kind in (GetConfig.ALL, GetConfig.P4INFO_AND_COOKIE):
             config.p4info.CopyFrom(pipeline.p4info)
         if kind in (GetConfig.ALL, GetConfig.DEVICE_CONFIG_AND_COOKIE):
             config.p4_device_config = pipeline.device_config
-        if kind not in (GetConfig.ALL, GetConfig.COOKIE_ONLY, GetConfig.P4INFO_AND_COOKIE,
-                        GetConfig.DEVICE_CONFIG_AND_COOKIE):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown response_type {kind}")
         return response
 
     def StreamChannel(self, request_iterator, context: grpc.ServicerContext):

@@ -20,6 +20,7 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2_grpc
 
 from omnireduce.softswitch.p4rt_arbitration import Arbiter
+from omnireduce.softswitch.p4rt_errors import P4RuntimeError
 from omnireduce.softswitch.p4rt_service import P4RuntimeService
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ class P4RuntimeServer:
         self.address = address
         self.device_id = device_id
         self.arbiter = Arbiter(device_id, max_sessions_per_role=MAX_STREAMS_PER_ROLE)
-        self.service = P4RuntimeService(device, device_id, self.arbiter, p4info)
+        try:
+            self.service = P4RuntimeService(device, device_id, self.arbiter, p4info)
+        except P4RuntimeError as error:   # the given P4Info does not fit the Device's loaded pipeline
+            raise P4RuntimeServerError(f"cannot serve the given P4Info: {error.message}") from None
         self._server: grpc.Server | None = None
         self._port: int | None = None
 

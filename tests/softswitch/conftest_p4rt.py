@@ -153,6 +153,12 @@ def basic_bmv2_json() -> bytes:
     return json.dumps(bmv2_json_for(basic_p4info())).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class FakeCloneSession:
+    replicas: tuple[tuple[int, int], ...]
+    packet_length_bytes: int
+
+
 class FakeDevice:
     """In-memory stand-in for softswitch.device.Device (tables, counters, registers, PRE; no packets)."""
 
@@ -182,7 +188,7 @@ class FakeDevice:
             self._counters = {c["name"]: [[0, 0] for _ in range(c["size"])]
                               for c in program["counter_arrays"] if not c["is_direct"]}
             self._groups: dict[int, list[tuple[int, int]]] = {}
-            self._sessions: dict[int, tuple[list[tuple[int, int]], int]] = {}
+            self._sessions: dict[int, FakeCloneSession] = {}
 
     def _initial_default(self, table: str) -> TableEntry:
         entry = self._tables[table]["default_entry"]
@@ -353,13 +359,13 @@ class FakeDevice:
         with self._lock:
             if session_id in self._sessions:
                 raise errors.AlreadyExists(f"clone session {session_id} exists")
-            self._sessions[session_id] = (list(replicas), packet_length_bytes)
+            self._sessions[session_id] = FakeCloneSession(tuple(replicas), packet_length_bytes)
 
     def clone_session_modify(self, session_id: int, replicas, packet_length_bytes: int = 0) -> None:
         with self._lock:
             if session_id not in self._sessions:
                 raise errors.NotFound(f"clone session {session_id} does not exist")
-            self._sessions[session_id] = (list(replicas), packet_length_bytes)
+            self._sessions[session_id] = FakeCloneSession(tuple(replicas), packet_length_bytes)
 
     def clone_session_delete(self, session_id: int) -> None:
         with self._lock:
