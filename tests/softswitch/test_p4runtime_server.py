@@ -491,3 +491,13 @@ def test_a_taken_port_is_a_clear_error(switch):
     second = P4RuntimeServer(object(), switch.server.bound_address, device_id=DEVICE_ID)
     with pytest.raises(P4RuntimeServerError, match="cannot bind"):
         second.start()
+
+
+def test_undecodable_bytes_do_not_hurt_the_server(switch):
+    garbage = switch.client.channel.unary_unary("/p4.v1.P4Runtime/Write")
+    with pytest.raises(grpc.RpcError) as info:
+        garbage(b"\xff\xff\xff\x07", timeout=5)
+    assert info.value.code() != grpc.StatusCode.OK
+    entry = switch.entry("MyIngress.exact_t", match={"hdr.ethernet.dst_addr": 1}, action="NoAction")
+    switch.client.write(update("INSERT", table_entry=entry))
+    assert len(switch.client.read(Entity(table_entry=p4runtime_pb2.TableEntry()))) == 1
