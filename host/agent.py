@@ -1,0 +1,302 @@
+"""AllReduce: the host agent's library API.
+
+    config = AgentConfig(switch_ip="10.0.0.254", job_id=1, worker_id=0, workers=4, slots=64)
+    with AllReduce(config) as reduce:
+        total = reduce.allreduce(gradient)        # float32 or int32, any shape
+        reduce.allreduce(other, out=other)         # in place
+
+Every all-reduce is two tensors on the wire (docs/protocol.md section 5): a one-block scale round (tensor id t)
+that agrees on the exponent and checks that the workers agree on the tensor (host/agreement.py), then the data
+tensor (t + 1). The object keeps each slot's shadow-set bit and the tensor id across calls, so one object serves
+a job's whole sequence of all-reduces; every worker of a job must make the same sequence of calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+
+from omnireduce.p4src import constants as C
+
+from .agreement import TensorClaim, check_agreement, claim_lanes
+from .blocks import BlockPlan, as_blocks, block_count, blocks_above, nonzero_blocks, plan_blocks
+from .config import AgentConfig, TransportKind
+from .engine import SlotChannel, TensorExchange, big_endian_lanes
+from .errors import (
+    AgentClosed,
+    AgentError,
+    DeadlineExceeded,
+    InputError,
+    JobMismatch,
+    OverflowRisk,
+    Stalled,
+    WorkerMissing,
+)
+from .quantize import check_int_sum, check_values, dequantize, exponent_claim, quantize, scale_shift
+from .stats import Stats
+from .transport import FrameTransport, KernelUdpTransport, Transport
+from .wire import FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
+
+log = logging.getLogger(__name__)
+
+TENSOR_ID_MODULUS = 1 << 16
+#: A slot unused for this many tensor ids is used again (with zero blocks) before the switch's 16-bit serial
+#: comparison (window 2^15) would call its next round stale; see _needs_refresh.
+SLOT_REFRESH_AGE = 1 << 14
+#: Largest block count: block indices are 32 bits and END_OF_TENSOR is reserved.
+MAX_BLOCKS = C.END_OF_TENSOR - 1
+
+Progress = Callable[[float], None]
+
+
+def open_transport(config: AgentConfig) -> Transport:
+    """The transport `config` asks for, bound and connected."""
+    switch = (str(config.switch_ip), config.switch_port)
+    if config.transport is TransportKind.KERNEL_UDP:
+        return KernelUdpTransport(config.bind, switch)
+    link = config.frame_link
+    assert link is not None  # AgentConfig checks it
+    return FrameTransport(link.bind, link.peer, link.worker, Endpoint(link.switch_mac, config.switch_ip,
+                                                                      config.switch_port))
+
+
+class AllReduce:
+    """All-reduce tensors through an omnireduce switch, as one worker of one job.
+
+    transport: defaults to the one the config names; tests pass their own. progress: called with the fraction
+    of the data tensor done (0..1), at most every `progress_interval` seconds.
+    """
+
+    def __init__(self, config: AgentConfig, transport: Transport | None = None, *, progress: Progress | None = None,
+                 progress_interval: float = 0.2) -> None:
+        self.config = config
+        self._transport = transport if transport is not None else open_transport(config)
+        self._channels = [SlotChannel() for _ in range(config.slots)]
+        self._tensor_id = config.first_tensor_id
+        self._broken: str | None = None
+        self._closed = False
+        self._progress = progress
+        self._progress_interval = progress_interval
+        self.last_stats: Stats | None = None
+        #: the biased exponent the job agreed on in the last scale round (bounds the float32 error, section 5).
+        self.last_exponent: int | None = None
+        self.total_stats = Stats()
+
+    # --- life cycle ----------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "AllReduce":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The agent's own UDP socket address (where the switch, or a softswitch port, must send to)."""
+        return self._transport.local_address
+
+    @property
+    def tensor_id(self) -> int:
+        """Tensor id the next all-reduce's scale round will use."""
+        return self._tensor_id
+
+    @property
+    def set_bits(self) -> list[int]:
+        """Each slot's current shadow set (for diagnostics)."""
+        return [channel.set_bit for channel in self._channels]
+
+    # --- the operation -------------------------------------------------------------------------------------------
+
+    def allreduce(self, array: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Sum `array` over the job's workers; returns `out` (allocated if None; may be `array` itself).
+
+        Raises InputError (nothing sent), JobMismatch or OverflowRisk (every worker refuses alike; the agent stays
+        usable), SwitchUnreachable, WorkerMissing, Stalled, DeadlineExceeded or ProtocolError (the job's switch
+        state is unknown: reset the job and make a new AllReduce).
+        """
+        if self._closed:
+            raise AgentClosed(f"{self.config.name}: the agent is closed")
+        if self._broken is not None:
+            raise AgentClosed(f"{self.config.name}: an earlier all-reduce failed ({self._broken}); reset the job "
+                              f"(omnireduce-ctl reset) and start a new AllReduce on every worker")
+        values = np.asarray(array)
+        check_values(values)
+        result = self._prepare_out(values, out)
+        if values.size == 0:
+            return result
+        count = block_count(values.size)
+        if count > MAX_BLOCKS:
+            raise InputError(f"{values.size} values make {count} blocks; at most {MAX_BLOCKS} fit block indices")
+
+        stats = Stats(blocks_total=count)
+        started = time.monotonic()
+        deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
+        scale_tensor = self._tensor_id
+        # Both tensor ids are spent whatever happens below, identically on every worker.
+        self._tensor_id = (scale_tensor + 2) % TENSOR_ID_MODULUS
+        try:
+            sums = self._reduce(values, scale_tensor, stats, deadline_at)
+        except (InputError, JobMismatch, OverflowRisk):
+            raise
+        except AgentError as error:
+            self._broken = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            stats.elapsed_s = time.monotonic() - started
+            self.last_stats = stats
+            self.total_stats.add(stats)
+        result[...] = sums.reshape(values.shape)
+        return result
+
+    @staticmethod
+    def _prepare_out(values: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        if out is None:
+            return np.empty(values.shape, dtype=values.dtype)
+        if out.shape != values.shape or out.dtype != values.dtype:
+            raise InputError(f"out has shape {out.shape} and dtype {out.dtype}; need {values.shape} {values.dtype}")
+        if not out.flags.writeable:
+            raise InputError("out is read-only")
+        return out
+
+    def _reduce(self, values: np.ndarray, scale_tensor: int, stats: Stats, deadline_at: float | None) -> np.ndarray:
+        config = self.config
+        flat = values.reshape(-1)
+        count = block_count(flat.size)
+        claim = TensorClaim(element_count=flat.size, dtype=values.dtype.name, slot_count=config.slots,
+                            block_count=count)
+        agreed = self._scale_round(scale_tensor, claim, exponent_claim(values), stats, deadline_at)
+        self.last_exponent = agreed
+        is_float = values.dtype.kind == "f"
+        if is_float:
+            shift = scale_shift(agreed, config.workers)
+            wire_values = quantize(flat, shift)
+        else:
+            check_int_sum(agreed, config.workers)
+            wire_values = flat
+
+        data_tensor = (scale_tensor + 1) % TENSOR_ID_MODULUS
+        planned_blocks = config.slots if self._needs_refresh(count, data_tensor) else count
+        wire_blocks = as_blocks(wire_values, planned_blocks)
+        significant = nonzero_blocks(wire_blocks)
+        if config.zero_threshold is not None:
+            significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
+        plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
+        lanes = big_endian_lanes(wire_blocks)
+        sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
+        self._exchange(
+            tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
+            stats=stats, deadline_at=deadline_at, joining=False,
+        )
+        reduced = sums[: flat.size].astype(np.int32)
+        return dequantize(reduced, shift) if is_float else reduced
+
+    def _scale_round(self, tensor_id: int, claim: TensorClaim, exponent: int, stats: Stats,
+                     deadline_at: float | None) -> int:
+        """One-block tensor on slot 0: returns the job's max exponent claim; raises JobMismatch on disagreement."""
+        plan = plan_blocks(np.ones(1, dtype=bool), self.config.slots)
+        sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
+        agreed = self._exchange(
+            tensor_id=tensor_id, plan=plan, lanes=big_endian_lanes(claim_lanes(claim)), result=sums,
+            exponent=exponent, expected_exponent=None, stats=stats, deadline_at=deadline_at, joining=True,
+        )
+        check_agreement(sums.astype(np.int32), claim, self.config.workers, tensor_id=tensor_id)
+        return agreed
+
+    def _needs_refresh(self, count: int, tensor_id: int) -> bool:
+        """Whether a slot this short tensor would leave unused has gone unused for SLOT_REFRESH_AGE tensor ids.
+
+        The switch compares tensor ids in 16-bit serial arithmetic: a slot left unused for 2^15 ids would see its
+        next round as stale and drop it forever. Every worker of the job has the same history, so every worker
+        takes the same decision: plan the tensor over S blocks (zero padding) and touch every slot.
+        """
+        for channel in self._channels[count:]:
+            if channel.last_tensor is not None and (tensor_id - channel.last_tensor) % TENSOR_ID_MODULUS >= \
+                    SLOT_REFRESH_AGE:
+                return True
+        return False
+
+    # --- the event loop ------------------------------------------------------------------------------------------
+
+    def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: np.ndarray, result: np.ndarray, exponent: int,
+                  expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool) -> int:
+        """Run one tensor to completion; returns the exponent of its results (max over claims)."""
+        config = self.config
+        transport = self._transport
+        overhead = FRAME_OVERHEAD_BYTES
+
+        def send(payload: bytes | bytearray) -> None:
+            transport.send(payload)
+            stats.packets_sent += 1
+            stats.bytes_sent += len(payload) + overhead
+
+        exchange = TensorExchange(
+            job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
+            result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
+            timeouts=config.timeouts, pacing=config.pacing, expected_exponent=expected_exponent,
+            count_blocks=not joining, name=config.name,
+        )
+        timeouts = config.timeouts
+        now = time.monotonic()
+        join_at = now + timeouts.join
+        next_progress = now + self._progress_interval
+        ignored_before = transport.ignored
+        exchange.start(now)
+        try:
+            while not exchange.done:
+                now = time.monotonic()
+                exchange.on_timer(now)
+                if exchange.done:
+                    break
+                limit_at = self._limit(exchange, now, join_at if joining else None, deadline_at, tensor_id)
+                wait = max(0.0, min(exchange.next_wakeup(), limit_at) - now)
+                payloads = transport.receive(wait)
+                if payloads:
+                    now = time.monotonic()
+                    for payload in payloads:
+                        stats.packets_received += 1
+                        stats.bytes_received += len(payload) + overhead
+                        exchange.on_payload(payload, now)
+                if self._progress is not None and now >= next_progress and not joining:
+                    self._progress(exchange.progress())
+                    next_progress = now + self._progress_interval
+        finally:
+            stats.ignored += transport.ignored - ignored_before
+        if self._progress is not None and not joining:
+            self._progress(1.0)
+        return expected_exponent if expected_exponent is not None else exchange.result_exponent
+
+    def _limit(self, exchange: TensorExchange, now: float, join_at: float | None, deadline_at: float | None,
+               tensor_id: int) -> float:
+        """The earliest time limit; raises the matching error once it has passed."""
+        config = self.config
+        name = config.name
+        if deadline_at is not None and now >= deadline_at:
+            raise DeadlineExceeded(
+                f"{name}: all-reduce not finished within its deadline of {config.timeouts.deadline} s "
+                f"({exchange.open_columns} of {exchange.plan.columns} columns of tensor {tensor_id} still open)"
+            )
+        if join_at is not None and now >= join_at:
+            raise WorkerMissing(
+                f"{name}: no result for the scale round (tensor {tensor_id}, slot 0) of job {config.job_id} within "
+                f"{config.timeouts.join} s: a worker of the job never showed up (not started, crashed, or rejected "
+                f"its input), or the switch at {config.switch_ip} ignores this worker (job not installed, wrong "
+                f"address/port or slot count); see the switch's drop counters"
+            )
+        stall_at = exchange.last_progress + config.timeouts.stall
+        if join_at is None and now >= stall_at:
+            raise Stalled(
+                f"{name}: no result for {config.timeouts.stall} s in tensor {tensor_id} "
+                f"({exchange.open_columns} of {exchange.plan.columns} columns open): a worker or the switch went away"
+            )
+        limits = [join_at if join_at is not None else stall_at]
+        if deadline_at is not None:
+            limits.append(deadline_at)
+        return min(limits)

@@ -1,0 +1,315 @@
+"""omnireduce-agent: all-reduce one tensor (or a synthetic one) through an omnireduce switch, as one worker.
+
+Run one instance per worker of the job, with the same --job, --workers, --slots and tensor length everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import numpy as np
+
+from omnireduce.p4src import constants as C
+
+from .agent import AllReduce
+from .config import AgentConfig, FrameLink, Pacing, Timeouts, TransportKind
+from .errors import AgentTimeout, InputError, JobMismatch, OverflowRisk, ProtocolError, SwitchUnreachable
+from .quantize import error_bound
+from .stats import Stats
+from .synthetic import synthetic_sum, synthetic_tensor
+from .wire import Endpoint, parse_mac
+
+log = logging.getLogger("omnireduce.agent")
+
+EXIT_OK = 0
+EXIT_WRONG_RESULT = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3   # bad input, or the job's workers disagree (nothing or no data sent)
+EXIT_NETWORK = 4   # switch unreachable, worker missing, stalled, deadline
+EXIT_PROTOCOL = 5  # the switch answered against the protocol
+
+EPILOG = f"""
+examples:
+  # worker 0 of 2 on a Mininet host, synthetic tensor of 1M values with 1% non-zero blocks, checked locally:
+  omnireduce-agent --switch 10.0.0.254 --job 1 --worker-id 0 --workers 2 --slots 64 \\
+      --synthetic 1000000 --density 0.01 --seed 7 --verify
+  # the same worker against the embedded softswitch, whose port 1 listens on 127.0.0.1:9001:
+  omnireduce-agent --switch 10.0.0.254 --job 1 --worker-id 0 --workers 2 --slots 64 --synthetic 1000000 \\
+      --transport frame --bind 127.0.0.1:9101 --frame-peer 127.0.0.1:9001 \\
+      --worker-addr 10.0.0.1:{C.OMNI_UDP_PORT} --mac 02:00:00:00:00:01 --switch-mac 02:00:00:00:00:fe
+
+exit status: {EXIT_OK} done, {EXIT_WRONG_RESULT} --verify found a wrong result, {EXIT_USAGE} usage error,
+{EXIT_REFUSED} refused (bad input; workers disagree on the tensor or worker count; int32 sum could overflow),
+{EXIT_NETWORK} switch unreachable / a worker never showed up / stalled / deadline, {EXIT_PROTOCOL} protocol error.
+"""
+
+
+def _address(default_port: int | None):
+    def parse(text: str) -> tuple[str, int]:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+        if not port:
+            if default_port is None:
+                raise argparse.ArgumentTypeError(f"{text!r}: give IP:PORT")
+            host, port = text, str(default_port)
+        try:
+            IPv4Address(host)
+            number = int(port)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not IPv4[:PORT]") from None
+        if not 0 <= number <= 0xFFFF:
+            raise argparse.ArgumentTypeError(f"port {number} out of range")
+        return host, number
+
+    return parse
+
+
+def _mac(text: str) -> bytes:
+    try:
+        return parse_mac(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _density(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("density is a fraction of blocks in [0, 1]")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnireduce-agent", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    job = parser.add_argument_group("job (identical on every worker, and as installed on the switch)")
+    job.add_argument("--switch", required=True, type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+                     help=f"the aggregator's IPv4 address (UDP port {C.OMNI_UDP_PORT} unless given)")
+    job.add_argument("--job", required=True, type=int, help="job id (16 bits)")
+    job.add_argument("--worker-id", required=True, type=int, help="this worker's id, 0 .. workers-1")
+    job.add_argument("--workers", required=True, type=_positive_int, help="number of workers W of the job")
+    job.add_argument("--slots", required=True, type=_positive_int,
+                     help=f"the job's slot count S (packets in flight per worker, at most {C.SLOT_COUNT})")
+
+    data = parser.add_argument_group("tensor")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, metavar="X.npy", help="all-reduce this array (float32 or int32)")
+    source.add_argument("--synthetic", type=_positive_int, metavar="N",
+                        help="all-reduce N generated values (see --density, --seed, --dtype)")
+    data.add_argument("--density", type=_density, default=0.1,
+                      help="synthetic: fraction of non-zero blocks (default 0.1)")
+    data.add_argument("--seed", type=int, default=0, help="synthetic: seed, the same on every worker (default 0)")
+    data.add_argument("--dtype", choices=("float32", "int32"), default="float32", help="synthetic: value type")
+    data.add_argument("--output", type=Path, metavar="Y.npy", help="write the all-reduced tensor here")
+    data.add_argument("--verify", action="store_true",
+                      help="synthetic: regenerate every worker's tensor and check the result (exit 1 if wrong)")
+    data.add_argument("--repeat", type=_positive_int, default=1,
+                      help="all-reduce the tensor this many times in a row (every worker alike)")
+
+    mode = parser.add_argument_group("sending")
+    mode.add_argument("--dense", action="store_true", help="send every block (SwitchML-style baseline)")
+    mode.add_argument("--threshold", type=float, metavar="T",
+                      help="skip blocks whose largest magnitude is <= T (drops those small values from the sum)")
+    mode.add_argument("--lookahead", type=_positive_int, metavar="K",
+                      help="send every K-th row of each column even when zero (bounds the next-block hint)")
+    mode.add_argument("--max-burst", type=_positive_int, help="first round: at most this many CONTRIBs outstanding")
+    mode.add_argument("--pps", type=_positive_float, help="first round: at most this many CONTRIBs per second")
+    mode.add_argument("--first-tensor-id", type=int, default=0,
+                      help="tensor id of the first all-reduce (0 after the job is installed or reset)")
+
+    limits = parser.add_argument_group("time limits (seconds)")
+    defaults = Timeouts()
+    limits.add_argument("--rto", type=_positive_float, default=defaults.retransmit_initial,
+                        help=f"initial retransmission timeout (default {defaults.retransmit_initial})")
+    limits.add_argument("--rto-max", type=_positive_float, default=defaults.retransmit_max,
+                        help=f"largest retransmission timeout (default {defaults.retransmit_max})")
+    limits.add_argument("--backoff", type=float, default=defaults.backoff,
+                        help=f"retransmission timeout growth factor (default {defaults.backoff})")
+    limits.add_argument("--join-timeout", type=_positive_float, default=defaults.join,
+                        help=f"every worker must show up within this (default {defaults.join})")
+    limits.add_argument("--stall-timeout", type=_positive_float, default=defaults.stall,
+                        help=f"give up after this long without any result (default {defaults.stall})")
+    limits.add_argument("--deadline", type=_positive_float, help="limit for each whole all-reduce")
+
+    net = parser.add_argument_group("transport")
+    net.add_argument("--transport", choices=("udp", "frame"), default="udp",
+                     help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames over UDP to a softswitch port")
+    net.add_argument("--bind", type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+                     help=f"local socket (udp default 0.0.0.0:{C.OMNI_UDP_PORT}; frame: required, e.g. 127.0.0.1:9101)")
+    net.add_argument("--frame-peer", type=_address(None), metavar="IP:PORT", help="frame: the softswitch port's socket")
+    net.add_argument("--worker-addr", type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+                     help="frame: this worker's IPv4 address and UDP port inside the frames (as registered)")
+    net.add_argument("--mac", type=_mac, help="frame: this worker's MAC address")
+    net.add_argument("--switch-mac", type=_mac, help="frame: the switch's MAC address")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON object (stats, verification) on stdout")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AgentConfig:
+    frame_link = None
+    transport = TransportKind(args.transport)
+    if transport is TransportKind.FRAME:
+        missing = [flag for flag, value in (("--bind", args.bind), ("--frame-peer", args.frame_peer),
+                                            ("--worker-addr", args.worker_addr), ("--mac", args.mac),
+                                            ("--switch-mac", args.switch_mac)) if value is None]
+        if missing:
+            parser.error(f"--transport frame needs {', '.join(missing)}")
+        ip, port = args.worker_addr
+        frame_link = FrameLink(bind=args.bind, peer=args.frame_peer, worker=Endpoint(args.mac, IPv4Address(ip), port),
+                               switch_mac=args.switch_mac)
+    try:
+        return AgentConfig(
+            switch_ip=IPv4Address(args.switch[0]), switch_port=args.switch[1], job_id=args.job,
+            worker_id=args.worker_id, workers=args.workers, slots=args.slots,
+            bind=args.bind or ("0.0.0.0", C.OMNI_UDP_PORT), transport=transport, frame_link=frame_link,
+            timeouts=Timeouts(retransmit_initial=args.rto, backoff=args.backoff, retransmit_max=args.rto_max,
+                              join=args.join_timeout, stall=args.stall_timeout, deadline=args.deadline),
+            pacing=Pacing(max_burst=args.max_burst, pps=args.pps), zero_threshold=args.threshold, dense=args.dense,
+            lookahead=args.lookahead, first_tensor_id=args.first_tensor_id,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+        raise  # unreachable: parser.error exits
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, drawn only once a run has lasted a moment."""
+
+    WIDTH = 40
+
+    def __init__(self, stream: TextIO, after_s: float = 0.5) -> None:
+        self._stream = stream
+        self._show_at = time.monotonic() + after_s
+        self._drawn = False
+
+    def __call__(self, fraction: float) -> None:
+        if time.monotonic() < self._show_at and not self._drawn:
+            return
+        filled = int(fraction * self.WIDTH)
+        self._stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:6.1%}")
+        self._stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._drawn = False
+
+
+def _load_tensor(args: argparse.Namespace) -> np.ndarray:
+    if args.input is not None:
+        try:
+            return np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot read {args.input}: {error}") from error
+    return synthetic_tensor(args.synthetic, args.density, args.seed, args.worker_id, args.dtype)
+
+
+def _verify(args: argparse.Namespace, result: np.ndarray, agent: AllReduce) -> dict[str, object]:
+    exact = synthetic_sum(args.synthetic, args.density, args.seed, args.workers, args.dtype)
+    if args.dtype == "int32":
+        wrong = int(np.count_nonzero(result.astype(np.int64) != exact))
+        return {"ok": wrong == 0, "wrong_values": wrong}
+    assert agent.last_exponent is not None
+    # Section 5's bound, plus the final rounding of the sum to float32 (half an ulp, at most 2^-24 relative).
+    allowed = error_bound(agent.last_exponent, args.workers) + np.abs(exact) * 2.0**-24
+    error = np.abs(result.astype(np.float64) - exact)
+    if args.threshold is not None:
+        return {"ok": True, "max_error": float(error.max(initial=0.0)), "note": "threshold drops values: unchecked"}
+    wrong = int(np.count_nonzero(error > allowed))
+    return {"ok": wrong == 0, "wrong_values": wrong, "max_error": float(error.max(initial=0.0)),
+            "bound": float(allowed.max(initial=0.0))}
+
+
+def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
+    sent_share = stats.blocks_sent / stats.blocks_total if stats.blocks_total else 0.0
+    rate = stats.bytes_sent / stats.elapsed_s / 1e6 if stats.elapsed_s else 0.0
+    stream.write(
+        f"all-reduces        {repeat}\n"
+        f"blocks sent        {stats.blocks_sent} of {stats.blocks_total} ({sent_share:.1%})\n"
+        f"packets sent/recv  {stats.packets_sent} / {stats.packets_received}\n"
+        f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MB/s sent)\n"
+        f"acks / requests    {stats.acks_sent} (+{stats.acks_resent} repeated) / {stats.requests_sent}\n"
+        f"retransmissions    {stats.retransmissions}\n"
+        f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
+        f"time               {stats.elapsed_s:.3f} s\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verify and args.synthetic is None:
+        parser.error("--verify needs --synthetic (only then can a worker rebuild the others' tensors)")
+    config = config_from_args(args, parser)
+    progress = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    outcome: dict[str, object] = {"job": config.job_id, "worker_id": config.worker_id}
+    status = EXIT_OK
+    try:
+        tensor = _load_tensor(args)
+        with AllReduce(config, progress=progress) as agent:
+            result = tensor
+            for _ in range(args.repeat):
+                result = agent.allreduce(tensor)
+            stats = agent.total_stats
+        if args.output is not None:
+            np.save(args.output, result)
+        outcome["stats"] = stats.as_dict()
+        if args.verify:
+            verification = _verify(args, result, agent)
+            outcome["verify"] = verification
+            if not verification["ok"]:
+                status = EXIT_WRONG_RESULT
+    except (InputError, JobMismatch, OverflowRisk) as error:
+        status, outcome["error"] = EXIT_REFUSED, f"{type(error).__name__}: {error}"
+    except (SwitchUnreachable, AgentTimeout) as error:
+        status, outcome["error"] = EXIT_NETWORK, f"{type(error).__name__}: {error}"
+    except ProtocolError as error:
+        status, outcome["error"] = EXIT_PROTOCOL, f"{type(error).__name__}: {error}"
+    except OSError as error:  # e.g. the bind address is in use or not local
+        status, outcome["error"] = EXIT_NETWORK, f"{type(error).__name__}: {error}"
+    if progress is not None:
+        progress.finish()
+    outcome["status"] = status
+    if args.json:
+        json.dump(outcome, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        if "stats" in outcome:
+            _report(stats, args.repeat, sys.stdout)
+        if "verify" in outcome:
+            sys.stdout.write(f"verify             {outcome['verify']}\n")
+        if "error" in outcome:
+            sys.stderr.write(f"omnireduce-agent: {outcome['error']}\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Values on the wire: int32 lanes, float32 as fixed point with a scale the job agrees on (docs/protocol.md section 5).
+
+Each worker claims an exponent ``e_w = E_w + EXPONENT_BIAS`` with ``max|x| < 2^E_w``; the switch returns the max,
+``E``. A float32 tensor is then sent as ``round(x * 2^s)`` with ``s = 30 - E - ceil(log2 W)``, so no partial or
+full sum of W workers' values exceeds 2^30 in magnitude; every value's rounding error is at most ``2^-(s+1)``.
+An int32 tensor is sent unchanged, after a check that W of them cannot overflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from omnireduce.p4src import constants as C
+
+from .errors import InputError, OverflowRisk
+
+#: Exponent claims travel in an 8-bit field.
+EXPONENT_FIELD_MAX = 0xFF
+#: Headroom of the fixed-point format: sums stay within 2^30 < 2^31.
+SUM_BITS = 30
+INT32_MAX = 2**31 - 1
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
+
+
+def check_values(values: np.ndarray) -> None:
+    """Reject tensors the protocol cannot carry: another dtype, or NaN/Inf in a float tensor."""
+    if values.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"dtype {values.dtype} is not supported: all-reduce float32 or int32 tensors")
+    if values.dtype.kind == "f" and values.size:
+        # max/min propagate NaN and show Inf, without a temporary the size of the tensor.
+        if not (np.isfinite(values.max()) and np.isfinite(values.min())):
+            bad = np.flatnonzero(~np.isfinite(values.reshape(-1)))
+            raise InputError(
+                f"tensor holds {bad.size} NaN/Inf value(s), first at flat index {bad[0]} "
+                f"({values.reshape(-1)[bad[0]]}); nothing was sent"
+            )
+
+
+def largest_magnitude(values: np.ndarray) -> float | int:
+    """max |x| over the tensor (a Python int for int32, so |-2^31| does not wrap)."""
+    if values.size == 0:
+        return 0
+    if values.dtype.kind == "i":
+        return max(int(values.max()), -int(values.min()))
+    return float(max(values.max(), -values.min()))
+
+
+def exponent_claim(values: np.ndarray) -> int:
+    """This worker's biased exponent claim e_w for the scale round, in [0, 255].
+
+    float32: E_w = floor(log2 max|x|) + 1 (so max|x| < 2^E_w), e_w = 0 for an all-zero tensor.
+    int32: E_w = bit length of max|x|.
+    """
+    magnitude = largest_magnitude(values)
+    if values.dtype.kind == "i":
+        unbiased = int(magnitude).bit_length()
+    elif magnitude == 0:
+        return 0
+    else:
+        # frexp: magnitude = m * 2^e with 0.5 <= m < 1, hence floor(log2 magnitude) + 1 = e, exactly.
+        unbiased = int(np.frexp(magnitude)[1])
+    return min(max(unbiased + C.EXPONENT_BIAS, 0), EXPONENT_FIELD_MAX)
+
+
+def ceil_log2(count: int) -> int:
+    return (count - 1).bit_length()
+
+
+def scale_shift(agreed_exponent: int, workers: int) -> int:
+    """s = 30 - E - ceil(log2 W), E the unbiased agreed exponent: values travel as round(x * 2^s)."""
+    return SUM_BITS - (agreed_exponent - C.EXPONENT_BIAS) - ceil_log2(workers)
+
+
+def check_int_sum(agreed_exponent: int, workers: int) -> None:
+    """Refuse an int32 all-reduce whose sum could overflow: W * 2^E > 2^31 - 1 (conservative by at most 2x)."""
+    unbiased = agreed_exponent - C.EXPONENT_BIAS
+    if unbiased > 0 and workers * 2**unbiased > INT32_MAX:
+        raise OverflowRisk(
+            f"int32 sum of {workers} workers could overflow: the largest magnitude in the job is below 2^{unbiased} "
+            f"and {workers} * 2^{unbiased} > 2^31 - 1; the all-reduce was refused by every worker of the job"
+        )
+
+
+def quantize(values: np.ndarray, shift: int) -> np.ndarray:
+    """round(x * 2^shift) as int32 (round half to even).
+
+    ldexp on float32 only moves the exponent, so the scaling is exact (a result below 2^-126 may lose bits, but it
+    rounds to 0 anyway), and rint of a float32 is exact; no float64 temporary is needed.
+    """
+    scaled = np.ldexp(values.astype(np.float32, copy=False), shift)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.int32)
+
+
+def dequantize(sums: np.ndarray, shift: int) -> np.ndarray:
+    """sum * 2^-shift as float32, rounded once (through float64, which holds any int32 exactly)."""
+    return np.ldexp(sums.astype(np.float64), -shift).astype(np.float32)
+
+
+def error_bound(agreed_exponent: int, workers: int) -> float:
+    """Largest difference between the all-reduced float32 result and the exact sum, before float32 rounding.
+
+    Every value is rounded by at most 2^-(s+1); the sum of W of them by W 2^-(s+1) (section 5).
+    """
+    return workers * 2.0 ** -(scale_shift(agreed_exponent, workers) + 1)

@@ -1,0 +1,42 @@
+"""Counters of one all-reduce (and their running total over an agent's life)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(slots=True)
+class Stats:
+    """What one worker did and saw. Bytes are Ethernet frame bytes (FCS excluded), whatever the transport.
+
+    blocks_total/blocks_sent: blocks of the data tensor, and how many of them this worker sent (the scale round is
+    not counted there). contribs_sent/acks_sent/requests_sent: first transmissions; retransmissions: CONTRIBs sent
+    again after a timeout; acks_resent: ACKs repeated while waiting (recovers a lost ACK that would keep a shadow
+    set busy). results: results consumed; duplicates: results for rounds already consumed (ignored); early:
+    results that arrived before the one expected in their column (kept and used in turn); ignored: datagrams that
+    were malformed, for another job or worker, or not results.
+    """
+
+    blocks_total: int = 0
+    blocks_sent: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    contribs_sent: int = 0
+    acks_sent: int = 0
+    requests_sent: int = 0
+    retransmissions: int = 0
+    acks_resent: int = 0
+    results: int = 0
+    duplicates: int = 0
+    early: int = 0
+    ignored: int = 0
+    elapsed_s: float = 0.0
+
+    def add(self, other: "Stats") -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
