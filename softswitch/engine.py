@@ -1,0 +1,249 @@
+"""The v1model packet path of simple_switch: parser -> ingress -> PRE -> egress -> deparser, with clones,
+resubmits and recirculations, following BMv2 (targets/simple_switch/simple_switch.cpp, docs/simple_switch.md).
+
+One frame in gives a list of (port, frame) out, synchronously. The engine never raises for a packet: an
+exception inside the generated code drops that packet (or that copy) and is counted by reason in `stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from .codegen.context import PipelineAssertion
+from .phv import (
+    DROP_PORT,
+    H_CLONE,
+    H_EXIT,
+    H_INGLEN,
+    H_PKTLEN,
+    H_RECIRC,
+    H_RESUBMIT,
+    H_TRUNC,
+    PKT_INSTANCE_TYPE_EGRESS_CLONE,
+    PKT_INSTANCE_TYPE_INGRESS_CLONE,
+    PKT_INSTANCE_TYPE_NORMAL,
+    PKT_INSTANCE_TYPE_RECIRC,
+    PKT_INSTANCE_TYPE_REPLICATION,
+    PKT_INSTANCE_TYPE_RESUBMIT,
+)
+from .pipeline import CompiledPipeline
+from .pre import ReplicationEngine
+
+log = logging.getLogger(__name__)
+
+# Passes through ingress (first pass, resubmits, recirculations) one input frame may cause; a program that
+# resubmits or recirculates forever would otherwise never return.
+MAX_PASSES = 32
+# Warn for the first few packets dropped for a given reason, then only every this many.
+LOG_EVERY = 1000
+
+
+@dataclass(slots=True)
+class _EgressJob:
+    port: int
+    phv: list
+    payload: bytes
+
+
+class PacketEngine:
+    def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter) -> None:
+        self.p = pipeline
+        self.pre = pre
+        self.stats = stats
+        self.layout = pipeline.layout
+        self.std = pipeline.layout.std
+        self.initial = pipeline.layout.initial
+        self.metadata_slots = pipeline.layout.metadata_slots
+        self._t0 = time.perf_counter_ns()
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _count_drop(self, reason: str, exc: BaseException | None = None) -> None:
+        self.stats[f"drop:{reason}"] += 1
+        n = self.stats[f"drop:{reason}"]
+        if exc is not None and (n <= 5 or n % LOG_EVERY == 0):
+            log.warning("packet dropped (%s, %d so far): %s", reason, n, exc)
+
+    def _now_us(self) -> int:
+        return (time.perf_counter_ns() - self._t0) // 1000
+
+    def _reset_metadata(self, phv: list) -> None:
+        initial = self.initial
+        for slot in self.metadata_slots:
+            phv[slot] = initial[slot]
+
+    def _copy_field_list(self, dst: list, src: list, field_list_id: int) -> None:
+        for slot in self.p.field_list_slots.get(field_list_id, ()):
+            dst[slot] = src[slot]
+
+    @staticmethod
+    def _clear_requests(phv: list) -> None:
+        phv[H_EXIT] = False
+        phv[H_CLONE] = None
+        phv[H_RESUBMIT] = None
+        phv[H_RECIRC] = None
+        phv[H_TRUNC] = 0
+
+    # -- packet path --------------------------------------------------------------------------------------
+    def process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        self.stats["rx_packets"] += 1
+        # Work items: ("ingress", port, frame, preserved-PHV or None, instance_type) or ("egress", job).
+        work: deque = deque([("ingress", port, frame, None, PKT_INSTANCE_TYPE_NORMAL, 0)])
+        passes = 0
+        while work:
+            item = work.popleft()
+            try:
+                if item[0] == "ingress":
+                    passes += 1
+                    if passes > MAX_PASSES:
+                        self._count_drop("recirculation_limit")
+                        continue
+                    self._ingress(item[1], item[2], item[3], item[4], item[5], work)
+                else:
+                    self._egress(item[1], work, out)
+            except PipelineAssertion as exc:
+                self._count_drop("assert_failed", exc)
+            except Exception as exc:  # noqa: BLE001 - a packet must never take the switch down
+                self._count_drop(f"error:{type(exc).__name__}", exc)
+        self.stats["tx_packets"] += len(out)
+        return out
+
+    def _parse(self, phv: list, frame: bytes) -> bytes:
+        offset, error = self.p.parse(phv, frame)
+        payload = frame[offset:]
+        std = self.std
+        if std.parser_error is not None:
+            phv[std.parser_error] = error
+        checksum_error = self.p.verify_checksums(phv, payload) if self.p.program.checksums else 0
+        if std.checksum_error is not None:
+            phv[std.checksum_error] = checksum_error
+        return payload
+
+    def _ingress(
+        self, port: int, frame: bytes, preserved: list | None, instance_type: int, field_list: int, work: deque
+    ) -> None:
+        std = self.std
+        phv = list(self.initial)
+        if preserved is not None:
+            self._copy_field_list(phv, preserved, field_list)
+        phv[std.ingress_port] = port
+        if std.instance_type is not None:
+            phv[std.instance_type] = instance_type
+        if std.packet_length is not None:
+            phv[std.packet_length] = len(frame)
+        if std.ingress_global_timestamp is not None:
+            phv[std.ingress_global_timestamp] = self._now_us() & 0xFFFFFFFFFFFF
+        phv[H_PKTLEN] = len(frame)
+        phv[H_INGLEN] = len(frame)
+        payload = self._parse(phv, frame)
+        self.p.ingress(phv)
+        phv[H_EXIT] = False
+
+        clone = phv[H_CLONE]
+        if clone is not None:
+            self._ingress_clone(port, frame, phv, clone[0], clone[1], work)
+        resubmit = phv[H_RESUBMIT]
+        if resubmit is not None:
+            # Start over with the original frame; keep ingress_port and the listed metadata.
+            self.stats["resubmitted"] += 1
+            work.append(("ingress", port, frame, phv, PKT_INSTANCE_TYPE_RESUBMIT, resubmit))
+            return
+        mgid = phv[std.mcast_grp] if std.mcast_grp is not None else 0
+        if mgid:
+            if std.instance_type is not None:
+                phv[std.instance_type] = PKT_INSTANCE_TYPE_REPLICATION
+            self._multicast(phv, payload, mgid, work)
+            return
+        egress_spec = phv[std.egress_spec]
+        if egress_spec == DROP_PORT:
+            self._count_drop("ingress_mark_to_drop")
+            return
+        if std.instance_type is not None:
+            phv[std.instance_type] = PKT_INSTANCE_TYPE_NORMAL
+        work.append(("egress", _EgressJob(egress_spec, phv, payload)))
+
+    def _multicast(self, phv: list, payload: bytes, mgid: int, work: deque) -> None:
+        replicas = self.pre.groups.get(mgid)
+        if not replicas:
+            self._count_drop("unknown_multicast_group" if replicas is None else "empty_multicast_group")
+            return
+        rid_slot = self.std.egress_rid
+        for egress_port, rid in replicas:
+            copy = list(phv)
+            if rid_slot is not None:
+                copy[rid_slot] = rid
+            self._clear_requests(copy)
+            work.append(("egress", _EgressJob(egress_port, copy, payload)))
+
+    def _ingress_clone(self, port: int, frame: bytes, phv: list, session_id: int, field_list: int, work: deque) -> None:
+        session = self.pre.sessions.get(session_id)
+        if session is None:
+            self._count_drop("unknown_clone_session")
+            return
+        std = self.std
+        clone = list(self.initial)
+        clone[std.ingress_port] = port
+        clone[H_PKTLEN] = len(frame)
+        clone[H_INGLEN] = len(frame)
+        payload = self._parse(clone, frame)
+        self._reset_metadata(clone)
+        self._copy_field_list(clone, phv, field_list)
+        if std.instance_type is not None:
+            clone[std.instance_type] = PKT_INSTANCE_TYPE_INGRESS_CLONE
+        self._send_clone(clone, payload, session, work)
+
+    def _send_clone(self, clone: list, payload: bytes, session, work: deque) -> None:
+        self.stats["cloned"] += 1
+        rid_slot = self.std.egress_rid
+        for egress_port, rid in session.replicas:
+            copy = list(clone)
+            if rid_slot is not None:
+                copy[rid_slot] = rid
+            self._clear_requests(copy)
+            copy[H_TRUNC] = session.packet_length_bytes
+            work.append(("egress", _EgressJob(egress_port, copy, payload)))
+
+    def _egress(self, job: _EgressJob, work: deque, out: list) -> None:
+        std = self.std
+        phv = job.phv
+        if std.egress_port is not None:
+            phv[std.egress_port] = job.port
+        phv[std.egress_spec] = DROP_PORT + 1
+        if std.packet_length is not None:
+            phv[std.packet_length] = phv[H_PKTLEN]
+        if std.egress_global_timestamp is not None:
+            phv[std.egress_global_timestamp] = self._now_us() & 0xFFFFFFFFFFFF
+        self.p.egress(phv)
+        phv[H_EXIT] = False
+
+        clone = phv[H_CLONE]
+        if clone is not None:
+            phv[H_CLONE] = None
+            session = self.pre.sessions.get(clone[0])
+            if session is None:
+                self._count_drop("unknown_clone_session")
+            else:
+                copy = list(phv)
+                self._reset_metadata(copy)
+                self._copy_field_list(copy, phv, clone[1])
+                if std.instance_type is not None:
+                    copy[std.instance_type] = PKT_INSTANCE_TYPE_EGRESS_CLONE
+                self._send_clone(copy, job.payload, session, work)
+        if phv[std.egress_spec] == DROP_PORT:
+            self._count_drop("egress_mark_to_drop")
+            return
+        if self.p.program.checksums:
+            self.p.update_checksums(phv, job.payload)
+        frame = self.p.deparse(phv) + job.payload
+        recirc = phv[H_RECIRC]
+        if recirc is not None:
+            self.stats["recirculated"] += 1
+            work.append(("ingress", 0, frame, phv, PKT_INSTANCE_TYPE_RECIRC, recirc))
+            return
+        trunc = phv[H_TRUNC]
+        if trunc and len(frame) > trunc:
+            frame = frame[:trunc]
+        out.append((job.port, frame))

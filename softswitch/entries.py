@@ -1,0 +1,51 @@
+"""Table entries as the Device and its P4Runtime server exchange them (see briefs/softswitch_api.md).
+
+All names are BMv2-JSON names (fully qualified, e.g. "MyIngress.workers"); values are plain ints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MATCH_KINDS = ("exact", "lpm", "ternary", "range", "valid", "optional")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMatch:
+    """One key field of an entry, in the JSON key order.
+
+    A wildcard (field omitted in P4Runtime) is: ternary mask=0, lpm prefix_len=0, range low=0 high=max,
+    optional mask=0.
+    """
+
+    kind: str  # one of MATCH_KINDS
+    value: int  # exact/lpm/ternary/optional value, range low
+    mask: int | None = None  # ternary/optional mask (value & ~mask must be 0)
+    prefix_len: int | None = None  # lpm
+    high: int | None = None  # range high
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    table: str
+    key: tuple[FieldMatch, ...]
+    action: str  # JSON action name
+    params: tuple[int, ...]  # in the JSON action's runtime_data order
+    priority: int = 0  # > 0 for ternary/range/optional tables (higher wins), 0 otherwise
+    is_default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What the P4Runtime server needs to validate requests against a table."""
+
+    name: str
+    match_kinds: tuple[str, ...]
+    key_bitwidths: tuple[int, ...]
+    key_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    size: int
+    has_direct_counter: str | None
+    default_is_const: bool
+    has_const_entries: bool = False
+    needs_priority: bool = False

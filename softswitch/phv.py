@@ -1,0 +1,131 @@
+"""Layout of the packet header vector (PHV): one flat Python list per packet.
+
+Every field of every header instance (metadata included) gets one slot holding a Python int; every header
+gets a validity slot (a bool) just before its fields, so a header's fields are one contiguous slice (which
+lets byte-aligned headers be extracted with one struct.unpack_from into a slice). A few hidden slots at the
+front carry per-packet target state that BMv2 keeps in packet registers (exit flag, clone/resubmit/recirculate
+requests, packet length): keeping them in the same list makes a PHV copy a single `list(phv)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidArgument
+from .program import Program
+
+# Hidden slots (indices into the PHV list).
+H_EXIT = 0  # bool: `exit` was executed; the pipeline stops at the next node
+H_CLONE = 1  # None, or (session_id, field_list_id) requested by clone_*_pkt_to_egress
+H_RESUBMIT = 2  # None, or the field list id given to resubmit
+H_RECIRC = 3  # None, or the field list id given to recirculate
+H_PKTLEN = 4  # packet length BMv2 keeps in a packet register (add/remove_header adjust it)
+H_INGLEN = 5  # length of the packet as received (counters count these bytes, as BMv2 does)
+H_TRUNC = 6  # 0, or the length to truncate the packet to on output (v1model truncate())
+HIDDEN_SLOTS = 7
+
+# BMv2 simple_switch packet instance types (standard_metadata.instance_type).
+PKT_INSTANCE_TYPE_NORMAL = 0
+PKT_INSTANCE_TYPE_INGRESS_CLONE = 1
+PKT_INSTANCE_TYPE_EGRESS_CLONE = 2
+PKT_INSTANCE_TYPE_COALESCED = 3
+PKT_INSTANCE_TYPE_RECIRC = 4
+PKT_INSTANCE_TYPE_REPLICATION = 5
+PKT_INSTANCE_TYPE_RESUBMIT = 6
+
+DROP_PORT = 511
+
+
+@dataclass(frozen=True, slots=True)
+class StandardSlots:
+    """PHV slots of the v1model standard metadata the target reads or writes (None: not in this program)."""
+
+    ingress_port: int
+    egress_spec: int
+    egress_port: int | None
+    instance_type: int | None
+    packet_length: int | None
+    mcast_grp: int | None
+    egress_rid: int | None
+    checksum_error: int | None
+    parser_error: int | None
+    ingress_global_timestamp: int | None
+    egress_global_timestamp: int | None
+
+
+class PhvLayout:
+    """Maps header fields onto PHV slots and builds the initial PHV of a packet."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._field_slot: dict[tuple[str, str], int] = {}
+        self._valid_slot: dict[str, int] = {}
+        self._first_field: dict[str, int] = {}
+        initial: list[object] = [False, None, None, None, 0, 0, 0]
+        assert len(initial) == HIDDEN_SLOTS
+        for name, header in program.headers.items():
+            self._valid_slot[name] = len(initial)
+            self._field_slot[(name, "$valid$")] = len(initial)
+            # BMv2 metadata headers are always valid.
+            initial.append(bool(header.metadata))
+            self._first_field[name] = len(initial)
+            for spec in header.type.fields:
+                self._field_slot[(name, spec.name)] = len(initial)
+                initial.append(0)
+        self.initial: tuple[object, ...] = tuple(initial)
+        self.size = len(initial)
+        self.std = StandardSlots(
+            ingress_port=self._required("standard_metadata.ingress_port"),
+            egress_spec=self._required("standard_metadata.egress_spec"),
+            egress_port=self._optional("standard_metadata.egress_port"),
+            instance_type=self._optional("standard_metadata.instance_type"),
+            packet_length=self._optional("standard_metadata.packet_length"),
+            mcast_grp=self._optional("intrinsic_metadata.mcast_grp", "standard_metadata.mcast_grp"),
+            egress_rid=self._optional("intrinsic_metadata.egress_rid", "standard_metadata.egress_rid"),
+            checksum_error=self._optional("standard_metadata.checksum_error"),
+            parser_error=self._optional("standard_metadata.parser_error"),
+            ingress_global_timestamp=self._optional(
+                "intrinsic_metadata.ingress_global_timestamp", "standard_metadata.ingress_global_timestamp"
+            ),
+            egress_global_timestamp=self._optional(
+                "intrinsic_metadata.egress_global_timestamp", "standard_metadata.egress_global_timestamp"
+            ),
+        )
+        # Slots that hold metadata (reset when BMv2 "resets metadata" for clones/resubmits/recirculations).
+        self.metadata_slots: tuple[int, ...] = tuple(
+            self._field_slot[(name, spec.name)]
+            for name, header in program.headers.items()
+            if header.metadata
+            for spec in header.type.fields
+        )
+
+    def _required(self, dotted: str) -> int:
+        slot = self._optional(dotted)
+        if slot is None:
+            raise InvalidArgument(f"v1model program lacks {dotted}")
+        return slot
+
+    def _optional(self, *names: str) -> int | None:
+        for dotted in names:
+            ref = self.program.resolve_alias(dotted)
+            if ref is not None:
+                return self._field_slot[ref]
+        return None
+
+    def slot(self, header: str, field: str) -> int:
+        try:
+            return self._field_slot[(header, field)]
+        except KeyError:
+            raise InvalidArgument(f"reference to unknown field '{header}.{field}'") from None
+
+    def valid_slot(self, header: str) -> int:
+        try:
+            return self._valid_slot[header]
+        except KeyError:
+            raise InvalidArgument(f"reference to unknown header '{header}'") from None
+
+    def first_field_slot(self, header: str) -> int:
+        return self._first_field[header]
+
+    def fresh(self) -> list[object]:
+        return list(self.initial)

@@ -1,0 +1,147 @@
+"""Compile a BMv2 JSON (v1model) into the functions and state objects the Device runs packets through."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .codegen.actions import compile_action_function
+from .codegen.context import CompileContext
+from .codegen.control import PipelineCompiler
+from .codegen.deparser import compile_checksums, compile_deparser
+from .codegen.headers import HeaderCodec
+from .codegen.parser import compile_parser
+from .codegen.source import Namespace
+from .errors import InvalidArgument
+from .phv import PhvLayout
+from .program import Program, load_program
+from .state import CounterArrayState, RegisterArrayState
+from .tables import TableRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CompiledPipeline:
+    program: Program
+    layout: PhvLayout
+    namespace: Namespace
+    registers: dict[str, RegisterArrayState]
+    counters: dict[str, CounterArrayState]  # indirect counter arrays
+    direct_counters: dict[str, str]  # direct counter name -> table name
+    tables: dict[str, TableRuntime]
+    parse: Callable[[list, bytes], tuple[int, int]]
+    verify_checksums: Callable[[list, bytes], int]
+    update_checksums: Callable[[list, bytes], None]
+    ingress: Callable[[list], None]
+    egress: Callable[[list], None]
+    deparse: Callable[[list], bytes]
+    field_list_slots: dict[int, tuple[int, ...]]
+    warnings: list[str]
+
+    def reset_state(self) -> None:
+        """Clear tables (back to JSON defaults and const entries), registers and counters."""
+        for reg in self.registers.values():
+            reg.reset()
+        for ctr in self.counters.values():
+            ctr.reset()
+        for rt in self.tables.values():
+            install_initial_entries(rt)
+
+
+def install_initial_entries(rt: TableRuntime) -> None:
+    rt.clear()
+    spec = rt.spec
+    if spec.default_entry is not None:
+        de = spec.default_entry
+        rt.default = rt.make_runtime(de.action, de.params, None)
+    else:
+        rt.default = None
+    rt.default_entry = None
+    for const in spec.const_entries:
+        entry = rt.entry_from_json(const)
+        rt.insert(entry, [0, 0] if spec.with_counters else None, const=True)
+
+
+def compile_program(source: bytes | str | dict) -> CompiledPipeline:
+    started = time.perf_counter()
+    program = load_program(source)
+    layout = PhvLayout(program)
+    ns = Namespace()
+    registers = {name: RegisterArrayState(name, r.size, r.width) for name, r in program.registers.items()}
+    counters = {
+        name: CounterArrayState(name, c.size) for name, c in program.counters.items() if not c.is_direct
+    }
+    direct_counters = {name: c.binding for name, c in program.counters.items() if c.is_direct and c.binding}
+    ctx = CompileContext(program, layout, ns, registers, counters)
+
+    codecs: dict[str, HeaderCodec] = {}
+    for name, header in program.headers.items():
+        if not header.metadata or name in program.deparser.order:
+            codecs[name] = HeaderCodec(header, layout, ns)
+
+    parse = compile_parser(ctx, codecs)
+
+    action_fns: dict[int, Callable] = {}
+    may_exit: dict[int, bool] = {}
+    tables: dict[str, TableRuntime] = {}
+    for table in program.tables.values():
+        fns, widths = {}, {}
+        for name, action in table.action_map.items():
+            if action.id not in action_fns:
+                fn_name, info = compile_action_function(ctx, action)
+                action_fns[action.id] = ns.globals[fn_name]
+                may_exit[action.id] = info.may_exit
+            fns[name] = action_fns[action.id]
+            widths[name] = tuple(p.width for p in action.params)
+        rt = TableRuntime(table, fns, widths)
+        counter_name = next((c for c, t in direct_counters.items() if t == table.name), None)
+        if table.with_counters or counter_name:
+            rt.info = dataclasses.replace(rt.info, has_direct_counter=counter_name or f"{table.name}$counter")
+        install_initial_entries(rt)
+        tables[table.name] = rt
+
+    ingress = PipelineCompiler(ctx, program.ingress, tables, may_exit).compile()
+    egress = PipelineCompiler(ctx, program.egress, tables, may_exit).compile()
+    verify, update = compile_checksums(ctx)
+    deparse = compile_deparser(ctx, codecs)
+
+    field_list_slots = {}
+    for fl_id, fl in program.field_lists.items():
+        slots = []
+        for header, fname in fl.fields:
+            if header not in program.headers:
+                raise InvalidArgument(f"field list '{fl.name}' names unknown header '{header}'")
+            slots.append(layout.slot(header, fname))
+        field_list_slots[fl_id] = tuple(slots)
+
+    for warning in ctx.warnings:
+        log.warning("%s", warning)
+    log.info(
+        "compiled pipeline: %d headers, %d tables, %d actions, %d registers in %.0f ms",
+        len(program.headers),
+        len(tables),
+        len(action_fns),
+        len(registers),
+        (time.perf_counter() - started) * 1000,
+    )
+    return CompiledPipeline(
+        program=program,
+        layout=layout,
+        namespace=ns,
+        registers=registers,
+        counters=counters,
+        direct_counters=direct_counters,
+        tables=tables,
+        parse=parse,
+        verify_checksums=verify,
+        update_checksums=update,
+        ingress=ingress,
+        egress=egress,
+        deparse=deparse,
+        field_list_slots=field_list_slots,
+        warnings=ctx.warnings,
+    )

@@ -1,0 +1,581 @@
+"""A typed, validated view of the BMv2 JSON that p4c-bm2-ss emits for v1model (docs/JSON_format.md of
+p4lang/behavioral-model, format 2.x).
+
+Only the structure is modelled here; expressions and primitive calls stay as their JSON objects, which the
+code generators (softswitch/codegen/) translate once at load time. Anything this target does not implement
+is refused here, or by the generators, with an `UnsupportedProgram` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidArgument, UnsupportedProgram
+
+Json = dict[str, Any]
+
+# Core errors BMv2 knows even when a JSON does not list them (ErrorCodeMap::make_with_core).
+CORE_ERRORS = (
+    "NoError",
+    "PacketTooShort",
+    "NoMatch",
+    "StackOutOfBounds",
+    "HeaderTooShort",
+    "ParserTimeout",
+    "ParserInvalidArgument",
+)
+
+# Top-level arrays that must be empty (or absent) because this target does not implement them.
+_UNSUPPORTED_IF_NONEMPTY = {
+    "header_stacks": "header stacks",
+    "header_union_types": "header unions",
+    "header_unions": "header unions",
+    "header_union_stacks": "header union stacks",
+    "parse_vsets": "parser value sets",
+    "meter_arrays": "meters",
+    "learn_lists": "digests (learn lists)",
+    "extern_instances": "extern instances",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    width: int
+    signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderType:
+    name: str
+    fields: tuple[FieldSpec, ...]
+
+    @property
+    def bit_width(self) -> int:
+        return sum(f.width for f in self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    name: str
+    type: HeaderType
+    metadata: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActionParam:
+    name: str
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    id: int
+    params: tuple[ActionParam, ...]
+    primitives: tuple[Json, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyField:
+    match_type: str
+    target: tuple[str, str] | str  # (header, field), or a header name for `valid`
+    mask: int | None
+    name: str
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultEntry:
+    action: str
+    params: tuple[int, ...]
+    action_const: bool
+    entry_const: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConstEntry:
+    key: tuple[Json, ...]  # JSON match_key objects, checked and converted by the Device
+    action: str
+    params: tuple[int, ...]
+    priority: int  # BMv2 convention: lower number wins
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    match_type: str
+    keys: tuple[KeyField, ...]
+    actions: tuple[str, ...]
+    action_map: dict[str, Action]  # the action objects this table runs, by name (ids via "action_ids")
+    next_tables: dict[str, str | None]
+    base_default_next: str | None
+    size: int
+    with_counters: bool
+    default_entry: DefaultEntry | None
+    const_entries: tuple[ConstEntry, ...]
+
+    @property
+    def hit_miss_next(self) -> bool:
+        return "__HIT__" in self.next_tables or "__MISS__" in self.next_tables
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional:
+    name: str
+    expression: Json
+    true_next: str | None
+    false_next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCall:
+    name: str
+    action: str
+    next_node: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    name: str
+    init_table: str | None
+    tables: dict[str, Table]
+    conditionals: dict[str, Conditional]
+    action_calls: dict[str, ActionCall]
+
+
+@dataclass(frozen=True, slots=True)
+class ParseState:
+    name: str
+    ops: tuple[Json, ...]
+    transition_key: tuple[Json, ...]
+    transitions: tuple[Json, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Parser:
+    name: str
+    init_state: str | None
+    states: dict[str, ParseState]
+
+
+@dataclass(frozen=True, slots=True)
+class Deparser:
+    name: str
+    order: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Calculation:
+    name: str
+    algo: str
+    inputs: tuple[Json, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    name: str
+    target: tuple[str, str]
+    calculation: str
+    verify: bool
+    update: bool
+    if_cond: Json | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterArray:
+    name: str
+    size: int
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterArray:
+    name: str
+    size: int
+    is_direct: bool
+    binding: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldList:
+    id: int
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Program:
+    """Everything the code generators and the Device need from one BMv2 JSON."""
+
+    header_types: dict[str, HeaderType]
+    headers: dict[str, Header]
+    errors: dict[str, int]
+    actions_by_id: dict[int, Action]
+    actions: dict[str, Action]
+    parser: Parser
+    deparser: Deparser
+    ingress: Pipeline
+    egress: Pipeline
+    calculations: dict[str, Calculation]
+    checksums: tuple[Checksum, ...]
+    registers: dict[str, RegisterArray]
+    counters: dict[str, CounterArray]
+    field_lists: dict[int, FieldList]
+    field_aliases: dict[str, tuple[str, str]]
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def field(self, header: str, name: str) -> FieldSpec:
+        hdr = self.headers.get(header)
+        if hdr is None:
+            raise InvalidArgument(f"field reference to unknown header '{header}'")
+        if name == "$valid$":
+            return FieldSpec("$valid$", 1, False)
+        for spec in hdr.type.fields:
+            if spec.name == name:
+                return spec
+        raise InvalidArgument(f"header '{header}' has no field '{name}'")
+
+    def resolve_alias(self, dotted: str) -> tuple[str, str] | None:
+        """`standard_metadata.x` or an alias such as `intrinsic_metadata.mcast_grp`, if the program has it."""
+        if dotted in self.field_aliases:
+            return self.field_aliases[dotted]
+        header, _, name = dotted.partition(".")
+        hdr = self.headers.get(header)
+        if hdr is not None and any(f.name == name for f in hdr.type.fields):
+            return (header, name)
+        return None
+
+
+def parse_hexstr(text: str) -> int:
+    """BMv2 hexstr: big-endian hex, optionally negative."""
+    if not isinstance(text, str):
+        raise InvalidArgument(f"expected a hex string, got {text!r}")
+    negative = text.startswith("-")
+    body = text[1:] if negative else text
+    try:
+        value = int(body, 16)
+    except ValueError:
+        raise InvalidArgument(f"bad hex string {text!r}") from None
+    return -value if negative else value
+
+
+def _req(obj: Json, key: str, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise InvalidArgument(f"BMv2 JSON: {where} lacks '{key}'")
+    return obj[key]
+
+
+def decode_json(source: bytes | str | dict) -> Json:
+    if isinstance(source, dict):
+        return source
+    try:
+        root = json.loads(source)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"pipeline config is not JSON: {exc}") from None
+    if not isinstance(root, dict):
+        raise InvalidArgument("pipeline config is not a BMv2 JSON object")
+    return root
+
+
+def load_program(source: bytes | str | dict) -> Program:
+    """Validate a BMv2 JSON (v1model) and model it; raise InvalidArgument naming what is wrong or unsupported."""
+    root = decode_json(source)
+    meta = root.get("__meta__")
+    if not isinstance(meta, dict) or "version" not in meta:
+        raise InvalidArgument("not a BMv2 JSON: no __meta__.version (is this the output of p4c-bm2-ss?)")
+    version = meta["version"]
+    if not (isinstance(version, list) and len(version) == 2 and version[0] == 2):
+        raise InvalidArgument(f"unsupported BMv2 JSON format version {version!r} (need 2.x)")
+    for key in ("header_types", "headers", "parsers", "deparsers", "actions", "pipelines"):
+        if not isinstance(root.get(key), list):
+            raise InvalidArgument(f"not a BMv2 JSON: '{key}' is missing or not a list")
+    for key, what in _UNSUPPORTED_IF_NONEMPTY.items():
+        if root.get(key):
+            names = ", ".join(str(item.get("name", "?")) for item in root[key] if isinstance(item, dict))
+            raise UnsupportedProgram(f"{what} are not supported by the softswitch ({key}: {names})")
+
+    header_types = {}
+    for ht in root["header_types"]:
+        name = _req(ht, "name", "header type")
+        fields = []
+        for f in _req(ht, "fields", f"header type {name}"):
+            if not isinstance(f, list) or len(f) < 2:
+                raise InvalidArgument(f"header type {name}: bad field {f!r}")
+            if f[1] == "*":
+                raise UnsupportedProgram(f"variable-length field '{f[0]}' of header type '{name}' is not supported")
+            if not isinstance(f[1], int) or f[1] <= 0:
+                raise InvalidArgument(f"header type {name}: bad width for field {f[0]!r}")
+            fields.append(FieldSpec(f[0], f[1], bool(f[2]) if len(f) > 2 else False))
+        header_types[name] = HeaderType(name, tuple(fields))
+
+    headers = {}
+    for h in root["headers"]:
+        name = _req(h, "name", "header")
+        type_name = _req(h, "header_type", f"header {name}")
+        if type_name not in header_types:
+            raise InvalidArgument(f"header {name}: unknown header type '{type_name}'")
+        headers[name] = Header(name, header_types[type_name], bool(h.get("metadata", False)))
+        if not headers[name].metadata and header_types[type_name].bit_width % 8:
+            raise InvalidArgument(f"header {name}: width {header_types[type_name].bit_width} is not a whole byte count")
+
+    errors = {name: i for i, name in enumerate(CORE_ERRORS)}
+    if root.get("errors"):
+        errors = {}
+        for item in root["errors"]:
+            errors[item[0]] = int(item[1])
+        next_free = max(errors.values(), default=-1) + 1
+        for name in CORE_ERRORS:
+            if name not in errors:
+                errors[name] = next_free
+                next_free += 1
+
+    actions_by_id = {}
+    actions = {}
+    for a in root["actions"]:
+        name = _req(a, "name", "action")
+        params = tuple(ActionParam(p["name"], int(p["bitwidth"])) for p in a.get("runtime_data", []))
+        action = Action(name, int(_req(a, "id", f"action {name}")), params, tuple(a.get("primitives", [])))
+        actions_by_id[action.id] = action
+        # Several actions may share a name (p4c copies an action per use site); tables name actions by name.
+        actions.setdefault(name, action)
+
+    parsers = root["parsers"]
+    if len(parsers) != 1:
+        raise UnsupportedProgram(f"expected exactly one parser (v1model), found {len(parsers)}")
+    parser = _load_parser(parsers[0])
+
+    deparsers = root["deparsers"]
+    if len(deparsers) != 1:
+        raise UnsupportedProgram(f"expected exactly one deparser (v1model), found {len(deparsers)}")
+    dp = deparsers[0]
+    if dp.get("primitives"):
+        raise UnsupportedProgram(f"deparser '{dp.get('name')}' calls primitives, which are not supported")
+    for name in dp.get("order", []):
+        if name not in headers:
+            raise InvalidArgument(f"deparser emits unknown header '{name}'")
+    deparser = Deparser(dp.get("name", "deparser"), tuple(dp.get("order", [])))
+
+    pipelines = {}
+    for p in root["pipelines"]:
+        pipelines[p["name"]] = _load_pipeline(p, actions_by_id, headers)
+    if set(pipelines) != {"ingress", "egress"}:
+        raise UnsupportedProgram(f"expected pipelines 'ingress' and 'egress' (v1model), found {sorted(pipelines)}")
+    tables = {}
+    for p in pipelines.values():
+        tables.update(p.tables)
+
+    calculations = {}
+    for c in root.get("calculations", []):
+        calculations[c["name"]] = Calculation(c["name"], c.get("algo", ""), tuple(c.get("input", [])))
+
+    checksums = []
+    for c in root.get("checksums", []):
+        if c.get("type", "generic") != "generic":
+            raise UnsupportedProgram(f"checksum '{c.get('name')}' of type '{c.get('type')}' is not supported")
+        if c.get("calculation") not in calculations:
+            raise InvalidArgument(f"checksum '{c.get('name')}' uses unknown calculation '{c.get('calculation')}'")
+        target = tuple(c["target"])
+        checksums.append(
+            Checksum(
+                c["name"],
+                (target[0], target[1]),
+                c["calculation"],
+                bool(c.get("verify", True)),
+                bool(c.get("update", True)),
+                c.get("if_cond"),
+            )
+        )
+
+    registers = {}
+    for r in root.get("register_arrays", []):
+        size, width = int(r["size"]), int(r["bitwidth"])
+        if size <= 0 or width <= 0:
+            raise InvalidArgument(f"register '{r['name']}' has size {size} and width {width}")
+        registers[r["name"]] = RegisterArray(r["name"], size, width)
+
+    counters = {}
+    for c in root.get("counter_arrays", []):
+        counters[c["name"]] = CounterArray(
+            c["name"], int(c.get("size", 0)), bool(c.get("is_direct", False)), c.get("binding")
+        )
+
+    field_lists = {}
+    for fl in root.get("field_lists", []):
+        elements = []
+        for element in fl.get("elements", []):
+            if element.get("type") != "field":
+                raise UnsupportedProgram(f"field list '{fl.get('name')}' holds a {element.get('type')}")
+            elements.append((element["value"][0], element["value"][1]))
+        field_lists[int(fl["id"])] = FieldList(int(fl["id"]), fl.get("name", ""), tuple(elements))
+
+    aliases = {}
+    for alias in root.get("field_aliases", []):
+        aliases[alias[0]] = (alias[1][0], alias[1][1])
+
+    program = Program(
+        header_types=header_types,
+        headers=headers,
+        errors=errors,
+        actions_by_id=actions_by_id,
+        actions=actions,
+        parser=parser,
+        deparser=deparser,
+        ingress=pipelines["ingress"],
+        egress=pipelines["egress"],
+        calculations=calculations,
+        checksums=tuple(checksums),
+        registers=registers,
+        counters=counters,
+        field_lists=field_lists,
+        field_aliases=aliases,
+        tables=tables,
+    )
+    if program.resolve_alias("standard_metadata.egress_spec") is None:
+        raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
+    for c in counters.values():
+        if c.is_direct and c.binding not in tables:
+            raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
+    return program
+
+
+def _key_width(table: str, match_type: str, target: tuple[str, str] | str, headers: dict[str, Header]) -> int:
+    if match_type == "valid" or isinstance(target, str):
+        if (target if isinstance(target, str) else target[0]) not in headers:
+            raise InvalidArgument(f"table '{table}' matches on unknown header {target!r}")
+        return 1
+    hdr = headers.get(target[0])
+    if hdr is None:
+        raise InvalidArgument(f"table '{table}' matches on unknown header '{target[0]}'")
+    if target[1] == "$valid$":
+        return 1
+    for f in hdr.type.fields:
+        if f.name == target[1]:
+            return f.width
+    raise InvalidArgument(f"table '{table}' matches on unknown field '{target[0]}.{target[1]}'")
+
+
+def _load_parser(p: Json) -> Parser:
+    states = {}
+    for s in p.get("parse_states", []):
+        transitions = []
+        for t in s.get("transitions", []):
+            t = dict(t)
+            # Older p4c omits "type" and writes the default case as value "default" (BMv2 accepts both).
+            if "type" not in t:
+                t["type"] = "default" if t.get("value") == "default" else "hexstr"
+            transitions.append(t)
+        states[s["name"]] = ParseState(
+            s["name"], tuple(s.get("parser_ops", [])), tuple(s.get("transition_key", [])), tuple(transitions)
+        )
+    init = p.get("init_state")
+    if init is not None and init not in states:
+        raise InvalidArgument(f"parser init_state '{init}' is not a parse state")
+    for state in states.values():
+        for t in state.transitions:
+            nxt = t.get("next_state")
+            if nxt is not None and nxt not in states:
+                raise InvalidArgument(f"parse state '{state.name}' goes to unknown state '{nxt}'")
+    return Parser(p.get("name", "parser"), init, states)
+
+
+def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str, Header]) -> Pipeline:
+    name = p["name"]
+    if p.get("action_profiles"):
+        raise UnsupportedProgram(f"action profiles/selectors are not supported (pipeline {name})")
+    tables = {}
+    for t in p.get("tables", []):
+        tname = t["name"]
+        if t.get("type", "simple") != "simple":
+            raise UnsupportedProgram(f"table '{tname}' has implementation '{t.get('type')}' (only 'simple')")
+        if t.get("support_timeout"):
+            raise UnsupportedProgram(f"table '{tname}' supports idle timeout, which is not supported")
+        if t.get("direct_meters"):
+            raise UnsupportedProgram(f"table '{tname}' has direct meters, which are not supported")
+        keys = []
+        for k in t.get("key", []):
+            mt = k["match_type"]
+            if mt not in ("exact", "lpm", "ternary", "range", "valid", "optional"):
+                raise UnsupportedProgram(f"table '{tname}': match type '{mt}' is not supported")
+            target = k["target"]
+            tgt = target if isinstance(target, str) else (target[0], target[1])
+            mask = parse_hexstr(k["mask"]) if k.get("mask") is not None else None
+            default_name = tgt if isinstance(tgt, str) else f"{tgt[0]}.{tgt[1]}"
+            keys.append(KeyField(mt, tgt, mask, k.get("name") or default_name, _key_width(tname, mt, tgt, headers)))
+        if sum(1 for k in keys if k.match_type == "lpm") > 1:
+            raise InvalidArgument(f"table '{tname}' has more than one lpm key field")
+        action_map: dict[str, Action] = {}
+        for aid in t.get("action_ids", []):
+            if aid not in actions_by_id:
+                raise InvalidArgument(f"table '{tname}' names unknown action id {aid}")
+            action_map[actions_by_id[aid].name] = actions_by_id[aid]
+        for a in t.get("actions", []):
+            if a not in action_map:
+                found = [act for act in actions_by_id.values() if act.name == a]
+                if not found:
+                    raise InvalidArgument(f"table '{tname}' names unknown action '{a}'")
+                action_map[a] = found[0]
+        action_names = list(action_map)
+        default_entry = None
+        de = t.get("default_entry")
+        if de is not None:
+            action = actions_by_id.get(int(de["action_id"]))
+            if action is None:
+                raise InvalidArgument(f"table '{tname}': default action id {de['action_id']} is unknown")
+            default_entry = DefaultEntry(
+                action.name,
+                tuple(parse_hexstr(v) for v in de.get("action_data", [])),
+                bool(de.get("action_const", False)),
+                bool(de.get("action_entry_const", False)),
+            )
+        const_entries = []
+        for e in t.get("entries", []) or []:
+            ae = e["action_entry"]
+            action = actions_by_id.get(int(ae["action_id"]))
+            if action is None:
+                raise InvalidArgument(f"table '{tname}': const entry names unknown action id {ae['action_id']}")
+            const_entries.append(
+                ConstEntry(
+                    tuple(e["match_key"]),
+                    action.name,
+                    tuple(parse_hexstr(v) for v in ae.get("action_data", [])),
+                    int(e.get("priority", 0)),
+                )
+            )
+        tables[tname] = Table(
+            name=tname,
+            match_type=t.get("match_type", "exact"),
+            keys=tuple(keys),
+            actions=tuple(action_names),
+            action_map=action_map,
+            next_tables=dict(t.get("next_tables", {})),
+            base_default_next=t.get("base_default_next"),
+            size=int(t.get("max_size", 1024)),
+            with_counters=bool(t.get("with_counters", False)),
+            default_entry=default_entry,
+            const_entries=tuple(const_entries),
+        )
+    conditionals = {}
+    for c in p.get("conditionals", []):
+        conditionals[c["name"]] = Conditional(c["name"], c["expression"], c.get("true_next"), c.get("false_next"))
+    action_calls = {}
+    for c in p.get("action_calls", []):
+        action = actions_by_id.get(int(c["action_id"]))
+        if action is None:
+            raise InvalidArgument(f"action call '{c['name']}' names unknown action id {c['action_id']}")
+        action_calls[c["name"]] = ActionCall(c["name"], action.name, c.get("next_node"))
+    nodes = set(tables) | set(conditionals) | set(action_calls)
+    init = p.get("init_table")
+    if init is not None and init not in nodes:
+        raise InvalidArgument(f"pipeline {name}: init_table '{init}' is not a node")
+    for t in tables.values():
+        for nxt in list(t.next_tables.values()) + [t.base_default_next]:
+            if nxt is not None and nxt not in nodes:
+                raise InvalidArgument(f"table '{t.name}' continues at unknown node '{nxt}'")
+    for c in conditionals.values():
+        for nxt in (c.true_next, c.false_next):
+            if nxt is not None and nxt not in nodes:
+                raise InvalidArgument(f"conditional '{c.name}' continues at unknown node '{nxt}'")
+    return Pipeline(name, init, tables, conditionals, action_calls)
