@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from omnireduce.controller import program
 from omnireduce.controller.encoding import format_ipv4
 from omnireduce.controller.entities import ActionCall, Entity, Exact, MulticastGroupEntry, Replica, TableEntry
-from omnireduce.controller.errors import BadInputError, ControllerError
+from omnireduce.controller.errors import BadInputError, ControllerError, P4RuntimeError
 from omnireduce.controller.model import Job, JobFootprint, Limits, Worker, validate_job
 from omnireduce.controller.switch import Switch
 
@@ -259,22 +259,33 @@ def add_job(switch: Switch, job: Job, limits: Limits = Limits()) -> InstalledJob
     groups = switch.read_multicast_groups()
     validate_job(job, limits, (other.footprint() for other in installed.values()), groups.keys())
     reset_slots(switch, job.slots, limits)
-    attempted: list[list[Entity]] = []
+    written: list[list[Entity]] = []
     try:
         for batch in job_entities(job):
-            attempted.append(batch)
-            switch.insert(batch)
+            try:
+                switch.insert(batch)
+            except P4RuntimeError as error:
+                # The updates the switch refused are not ours to delete (an entry with that key may belong to
+                # someone else); the others of the batch were written. Without per-update details, assume all were.
+                if error.failures:
+                    batch = [entity for index, entity in enumerate(batch) if index not in error.failed_indexes]
+                written.append(batch)
+                raise
+            except BaseException:
+                written.append(batch)  # interrupted: some of it may be on the switch
+                raise
+            written.append(batch)
     except BaseException as error:
         log.warning("[%s] installing job %d failed; rolling back", switch.name, job.job_id)
-        _roll_back(switch, attempted, error)
+        _roll_back(switch, written, error)
         raise
     log.info("[%s] job %d installed: slots %d..%d, %d workers, multicast group %d", switch.name, job.job_id,
              job.slot_base, job.slot_base + job.slot_count - 1, job.worker_count, job.mcast_group)
     return read_jobs(switch)[job.job_id]
 
 
-def _roll_back(switch: Switch, attempted: list[list[Entity]], cause: BaseException) -> None:
-    for batch in reversed(attempted):
+def _roll_back(switch: Switch, written: list[list[Entity]], cause: BaseException) -> None:
+    for batch in reversed(written):
         try:
             switch.delete(batch, ignore_missing=True)
         except ControllerError as error:

@@ -67,14 +67,18 @@ class Switch:
                 timeout: float = 10.0, require_primary: bool = True) -> "Switch":
         """Connect (waiting at most `timeout` s), arbitrate, and return the session.
 
-        With `require_primary`, losing arbitration is a `NotPrimaryError` right here instead of a refused write
-        later. Read-only users (status, listings) pass False and work as a backup controller.
+        With `require_primary` (for writers), the session takes part in master arbitration and losing it is a
+        `NotPrimaryError` right here instead of a refused write later. Without it the session is read-only and
+        does not arbitrate at all (P4Runtime reads need no stream channel), so `status --watch` can run beside
+        a writer that uses the same election id.
         """
         client = P4RuntimeClient(address, device_id, election_id, timeout)
         try:
             client.connect()
+            if not require_primary:
+                return cls(client)
             arbitration = client.arbitrate()
-            if require_primary and not arbitration.is_primary:
+            if not arbitration.is_primary:
                 raise NotPrimaryError(f"switch {address} (device {device_id}): {arbitration.message}; writes would "
                                       f"be refused. Use a higher --election-id or stop the other controller.")
         except BaseException:
@@ -136,7 +140,8 @@ class Switch:
 
     def _require_primary(self, what: str) -> None:
         if not self.is_primary:
-            message = self.client.arbitration.message if self.client.arbitration else "no arbitration"
+            message = (self.client.arbitration.message if self.client.arbitration
+                       else "this is a read-only session (no master arbitration)")
             raise NotPrimaryError(f"cannot {what} on {self.name}: {message}")
 
     # --- writes ----------------------------------------------------------------------------------------------
