@@ -1,0 +1,104 @@
+# Run: .venv/bin/pytest tests/host/test_quantize.py
+"""Fixed point with a shared scale (docs/protocol.md section 5): claims, shift, error bound, no overflow."""
+
+import numpy as np
+import pytest
+
+from omnireduce.host.errors import InputError, OverflowRisk
+from omnireduce.host.quantize import (
+    ceil_log2,
+    check_int_sum,
+    check_values,
+    dequantize,
+    error_bound,
+    exponent_claim,
+    quantize,
+    scale_shift,
+)
+from omnireduce.p4src.constants import EXPONENT_BIAS as BIAS
+
+
+@pytest.mark.parametrize(
+    "values, unbiased",
+    [
+        ([1.0], 1),            # 1 < 2^1
+        ([0.75, -0.1], 0),     # 0.75 < 2^0
+        ([-4.0], 3),           # exactly a power of two needs the next exponent
+        ([3.9999], 2),
+        ([1e-3], -9),          # 2^-10 <= 1e-3 < 2^-9
+        ([3.0e38], 128),
+    ],
+)
+def test_float_exponent_claim(values, unbiased):
+    claim = exponent_claim(np.array(values, dtype=np.float32))
+    assert claim == unbiased + BIAS
+    assert np.max(np.abs(values)) < 2.0 ** (claim - BIAS)
+
+
+def test_float_claim_of_zero_is_zero_and_tiny_values_clamp_to_zero():
+    assert exponent_claim(np.zeros(5, dtype=np.float32)) == 0
+    assert exponent_claim(np.array([1e-45], dtype=np.float32)) == 0  # 2^-149 would be -148 + 127 < 0
+
+
+@pytest.mark.parametrize("values, unbiased", [([0], 0), ([5, -1], 3), ([-8], 4), ([-(2**31)], 32), ([2**31 - 1], 31)])
+def test_int_exponent_claim_is_the_bit_length(values, unbiased):
+    assert exponent_claim(np.array(values, dtype=np.int32)) == unbiased + BIAS
+
+
+def test_shift_follows_the_formula():
+    assert ceil_log2(1) == 0 and ceil_log2(2) == 1 and ceil_log2(3) == 2 and ceil_log2(8) == 3 and ceil_log2(9) == 4
+    assert scale_shift(BIAS + 1, 8) == 30 - 1 - 3
+    assert scale_shift(0, 1) == 30 + BIAS  # all-zero job
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8, 32])
+@pytest.mark.parametrize("magnitude", [1e-6, 1.0, 3.5e3, 1e30])
+def test_quantised_sums_stay_within_the_error_bound_and_never_overflow(workers, magnitude):
+    rng = np.random.default_rng(workers)
+    tensors = [(rng.standard_normal(4096) * magnitude).astype(np.float32) for _ in range(workers)]
+    tensors[0][7] = magnitude * 3  # a value that sets the largest exponent
+    agreed = max(exponent_claim(t) for t in tensors)
+    shift = scale_shift(agreed, workers)
+    quantised = [quantize(t, shift) for t in tensors]
+    # Every partial sum, in any order the switch may add them, fits in 31 bits: check the worst case.
+    assert sum(np.abs(q.astype(np.int64)) for q in quantised).max() <= 2**30
+    total = np.sum(np.array(quantised, dtype=np.int64), axis=0).astype(np.int32)
+    result = dequantize(total, shift)
+    exact = np.sum(np.array(tensors, dtype=np.float64), axis=0)
+    bound = error_bound(agreed, workers)
+    # section 5: within W 2^-(s+1) before the final float32 rounding (half an ulp of the result).
+    assert np.all(np.abs(result - exact) <= bound + np.abs(exact) * 2.0**-24)
+    # ... and that bound is at most 2 W^2 2^-31 of the job's largest magnitude.
+    assert bound <= 2 * workers**2 * 2.0**-31 * 2.0 ** (agreed - BIAS)
+
+
+def test_quantize_rounds_to_nearest():
+    values = np.array([0.5, 1.5, -2.5, 0.25, 1.0 / 3], dtype=np.float32)
+    assert quantize(values, 0).tolist() == [0, 2, -2, 0, 0]  # half to even
+    assert quantize(values, 2).tolist() == [2, 6, -10, 1, 1]
+
+
+def test_dequantize_rounds_once():
+    assert dequantize(np.array([3, -1, 2**30], dtype=np.int32), 2).tolist() == [0.75, -0.25, 2.0**28]
+
+
+def test_int_overflow_check_is_the_protocol_rule():
+    check_int_sum(BIAS + 28, 4)  # 4 * 2^28 = 2^30 <= 2^31 - 1
+    check_int_sum(BIAS + 29, 3)  # 3 * 2^29 < 2^31 - 1
+    with pytest.raises(OverflowRisk, match="could overflow"):
+        check_int_sum(BIAS + 29, 4)  # 4 * 2^29 = 2^31
+    with pytest.raises(OverflowRisk):
+        check_int_sum(BIAS + 31, 1)
+
+
+def test_check_values_rejects_nan_inf_and_other_dtypes():
+    check_values(np.zeros(3, dtype=np.float32))
+    check_values(np.zeros(0, dtype=np.float32))
+    with pytest.raises(InputError, match="NaN/Inf.*index 2"):
+        check_values(np.array([1, 2, np.nan], dtype=np.float32))
+    with pytest.raises(InputError, match="NaN/Inf"):
+        check_values(np.array([-np.inf], dtype=np.float32))
+    with pytest.raises(InputError, match="float64 is not supported"):
+        check_values(np.zeros(3))
+    with pytest.raises(InputError, match="int64"):
+        check_values(np.zeros(3, dtype=np.int64))
