@@ -13,6 +13,9 @@ from omnireduce.p4src import constants
 from .inputs import SUPPORTED_DTYPES
 from .traffic import Exchange
 
+# Hosts take 10.0.0.1 .. 10.0.0.253 of the testbed's /24 (.254 is the aggregator, .255 broadcast); see plan.py.
+MAX_HOSTS = 253
+
 
 class SwitchKind(enum.Enum):
     SOFTSWITCH = "softswitch"  # omnireduce-switch, our embedded Python switch
@@ -93,6 +96,9 @@ class TestbedConfig:
         elif self.jobs * self.slots > constants.SLOT_COUNT:
             problems.append(f"--jobs {self.jobs} x --slots {self.slots} = {self.jobs * self.slots} slots, more than "
                             f"the switch's {constants.SLOT_COUNT} (SLOT_COUNT)")
+        if self.workers * self.jobs > MAX_HOSTS:
+            problems.append(f"--jobs {self.jobs} x --workers {self.workers} = {self.workers * self.jobs} workers, "
+                            f"more than the testbed's {MAX_HOSTS} addresses (10.0.0.1-253)")
         if self.size < 1:
             problems.append(f"--size must be at least 1 element, got {self.size}")
         if not (0.0 <= self.density <= 1.0):

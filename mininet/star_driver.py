@@ -35,7 +35,7 @@ Spec (JSON object):
              grpc_port: int | null, ready_timeout: float}
             "linux-bridge" joins the interfaces in a plain Linux bridge instead (to test this driver alone).
     setup: [{name, argv, timeout}]      run in the root namespace, in order, after the switch is ready
-    agents: [{name, host, argv}]        started together, one per host label
+    agents: [{name, host, argv, title}] started together; `title` names the agent in messages ("worker 2 of job 0")
     agent_timeout: float                deadline for all agents, from their start
     after: [{name, argv, timeout}]      run in the root namespace after the agents
     kill_switch_after_s: float | null   fault injection: SIGKILL the switch this long after the agents start
@@ -349,9 +349,12 @@ def configure_hosts(net, spec):
 
 def run_agents(spec, net, runner, switch_process, report):
     agents = []
+    titles = {}
     for agent in spec["agents"]:
         host = net.get(node_name(spec, agent["host"]))
-        agents.append(runner.start_in_host(agent["name"], host, agent["argv"]))
+        started = runner.start_in_host(agent["name"], host, agent["argv"])
+        titles[started.name] = agent.get("title", agent["name"])
+        agents.append(started)
     started_at = time.monotonic()
     deadline = started_at + float(spec.get("agent_timeout", 60))
     kill_at = spec.get("kill_switch_after_s")
@@ -366,11 +369,11 @@ def run_agents(spec, net, runner, switch_process, report):
             for agent in agents:
                 code = agent.poll()
                 if code is not None and code != 0:
-                    raise DriverError(agent.failure(agent.name))
+                    raise DriverError(agent.failure(titles[agent.name]))
             if all(agent.poll() is not None for agent in agents):
                 return
             if time.monotonic() >= deadline:
-                running = [agent.name for agent in agents if agent.poll() is None]
+                running = [titles[agent.name] for agent in agents if agent.poll() is None]
                 raise DriverError("{} still running after {} s (timeout)".format(
                     ", ".join(running), spec.get("agent_timeout", 60)))
             # Agents are other namespaces' processes: poll their exit at a short interval up to the deadline.

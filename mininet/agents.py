@@ -1,0 +1,93 @@
+"""Command lines of the workers' agents (`omnireduce-agent`, host/cli.py), and reading back what they report.
+
+Every agent all-reduces the input the runner generated and saved (`--input`), writes its result (`--output`) and
+prints one JSON object on stdout (`--json`): {"job", "worker_id", "status", "stats": {...}, "error": "..."}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .plan import NetworkPlan, WorkerPlace
+from .processes import last_line
+
+# Run the agent as a module of the venv's Python, so the command works in a Mininet host too, without PATH.
+AGENT_MODULE = "omnireduce.host.cli"
+
+
+@dataclass(frozen=True, slots=True)
+class FramePorts:
+    """Loopback mode: the agent's own UDP socket and the softswitch port's socket it exchanges frames with."""
+
+    agent: tuple[str, int]
+    switch: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFiles:
+    input: Path
+    output: Path
+
+
+def _endpoint(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, workers: int, slots: int, dense: bool,
+               timeout_s: float, frame: FramePorts | None, python: str = sys.executable) -> tuple[str, ...]:
+    """The agent command line of one worker; `frame` selects the frame transport (loopback), else kernel UDP."""
+    argv = [python, "-m", AGENT_MODULE,
+            "--switch", str(plan.aggregator_ip), "--job", str(worker.job_id), "--worker-id", str(worker.worker_id),
+            "--workers", str(workers), "--slots", str(slots),
+            "--input", str(files.input), "--output", str(files.output), "--json",
+            # The agent gives up on its own before the runner would kill it, so its own message says why.
+            "--join-timeout", f"{max(1.0, min(30.0, timeout_s)):g}", "--deadline", f"{timeout_s:g}"]
+    if dense:
+        argv.append("--dense")
+    if frame is not None:
+        argv += ["--transport", "frame", "--bind", _endpoint(frame.agent), "--frame-peer", _endpoint(frame.switch),
+                 "--worker-addr", f"{worker.ip}:{worker.udp_port}", "--mac", worker.mac,
+                 "--switch-mac", plan.aggregator_mac]
+    else:
+        argv += ["--transport", "udp", "--bind", f"{worker.ip}:{worker.udp_port}"]
+    return tuple(argv)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReport:
+    """What an agent printed: its status, stats, and error (if any); `raw` is None when it printed no JSON."""
+
+    status: int | None
+    stats: dict[str, Any]
+    error: str
+    raw: dict[str, Any] | None
+
+
+def read_agent_report(stdout_path: Path) -> AgentReport:
+    """The agent's JSON line (the last line of its stdout that parses as a JSON object)."""
+    try:
+        lines = stdout_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
+            return AgentReport(data.get("status"), stats, str(data.get("error", "")), data)
+    return AgentReport(None, {}, "", None)
+
+
+def agent_failure_reason(stdout_path: Path, stderr_path: Path) -> str:
+    """Why an agent failed, in one line: its JSON error, else its last stderr line, else its last stdout line."""
+    report = read_agent_report(stdout_path)
+    return report.error or last_line(stderr_path) or last_line(stdout_path)

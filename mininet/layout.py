@@ -1,0 +1,61 @@
+"""Where a run keeps its files (inputs, outputs, logs), and what a network mode hands back to the runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .plan import WorkerPlace
+
+
+@dataclass(frozen=True, slots=True)
+class RunLayout:
+    """`root/inputs/<worker>.npy`, `root/outputs/<worker>.npy`, `root/logs/<process>.stdout|.stderr`."""
+
+    root: Path
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def create(self) -> "RunLayout":
+        for directory in (self.inputs, self.outputs, self.logs):
+            directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def input_path(self, worker: WorkerPlace) -> Path:
+        return self.inputs / f"{worker.name}.npy"
+
+    def output_path(self, worker: WorkerPlace) -> Path:
+        return self.outputs / f"{worker.name}.npy"
+
+    def stdout_path(self, process_name: str) -> Path:
+        return self.logs / f"{process_name}.stdout"
+
+    def stderr_path(self, process_name: str) -> Path:
+        return self.logs / f"{process_name}.stderr"
+
+
+def worker_title(worker: WorkerPlace) -> str:
+    """How messages name a worker: 'worker 2 of job 0'."""
+    return f"worker {worker.worker_id} of job {worker.job_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What a network mode reports: the first failure (None if none), phase durations, the switch's counters
+    (their JSON form, None when they could not be read). Agents' results and stats are in the layout's files."""
+
+    failure: str | None
+    setup_s: float
+    elapsed_s: float
+    counters: dict[str, Any] | None

@@ -1,0 +1,124 @@
+"""Loopback mode: the softswitch as a subprocess with one UDP port per worker on 127.0.0.1, the controller
+in-process, and one agent process per worker exchanging whole Ethernet frames with its switch port. No root needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Sequence
+
+from .agents import AgentFiles, FramePorts, agent_argv, agent_failure_reason
+from .layout import RunLayout, RunOutcome, worker_title
+from .model import FaultKind, TestbedConfig
+from .plan import NetworkPlan, WorkerPlace
+from .ports import LOOPBACK, NotReady, free_ports, free_tcp_port, wait_for_grpc
+from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, wait_for_any_exit
+from .provision import read_counters, set_up_switch
+from .switches import grpc_server_addr, softswitch_loopback_argv
+
+log = logging.getLogger(__name__)
+
+# Longest the switch may take to open its gRPC port (a Python process importing grpc and numpy on a busy machine).
+SWITCH_START_S = 30.0
+
+
+class RunFailed(Exception):
+    """A step of the run failed; the message is the report's failure line."""
+
+
+def switch_failure(switch: ManagedProcess) -> str:
+    code = switch.returncode
+    what = f"switch process died ({describe_exit(code)})" if code is not None and code < 0 else (
+        f"switch process exited with code {code}")
+    line = switch.last_error_line()
+    return f"{what}: {line}" if line else what
+
+
+def agent_failure(worker: WorkerPlace, process: ManagedProcess) -> str:
+    code = process.returncode
+    what = f"exited with code {code}" if code is not None and code >= 0 else f"died ({describe_exit(code or 0)})"
+    reason = agent_failure_reason(process.stdout_path, process.stderr_path)
+    return f"{worker_title(worker)} {what}: {reason}" if reason else f"{worker_title(worker)} {what}"
+
+
+def remaining(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float,
+                 timeout_s: float, kill_switch_at: float | None = None) -> None:
+    """Wait until every agent has exited 0; raise RunFailed at the first agent failure, switch death or deadline."""
+    while True:
+        if switch.returncode is not None:
+            raise RunFailed(switch_failure(switch))
+        for worker, process in agents:
+            if process.returncode not in (None, 0):
+                raise RunFailed(agent_failure(worker, process))
+        running = [process for _worker, process in agents if process.returncode is None]
+        if not running:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            names = ", ".join(worker_title(worker) for worker, process in agents if process.returncode is None)
+            raise RunFailed(f"{names} still running after the {timeout_s:g} s timeout")
+        wake_at = deadline if kill_switch_at is None else min(deadline, kill_switch_at)
+        wait_for_any_exit([switch, *running], max(0.0, wake_at - now))
+        if kill_switch_at is not None and time.monotonic() >= kill_switch_at:
+            log.warning("fault injection: killing the switch (pid %d)", switch.pid)
+            os.killpg(switch.pid, signal.SIGKILL)
+            switch.wait(5.0)
+            kill_switch_at = None
+
+
+def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> RunOutcome:
+    started = time.monotonic()
+    deadline = started + config.timeout
+    workers = plan.workers
+    udp_ports = free_ports(2 * len(workers))
+    grpc_port = free_tcp_port()
+    frames = {worker: FramePorts(agent=(LOOPBACK, udp_ports[2 * index]), switch=(LOOPBACK, udp_ports[2 * index + 1]))
+              for index, worker in enumerate(workers)}
+    switch_argv = softswitch_loopback_argv(
+        [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port)
+    grpc_addr = grpc_server_addr(grpc_port)
+    setup_s = elapsed_s = 0.0
+    counters = None
+    with Supervisor(layout.logs) as supervisor:
+        try:
+            switch = supervisor.start(ProcessSpec("switch", switch_argv))
+            try:
+                wait_for_grpc(grpc_addr, switch, min(SWITCH_START_S, remaining(deadline)))
+            except NotReady as error:
+                raise RunFailed(switch_failure(switch) if not switch.alive() else str(error)) from None
+            try:
+                set_up_switch(grpc_addr, plan, timeout=max(1.0, remaining(deadline)))
+            except Exception as error:  # noqa: BLE001 -- any controller failure ends the run with its message
+                if not switch.alive():
+                    raise RunFailed(switch_failure(switch)) from None
+                raise RunFailed(f"controller could not set up the switch: {error}") from None
+            setup_s = time.monotonic() - started
+            agents = []
+            for worker in workers:
+                argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
+                                  workers=config.workers, slots=config.slots, dense=config.dense,
+                                  timeout_s=max(1.0, remaining(deadline)), frame=frames[worker])
+                agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
+            agents_started = time.monotonic()
+            kill_at = None
+            if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:
+                kill_at = agents_started + config.fault.after_s
+            try:
+                watch_agents(switch, agents, deadline, config.timeout, kill_at)
+            finally:
+                elapsed_s = time.monotonic() - agents_started
+            try:
+                counters = read_counters(grpc_addr, timeout=max(1.0, min(15.0, remaining(deadline) + 5.0)))
+            except Exception as error:  # noqa: BLE001
+                raise RunFailed(f"could not read the switch's counters: {error}") from None
+        except RunFailed as failure:
+            log.error("%s", failure)
+            return RunOutcome(str(failure), setup_s, elapsed_s, counters)
+    return RunOutcome(None, setup_s, elapsed_s, counters)

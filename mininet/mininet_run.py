@@ -1,0 +1,175 @@
+"""Mininet mode, venv side: write the driver's JSON spec, run the driver with Debian's Python, read its report.
+
+The driver (star_driver.py, Mininet + stdlib only) builds the star, starts the switch on its interfaces, runs the
+controller setup and the agents (kernel UDP transport) as commands of this venv's Python, and reads the counters
+with `python -m omnireduce.testbed.provision`. Every pid the driver starts is recorded in a pid file; if the
+driver itself has to be killed, whatever it started and that still runs is killed here, by pid, after checking
+that the pid still runs the command recorded for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .agents import AgentFiles, agent_argv, agent_failure_reason
+from .layout import RunLayout, RunOutcome, worker_title
+from .model import FaultKind, SwitchKind, TestbedConfig
+from .plan import NetworkPlan
+from .ports import free_tcp_port
+from .processes import ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
+from .provision import plan_to_json
+from .switches import bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, softswitch_prefix
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+MININET_PACKAGE = Path("/usr/lib/python3/dist-packages/mininet")
+DRIVER = Path(__file__).resolve().with_name("star_driver.py")
+# Building the star, starting the switch, the controller's setup and the teardown, on top of the all-reduce.
+SETUP_ALLOWANCE_S = 60.0
+TEARDOWN_ALLOWANCE_S = 30.0
+
+
+def mininet_unavailable() -> str | None:
+    """Why Mininet mode cannot run here (None when it can)."""
+    if os.geteuid() != 0:
+        return "Mininet mode needs root"
+    if not MININET_PACKAGE.is_dir():
+        return f"Mininet is not installed ({MININET_PACKAGE} is missing; apt-get install mininet)"
+    if not Path(SYSTEM_PYTHON).is_file():
+        return f"{SYSTEM_PYTHON} (the Python Mininet is installed for) is missing"
+    return None
+
+
+def driver_command(spec_path: Path) -> tuple[str, ...]:
+    # -P: do not put the driver's folder (named mininet/) on sys.path, where it would shadow the Mininet package.
+    return (SYSTEM_PYTHON, "-P", str(DRIVER), "--spec", str(spec_path))
+
+
+def switch_spec(config: TestbedConfig, grpc_port: int) -> dict[str, Any]:
+    if config.switch is SwitchKind.BMV2:
+        binary = bmv2_binary()
+        if binary is None:
+            raise ValueError("--switch bmv2: simple_switch_grpc is not on PATH")
+        prefix, suffix = bmv2_prefix(binary), bmv2_suffix(grpc_port)
+    else:
+        prefix, suffix = softswitch_prefix(), ["--grpc-server-addr", grpc_server_addr(grpc_port)]
+    return {"kind": "process", "argv_prefix": prefix, "interface_flag": "-i", "interface_format": "{port}@{intf}",
+            "argv_suffix": suffix, "grpc_port": grpc_port, "ready_timeout": 30.0}
+
+
+def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc_port: int,
+               name_prefix: str) -> dict[str, Any]:
+    """The driver's spec (format: star_driver.py's docstring)."""
+    plan_path = layout.root / "plan.json"
+    plan_path.write_text(json.dumps(plan_to_json(plan), indent=1))
+    grpc_addr = grpc_server_addr(grpc_port)
+    provision = [sys.executable, "-m", "omnireduce.testbed.provision", "--grpc-addr", grpc_addr]
+    agents = []
+    for worker in plan.workers:
+        argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
+                          workers=config.workers, slots=config.slots, dense=config.dense,
+                          timeout_s=config.timeout, frame=None)
+        agents.append({"name": worker.name, "title": worker_title(worker), "host": worker.label, "argv": list(argv)})
+    kill_after = None
+    if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:
+        kill_after = config.fault.after_s
+    return {
+        "name_prefix": name_prefix,
+        "log_dir": str(layout.logs),
+        "report": str(layout.root / "driver-report.json"),
+        "pid_file": str(layout.root / "driver-pids.jsonl"),
+        "aggregator": {"ip": str(plan.aggregator_ip), "mac": plan.aggregator_mac},
+        "hosts": [{"name": worker.label, "ip": str(worker.ip), "prefix_len": plan.prefix_len, "mac": worker.mac,
+                   "port": worker.port} for worker in plan.workers],
+        "switch": switch_spec(config, grpc_port),
+        "setup": [{"name": "controller-setup", "argv": provision + ["setup", "--plan", str(plan_path)],
+                   "timeout": 60.0}],
+        "agents": agents,
+        "agent_timeout": config.timeout,
+        "after": [{"name": "controller-counters",
+                   "argv": provision + ["counters", "--out", str(layout.root / "counters.json")], "timeout": 30.0}],
+        "kill_switch_after_s": kill_after,
+    }
+
+
+def unique_prefix() -> str:
+    """'t' + 4 hex digits: node and interface names of this run (e.g. t3fa2s1-eth1) collide with no other run."""
+    return "t" + secrets.token_hex(2)
+
+
+def kill_leftovers(pid_file: Path) -> list[str]:
+    """Kill (SIGKILL, by process group) every recorded process that still runs its recorded command."""
+    killed = []
+    try:
+        records = [json.loads(line) for line in pid_file.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return killed
+    for record in records:
+        pid, argv = int(record["pid"]), tuple(record["argv"])
+        if pid_alive(pid) and argv_of(pid) == argv:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            killed.append(f"{record['name']} (pid {pid})")
+    return killed
+
+
+def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> RunOutcome:
+    problem = mininet_unavailable()
+    if problem:
+        return RunOutcome(problem, 0.0, 0.0, None)
+    grpc_port = free_tcp_port()
+    try:
+        spec = build_spec(config, plan, layout, grpc_port, unique_prefix())
+    except ValueError as error:
+        return RunOutcome(str(error), 0.0, 0.0, None)
+    spec_path = layout.root / "driver-spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    report_path = Path(spec["report"])
+    limit = config.timeout + SETUP_ALLOWANCE_S
+    failure = None
+    with Supervisor(layout.logs, grace_s=TEARDOWN_ALLOWANCE_S) as supervisor:
+        driver = supervisor.start(ProcessSpec("driver", driver_command(spec_path)))
+        code = driver.wait(limit)
+        if code is None:
+            failure = f"Mininet driver still running after {limit:g} s; stopped"
+            driver.stop(TEARDOWN_ALLOWANCE_S)
+    leftovers = kill_leftovers(Path(spec["pid_file"]))
+    if leftovers:
+        log.warning("killed processes the driver left behind: %s", ", ".join(leftovers))
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        line = last_line(driver.stderr_path)
+        return RunOutcome(failure or f"Mininet driver ended ({describe_exit(driver.returncode or 0)}) without a "
+                                     f"report" + (f": {line}" if line else ""), 0.0, 0.0, None)
+    failure = failure or report.get("failure")
+    if failure and report.get("phase") == "agents":
+        failure = _explain_agent_failure(failure, plan, layout)
+    counters = None
+    counters_path = layout.root / "counters.json"
+    if report.get("ok") and counters_path.is_file():
+        counters = json.loads(counters_path.read_text())
+    return RunOutcome(failure, float(report.get("setup_s", 0.0)), float(report.get("agents_elapsed_s", 0.0)),
+                      counters)
+
+
+def _explain_agent_failure(failure: str, plan: NetworkPlan, layout: RunLayout) -> str:
+    """The driver names a failed agent by its title and quotes its last log line; prefer the agent's JSON error."""
+    for worker in plan.workers:
+        title = worker_title(worker)
+        if failure.startswith(title + " exited"):
+            head = failure.split(":", 1)[0]
+            reason = agent_failure_reason(layout.stdout_path(worker.name), layout.stderr_path(worker.name))
+            return f"{head}: {reason}" if reason else head
+    return failure

@@ -1,0 +1,123 @@
+"""The controller's part of a testbed run, through the controller library: push the pipeline and install the jobs
+of a `NetworkPlan`; afterwards, read the switch's counters.
+
+The loopback runner calls these functions in-process. In Mininet mode the driver runs them as a command in the
+root namespace, `python -m omnireduce.testbed.provision setup|counters ...`, because the driver cannot import
+the venv's packages; the plan then travels as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from omnireduce.controller import counters as counter_reading
+from omnireduce.controller import jobs as job_operations
+from omnireduce.controller.errors import ControllerError
+from omnireduce.controller.model import Job, Worker
+from omnireduce.controller.encoding import parse_ipv4, parse_mac
+from omnireduce.controller.pipeline import PipelineFiles, push
+from omnireduce.controller.switch import Switch
+
+from .plan import JobPlace, NetworkPlan, WorkerPlace
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 15.0
+
+
+def controller_jobs(plan: NetworkPlan) -> list[Job]:
+    """The plan's jobs as the controller library's `Job`s."""
+    return [Job(job.job_id, job.slot_base, job.slot_count, job.mcast_group,
+                tuple(Worker(worker.port, parse_mac(worker.mac), parse_ipv4(str(worker.ip)), worker.udp_port)
+                      for worker in job.workers))
+            for job in plan.jobs]
+
+
+def set_up_switch(grpc_addr: str, plan: NetworkPlan, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Push the omnireduce pipeline and install every job of `plan` (all or none)."""
+    with Switch.connect(grpc_addr, timeout=timeout) as switch:
+        push(switch, PipelineFiles())
+        job_operations.add_jobs(switch, controller_jobs(plan))
+    log.info("switch %s: pipeline pushed, %d job(s) installed", grpc_addr, len(plan.jobs))
+
+
+def read_counters(grpc_addr: str, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
+    """The switch's counters as plain JSON-able data (see `counters_to_json`)."""
+    with Switch.connect(grpc_addr, timeout=timeout, require_primary=False) as switch:
+        switch.bind_pipeline_file(PipelineFiles().p4info)
+        return counters_to_json(counter_reading.read_counters(switch))
+
+
+def counters_to_json(report: counter_reading.CounterReport) -> dict[str, Any]:
+    """{port_rx|port_tx: {port: {packets, bytes}}, jobs: {job: {kind: {packets, bytes}}}, drops: [...]}, with
+    string keys (JSON objects have no integer keys)."""
+    return {
+        "port_rx": {str(port): asdict(count) for port, count in report.port_rx.items()},
+        "port_tx": {str(port): asdict(count) for port, count in report.port_tx.items()},
+        "jobs": {str(job): {kind: asdict(count) for kind, count in kinds.items()} for job, kinds in report.jobs.items()},
+        "drops": [{"pipe": drop.pipe, "reason": drop.reason, "name": drop.name, **asdict(drop.count)}
+                  for drop in report.drops],
+    }
+
+
+# --- the plan as JSON, for the command line ------------------------------------------------------------------
+
+
+def plan_to_json(plan: NetworkPlan) -> dict[str, Any]:
+    return {"aggregator_ip": str(plan.aggregator_ip), "aggregator_mac": plan.aggregator_mac,
+            "prefix_len": plan.prefix_len,
+            "jobs": [{"job_id": job.job_id, "slot_base": job.slot_base, "slot_count": job.slot_count,
+                      "mcast_group": job.mcast_group,
+                      "workers": [{"job_id": worker.job_id, "worker_id": worker.worker_id, "port": worker.port,
+                                   "ip": str(worker.ip), "mac": worker.mac, "udp_port": worker.udp_port}
+                                  for worker in job.workers]}
+                     for job in plan.jobs]}
+
+
+def plan_from_json(data: dict[str, Any]) -> NetworkPlan:
+    try:
+        jobs = tuple(JobPlace(job["job_id"], job["slot_base"], job["slot_count"], job["mcast_group"],
+                              tuple(WorkerPlace(worker["job_id"], worker["worker_id"], worker["port"],
+                                                ipaddress.IPv4Address(worker["ip"]), worker["mac"],
+                                                worker["udp_port"])
+                                    for worker in job["workers"]))
+                     for job in data["jobs"])
+        return NetworkPlan(jobs, ipaddress.IPv4Address(data["aggregator_ip"]), data["aggregator_mac"],
+                           data["prefix_len"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"malformed network plan: {error!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m omnireduce.testbed.provision",
+                                     description="Set up the switch for a testbed run, or read its counters.")
+    parser.add_argument("--grpc-addr", required=True, metavar="HOST:PORT")
+    parser.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S")
+    commands = parser.add_subparsers(dest="command", required=True)
+    setup = commands.add_parser("setup", help="push the pipeline and install the plan's jobs")
+    setup.add_argument("--plan", type=Path, required=True, help="network plan JSON (written by the testbed)")
+    counters = commands.add_parser("counters", help="write the switch's counters as JSON")
+    counters.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "setup":
+            plan = plan_from_json(json.loads(args.plan.read_text()))
+            set_up_switch(args.grpc_addr, plan, args.timeout)
+        else:
+            args.out.write_text(json.dumps(read_counters(args.grpc_addr, args.timeout), indent=1))
+    except (ControllerError, ValueError, OSError) as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

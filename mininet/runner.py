@@ -1,0 +1,133 @@
+"""`run_testbed(config) -> report`: generate the inputs, run the chosen network mode, verify every result.
+
+    from omnireduce.testbed import TestbedConfig, run_testbed
+    report = run_testbed(TestbedConfig(workers=4, density=0.05))
+    assert report.ok, report.failure
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .agents import read_agent_report
+from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
+from .layout import RunLayout, RunOutcome, worker_title
+from .loopback import run_loopback
+from .mininet_run import run_mininet
+from .model import FaultKind, JobOutcome, NetKind, TestbedConfig, TestbedReport, WorkerOutcome
+from .plan import JobPlace, NetworkPlan, plan_network
+from .summary import drop_packets, job_counter_packets, job_traffic
+from .traffic import dense_exchange, omnireduce_exchange
+from .verify import check_result, results_agree
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run; the message lists every problem."""
+
+
+@contextmanager
+def run_directory(keep: Path | None) -> Iterator[Path]:
+    """`keep` (created if needed) or a temporary directory removed afterwards."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="omnireduce-testbed-") as directory:
+        yield Path(directory)
+
+
+def job_inputs(config: TestbedConfig, job: JobPlace) -> list[np.ndarray]:
+    tensors = make_inputs(InputSpec(config.workers, config.size, config.density, config.dtype, config.seed,
+                                    job_index=job.job_id))
+    fault = config.fault
+    if fault is not None and fault.kind is FaultKind.NAN_INPUT and job.job_id == 0:
+        tensors[fault.worker] = tensors[fault.worker].copy()
+        tensors[fault.worker][0] = np.nan
+    return tensors
+
+
+def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], layout: RunLayout,
+               outcome: RunOutcome) -> JobOutcome:
+    """Check every worker's saved result against numpy's sum, and set the traffic against what it should be."""
+    workers = []
+    results = []
+    for worker in job.workers:
+        stats = read_agent_report(layout.stdout_path(worker.name)).stats
+        path = layout.output_path(worker)
+        if not path.is_file():
+            workers.append(WorkerOutcome(job.job_id, worker.worker_id, False, float("inf"), 0.0,
+                                         "no result written", stats))
+            continue
+        try:
+            result = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            workers.append(WorkerOutcome(job.job_id, worker.worker_id, False, float("inf"), 0.0,
+                                         f"unreadable result {path}: {error}", stats))
+            continue
+        verdict = check_result(result, inputs)
+        workers.append(WorkerOutcome(job.job_id, worker.worker_id, verdict.ok, verdict.max_error, verdict.bound,
+                                     verdict.message, stats))
+        results.append(result)
+    if len(results) == len(job.workers):
+        disagreement = results_agree(results)
+        if disagreement:
+            workers = [WorkerOutcome(item.job_id, item.worker_id, False, item.max_error, item.error_bound,
+                                     item.message or disagreement, item.stats) for item in workers]
+    counters = outcome.counters
+    nonzero = np.logical_or.reduce([nonzero_block_mask(tensor) for tensor in inputs])
+    return JobOutcome(
+        job_id=job.job_id, slot_base=job.slot_base, slot_count=job.slot_count, workers=tuple(workers),
+        measured=job_traffic(counters, (worker.port for worker in job.workers)) if counters is not None else None,
+        expected=omnireduce_exchange(inputs, config.slots, config.dense),
+        dense=dense_exchange(config.workers, config.size, config.slots),
+        counters=job_counter_packets(counters, job.job_id) if counters is not None else {},
+        blocks=block_count(config.size), nonzero_blocks=int(np.count_nonzero(nonzero)),
+    )
+
+
+def run_testbed(config: TestbedConfig) -> TestbedReport:
+    """Run `config` end to end. Raises ConfigError for a configuration that cannot run; every failure of the run
+    itself is in the report (`ok` False, `failure` saying which part failed)."""
+    problems = config.problems()
+    if problems:
+        raise ConfigError("invalid testbed configuration:\n  " + "\n  ".join(problems))
+    try:
+        plan: NetworkPlan = plan_network(config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    began = time.monotonic()
+    with run_directory(config.keep_logs) as root:
+        layout = RunLayout(root).create()
+        inputs = {}
+        for job in plan.jobs:
+            inputs[job.job_id] = job_inputs(config, job)
+            for worker, tensor in zip(job.workers, inputs[job.job_id]):
+                np.save(layout.input_path(worker), tensor, allow_pickle=False)
+        log.info("inputs written to %s (%.2f s)", layout.inputs, time.monotonic() - began)
+        if config.net is NetKind.LOOPBACK:
+            outcome = run_loopback(config, plan, layout)
+        else:
+            outcome = run_mininet(config, plan, layout)
+        jobs = tuple(verify_job(config, job, inputs[job.job_id], layout, outcome) for job in plan.jobs)
+    failure = outcome.failure
+    if failure is None:
+        for job in jobs:
+            for worker in job.workers:
+                if not worker.ok:
+                    failure = f"{worker_title(plan.jobs[job.job_id].workers[worker.worker_id])}: {worker.message}"
+                    break
+            if failure:
+                break
+    ok = failure is None and all(job.ok for job in jobs)
+    return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
+                         jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},
+                         log_dir=config.keep_logs)

@@ -1,0 +1,136 @@
+"""A testbed report for people (text) and for scripts (JSON), and the traffic measured at a job's ports."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from omnireduce.p4src import constants
+
+from .model import JobOutcome, TestbedReport, Traffic
+from .traffic import CONTROL_PACKET_BYTES, DATA_PACKET_BYTES
+
+# Input bytes per block (LANES 4-byte values).
+BLOCK_BYTES = 4 * constants.LANES
+
+
+def job_traffic(counters: Mapping[str, Any], ports: Iterable[int]) -> Traffic:
+    """What the switch counted at `ports` (a job's workers' ports): received = to the switch, sent = from it.
+
+    `counters` is the JSON form of the switch's counters (omnireduce.testbed.provision.counters_to_json).
+    """
+    ports = [str(port) for port in ports]
+    rx = counters.get("port_rx", {})
+    tx = counters.get("port_tx", {})
+    return Traffic(
+        to_switch_packets=sum(rx.get(port, {}).get("packets", 0) for port in ports),
+        to_switch_bytes=sum(rx.get(port, {}).get("bytes", 0) for port in ports),
+        from_switch_packets=sum(tx.get(port, {}).get("packets", 0) for port in ports),
+        from_switch_bytes=sum(tx.get(port, {}).get("bytes", 0) for port in ports),
+    )
+
+
+def job_counter_packets(counters: Mapping[str, Any], job_id: int) -> dict[str, int]:
+    """The job counters (contributions, results, replays, acks), packets only."""
+    return {kind: int(count.get("packets", 0)) for kind, count in counters.get("jobs", {}).get(str(job_id), {}).items()}
+
+
+def drop_packets(counters: Mapping[str, Any]) -> dict[str, int]:
+    """Drops by reason name (ingress and egress added up), packets."""
+    drops: dict[str, int] = {}
+    for drop in counters.get("drops", []):
+        drops[drop["name"]] = drops.get(drop["name"], 0) + int(drop.get("packets", 0))
+    return drops
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.2f} MiB"
+
+
+def _ratio(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
+    lines = [f"job {job.job_id}: slots {job.slot_base}..{job.slot_base + job.slot_count - 1}, "
+             f"{len(job.workers)} workers, {job.blocks} blocks ({job.nonzero_blocks} non-zero in some worker, "
+             f"{_ratio(job.nonzero_blocks, job.blocks)})"]
+    for worker in job.workers:
+        verdict = "ok" if worker.ok else "FAILED"
+        error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else (
+            "exact" if worker.ok else "")
+        detail = f": {worker.message}" if worker.message else ""
+        lines.append(f"  worker {worker.worker_id}: {verdict} {error}, {worker.retransmissions} retransmissions"
+                     f"{detail}")
+    expected, dense = job.expected, job.dense
+    lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, ACK/REQUEST "
+                 f"{CONTROL_PACKET_BYTES} B; the scale round included):")
+    lines.append(f"    {'':<22}{'to switch':>24}{'from switch':>24}{'total':>12}")
+    rows: list[tuple[str, int, int, int, int]] = []
+    if job.measured is not None:
+        measured = job.measured
+        rows.append(("measured (counters)", measured.to_switch_packets, measured.to_switch_bytes,
+                     measured.from_switch_packets, measured.from_switch_bytes))
+    rows.append(("loss-free omnireduce", expected.to_switch_packets, expected.to_switch_bytes,
+                 expected.from_switch_packets, expected.from_switch_bytes))
+    rows.append(("dense aggregation", dense.to_switch_packets, dense.to_switch_bytes,
+                 dense.from_switch_packets, dense.from_switch_bytes))
+    for name, to_packets, to_bytes, from_packets, from_bytes in rows:
+        lines.append(f"    {name:<22}{to_packets:>9} pkts {_mib(to_bytes):>10}{from_packets:>9} pkts "
+                     f"{_mib(from_bytes):>10}{_mib(to_bytes + from_bytes):>12}")
+    if job.measured is not None:
+        lines.append(f"    measured bytes are {_ratio(job.measured.total_bytes, dense.total_bytes)} of dense; "
+                     f"contribution blocks {job.counters.get('contributions', 0)} "
+                     f"(loss-free {expected.contributions}, dense {dense.contributions}), "
+                     f"results {job.counters.get('results', 0)} (loss-free {expected.results}), "
+                     f"replays {job.counters.get('replays', 0)}, acks {job.counters.get('acks', 0)}")
+    if elapsed_s > 0 and job.measured is not None:
+        lines.append(f"    goodput: {job.blocks * BLOCK_BYTES * len(job.workers) / elapsed_s / 2**20:.2f} MiB/s of input "
+                     f"all-reduced, {job.measured.to_switch_packets / elapsed_s:.0f} packets/s into the switch")
+    return lines
+
+
+def format_report(report: TestbedReport) -> str:
+    config = report.config
+    head = (f"omnireduce testbed: {config.jobs} job(s) x {config.workers} workers, {config.switch.value} over "
+            f"{config.net.value}, {config.size} x {config.dtype}, density {config.density:g}"
+            f"{', dense mode' if config.dense else ''}, {config.slots} slots/job")
+    lines = [head, f"setup {report.setup_s:.2f} s, all-reduce {report.elapsed_s:.2f} s"]
+    for job in report.jobs:
+        lines.extend(_job_lines(job, report.elapsed_s))
+    if report.drops:
+        lines.append("drops: " + ", ".join(f"{name} {count}" for name, count in sorted(report.drops.items())))
+    if report.log_dir is not None:
+        lines.append(f"logs: {report.log_dir}")
+    lines.append("RESULT: all results verified" if report.ok else f"RESULT: FAILED: {report.failure}")
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of dataclasses, enums, paths, mappings; inf/nan become strings (JSON has neither)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        data = {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+        for name in ("ok", "to_switch_packets", "to_switch_bytes", "from_switch_packets", "from_switch_bytes",
+                     "total_bytes", "retransmissions"):
+            if hasattr(type(value), name) and isinstance(getattr(type(value), name), property):
+                data[name] = getattr(value, name)
+        return data
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def report_to_json(report: TestbedReport) -> dict[str, Any]:
+    return _plain(report)
+

@@ -1,0 +1,50 @@
+"""Command lines of the switches the testbed runs: the softswitch (`omnireduce-switch`, softswitch/cli.py) and
+BMv2's `simple_switch_grpc`.
+
+Both take one `-i PORT@INTERFACE` per port and a P4Runtime server address; the pipeline is pushed afterwards by
+the controller (BMv2 starts with `--no-p4`). The softswitch's loopback ports are UDP sockets carrying one Ethernet
+frame per datagram: `-i PORT@udp:LOCAL_IP:LOCAL_PORT,PEER_IP:PEER_PORT`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import Sequence
+
+SOFTSWITCH_MODULE = "omnireduce.softswitch.cli"
+BMV2_BINARY = "simple_switch_grpc"
+
+
+def grpc_server_addr(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+def softswitch_prefix(python: str = sys.executable) -> list[str]:
+    """The softswitch run as a module of the venv's Python (works from the Mininet driver too, without PATH)."""
+    return [python, "-m", SOFTSWITCH_MODULE]
+
+
+def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[str, int]]], grpc_port: int,
+                             python: str = sys.executable) -> tuple[str, ...]:
+    """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker."""
+    argv = softswitch_prefix(python)
+    for port, (local_ip, local_port), (peer_ip, peer_port) in ports:
+        argv += ["-i", f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"]
+    argv += ["--grpc-server-addr", grpc_server_addr(grpc_port)]
+    return tuple(argv)
+
+
+def bmv2_binary() -> str | None:
+    """simple_switch_grpc's path, or None when it is not on PATH."""
+    return shutil.which(BMV2_BINARY)
+
+
+def bmv2_prefix(binary: str) -> list[str]:
+    # --no-p4: the controller pushes the pipeline; device id 0 is what the controller uses by default.
+    return [binary, "--no-p4", "--device-id", "0"]
+
+
+def bmv2_suffix(grpc_port: int) -> list[str]:
+    # Options after `--` go to the gRPC target rather than to simple_switch itself.
+    return ["--", "--grpc-server-addr", grpc_server_addr(grpc_port)]
