@@ -1,10 +1,9 @@
 """Shared helpers of the P4Runtime server tests (imported by tests/softswitch/test_p4runtime*.py).
 
-- `BASIC_P4INFO`: a hand-written P4Info exercising every match kind, a direct counter, an indexed
-  counter, a register and a const default action; `bmv2_json_for()` writes the BMv2 JSON that agrees
-  with a P4Info (what p4c-bm2-ss would emit for the parts the server checks).
-- `FakeDevice`: an in-memory stand-in for softswitch.device.Device implementing the contract of
-  briefs/softswitch_api.md, so the server's translation can be tested on its own.
+- `BASIC_P4INFO_TEXT`: a hand-written P4Info of tests/softswitch/p4/p4rt_basic.p4 (every match kind, a
+  direct counter, an indexed counter, a register, a const default action); `bmv2_json_for()` writes a
+  runnable BMv2 JSON agreeing with it, so the tests need no p4c. Once p4c has compiled p4rt_basic.p4
+  into tests/softswitch/p4/build/, `pipeline_under_test()` uses that output instead.
 - `running_server()`: a P4RuntimeServer on 127.0.0.1 port 0, ready when it returns.
 - `RawClient`: a raw-protobuf P4Runtime client (stream arbitration, Write, Read) for error cases.
 """
@@ -20,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import numpy as np
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
-from omnireduce.softswitch import errors
-from omnireduce.softswitch.entries import FieldMatch, TableEntry, TableInfo
+from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.grpc_rich_status import unpack_batch_errors
 from omnireduce.softswitch.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4rt_bytes import encode_uint
@@ -35,8 +32,17 @@ from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
 READY_TIMEOUT_S = 10.0
 REPLY_TIMEOUT_S = 5.0
 
+# Table order is also the order the BASIC ingress applies them in: the const-default "drop" table first,
+# so that a later forwarding action overrides its mark_to_drop.
 BASIC_P4INFO_TEXT = """
 pkg_info { arch: "v1model" }
+tables {
+  preamble { id: 33554436 name: "MyIngress.const_default_t" alias: "const_default_t" }
+  match_fields { id: 1 name: "standard_metadata.ingress_port" bitwidth: 9 match_type: EXACT }
+  action_refs { id: 16777218 }
+  const_default_action_id: 16777218
+  size: 16
+}
 tables {
   preamble { id: 33554433 name: "MyIngress.exact_t" alias: "exact_t" }
   match_fields { id: 1 name: "hdr.ethernet.dst_addr" bitwidth: 48 match_type: EXACT }
@@ -61,13 +67,6 @@ tables {
   action_refs { id: 16777218 }
   action_refs { id: 16777219 }
   size: 64
-}
-tables {
-  preamble { id: 33554436 name: "MyIngress.const_default_t" alias: "const_default_t" }
-  match_fields { id: 1 name: "standard_metadata.ingress_port" bitwidth: 9 match_type: EXACT }
-  action_refs { id: 16777218 }
-  const_default_action_id: 16777218
-  size: 16
 }
 actions {
   preamble { id: 16777217 name: "MyIngress.fwd" alias: "fwd" }
@@ -97,286 +96,123 @@ def basic_p4info() -> p4info_pb2.P4Info:
     return text_format.Parse(BASIC_P4INFO_TEXT, p4info_pb2.P4Info())
 
 
-def _field_target(name: str) -> tuple[str, str]:
-    parts = name.split(".")
-    return (parts[1], parts[2]) if parts[0] == "hdr" else (parts[0], parts[1])
-
-
+# Header types of the BASIC program (what p4c-bm2-ss emits for tests/softswitch/p4/p4rt_basic.p4).
+_HEADER_TYPES = {
+    "ethernet_t": [["dst_addr", 48, False], ["src_addr", 48, False], ["ether_type", 16, False]],
+    "ipv4_t": [["version", 4, False], ["ihl", 4, False], ["diffserv", 8, False], ["total_len", 16, False],
+               ["identification", 16, False], ["flags", 3, False], ["frag_offset", 13, False], ["ttl", 8, False],
+               ["protocol", 8, False], ["hdr_checksum", 16, False], ["src_addr", 32, False], ["dst_addr", 32, False]],
+    "tcp_t": [["src_port", 16, False], ["dst_port", 16, False], ["seq_no", 32, False], ["ack_no", 32, False],
+              ["data_offset", 4, False], ["res", 4, False], ["flags", 8, False], ["window", 16, False],
+              ["checksum", 16, False], ["urgent_ptr", 16, False]],
+    "standard_metadata": [["ingress_port", 9, False], ["egress_spec", 9, False], ["egress_port", 9, False],
+                          ["instance_type", 32, False], ["packet_length", 32, False], ["enq_timestamp", 32, False],
+                          ["enq_qdepth", 19, False], ["deq_timedelta", 32, False], ["deq_qdepth", 19, False],
+                          ["ingress_global_timestamp", 48, False], ["egress_global_timestamp", 48, False],
+                          ["mcast_grp", 16, False], ["egress_rid", 16, False], ["checksum_error", 1, False],
+                          ["parser_error", 32, False], ["priority", 3, False], ["_padding_0", 3, False]],
+    "scalars_0": [],
+}
+_HEADERS = {"ethernet": "ethernet_t", "ipv4": "ipv4_t", "tcp": "tcp_t", "standard_metadata": "standard_metadata",
+            "scalars": "scalars_0"}
 _JSON_KINDS = {p4info_pb2.MatchField.EXACT: "exact", p4info_pb2.MatchField.LPM: "lpm",
                p4info_pb2.MatchField.TERNARY: "ternary", p4info_pb2.MatchField.RANGE: "range",
                p4info_pb2.MatchField.OPTIONAL: "optional"}
 
 
+def _field_target(name: str) -> list[str]:
+    parts = name.split(".")
+    return [parts[1], parts[2]] if parts[0] == "hdr" else [parts[0], parts[1]]
+
+
+def _table_match_type(kinds: list[str]) -> str:
+    for kind in ("range", "ternary", "optional", "lpm"):
+        if kind in kinds:
+            return "ternary" if kind == "optional" else kind
+    return "exact"
+
+
+def _primitives(action: p4info_pb2.Action) -> list[dict]:
+    """fwd-like actions set egress_spec from their first parameter; drop-like ones mark_to_drop."""
+    if action.params:
+        return [{"op": "assign", "parameters": [{"type": "field", "value": ["standard_metadata", "egress_spec"]},
+                                                {"type": "runtime_data", "value": 0}]}]
+    if action.preamble.name.endswith("drop"):
+        return [{"op": "mark_to_drop", "parameters": [{"type": "header", "value": "standard_metadata"}]}]
+    return []
+
+
 def bmv2_json_for(p4info: p4info_pb2.P4Info) -> dict:
-    """A BMv2 JSON program agreeing with `p4info` in everything the server cross-checks."""
-    actions = {a.preamble.id: a for a in p4info.actions}
-    headers: dict[str, list[list]] = {}
+    """The BMv2 JSON (format 2.x, as p4c-bm2-ss writes it) of a program with `p4info`'s objects over the
+    BASIC program's headers: a parser for ethernet/ipv4/tcp and an ingress that applies every table in turn."""
+    json_ids = {a.preamble.id: i for i, a in enumerate(p4info.actions)}
+    names = {a.preamble.id: a.preamble.name for a in p4info.actions}
     tables = []
-    for table in p4info.tables:
-        keys = []
-        for mf in table.match_fields:
-            header, field = _field_target(mf.name)
-            fields = headers.setdefault(header, [])
-            if [field, mf.bitwidth, False] not in fields:
-                fields.append([field, mf.bitwidth, False])
-            keys.append({"match_type": _JSON_KINDS[mf.match_type], "name": mf.name,
-                         "target": [header, field], "mask": None})
+    for index, table in enumerate(p4info.tables):
+        kinds = [_JSON_KINDS[mf.match_type] for mf in table.match_fields]
+        keys = [{"match_type": kind, "name": mf.name, "target": _field_target(mf.name), "mask": None}
+                for kind, mf in zip(kinds, table.match_fields)]
+        following = p4info.tables[index + 1].preamble.name if index + 1 < len(p4info.tables) else None
         default_id = table.const_default_action_id or table.action_refs[-1].id
+        refs = [ref.id for ref in table.action_refs]
         tables.append({
-            "name": table.preamble.name, "id": len(tables), "key": keys, "max_size": table.size,
-            "with_counters": bool(table.direct_resource_ids),
-            "actions": [actions[ref.id].preamble.name for ref in table.action_refs],
-            "action_ids": [ref.id for ref in table.action_refs],
-            "default_entry": {"action_id": default_id, "action_const": bool(table.const_default_action_id),
-                              "action_data": [], "action_entry_const": False},
+            "name": table.preamble.name, "id": index, "key": keys, "match_type": _table_match_type(kinds),
+            "type": "simple", "max_size": table.size, "with_counters": bool(table.direct_resource_ids),
+            "support_timeout": False, "direct_meters": None,
+            "action_ids": [json_ids[r] for r in refs], "actions": [names[r] for r in refs],
+            "base_default_next": following, "next_tables": {names[r]: following for r in refs},
+            "default_entry": {"action_id": json_ids[default_id], "action_const": bool(table.const_default_action_id),
+                              "action_data": [], "action_entry_const": bool(table.const_default_action_id)},
         })
+    tables_by_id = {t.preamble.id: t.preamble.name for t in p4info.tables}
     return {
-        "header_types": [{"name": f"{h}_t", "id": i, "fields": f} for i, (h, f) in enumerate(headers.items())],
-        "headers": [{"name": h, "id": i, "header_type": f"{h}_t", "metadata": False}
-                    for i, h in enumerate(headers)],
-        "actions": [{"name": a.preamble.name, "id": a.preamble.id,
+        "header_types": [{"name": n, "id": i, "fields": f} for i, (n, f) in enumerate(_HEADER_TYPES.items())],
+        "headers": [{"name": n, "id": i, "header_type": t, "metadata": n in ("standard_metadata", "scalars"),
+                     "pi_omit": True} for i, (n, t) in enumerate(_HEADERS.items())],
+        "header_stacks": [], "header_union_types": [], "header_unions": [], "header_union_stacks": [],
+        "field_lists": [], "enums": [], "parse_vsets": [], "meter_arrays": [], "learn_lists": [],
+        "calculations": [], "checksums": [], "force_arith": [], "extern_instances": [], "field_aliases": [],
+        "errors": [["NoError", 0], ["PacketTooShort", 1], ["NoMatch", 2], ["StackOutOfBounds", 3],
+                   ["HeaderTooShort", 4], ["ParserTimeout", 5], ["ParserInvalidArgument", 6]],
+        "parsers": [{"name": "parser", "id": 0, "init_state": "start", "parse_states": [
+            {"name": "start", "id": 0,
+             "parser_ops": [{"parameters": [{"type": "regular", "value": "ethernet"}], "op": "extract"}],
+             "transition_key": [{"type": "field", "value": ["ethernet", "ether_type"]}],
+             "transitions": [{"type": "hexstr", "value": "0x0800", "mask": None, "next_state": "parse_ipv4"},
+                             {"type": "default", "value": None, "mask": None, "next_state": None}]},
+            {"name": "parse_ipv4", "id": 1,
+             "parser_ops": [{"parameters": [{"type": "regular", "value": "ipv4"}], "op": "extract"}],
+             "transition_key": [{"type": "field", "value": ["ipv4", "protocol"]}],
+             "transitions": [{"type": "hexstr", "value": "0x06", "mask": None, "next_state": "parse_tcp"},
+                             {"type": "default", "value": None, "mask": None, "next_state": None}]},
+            {"name": "parse_tcp", "id": 2,
+             "parser_ops": [{"parameters": [{"type": "regular", "value": "tcp"}], "op": "extract"}],
+             "transition_key": [],
+             "transitions": [{"type": "default", "value": None, "mask": None, "next_state": None}]},
+        ]}],
+        "deparsers": [{"name": "deparser", "id": 0, "order": ["ethernet", "ipv4", "tcp"], "primitives": []}],
+        "actions": [{"name": a.preamble.name, "id": json_ids[a.preamble.id],
                      "runtime_data": [{"name": p.name, "bitwidth": p.bitwidth} for p in a.params],
-                     "primitives": []} for a in p4info.actions],
+                     "primitives": _primitives(a)} for a in p4info.actions],
         "register_arrays": [{"name": r.preamble.name, "id": i, "size": r.size,
                              "bitwidth": r.type_spec.bitstring.bit.bitwidth} for i, r in enumerate(p4info.registers)],
         "counter_arrays": (
             [{"name": c.preamble.name, "id": i, "is_direct": False, "size": c.size}
              for i, c in enumerate(p4info.counters)]
-            + [{"name": c.preamble.name, "id": 100 + i, "is_direct": True,
-                "binding": next(t.preamble.name for t in p4info.tables if t.preamble.id == c.direct_table_id)}
-               for i, c in enumerate(p4info.direct_counters)]),
-        "pipelines": [{"name": "ingress", "init_table": None, "tables": tables}],
+            + [{"name": c.preamble.name, "id": len(p4info.counters) + i, "is_direct": True,
+                "binding": tables_by_id[c.direct_table_id]} for i, c in enumerate(p4info.direct_counters)]),
+        "pipelines": [
+            {"name": "ingress", "id": 0, "init_table": tables[0]["name"] if tables else None, "tables": tables,
+             "action_profiles": [], "conditionals": []},
+            {"name": "egress", "id": 1, "init_table": None, "tables": [], "action_profiles": [], "conditionals": []},
+        ],
+        "program": "p4rt_basic.p4",
+        "__meta__": {"version": [2, 23], "compiler": "hand-written in tests/softswitch/conftest_p4rt.py"},
     }
 
 
 def basic_bmv2_json() -> bytes:
     return json.dumps(bmv2_json_for(basic_p4info())).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class FakeCloneSession:
-    replicas: tuple[tuple[int, int], ...]
-    packet_length_bytes: int
-
-
-class FakeDevice:
-    """In-memory stand-in for softswitch.device.Device (tables, counters, registers, PRE; no packets)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self.pipeline_json: bytes | None = None
-        self._program: dict | None = None
-
-    @property
-    def pipeline_loaded(self) -> bool:
-        return self._program is not None
-
-    def load_pipeline(self, bmv2_json) -> None:
-        raw = bmv2_json if isinstance(bmv2_json, (bytes, str)) else json.dumps(bmv2_json)
-        program = json.loads(raw)
-        with self._lock:
-            self._program = program
-            self.pipeline_json = raw.encode() if isinstance(raw, str) else raw
-            self._actions = {a["name"]: a for a in program["actions"]}
-            self._action_names = {a["id"]: a["name"] for a in program["actions"]}
-            self._tables = {t["name"]: t for p in program["pipelines"] for t in p["tables"]}
-            self._entries: dict[str, dict[tuple, TableEntry]] = {name: {} for name in self._tables}
-            self._direct: dict[tuple, list[int]] = {}
-            self._defaults = {name: self._initial_default(name) for name in self._tables}
-            self._registers = {r["name"]: np.zeros(r["size"], dtype=np.uint64) for r in program["register_arrays"]}
-            self._register_widths = {r["name"]: r["bitwidth"] for r in program["register_arrays"]}
-            self._counters = {c["name"]: [[0, 0] for _ in range(c["size"])]
-                              for c in program["counter_arrays"] if not c["is_direct"]}
-            self._groups: dict[int, list[tuple[int, int]]] = {}
-            self._sessions: dict[int, FakeCloneSession] = {}
-
-    def _initial_default(self, table: str) -> TableEntry:
-        entry = self._tables[table]["default_entry"]
-        return TableEntry(table, (), self._action_names[entry["action_id"]], (), 0, True)
-
-    def _table(self, name: str) -> dict:
-        if self._program is None:
-            raise errors.FailedPrecondition("no pipeline loaded")
-        if name not in self._tables:
-            raise errors.NotFound(f"no table named '{name}'")
-        return self._tables[name]
-
-    def table_info(self, name: str) -> TableInfo:
-        table = self._table(name)
-        kinds = tuple(k["match_type"] for k in table["key"])
-        return TableInfo(name, kinds, (), tuple(k["name"] for k in table["key"]), tuple(table["actions"]),
-                         table["max_size"], None, table["default_entry"]["action_const"], False,
-                         any(k in ("ternary", "range", "optional") for k in kinds))
-
-    def table_names(self) -> list[str]:
-        return list(self._tables)
-
-    def action_param_bitwidths(self, action: str) -> tuple[int, ...]:
-        return tuple(d["bitwidth"] for d in self._actions[action]["runtime_data"])
-
-    def table_insert(self, entry: TableEntry) -> None:
-        with self._lock:
-            table = self._table(entry.table)
-            entries = self._entries[entry.table]
-            ident = (entry.key, entry.priority)
-            if ident in entries:
-                raise errors.AlreadyExists(f"table '{entry.table}' already has this entry")
-            if len(entries) >= table["max_size"]:
-                raise errors.ResourceExhausted(f"table '{entry.table}' is full ({table['max_size']} entries)")
-            entries[ident] = entry
-            self._direct[(entry.table, *ident)] = [0, 0]
-
-    def table_modify(self, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(entry.table)
-            ident = (entry.key, entry.priority)
-            if ident not in self._entries[entry.table]:
-                raise errors.NotFound(f"table '{entry.table}' has no such entry")
-            self._entries[entry.table][ident] = entry
-
-    def table_delete(self, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(entry.table)
-            ident = (entry.key, entry.priority)
-            if self._entries[entry.table].pop(ident, None) is None:
-                raise errors.NotFound(f"table '{entry.table}' has no such entry")
-            self._direct.pop((entry.table, *ident), None)
-
-    def table_entries(self, table: str) -> list[TableEntry]:
-        with self._lock:
-            self._table(table)
-            return list(self._entries[table].values())
-
-    def table_set_default(self, table: str, action: str, params) -> None:
-        with self._lock:
-            self._table(table)
-            self._defaults[table] = TableEntry(table, (), action, tuple(params), 0, True)
-
-    def table_reset_default(self, table: str) -> None:
-        with self._lock:
-            self._table(table)
-            self._defaults[table] = self._initial_default(table)
-
-    def table_get_default(self, table: str) -> TableEntry:
-        with self._lock:
-            self._table(table)
-            return self._defaults[table]
-
-    def _direct_cell(self, table: str, key, priority: int) -> list[int]:
-        self._table(table)
-        try:
-            return self._direct[(table, tuple(key), priority)]
-        except KeyError:
-            raise errors.NotFound(f"table '{table}' has no such entry") from None
-
-    def direct_counter_read(self, table: str, key, priority: int) -> tuple[int, int]:
-        with self._lock:
-            packets, octets = self._direct_cell(table, key, priority)
-            return packets, octets
-
-    def direct_counter_write(self, table: str, key, priority: int, packets: int, octets: int) -> None:
-        with self._lock:
-            self._direct_cell(table, key, priority)[:] = [packets, octets]
-
-    def _counter_cell(self, name: str, index: int) -> list[int]:
-        if name not in self._counters:
-            raise errors.NotFound(f"no counter named '{name}'")
-        if not 0 <= index < len(self._counters[name]):
-            raise errors.OutOfRange(f"counter '{name}' index {index}")
-        return self._counters[name][index]
-
-    def counter_names(self) -> list[str]:
-        return list(self._counters)
-
-    def counter_size(self, name: str) -> int:
-        return len(self._counters[name])
-
-    def counter_read(self, name: str, index: int) -> tuple[int, int]:
-        with self._lock:
-            packets, octets = self._counter_cell(name, index)
-            return packets, octets
-
-    def counter_write(self, name: str, index: int, packets: int, octets: int) -> None:
-        with self._lock:
-            self._counter_cell(name, index)[:] = [packets, octets]
-
-    def _register(self, name: str, index: int | None = None) -> np.ndarray:
-        if name not in self._registers:
-            raise errors.NotFound(f"no register named '{name}'")
-        if index is not None and not 0 <= index < len(self._registers[name]):
-            raise errors.OutOfRange(f"register '{name}' index {index}")
-        return self._registers[name]
-
-    def register_names(self) -> list[str]:
-        return list(self._registers)
-
-    def register_size(self, name: str) -> int:
-        return len(self._register(name))
-
-    def register_bitwidth(self, name: str) -> int:
-        return self._register_widths[name]
-
-    def register_read(self, name: str, index: int) -> int:
-        with self._lock:
-            return int(self._register(name, index)[index])
-
-    def register_write(self, name: str, index: int, value: int) -> None:
-        with self._lock:
-            self._register(name, index)[index] = value
-
-    def register_read_all(self, name: str) -> np.ndarray:
-        with self._lock:
-            return self._register(name).copy()
-
-    def register_reset(self, name: str) -> None:
-        with self._lock:
-            self._register(name)[:] = 0
-
-    def mc_group_insert(self, group_id: int, replicas) -> None:
-        with self._lock:
-            if group_id in self._groups:
-                raise errors.AlreadyExists(f"multicast group {group_id} exists")
-            self._groups[group_id] = list(replicas)
-
-    def mc_group_modify(self, group_id: int, replicas) -> None:
-        with self._lock:
-            if group_id not in self._groups:
-                raise errors.NotFound(f"multicast group {group_id} does not exist")
-            self._groups[group_id] = list(replicas)
-
-    def mc_group_delete(self, group_id: int) -> None:
-        with self._lock:
-            if self._groups.pop(group_id, None) is None:
-                raise errors.NotFound(f"multicast group {group_id} does not exist")
-
-    def mc_group_read(self, group_id: int | None) -> dict[int, list[tuple[int, int]]]:
-        with self._lock:
-            if group_id is None:
-                return {g: list(r) for g, r in self._groups.items()}
-            return {group_id: list(self._groups[group_id])} if group_id in self._groups else {}
-
-    def clone_session_insert(self, session_id: int, replicas, packet_length_bytes: int = 0) -> None:
-        with self._lock:
-            if session_id in self._sessions:
-                raise errors.AlreadyExists(f"clone session {session_id} exists")
-            self._sessions[session_id] = FakeCloneSession(tuple(replicas), packet_length_bytes)
-
-    def clone_session_modify(self, session_id: int, replicas, packet_length_bytes: int = 0) -> None:
-        with self._lock:
-            if session_id not in self._sessions:
-                raise errors.NotFound(f"clone session {session_id} does not exist")
-            self._sessions[session_id] = FakeCloneSession(tuple(replicas), packet_length_bytes)
-
-    def clone_session_delete(self, session_id: int) -> None:
-        with self._lock:
-            if self._sessions.pop(session_id, None) is None:
-                raise errors.NotFound(f"clone session {session_id} does not exist")
-
-    def clone_session_read(self, session_id: int | None):
-        with self._lock:
-            if session_id is None:
-                return dict(self._sessions)
-            return {session_id: self._sessions[session_id]} if session_id in self._sessions else {}
 
 
 BUILD_DIR = Path(__file__).parent / "p4" / "build"
@@ -392,8 +228,12 @@ class PipelineUnderTest:
 
 
 def pipeline_under_test() -> PipelineUnderTest:
-    """The hand-written BASIC program on a FakeDevice."""
-    return PipelineUnderTest(basic_p4info(), basic_bmv2_json(), FakeDevice)
+    """The BASIC program (p4c's build when committed, else the hand-written pair) on the softswitch Device."""
+    p4info_path, json_path = BUILD_DIR / "p4rt_basic.p4info.txtpb", BUILD_DIR / "p4rt_basic.json"
+    if p4info_path.exists() and json_path.exists():
+        p4info = text_format.Parse(p4info_path.read_text(), p4info_pb2.P4Info(), allow_unknown_field=True)
+        return PipelineUnderTest(p4info, json_path.read_bytes(), Device)
+    return PipelineUnderTest(basic_p4info(), basic_bmv2_json(), Device)
 
 
 def table_entry(p4map: P4InfoMap, table: str, match: dict | None = None, action: str | None = None,
@@ -546,6 +386,6 @@ def batch_codes(error: grpc.RpcError) -> list[int]:
     return [e.canonical_code for e in unpack_batch_errors(error.trailing_metadata())]
 
 
-__all__ = ["FieldMatch", "FakeDevice", "PipelineUnderTest", "RawClient", "Stream", "basic_bmv2_json",
+__all__ = ["PipelineUnderTest", "RawClient", "Stream", "basic_bmv2_json",
            "basic_p4info", "batch_codes", "bmv2_json_for", "pipeline_under_test", "running_server", "table_entry",
            "uint128", "update"]

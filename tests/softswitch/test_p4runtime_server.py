@@ -501,3 +501,22 @@ def test_undecodable_bytes_do_not_hurt_the_server(switch):
     entry = switch.entry("MyIngress.exact_t", match={"hdr.ethernet.dst_addr": 1}, action="NoAction")
     switch.client.write(update("INSERT", table_entry=entry))
     assert len(switch.client.read(Entity(table_entry=p4runtime_pb2.TableEntry()))) == 1
+
+
+def test_entries_written_over_p4runtime_steer_the_devices_packets(switch):
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    device = switch.server.device
+    frame = bytes(Ether(dst="00:00:00:00:00:01") / IP(src="192.168.0.1", dst="10.1.2.3") / TCP(dport=80))
+    assert device.process_packet(1, frame) == []                # the const default action drops it
+    route = switch.entry("MyIngress.lpm_t", match={"hdr.ipv4.dst_addr": (0x0A000000, 8)}, action="MyIngress.fwd",
+                         params={"port": 3})
+    switch.client.write(update("INSERT", table_entry=route))
+    assert [port for port, _ in device.process_packet(1, frame)] == [3]
+    acl = switch.entry("MyIngress.acl_t", match={"hdr.ipv4.src_addr": (0xC0A80000, 0xFFFF0000),
+                                                 "hdr.tcp.dst_port": (80, 80)}, action="MyIngress.drop", priority=1)
+    switch.client.write(update("INSERT", table_entry=acl))
+    assert device.process_packet(1, frame) == []
+    switch.client.write(update("DELETE", table_entry=acl))
+    assert [port for port, _ in device.process_packet(1, frame)] == [3]

@@ -230,13 +230,18 @@ def test_matching_p4info_and_json_pass(p4map):
     check_p4info_matches_json(p4map, bmv2_json_for(basic_p4info()))
 
 
+def json_table(program: dict, name: str) -> dict:
+    return next(t for t in program["pipelines"][0]["tables"] if t["name"] == name)
+
+
 @pytest.mark.parametrize("corrupt,fragment", [
     (lambda j: j["actions"][0]["runtime_data"][0].update(bitwidth=16),
      r"action 'MyIngress.fwd' has parameter widths \[9\] in the P4Info but \[16\] in the JSON"),
-    (lambda j: j["pipelines"][0]["tables"].pop(1), "table 'MyIngress.lpm_t' is in the P4Info but not in the JSON"),
-    (lambda j: j["header_types"][0]["fields"][0].__setitem__(1, 32),
+    (lambda j: j["pipelines"][0]["tables"].remove(json_table(j, "MyIngress.lpm_t")),
+     "table 'MyIngress.lpm_t' is in the P4Info but not in the JSON"),
+    (lambda j: next(t for t in j["header_types"] if t["name"] == "ethernet_t")["fields"][0].__setitem__(1, 32),
      r"table 'MyIngress.exact_t' field 0 \('hdr.ethernet.dst_addr'\) is 48 bits in the P4Info but 32 bits"),
-    (lambda j: j["pipelines"][0]["tables"][2]["key"][1].update(match_type="exact"),
+    (lambda j: json_table(j, "MyIngress.acl_t")["key"][1].update(match_type="exact"),
      "field 1 .* is range in the P4Info but exact in the JSON"),
     (lambda j: j["register_arrays"][0].update(size=16), "register 'MyIngress.slots' is 8 x bit<32> in the P4Info"),
     (lambda j: j["counter_arrays"][0].update(size=5), "counter 'MyIngress.pkts' has size 4"),
