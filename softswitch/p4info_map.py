@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -187,13 +187,16 @@ def _action(action: p4info_pb2.Action) -> ActionInfo:
     return ActionInfo(action.preamble.id, action.preamble.name, params, by_id)
 
 
-def _register(register: p4info_pb2.Register) -> RegisterInfo:
-    name = register.preamble.name
-    spec = register.type_spec
-    if spec.WhichOneof("type_spec") != "bitstring" or spec.bitstring.WhichOneof("type_spec") not in ("bit", "int"):
-        raise P4RuntimeError.invalid_argument(f"register '{name}': only bit<W>/int<W> cells are supported")
-    bits = spec.bitstring.bit if spec.bitstring.HasField("bit") else spec.bitstring.int
-    return RegisterInfo(register.preamble.id, name, register.size, bits.bitwidth)
+def _registers(registers: Iterable[p4info_pb2.Register]) -> Iterator[RegisterInfo]:
+    """The registers the server can serve; others (struct cells) are left out with a warning."""
+    for register in registers:
+        name = register.preamble.name
+        spec = register.type_spec
+        if spec.WhichOneof("type_spec") != "bitstring" or spec.bitstring.WhichOneof("type_spec") not in ("bit", "int"):
+            log.warning("register '%s' is not served over P4Runtime: only bit<W>/int<W> cells are supported", name)
+            continue
+        bits = spec.bitstring.bit if spec.bitstring.HasField("bit") else spec.bitstring.int
+        yield RegisterInfo(register.preamble.id, name, register.size, bits.bitwidth)
 
 
 class P4InfoMap:
@@ -207,7 +210,7 @@ class P4InfoMap:
         table_counter = {c.table_id: c.id for c in self.direct_counters}
         self.tables = _Catalog("table", (_table(t, table_counter) for t in p4info.tables))
         self.actions = _Catalog("action", (_action(a) for a in p4info.actions))
-        self.registers = _Catalog("register", (_register(r) for r in p4info.registers))
+        self.registers = _Catalog("register", _registers(p4info.registers))
         self.counters = _Catalog("counter", (
             CounterInfo(c.preamble.id, c.preamble.name, c.size, c.spec.unit) for c in p4info.counters))
         self._check_references()

@@ -67,10 +67,15 @@ class _JsonProgram:
                     self.field_widths[(header["name"], spec[0])] = spec[1]
 
     def key_width(self, key: Mapping[str, Any]) -> int | None:
-        """Bitwidth of a table key element, when its target is a plain header field."""
+        """Bitwidth of a table key element, when its target is a plain, unmasked header field.
+
+        A masked key (a slice `f[7:0]` or `f & M`) has no width P4Info and JSON state the same way.
+        """
         target = key.get("target")
         if key.get("match_type") == "valid":
             return 1
+        if key.get("mask") is not None:
+            return None
         if isinstance(target, list) and len(target) == 2:
             return self.field_widths.get((target[0], target[1]))
         return None
