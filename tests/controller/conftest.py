@@ -38,20 +38,10 @@ def pipeline_files(tmp_path_factory: pytest.TempPathFactory) -> PipelineFiles:
     return PipelineFiles(p4info_path, json_path)
 
 
-def uses_compiled_program(files: PipelineFiles) -> bool:
-    return files.p4info == artifacts.P4INFO
+def make_device():
+    from omnireduce.softswitch.device import Device
 
-
-def make_device(files: PipelineFiles):
-    """The softswitch Device for the compiled program; for the synthetic pipeline (which has tables but no packet
-    logic, so the real Device cannot load it), the P4Runtime server tests' in-memory stand-in."""
-    if uses_compiled_program(files):
-        from omnireduce.softswitch.device import Device
-
-        return Device()
-    from tests.softswitch.conftest_p4rt import FakeDevice
-
-    return FakeDevice()
+    return Device()
 
 
 @dataclass
@@ -97,7 +87,7 @@ class RunningSoftswitch:
 
 @pytest.fixture
 def softswitch_server(pipeline_files: PipelineFiles) -> Iterator[RunningSoftswitch]:
-    server = P4RuntimeServer(make_device(pipeline_files), "127.0.0.1:0", device_id=0)
+    server = P4RuntimeServer(make_device(), "127.0.0.1:0", device_id=0)
     server.start()
     running = RunningSoftswitch(server, server.device, pipeline_files)
     try:

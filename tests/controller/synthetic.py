@@ -111,25 +111,77 @@ def synthetic_p4info() -> p4info_pb2.P4Info:
     return p4info
 
 
+# Standard metadata as p4c-bm2-ss lays it out for v1model; the tables' keys live in `scalars` (local metadata).
+_STANDARD_METADATA = [
+    ["ingress_port", 9, False], ["egress_spec", 9, False], ["egress_port", 9, False], ["instance_type", 32, False],
+    ["packet_length", 32, False], ["enq_timestamp", 32, False], ["enq_qdepth", 19, False],
+    ["deq_timedelta", 32, False], ["deq_qdepth", 19, False], ["ingress_global_timestamp", 48, False],
+    ["egress_global_timestamp", 48, False], ["mcast_grp", 16, False], ["egress_rid", 16, False],
+    ["checksum_error", 1, False], ["parser_error", 32, False], ["priority", 3, False], ["_padding_0", 3, False],
+]
+_EGRESS_TABLES = {program.RESULT_DESTINATIONS_TABLE}
+
+
+def _chain(tables: list[dict]) -> None:
+    """Apply the tables of one control one after the other, as a straight-line control would."""
+    for index, table in enumerate(tables):
+        following = tables[index + 1]["name"] if index + 1 < len(tables) else None
+        table["base_default_next"] = following
+        table["next_tables"] = {action: following for action in table["actions"]}
+
+
 def bmv2_json(p4info: p4info_pb2.P4Info) -> dict:
-    """A BMv2 JSON program that agrees with `p4info` (tables, actions, registers, counters; no packet logic)."""
-    actions_by_id = {action.preamble.id: action for action in p4info.actions}
+    """A BMv2 JSON program (format 2.x) that agrees with `p4info`: its tables, actions (which do nothing),
+    registers and counters, over an Ethernet-only parser. Enough for a P4Runtime server and the softswitch Device
+    to load it; no packet logic."""
+    json_ids = {action.preamble.id: index for index, action in enumerate(p4info.actions)}
+    names = {action.preamble.id: action.preamble.name for action in p4info.actions}
     kinds = {EXACT: "exact", LPM: "lpm"}
-    tables = []
+    scalars: dict[str, int] = {}
+    pipelines: dict[str, list[dict]] = {"ingress": [], "egress": []}
     for table in p4info.tables:
+        for field in table.match_fields:
+            scalars[field.name] = field.bitwidth
+        refs = [ref.id for ref in table.action_refs]
         default_id = table.const_default_action_id
-        tables.append({
-            "name": table.preamble.name, "id": len(tables), "max_size": table.size, "with_counters": False,
+        pipe = "egress" if table.preamble.name in _EGRESS_TABLES else "ingress"
+        pipelines[pipe].append({
+            "name": table.preamble.name, "id": sum(map(len, pipelines.values())), "type": "simple",
+            "match_type": "lpm" if any(field.match_type == LPM for field in table.match_fields) else "exact",
+            "max_size": table.size, "with_counters": False, "support_timeout": False, "direct_meters": None,
             "key": [{"match_type": kinds[field.match_type], "name": field.name, "target": ["scalars", field.name],
                      "mask": None} for field in table.match_fields],
-            "actions": [actions_by_id[ref.id].preamble.name for ref in table.action_refs],
-            "action_ids": [ref.id for ref in table.action_refs],
-            "default_entry": {"action_id": default_id, "action_const": True, "action_data": [],
+            "action_ids": [json_ids[ref] for ref in refs], "actions": [names[ref] for ref in refs],
+            "default_entry": {"action_id": json_ids[default_id], "action_const": True, "action_data": [],
                               "action_entry_const": True},
         })
+    for tables in pipelines.values():
+        _chain(tables)
     return {
-        "header_types": [], "headers": [],
-        "actions": [{"name": action.preamble.name, "id": action.preamble.id,
+        "header_types": [
+            {"name": "scalars_0", "id": 0, "fields": [[name, width, False] for name, width in scalars.items()]},
+            {"name": "standard_metadata", "id": 1, "fields": _STANDARD_METADATA},
+            {"name": "ethernet_t", "id": 2,
+             "fields": [["dst_addr", 48, False], ["src_addr", 48, False], ["ether_type", 16, False]]},
+        ],
+        "headers": [
+            {"name": "scalars", "id": 0, "header_type": "scalars_0", "metadata": True, "pi_omit": True},
+            {"name": "standard_metadata", "id": 1, "header_type": "standard_metadata", "metadata": True,
+             "pi_omit": True},
+            {"name": "ethernet", "id": 2, "header_type": "ethernet_t", "metadata": False, "pi_omit": True},
+        ],
+        "header_stacks": [], "header_union_types": [], "header_unions": [], "header_union_stacks": [],
+        "field_lists": [], "enums": [], "parse_vsets": [], "meter_arrays": [], "learn_lists": [],
+        "calculations": [], "checksums": [], "force_arith": [], "extern_instances": [], "field_aliases": [],
+        "errors": [["NoError", 0], ["PacketTooShort", 1], ["NoMatch", 2], ["StackOutOfBounds", 3],
+                   ["HeaderTooShort", 4], ["ParserTimeout", 5], ["ParserInvalidArgument", 6]],
+        "parsers": [{"name": "parser", "id": 0, "init_state": "start", "parse_states": [
+            {"name": "start", "id": 0,
+             "parser_ops": [{"parameters": [{"type": "regular", "value": "ethernet"}], "op": "extract"}],
+             "transition_key": [],
+             "transitions": [{"type": "default", "value": None, "mask": None, "next_state": None}]}]}],
+        "deparsers": [{"name": "deparser", "id": 0, "order": ["ethernet"], "primitives": []}],
+        "actions": [{"name": action.preamble.name, "id": json_ids[action.preamble.id],
                      "runtime_data": [{"name": param.name, "bitwidth": param.bitwidth} for param in action.params],
                      "primitives": []} for action in p4info.actions],
         "register_arrays": [{"name": register.preamble.name, "id": index, "size": register.size,
@@ -137,7 +189,11 @@ def bmv2_json(p4info: p4info_pb2.P4Info) -> dict:
                             for index, register in enumerate(p4info.registers)],
         "counter_arrays": [{"name": counter.preamble.name, "id": index, "is_direct": False, "size": counter.size}
                            for index, counter in enumerate(p4info.counters)],
-        "pipelines": [{"name": "ingress", "init_table": None, "tables": tables}],
+        "pipelines": [{"name": pipe, "id": index, "init_table": tables[0]["name"] if tables else None,
+                       "tables": tables, "action_profiles": [], "conditionals": []}
+                      for index, (pipe, tables) in enumerate(pipelines.items())],
+        "program": "synthetic omnireduce (tests/controller/synthetic.py)",
+        "__meta__": {"version": [2, 23], "compiler": "tests/controller/synthetic.py"},
     }
 
 
