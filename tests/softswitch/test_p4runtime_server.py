@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.protobuf import text_format
 from google.rpc import code_pb2
 from p4.v1 import p4data_pb2, p4runtime_pb2
 
@@ -20,7 +21,7 @@ from conftest_p4rt import (
     table_entry,
     update,
 )
-from omnireduce.softswitch.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4info_map import P4InfoMap, load_p4info
 from omnireduce.softswitch.p4runtime_server import P4RuntimeServer, P4RuntimeServerError
 
 DEVICE_ID = 1
@@ -520,3 +521,27 @@ def test_entries_written_over_p4runtime_steer_the_devices_packets(switch):
     assert device.process_packet(1, frame) == []
     switch.client.write(update("DELETE", table_entry=acl))
     assert [port for port, _ in device.process_packet(1, frame)] == [3]
+
+
+def test_a_server_can_serve_a_pipeline_loaded_before_it_started(tmp_path):
+    pipeline = pipeline_under_test()
+    device = pipeline.make_device()
+    device.load_pipeline(pipeline.device_config)
+    p4info_path = tmp_path / "program.p4info.txtpb"
+    p4info_path.write_text(text_format.MessageToString(pipeline.p4info))
+    (tmp_path / "program.p4info.bin").write_bytes(pipeline.p4info.SerializeToString())
+    assert load_p4info(tmp_path / "program.p4info.bin") == load_p4info(p4info_path) == pipeline.p4info
+    with running_server(device, device_id=DEVICE_ID, p4info=load_p4info(p4info_path)) as server:
+        client = RawClient(server.bound_address, DEVICE_ID)
+        try:
+            reply = client.stub.GetForwardingPipelineConfig(GetConfig(device_id=DEVICE_ID), timeout=5)
+            assert reply.config.p4info == pipeline.p4info and not reply.config.HasField("cookie")
+            assert client.read(Entity(table_entry=p4runtime_pb2.TableEntry())) == []
+        finally:
+            client.close()
+    wrong = load_p4info(p4info_path)
+    wrong.registers[0].size += 1
+    with pytest.raises(P4RuntimeServerError, match="register 'MyIngress.slots'"):
+        P4RuntimeServer(device, "127.0.0.1:0", device_id=DEVICE_ID, p4info=wrong)
+    with pytest.raises(P4RuntimeServerError, match="no pipeline loaded"):
+        P4RuntimeServer(pipeline.make_device(), "127.0.0.1:0", device_id=DEVICE_ID, p4info=pipeline.p4info)
