@@ -15,6 +15,8 @@ from p4.v1 import p4data_pb2, p4runtime_pb2
 from p4runtime_sh.p4runtime import P4RuntimeWriteException
 
 from conftest_p4rt import pipeline_under_test, running_server
+from omnireduce.p4src import artifacts
+from omnireduce.softswitch.device import Device
 
 DEVICE_ID = 1
 
@@ -123,3 +125,28 @@ def test_shell_multicast_groups(shell):
     assert [(r.egress_port, r.instance) for r in group.replicas] == [(3, 1)]
     shell.MulticastGroupEntry(7).delete()
     assert list(shell.MulticastGroupEntry().read()) == []
+
+
+@pytest.mark.skipif(not (artifacts.BMV2_JSON.exists() and artifacts.P4INFO.exists()),
+                    reason="p4src/build/ has no compiled omnireduce program yet (run `make p4`, needs p4c)")
+def test_shell_pushes_the_omnireduce_program_and_reads_all_of_it():
+    with running_server(Device(), device_id=DEVICE_ID) as server:
+        sh.setup(device_id=DEVICE_ID, grpc_addr=server.bound_address, election_id=(0, 1),
+                 config=sh.FwdPipeConfig(str(artifacts.P4INFO), str(artifacts.BMV2_JSON)), verbose=False)
+        try:
+            p4info = sh.client.get_p4info()
+            assert p4info.tables, "the omnireduce P4Info lists no tables"
+            for table in p4info.tables:
+                entries = list(sh.TableEntry(table.preamble.name).read())
+                if not table.has_initial_entries:
+                    assert entries == []       # a freshly pushed pipeline starts empty
+                (default,) = list(sh.TableEntry(table.preamble.name)(is_default=True).read())
+                assert default.is_default
+            for register in p4info.registers:
+                query = p4runtime_pb2.Entity()
+                query.register_entry.register_id = register.preamble.id
+                query.register_entry.index.index = register.size - 1
+                (cell,) = [e for reply in sh.client.read_one(query) for e in reply.entities]
+                assert cell.register_entry.data.bitstring == b"\x00"
+        finally:
+            sh.teardown()
