@@ -117,12 +117,12 @@ class WorkerSpec:
 
 
 def frame_configs(server: PortServer, workers: Sequence[WorkerSpec], *, job_id: int, slots: int, switch_ip: str,
-                  switch_mac: str, timeouts: Timeouts | None = None, pacing: Pacing | None = None,
-                  **options) -> list[AgentConfig]:
+                  switch_mac: str, worker_count: int | None = None, timeouts: Timeouts | None = None,
+                  pacing: Pacing | None = None, **options) -> list[AgentConfig]:
     """One FRAME-transport AgentConfig per worker, each talking to its switch port through `server`."""
     return [
         AgentConfig(
-            switch_ip=switch_ip, job_id=job_id, worker_id=w.worker_id, workers=len(workers), slots=slots,
+            switch_ip=switch_ip, job_id=job_id, worker_id=w.worker_id, workers=worker_count or len(workers), slots=slots,
             transport=TransportKind.FRAME,
             frame_link=FrameLink(bind=(LOOPBACK, 0), peer=server.address(w.port),
                                  worker=Endpoint.of(w.mac, w.ip, w.udp_port), switch_mac=parse_mac(switch_mac)),
@@ -150,13 +150,60 @@ def agents_on(server: PortServer, workers: Sequence[WorkerSpec], configs: Sequen
             agent.close()
 
 
+@dataclass
+class Cluster:
+    """A job installed on a switch whose ports are served on loopback, and one agent per worker."""
+
+    switch: object  # tests/p4/omniswitch.OmniSwitch
+    server: PortServer
+    workers: list[WorkerSpec]
+    agents: list[AllReduce]
+
+    def run(self, tensors: Sequence[np.ndarray], **kwargs) -> list[np.ndarray | BaseException]:
+        return run_workers(self.agents, tensors, **kwargs)
+
+    def run_each(self, work: Callable[[int, AllReduce], object]) -> list[object]:
+        return run_each(self.agents, work)
+
+
+@contextmanager
+def job_cluster(device, workers: int, slots: int, *, job_id: int = 1, agents: int | None = None,
+                agent_workers: int | None = None, lose: LossHook | None = None, slot_base: int = 0,
+                **options) -> Iterator[Cluster]:
+    """Install a job of `workers` workers on `device` (through OmniSwitch) and open an agent for each.
+
+    agents: open only the first `agents` of them (a worker that never shows up); agent_workers: the worker count
+    the agents are configured with (to test a mismatch with the switch); options go to AgentConfig.
+    """
+    from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC, OmniSwitch, make_workers
+
+    switch = OmniSwitch(device)
+    installed = make_workers(workers)
+    switch.add_job(job_id, installed, slot_base=slot_base, slot_count=slots, mcast_grp=job_id)
+    specs = [WorkerSpec(w.worker_id, w.port, w.mac, w.ip, w.udp_port) for w in installed]
+    opened = specs[: agents if agents is not None else workers]
+    with PortServer(device, [w.port for w in specs], lose=lose) as server:
+        configs = frame_configs(server, opened, job_id=job_id, slots=slots, switch_ip=SWITCH_IP,
+                                switch_mac=SWITCH_MAC, worker_count=agent_workers or workers, **options)
+        with agents_on(server, opened, configs) as open_agents:
+            yield Cluster(switch, server, specs, open_agents)
+        if server.error is not None:
+            raise server.error
+
+
 def run_workers(agents: Sequence[AllReduce], tensors: Sequence[np.ndarray], **kwargs) -> list[np.ndarray | BaseException]:
     """Every agent all-reduces its tensor concurrently (one thread each); a failed worker gives its exception."""
 
-    def one(index: int) -> np.ndarray | BaseException:
+    return run_each(agents, lambda index, agent: agent.allreduce(tensors[index], **kwargs))
+
+
+def run_each(agents: Sequence[AllReduce], work: Callable[[int, AllReduce], object]) -> list:
+    """work(index, agent) for every agent concurrently; a call that raised gives its exception instead."""
+
+    def one(index: int) -> object:
         try:
-            return agents[index].allreduce(tensors[index], **kwargs)
-        except BaseException as error:  # reported to the test, which asserts on it
+            return work(index, agents[index])
+        except Exception as error:  # reported to the test, which asserts on it
             return error
 
     with ThreadPoolExecutor(max_workers=len(agents)) as pool:
