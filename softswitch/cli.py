@@ -1,0 +1,205 @@
+"""omnireduce-switch: the softswitch as a process, with a command line close to simple_switch_grpc's.
+
+    omnireduce-switch [--device-id N] [--grpc-server-addr HOST:PORT] [-i N@IFACE ...] [--log-level LEVEL]
+                      [--pcap DIR] [--p4info FILE] [--no-grpc] [JSON | --no-p4]
+
+Once everything listens it prints one line per listener and then `omnireduce-switch: ready` on stdout, so a
+parent process can wait for readiness by reading lines. SIGINT/SIGTERM stop it cleanly (exit status 0).
+Exit status 1: the switch could not start (bad JSON, port in use, ...); 2: bad command line.
+
+Code and tests use `setup(argv)`, which returns a started-but-not-waiting `Switch` to stop() themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .device import Device
+from .errors import DeviceError
+from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
+
+log = logging.getLogger("omnireduce.softswitch")
+
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:9559"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    json_path: Path | None
+    ports: tuple[PortSpec, ...] = ()
+    device_id: int = 0
+    grpc_address: str | None = DEFAULT_GRPC_ADDRESS
+    p4info_path: Path | None = None
+    pcap_dir: Path | None = None
+
+
+@dataclass(slots=True)
+class Switch:
+    """A running softswitch: device, packet loop and (optionally) P4Runtime server."""
+
+    config: SwitchConfig
+    device: Device
+    loop: PacketLoop
+    server: object | None = None
+    listening: list[str] = field(default_factory=list)
+    _stop_requested: threading.Event = field(default_factory=threading.Event)
+    _stopped: bool = False
+
+    def request_stop(self) -> None:
+        """Ask wait() to return (safe from a signal handler)."""
+        self._stop_requested.set()
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.server is not None:
+            self.server.stop()
+        self.loop.stop()
+        log.info("stopped; packet loop stats %s, device stats %s", dict(self.loop.stats), self.device.stats_snapshot())
+
+    def wait(self) -> None:
+        while not self._stop_requested.wait(0.5):
+            pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="omnireduce-switch",
+        description="Software v1model switch running p4c-bm2-ss BMv2 JSON, with a P4Runtime server.",
+        epilog="Examples:\n"
+        "  omnireduce-switch -i 1@udp:127.0.0.1:40001,127.0.0.1:50001 -i 2@udp:127.0.0.1:40002 build/prog.json\n"
+        "  omnireduce-switch --no-p4 -i 1@veth1 -i 2@veth2 --grpc-server-addr 127.0.0.1:50051\n"
+        "UDP ports carry one Ethernet frame per datagram; without a peer, a port answers the last sender.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("json", nargs="?", type=Path, help="BMv2 JSON from p4c-bm2-ss (omit with --no-p4)")
+    p.add_argument("--no-p4", action="store_true", help="start without a pipeline; a P4Runtime client pushes one")
+    p.add_argument("-i", "--interface", action="append", default=[], metavar="N@IFACE",
+                   help="port N on interface IFACE (raw socket, needs root) or udp:HOST:PORT[,PEER:PORT]")
+    p.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default 0)")
+    p.add_argument("--grpc-server-addr", default=DEFAULT_GRPC_ADDRESS,
+                   help=f"P4Runtime server address (default {DEFAULT_GRPC_ADDRESS}; port 0 picks a free one)")
+    p.add_argument("--no-grpc", action="store_true", help="do not start the P4Runtime server")
+    p.add_argument("--p4info", type=Path, help="P4Info (text format) of JSON, to serve it before any client pushes one")
+    p.add_argument("--pcap", type=Path, metavar="DIR", help="write portN_in.pcap/portN_out.pcap captures into DIR")
+    p.add_argument("--log-level", default="info",
+                   choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
+                   help="log level (default info)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.no_p4 == (args.json is not None):
+        p.error("give exactly one of JSON or --no-p4")
+    if args.p4info is not None and args.json is None:
+        p.error("--p4info needs a JSON")
+    try:
+        ports = tuple(parse_port_spec(spec) for spec in args.interface)
+    except PortSpecError as exc:
+        p.error(str(exc))
+    numbers = [spec.number for spec in ports]
+    if len(set(numbers)) != len(numbers):
+        p.error("a port number is given twice")
+    config = SwitchConfig(
+        json_path=args.json,
+        ports=ports,
+        device_id=args.device_id,
+        grpc_address=None if args.no_grpc else args.grpc_server_addr,
+        p4info_path=args.p4info,
+        pcap_dir=args.pcap,
+    )
+    return config, args.log_level
+
+
+def configure_logging(level: str) -> None:
+    names = {"trace": logging.DEBUG, "warn": logging.WARNING, "off": logging.CRITICAL + 10}
+    value = names.get(level, getattr(logging, level.upper(), logging.INFO))
+    logging.basicConfig(level=value, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def start_p4runtime_server(device: Device, config: SwitchConfig):
+    """Start the P4Runtime server (softswitch/p4runtime_server.py, imported lazily: it pulls in gRPC)."""
+    from google.protobuf import text_format
+    from p4.config.v1 import p4info_pb2
+
+    from .p4runtime_server import P4RuntimeServer
+
+    p4info = None
+    if config.p4info_path is not None:
+        p4info = p4info_pb2.P4Info()
+        text_format.Parse(config.p4info_path.read_text(), p4info)
+    server = P4RuntimeServer(device, config.grpc_address, device_id=config.device_id, p4info=p4info)
+    server.start()
+    return server
+
+
+def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> Switch:
+    """Build and start a switch from a command line (or a ready config); raises on failure."""
+    if config is None:
+        config, _ = parse_args(argv)
+    device = Device(name=f"switch{config.device_id}")
+    if config.json_path is not None:
+        device.load_pipeline(config.json_path.read_bytes())
+    opened = []
+    try:
+        for spec in config.ports:
+            opened.append(open_port(spec))
+        loop = PacketLoop(device, opened, config.pcap_dir)
+    except Exception:
+        for port in opened:
+            port.close()
+        raise
+    switch = Switch(config, device, loop)
+    for port in opened:
+        where = port.spec.describe()
+        if port.spec.kind == "udp":
+            host, number = port.bound
+            where = f"udp:{host}:{number}"
+        switch.listening.append(f"port {port.spec.number} listening on {where}")
+    loop.start()
+    try:
+        if config.grpc_address is not None:
+            switch.server = start_p4runtime_server(device, config)
+            switch.listening.append(f"P4Runtime server listening on {switch.server.bound_address}")
+    except BaseException:
+        loop.stop()
+        raise
+    return switch
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, level = parse_args(argv)
+    configure_logging(level)
+    try:
+        switch = setup(config=config)
+    except (DeviceError, OSError, ValueError, RuntimeError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    for line in switch.listening:
+        log.info("%s", line)
+        print(f"omnireduce-switch: {line}", flush=True)
+    print("omnireduce-switch: ready", flush=True)
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        log.info("signal %d: stopping", signum)
+        switch.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    switch.wait()
+    switch.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Switch ports and the packet loop.
+
+A port is either a real interface through an AF_PACKET raw socket (Mininet/veth; needs CAP_NET_RAW), or, for
+unprivileged use, a UDP socket on which each datagram carries one whole Ethernet frame:
+
+    -i 1@veth1                                   raw interface veth1 is port 1
+    -i 1@udp:127.0.0.1:40001,127.0.0.1:50001     port 1 receives on 127.0.0.1:40001, sends to 127.0.0.1:50001
+    -i 2@udp:127.0.0.1:40002                     port 2 sends back to wherever its last frame came from
+
+The PacketLoop thread polls all port sockets, runs each frame through Device.process_packet, and sends the
+results out of their ports. Nothing a frame does can stop the loop: failures are logged and counted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .pcap import PcapWriter
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent (AF_PACKET sees its own transmissions)
+MAX_FRAME = 65535
+BATCH = 64  # frames read from one socket before looking at the others
+
+
+class PortSpecError(ValueError):
+    """A `-i N@IFACE` argument that cannot be understood."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    number: int
+    kind: str  # "raw" | "udp"
+    iface: str | None = None
+    bind: tuple[str, int] | None = None
+    peer: tuple[str, int] | None = None
+
+    def describe(self) -> str:
+        if self.kind == "raw":
+            return f"raw:{self.iface}"
+        text = f"udp:{self.bind[0]}:{self.bind[1]}"
+        return text + (f",{self.peer[0]}:{self.peer[1]}" if self.peer else "")
+
+
+def _host_port(text: str, spec: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise PortSpecError(f"'{spec}': expected HOST:PORT, got '{text}'")
+    try:
+        number = int(port)
+    except ValueError:
+        raise PortSpecError(f"'{spec}': port '{port}' is not a number") from None
+    if not 0 <= number <= 65535:
+        raise PortSpecError(f"'{spec}': port {number} out of range")
+    return host, number
+
+
+def parse_port_spec(spec: str) -> PortSpec:
+    """Parse `N@IFACE` or `N@udp:HOST:PORT[,PEER_HOST:PEER_PORT]`."""
+    number_text, sep, where = spec.partition("@")
+    if not sep or not where:
+        raise PortSpecError(f"'{spec}': expected N@IFACE or N@udp:HOST:PORT[,PEER:PORT]")
+    try:
+        number = int(number_text)
+    except ValueError:
+        raise PortSpecError(f"'{spec}': port number '{number_text}' is not a number") from None
+    if not 0 <= number <= 510:
+        raise PortSpecError(f"'{spec}': port number {number} is not in 0..510 (511 is the drop port)")
+    if where.startswith("udp:"):
+        bind_text, _, peer_text = where[4:].partition(",")
+        bind = _host_port(bind_text, spec)
+        peer = _host_port(peer_text, spec) if peer_text else None
+        return PortSpec(number, "udp", bind=bind, peer=peer)
+    return PortSpec(number, "raw", iface=where)
+
+
+class Port(Protocol):
+    spec: PortSpec
+
+    def fileno(self) -> int: ...
+
+    def receive(self) -> bytes | None: ...
+
+    def send(self, frame: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UdpPort:
+    """One switch port as a UDP socket: each datagram is one Ethernet frame."""
+
+    def __init__(self, spec: PortSpec) -> None:
+        self.spec = spec
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self.sock.bind(spec.bind)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self.peer = spec.peer
+        self.bound = self.sock.getsockname()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> bytes | None:
+        try:
+            frame, source = self.sock.recvfrom(MAX_FRAME)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if self.spec.peer is None:
+            self.peer = source
+        return frame
+
+    def send(self, frame: bytes) -> None:
+        if self.peer is None:
+            raise ConnectionError(f"port {self.spec.number} has no peer yet (no frame received)")
+        self.sock.sendto(frame, self.peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RawPort:
+    """One switch port on a network interface through an AF_PACKET raw socket (needs CAP_NET_RAW)."""
+
+    def __init__(self, spec: PortSpec) -> None:
+        self.spec = spec
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            self.sock.bind((spec.iface, ETH_P_ALL))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> bytes | None:
+        while True:
+            try:
+                frame, address = self.sock.recvfrom(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                return None
+            if address[2] != PACKET_OUTGOING:
+                return frame
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_port(spec: PortSpec) -> Port:
+    return UdpPort(spec) if spec.kind == "udp" else RawPort(spec)
+
+
+class PacketLoop:
+    """Thread that moves frames between the ports and the device."""
+
+    def __init__(self, device, ports: list[Port], pcap_dir: Path | None = None) -> None:
+        self.device = device
+        self.ports: dict[int, Port] = {}
+        for port in ports:
+            if port.spec.number in self.ports:
+                raise PortSpecError(f"port {port.spec.number} is given twice")
+            self.ports[port.spec.number] = port
+        self.stats: Counter[str] = Counter()
+        self._pcap_in: dict[int, PcapWriter] = {}
+        self._pcap_out: dict[int, PcapWriter] = {}
+        if pcap_dir is not None:
+            for number in self.ports:
+                self._pcap_in[number] = PcapWriter(Path(pcap_dir) / f"port{number}_in.pcap")
+                self._pcap_out[number] = PcapWriter(Path(pcap_dir) / f"port{number}_out.pcap")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="softswitch-packets", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for port in self.ports.values():
+            port.close()
+        for writer in list(self._pcap_in.values()) + list(self._pcap_out.values()):
+            writer.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        poller = select.poll()
+        by_fd: dict[int, Port] = {}
+        for port in self.ports.values():
+            poller.register(port.fileno(), select.POLLIN)
+            by_fd[port.fileno()] = port
+        poller.register(self._wake_r, select.POLLIN)
+        while not self._stop.is_set():
+            try:
+                events = poller.poll(1000)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                port = by_fd.get(fd)
+                if port is not None:
+                    self._drain(port)
+
+    def _drain(self, port: Port) -> None:
+        for _ in range(BATCH):
+            try:
+                frame = port.receive()
+            except OSError as exc:
+                self.stats[f"rx_error:{port.spec.number}"] += 1
+                log.warning("port %d: receive failed: %s", port.spec.number, exc)
+                return
+            if frame is None:
+                return
+            self.handle(port.spec.number, frame)
+
+    def handle(self, number: int, frame: bytes) -> None:
+        """Process one received frame and transmit the results (also usable without the thread)."""
+        self.stats["rx"] += 1
+        if number in self._pcap_in:
+            self._pcap_in[number].write(frame)
+        try:
+            outputs = self.device.process_packet(number, frame)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive anything a frame does
+            self.stats["process_error"] += 1
+            log.exception("port %d: processing a %d-byte frame failed: %s", number, len(frame), exc)
+            return
+        for out_port, out_frame in outputs:
+            target = self.ports.get(out_port)
+            if target is None:
+                self.stats["tx_no_such_port"] += 1
+                continue
+            try:
+                target.send(out_frame)
+            except OSError as exc:
+                self.stats["tx_error"] += 1
+                if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                    log.warning("port %d: send failed: %s", out_port, exc)
+                continue
+            except ConnectionError as exc:
+                self.stats["tx_no_peer"] += 1
+                log.debug("%s", exc)
+                continue
+            self.stats["tx"] += 1
+            if out_port in self._pcap_out:
+                self._pcap_out[out_port].write(out_frame)
