@@ -8,6 +8,9 @@ from typing import Any
 
 from .plan import WorkerPlace
 
+# Every process of a run carries RUN_TAG_VARIABLE=<run directory> in its environment (see processes.Supervisor).
+RUN_TAG_VARIABLE = "OMNIREDUCE_TESTBED_RUN"
+
 
 @dataclass(frozen=True, slots=True)
 class RunLayout:
@@ -26,6 +29,11 @@ class RunLayout:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def tag(self) -> dict[str, str]:
+        """The environment marker of this run's processes."""
+        return {RUN_TAG_VARIABLE: str(self.root)}
 
     def create(self) -> "RunLayout":
         for directory in (self.inputs, self.outputs, self.logs):

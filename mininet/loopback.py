@@ -86,7 +86,7 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) ->
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
     counters = None
-    with Supervisor(layout.logs) as supervisor:
+    with Supervisor(layout.logs, tag=layout.tag) as supervisor:
         try:
             switch = supervisor.start(ProcessSpec("switch", switch_argv))
             try:

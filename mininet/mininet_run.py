@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +137,7 @@ def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> 
     report_path = Path(spec["report"])
     limit = config.timeout + SETUP_ALLOWANCE_S
     failure = None
-    with Supervisor(layout.logs, grace_s=TEARDOWN_ALLOWANCE_S) as supervisor:
+    with Supervisor(layout.logs, grace_s=TEARDOWN_ALLOWANCE_S, tag=layout.tag) as supervisor:
         driver = supervisor.start(ProcessSpec("driver", driver_command(spec_path)))
         code = driver.wait(limit)
         if code is None:

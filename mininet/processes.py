@@ -182,11 +182,16 @@ class Supervisor:
 
     log_dir: Path
     grace_s: float = DEFAULT_GRACE_S
+    # Environment variables added to every child (and inherited by whatever it starts), so that a check after the
+    # run can find any process of this run that outlived it (`tagged_processes`).
+    tag: Mapping[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
         if any(process.name == spec.name for process in self.processes):
             raise ValueError(f"a process named {spec.name!r} was already started")
+        if self.tag:
+            spec = ProcessSpec(spec.name, spec.argv, {**(spec.env or os.environ), **self.tag}, spec.cwd)
         process = ManagedProcess(spec, self.log_dir)
         self.processes.append(process)
         return process
@@ -228,3 +233,19 @@ def argv_of(pid: int) -> tuple[str, ...] | None:
 
 def format_argv(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(part) for part in argv)
+
+
+def tagged_processes(name: str, value: str) -> list[int]:
+    """Pids of live processes whose environment holds `name=value` (those this user may read)."""
+    marker = f"{name}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return sorted(pids)

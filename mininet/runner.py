@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import tempfile
 import time
 from contextlib import contextmanager
@@ -18,16 +20,20 @@ import numpy as np
 
 from .agents import read_agent_report
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
-from .layout import RunLayout, RunOutcome, worker_title
+from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
 from .mininet_run import run_mininet
 from .model import FaultKind, JobOutcome, NetKind, TestbedConfig, TestbedReport, WorkerOutcome
 from .plan import JobPlace, NetworkPlan, plan_network
+from .processes import argv_of, tagged_processes
 from .summary import drop_packets, job_counter_packets, job_traffic
 from .traffic import dense_exchange, omnireduce_exchange
 from .verify import check_result, results_agree
 
 log = logging.getLogger(__name__)
+
+
+LEFTOVER_GRACE_S = 2.0
 
 
 class ConfigError(ValueError):
@@ -94,6 +100,24 @@ def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], l
     )
 
 
+def stop_leftovers(layout: RunLayout) -> str:
+    """Kill any process of this run still alive (there should be none); '' when there was none, else their pids."""
+    tag = layout.tag[RUN_TAG_VARIABLE]
+    # A process being reaped by its parent can still show for a moment; give it that moment, then kill.
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    survivors = tagged_processes(RUN_TAG_VARIABLE, tag)
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)
+        survivors = tagged_processes(RUN_TAG_VARIABLE, tag)
+    for pid in survivors:
+        log.error("process %d (%s) outlived the run; killing it", pid, " ".join(argv_of(pid) or ()))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return ", ".join(str(pid) for pid in survivors)
+
+
 def run_testbed(config: TestbedConfig) -> TestbedReport:
     """Run `config` end to end. Raises ConfigError for a configuration that cannot run; every failure of the run
     itself is in the report (`ok` False, `failure` saying which part failed)."""
@@ -117,8 +141,11 @@ def run_testbed(config: TestbedConfig) -> TestbedReport:
             outcome = run_loopback(config, plan, layout)
         else:
             outcome = run_mininet(config, plan, layout)
+        leftovers = stop_leftovers(layout)
         jobs = tuple(verify_job(config, job, inputs[job.job_id], layout, outcome) for job in plan.jobs)
     failure = outcome.failure
+    if leftovers and failure is None:
+        failure = f"processes outlived the run and were killed: {leftovers}"
     if failure is None:
         for job in jobs:
             for worker in job.workers:

@@ -1,0 +1,89 @@
+# Run: /work/main/.venv/bin/pytest tests/testbed/test_processes.py -q
+"""Process supervision: logs, failure messages, waiting without sleeps, and stopping whole process groups."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from omnireduce.testbed.processes import (
+    ManagedProcess,
+    ProcessSpec,
+    Supervisor,
+    describe_exit,
+    last_line,
+    pid_alive,
+    tagged_processes,
+    wait_for_any_exit,
+)
+
+PY = sys.executable
+
+
+def python(name: str, code: str) -> ProcessSpec:
+    return ProcessSpec(name, (PY, "-c", code))
+
+
+def test_failure_message_quotes_the_last_stderr_line(tmp_path):
+    process = ManagedProcess(python("worker-2", "import sys; print('hello'); sys.stderr.write('first\\nbad input\\n');"
+                                                " sys.exit(3)"), tmp_path)
+    assert process.wait(30) == 3
+    assert process.failure_message() == "worker-2 exited with code 3: bad input"
+    assert last_line(process.stdout_path) == "hello"
+    process.stop()
+
+
+def test_describe_exit():
+    assert describe_exit(0) == "exit 0"
+    assert describe_exit(-9) == "killed by SIGKILL (exit -9)"
+
+
+def test_wait_for_any_exit_returns_when_the_first_one_ends(tmp_path):
+    with Supervisor(tmp_path) as supervisor:
+        quick = supervisor.start(python("quick", "import sys; sys.stdin.read() if False else None"))
+        slow = supervisor.start(python("slow", "import time; time.sleep(60)"))
+        began = time.monotonic()
+        ended = wait_for_any_exit([quick, slow], timeout=30)
+        assert ended == [quick]
+        assert time.monotonic() - began < 20
+        assert wait_for_any_exit([slow], timeout=0.2) == []
+    assert not slow.alive()
+
+
+def test_supervisor_stops_children_and_their_children_also_on_error(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys, time; "
+            f"child = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    try:
+        with Supervisor(tmp_path, grace_s=5, tag={"OMNIREDUCE_TEST_TAG": str(tmp_path)}) as supervisor:
+            parent = supervisor.start(python("parent", code))
+            deadline = time.monotonic() + 30
+            while not (pid_file.is_file() and pid_file.read_text()):
+                assert parent.alive() and time.monotonic() < deadline
+                time.sleep(0.02)
+            grandchild = int(pid_file.read_text())
+            assert set(tagged_processes("OMNIREDUCE_TEST_TAG", str(tmp_path))) == {parent.pid, grandchild}
+            raise RuntimeError("the run failed")
+    except RuntimeError:
+        pass
+    assert not parent.alive()
+    deadline = time.monotonic() + 10
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(grandchild)
+    assert tagged_processes("OMNIREDUCE_TEST_TAG", str(tmp_path)) == []
+
+
+def test_sigterm_ignoring_child_is_killed_after_grace(tmp_path):
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)")
+    process = ManagedProcess(python("stubborn", code), tmp_path)
+    deadline = time.monotonic() + 30
+    while last_line(process.stdout_path) != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert process.stop(grace_s=0.3) == -9
+    assert not pid_alive(process.pid)
+    assert os.getpgid(os.getpid()) != process.pid  # it had its own group: we never signalled ours

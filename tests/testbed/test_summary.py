@@ -1,0 +1,68 @@
+# Run: /work/main/.venv/bin/pytest tests/testbed/test_summary.py -q
+"""Reading the switch's counters into per-job traffic, and the report as text and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from omnireduce.testbed.model import JobOutcome, TestbedConfig, TestbedReport, Traffic, WorkerOutcome
+from omnireduce.testbed.summary import (
+    drop_packets,
+    format_report,
+    job_counter_packets,
+    job_traffic,
+    report_to_json,
+)
+from omnireduce.testbed.traffic import dense_exchange, exchange_of
+
+COUNTERS = {
+    "port_rx": {"1": {"packets": 10, "bytes": 1900}, "2": {"packets": 12, "bytes": 2280},
+                "3": {"packets": 99, "bytes": 9999}},
+    "port_tx": {"1": {"packets": 7, "bytes": 1330}, "2": {"packets": 7, "bytes": 1330}},
+    "jobs": {"0": {"contributions": {"packets": 20, "bytes": 3800}, "results": {"packets": 7, "bytes": 1330}}},
+    "drops": [{"pipe": "ingress", "reason": 9, "name": "DUPLICATE", "packets": 2, "bytes": 380},
+              {"pipe": "egress", "reason": 9, "name": "DUPLICATE", "packets": 1, "bytes": 190}],
+}
+
+
+def test_job_traffic_adds_up_only_the_jobs_ports():
+    traffic = job_traffic(COUNTERS, [1, 2])
+    assert traffic == Traffic(22, 4180, 14, 2660)
+    assert job_traffic(COUNTERS, [5]) == Traffic(0, 0, 0, 0)
+    assert job_counter_packets(COUNTERS, 0) == {"contributions": 20, "results": 7}
+    assert job_counter_packets(COUNTERS, 1) == {}
+    assert drop_packets(COUNTERS) == {"DUPLICATE": 3}
+
+
+def _report(ok: bool) -> TestbedReport:
+    expected = exchange_of([np.ones(4, dtype=bool)] * 2, slots=2)
+    workers = (WorkerOutcome(0, 0, True, 1e-7, 2e-7, "", {"retransmissions": 3}),
+               WorkerOutcome(0, 1, ok, math.inf if not ok else 0.0, 0.0, "" if ok else "no result written", {}))
+    job = JobOutcome(0, 0, 2, workers, job_traffic(COUNTERS, [1, 2]), expected, dense_exchange(2, 128, 2),
+                     {"contributions": 20, "results": 7}, blocks=4, nonzero_blocks=4)
+    return TestbedReport(TestbedConfig(workers=2, size=128, slots=2), ok, None if ok else "worker 1 of job 0 died",
+                         1.5, 0.5, (job,), {"DUPLICATE": 3})
+
+
+def test_text_summary_names_the_figures_and_the_verdict():
+    text = format_report(_report(True))
+    assert "all results verified" in text
+    assert "3 retransmissions" in text
+    assert "measured (counters)" in text and "dense aggregation" in text and "loss-free omnireduce" in text
+    assert "DUPLICATE 3" in text
+    failed = format_report(_report(False))
+    assert failed.rstrip().endswith("FAILED: worker 1 of job 0 died")
+
+
+def test_json_report_is_plain_json():
+    data = json.loads(json.dumps(report_to_json(_report(False))))
+    assert data["ok"] is False
+    assert data["config"]["switch"] == "softswitch"
+    job = data["jobs"][0]
+    assert job["measured"]["to_switch_packets"] == 22
+    assert job["workers"][1]["max_error"] == "inf"
+    assert job["workers"][0]["retransmissions"] == 3
+    assert job["dense"]["total_bytes"] == dense_exchange(2, 128, 2).total_bytes
