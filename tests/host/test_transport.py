@@ -1,0 +1,108 @@
+# Run: .venv/bin/pytest tests/host/test_transport.py
+"""Both transports on loopback, against a plain UDP socket playing the switch (or the softswitch port)."""
+
+from __future__ import annotations
+
+import select
+import socket
+
+import numpy as np
+import pytest
+
+from omnireduce.host.errors import SwitchUnreachable
+from omnireduce.host.transport import FrameTransport, KernelUdpTransport
+from omnireduce.host.wire import (
+    Endpoint,
+    OmniHeader,
+    encode_payload,
+    frame_prefix,
+    parse_udp_frame,
+)
+from omnireduce.p4src import constants as C
+
+WORKER = Endpoint.of("02:00:00:00:00:01", "10.0.0.1", 5000)
+SWITCH = Endpoint.of("02:00:00:00:00:fe", "10.0.0.254", C.OMNI_UDP_PORT)
+PAYLOAD = encode_payload(OmniHeader(C.MSG_RESULT, 1, 3, 4, 0, 0, C.END_OF_TENSOR, 0, C.LANES),
+                         np.arange(C.LANES, dtype=np.int32))
+
+
+@pytest.fixture
+def peer():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+def receive_one(sock: socket.socket) -> tuple[bytes, tuple[str, int]]:
+    ready, _, _ = select.select([sock], [], [], 5)
+    assert ready, "nothing arrived within 5 s"
+    return sock.recvfrom(4096)
+
+
+def test_kernel_udp_sends_the_payload_and_receives_only_from_the_switch(peer):
+    transport = KernelUdpTransport(("127.0.0.1", 0), peer.getsockname())
+    try:
+        transport.send(PAYLOAD)
+        data, source = receive_one(peer)
+        assert data == PAYLOAD and source == transport.local_address
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.sendto(b"not from the switch", transport.local_address)  # filtered by the connected socket
+        stranger.close()
+        peer.sendto(PAYLOAD, transport.local_address)
+        received = transport.receive(5)
+        assert [bytes(view) for view in received] == [PAYLOAD]
+        assert transport.receive(0) == []
+    finally:
+        transport.close()
+
+
+def test_kernel_udp_reports_a_closed_port_as_unreachable(peer):
+    address = peer.getsockname()
+    peer.close()
+    transport = KernelUdpTransport(("127.0.0.1", 0), address)
+    try:
+        transport.send(PAYLOAD)  # the ICMP port unreachable comes back asynchronously
+        with pytest.raises(SwitchUnreachable, match="unreachable"):
+            for _ in range(100):
+                transport.receive(0.05)
+                transport.send(PAYLOAD)
+    finally:
+        transport.close()
+
+
+def test_frame_transport_builds_whole_frames(peer):
+    transport = FrameTransport(("127.0.0.1", 0), peer.getsockname(), WORKER, SWITCH)
+    try:
+        transport.send(PAYLOAD)
+        frame, _ = receive_one(peer)
+        assert frame == frame_prefix(WORKER, SWITCH, len(PAYLOAD)) + PAYLOAD
+        parsed = parse_udp_frame(frame)
+        assert (parsed.src_ip, parsed.dst_ip, parsed.src_port, parsed.dst_port) == (WORKER.ip, SWITCH.ip, 5000,
+                                                                                   C.OMNI_UDP_PORT)
+    finally:
+        transport.close()
+
+
+def test_frame_transport_keeps_only_frames_from_the_switch_to_this_worker(peer):
+    transport = FrameTransport(("127.0.0.1", 0), peer.getsockname(), WORKER, SWITCH)
+    other_worker = Endpoint.of("02:00:00:00:00:02", "10.0.0.2", 5001)
+    good = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + PAYLOAD
+    frames = [
+        good,
+        frame_prefix(SWITCH, other_worker, len(PAYLOAD)) + PAYLOAD,        # for another worker
+        frame_prefix(other_worker, WORKER, len(PAYLOAD)) + PAYLOAD,        # not from the aggregator
+        good[:30],                                                          # truncated
+        good[:24] + b"\0\0" + good[26:],                                    # bad IPv4 checksum
+        good + b"\0" * 6,                                                   # Ethernet padding: fine
+    ]
+    try:
+        for frame in frames:
+            peer.sendto(frame, transport.local_address)
+        payloads = []
+        while len(payloads) < 2:
+            payloads += [bytes(view) for view in transport.receive(5)]
+        assert payloads == [PAYLOAD, PAYLOAD]
+        assert transport.ignored == 4
+    finally:
+        transport.close()
