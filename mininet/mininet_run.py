@@ -2,7 +2,7 @@
 
 The driver (star_driver.py, Mininet + stdlib only) builds the star, starts the switch on its interfaces, runs the
 controller setup and the agents (kernel UDP transport) as commands of this venv's Python, and reads the counters
-with `python -m omnireduce.testbed.provision`. Every pid the driver starts is recorded in a pid file; if the
+with `python -m omnireduce.testbed.provision_cli`. Every pid the driver starts is recorded in a pid file; if the
 driver itself has to be killed, whatever it started and that still runs is killed here, by pid, after checking
 that the pid still runs the command recorded for it.
 """
@@ -71,7 +71,7 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
     plan_path = layout.root / "plan.json"
     plan_path.write_text(json.dumps(plan_to_json(plan), indent=1))
     grpc_addr = grpc_server_addr(grpc_port)
-    provision = [sys.executable, "-m", "omnireduce.testbed.provision", "--grpc-addr", grpc_addr]
+    provision = [sys.executable, "-m", "omnireduce.testbed.provision_cli", "--grpc-addr", grpc_addr]
     agents = []
     for worker in plan.workers:
         argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),

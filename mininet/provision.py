@@ -2,24 +2,20 @@
 of a `NetworkPlan`; afterwards, read the switch's counters.
 
 The loopback runner calls these functions in-process. In Mininet mode the driver runs them as a command in the
-root namespace, `python -m omnireduce.testbed.provision setup|counters ...`, because the driver cannot import
+root namespace, `python -m omnireduce.testbed.provision_cli setup|counters ...`, because the driver cannot import
 the venv's packages; the plan then travels as JSON.
 """
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import json
 import logging
-import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omnireduce.controller import counters as counter_reading
 from omnireduce.controller import jobs as job_operations
-from omnireduce.controller.errors import ControllerError
 from omnireduce.controller.model import Job, Worker
 from omnireduce.controller.encoding import parse_ipv4, parse_mac
 from omnireduce.controller.pipeline import PipelineFiles, push
@@ -93,31 +89,3 @@ def plan_from_json(data: dict[str, Any]) -> NetworkPlan:
                            data["prefix_len"])
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"malformed network plan: {error!r}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m omnireduce.testbed.provision",
-                                     description="Set up the switch for a testbed run, or read its counters.")
-    parser.add_argument("--grpc-addr", required=True, metavar="HOST:PORT")
-    parser.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S")
-    commands = parser.add_subparsers(dest="command", required=True)
-    setup = commands.add_parser("setup", help="push the pipeline and install the plan's jobs")
-    setup.add_argument("--plan", type=Path, required=True, help="network plan JSON (written by the testbed)")
-    counters = commands.add_parser("counters", help="write the switch's counters as JSON")
-    counters.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "setup":
-            plan = plan_from_json(json.loads(args.plan.read_text()))
-            set_up_switch(args.grpc_addr, plan, args.timeout)
-        else:
-            args.out.write_text(json.dumps(read_counters(args.grpc_addr, args.timeout), indent=1))
-    except (ControllerError, ValueError, OSError) as error:
-        log.error("%s", error)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

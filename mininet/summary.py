@@ -59,12 +59,11 @@ def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
              f"{len(job.workers)} workers, {job.blocks} blocks ({job.nonzero_blocks} non-zero in some worker, "
              f"{_ratio(job.nonzero_blocks, job.blocks)})"]
     for worker in job.workers:
-        verdict = "ok" if worker.ok else "FAILED"
-        error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else (
-            "exact" if worker.ok else "")
-        detail = f": {worker.message}" if worker.message else ""
-        lines.append(f"  worker {worker.worker_id}: {verdict} {error}, {worker.retransmissions} retransmissions"
-                     f"{detail}")
+        if not worker.ok:
+            lines.append(f"  worker {worker.worker_id}: FAILED: {worker.message}")
+            continue
+        error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else "exact"
+        lines.append(f"  worker {worker.worker_id}: ok, {error}, {worker.retransmissions} retransmissions")
     expected, dense = job.expected, job.dense
     lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, ACK/REQUEST "
                  f"{CONTROL_PACKET_BYTES} B; the scale round included):")

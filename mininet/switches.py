@@ -21,8 +21,10 @@ def grpc_server_addr(port: int) -> str:
 
 
 def softswitch_prefix(python: str = sys.executable) -> list[str]:
-    """The softswitch run as a module of the venv's Python (works from the Mininet driver too, without PATH)."""
-    return [python, "-m", SOFTSWITCH_MODULE]
+    """The softswitch run as a module of the venv's Python (works from the Mininet driver too, without PATH),
+    without a pipeline (--no-p4): the controller pushes it, as it does to BMv2. Warnings only: at info level the
+    softswitch logs per port, which would only fill the run's logs."""
+    return [python, "-m", SOFTSWITCH_MODULE, "--no-p4", "--log-level", "warning"]
 
 
 def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[str, int]]], grpc_port: int,
