@@ -91,9 +91,11 @@ class PortServer:
         sock.setblocking(False)
         while True:
             try:
-                frame = sock.recv(4096)
+                frame, source = sock.recvfrom(4096)
             except BlockingIOError:
                 return
+            # A port nobody was attached to answers whoever spoke to it first (agents in other processes).
+            self._peers.setdefault(port, source)
             self.frames_in += 1
             if self.lose is not None and self.lose("in", port, frame):
                 continue

@@ -1,0 +1,103 @@
+# Run: .venv/bin/pytest tests/host/test_cli.py
+"""omnireduce-agent: worker processes against a switch served on loopback by this test process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from omnireduce.host.cli import EXIT_NETWORK, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, build_parser, main
+from omnireduce.p4src import constants as C
+
+from .harness import PortServer
+
+AGENT = [sys.executable, "-m", "omnireduce.host.cli"]
+
+
+@pytest.fixture
+def switch(model_device):
+    from tests.p4.omniswitch import OmniSwitch, make_workers
+
+    workers = make_workers(2)
+    OmniSwitch(model_device).add_job(1, workers, slot_base=0, slot_count=8, mcast_grp=1)
+    with PortServer(model_device, [w.port for w in workers]) as server:
+        yield server, workers
+
+
+def agent_args(server, worker, *extra: str) -> list[str]:
+    from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC
+
+    host, port = server.address(worker.port)
+    return [
+        "--switch", SWITCH_IP, "--job", "1", "--worker-id", str(worker.worker_id), "--workers", "2", "--slots", "8",
+        "--transport", "frame", "--bind", "127.0.0.1:0", "--frame-peer", f"{host}:{port}",
+        "--worker-addr", f"{worker.ip}:{worker.udp_port}", "--mac", worker.mac, "--switch-mac", SWITCH_MAC,
+        "--rto", "0.05", "--join-timeout", "20", *extra,
+    ]
+
+
+def run_agents(server, workers, *extra: str) -> list[subprocess.CompletedProcess]:
+    processes = [subprocess.Popen(AGENT + agent_args(server, w, *extra), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for w in workers]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=60), *p.communicate()) for p in processes]
+
+
+def test_synthetic_run_verifies_and_reports_json(switch):
+    server, workers = switch
+    done = run_agents(server, workers, "--synthetic", "5000", "--density", "0.2", "--seed", "3", "--verify",
+                      "--json", "--repeat", "2")
+    for process in done:
+        assert process.returncode == EXIT_OK, process.stderr
+        report = json.loads(process.stdout)
+        assert report["status"] == EXIT_OK and report["verify"]["ok"] is True
+        stats = report["stats"]
+        assert stats["blocks_total"] == 2 * 157 and 0 < stats["blocks_sent"] < stats["blocks_total"]
+        assert stats["packets_sent"] > 0 and stats["bytes_sent"] >= 190 * stats["contribs_sent"]
+
+
+def test_input_file_to_output_file_and_human_report(switch, tmp_path):
+    server, workers = switch
+    for worker in workers:
+        np.save(tmp_path / f"x{worker.worker_id}.npy", np.arange(70, dtype=np.int32) * (worker.worker_id + 1))
+    processes = [subprocess.Popen(AGENT + agent_args(server, w, "--input", str(tmp_path / f"x{w.worker_id}.npy"),
+                                                     "--output", str(tmp_path / f"y{w.worker_id}.npy")),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in workers]
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == EXIT_OK, err
+        assert "blocks sent" in out and "retransmissions" in out
+    for worker in workers:
+        assert np.array_equal(np.load(tmp_path / f"y{worker.worker_id}.npy"), np.arange(70) * 3)
+
+
+def test_refusals_and_timeouts_have_their_exit_status(switch, tmp_path, capsys):
+    server, workers = switch
+    bad = tmp_path / "nan.npy"
+    np.save(bad, np.array([1.0, np.nan], np.float32))
+    assert main(agent_args(server, workers[0], "--input", str(bad), "--json")) == EXIT_REFUSED
+    assert "NaN" in json.loads(capsys.readouterr().out)["error"]
+    # Worker 1 never shows up: worker 0 gives up after --join-timeout.
+    status = main(agent_args(server, workers[0], "--synthetic", "64", "--join-timeout", "0.5"))
+    assert status == EXIT_NETWORK
+    assert "WorkerMissing" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys):
+    base = ["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8"]
+    for argv in (base, base + ["--synthetic", "10", "--transport", "frame"], base + ["--input", "x.npy", "--verify"],
+                 base[:1] + ["not-an-ip"] + base[2:] + ["--synthetic", "8"],
+                 base + ["--synthetic", "10", "--density", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == EXIT_USAGE
+    assert "--transport frame needs --bind, --frame-peer, --worker-addr, --mac, --switch-mac" in capsys.readouterr().err
+
+
+def test_switch_address_defaults_to_the_omni_port():
+    args = build_parser().parse_args(["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "1",
+                                      "--slots", "1", "--synthetic", "1"])
+    assert args.switch == ("10.0.0.254", C.OMNI_UDP_PORT)
