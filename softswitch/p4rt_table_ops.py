@@ -36,6 +36,16 @@ class TableOps:
         self.device = device
         self.p4map = p4map
         self._opaque: dict[_EntryId, tuple[int, bytes]] = {}   # controller_metadata, metadata
+        self._kinds: dict[str, tuple[str, ...]] = {}
+
+    def _device_kinds(self, table: TableInfo) -> tuple[str, ...]:
+        """The match kinds of `table`'s key as the Device (BMv2 JSON) has them."""
+        kinds = self._kinds.get(table.name)
+        if kinds is None:
+            with device_errors():
+                kinds = tuple(self.device.table_info(table.name).match_kinds)
+            self._kinds[table.name] = kinds
+        return kinds
 
     # --- writes ----------------------------------------------------------------------------------------
     def write(self, update_type: int, msg: p4runtime_pb2.TableEntry) -> None:
@@ -62,7 +72,7 @@ class TableOps:
         if not table.match_fields and update_type == Update.INSERT:
             raise P4RuntimeError.invalid_argument(
                 f"table '{table.name}' has no key: it holds no entries, only its default entry (MODIFY that)")
-        key, priority = decode_match(table, msg.match, msg.priority)
+        key, priority = decode_match(table, msg.match, msg.priority, self._device_kinds(table))
         entry_id = (table.id, match_fingerprint(encode_match(table, key)), priority)
         if update_type == Update.DELETE:
             with device_errors():
@@ -121,7 +131,7 @@ class TableOps:
             raise P4RuntimeError.invalid_argument(f"table '{table.name}' has no direct counter")
         if te.is_default_action:
             raise P4RuntimeError.unimplemented("direct counters of default entries are not supported")
-        key, priority = decode_match(table, te.match, te.priority)
+        key, priority = decode_match(table, te.match, te.priority, self._device_kinds(table))
         return table, key, priority
 
     # --- reads -----------------------------------------------------------------------------------------
@@ -147,7 +157,8 @@ class TableOps:
             return
         wanted = None
         if query.match:
-            key, _ = decode_match(table, query.match, query.priority or (1 if table.needs_priority else 0))
+            key, _ = decode_match(table, query.match, query.priority or (1 if table.needs_priority else 0),
+                                  self._device_kinds(table))
             wanted = match_fingerprint(encode_match(table, key))
         action_id = query.action.action.action_id if query.action.WhichOneof("type") == "action" else 0
         with device_errors():

@@ -12,6 +12,7 @@ shortest bytestrings, which gives P4Runtime's read-write symmetry.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import grpc
 from p4.config.v1 import p4info_pb2
@@ -88,9 +89,14 @@ def _decode_field(table: TableInfo, field: MatchFieldInfo, fm: p4runtime_pb2.Fie
     return FieldMatch("optional", decode_uint(fm.optional.value, width, what), mask=all_ones(width))
 
 
-def decode_match(table: TableInfo, match: Sequence[p4runtime_pb2.FieldMatch],
-                 priority: int) -> tuple[tuple[FieldMatch, ...], int]:
-    """The softswitch key (JSON key order, wildcards filled in) and priority of a P4Runtime match."""
+def decode_match(table: TableInfo, match: Sequence[p4runtime_pb2.FieldMatch], priority: int,
+                 device_kinds: Sequence[str] | None = None) -> tuple[tuple[FieldMatch, ...], int]:
+    """The softswitch key (JSON key order, wildcards filled in) and priority of a P4Runtime match.
+
+    `device_kinds` are the match kinds of the table's BMv2 JSON key, where they differ from P4Info's:
+    p4c-bm2-ss lowers P4Info OPTIONAL to a JSON "ternary" with an all-ones or zero mask, and P4_14
+    "valid" matches appear as EXACT in P4Info. The key is built in the device's kinds.
+    """
     given: dict[int, p4runtime_pb2.FieldMatch] = {}
     for fm in match:
         field = table.fields_by_id.get(fm.field_id)
@@ -109,6 +115,8 @@ def decode_match(table: TableInfo, match: Sequence[p4runtime_pb2.FieldMatch],
                 f"table '{table.name}': exact match field '{field.name}' is missing (exact fields cannot be omitted)")
         else:
             key.append(wildcard(field))
+    if device_kinds is not None:
+        key = [fm if kind == fm.kind else replace(fm, kind=kind) for fm, kind in zip(key, device_kinds)]
     if priority < 0:
         raise P4RuntimeError.invalid_argument(f"table '{table.name}': priority {priority} is negative")
     if table.needs_priority and priority == 0:

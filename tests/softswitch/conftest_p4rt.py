@@ -115,9 +115,10 @@ _HEADER_TYPES = {
 }
 _HEADERS = {"ethernet": "ethernet_t", "ipv4": "ipv4_t", "tcp": "tcp_t", "standard_metadata": "standard_metadata",
             "scalars": "scalars_0"}
+# p4c-bm2-ss writes P4Info OPTIONAL fields as JSON "ternary" keys (matched with a full or zero mask).
 _JSON_KINDS = {p4info_pb2.MatchField.EXACT: "exact", p4info_pb2.MatchField.LPM: "lpm",
                p4info_pb2.MatchField.TERNARY: "ternary", p4info_pb2.MatchField.RANGE: "range",
-               p4info_pb2.MatchField.OPTIONAL: "optional"}
+               p4info_pb2.MatchField.OPTIONAL: "ternary"}
 
 
 def _field_target(name: str) -> list[str]:

@@ -262,6 +262,11 @@ def test_priorities_and_wildcard_reads(switch):
     by_priority = switch.client.read(Entity(table_entry=p4runtime_pb2.TableEntry(table_id=acl_id, priority=20)))
     assert [e.table_entry.priority for e in by_priority] == [20]
     assert by_priority[0].table_entry.match[0].range.low == (443).to_bytes(2, "big")
+    # An optional match: p4c-bm2-ss lowers it to a JSON ternary key; it still reads back as optional.
+    tcp_only = switch.entry("MyIngress.acl_t", match={"hdr.ipv4.protocol": 6}, action="NoAction", priority=30)
+    switch.client.write(update("INSERT", table_entry=tcp_only))
+    (read,) = switch.client.read(Entity(table_entry=p4runtime_pb2.TableEntry(table_id=acl_id, priority=30)))
+    assert read.table_entry.match == tcp_only.match and read.table_entry.match[0].optional.value == b"\x06"
     same_key_other_priority = switch.entry("MyIngress.acl_t", match={"hdr.tcp.dst_port": (80, 80)},
                                            action="MyIngress.drop", priority=11)
     switch.client.write(update("INSERT", table_entry=same_key_other_priority))   # a distinct entry

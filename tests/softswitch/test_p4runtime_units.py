@@ -169,6 +169,15 @@ def test_ternary_range_optional_rules(p4map):
     assert encode_match(table, all_wild) == []
 
 
+def test_keys_are_built_in_the_devices_match_kinds(p4map):
+    # p4c-bm2-ss writes an optional field as a ternary JSON key: the Device gets a ternary FieldMatch.
+    table = p4map.table_named("MyIngress.acl_t")
+    key, _ = decode_match(table, [fm_optional(3, b"\x06")], 1, ("ternary", "range", "ternary"))
+    assert key[2] == FieldMatch("ternary", 6, mask=0xff)
+    assert key[0] == FieldMatch("ternary", 0, mask=0)
+    assert encode_match(table, key) == [fm_optional(3, b"\x06")]
+
+
 def test_priority_must_be_zero_without_ternary_fields(p4map):
     with pytest.raises(P4RuntimeError, match="priority must be 0, not 5"):
         decode_match(p4map.table_named("MyIngress.lpm_t"), [fm_lpm(1, b"\x0a\x00\x00\x00", 8)], 5)
