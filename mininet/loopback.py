@@ -15,7 +15,7 @@ from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
 from .ports import LOOPBACK, NotReady, free_ports, free_tcp_port, wait_for_grpc
-from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, wait_for_any_exit
+from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, last_line, wait_for_any_exit
 from .provision import read_counters, set_up_switch
 from .switches import grpc_server_addr, softswitch_loopback_argv
 
@@ -33,7 +33,8 @@ def switch_failure(switch: ManagedProcess) -> str:
     code = switch.returncode
     what = f"switch process died ({describe_exit(code)})" if code is not None and code < 0 else (
         f"switch process exited with code {code}")
-    line = switch.last_error_line()
+    # Only stderr: the softswitch's stdout holds its "listening"/"ready" lines, which explain nothing.
+    line = last_line(switch.stderr_path)
     return f"{what}: {line}" if line else what
 
 

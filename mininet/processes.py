@@ -52,12 +52,12 @@ def last_line(path: Path) -> str:
 
 
 def describe_exit(returncode: int) -> str:
-    """'exit 3' or 'killed by SIGKILL (exit -9)': what a return code means."""
+    """'exit 3' or 'SIGKILL, exit -9': what a return code means."""
     if returncode < 0:
         try:
-            return f"killed by {signal.Signals(-returncode).name} (exit {returncode})"
+            return f"{signal.Signals(-returncode).name}, exit {returncode}"
         except ValueError:
-            return f"killed by signal {-returncode} (exit {returncode})"
+            return f"signal {-returncode}, exit {returncode}"
     return f"exit {returncode}"
 
 

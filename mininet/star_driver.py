@@ -154,8 +154,8 @@ class Started:
             self.ended_at = time.monotonic()
         return code
 
-    def last_line(self):
-        for suffix in (".stderr", ".stdout"):
+    def last_line(self, suffixes=(".stderr", ".stdout")):
+        for suffix in suffixes:
             try:
                 with open(os.path.join(self.log_dir, self.name + suffix), "rb") as stream:
                     stream.seek(0, os.SEEK_END)
@@ -168,11 +168,12 @@ class Started:
                 return lines[-1]
         return ""
 
-    def failure(self, what):
+    def failure(self, what, quote_stdout=True):
+        """'<what> exited with code 3: <last log line>'; the switch's stdout (listening/ready lines) is not quoted."""
         code = self.poll()
         text = "{} exited with code {}".format(what, code) if code >= 0 else "{} died ({})".format(
             what, _signal_text(code))
-        line = self.last_line()
+        line = self.last_line((".stderr", ".stdout") if quote_stdout else (".stderr",))
         return "{}: {}".format(text, line) if line else text
 
     def stop(self):
@@ -190,7 +191,7 @@ class Started:
 
 def _signal_text(code):
     try:
-        return "killed by {}, exit {}".format(signal.Signals(-code).name, code)
+        return "{}, exit {}".format(signal.Signals(-code).name, code)
     except ValueError:
         return "exit {}".format(code)
 
@@ -262,7 +263,7 @@ def wait_for_port(port, deadline, switch_process):
     """Poll until 127.0.0.1:port accepts a TCP connection; fail early if the switch process dies."""
     while True:
         if switch_process is not None and switch_process.poll() is not None:
-            raise DriverError(switch_process.failure("switch process"))
+            raise DriverError(switch_process.failure("switch process", quote_stdout=False))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -365,7 +366,7 @@ def run_agents(spec, net, runner, switch_process, report):
                 _killpg(switch_process.pid, signal.SIGKILL)
                 kill_at = None
             if switch_process is not None and switch_process.poll() is not None:
-                raise DriverError(switch_process.failure("switch process"))
+                raise DriverError(switch_process.failure("switch process", quote_stdout=False))
             for agent in agents:
                 code = agent.poll()
                 if code is not None and code != 0:

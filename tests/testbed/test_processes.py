@@ -36,7 +36,7 @@ def test_failure_message_quotes_the_last_stderr_line(tmp_path):
 
 def test_describe_exit():
     assert describe_exit(0) == "exit 0"
-    assert describe_exit(-9) == "killed by SIGKILL (exit -9)"
+    assert describe_exit(-9) == "SIGKILL, exit -9"
 
 
 def test_wait_for_any_exit_returns_when_the_first_one_ends(tmp_path):
