@@ -8,12 +8,16 @@ INVALID_ARGUMENT for a negative index, OUT_OF_RANGE past the end of the array.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from p4.v1 import p4data_pb2, p4runtime_pb2
 
 from omnireduce.softswitch.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
 from omnireduce.softswitch.p4rt_bytes import all_ones, decode_uint, encode_uint
 from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+
+if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
+    from omnireduce.softswitch.device import Device
 
 Update = p4runtime_pb2.Update
 
@@ -32,7 +36,7 @@ def _indices(what: str, size: int, index: p4runtime_pb2.Index | None) -> range:
 class ArrayOps:
     """Indexed counters and registers of one Device under one P4Info."""
 
-    def __init__(self, device, p4map: P4InfoMap) -> None:
+    def __init__(self, device: Device, p4map: P4InfoMap) -> None:
         self.device = device
         self.p4map = p4map
 

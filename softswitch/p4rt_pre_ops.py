@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from p4.v1 import p4runtime_pb2
 
 from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+
+if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
+    from omnireduce.softswitch.device import Device
 
 Update = p4runtime_pb2.Update
 Replica = tuple[int, int]   # (egress port, instance)
@@ -72,7 +76,7 @@ def _encode_replicas(replicas: Sequence[Replica], extras: _Extras | None) -> lis
 class PreOps:
     """Multicast groups and clone sessions of one Device."""
 
-    def __init__(self, device) -> None:
+    def __init__(self, device: Device) -> None:
         self.device = device
         self._groups: dict[int, _Extras] = {}
         self._sessions: dict[int, _Extras] = {}

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import grpc
 from p4.config.v1 import p4info_pb2
@@ -27,6 +28,9 @@ from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
 from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4rt_pre_ops import PreOps
 from omnireduce.softswitch.p4rt_table_ops import TableOps
+
+if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
+    from omnireduce.softswitch.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class Pipeline:
 class _Entities:
     """The entity operations of one committed pipeline (rebuilt, with their side state, on each commit)."""
 
-    def __init__(self, device, p4map: P4InfoMap) -> None:
+    def __init__(self, device: Device, p4map: P4InfoMap) -> None:
         self.tables = TableOps(device, p4map)
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
@@ -114,7 +118,7 @@ def _internal(error: Exception) -> P4RuntimeError:
 class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
     """The P4Runtime servicer for one softswitch Device."""
 
-    def __init__(self, device, device_id: int, arbiter: Arbiter,
+    def __init__(self, device: Device, device_id: int, arbiter: Arbiter,
                  p4info: p4info_pb2.P4Info | None = None) -> None:
         self.device = device
         self.device_id = device_id

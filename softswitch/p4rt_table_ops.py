@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from p4.v1 import p4runtime_pb2
 
@@ -23,6 +24,9 @@ from omnireduce.softswitch.p4rt_tables import (
     match_fingerprint,
 )
 
+if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
+    from omnireduce.softswitch.device import Device
+
 log = logging.getLogger(__name__)
 
 Update = p4runtime_pb2.Update
@@ -32,7 +36,7 @@ _EntryId = tuple[int, tuple[bytes, ...], int]   # (table id, match fingerprint, 
 class TableOps:
     """Table entries and direct counters of one Device under one P4Info."""
 
-    def __init__(self, device, p4map: P4InfoMap) -> None:
+    def __init__(self, device: Device, p4map: P4InfoMap) -> None:
         self.device = device
         self.p4map = p4map
         self._opaque: dict[_EntryId, tuple[int, bytes]] = {}   # controller_metadata, metadata

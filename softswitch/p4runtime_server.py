@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from p4.config.v1 import p4info_pb2
@@ -22,6 +23,9 @@ from p4.v1 import p4runtime_pb2_grpc
 from omnireduce.softswitch.p4rt_arbitration import Arbiter
 from omnireduce.softswitch.p4rt_errors import P4RuntimeError
 from omnireduce.softswitch.p4rt_service import P4RuntimeService
+
+if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
+    from omnireduce.softswitch.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class P4RuntimeServer:
     otherwise clients push one with SetForwardingPipelineConfig.
     """
 
-    def __init__(self, device, address: str = DEFAULT_ADDRESS, device_id: int = 0,
+    def __init__(self, device: Device, address: str = DEFAULT_ADDRESS, device_id: int = 0,
                  p4info: p4info_pb2.P4Info | None = None) -> None:
         self.device = device
         self.address = address
