@@ -1,0 +1,95 @@
+# Run: /work/main/.venv/bin/pytest tests/testbed/test_end_to_end.py -q
+"""Whole runs over loopback: softswitch subprocess, controller, one agent process per worker, verified results,
+and runs that fail on purpose (a NaN input, a killed switch) with their messages and their cleanup."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from omnireduce.testbed import Fault, FaultKind, TestbedConfig, run_testbed
+from omnireduce.testbed.cli import EXIT_FAILED, EXIT_OK, main
+
+from .conftest import needs_program, survivors
+
+pytestmark = needs_program
+
+
+def check_traffic(report):
+    """What the counters saw against the loss-free exchange computed from the inputs."""
+    for job in report.jobs:
+        assert job.measured is not None
+        # Every round completes exactly once, lost packets or not.
+        assert job.counters.get("results", 0) == job.expected.results
+        # Each result leaves once per worker, plus one unicast per replay.
+        assert job.measured.from_switch_packets == job.expected.from_switch_packets + job.counters.get("replays", 0)
+        assert job.measured.to_switch_packets >= job.expected.to_switch_packets
+        assert job.measured.to_switch_bytes >= job.expected.to_switch_bytes
+
+
+def test_four_sparse_workers(tmp_path):
+    report = run_testbed(TestbedConfig(workers=4, size=32768, density=0.05, slots=16, timeout=90,
+                                       keep_logs=tmp_path))
+    assert report.ok, report.failure
+    assert [worker.ok for worker in report.jobs[0].workers] == [True] * 4
+    check_traffic(report)
+    job = report.jobs[0]
+    assert job.measured.total_bytes < job.dense.total_bytes / 2
+    assert all(worker.stats.get("results", 0) > 0 for worker in job.workers)
+    assert survivors(tmp_path) == []
+
+
+def test_two_concurrent_int32_jobs(tmp_path):
+    report = run_testbed(TestbedConfig(workers=3, jobs=2, size=8000, density=0.1, dtype="int32", slots=8,
+                                       timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    assert [job.slot_base for job in report.jobs] == [0, 8]
+    assert all(worker.max_error == 0 for job in report.jobs for worker in job.workers)
+    check_traffic(report)
+    assert survivors(tmp_path) == []
+
+
+def test_dense_mode_sends_every_block(tmp_path):
+    report = run_testbed(TestbedConfig(workers=2, size=4096, density=0.05, dense=True, slots=8, timeout=90,
+                                       keep_logs=tmp_path))
+    assert report.ok, report.failure
+    job = report.jobs[0]
+    assert job.expected == job.dense
+    check_traffic(report)
+
+
+def test_a_bad_input_fails_the_run_with_the_workers_message(tmp_path):
+    began = time.monotonic()
+    report = run_testbed(TestbedConfig(workers=3, size=4096, fault=Fault(FaultKind.NAN_INPUT, worker=1),
+                                       timeout=60, keep_logs=tmp_path))
+    assert not report.ok
+    assert report.failure.startswith("worker 1 of job 0 exited with code 3: ")
+    assert "NaN" in report.failure
+    assert time.monotonic() - began < 60
+    assert survivors(tmp_path) == []
+
+
+def test_a_killed_switch_fails_the_run_quickly(tmp_path):
+    began = time.monotonic()
+    # Large enough that the all-reduce is still running when the switch is killed.
+    report = run_testbed(TestbedConfig(workers=2, size=2_000_000, density=0.5, fault=Fault(FaultKind.KILL_SWITCH,
+                                                                                          after_s=0.3),
+                                       timeout=60, keep_logs=tmp_path))
+    assert not report.ok
+    assert report.failure.startswith("switch process died (SIGKILL, exit -9)"), report.failure
+    # Ended on the switch's death, not on a timeout.
+    assert time.monotonic() - began < 45
+    assert survivors(tmp_path) == []
+
+
+def test_cli_json_output(tmp_path, capsys):
+    code = main(["--workers", "2", "--size", "2000", "--density", "0.2", "--json", "--keep-logs", str(tmp_path)])
+    data = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK, data["failure"]
+    assert data["ok"] is True and data["jobs"][0]["workers"][1]["ok"] is True
+    assert (tmp_path / "logs" / "switch.stderr").is_file()
+    assert main(["--workers", "2", "--size", "2000", "--fault", "nan-input@0", "--keep-logs", str(tmp_path / "b")]) \
+        == EXIT_FAILED
+    assert "RESULT: FAILED: worker 0 of job 0" in capsys.readouterr().out

@@ -1,0 +1,87 @@
+# Run (as root, with Mininet installed): /work/main/.venv/bin/pytest tests/testbed/test_mininet.py -q -m mininet
+"""Mininet runs: the star driver alone (hosts around a Linux bridge), and a whole run on the softswitch.
+Each checks that no process, interface or namespace of the run is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omnireduce.testbed import NetKind, TestbedConfig, run_testbed
+from omnireduce.testbed.layout import RunLayout
+from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_leftovers, unique_prefix
+from omnireduce.testbed.plan import plan_network
+
+from .conftest import needs_mininet, needs_program, survivors
+
+pytestmark = [pytest.mark.mininet, needs_mininet]
+
+ECHO_SERVER = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{ip}', 9000)); "
+               "s.settimeout(20); data, peer = s.recvfrom(100); s.sendto(data, peer)")
+ECHO_CLIENT = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)\n"
+               "for _ in range(100):\n    s.sendto(b'hi', ('{ip}', 9000))\n"
+               "    try:\n        print(s.recvfrom(100)[0]); break\n    except socket.timeout:\n        pass\n"
+               "else:\n    raise SystemExit('no echo')")
+
+
+def interfaces_named(prefix: str) -> list[str]:
+    return [name for name in os.listdir("/sys/class/net") if name.startswith(prefix)]
+
+
+def test_driver_builds_a_star_and_leaves_nothing_behind(tmp_path):
+    """Hosts reach each other through the star (a Linux bridge stands in for the switch) with static ARP only."""
+    config = TestbedConfig(workers=2, net=NetKind.MININET)
+    plan = plan_network(config)
+    layout = RunLayout(tmp_path).create()
+    prefix = unique_prefix()
+    spec = build_spec(config, plan, layout, grpc_port=1, name_prefix=prefix)
+    first, second = plan.workers
+    spec["switch"] = {"kind": "linux-bridge"}
+    spec["setup"], spec["after"] = [], []
+    spec["agents"] = [
+        {"name": "server", "host": second.label, "argv": ["/usr/bin/python3", "-c", ECHO_SERVER.format(ip=second.ip)]},
+        {"name": "client", "host": first.label, "argv": ["/usr/bin/python3", "-c", ECHO_CLIENT.format(ip=second.ip)]},
+    ]
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(driver_command(spec_path), capture_output=True, text=True, timeout=120)
+    report = json.loads(Path(spec["report"]).read_text())
+    assert result.returncode == 0 and report["ok"], (report, result.stderr)
+    assert (layout.logs / "client.stdout").read_text().strip() == "b'hi'"
+    assert interfaces_named(prefix) == []
+    assert kill_leftovers(Path(spec["pid_file"])) == []
+
+
+def test_driver_reports_a_failing_agent(tmp_path):
+    config = TestbedConfig(workers=1, net=NetKind.MININET)
+    plan = plan_network(config)
+    layout = RunLayout(tmp_path).create()
+    spec = build_spec(config, plan, layout, grpc_port=1, name_prefix=unique_prefix())
+    spec["switch"] = {"kind": "linux-bridge"}
+    spec["setup"], spec["after"] = [], []
+    spec["agents"] = [{"name": "bad", "title": "worker 0 of job 0", "host": plan.workers[0].label,
+                       "argv": [sys.executable, "-c", "import sys; sys.exit('broken input')"]}]
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(driver_command(spec_path), capture_output=True, text=True, timeout=120)
+    report = json.loads(Path(spec["report"]).read_text())
+    assert result.returncode == 1
+    assert report["failure"] == "worker 0 of job 0 exited with code 1: broken input"
+    assert interfaces_named(spec["name_prefix"]) == []
+
+
+@needs_program
+def test_softswitch_run_on_mininet(tmp_path):
+    report = run_testbed(TestbedConfig(workers=3, net=NetKind.MININET, size=16384, density=0.05, slots=8,
+                                       timeout=120, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    job = report.jobs[0]
+    assert job.counters.get("results", 0) == job.expected.results
+    assert survivors(tmp_path) == []
+    spec = json.loads((tmp_path / "driver-spec.json").read_text())
+    assert interfaces_named(spec["name_prefix"]) == []
