@@ -19,6 +19,8 @@ from .source import CodeWriter
 
 Json = dict[str, Any]
 
+IDX = "\x00IDX\x00"  # placeholder for an index expression in lines given to _indexed
+
 
 @dataclass(slots=True)
 class BodyInfo:
@@ -107,29 +109,30 @@ class PrimitiveCompiler:
             raise InvalidArgument(f"{self.where}: unknown header '{name}'")
         return name
 
-    def _index(self, node: Json, size: int, what: str) -> tuple[str, str | None]:
-        """(code of the index, bounds test or None when provably in range). Out-of-range accesses are no-ops
-        (BMv2 logs and skips them)."""
+    def _indexed(self, node: Json, size: int, what: str, lines: list[str]) -> None:
+        """Emit `lines` (which use IDX for the index) guarded so an out-of-range index makes them a no-op,
+        as BMv2 does. A nonnegative index is left to Python's own bounds check (IndexError costs nothing
+        when not raised), which is cheaper than comparing first."""
         idx = self.exprs.compile_data(node)
         if idx.const is not None:
             if not 0 <= idx.const < size:
                 self.ctx.warnings.append(f"{self.where}: constant index {idx.const} is out of range for {what}")
-                return idx.code, "False"
-            return idx.code, None
+                return
+            self.w.extend([line.replace(IDX, str(idx.const)) for line in lines])
+            return
         if idx.within(0, size - 1):
-            return idx.code, None
+            self.w.extend([line.replace(IDX, idx.code) for line in lines])
+            return
+        if idx.lo is not None and idx.lo >= 0:
+            with self.w.block("try:"):
+                self.w.extend([line.replace(IDX, idx.code) for line in lines])
+            with self.w.block("except IndexError:"):
+                self.w.line("pass")
+            return
         var = self.w.temp("i")
         self.w.line(f"{var} = {idx.code}")
-        if idx.lo is not None and idx.lo >= 0:
-            return var, f"{var} < {size}"
-        return var, f"0 <= {var} < {size}"
-
-    def _guarded(self, test: str | None, lines: list[str]) -> None:
-        if test is None:
-            self.w.extend(lines)
-        elif test != "False":
-            with self.w.block(f"if {test}:"):
-                self.w.extend(lines)
+        with self.w.block(f"if 0 <= {var} < {size}:"):
+            self.w.extend([line.replace(IDX, var) for line in lines])
 
     # -- primitives ---------------------------------------------------------------------------------------
     def primitive(self, prim: Json) -> None:
@@ -211,15 +214,21 @@ class PrimitiveCompiler:
     def _p_register_read(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         cells, size, reg_width = self._register(self._param(prim, 1))
-        idx, test = self._index(self._param(prim, 2), size, f"register {self._param(prim, 1)['value']}")
-        value = Expr(f"{cells}[{idx}]", "data", 0, (1 << reg_width) - 1)
-        self._guarded(test, [f"F[{slot}] = {store_code(value, width, signed)}"])
+        value = Expr(f"{cells}[{IDX}]", "data", 0, (1 << reg_width) - 1)
+        line = f"F[{slot}] = {store_code(value, width, signed)}"
+        self._indexed(self._param(prim, 2), size, f"register {self._param(prim, 1)['value']}", [line])
 
     def _p_register_write(self, prim: Json) -> None:
         cells, size, reg_width = self._register(self._param(prim, 0))
-        idx, test = self._index(self._param(prim, 1), size, f"register {self._param(prim, 0)['value']}")
         value = self.exprs.compile_data(self._param(prim, 2))
-        self._guarded(test, [f"{cells}[{idx}] = {store_code(value, reg_width, False)}"])
+        # The value is computed before indexing so the try block holds nothing but the store.
+        code = store_code(value, reg_width, False)
+        if value.const is None and not _is_simple(code):
+            var = self.w.temp("v")
+            self.w.line(f"{var} = {code}")
+            code = var
+        line = f"{cells}[{IDX}] = {code}"
+        self._indexed(self._param(prim, 1), size, f"register {self._param(prim, 0)['value']}", [line])
 
     def _p_count(self, prim: Json) -> None:
         node = self._param(prim, 0)
@@ -229,8 +238,7 @@ class PrimitiveCompiler:
         if ctr is None:
             raise InvalidArgument(f"{self.where}: unknown (or direct) counter '{node['value']}'")
         pk, by = self.ctx.ns.bind(ctr.packets, "CP"), self.ctx.ns.bind(ctr.bytes, "CB")
-        idx, test = self._index(self._param(prim, 1), ctr.size, f"counter {ctr.name}")
-        self._guarded(test, [f"{pk}[{idx}] += 1", f"{by}[{idx}] += F[{H_INGLEN}]"])
+        self._indexed(self._param(prim, 1), ctr.size, f"counter {ctr.name}", [f"{pk}[{IDX}] += 1", f"{by}[{IDX}] += F[{H_INGLEN}]"])
 
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
@@ -305,6 +313,10 @@ class PrimitiveCompiler:
         self.w.line(f"{var} = _random_between({lo.code}, {hi.code})")
         with self.w.block(f"if {var} is not None:"):
             self.w.line(f"F[{slot}] = {store_code(Expr(var, 'data'), width, signed)}")
+
+
+def _is_simple(code: str) -> bool:
+    return code.startswith("F[") and code.endswith("]") and code[2:-1].isdigit()
 
 
 def action_params(action: Action) -> list[Expr]:
