@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,7 @@ from .summary import format_report, report_to_json
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed or a result was wrong
 EXIT_USAGE = 2  # bad arguments or configuration
+EXIT_INTERRUPTED = 130  # SIGINT or SIGTERM: stopped everything it had started
 
 DESCRIPTION = """\
 Start an omnireduce switch, push the pipeline and the job(s) with the controller, run one agent process per
@@ -44,7 +46,8 @@ examples:
 
 EPILOG = f"""\
 exit codes: {EXIT_OK} every result verified; {EXIT_FAILED} the run failed (the last line says which part) or a
-result was wrong; {EXIT_USAGE} bad arguments.
+result was wrong; {EXIT_USAGE} bad arguments; {EXIT_INTERRUPTED} interrupted (SIGINT/SIGTERM; everything started was
+stopped).
 
 limits of the compiled program: MAX_WORKERS={constants.MAX_WORKERS}, MAX_JOBS={constants.MAX_JOBS},
 SLOT_COUNT={constants.SLOT_COUNT} (jobs x slots must fit). The softswitch forwards some 10-30k packets/s: a
@@ -133,18 +136,30 @@ def config_from_args(args: argparse.Namespace) -> TestbedConfig:
                          seed=args.seed, timeout=args.timeout, keep_logs=args.keep_logs, fault=args.fault)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config = config_from_args(args)
+    # SIGTERM unwinds like Ctrl-C, so that every `finally` stops the switch and the agents (they run in sessions
+    # of their own and would otherwise outlive us).
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         report = run_testbed(config)
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"omnireduce-testbed: {error}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("omnireduce-testbed: interrupted; the switch and the agents were stopped\n")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         json.dump(report_to_json(report), sys.stdout, indent=1)
         sys.stdout.write("\n")

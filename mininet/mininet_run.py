@@ -53,12 +53,13 @@ def driver_command(spec_path: Path) -> tuple[str, ...]:
     return (SYSTEM_PYTHON, "-P", str(DRIVER), "--spec", str(spec_path))
 
 
-def switch_spec(config: TestbedConfig, grpc_port: int) -> dict[str, Any]:
+def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout) -> dict[str, Any]:
     if config.switch is SwitchKind.BMV2:
         binary = bmv2_binary()
         if binary is None:
             raise ValueError("--switch bmv2: simple_switch_grpc is not on PATH")
-        prefix, suffix = bmv2_prefix(binary), bmv2_suffix(grpc_port)
+        prefix = bmv2_prefix(binary, free_tcp_port(), layout.root / "bmv2-notifications.ipc")
+        suffix = bmv2_suffix(grpc_port)
     else:
         prefix, suffix = softswitch_prefix(), ["--grpc-server-addr", grpc_server_addr(grpc_port)]
     return {"kind": "process", "argv_prefix": prefix, "interface_flag": "-i", "interface_format": "{port}@{intf}",
@@ -89,7 +90,7 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         "aggregator": {"ip": str(plan.aggregator_ip), "mac": plan.aggregator_mac},
         "hosts": [{"name": worker.label, "ip": str(worker.ip), "prefix_len": plan.prefix_len, "mac": worker.mac,
                    "port": worker.port} for worker in plan.workers],
-        "switch": switch_spec(config, grpc_port),
+        "switch": switch_spec(config, grpc_port, layout),
         "setup": [{"name": "controller-setup", "argv": provision + ["setup", "--plan", str(plan_path)],
                    "timeout": 60.0}],
         "agents": agents,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 from typing import Sequence
 
 SOFTSWITCH_MODULE = "omnireduce.softswitch.cli"
@@ -42,9 +43,12 @@ def bmv2_binary() -> str | None:
     return shutil.which(BMV2_BINARY)
 
 
-def bmv2_prefix(binary: str) -> list[str]:
-    # --no-p4: the controller pushes the pipeline; device id 0 is what the controller uses by default.
-    return [binary, "--no-p4", "--device-id", "0"]
+def bmv2_prefix(binary: str, thrift_port: int, notifications: Path) -> list[str]:
+    """--no-p4: the controller pushes the pipeline; device id 0 is what the controller uses by default. The Thrift
+    port and the notifications socket default to fixed places (9090, /tmp/bmv2-0-notifications.ipc) that another
+    BMv2 on the machine may hold, so each run gets its own."""
+    return [binary, "--no-p4", "--device-id", "0", "--thrift-port", str(thrift_port),
+            "--notifications-addr", f"ipc://{notifications}"]
 
 
 def bmv2_suffix(grpc_port: int) -> list[str]:
