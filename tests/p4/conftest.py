@@ -1,5 +1,5 @@
-"""Fixtures for the packet tests of the omnireduce P4 program (run on the softswitch; the same cases run on BMv2
-through tests/p4/test_bmv2.py where simple_switch_grpc is installed)."""
+"""Fixtures for the packet tests of the omnireduce P4 program: every test runs on the softswitch and, where
+simple_switch_grpc is installed and we are root, on BMv2 too."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from omnireduce.p4src import artifacts
 
+from .bmv2_device import Bmv2Device, bmv2_available
 from .omniswitch import OmniSwitch
 
 
@@ -15,8 +16,14 @@ def program_json() -> bytes:
     return artifacts.BMV2_JSON.read_bytes()
 
 
-@pytest.fixture
-def switch(program_json) -> OmniSwitch:
+@pytest.fixture(params=["softswitch", pytest.param("bmv2", marks=pytest.mark.bmv2)])
+def switch(request, program_json) -> OmniSwitch:
+    if request.param == "bmv2":
+        if not bmv2_available():
+            pytest.skip("BMv2 (simple_switch_grpc on PATH, run as root) is absent: this case ran on the softswitch only")
+        device = Bmv2Device()
+        request.addfinalizer(device.close)
+        return OmniSwitch(device)
     from omnireduce.softswitch.device import Device
 
     device = Device()
