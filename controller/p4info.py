@@ -146,7 +146,12 @@ class _Namespace(Generic[_Info]):
         try:
             return self._by_name[name]
         except KeyError:
-            raise NameLookupError(_miss_message(self.kind, name, [info.name for info in self._by_id.values()])) from None
+            pass
+        # Suggest by full name or alias (`worker` is close to the alias `workers`), always naming the full name.
+        close = difflib.get_close_matches(name, list(self._by_name), n=1, cutoff=0.6)
+        if close:
+            raise NameLookupError(f"no {self.kind} named {name!r}. Did you mean {self._by_name[close[0]].name!r}?")
+        raise NameLookupError(_miss_message(self.kind, name, [info.name for info in self._by_id.values()]))
 
     def by_id(self, object_id: int) -> _Info:
         try:

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import grpc
 import pytest
 
 from omnireduce.controller import cli
-from omnireduce.controller.client import ElectionId
+from omnireduce.controller.client import ElectionId, P4RuntimeClient
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
@@ -91,9 +90,9 @@ def softswitch_server(pipeline_files: PipelineFiles) -> Iterator[RunningSoftswit
     server.start()
     running = RunningSoftswitch(server, server.device, pipeline_files)
     try:
-        # Readiness: the channel reaching READY, with a deadline (start() already bound the port).
-        with grpc.insecure_channel(running.address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=READY_TIMEOUT_S)
+        # Readiness, with a deadline: the controller's client waits for the channel and a Capabilities answer.
+        with P4RuntimeClient(running.address, timeout=READY_TIMEOUT_S) as client:
+            client.connect()
         yield running
     finally:
         running.close()

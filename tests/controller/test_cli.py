@@ -1,0 +1,184 @@
+# Run: /work/main/.venv/bin/pytest tests/controller/test_cli.py
+"""omnireduce-ctl end to end against the softswitch: every command, --json output, and the exit codes that say
+what went wrong (2 bad input, 3 unreachable, 4 refused, 5 not primary, 6 pipeline mismatch)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from omnireduce.controller import cli
+from omnireduce.controller.client import ElectionId
+from omnireduce.controller.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_PRIMARY,
+    EXIT_OK,
+    EXIT_PIPELINE_MISMATCH,
+    EXIT_SWITCH_REFUSED,
+    EXIT_UNREACHABLE,
+)
+from omnireduce.p4src import constants
+
+from tests.controller.conftest import RunningSoftswitch, free_tcp_port
+
+WORKERS = ["--worker", "1,02:00:00:00:00:01,10.0.0.1", "--worker", "2,02:00:00:00:00:02,10.0.0.2,4000"]
+JOB_1 = ["job", "add", "--job", "1", "--slot-base", "0", "--slots", "4", "--mcast-group", "1", *WORKERS]
+
+CONFIG = """
+[[job]]
+id = 2
+slot_base = 4
+slot_count = 2
+mcast_group = 2
+[[job.worker]]
+port = 3
+mac = "02:00:00:00:00:03"
+ip = "10.0.0.3"
+[[job.worker]]
+port = 4
+mac = "02:00:00:00:00:04"
+ip = "10.0.0.4"
+
+[[route]]
+prefix = "10.0.0.3/32"
+port = 3
+src_mac = "02:00:00:00:01:00"
+dst_mac = "02:00:00:00:00:03"
+"""
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_push_then_info(softswitch_server: RunningSoftswitch) -> None:
+    result = softswitch_server.ctl("info")
+    assert result.code == EXIT_OK and "pipeline: none" in result.out
+    result = softswitch_server.ctl("push", "--json", str(softswitch_server.files.bmv2_json))
+    assert result.code == EXIT_OK, result.err
+    assert "pushed" in result.out
+    info = json.loads(softswitch_server.ctl("--json", "info").out)
+    assert info["pipeline"] == "omnireduce (matches our P4Info)" and info["p4runtime_api_version"]
+
+
+def test_job_lifecycle(softswitch: RunningSoftswitch, tmp_path: Path) -> None:
+    assert softswitch.ctl(*JOB_1).code == EXIT_OK
+    config = tmp_path / "jobs.toml"
+    config.write_text(CONFIG)
+    added = softswitch.ctl("job", "add", "--config", str(config), "--json")
+    assert added.code == EXIT_OK, added.err
+    assert [job["job_id"] for job in json.loads(added.out)] == [2]
+
+    jobs = json.loads(softswitch.ctl("job", "list", "--json").out)
+    assert [(job["job_id"], job["slot_base"], job["slot_count"], job["mcast_group"]) for job in jobs] == [
+        (1, 0, 4, 1), (2, 4, 2, 2)]
+    assert jobs[0]["workers"] == [
+        {"worker_id": 0, "port": 1, "mac": "02:00:00:00:00:01", "ip": "10.0.0.1", "udp_port": constants.OMNI_UDP_PORT},
+        {"worker_id": 1, "port": 2, "mac": "02:00:00:00:00:02", "ip": "10.0.0.2", "udp_port": 4000}]
+    assert jobs[0]["problems"] == [] and jobs[0]["replicas"] == [{"port": 1, "instance": 0},
+                                                                 {"port": 2, "instance": 1}]
+    listing = softswitch.ctl("job", "list").out
+    assert "02:00:00:00:00:02  10.0.0.2  4000" in listing
+
+    status = json.loads(softswitch.ctl("status", "--job", "2", "--json").out)
+    assert [slot["global_slot"] for slot in status[0]["slots"]] == [4, 5]
+    assert status[0]["slots"][0]["sets"][0]["state"] == "idle"
+    assert status[0]["slots"][0]["worker_next"] == [0, 0]
+    assert "idle" in softswitch.ctl("status").out
+
+    entries = json.loads(softswitch.ctl("--json", "entries", "workers").out)
+    assert len(entries) == 4 and {entry["action"]["params"]["job_id"] for entry in entries} == {1, 2}
+    assert softswitch.ctl("reset", "--job", "1").code == EXIT_OK
+    assert "no drops" in softswitch.ctl("counters").out
+    assert json.loads(softswitch.ctl("counters", "--json").out)["drops"] == []
+
+    assert softswitch.ctl("job", "rm", "1").code == EXIT_OK
+    assert [job["job_id"] for job in json.loads(softswitch.ctl("job", "list", "--json").out)] == [2]
+    assert softswitch.ctl("job", "rm", "2").code == EXIT_OK
+    assert softswitch.ctl("job", "list").out.strip() == "no jobs installed"
+    assert json.loads(softswitch.ctl("entries", "--json").out) == []
+
+
+def test_routes(softswitch: RunningSoftswitch, tmp_path: Path) -> None:
+    add = softswitch.ctl("route", "add", "10.0.0.1/32", "--port", "1", "--src-mac", "02:00:00:00:01:00",
+                         "--dst-mac", "02:00:00:00:00:01")
+    assert add.code == EXIT_OK, add.err
+    config = tmp_path / "routes.toml"
+    config.write_text(CONFIG)
+    assert softswitch.ctl("route", "add", "--config", str(config)).code == EXIT_OK
+    routes = json.loads(softswitch.ctl("route", "list", "--json").out)
+    assert [route["prefix"] for route in routes] == ["10.0.0.1/32", "10.0.0.3/32"]
+    again = softswitch.ctl("route", "add", "10.0.0.1/32", "--port", "2", "--src-mac", "02:00:00:00:01:00",
+                           "--dst-mac", "02:00:00:00:00:01")
+    assert again.code == EXIT_BAD_INPUT and "already exists" in again.err
+    assert softswitch.ctl("route", "rm", "10.0.0.1/32").code == EXIT_OK
+    assert softswitch.ctl("route", "rm", "10.0.0.1/32").code == EXIT_BAD_INPUT
+    assert softswitch.ctl("route", "add", "10.0.0.9/32").code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["job", "add", "--job", "1", "--slot-base", "0", "--slots", "4", "--mcast-group", "1",
+      "--worker", "1,02:00:00:00:00:01"], "expected PORT,MAC,IP"),
+    (["job", "add", "--job", "1", "--slots", "4", "--mcast-group", "1", *WORKERS], "needs --slot-base"),
+    (["job", "add", "--job", str(constants.MAX_JOBS), "--slot-base", "0", "--slots", "4", "--mcast-group", "1",
+      *WORKERS], f"job id must be in 0..{constants.MAX_JOBS - 1}"),
+    (["job", "add", "--job", "2", "--slot-base", "510", "--slots", "4", "--mcast-group", "1", *WORKERS],
+     "exceed the switch's 512 slots"),
+    (["job", "add", "--job", "2", "--slot-base", "2", "--slots", "4", "--mcast-group", "2",
+      "--worker", "7,02:00:00:00:00:07,10.0.0.7"], "overlap job 1's slots 0..3"),
+    (["job", "add", "--job", "2", "--slot-base", "8", "--slots", "4", "--mcast-group", "2", *WORKERS],
+     "is already a worker of job 1"),
+    (["job", "rm", "7"], "no job 7 on switch"),
+    (["reset", "--job", "7"], "no job 7 on switch"),
+    (["entries", "worker"], "Did you mean 'IngressPipe.identity.workers'?"),
+    (["status", "--job", "-1"], "is negative"),
+    (["--election-id", "x", "job", "list"], "is not HI,LO"),
+    (["--grpc-addr", "localhost", "job", "list"], "is not HOST:PORT"),
+])
+def test_bad_input_exits_2_and_changes_nothing(softswitch: RunningSoftswitch, argv: list[str], message: str) -> None:
+    assert softswitch.ctl(*JOB_1).code == EXIT_OK
+    before = softswitch.ctl("--json", "entries").out
+    result = softswitch.ctl(*argv)
+    assert result.code == EXIT_BAD_INPUT
+    assert message in result.err
+    assert softswitch.ctl("--json", "entries").out == before
+
+
+def test_unreachable_switch_exits_3() -> None:
+    code, _, err = run("--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "--timeout", "0.5", "job", "list")
+    assert code == EXIT_UNREACHABLE
+    assert "no P4Runtime server answered" in err and "within 0.5 s" in err
+
+
+def test_unknown_device_exits_4(softswitch: RunningSoftswitch) -> None:
+    result = softswitch.ctl("--device-id", "3", "job", "list")
+    assert result.code == EXIT_SWITCH_REFUSED
+    assert "NOT_FOUND" in result.err and "unknown device id 3" in result.err
+
+
+def test_not_primary_exits_5(softswitch: RunningSoftswitch) -> None:
+    softswitch.connect(election_id=ElectionId(0, 100))  # another controller, primary
+    result = softswitch.ctl("--election-id", "0,5", *JOB_1)
+    assert result.code == EXIT_NOT_PRIMARY and "not primary" in result.err
+    # Reading needs no primacy.
+    assert softswitch.ctl("--election-id", "0,5", "job", "list").code == EXIT_OK
+
+
+def test_no_pipeline_exits_6(softswitch_server: RunningSoftswitch) -> None:
+    result = softswitch_server.ctl("job", "list")
+    assert result.code == EXIT_PIPELINE_MISMATCH and "runs no pipeline; push one first" in result.err
+
+
+def test_help_documents_exit_codes() -> None:
+    code, out, _ = run("--help")
+    assert code == EXIT_OK
+    for exit_code in ("0  success", "2  bad usage", "3  switch unreachable", "4  the switch refused",
+                      "5  not the primary", "6  the switch runs no pipeline"):
+        assert exit_code in out
