@@ -127,9 +127,10 @@ class PacketEngine:
     ) -> None:
         std = self.std
         phv = list(self.initial)
-        if preserved is not None:
-            self._copy_field_list(phv, preserved, field_list)
         phv[std.ingress_port] = port
+        if preserved is not None:
+            # Listed fields win over the port (BMv2 keeps standard_metadata fields that a list names).
+            self._copy_field_list(phv, preserved, field_list)
         if std.instance_type is not None:
             phv[std.instance_type] = instance_type
         if std.packet_length is not None:
@@ -144,6 +145,7 @@ class PacketEngine:
 
         clone = phv[H_CLONE]
         if clone is not None:
+            phv[H_CLONE] = None
             self._ingress_clone(port, frame, phv, clone[0], clone[1], work)
         resubmit = phv[H_RESUBMIT]
         if resubmit is not None:
