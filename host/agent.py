@@ -35,7 +35,15 @@ from .errors import (
     Stalled,
     WorkerMissing,
 )
-from .quantize import check_int_sum, check_values, dequantize, exponent_claim, quantize, scale_shift
+from .quantize import (
+    check_int_sum,
+    check_values,
+    dequantize,
+    exponent_claim,
+    int_lanes,
+    quantize,
+    scale_shift,
+)
 from .stats import Stats
 from .transport import FrameTransport, KernelUdpTransport, Transport
 from .wire import FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
@@ -143,7 +151,7 @@ class AllReduce:
         # Both tensor ids are spent whatever happens below, identically on every worker.
         self._tensor_id = (scale_tensor + 2) % TENSOR_ID_MODULUS
         try:
-            sums = self._reduce(values, scale_tensor, stats, deadline_at)
+            self._reduce(values, result, scale_tensor, stats, deadline_at)
         except (InputError, JobMismatch, OverflowRisk):
             raise
         except AgentError as error:
@@ -153,7 +161,6 @@ class AllReduce:
             stats.elapsed_s = time.monotonic() - started
             self.last_stats = stats
             self.total_stats.add(stats)
-        result[...] = sums.reshape(values.shape)
         return result
 
     @staticmethod
@@ -166,7 +173,9 @@ class AllReduce:
             raise InputError("out is read-only")
         return out
 
-    def _reduce(self, values: np.ndarray, scale_tensor: int, stats: Stats, deadline_at: float | None) -> np.ndarray:
+    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats,
+                deadline_at: float | None) -> None:
+        """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype)."""
         config = self.config
         flat = values.reshape(-1)
         count = block_count(flat.size)
@@ -175,28 +184,30 @@ class AllReduce:
         agreed = self._scale_round(scale_tensor, claim, exponent_claim(values), stats, deadline_at)
         self.last_exponent = agreed
         is_float = values.dtype.kind == "f"
-        if is_float:
-            shift = scale_shift(agreed, config.workers)
-            wire_values = quantize(flat, shift)
-        else:
-            check_int_sum(agreed, config.workers)
-            wire_values = flat
-
         data_tensor = (scale_tensor + 1) % TENSOR_ID_MODULUS
         planned_blocks = config.slots if self._needs_refresh(count, data_tensor) else count
-        wire_blocks = as_blocks(wire_values, planned_blocks)
+        length = planned_blocks * C.LANES
+        if is_float:
+            shift = scale_shift(agreed, config.workers)
+            lanes = quantize(flat, shift, length)
+        else:
+            check_int_sum(agreed, config.workers)
+            lanes = int_lanes(flat, length)
+        wire_blocks = lanes.reshape(planned_blocks, C.LANES)
         significant = nonzero_blocks(wire_blocks)
         if config.zero_threshold is not None:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
-        lanes = big_endian_lanes(wire_blocks)
         sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
         self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
             stats=stats, deadline_at=deadline_at, joining=False,
         )
-        reduced = sums[: flat.size].astype(np.int32)
-        return dequantize(reduced, shift) if is_float else reduced
+        reduced = sums[: flat.size].reshape(values.shape)
+        if is_float:
+            dequantize(reduced, shift, out=result)
+        else:
+            np.copyto(result, reduced, casting="same_kind")
 
     def _scale_round(self, tensor_id: int, claim: TensorClaim, exponent: int, stats: Stats,
                      deadline_at: float | None) -> int:

@@ -38,7 +38,14 @@ def as_blocks(values: np.ndarray, blocks: int | None = None) -> np.ndarray:
 
 
 def nonzero_blocks(blocks: np.ndarray) -> np.ndarray:
-    """Mask of the blocks that hold at least one non-zero value (shape (n,), bool)."""
+    """Mask of the blocks that hold at least one non-zero value (shape (n,), bool).
+
+    For contiguous 4-byte integers (any byte order) the block's 128 bytes are OR-ed as 16 uint64 words, which is
+    several times faster than any() over 32 int32s. Floats go through any(), for which -0.0 counts as zero.
+    """
+    if blocks.dtype.kind in "iu" and blocks.dtype.itemsize == 4 and blocks.flags.c_contiguous:
+        words = blocks.view(np.uint64)
+        return np.bitwise_or.reduce(words, axis=1) != 0
     return blocks.any(axis=1)
 
 
@@ -63,17 +70,20 @@ def next_in_column(send: np.ndarray, slots: int) -> np.ndarray:
     if slots < 1:
         raise ValueError(f"slot count must be positive, got {slots}")
     count = send.size
+    if count >= C.END_OF_TENSOR:
+        raise ValueError(f"{count} blocks do not fit 32-bit block indices")
     if count == 0:
         return np.empty(0, dtype=BLOCK_INDEX_DTYPE)
     rows = -(-count // slots)
-    candidates = np.full(rows * slots, C.END_OF_TENSOR, dtype=np.uint64)
-    sent_indices = np.flatnonzero(send)
+    candidates = np.full(rows * slots, C.END_OF_TENSOR, dtype=BLOCK_INDEX_DTYPE)
+    sent_indices = np.flatnonzero(send).astype(BLOCK_INDEX_DTYPE)
     candidates[sent_indices] = sent_indices
     grid = candidates.reshape(rows, slots)
     at_or_after = np.minimum.accumulate(grid[::-1], axis=0)[::-1]
-    following = np.full_like(grid, C.END_OF_TENSOR)
+    following = np.empty_like(grid)
     following[:-1] = at_or_after[1:]
-    return following.reshape(-1)[:count].astype(BLOCK_INDEX_DTYPE)
+    following[-1] = C.END_OF_TENSOR
+    return following.reshape(-1)[:count]
 
 
 def forced_rows(count: int, slots: int, lookahead: int) -> np.ndarray:

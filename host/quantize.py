@@ -19,6 +19,11 @@ EXPONENT_FIELD_MAX = 0xFF
 #: Headroom of the fixed-point format: sums stay within 2^30 < 2^31.
 SUM_BITS = 30
 INT32_MAX = 2**31 - 1
+#: Shifts whose power of two is a normal float32 (the fast path of quantize multiplies by it).
+FLOAT32_MIN_EXPONENT = -126
+FLOAT32_MAX_EXPONENT = 127
+#: Lanes travel as big-endian int32.
+LANE_DTYPE = np.dtype(">i4")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
 
 
@@ -81,20 +86,43 @@ def check_int_sum(agreed_exponent: int, workers: int) -> None:
         )
 
 
-def quantize(values: np.ndarray, shift: int) -> np.ndarray:
-    """round(x * 2^shift) as int32 (round half to even).
+def quantize(values: np.ndarray, shift: int, length: int | None = None) -> np.ndarray:
+    """round(x * 2^shift) as big-endian int32 lanes (round half to even), zero-padded to `length` values.
 
-    ldexp on float32 only moves the exponent, so the scaling is exact (a result below 2^-126 may lose bits, but it
-    rounds to 0 anyway), and rint of a float32 is exact; no float64 temporary is needed.
+    Scaling by a power of two only moves the exponent, so it is exact (a result below 2^-126 may lose bits, but it
+    rounds to 0 anyway), and rint of a float32 is exact: no float64 temporary is needed. The result is in wire
+    byte order so that packets copy lanes without converting them.
     """
-    scaled = np.ldexp(values.astype(np.float32, copy=False), shift)
+    flat = values.reshape(-1)
+    total = flat.size if length is None else length
+    scaled = np.empty(total, dtype=np.float32)
+    head = scaled[: flat.size]
+    if FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT:
+        np.multiply(flat, np.float32(2.0**shift), out=head)  # a little faster than ldexp
+    else:
+        np.ldexp(flat.astype(np.float32, copy=False), shift, out=head)
+    scaled[flat.size:] = 0
     np.rint(scaled, out=scaled)
-    return scaled.astype(np.int32)
+    return scaled.astype(LANE_DTYPE)
 
 
-def dequantize(sums: np.ndarray, shift: int) -> np.ndarray:
-    """sum * 2^-shift as float32, rounded once (through float64, which holds any int32 exactly)."""
-    return np.ldexp(sums.astype(np.float64), -shift).astype(np.float32)
+def int_lanes(values: np.ndarray, length: int | None = None) -> np.ndarray:
+    """int32 values as big-endian lanes, zero-padded to `length` values."""
+    flat = values.reshape(-1)
+    lanes = np.empty(flat.size if length is None else length, dtype=LANE_DTYPE)
+    lanes[: flat.size] = flat
+    lanes[flat.size:] = 0
+    return lanes
+
+
+def dequantize(sums: np.ndarray, shift: int, out: np.ndarray | None = None) -> np.ndarray:
+    """sum * 2^-shift as float32 (sums: int32 in either byte order), rounded once: through float64, which holds
+    any int32 exactly. Written into `out` (float32, same size) when given."""
+    wide = np.ldexp(sums.astype(np.float64), -shift)
+    if out is None:
+        return wide.astype(np.float32)
+    np.copyto(out, wide.reshape(out.shape), casting="same_kind")
+    return out
 
 
 def error_bound(agreed_exponent: int, workers: int) -> float:

@@ -1,0 +1,141 @@
+"""The agent's own cost, without a network: is the agent ever the bottleneck?
+
+    .venv/bin/python bench/bench_agent.py [--values 16000000] [--json]
+
+1. Preparing a tensor (NaN/Inf check, exponent claim, quantisation, block scan, next-block hints, big-endian lanes)
+   in GB/s of float32 input, per density.
+2. Packets per second per core through the worker state machine (host/engine.py): a one-worker job whose "switch"
+   turns each CONTRIB into its RESULT in place, so every packet is built, handed over, parsed and its lanes
+   written into the result: the agent's whole per-packet cost. Also the cost of building alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from omnireduce.host.blocks import block_count, nonzero_blocks, plan_blocks
+from omnireduce.host.config import Timeouts
+from omnireduce.host.engine import SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.quantize import check_values, exponent_claim, quantize, scale_shift
+from omnireduce.host.stats import Stats
+from omnireduce.host.synthetic import synthetic_tensor
+from omnireduce.host.wire import DATA_FRAME_BYTES, LANE_DTYPE
+from omnireduce.p4src import constants as C
+
+
+def best_of(repeats: int, work) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def prepare(values: np.ndarray, slots: int, workers: int = 8) -> None:
+    """What AllReduce does to a float32 tensor before the first packet of the data tensor."""
+    check_values(values)
+    shift = scale_shift(exponent_claim(values), workers)
+    count = block_count(values.size)
+    lanes = quantize(values, shift, count * C.LANES)  # big-endian: packets copy them as they are
+    plan = plan_blocks(nonzero_blocks(lanes.reshape(count, C.LANES)), slots)
+    assert plan.count == count
+
+
+def bench_prepare(count: int, densities: list[float], slots: int) -> list[dict]:
+    rows = []
+    for density in densities:
+        values = synthetic_tensor(count, density, 0, 0)
+        seconds = best_of(3, lambda: prepare(values, slots))
+        rows.append({"density": density, "values": count, "seconds": seconds,
+                     "gb_per_s": values.nbytes / seconds / 1e9})
+    return rows
+
+
+class LoopbackSwitch:
+    """A one-worker job: the round completes at once, the RESULT is the CONTRIB with its type changed."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytearray] = []
+
+    def send(self, payload: bytes | bytearray) -> None:
+        if payload[0] == C.MSG_CONTRIB:
+            result = bytearray(payload)
+            result[0] = C.MSG_RESULT
+            self.pending.append(result)
+
+
+def bench_packets(blocks: int, slots: int) -> dict:
+    values = np.ones(blocks * C.LANES, dtype=np.int32)
+    lanes = big_endian_lanes(values)
+    plan = plan_blocks(np.ones(blocks, dtype=bool), slots)
+    timeouts = Timeouts(retransmit_initial=60, retransmit_max=60)
+
+    def full_cycle() -> None:
+        switch = LoopbackSwitch()
+        result = np.zeros(values.size, dtype=LANE_DTYPE)
+        exchange = TensorExchange(
+            job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"), result=memoryview(result).cast("B"),
+            exponent=0, channels=[SlotChannel() for _ in range(slots)], send=switch.send, stats=Stats(),
+            timeouts=timeouts,
+        )
+        exchange.start(0.0)
+        while switch.pending:
+            batch, switch.pending = switch.pending, []
+            for payload in batch:
+                exchange.on_payload(payload, 0.0)
+        assert exchange.done and np.array_equal(result.astype(np.int32), values)
+
+    cycle_seconds = best_of(3, full_cycle)
+
+    def build_only() -> None:
+        sent: list[int] = []
+        exchange = TensorExchange(
+            job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"),
+            result=memoryview(np.zeros(values.size, dtype=LANE_DTYPE)).cast("B"), exponent=0,
+            channels=[SlotChannel() for _ in range(slots)], send=lambda payload: sent.append(1), stats=Stats(),
+            timeouts=timeouts,
+        )
+        column = exchange._columns[0]  # the engine's own packet builder, block after block
+        for block in range(blocks):
+            exchange._contribute(column, block, 0.0)
+
+    build_seconds = best_of(3, build_only)
+    return {
+        "blocks": blocks,
+        "packets_per_s_build_and_consume": blocks / cycle_seconds,
+        "packets_per_s_build_only": blocks / build_seconds,
+        "frame_gbit_per_s_at_that_rate": blocks / cycle_seconds * DATA_FRAME_BYTES * 8 / 1e9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--values", type=int, default=16_000_000, help="tensor size for the preparation benchmark")
+    parser.add_argument("--blocks", type=int, default=200_000, help="packets for the packet benchmark")
+    parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    report = {
+        "prepare": bench_prepare(args.values, [1.0, 0.1, 0.01, 0.001], args.slots),
+        "packets": bench_packets(args.blocks, args.slots),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"tensor preparation ({args.values} float32 values, {args.slots} slots), best of 3:")
+    for row in report["prepare"]:
+        print(f"  density {row['density']:<6} {row['seconds'] * 1e3:8.1f} ms  {row['gb_per_s']:6.2f} GB/s")
+    packets = report["packets"]
+    print(f"worker state machine, one core ({packets['blocks']} blocks):")
+    print(f"  build + consume  {packets['packets_per_s_build_and_consume']:>12,.0f} packets/s "
+          f"({packets['frame_gbit_per_s_at_that_rate']:.2f} Gbit/s of 190-byte frames each way)")
+    print(f"  build only       {packets['packets_per_s_build_only']:>12,.0f} packets/s")
+
+
+if __name__ == "__main__":
+    main()
