@@ -150,17 +150,22 @@ class AllReduce:
         scale_tensor = self._tensor_id
         # Both tensor ids are spent whatever happens below, identically on every worker.
         self._tensor_id = (scale_tensor + 2) % TENSOR_ID_MODULUS
+        log.debug("%s: all-reduce of %d %s values (%d blocks) as tensors %d/%d", self.config.name, values.size,
+                  values.dtype, count, scale_tensor, (scale_tensor + 1) % TENSOR_ID_MODULUS)
         try:
             self._reduce(values, result, scale_tensor, stats, deadline_at)
-        except (InputError, JobMismatch, OverflowRisk):
+        except (InputError, JobMismatch, OverflowRisk) as error:
+            log.warning("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
         except AgentError as error:
             self._broken = f"{type(error).__name__}: {error}"
+            log.error("%s: all-reduce failed, the agent is out of step with the switch: %s", self.config.name, error)
             raise
         finally:
             stats.elapsed_s = time.monotonic() - started
             self.last_stats = stats
             self.total_stats.add(stats)
+        log.debug("%s: done in %.3f s: %s", self.config.name, stats.elapsed_s, stats)
         return result
 
     @staticmethod

@@ -214,6 +214,8 @@ class TensorExchange:
             if column.deadline != deadline or column.expected == END:
                 continue  # superseded by a later arm, or the column closed
             channel = self._channels[slot]
+            log.debug("%s: tensor %d slot %d: no result for block %d after %.3f s (%s)", self._name, self.tensor_id,
+                      slot, column.expected, column.rto, "retransmit" if column.contributed else "request")
             if column.contributed:
                 self._send(column.contrib)
                 self.stats.retransmissions += 1
