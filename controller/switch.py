@@ -237,6 +237,24 @@ class Switch:
         return {group.group_id: group for group in _only(self.read([MulticastGroupEntry(0)]), MulticastGroupEntry)}
 
 
+def connect(grpc_addr: str = DEFAULT_GRPC_ADDR, *, device_id: int = 0, election_id: ElectionId = ElectionId(),
+            timeout: float = 10.0, p4info: Path | None = None, require_primary: bool = True) -> Switch:
+    """Open a session with the switch at `grpc_addr` (a clear `SwitchUnreachableError` after `timeout` s).
+
+    With `p4info` (a P4Info file, e.g. `omnireduce.p4src.artifacts.P4INFO`) the session checks that the switch
+    runs that pipeline and binds it, ready for job operations; without it, call `pipeline.push()` (or
+    `bind_pipeline_file()`) next. `require_primary=False` opens a read-only session (no arbitration).
+    """
+    switch = Switch.connect(grpc_addr, device_id, election_id, timeout, require_primary=require_primary)
+    if p4info is not None:
+        try:
+            switch.bind_pipeline_file(p4info)
+        except BaseException:
+            switch.close()
+            raise
+    return switch
+
+
 def _only(entities: Iterable[Entity], kind: type[_E]) -> list[_E]:
     return [entity for entity in entities if isinstance(entity, kind)]
 
