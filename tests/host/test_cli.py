@@ -101,3 +101,16 @@ def test_switch_address_defaults_to_the_omni_port():
     args = build_parser().parse_args(["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "1",
                                       "--slots", "1", "--synthetic", "1"])
     assert args.switch == ("10.0.0.254", C.OMNI_UDP_PORT)
+
+
+def test_progress_bar_draws_and_ends_its_line():
+    import io
+
+    from omnireduce.host.cli import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream, after_s=0)
+    bar(0.5)
+    bar(1.0)
+    bar.finish()
+    assert stream.getvalue() == "\r[" + "#" * 20 + "." * 20 + "]  50.0%\r[" + "#" * 40 + "] 100.0%\n"

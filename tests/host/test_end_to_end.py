@@ -20,6 +20,7 @@ from omnireduce.host import (
     InputError,
     JobMismatch,
     OverflowRisk,
+    Pacing,
     Stalled,
     SwitchUnreachable,
     Timeouts,
@@ -92,6 +93,31 @@ def test_dense_mode_sends_every_block(device):
     with job_cluster(device, 2, slots=4, timeouts=FAST, dense=True) as cluster:
         assert_float_sums(cluster.run(tensors), tensors, cluster.agents)
         assert [agent.last_stats.blocks_sent for agent in cluster.agents] == [40, 40]
+
+
+@pytest.mark.parametrize("options", [{"lookahead": 2}, {"pacing": Pacing(max_burst=3)}, {"pacing": Pacing(pps=2000)}])
+def test_lookahead_and_pacing_keep_results_right(device, options):
+    tensors = tensors_for(3, 60 * C.LANES, 0.1, seed=8)
+    with job_cluster(device, 3, slots=8, timeouts=FAST, **options) as cluster:
+        assert_float_sums(cluster.run(tensors), tensors, cluster.agents)
+
+
+def test_threshold_drops_small_blocks_only(device):
+    tensors = tensors_for(2, 50 * C.LANES, 0.5, seed=9)
+    for tensor in tensors:
+        tensor.reshape(50, C.LANES)[::3] *= 1e-4  # every third block becomes small
+    kept = []
+    for tensor in tensors:
+        blocks = tensor.reshape(50, C.LANES).copy()
+        blocks[np.abs(blocks).max(axis=1) <= 0.01] = 0
+        kept.append(blocks.reshape(-1))
+    with job_cluster(device, 2, slots=4, timeouts=FAST, zero_threshold=0.01) as cluster:
+        results = cluster.run(tensors)
+        # The result is the exact sum of the blocks above the threshold (within the quantisation bound); the
+        # first row is sent whatever its size, so its small values are kept too.
+        for tensor, kept_blocks in zip(tensors, kept):
+            kept_blocks[: 4 * C.LANES] = tensor[: 4 * C.LANES]
+        assert_float_sums(results, kept, cluster.agents)
 
 
 def test_a_sequence_of_allreduces_on_one_job(device):
