@@ -4,10 +4,10 @@ pcap files, port specs and the PHV-independent state objects."""
 
 from __future__ import annotations
 
-import struct
 import zlib
 
 import pytest
+from switch_helpers import crc16_arc_bitwise, internet_checksum
 
 from omnireduce.softswitch import hashes
 from omnireduce.softswitch.errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange
@@ -19,24 +19,6 @@ from omnireduce.softswitch.state import CounterArrayState, RegisterArrayState
 CHECK_INPUT = b"123456789"  # the standard CRC check string
 
 
-def crc16_arc_bitwise(data: bytes) -> int:
-    """CRC-16/ARC written bit by bit (reflected poly 0xA001), independent of the table-driven code."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
-
-
-def internet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = 0
-    for (word,) in struct.iter_unpack(">H", data):
-        total += word
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 class TestHashes:
