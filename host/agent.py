@@ -24,7 +24,7 @@ from omnireduce.p4src import constants as C
 from .agreement import TensorClaim, check_agreement, claim_lanes
 from .blocks import BlockPlan, as_blocks, block_count, blocks_above, nonzero_blocks, plan_blocks
 from .config import AgentConfig, TransportKind
-from .engine import SlotChannel, TensorExchange, big_endian_lanes
+from .engine import RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
 from .errors import (
     AgentClosed,
     AgentError,
@@ -83,6 +83,7 @@ class AllReduce:
         self.config = config
         self._transport = transport if transport is not None else open_transport(config)
         self._channels = [SlotChannel() for _ in range(config.slots)]
+        self._round_trip = RoundTripEstimator()
         self._tensor_id = config.first_tensor_id
         self._broken: str | None = None
         self._closed = False
@@ -256,7 +257,8 @@ class AllReduce:
         exchange = TensorExchange(
             job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
-            timeouts=config.timeouts, pacing=config.pacing, expected_exponent=expected_exponent,
+            timeouts=config.timeouts, pacing=config.pacing, round_trip=None if joining else self._round_trip,  # joining waits are no round trips
+            expected_exponent=expected_exponent,
             count_blocks=not joining, name=config.name,
         )
         timeouts = config.timeouts

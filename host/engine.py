@@ -47,6 +47,31 @@ class SlotChannel:
 
 
 @dataclass(slots=True)
+class RoundTripEstimator:
+    """Smoothed time from a CONTRIB to its result (RFC 6298 style, Karn's rule: retransmitted rounds not sampled).
+
+    It includes waiting for the other workers of the round, which is what a retransmission must not beat. The
+    first timeout of a round is max(retransmit_initial, srtt + 4 rttvar), capped at retransmit_max: on a fast path
+    the configured value, under queueing (a busy software switch) no spurious retransmissions.
+    """
+
+    srtt: float | None = None
+    rttvar: float = 0.0
+
+    def sample(self, seconds: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = seconds, seconds / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
+            self.srtt = 0.875 * self.srtt + 0.125 * seconds
+
+    def timeout(self, timeouts: Timeouts) -> float:
+        if self.srtt is None:
+            return timeouts.retransmit_initial
+        return min(max(timeouts.retransmit_initial, self.srtt + 4 * self.rttvar), timeouts.retransmit_max)
+
+
+@dataclass(slots=True)
 class _Column:
     """One slot's progress through this tensor's column."""
 
@@ -55,6 +80,7 @@ class _Column:
     expected: int = END          # block whose result is awaited next (END: column closed)
     own_next: int = END          # the next block this worker sends in the column
     contributed: bool = False    # whether this worker contributed to the awaited round
+    sent_at: float | None = None  # when our CONTRIB for the awaited round left, if it was never retransmitted
     rto: float = 0.0
     deadline: float = _NO_DEADLINE
     early: dict[int, bytes] = field(default_factory=dict)
@@ -86,6 +112,7 @@ class TensorExchange:
         stats: Stats,
         timeouts: Timeouts,
         pacing: Pacing = Pacing(),
+        round_trip: RoundTripEstimator | None = None,
         expected_exponent: int | None = None,
         count_blocks: bool = True,
         name: str = "",
@@ -106,6 +133,7 @@ class TensorExchange:
         self.stats = stats
         self._timeouts = timeouts
         self._pacing = pacing
+        self._round_trip = round_trip if round_trip is not None else RoundTripEstimator()
         self._count_blocks = count_blocks
         self._name = name or f"job{job_id}"
         self._next_block = plan.next_block.tolist()  # Python ints: indexed once per sent block
@@ -189,11 +217,12 @@ class TensorExchange:
         buffer[_HEADER_BYTES:] = self._lanes[start:start + LANES_BYTES]
         column.own_next = following
         column.contributed = True
+        column.sent_at = now
         self._send(buffer)
         self.stats.contribs_sent += 1
         if self._count_blocks:
             self.stats.blocks_sent += 1
-        self._arm(column, now, self._timeouts.retransmit_initial)
+        self._arm(column, now, self._round_trip.timeout(self._timeouts))
 
     def _control(self, msg_type: int, set_bit: int, slot: int, block: int) -> bytes:
         return HEADER.pack(msg_type, set_bit, self.job_id, self.tensor_id, slot, block, 0, 0, 0, 0)
@@ -216,6 +245,7 @@ class TensorExchange:
             channel = self._channels[slot]
             log.debug("%s: tensor %d slot %d: no result for block %d after %.3f s (%s)", self._name, self.tensor_id,
                       slot, column.expected, column.rto, "retransmit" if column.contributed else "request")
+            column.sent_at = None  # Karn: this round's time no longer measures anything
             if column.contributed:
                 self._send(column.contrib)
                 self.stats.retransmissions += 1
@@ -288,6 +318,8 @@ class TensorExchange:
                 f"{self._name}: result for block {block} carries exponent {exponent}, the job agreed on "
                 f"{self._expected_exponent}"
             )
+        if column.contributed and column.sent_at is not None:
+            self._round_trip.sample(now - column.sent_at)
         start = block * LANES_BYTES
         self._result[start:start + LANES_BYTES] = payload[_HEADER_BYTES:]
         self.stats.results += 1
@@ -309,7 +341,8 @@ class TensorExchange:
         else:
             self._acknowledge(channel, set_bit, slot, block)
             column.contributed = False
-            self._arm(column, now, self._timeouts.retransmit_initial)
+            column.sent_at = None
+            self._arm(column, now, self._round_trip.timeout(self._timeouts))
         if self._to_launch:
             self._launch(now)
 

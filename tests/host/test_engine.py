@@ -12,7 +12,7 @@ import pytest
 
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
-from omnireduce.host.engine import SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.engine import RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -28,7 +28,7 @@ class Script:
     """One exchange, the packets it sent, and helpers to answer as the switch."""
 
     def __init__(self, blocks: np.ndarray, slots: int, *, tensor: int = 5, channels=None, pacing=Pacing(),
-                 expected_exponent=None, dense=False):
+                 expected_exponent=None, dense=False, round_trip=None):
         self.values = blocks.astype(np.int32)
         significant = self.values.any(axis=1)
         self.plan = plan_blocks(significant, slots, dense=dense)
@@ -40,7 +40,7 @@ class Script:
             job_id=JOB, tensor_id=tensor, plan=self.plan, lanes=memoryview(big_endian_lanes(self.values)).cast("B"),
             result=memoryview(self.sums).cast("B"), exponent=7, channels=self.channels,
             send=lambda payload: self.sent.append(bytes(payload)), stats=self.stats, timeouts=TIMEOUTS,
-            pacing=pacing, expected_exponent=expected_exponent,
+            pacing=pacing, expected_exponent=expected_exponent, round_trip=round_trip,
         )
         self.tensor = tensor
 
@@ -232,3 +232,24 @@ def test_dense_plan_announces_every_block():
     script.exchange.start(0.0)
     assert script.take() == [("CONTRIB", 0, 0, 0, 2), ("CONTRIB", 0, 1, 1, 3)]
     assert script.feed(script.result(0, 0, 2)) == [("CONTRIB", 1, 0, 2, END)]
+
+
+def test_round_trip_estimate_raises_the_first_timeout_but_never_below_the_configured_one():
+    estimate = RoundTripEstimator()
+    assert estimate.timeout(TIMEOUTS) == RTO
+    estimate.sample(0.01)
+    assert estimate.timeout(TIMEOUTS) == RTO  # fast path: the configured timeout
+    for _ in range(20):
+        estimate.sample(0.2)
+    assert RTO < estimate.timeout(TIMEOUTS) <= TIMEOUTS.retransmit_max
+
+
+def test_only_rounds_sent_once_are_timed():
+    estimate = RoundTripEstimator()
+    script = Script(sparse_blocks(3, [0, 1, 2]), slots=1, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.exchange.on_timer(RTO)  # retransmitted: its result says nothing about the round trip
+    script.feed(script.result(0, 0, 1), now=0.25)
+    assert estimate.srtt is None
+    script.feed(script.result(1, 1, 2), now=0.30)  # block 1 left at 0.25, sent once
+    assert estimate.srtt == pytest.approx(0.05)
