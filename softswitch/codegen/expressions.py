@@ -164,6 +164,10 @@ class ExpressionCompiler:
             d = self.compile_data(right)
             if d.const is not None:
                 return Expr("True" if d.const else "False", "bool", const=1 if d.const else 0)
+            if d.within(0, 1):
+                # A 0/1 value (a $valid$ bit, a bool local) already has the right truthiness; every consumer
+                # of a bool uses truthiness (==/!= between bools wrap both sides in bool()).
+                return Expr(d.code, "bool")
             return Expr(f"({d.code} != 0)", "bool")
         if op == "b2d":
             c = self.compile(right)
