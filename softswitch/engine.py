@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter
 
 from .codegen.context import PipelineAssertion
 from .phv import (
@@ -41,13 +40,6 @@ MAX_PASSES = 32
 LOG_EVERY = 1000
 
 
-@dataclass(slots=True)
-class _EgressJob:
-    port: int
-    phv: list
-    payload: bytes
-
-
 class PacketEngine:
     def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter) -> None:
         self.p = pipeline
@@ -58,6 +50,23 @@ class PacketEngine:
         self.initial = pipeline.layout.initial
         self.metadata_slots = pipeline.layout.metadata_slots
         self._t0 = time.perf_counter_ns()
+        # Hot-path shortcuts: bound functions and slot numbers looked up once.
+        self._parse_fn = pipeline.parse
+        self._verify_fn = pipeline.verify_checksums if pipeline.program.checksums else None
+        self._update_fn = pipeline.update_checksums if pipeline.program.checksums else None
+        self._ingress_fn = pipeline.ingress
+        self._egress_fn = pipeline.egress
+        self._deparse_fn = pipeline.deparse
+        std = self.std
+        self._s_parser_error = std.parser_error
+        self._s_checksum_error = std.checksum_error
+        self._s_instance_type = std.instance_type
+        self._s_packet_length = std.packet_length
+        self._s_egress_spec = std.egress_spec
+        self._s_egress_port = std.egress_port
+        self._s_mcast_grp = std.mcast_grp
+        self._s_ingress_ts = std.ingress_global_timestamp
+        self._s_egress_ts = std.egress_global_timestamp
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _count_drop(self, reason: str, exc: BaseException | None = None) -> None:
@@ -65,9 +74,6 @@ class PacketEngine:
         n = self.stats[f"drop:{reason}"]
         if exc is not None and (n <= 5 or n % LOG_EVERY == 0):
             log.warning("packet dropped (%s, %d so far): %s", reason, n, exc)
-
-    def _now_us(self) -> int:
-        return (time.perf_counter_ns() - self._t0) // 1000
 
     def _reset_metadata(self, phv: list) -> None:
         initial = self.initial
@@ -89,41 +95,46 @@ class PacketEngine:
     # -- packet path --------------------------------------------------------------------------------------
     def process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        self.stats["rx_packets"] += 1
-        # Work items: ("ingress", port, frame, preserved-PHV or None, instance_type) or ("egress", job).
-        work: deque = deque([("ingress", port, frame, None, PKT_INSTANCE_TYPE_NORMAL, 0)])
+        stats = self.stats
+        stats["rx_packets"] += 1
+        # Work items: (True, port, frame, preserved PHV or None, instance_type, field list) for an ingress
+        # pass, (False, egress_port, phv, payload) for a copy headed to egress. Processed in FIFO order.
+        work: list = [(True, port, frame, None, PKT_INSTANCE_TYPE_NORMAL, 0)]
         passes = 0
-        while work:
-            item = work.popleft()
+        i = 0
+        while i < len(work):
+            item = work[i]
+            i += 1
             try:
-                if item[0] == "ingress":
+                if item[0]:
                     passes += 1
                     if passes > MAX_PASSES:
                         self._count_drop("recirculation_limit")
                         continue
                     self._ingress(item[1], item[2], item[3], item[4], item[5], work)
                 else:
-                    self._egress(item[1], work, out)
+                    self._egress(item[1], item[2], item[3], work, out)
             except PipelineAssertion as exc:
                 self._count_drop("assert_failed", exc)
             except Exception as exc:  # noqa: BLE001 - a packet must never take the switch down
                 self._count_drop(f"error:{type(exc).__name__}", exc)
-        self.stats["tx_packets"] += len(out)
+        if out:
+            stats["tx_packets"] += len(out)
         return out
 
     def _parse(self, phv: list, frame: bytes) -> bytes:
-        offset, error = self.p.parse(phv, frame)
+        offset, error = self._parse_fn(phv, frame)
         payload = frame[offset:]
-        std = self.std
-        if std.parser_error is not None:
-            phv[std.parser_error] = error
-        checksum_error = self.p.verify_checksums(phv, payload) if self.p.program.checksums else 0
-        if std.checksum_error is not None:
-            phv[std.checksum_error] = checksum_error
+        if self._s_parser_error is not None:
+            phv[self._s_parser_error] = error
+        if self._verify_fn is not None:
+            checksum_error = self._verify_fn(phv, payload)
+            if self._s_checksum_error is not None:
+                phv[self._s_checksum_error] = checksum_error
         return payload
 
     def _ingress(
-        self, port: int, frame: bytes, preserved: list | None, instance_type: int, field_list: int, work: deque
+        self, port: int, frame: bytes, preserved: list | None, instance_type: int, field_list: int, work: list
     ) -> None:
         std = self.std
         phv = list(self.initial)
@@ -131,16 +142,17 @@ class PacketEngine:
         if preserved is not None:
             # Listed fields win over the port (BMv2 keeps standard_metadata fields that a list names).
             self._copy_field_list(phv, preserved, field_list)
-        if std.instance_type is not None:
-            phv[std.instance_type] = instance_type
-        if std.packet_length is not None:
-            phv[std.packet_length] = len(frame)
-        if std.ingress_global_timestamp is not None:
-            phv[std.ingress_global_timestamp] = self._now_us() & 0xFFFFFFFFFFFF
-        phv[H_PKTLEN] = len(frame)
-        phv[H_INGLEN] = len(frame)
+        length = len(frame)
+        if self._s_instance_type is not None:
+            phv[self._s_instance_type] = instance_type
+        if self._s_packet_length is not None:
+            phv[self._s_packet_length] = length
+        if self._s_ingress_ts is not None:
+            phv[self._s_ingress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+        phv[H_PKTLEN] = length
+        phv[H_INGLEN] = length
         payload = self._parse(phv, frame)
-        self.p.ingress(phv)
+        self._ingress_fn(phv)
         phv[H_EXIT] = False
 
         clone = phv[H_CLONE]
@@ -151,23 +163,23 @@ class PacketEngine:
         if resubmit is not None:
             # Start over with the original frame; keep ingress_port and the listed metadata.
             self.stats["resubmitted"] += 1
-            work.append(("ingress", port, frame, phv, PKT_INSTANCE_TYPE_RESUBMIT, resubmit))
+            work.append((True, port, frame, phv, PKT_INSTANCE_TYPE_RESUBMIT, resubmit))
             return
-        mgid = phv[std.mcast_grp] if std.mcast_grp is not None else 0
+        mgid = phv[self._s_mcast_grp] if self._s_mcast_grp is not None else 0
         if mgid:
-            if std.instance_type is not None:
-                phv[std.instance_type] = PKT_INSTANCE_TYPE_REPLICATION
+            if self._s_instance_type is not None:
+                phv[self._s_instance_type] = PKT_INSTANCE_TYPE_REPLICATION
             self._multicast(phv, payload, mgid, work)
             return
-        egress_spec = phv[std.egress_spec]
+        egress_spec = phv[self._s_egress_spec]
         if egress_spec == DROP_PORT:
             self._count_drop("ingress_mark_to_drop")
             return
-        if std.instance_type is not None:
-            phv[std.instance_type] = PKT_INSTANCE_TYPE_NORMAL
-        work.append(("egress", _EgressJob(egress_spec, phv, payload)))
+        if self._s_instance_type is not None:
+            phv[self._s_instance_type] = PKT_INSTANCE_TYPE_NORMAL
+        work.append((False, egress_spec, phv, payload))
 
-    def _multicast(self, phv: list, payload: bytes, mgid: int, work: deque) -> None:
+    def _multicast(self, phv: list, payload: bytes, mgid: int, work: list) -> None:
         replicas = self.pre.groups.get(mgid)
         if not replicas:
             self._count_drop("unknown_multicast_group" if replicas is None else "empty_multicast_group")
@@ -178,9 +190,9 @@ class PacketEngine:
             if rid_slot is not None:
                 copy[rid_slot] = rid
             self._clear_requests(copy)
-            work.append(("egress", _EgressJob(egress_port, copy, payload)))
+            work.append((False, egress_port, copy, payload))
 
-    def _ingress_clone(self, port: int, frame: bytes, phv: list, session_id: int, field_list: int, work: deque) -> None:
+    def _ingress_clone(self, port: int, frame: bytes, phv: list, session_id: int, field_list: int, work: list) -> None:
         session = self.pre.sessions.get(session_id)
         if session is None:
             self._count_drop("unknown_clone_session")
@@ -197,7 +209,7 @@ class PacketEngine:
             clone[std.instance_type] = PKT_INSTANCE_TYPE_INGRESS_CLONE
         self._send_clone(clone, payload, session, work)
 
-    def _send_clone(self, clone: list, payload: bytes, session, work: deque) -> None:
+    def _send_clone(self, clone: list, payload: bytes, session, work: list) -> None:
         self.stats["cloned"] += 1
         rid_slot = self.std.egress_rid
         for egress_port, rid in session.replicas:
@@ -206,19 +218,18 @@ class PacketEngine:
                 copy[rid_slot] = rid
             self._clear_requests(copy)
             copy[H_TRUNC] = session.packet_length_bytes
-            work.append(("egress", _EgressJob(egress_port, copy, payload)))
+            work.append((False, egress_port, copy, payload))
 
-    def _egress(self, job: _EgressJob, work: deque, out: list) -> None:
+    def _egress(self, port: int, phv: list, payload: bytes, work: list, out: list) -> None:
         std = self.std
-        phv = job.phv
-        if std.egress_port is not None:
-            phv[std.egress_port] = job.port
-        phv[std.egress_spec] = DROP_PORT + 1
-        if std.packet_length is not None:
-            phv[std.packet_length] = phv[H_PKTLEN]
-        if std.egress_global_timestamp is not None:
-            phv[std.egress_global_timestamp] = self._now_us() & 0xFFFFFFFFFFFF
-        self.p.egress(phv)
+        if self._s_egress_port is not None:
+            phv[self._s_egress_port] = port
+        phv[self._s_egress_spec] = DROP_PORT + 1
+        if self._s_packet_length is not None:
+            phv[self._s_packet_length] = phv[H_PKTLEN]
+        if self._s_egress_ts is not None:
+            phv[self._s_egress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+        self._egress_fn(phv)
         phv[H_EXIT] = False
 
         clone = phv[H_CLONE]
@@ -233,19 +244,19 @@ class PacketEngine:
                 self._copy_field_list(copy, phv, clone[1])
                 if std.instance_type is not None:
                     copy[std.instance_type] = PKT_INSTANCE_TYPE_EGRESS_CLONE
-                self._send_clone(copy, job.payload, session, work)
-        if phv[std.egress_spec] == DROP_PORT:
+                self._send_clone(copy, payload, session, work)
+        if phv[self._s_egress_spec] == DROP_PORT:
             self._count_drop("egress_mark_to_drop")
             return
-        if self.p.program.checksums:
-            self.p.update_checksums(phv, job.payload)
-        frame = self.p.deparse(phv) + job.payload
+        if self._update_fn is not None:
+            self._update_fn(phv, payload)
+        frame = self._deparse_fn(phv) + payload
         recirc = phv[H_RECIRC]
         if recirc is not None:
             self.stats["recirculated"] += 1
-            work.append(("ingress", 0, frame, phv, PKT_INSTANCE_TYPE_RECIRC, recirc))
+            work.append((True, 0, frame, phv, PKT_INSTANCE_TYPE_RECIRC, recirc))
             return
         trunc = phv[H_TRUNC]
         if trunc and len(frame) > trunc:
             frame = frame[:trunc]
-        out.append((job.port, frame))
+        out.append((port, frame))
