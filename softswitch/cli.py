@@ -185,17 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     except (DeviceError, OSError, ValueError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    for line in switch.listening:
-        log.info("%s", line)
-        print(f"omnireduce-switch: {line}", flush=True)
-    print("omnireduce-switch: ready", flush=True)
 
     def on_signal(signum, frame):  # noqa: ARG001
         log.info("signal %d: stopping", signum)
         switch.request_stop()
 
+    # Handlers go in before the readiness lines: a parent may signal as soon as it reads "ready".
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    for line in switch.listening:
+        log.info("%s", line)
+        print(f"omnireduce-switch: {line}", flush=True)
+    print("omnireduce-switch: ready", flush=True)
     switch.wait()
     switch.stop()
     return 0
