@@ -254,6 +254,15 @@ class ExpressionCompiler:
     def _arith(self, op: str, a: Expr, b: Expr) -> Expr:
         if a.const is not None and b.const is not None:
             return const_expr(_fold(op, a.const, b.const, self.where))
+        # Identities p4c leaves in (`base + 0`, masks of values already in range): drop the no-op.
+        if b.const == 0 and op in ("+", "-", "|", "^", "<<", ">>"):
+            return a
+        if a.const == 0 and op in ("+", "|", "^"):
+            return b
+        if op == "&":
+            for x, m in ((a, b), (b, a)):
+                if m.const is not None and m.const >= 0 and (m.const + 1) & m.const == 0 and x.within(0, m.const):
+                    return x
         lo = hi = None
         known = a.lo is not None and a.hi is not None and b.lo is not None and b.hi is not None
         code = f"({a.code} {op} {b.code})"
