@@ -51,14 +51,23 @@ def crc_ccitt(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
+def csum16_int(value: int, nbytes: int) -> int:
+    """Internet checksum of the `nbytes`-byte big-endian number `value`.
+
+    The one's complement sum of 16-bit words is congruent to the number itself modulo 0xFFFF (2**16 = 1 mod
+    0xFFFF), so one big-int modulo replaces the word loop; a nonzero input whose sum is 0 mod 0xFFFF sums
+    to 0xFFFF (one's complement "negative zero")."""
+    if nbytes & 1:
+        value <<= 8  # an odd length is padded with a zero byte
+    total = value % 0xFFFF
+    if total == 0 and value:
+        total = 0xFFFF
+    return ~total & 0xFFFF
+
+
 def csum16(data: bytes) -> int:
     """Internet checksum (RFC 1071) of `data`, zero-padded to an even length, as a big-endian 16-bit value."""
-    if len(data) & 1:
-        data += b"\x00"
-    total = sum(struct.unpack(f">{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return csum16_int(int.from_bytes(data, "big"), len(data))
 
 
 def identity(data: bytes) -> int:
@@ -90,3 +99,6 @@ ALGORITHMS: dict[str, Callable[[bytes], int]] = {
     "xor16": _xor(2),
     "xor32": _xor(4),
 }
+
+# Algorithms that can take the packed input as (int, byte count) directly, skipping the bytes round trip.
+INT_ALGORITHMS: dict[str, Callable[[int, int], int]] = {"csum16": csum16_int, "cksum16": csum16_int}

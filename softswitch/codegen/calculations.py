@@ -8,7 +8,7 @@ The generated function does the same with one big int: `acc = (acc << width) | v
 from __future__ import annotations
 
 from ..errors import InvalidArgument, UnsupportedProgram
-from ..hashes import ALGORITHMS
+from ..hashes import ALGORITHMS, INT_ALGORITHMS
 from ..program import Calculation, parse_hexstr
 from .context import CompileContext
 from .source import CodeWriter
@@ -35,10 +35,14 @@ def calculation_function(ctx: CompileContext, name: str) -> str:
         w.line("nb = 0")
         with_payload = _emit_inputs(ctx, calc, w)
         w.line("pad = -nb % 8")
-        w.line("data = (acc << pad).to_bytes((nb + pad) >> 3, 'big')")
-        if with_payload:
-            w.line("data += PL")
-        w.line(f"return {algo_name}(data)")
+        if not with_payload and calc.algo in INT_ALGORITHMS:
+            int_algo = ctx.ns.bind(INT_ALGORITHMS[calc.algo], "HASHI")
+            w.line(f"return {int_algo}(acc << pad, (nb + pad) >> 3)")
+        else:
+            w.line("data = (acc << pad).to_bytes((nb + pad) >> 3, 'big')")
+            if with_payload:
+                w.line("data += PL")
+            w.line(f"return {algo_name}(data)")
     ctx.ns.exec(w.source(), f"<calculation {name}>")
     ctx.calc_names[name] = fn_name
     return fn_name
