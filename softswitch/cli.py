@@ -37,6 +37,7 @@ class SwitchConfig:
     grpc_address: str | None = DEFAULT_GRPC_ADDRESS
     p4info_path: Path | None = None
     pcap_dir: Path | None = None
+    dump_code_dir: Path | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-grpc", action="store_true", help="do not start the P4Runtime server")
     p.add_argument("--p4info", type=Path, help="P4Info (text format) of JSON, to serve it before any client pushes one")
     p.add_argument("--pcap", type=Path, metavar="DIR", help="write portN_in.pcap/portN_out.pcap captures into DIR")
+    p.add_argument("--dump-code", type=Path, metavar="DIR",
+                   help="write the Python generated from the JSON into DIR (debugging)")
     p.add_argument("--log-level", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
                    help="log level (default info)")
@@ -117,6 +120,7 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         grpc_address=None if args.no_grpc else args.grpc_server_addr,
         p4info_path=args.p4info,
         pcap_dir=args.pcap,
+        dump_code_dir=args.dump_code,
     )
     return config, args.log_level
 
@@ -143,6 +147,14 @@ def start_p4runtime_server(device: Device, config: SwitchConfig):
     return server
 
 
+def dump_generated_code(device: Device, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for part, source in device.generated_sources().items():
+        name = "".join(ch if ch.isalnum() else "_" for ch in part.strip("<>")).strip("_")
+        (directory / f"{name}.py").write_text(source)
+    log.info("generated code written to %s", directory)
+
+
 def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> Switch:
     """Build and start a switch from a command line (or a ready config); raises on failure."""
     if config is None:
@@ -150,6 +162,8 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     device = Device(name=f"switch{config.device_id}")
     if config.json_path is not None:
         device.load_pipeline(config.json_path.read_bytes())
+        if config.dump_code_dir is not None:
+            dump_generated_code(device, config.dump_code_dir)
     opened = []
     try:
         for spec in config.ports:

@@ -275,6 +275,11 @@ class Device:
                 return []
             return engine.process(port, bytes(frame))
 
+    def generated_sources(self) -> dict[str, str]:
+        """The Python source generated for the loaded pipeline, by part (for debugging)."""
+        with self._lock:
+            return dict(self._p().namespace.sources)
+
     def stats_snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self.stats)
