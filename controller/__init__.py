@@ -1,6 +1,6 @@
 """omnireduce.controller: the P4Runtime control plane of omnireduce-p4 (library behind `omnireduce-ctl`).
 
-    from omnireduce.controller import connect, push, add_job, remove_job, status, read_counters, reset_job
+    from omnireduce.controller import connect, push, add_job, remove_job, read_status, read_counters, reset_job
     from omnireduce.controller import Job, Worker
     from omnireduce.p4src import artifacts
 
@@ -9,7 +9,7 @@
         add_job(switch, Job(1, slot_base=0, slot_count=8, mcast_group=1,
                             workers=(Worker.parse("1,02:00:00:00:00:01,10.0.0.1"), ...)))
     with connect("127.0.0.1:9559", p4info=artifacts.P4INFO) as switch:   # checks the switch runs it
-        print(status(switch, job_id=1), read_counters(switch))
+        print(read_status(switch, job_id=1), read_counters(switch))
         reset_job(switch, 1)
         remove_job(switch, 1)
 
@@ -33,7 +33,7 @@ from omnireduce.controller.jobs import InstalledJob, add_job, add_jobs, read_job
 from omnireduce.controller.model import Job, Limits, Route, Worker
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.routes import add_routes, read_routes, remove_route
-from omnireduce.controller.status import JobStatus, status
+from omnireduce.controller.status import JobStatus, read_status
 from omnireduce.controller.switch import DEFAULT_GRPC_ADDR, Switch, connect
 
 __all__ = [
@@ -41,5 +41,5 @@ __all__ = [
     "ElectionId", "InstalledJob", "Job", "JobStatus", "Limits", "NameLookupError", "NotPrimaryError",
     "P4RuntimeError", "PipelineFiles", "PipelineMismatchError", "Route", "Switch", "SwitchUnreachableError",
     "Worker", "add_job", "add_jobs", "add_routes", "connect", "load_config", "parse_config", "push",
-    "read_counters", "read_jobs", "read_routes", "remove_job", "remove_route", "reset_job", "status",
+    "read_counters", "read_jobs", "read_routes", "read_status", "remove_job", "remove_route", "reset_job",
 ]

@@ -391,7 +391,7 @@ def cmd_route_list(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     with _open(args, write=False) as switch:
         while True:
-            statuses = status_module.status(switch, args.job)
+            statuses = status_module.read_status(switch, args.job)
             if args.json_output:
                 # One JSON document per line while watching, so a script can read it as a stream.
                 print(json.dumps([render.status_json(item) for item in statuses],

@@ -105,7 +105,7 @@ def job_status(switch: Switch, job: InstalledJob, limits: Limits = Limits()) -> 
     return JobStatus(job, tuple(views))
 
 
-def status(switch: Switch, job_id: int | None = None, limits: Limits = Limits()) -> list[JobStatus]:
+def read_status(switch: Switch, job_id: int | None = None, limits: Limits = Limits()) -> list[JobStatus]:
     """Status of one job (`job_id`) or of every job on the switch."""
     jobs = [find_job(switch, job_id)] if job_id is not None else list(read_jobs(switch).values())
     return [job_status(switch, job, limits) for job in jobs]

@@ -4,14 +4,11 @@ what went wrong (2 bad input, 3 unreachable, 4 refused, 5 not primary, 6 pipelin
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from omnireduce.controller import cli
 from omnireduce.controller.client import ElectionId
 from omnireduce.controller.errors import (
     EXIT_BAD_INPUT,
@@ -24,6 +21,7 @@ from omnireduce.controller.errors import (
 from omnireduce.p4src import constants
 
 from tests.controller.conftest import RunningSoftswitch, free_tcp_port
+from tests.controller.helpers import run_ctl as run
 
 WORKERS = ["--worker", "1,02:00:00:00:00:01,10.0.0.1", "--worker", "2,02:00:00:00:00:02,10.0.0.2,4000"]
 JOB_1 = ["job", "add", "--job", "1", "--slot-base", "0", "--slots", "4", "--mcast-group", "1", *WORKERS]
@@ -49,13 +47,6 @@ port = 3
 src_mac = "02:00:00:00:01:00"
 dst_mac = "02:00:00:00:00:03"
 """
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_push_then_info(softswitch_server: RunningSoftswitch) -> None:

@@ -34,39 +34,12 @@ from omnireduce.controller.model import Job, Limits, Route, Worker
 from omnireduce.controller.p4info import load_p4info
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.routes import add_routes, read_routes, remove_route
-from omnireduce.controller.status import status
+from omnireduce.controller.status import read_status
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import constants
 
 from tests.controller.conftest import RunningSoftswitch, free_tcp_port
-
-
-def make_worker(n: int, port: int | None = None) -> Worker:
-    return Worker(n if port is None else port, 0x020000000000 + n, 0x0A000000 + n, constants.OMNI_UDP_PORT + n)
-
-
-def make_job(job_id: int = 1, slot_base: int = 0, slot_count: int = 4, mcast_group: int = 1,
-             workers: range = range(1, 4)) -> Job:
-    return Job(job_id, slot_base, slot_count, mcast_group, tuple(make_worker(n) for n in workers))
-
-
-def switch_state(switch: Switch) -> dict:
-    """Everything a job can leave behind: entries of the job tables, multicast groups."""
-    return {table: sorted(map(repr, switch.read_table(table))) for table in
-            (program.JOBS_TABLE, program.WORKERS_TABLE, program.RESULT_DESTINATIONS_TABLE)} | {
-        "groups": sorted(switch.read_multicast_groups())}
-
-
-def dirty_slots(switch: Switch, slots: range, value: int = 1) -> None:
-    """Make every register cell of `slots` non-zero, as traffic would."""
-    for register, cells in slot_register_cells(slots, constants.MAX_WORKERS).items():
-        switch.write_registers(register, {cell: value for cell in cells})
-
-
-def assert_slots_clean(switch: Switch, slots: range) -> None:
-    for register, cells in slot_register_cells(slots, constants.MAX_WORKERS).items():
-        values = switch.read_register(register, cells)
-        assert set(values.values()) == {0}, register
+from tests.controller.helpers import assert_slots_clean, dirty_slots, make_job, make_worker, switch_state
 
 
 # --- pipeline ------------------------------------------------------------------------------------------------
@@ -188,7 +161,7 @@ def test_reset_job_clears_its_slots_only(switch: Switch) -> None:
 def test_status_decodes_rounds_and_worker_next(switch: Switch) -> None:
     job = make_job(job_id=1, slot_base=10, slot_count=2, workers=range(1, 4))
     add_job(switch, job)
-    fresh = status(switch, 1)[0]
+    fresh = read_status(switch, 1)[0]
     assert [slot.global_slot for slot in fresh.slots] == [10, 11]
     assert all(round_.state_name == "idle" and round_.contributed == () for slot in fresh.slots
                for round_ in slot.rounds)
@@ -204,14 +177,14 @@ def test_status_decodes_rounds_and_worker_next(switch: Switch) -> None:
     switch.write_registers(program.SLOT_TENSOR, {11: 5})
     switch.write_registers(program.WORKER_NEXT, {11 * constants.MAX_WORKERS + 1: 9,
                                                  11 * constants.MAX_WORKERS + 2: constants.END_OF_TENSOR})
-    slot = status(switch, 1)[0].slots[1]
+    slot = read_status(switch, 1)[0].slots[1]
     assert slot.tensor == 5 and slot.worker_next == (0, 9, constants.END_OF_TENSOR)
     complete, aggregating = slot.rounds
     assert (complete.state_name, complete.unacked, complete.next_block) == ("complete", (1,), constants.END_OF_TENSOR)
     assert (aggregating.state_name, aggregating.tensor, aggregating.block) == ("aggregating", 5, 7)
     assert aggregating.contributed == (0, 2) and aggregating.missing(3) == (1,)
     assert slot.in_flight == (aggregating,)
-    assert status(switch, 1)[0].slots[0] == fresh.slots[0]
+    assert read_status(switch, 1)[0].slots[0] == fresh.slots[0]
 
 
 def test_counters_are_decoded_with_reason_names(switch: Switch) -> None:
