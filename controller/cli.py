@@ -33,7 +33,8 @@ from omnireduce.controller.errors import (
 )
 from omnireduce.controller.model import Job, Route, Worker, validate_jobs_together
 from omnireduce.controller.pipeline import PipelineFiles, push
-from omnireduce.controller.switch import DEFAULT_GRPC_ADDR, Switch
+from omnireduce.controller.registers import DEFAULT_THRIFT_PORT
+from omnireduce.controller.switch import DEFAULT_GRPC_ADDR, Switch, connect
 from omnireduce.p4src import artifacts, constants
 
 log = logging.getLogger("omnireduce.controller.cli")
@@ -172,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p4info", type=existing_file, default=artifacts.P4INFO, metavar="FILE",
                         help="the P4Info the switch must be running; every command but `push` checks it (names "
                              "and ids) before touching the switch (default: the committed p4src/build one)")
+    parser.add_argument("--thrift-port", type=non_negative_int, metavar="PORT",
+                        help="BMv2 only: reach registers (status, reset, job add/rm) over BMv2's Thrift runtime on "
+                             f"this port (default {DEFAULT_THRIFT_PORT}) with simple_switch_CLI, because "
+                             "simple_switch_grpc does not implement P4Runtime register access")
     parser.add_argument("--json", dest="json_output", action="store_true",
                         help="machine-readable JSON output (also accepted after the command)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -271,14 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace, *, write: bool, bind: bool = True) -> Switch:
-    switch = Switch.connect(args.grpc_addr, args.device_id, args.election_id, args.timeout, require_primary=write)
-    try:
-        if bind:
-            switch.bind_pipeline_file(args.p4info)
-    except BaseException:
-        switch.close()
-        raise
-    return switch
+    return connect(args.grpc_addr, device_id=args.device_id, election_id=args.election_id, timeout=args.timeout,
+                   p4info=args.p4info if bind else None, require_primary=write, thrift_port=args.thrift_port)
 
 
 def _emit(args: argparse.Namespace, text: str, data: Any) -> None:

@@ -8,7 +8,7 @@ refused update by name; reads come back as entities.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
 
@@ -27,7 +27,8 @@ from omnireduce.controller.entities import (
     entity_message,
 )
 from omnireduce.controller.errors import BadInputError, NotPrimaryError, P4RuntimeError, PipelineMismatchError
-from omnireduce.controller.p4info import P4InfoIndex, load_p4info, p4info_differences
+from omnireduce.controller.p4info import P4InfoIndex, RegisterInfo, load_p4info, p4info_differences
+from omnireduce.controller.registers import DEFAULT_THRIFT_PORT, RegisterAccess, ThriftRegisters
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +47,16 @@ _UPDATE_NAMES = {INSERT: "insert", MODIFY: "modify", DELETE: "delete"}
 _E = TypeVar("_E")
 
 
-@dataclass(frozen=True, slots=True)
-class SwitchAddress:
-    """Where the switch is: gRPC address and P4Runtime device id."""
-
-    grpc_addr: str = DEFAULT_GRPC_ADDR
-    device_id: int = 0
-
-
 class Switch:
     """A P4Runtime session with one switch. Writes need primacy; reads do not."""
 
-    def __init__(self, client: P4RuntimeClient, schema: P4InfoIndex | None = None) -> None:
+    def __init__(self, client: P4RuntimeClient, schema: P4InfoIndex | None = None,
+                 registers: RegisterAccess | None = None) -> None:
         self.client = client
         self.schema = schema
         self.name = f"{client.address}/{client.device_id}"
+        # Where register cells are read and written: P4Runtime unless told otherwise (BMv2: ThriftRegisters).
+        self.registers: RegisterAccess = registers if registers is not None else P4RuntimeRegisters(self)
 
     @classmethod
     def connect(cls, address: str = DEFAULT_GRPC_ADDR, device_id: int = 0, election_id: ElectionId = ElectionId(),
@@ -187,8 +183,11 @@ class Switch:
             raise
 
     def write_registers(self, register: str, values: dict[int, int]) -> None:
-        """Set register cells (P4Runtime writes registers with MODIFY)."""
-        self.modify([RegisterEntry(register, index, value) for index, value in sorted(values.items())])
+        """Set register cells (through `self.registers`: P4Runtime MODIFY, or BMv2's Thrift runtime)."""
+        if not values:
+            return
+        self._require_primary("write registers")
+        self.registers.write(self._require_schema().register(register), values)
 
     # --- reads -----------------------------------------------------------------------------------------------
 
@@ -207,23 +206,10 @@ class Switch:
         return [entry for entry in entries if isinstance(entry, TableEntry) and not entry.is_default]
 
     def read_register(self, register: str, indexes: Iterable[int] | None = None) -> dict[int, int]:
-        """Register cells by index: every cell (one wildcard read), or just `indexes`."""
+        """Register cells by index: every cell, or just `indexes` (through `self.registers`)."""
         info = self._require_schema().register(register)
         wanted = None if indexes is None else sorted(set(indexes))
-        # Many single cells cost more than one wildcard read of the whole register, filtered here.
-        wildcard = wanted is None or len(wanted) * 4 > info.size
-        templates = [RegisterEntry(info.name)] if wildcard else [RegisterEntry(info.name, index) for index in wanted]
-        cells = {}
-        for entry in _only(self.read(templates), RegisterEntry):
-            if entry.index is None or entry.value is None:
-                raise BadInputError(f"switch {self.name} answered a read of {info.name} without index or value")
-            cells[entry.index] = entry.value
-        if wanted is not None:
-            missing = [index for index in wanted if index not in cells]
-            if missing:
-                raise BadInputError(f"switch {self.name} returned no value for {info.name}{missing[:5]}")
-            cells = {index: cells[index] for index in wanted}
-        return cells
+        return self.registers.read(info, wanted)
 
     def read_counter(self, counter: str) -> dict[int, CounterEntry]:
         """Every cell of an indirect counter, by index."""
@@ -237,8 +223,53 @@ class Switch:
         return {group.group_id: group for group in _only(self.read([MulticastGroupEntry(0)]), MulticastGroupEntry)}
 
 
+class P4RuntimeRegisters:
+    """Registers through P4Runtime RegisterEntry reads and MODIFY writes (the softswitch; not BMv2, see registers.py)."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+
+    def read(self, register: RegisterInfo, indexes: list[int] | None) -> dict[int, int]:
+        # Many single cells cost more than one wildcard read of the whole register, filtered here.
+        wildcard = indexes is None or len(indexes) * 4 > register.size
+        templates = ([RegisterEntry(register.name)] if wildcard
+                     else [RegisterEntry(register.name, index) for index in indexes])
+        try:
+            entries = self.switch.read(templates)
+        except P4RuntimeError as error:
+            raise _hint_unimplemented(error) from None
+        cells = {}
+        for entry in _only(entries, RegisterEntry):
+            if entry.index is None or entry.value is None:
+                raise BadInputError(f"switch {self.switch.name} answered a read of {register.name} without index "
+                                    f"or value")
+            cells[entry.index] = entry.value
+        if indexes is not None:
+            missing = [index for index in indexes if index not in cells]
+            if missing:
+                raise BadInputError(f"switch {self.switch.name} returned no value for {register.name}{missing[:5]}")
+            cells = {index: cells[index] for index in indexes}
+        return cells
+
+    def write(self, register: RegisterInfo, values: dict[int, int]) -> None:
+        try:
+            self.switch.modify([RegisterEntry(register.name, index, value) for index, value in sorted(values.items())])
+        except P4RuntimeError as error:
+            raise _hint_unimplemented(error) from None
+
+
+def _hint_unimplemented(error: P4RuntimeError) -> P4RuntimeError:
+    if error.code != "UNIMPLEMENTED" and not error.only("UNIMPLEMENTED"):
+        return error
+    return P4RuntimeError(error.operation, error.code,
+                          f"{error.details} -- this P4Runtime server has no register access (BMv2's "
+                          f"simple_switch_grpc serves registers over Thrift only: pass --thrift-port, default "
+                          f"{DEFAULT_THRIFT_PORT})", error.failures[:1])
+
+
 def connect(grpc_addr: str = DEFAULT_GRPC_ADDR, *, device_id: int = 0, election_id: ElectionId = ElectionId(),
-            timeout: float = 10.0, p4info: Path | None = None, require_primary: bool = True) -> Switch:
+            timeout: float = 10.0, p4info: Path | None = None, require_primary: bool = True,
+            thrift_port: int | None = None) -> Switch:
     """Open a session with the switch at `grpc_addr` (a clear `SwitchUnreachableError` after `timeout` s).
 
     With `p4info` (a P4Info file, e.g. `omnireduce.p4src.artifacts.P4INFO`) the session checks that the switch
