@@ -173,3 +173,17 @@ def test_help_documents_exit_codes() -> None:
     for exit_code in ("0  success", "2  bad usage", "3  switch unreachable", "4  the switch refused",
                       "5  not the primary", "6  the switch runs no pipeline"):
         assert exit_code in out
+
+
+def test_a_config_whose_second_job_conflicts_installs_nothing(softswitch: RunningSoftswitch, tmp_path: Path) -> None:
+    assert softswitch.ctl(*JOB_1).code == EXIT_OK
+    before = softswitch.ctl("--json", "entries").out
+    config = tmp_path / "jobs.toml"
+    # Job 2 alone is fine; job 3 overlaps the installed job 1, which only the switch knows.
+    config.write_text(CONFIG + CONFIG.replace("id = 2", "id = 3").replace("slot_base = 4", "slot_base = 2")
+                      .replace("mcast_group = 2", "mcast_group = 3").replace("port = 3\n", "port = 5\n")
+                      .replace("port = 4\n", "port = 6\n").split("[[route]]")[0])
+    result = softswitch.ctl("job", "add", "--config", str(config))
+    assert result.code == EXIT_BAD_INPUT and "job 3: slots 2..3 overlap job 1's slots 0..3" in result.err
+    assert softswitch.ctl("--json", "entries").out == before
+    assert [job["job_id"] for job in json.loads(softswitch.ctl("--json", "job", "list").out)] == [1]
