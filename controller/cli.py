@@ -251,10 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[output], help="per job and slot: rounds in flight, contributors, workers' next blocks",
         description="For each slot of the job (or of every job) and each shadow set: round state, tensor, block, "
                     "which workers contributed / are missing / have not confirmed the result, the result's next "
-                    "block and exponent, and each worker's announced next block (worker_next; 0 = not announced).")
+                    "block and exponent, and each worker's announced next block (worker_next; 0 = not announced); "
+                    "and the job's packet counters. Block numbers read 'end' for END_OF_TENSOR.")
     status_parser.add_argument("--job", type=non_negative_int, metavar="J", help="only this job")
     status_parser.add_argument("--watch", type=positive_float, nargs="?", const=1.0, metavar="SECONDS",
                                help="repeat every SECONDS (default 1) until Ctrl-C")
+    status_parser.add_argument("--all-slots", action="store_true",
+                               help="also list idle slots (folded by default; --json always lists every slot)")
     status_parser.set_defaults(handler=cmd_status)
 
     counters_parser = commands.add_parser("counters", parents=[output],
@@ -299,7 +302,11 @@ def cmd_push(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     with _open(args, write=False, bind=False) as switch:
         version = switch.capabilities()
-        arbitration = switch.client.arbitration
+        try:  # would our election id make us primary? (asked without requiring it)
+            arbitration_text = switch.client.arbitrate().message
+            primary = switch.is_primary
+        except ControllerError as error:
+            arbitration_text, primary = str(error), False
         running = switch.running_p4info()
         pipeline = "none"
         if running is not None:
@@ -309,8 +316,8 @@ def cmd_info(args: argparse.Namespace) -> None:
             except ControllerError as error:
                 pipeline = f"another pipeline: {error}"
     _emit(args, f"switch {args.grpc_addr} device {args.device_id}\n  P4Runtime {version}\n"
-                f"  arbitration: {arbitration.message if arbitration else '?'}\n  pipeline: {pipeline}",
-          {"p4runtime_api_version": version, "primary": bool(arbitration and arbitration.is_primary),
+                f"  arbitration: {arbitration_text}\n  pipeline: {pipeline}",
+          {"p4runtime_api_version": version, "primary": primary, "arbitration": arbitration_text,
            "pipeline": pipeline})
 
 
@@ -398,7 +405,7 @@ def cmd_status(args: argparse.Namespace) -> None:
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\033[H\033[2J", end="")
-                print(render.status_text(statuses), flush=True)
+                print(render.status_text(statuses, args.all_slots), flush=True)
             if not args.watch:
                 return
             time.sleep(args.watch)  # the refresh period the user asked for, not a synchronisation

@@ -14,6 +14,7 @@ from omnireduce.controller.entities import ActionCall, Exact, Lpm, Match, Option
 from omnireduce.controller.jobs import InstalledJob
 from omnireduce.controller.model import Route
 from omnireduce.controller.status import JobStatus, RoundView, block_text
+from omnireduce.p4src import constants
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -79,7 +80,8 @@ def job_json(job: InstalledJob) -> dict[str, Any]:
 # --- status --------------------------------------------------------------------------------------------------
 
 
-def status_text(statuses: Sequence[JobStatus]) -> str:
+def status_text(statuses: Sequence[JobStatus], all_slots: bool = False) -> str:
+    """Per job: a header, its counters, and a table of its slots (idle ones folded unless `all_slots`)."""
     if not statuses:
         return "no jobs installed"
     blocks = []
@@ -88,17 +90,31 @@ def status_text(statuses: Sequence[JobStatus]) -> str:
         header = (f"job {job.job_id}: slots {_slots_text(job)}, {_or_unknown(job.worker_count)} workers, "
                   f"multicast group {_or_unknown(job.mcast_group)}")
         blocks.append(header)
+        counts = job_status.counters
+        blocks.append("  packets: " + ", ".join(f"{kind} {counts[kind].packets if kind in counts else 0}"
+                                                for kind in ("contributions", "results", "replays", "acks")))
         blocks.extend(f"  problem: {problem}" for problem in job.problems)
+        shown = [slot for slot in job_status.slots if all_slots or not slot.idle]
+        folded = len(job_status.slots) - len(shown)
+        if not shown:
+            blocks.append(f"  all {folded} slots idle" if folded else "  no slots")
+            blocks.append("")
+            continue
         rows = []
-        for slot in job_status.slots:
+        for slot in shown:
             for round_ in slot.rounds:
-                rows.append((slot.slot if round_.set == 0 else "", slot.global_slot if round_.set == 0 else "",
-                             round_.set, round_.state_name, round_.tensor, round_.block,
-                             _ids(round_.contributed), _ids(round_.missing(job.worker_count or 0)),
+                first = round_.set == 0
+                missing = (_ids(round_.missing(job.worker_count or 0))
+                           if round_.state == constants.ROUND_AGGREGATING else "")
+                rows.append((slot.slot if first else "", slot.global_slot if first else "",
+                             slot.tensor if first else "", round_.set, round_.state_name, round_.tensor,
+                             round_.block, _ids(round_.contributed), missing,
                              _ids(round_.unacked), block_text(round_.next_block), round_.exponent,
-                             " ".join(block_text(block) for block in slot.worker_next) if round_.set == 0 else ""))
-        blocks.append(table(("slot", "global", "set", "state", "tensor", "block", "contributed", "missing",
+                             " ".join(block_text(block) for block in slot.worker_next) if first else ""))
+        blocks.append(table(("slot", "global", "slot tensor", "set", "state", "tensor", "block", "contributed", "missing",
                              "unconfirmed", "next", "exp", "worker_next (by worker id)"), rows))
+        if folded:
+            blocks.append(f"({folded} idle slots not shown; --all-slots shows them)")
         blocks.append("")
     return "\n".join(blocks).rstrip()
 
@@ -113,6 +129,8 @@ def status_json(job_status: JobStatus) -> dict[str, Any]:
     worker_count = job_status.job.worker_count or 0
     return {
         "job": job_json(job_status.job),
+        "counters": {kind: {"packets": count.packets, "bytes": count.bytes}
+                     for kind, count in job_status.counters.items()},
         "slots": [{"slot": slot.slot, "global_slot": slot.global_slot, "tensor": slot.tensor,
                    "worker_next": list(slot.worker_next),
                    "in_flight": [round_.block for round_ in slot.in_flight],

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from omnireduce.controller import program
+from omnireduce.controller.counters import Count
 from omnireduce.controller.encoding import bitmap_members
+from omnireduce.controller.entities import CounterEntry
 from omnireduce.controller.jobs import InstalledJob, find_job, read_jobs
 from omnireduce.controller.model import Limits
 from omnireduce.controller.switch import Switch
@@ -60,17 +62,30 @@ class SlotView:
         return tuple(round_ for round_ in self.rounds if round_.state == constants.ROUND_AGGREGATING)
 
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held: both sets idle, no tensor, no worker announced anything."""
+        return (all(round_.state == constants.ROUND_IDLE for round_ in self.rounds) and self.tensor == 0
+                and not any(self.worker_next))
+
+
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     job: InstalledJob
     slots: tuple[SlotView, ...]
+    # The job's counters: "contributions", "results", "replays", "acks" -> Count.
+    counters: dict[str, Count]
 
 
 def job_status(switch: Switch, job: InstalledJob, limits: Limits = Limits()) -> JobStatus:
     """Read and decode the slot state of an installed job."""
+    kinds = {counter: kind for kind, counter in program.JOB_COUNTERS.items()}
+    counters = {kinds[entry.counter]: Count(entry.packets, entry.bytes)
+                for entry in switch.read([CounterEntry(counter, job.job_id) for counter in kinds])
+                if isinstance(entry, CounterEntry)}
     slots = job.slots
     if slots is None:
-        return JobStatus(job, ())
+        return JobStatus(job, (), counters)
     worker_count = job.worker_count or 0
     round_cells = [program.SETS_PER_SLOT * slot + set_ for slot in slots for set_ in range(program.SETS_PER_SLOT)]
     rounds = {register: switch.read_register(register, round_cells)
@@ -102,7 +117,7 @@ def job_status(switch: Switch, job: InstalledJob, limits: Limits = Limits()) -> 
             rounds=(round_views[0], round_views[1]),
             worker_next=tuple(worker_next[slot * limits.max_workers + worker] for worker in range(worker_count)),
         ))
-    return JobStatus(job, tuple(views))
+    return JobStatus(job, tuple(views), counters)
 
 
 def read_status(switch: Switch, job_id: int | None = None, limits: Limits = Limits()) -> list[JobStatus]:

@@ -324,3 +324,13 @@ def test_routes(switch: Switch) -> None:
     with pytest.raises(BadInputError, match=r"no route to 10.0.0.1/32 .* \(routes: 10.1.0.0/16\)"):
         remove_route(switch, host.prefix)
     assert read_routes(switch) == [subnet]
+
+
+def test_status_carries_the_job_counters(switch: Switch) -> None:
+    add_job(switch, make_job(job_id=2, slot_base=0, slot_count=2))
+    switch.modify([CounterEntry(program.JOB_COUNTERS["contributions"], 2, packets=12, bytes=2280),
+                   CounterEntry(program.JOB_COUNTERS["acks"], 2, packets=1, bytes=62),
+                   CounterEntry(program.JOB_COUNTERS["results"], 3, packets=99, bytes=1)])  # another job's
+    counters = read_status(switch, 2)[0].counters
+    assert {kind: (count.packets, count.bytes) for kind, count in counters.items()} == {
+        "contributions": (12, 2280), "results": (0, 0), "replays": (0, 0), "acks": (1, 62)}
