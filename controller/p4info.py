@@ -263,8 +263,8 @@ def _register(register: p4info_pb2.Register) -> RegisterInfo:
 def p4info_differences(ours: p4info_pb2.P4Info, theirs: p4info_pb2.P4Info, limit: int = 10) -> list[str]:
     """How `theirs` (what the switch runs) differs from `ours`, by object names and ids; empty when they agree.
 
-    Compares tables (with match fields and allowed actions), actions (with parameters), counters and registers:
-    everything the controller encodes by id. Sizes and annotations may differ without harm and are not compared.
+    Compares tables (id, match fields, allowed actions), actions (id, parameters), counters and registers (id,
+    width): everything the controller encodes by id. Sizes and annotations may differ without harm.
     """
     differences: list[str] = []
     for kind, mine, other in _comparable(ours, theirs):
@@ -273,27 +273,35 @@ def p4info_differences(ours: p4info_pb2.P4Info, theirs: p4info_pb2.P4Info, limit
         for name in sorted(other.keys() - mine.keys()):
             differences.append(f"the switch has a {kind} {name!r} that our P4Info lacks")
         for name in sorted(mine.keys() & other.keys()):
-            if mine[name] != other[name]:
-                differences.append(f"{kind} {name!r} differs: ours {mine[name]}, switch's {other[name]}")
+            for aspect, (our_value, their_value) in _aspects(mine[name], other[name]):
+                differences.append(f"{kind} {name!r} differs in {aspect}: ours {our_value}, the switch's "
+                                   f"{their_value}")
     if len(differences) > limit:
         differences = differences[:limit] + [f"... and {len(differences) - limit} more"]
     return differences
 
 
+def _aspects(mine: dict[str, object], other: dict[str, object]):
+    return [(aspect, (mine[aspect], other[aspect])) for aspect in mine if mine[aspect] != other[aspect]]
+
+
 def _comparable(ours: p4info_pb2.P4Info, theirs: p4info_pb2.P4Info):
     def tables(p4info):
-        return {t.preamble.name: (t.preamble.id, tuple((f.id, f.name, f.bitwidth, f.match_type) for f in t.match_fields),
-                                  tuple(sorted(ref.id for ref in t.action_refs))) for t in p4info.tables}
+        return {t.preamble.name: {
+            "id": t.preamble.id,
+            "match fields": [(f.id, f.name, f.bitwidth, MATCH_KINDS.get(f.match_type, "?")) for f in t.match_fields],
+            "action ids": sorted(ref.id for ref in t.action_refs)} for t in p4info.tables}
 
     def actions(p4info):
-        return {a.preamble.name: (a.preamble.id, tuple((p.id, p.name, p.bitwidth) for p in a.params))
+        return {a.preamble.name: {"id": a.preamble.id, "parameters": [(p.id, p.name, p.bitwidth) for p in a.params]}
                 for a in p4info.actions}
 
     def counters(p4info):
-        return {c.preamble.name: (c.preamble.id,) for c in p4info.counters}
+        return {c.preamble.name: {"id": c.preamble.id} for c in p4info.counters}
 
     def registers(p4info):
-        return {r.preamble.name: (r.preamble.id, r.type_spec.bitstring.bit.bitwidth) for r in p4info.registers}
+        return {r.preamble.name: {"id": r.preamble.id, "width": r.type_spec.bitstring.bit.bitwidth}
+                for r in p4info.registers}
 
     for kind, extract in (("table", tables), ("action", actions), ("counter", counters), ("register", registers)):
         yield kind, extract(ours), extract(theirs)

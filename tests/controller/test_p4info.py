@@ -71,8 +71,8 @@ def test_differences_name_renamed_and_renumbered_objects() -> None:
     differences = "\n".join(p4info_differences(ours, theirs))
     assert "table 'IngressPipe.identity.workers' is missing on the switch" in differences
     assert "the switch has a table 'IngressPipe.identity.peers' that our P4Info lacks" in differences
-    assert f"register '{program.ROUND_STATE}' differs" in differences
-    assert f"action '{program.SET_WORKER}' differs" in differences
+    assert f"register '{program.ROUND_STATE}' differs in id: ours" in differences
+    assert f"action '{program.SET_WORKER}' differs in parameters" in differences
 
 
 def test_load_p4info_text_and_binary(tmp_path: Path) -> None:
