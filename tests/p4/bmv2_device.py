@@ -6,7 +6,7 @@ through omnireduce.controller, frames through AF_PACKET sockets opened inside th
 only while the socket is created). Every frame is sent and its outputs collected before the next one goes out:
 BMv2 on a veth loses most of a back-to-back burst.
 
-Needs root and simple_switch_grpc on PATH.
+Needs root, and simple_switch_grpc and simple_switch_CLI on PATH.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from omnireduce.controller.entities import (
     TableEntry,
 )
 from omnireduce.controller.p4info import P4InfoIndex
+from omnireduce.controller.registers import ThriftRegisters
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
 
@@ -112,6 +113,10 @@ class Bmv2Device:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"simple_switch_grpc did not start: see {self.workdir / 'bmv2.log'}")
             time.sleep(0.05)
+        runtime_cli = self.workdir / "simple_switch_CLI"
+        runtime_cli.write_text(f"#!/bin/sh\nexec ip netns exec {ns.name} simple_switch_CLI \"$@\"\n")
+        runtime_cli.chmod(0o755)
+        self.registers = ThriftRegisters(cli=str(runtime_cli))
         self.switch = Switch.connect(self.address, 0, ElectionId(0, 1), timeout=ready_timeout)
         self.switch.push_pipeline(P4InfoIndex.from_file(artifacts.P4INFO).p4info, artifacts.BMV2_JSON.read_bytes())
         for port in range(1, port_count + 1):
@@ -139,7 +144,9 @@ class Bmv2Device:
         self.switch.modify([MulticastGroupEntry(group_id, tuple(Replica(p, r) for p, r in replicas))])
 
     def register_read(self, name: str, index: int) -> int:
-        return self.switch.read_register(name, [index])[index]
+        # simple_switch_grpc's P4Runtime server has no registers: they go over its Thrift runtime, which listens
+        # inside the namespace, so simple_switch_CLI runs there too.
+        return self.registers.read(self.switch.schema.register(name), [index])[index]
 
     def counter_read(self, name: str, index: int) -> tuple[int, int]:
         (entry,) = [e for e in self.switch.read([CounterEntry(name, index)]) if isinstance(e, CounterEntry)]
