@@ -334,3 +334,19 @@ def test_status_carries_the_job_counters(switch: Switch) -> None:
     counters = read_status(switch, 2)[0].counters
     assert {kind: (count.packets, count.bytes) for kind, count in counters.items()} == {
         "contributions": (12, 2280), "results": (0, 0), "replays": (0, 0), "acks": (1, 62)}
+
+
+def test_a_refusal_in_a_later_batch_is_named_by_its_position_in_the_whole_write(
+        switch: Switch, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnireduce.controller import switch as switch_module
+    from omnireduce.controller.routes import route_entry
+
+    monkeypatch.setattr(switch_module, "WRITE_BATCH", 10)
+    routes = [route_entry(Route(ipaddress.IPv4Network(f"10.3.{n}.0/24"), 1, 1, 2)) for n in range(15)]
+    routes[12] = routes[3]  # a duplicate key in the second batch
+    with pytest.raises(P4RuntimeError) as raised:
+        switch.insert(routes)
+    (failure,) = raised.value.failures
+    assert failure.index == 12 and failure.code == "ALREADY_EXISTS"
+    assert "dst_addr=0xa030300/24" in failure.update
+    assert len(read_routes(switch)) == 14  # CONTINUE_ON_ERROR: the others were written
