@@ -257,7 +257,9 @@ class AllReduce:
         exchange = TensorExchange(
             job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
-            timeouts=config.timeouts, pacing=config.pacing, round_trip=None if joining else self._round_trip,  # joining waits are no round trips
+            timeouts=config.timeouts, pacing=config.pacing,
+            # Waiting for workers to join is no round trip: the scale round is not timed.
+            round_trip=None if joining else self._round_trip,
             expected_exponent=expected_exponent,
             count_blocks=not joining, name=config.name,
         )

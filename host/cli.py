@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     net = parser.add_argument_group("transport")
     net.add_argument("--transport", choices=("udp", "frame"), default="udp",
-                     help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames over UDP to a softswitch port")
+                     help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames in UDP datagrams to a "
+                          "softswitch port")
     net.add_argument("--bind", type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
                      help=f"local socket (udp default 0.0.0.0:{C.OMNI_UDP_PORT}; frame: required, e.g. 127.0.0.1:9101)")
     net.add_argument("--frame-peer", type=_address(None), metavar="IP:PORT", help="frame: the softswitch port's socket")

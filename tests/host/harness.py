@@ -124,7 +124,8 @@ def frame_configs(server: PortServer, workers: Sequence[WorkerSpec], *, job_id: 
     """One FRAME-transport AgentConfig per worker, each talking to its switch port through `server`."""
     return [
         AgentConfig(
-            switch_ip=switch_ip, job_id=job_id, worker_id=w.worker_id, workers=worker_count or len(workers), slots=slots,
+            switch_ip=switch_ip, job_id=job_id, worker_id=w.worker_id, workers=worker_count or len(workers),
+            slots=slots,
             transport=TransportKind.FRAME,
             frame_link=FrameLink(bind=(LOOPBACK, 0), peer=server.address(w.port),
                                  worker=Endpoint.of(w.mac, w.ip, w.udp_port), switch_mac=parse_mac(switch_mac)),
@@ -193,7 +194,8 @@ def job_cluster(device, workers: int, slots: int, *, job_id: int = 1, agents: in
             raise server.error
 
 
-def run_workers(agents: Sequence[AllReduce], tensors: Sequence[np.ndarray], **kwargs) -> list[np.ndarray | BaseException]:
+def run_workers(agents: Sequence[AllReduce], tensors: Sequence[np.ndarray],
+                **kwargs) -> list[np.ndarray | BaseException]:
     """Every agent all-reduces its tensor concurrently (one thread each); a failed worker gives its exception."""
 
     return run_each(agents, lambda index, agent: agent.allreduce(tensors[index], **kwargs))

@@ -90,7 +90,8 @@ def test_the_scale_round_goes_first_on_slot_zero():
 
 
 def test_a_short_tensor_refreshes_slots_left_unused_for_long(model_device):
-    with job_cluster(model_device, 2, slots=8, timeouts=Timeouts(retransmit_initial=0.03, join=10, stall=10)) as cluster:
+    timeouts = Timeouts(retransmit_initial=0.03, join=10, stall=10)
+    with job_cluster(model_device, 2, slots=8, timeouts=timeouts) as cluster:
         full = [np.ones(8 * C.LANES, np.float32)] * 2
         run_workers(cluster.agents, full)
         short = [np.ones(C.LANES, np.float32)] * 2
