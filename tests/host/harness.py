@@ -1,17 +1,15 @@
 """In-process end-to-end harness: a switch's ports served as UDP sockets on loopback, and agents talking to them.
 
-    server = PortServer(device, ports=[1, 2])          # device: softswitch Device or tests/host/model_device
-    with server, cluster(...) as agents: results = run_workers(agents, tensors)
+    with job_cluster(device, workers=4, slots=8) as cluster:   # device: softswitch Device or model_device
+        results = cluster.run(tensors)
 
-Each switch port is one UDP socket on 127.0.0.1; a datagram received on it is one Ethernet frame entering the
-port (Device.process_packet), and every frame the device emits on a port is sent to the agent attached there.
-A `lose` hook drops chosen frames in either direction, to test recovery.
+Each switch port is one UDP socket on 127.0.0.1 (the softswitch's own PacketLoop and UdpPort); a datagram
+received on it is one Ethernet frame entering the port (Device.process_packet), and every frame the device emits
+on a port is sent to the agent attached there. A `lose` hook drops chosen frames in either direction.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 
 from omnireduce.host import AgentConfig, AllReduce, FrameLink, Pacing, Timeouts, TransportKind
 from omnireduce.host.wire import Endpoint, parse_mac
+from omnireduce.softswitch.ports import PacketLoop, PortSpec, UdpPort
 
 #: lose(direction, port, frame) -> True drops the frame; direction is "in" (to the switch) or "out".
 LossHook = Callable[[str, int, bytes], bool]
@@ -28,83 +27,55 @@ LossHook = Callable[[str, int, bytes], bool]
 LOOPBACK = "127.0.0.1"
 
 
+class LossyDevice:
+    """A device whose frames in and out pass the `lose` hook first (None: nothing is lost)."""
+
+    def __init__(self, device, lose: LossHook | None) -> None:
+        self.device = device
+        self.lose = lose
+
+    def process_packet(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        if self.lose is not None and self.lose("in", port, frame):
+            return []
+        outputs = self.device.process_packet(port, frame)
+        if self.lose is None:
+            return outputs
+        return [(out_port, out) for out_port, out in outputs if not self.lose("out", out_port, out)]
+
+
 class PortServer:
-    """Serve `device`'s `ports` as UDP sockets on loopback, from one thread."""
+    """Serve `device`'s `ports` as UDP sockets on loopback through the softswitch's own port loop.
+
+    Each port answers the agent attached to it, or else whoever sent it the last frame (agents in other processes).
+    """
 
     def __init__(self, device, ports: Sequence[int], *, lose: LossHook | None = None) -> None:
         self.device = device
-        self.lose = lose
-        self._sockets: dict[int, socket.socket] = {}
-        self._peers: dict[int, tuple[str, int]] = {}
-        for port in ports:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((LOOPBACK, 0))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            self._sockets[port] = sock
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, name="port-server", daemon=True)
-        self._stopping = False
-        self.frames_in = 0
-        self.frames_out = 0
-        self.error: BaseException | None = None
+        self._ports = {number: UdpPort(PortSpec(number, "udp", bind=(LOOPBACK, 0))) for number in ports}
+        self.loop = PacketLoop(LossyDevice(device, lose), list(self._ports.values()))
 
     def address(self, port: int) -> tuple[str, int]:
-        return self._sockets[port].getsockname()
+        return self._ports[port].bound
 
     def attach(self, port: int, peer: tuple[str, int]) -> None:
         """Send the frames leaving `port` to `peer` (the agent's socket)."""
-        self._peers[port] = peer
+        self._ports[port].peer = peer
+
+    @property
+    def frames_in(self) -> int:
+        return self.loop.stats["rx"]
+
+    @property
+    def errors(self) -> int:
+        """Frames the device failed on (the loop logs and counts them instead of stopping)."""
+        return self.loop.stats["process_error"]
 
     def __enter__(self) -> "PortServer":
-        self._thread.start()
+        self.loop.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stopping = True
-        self._wake_writer.send(b"x")
-        self._thread.join(timeout=10)
-        for sock in self._sockets.values():
-            sock.close()
-        self._wake_reader.close()
-        self._wake_writer.close()
-
-    def _serve(self) -> None:
-        import selectors
-
-        selector = selectors.DefaultSelector()
-        for port, sock in self._sockets.items():
-            selector.register(sock, selectors.EVENT_READ, port)
-        selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        try:
-            while not self._stopping:
-                for key, _ in selector.select():
-                    if key.data is None:
-                        continue
-                    self._drain(key.data, key.fileobj)
-        except BaseException as error:  # surfaced by the tests through .error
-            self.error = error
-            raise
-        finally:
-            selector.close()
-
-    def _drain(self, port: int, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        while True:
-            try:
-                frame, source = sock.recvfrom(4096)
-            except BlockingIOError:
-                return
-            # A port nobody was attached to answers whoever spoke to it first (agents in other processes).
-            self._peers.setdefault(port, source)
-            self.frames_in += 1
-            if self.lose is not None and self.lose("in", port, frame):
-                continue
-            for out_port, out_frame in self.device.process_packet(port, frame):
-                peer = self._peers.get(out_port)
-                if peer is None or (self.lose is not None and self.lose("out", out_port, out_frame)):
-                    continue
-                self.frames_out += 1
-                self._sockets[out_port].sendto(out_frame, peer)
+        self.loop.stop()
 
 
 @dataclass(frozen=True)
@@ -190,8 +161,7 @@ def job_cluster(device, workers: int, slots: int, *, job_id: int = 1, agents: in
                                 switch_mac=SWITCH_MAC, worker_count=agent_workers or workers, **options)
         with agents_on(server, opened, configs) as open_agents:
             yield Cluster(switch, server, specs, open_agents)
-        if server.error is not None:
-            raise server.error
+        assert server.errors == 0, "the device failed on some frames (see the log)"
 
 
 def run_workers(agents: Sequence[AllReduce], tensors: Sequence[np.ndarray],
