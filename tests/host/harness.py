@@ -20,6 +20,7 @@ import numpy as np
 from omnireduce.host import AgentConfig, AllReduce, FrameLink, Pacing, Timeouts, TransportKind
 from omnireduce.host.wire import Endpoint, parse_mac
 from omnireduce.softswitch.ports import PacketLoop, PortSpec, UdpPort
+from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC, OmniSwitch, Worker, make_workers
 
 #: lose(direction, port, frame) -> True drops the frame; direction is "in" (to the switch) or "out".
 LossHook = Callable[[str, int, bytes], bool]
@@ -78,18 +79,7 @@ class PortServer:
         self.loop.stop()
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """A worker as the switch knows it (same fields as tests/p4/omniswitch.Worker)."""
-
-    worker_id: int
-    port: int
-    mac: str
-    ip: str
-    udp_port: int
-
-
-def frame_configs(server: PortServer, workers: Sequence[WorkerSpec], *, job_id: int, slots: int, switch_ip: str,
+def frame_configs(server: PortServer, workers: Sequence[Worker], *, job_id: int, slots: int, switch_ip: str,
                   switch_mac: str, worker_count: int | None = None, timeouts: Timeouts | None = None,
                   pacing: Pacing | None = None, **options) -> list[AgentConfig]:
     """One FRAME-transport AgentConfig per worker, each talking to its switch port through `server`."""
@@ -109,7 +99,7 @@ def frame_configs(server: PortServer, workers: Sequence[WorkerSpec], *, job_id: 
 
 
 @contextmanager
-def agents_on(server: PortServer, workers: Sequence[WorkerSpec], configs: Sequence[AgentConfig]) -> Iterator[
+def agents_on(server: PortServer, workers: Sequence[Worker], configs: Sequence[AgentConfig]) -> Iterator[
         list[AllReduce]]:
     """Open one AllReduce per config and attach each agent's socket to its worker's switch port."""
     agents: list[AllReduce] = []
@@ -128,9 +118,9 @@ def agents_on(server: PortServer, workers: Sequence[WorkerSpec], configs: Sequen
 class Cluster:
     """A job installed on a switch whose ports are served on loopback, and one agent per worker."""
 
-    switch: object  # tests/p4/omniswitch.OmniSwitch
+    switch: OmniSwitch
     server: PortServer
-    workers: list[WorkerSpec]
+    workers: list[Worker]
     agents: list[AllReduce]
 
     def run(self, tensors: Sequence[np.ndarray], **kwargs) -> list[np.ndarray | BaseException]:
@@ -149,18 +139,15 @@ def job_cluster(device, workers: int, slots: int, *, job_id: int = 1, agents: in
     agents: open only the first `agents` of them (a worker that never shows up); agent_workers: the worker count
     the agents are configured with (to test a mismatch with the switch); options go to AgentConfig.
     """
-    from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC, OmniSwitch, make_workers
-
     switch = OmniSwitch(device)
     installed = make_workers(workers)
     switch.add_job(job_id, installed, slot_base=slot_base, slot_count=slots, mcast_grp=job_id)
-    specs = [WorkerSpec(w.worker_id, w.port, w.mac, w.ip, w.udp_port) for w in installed]
-    opened = specs[: agents if agents is not None else workers]
-    with PortServer(device, [w.port for w in specs], lose=lose) as server:
+    opened = installed[: agents if agents is not None else workers]
+    with PortServer(device, [w.port for w in installed], lose=lose) as server:
         configs = frame_configs(server, opened, job_id=job_id, slots=slots, switch_ip=SWITCH_IP,
                                 switch_mac=SWITCH_MAC, worker_count=agent_workers or workers, **options)
         with agents_on(server, opened, configs) as open_agents:
-            yield Cluster(switch, server, specs, open_agents)
+            yield Cluster(switch, server, installed, open_agents)
         assert server.errors == 0, "the device failed on some frames (see the log)"
 
 

@@ -5,6 +5,7 @@ controller resets the job and new agents start over at set 0 and tensor 0."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Iterator
 
 import numpy as np
@@ -14,20 +15,27 @@ from omnireduce.host import Timeouts
 from omnireduce.p4src import artifacts
 from omnireduce.p4src import constants as C
 
-from .harness import PortServer, WorkerSpec, agents_on, frame_configs, run_workers
+from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC, Worker, make_workers
+
+from .harness import PortServer, agents_on, frame_configs, run_workers
 
 pytestmark = pytest.mark.skipif(not artifacts.BMV2_JSON.exists(),
                                 reason=f"{artifacts.BMV2_JSON} is not compiled yet (needs p4c: `make p4`)")
 
-SWITCH_IP = "10.0.0.254"
-SWITCH_MAC = "02:00:00:00:00:fe"
 JOB_ID = 7
 SLOTS = 8
 FAST = Timeouts(retransmit_initial=0.03, retransmit_max=0.3, join=10, stall=10)
 
 
-def worker_specs(count: int) -> list[WorkerSpec]:
-    return [WorkerSpec(w, 10 + w, f"02:00:00:00:01:{w:02x}", f"10.0.1.{w + 1}", C.OMNI_UDP_PORT) for w in range(count)]
+def worker_specs(count: int) -> list[Worker]:
+    return make_workers(count, first_port=10, host_base=0x101)
+
+
+def as_controller_worker(worker: Worker):
+    from omnireduce.controller.model import Worker as ControllerWorker
+
+    return ControllerWorker(worker.port, int(worker.mac.replace(":", ""), 16), int(IPv4Address(worker.ip)),
+                            worker.udp_port)
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def controlled_switch() -> Iterator[tuple[object, object]]:
     """(device, controller session) with the pipeline pushed and job JOB_ID installed by the controller."""
     from omnireduce.controller.client import P4RuntimeClient
     from omnireduce.controller.jobs import add_job
-    from omnireduce.controller.model import Job, Worker
+    from omnireduce.controller.model import Job
     from omnireduce.controller.pipeline import PipelineFiles, push
     from omnireduce.controller.switch import Switch
     from omnireduce.softswitch.device import Device
@@ -48,15 +56,14 @@ def controlled_switch() -> Iterator[tuple[object, object]]:
             client.connect()  # readiness, with a deadline
         with Switch.connect(server.bound_address, timeout=10) as switch:
             push(switch, PipelineFiles(artifacts.P4INFO, artifacts.BMV2_JSON))
-            workers = tuple(Worker(w.port, int(w.mac.replace(":", ""), 16), int.from_bytes(
-                bytes(int(part) for part in w.ip.split(".")), "big"), w.udp_port) for w in worker_specs(3))
+            workers = tuple(as_controller_worker(w) for w in worker_specs(3))
             add_job(switch, Job(JOB_ID, slot_base=16, slot_count=SLOTS, mcast_group=5, workers=workers))
             yield server.device, switch
     finally:
         server.stop(grace=None)
 
 
-def allreduce_twice(server: PortServer, specs: list[WorkerSpec]) -> None:
+def allreduce_twice(server: PortServer, specs: list[Worker]) -> None:
     configs = frame_configs(server, specs, job_id=JOB_ID, slots=SLOTS, switch_ip=SWITCH_IP, switch_mac=SWITCH_MAC,
                             timeouts=FAST)
     tensors = [np.random.default_rng(w).standard_normal(30 * C.LANES).astype(np.float32) for w in range(3)]
