@@ -236,16 +236,14 @@ def slot_register_cells(slots: range, max_workers: int) -> dict[str, list[int]]:
 def reset_slots(switch: Switch, slots: range, limits: Limits = Limits()) -> int:
     """Write 0 to every register cell of `slots` that is not 0 already; returns how many cells were written.
 
-    Reading first (one wildcard read per register) makes resetting an idle range nearly free and keeps the writes
-    to what actually changed.
+    Reading first (one batched read of every register) makes resetting an idle range nearly free and keeps the
+    writes to what actually changed.
     """
-    written = 0
-    for register, cells in slot_register_cells(slots, limits.max_workers).items():
-        current = switch.read_register(register, cells)
-        dirty = {index: 0 for index in cells if current.get(index, 0) != 0}
-        if dirty:
-            switch.write_registers(register, dirty)
-            written += len(dirty)
+    current = switch.read_registers(slot_register_cells(slots, limits.max_workers))
+    dirty = {register: {index: 0 for index, value in cells.items() if value != 0}
+             for register, cells in current.items()}
+    switch.write_register_cells(dirty)
+    written = sum(len(cells) for cells in dirty.values())
     log.info("[%s] reset slots %d..%d: %d register cells written", switch.name, slots.start, slots.stop - 1, written)
     return written
 

@@ -37,18 +37,29 @@ class RegisterAccessError(ControllerError):
     exit_code = 4  # EXIT_SWITCH_REFUSED: the switch (its runtime) said no
 
 
+# What to read: register -> the cells wanted (None: every cell). What is read: register name -> {index: value}.
+RegisterReads = dict[RegisterInfo, "list[int] | None"]
+RegisterValues = dict[str, dict[int, int]]
+
+
 class RegisterAccess(Protocol):
-    """How a switch session reads and writes register cells."""
+    """How a switch session reads and writes register cells, several registers per round trip."""
 
-    def read(self, register: RegisterInfo, indexes: list[int] | None) -> dict[int, int]:
-        """Cells by index: every cell (`indexes` None) or the given ones."""
+    def read(self, requests: RegisterReads) -> RegisterValues:
+        """Cells by register name and index: every cell (`None`) or the given ones, of each register."""
 
-    def write(self, register: RegisterInfo, values: dict[int, int]) -> None:
-        """Set cells."""
+    def write(self, values: dict[RegisterInfo, dict[int, int]]) -> None:
+        """Set cells of each register."""
+
+
+def reads_whole(register: RegisterInfo, indexes: list[int] | None) -> bool:
+    """Whether one read of the whole array beats reading `indexes` one by one (a quarter of it or more)."""
+    return indexes is None or len(indexes) * 4 > register.size
 
 
 class ThriftRegisters:
-    """Registers through BMv2's Thrift runtime, by running `simple_switch_CLI --thrift-port PORT`."""
+    """Registers through BMv2's Thrift runtime, by running `simple_switch_CLI --thrift-port PORT`: one CLI run
+    per batch of commands, since each run starts by fetching the program's JSON from the switch."""
 
     def __init__(self, thrift_port: int = DEFAULT_THRIFT_PORT, thrift_ip: str = "127.0.0.1",
                  cli: str = DEFAULT_RUNTIME_CLI, timeout: float = 60.0) -> None:
@@ -57,28 +68,40 @@ class ThriftRegisters:
         self.cli = cli
         self.timeout = timeout
 
-    def read(self, register: RegisterInfo, indexes: list[int] | None) -> dict[int, int]:
-        # One whole-array read costs one Thrift call; per-cell reads only pay off for a few cells.
-        if indexes is None or len(indexes) * 4 > register.size:
-            output = self._run([f"register_read {register.name}"])
-            cells = _parse_array(output, register.name)
-            if len(cells) != register.size:
-                raise RegisterAccessError(f"BMv2 returned {len(cells)} cells of {register.name}, expected "
-                                          f"{register.size}")
-            return cells if indexes is None else {index: cells[index] for index in indexes}
-        output = self._run([f"register_read {register.name} {index}" for index in indexes])
-        cells = _parse_cells(output, register.name)
-        missing = [index for index in indexes if index not in cells]
-        if missing:
-            raise RegisterAccessError(f"BMv2 returned no value for {register.name}{missing[:5]}:\n{output[-500:]}")
-        return {index: cells[index] for index in indexes}
+    def read(self, requests: RegisterReads) -> RegisterValues:
+        commands = []
+        for register, indexes in requests.items():
+            if reads_whole(register, indexes):
+                commands.append(f"register_read {register.name}")
+            else:
+                commands.extend(f"register_read {register.name} {index}" for index in indexes)
+        output = "".join(self._run(commands[start:start + _COMMANDS_PER_RUN])
+                         for start in range(0, len(commands), _COMMANDS_PER_RUN))
+        result: RegisterValues = {}
+        for register, indexes in requests.items():
+            if reads_whole(register, indexes):
+                cells = _parse_array(output, register.name)
+                if len(cells) != register.size:
+                    raise RegisterAccessError(f"BMv2 returned {len(cells)} cells of {register.name}, expected "
+                                              f"{register.size}")
+            else:
+                cells = _parse_cells(output, register.name)
+            wanted = range(register.size) if indexes is None else indexes
+            missing = [index for index in wanted if index not in cells]
+            if missing:
+                raise RegisterAccessError(f"BMv2 returned no value for {register.name}{missing[:5]}")
+            result[register.name] = {index: cells[index] for index in wanted}
+        return result
 
-    def write(self, register: RegisterInfo, values: dict[int, int]) -> None:
-        commands = [f"register_write {register.name} {index} {value}" for index, value in sorted(values.items())]
+    def write(self, values: dict[RegisterInfo, dict[int, int]]) -> None:
+        commands = [f"register_write {register.name} {index} {value}"
+                    for register, cells in values.items() for index, value in sorted(cells.items())]
         for start in range(0, len(commands), _COMMANDS_PER_RUN):
             self._run(commands[start:start + _COMMANDS_PER_RUN])
 
     def _run(self, commands: list[str]) -> str:
+        if not commands:
+            return ""
         executable = shutil.which(self.cli)
         if executable is None:
             raise BadInputError(f"{self.cli} not found on PATH: it is needed to reach BMv2's registers over Thrift")

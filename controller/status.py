@@ -88,13 +88,16 @@ def job_status(switch: Switch, job: InstalledJob, limits: Limits = Limits()) -> 
         return JobStatus(job, (), counters)
     worker_count = job.worker_count or 0
     round_cells = [program.SETS_PER_SLOT * slot + set_ for slot in slots for set_ in range(program.SETS_PER_SLOT)]
-    rounds = {register: switch.read_register(register, round_cells)
-              for register in (program.ROUND_STATE, program.ROUND_TENSOR, program.ROUND_BLOCK,
-                               program.ROUND_CONTRIBUTED, program.ROUND_UNACKED, program.ROUND_NEXT,
-                               program.ROUND_EXPONENT)}
-    slot_tensor = switch.read_register(program.SLOT_TENSOR, slots)
-    worker_next = switch.read_register(program.WORKER_NEXT, [slot * limits.max_workers + worker
-                                                             for slot in slots for worker in range(worker_count)])
+    requests: dict[str, list[int] | range] = {
+        register: round_cells for register in (program.ROUND_STATE, program.ROUND_TENSOR, program.ROUND_BLOCK,
+                                               program.ROUND_CONTRIBUTED, program.ROUND_UNACKED, program.ROUND_NEXT,
+                                               program.ROUND_EXPONENT)}
+    requests[program.SLOT_TENSOR] = slots
+    requests[program.WORKER_NEXT] = [slot * limits.max_workers + worker for slot in slots
+                                     for worker in range(worker_count)]
+    rounds = switch.read_registers(requests)  # one round trip for the whole job
+    slot_tensor = rounds[program.SLOT_TENSOR]
+    worker_next = rounds[program.WORKER_NEXT]
     views = []
     for slot in slots:
         round_views = []

@@ -28,7 +28,14 @@ from omnireduce.controller.entities import (
 )
 from omnireduce.controller.errors import BadInputError, NotPrimaryError, P4RuntimeError, PipelineMismatchError
 from omnireduce.controller.p4info import P4InfoIndex, RegisterInfo, load_p4info, p4info_differences
-from omnireduce.controller.registers import DEFAULT_THRIFT_PORT, RegisterAccess, ThriftRegisters
+from omnireduce.controller.registers import (
+    DEFAULT_THRIFT_PORT,
+    RegisterAccess,
+    RegisterReads,
+    RegisterValues,
+    ThriftRegisters,
+    reads_whole,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +190,17 @@ class Switch:
             raise
 
     def write_registers(self, register: str, values: dict[int, int]) -> None:
-        """Set register cells (through `self.registers`: P4Runtime MODIFY, or BMv2's Thrift runtime)."""
+        """Set cells of one register (through `self.registers`: P4Runtime MODIFY, or BMv2's Thrift runtime)."""
+        self.write_register_cells({register: values})
+
+    def write_register_cells(self, values: dict[str, dict[int, int]]) -> None:
+        """Set cells of several registers in as few round trips as the register access allows."""
+        values = {name: cells for name, cells in values.items() if cells}
         if not values:
             return
         self._require_primary("write registers")
-        self.registers.write(self._require_schema().register(register), values)
+        schema = self._require_schema()
+        self.registers.write({schema.register(name): cells for name, cells in values.items()})
 
     # --- reads -----------------------------------------------------------------------------------------------
 
@@ -206,10 +219,14 @@ class Switch:
         return [entry for entry in entries if isinstance(entry, TableEntry) and not entry.is_default]
 
     def read_register(self, register: str, indexes: Iterable[int] | None = None) -> dict[int, int]:
-        """Register cells by index: every cell, or just `indexes` (through `self.registers`)."""
-        info = self._require_schema().register(register)
-        wanted = None if indexes is None else sorted(set(indexes))
-        return self.registers.read(info, wanted)
+        """Cells of one register by index: every cell, or just `indexes`."""
+        return self.read_registers({register: indexes})[self._require_schema().register(register).name]
+
+    def read_registers(self, requests: dict[str, Iterable[int] | None]) -> dict[str, dict[int, int]]:
+        """Cells of several registers (by full name, then index) in as few round trips as possible."""
+        schema = self._require_schema()
+        return self.registers.read({schema.register(name): None if indexes is None else sorted(set(indexes))
+                                    for name, indexes in requests.items()})
 
     def read_counter(self, counter: str) -> dict[int, CounterEntry]:
         """Every cell of an indirect counter, by index."""
@@ -229,31 +246,36 @@ class P4RuntimeRegisters:
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
 
-    def read(self, register: RegisterInfo, indexes: list[int] | None) -> dict[int, int]:
-        # Many single cells cost more than one wildcard read of the whole register, filtered here.
-        wildcard = indexes is None or len(indexes) * 4 > register.size
-        templates = ([RegisterEntry(register.name)] if wildcard
-                     else [RegisterEntry(register.name, index) for index in indexes])
+    def read(self, requests: RegisterReads) -> RegisterValues:
+        templates: list[Entity] = []
+        for register, indexes in requests.items():
+            if reads_whole(register, indexes):
+                templates.append(RegisterEntry(register.name))  # wildcard: every cell
+            else:
+                templates.extend(RegisterEntry(register.name, index) for index in indexes)
         try:
             entries = self.switch.read(templates)
         except P4RuntimeError as error:
             raise _hint_unimplemented(error) from None
-        cells = {}
+        cells: dict[str, dict[int, int]] = {register.name: {} for register in requests}
         for entry in _only(entries, RegisterEntry):
-            if entry.index is None or entry.value is None:
-                raise BadInputError(f"switch {self.switch.name} answered a read of {register.name} without index "
-                                    f"or value")
-            cells[entry.index] = entry.value
-        if indexes is not None:
-            missing = [index for index in indexes if index not in cells]
+            if entry.index is None or entry.value is None or entry.register not in cells:
+                raise BadInputError(f"switch {self.switch.name} answered a register read with {entry}")
+            cells[entry.register][entry.index] = entry.value
+        result: RegisterValues = {}
+        for register, indexes in requests.items():
+            wanted = range(register.size) if indexes is None else indexes
+            missing = [index for index in wanted if index not in cells[register.name]]
             if missing:
                 raise BadInputError(f"switch {self.switch.name} returned no value for {register.name}{missing[:5]}")
-            cells = {index: cells[index] for index in indexes}
-        return cells
+            result[register.name] = {index: cells[register.name][index] for index in wanted}
+        return result
 
-    def write(self, register: RegisterInfo, values: dict[int, int]) -> None:
+    def write(self, values: dict[RegisterInfo, dict[int, int]]) -> None:
+        entries: list[Entity] = [RegisterEntry(register.name, index, value)
+                                 for register, cells in values.items() for index, value in sorted(cells.items())]
         try:
-            self.switch.modify([RegisterEntry(register.name, index, value) for index, value in sorted(values.items())])
+            self.switch.modify(entries)
         except P4RuntimeError as error:
             raise _hint_unimplemented(error) from None
 
@@ -275,8 +297,12 @@ def connect(grpc_addr: str = DEFAULT_GRPC_ADDR, *, device_id: int = 0, election_
     With `p4info` (a P4Info file, e.g. `omnireduce.p4src.artifacts.P4INFO`) the session checks that the switch
     runs that pipeline and binds it, ready for job operations; without it, call `pipeline.push()` (or
     `bind_pipeline_file()`) next. `require_primary=False` opens a read-only session (no arbitration).
+    `thrift_port` sends register access to BMv2's Thrift runtime on that port (simple_switch_grpc has no
+    P4Runtime register access).
     """
     switch = Switch.connect(grpc_addr, device_id, election_id, timeout, require_primary=require_primary)
+    if thrift_port is not None:
+        switch.registers = ThriftRegisters(thrift_port, grpc_addr.rsplit(":", 1)[0], timeout=max(timeout, 60.0))
     if p4info is not None:
         try:
             switch.bind_pipeline_file(p4info)

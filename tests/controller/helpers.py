@@ -31,13 +31,12 @@ def switch_state(switch: Switch) -> dict:
 
 def dirty_slots(switch: Switch, slots: range, value: int = 1) -> None:
     """Make every register cell of `slots` non-zero, as traffic would."""
-    for register, cells in slot_register_cells(slots, constants.MAX_WORKERS).items():
-        switch.write_registers(register, {cell: value for cell in cells})
+    switch.write_register_cells({register: {cell: value for cell in cells}
+                                 for register, cells in slot_register_cells(slots, constants.MAX_WORKERS).items()})
 
 
 def assert_slots_clean(switch: Switch, slots: range) -> None:
-    for register, cells in slot_register_cells(slots, constants.MAX_WORKERS).items():
-        values = switch.read_register(register, cells)
+    for register, values in switch.read_registers(slot_register_cells(slots, constants.MAX_WORKERS)).items():
         assert set(values.values()) == {0}, register
 
 

@@ -95,7 +95,7 @@ def synthetic_p4info() -> p4info_pb2.P4Info:
         table.size = size
     for index, (name, size) in enumerate(_counters()):
         counter = p4info.counters.add()
-        counter.preamble.id = 0x13000001 + index
+        counter.preamble.id = 0x12000001 + index  # P4Runtime id prefix 0x12: counter (0x13 is direct counter)
         counter.preamble.name = name
         # Two counters are called `drops`: p4c then keeps the full names as aliases.
         counter.preamble.alias = name if name.endswith(".drops") else _alias(name)

@@ -1,6 +1,6 @@
 # Run: /work/main/.venv/bin/pytest tests/controller/test_bmv2.py   (skipped where simple_switch_grpc is absent)
-"""The controller against BMv2 (simple_switch_grpc) running the compiled program: the same operations as against
-the softswitch. Tables, PRE and counters go over P4Runtime; registers over BMv2's Thrift runtime (--thrift-port),
+"""The controller against BMv2 (simple_switch_grpc) running the omnireduce pipeline (the compiled one, or until it
+exists the synthetic one of synthetic.py): the same operations as against the softswitch. Tables, PRE and counters go over P4Runtime; registers over BMv2's Thrift runtime (--thrift-port),
 because PI does not implement P4Runtime register access."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from omnireduce.controller.jobs import add_job, jobs_entry, read_jobs, remove_jo
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.status import read_status
 from omnireduce.controller.switch import Switch
-from omnireduce.p4src import artifacts
 
 from tests.controller.conftest import free_tcp_port
 from tests.controller.helpers import assert_slots_clean, dirty_slots, make_job, run_ctl, switch_state
@@ -31,8 +30,6 @@ pytestmark = [
     pytest.mark.bmv2,
     pytest.mark.skipif(shutil.which("simple_switch_grpc") is None,
                        reason="simple_switch_grpc (BMv2 with P4Runtime) is not on PATH"),
-    pytest.mark.skipif(not (artifacts.P4INFO.is_file() and artifacts.BMV2_JSON.is_file()),
-                       reason="p4src/build/ holds no compiled program (make p4)"),
 ]
 STARTUP_TIMEOUT_S = 30.0
 
@@ -48,11 +45,12 @@ class Bmv2:
 
     def ctl(self, *argv: str) -> tuple[int, str, str]:
         return run_ctl("--grpc-addr", self.grpc_addr, "--thrift-port", str(self.thrift_port),
+                       "--p4info", str(self.files.p4info),
                        "--timeout", str(STARTUP_TIMEOUT_S), *argv)
 
 
 @pytest.fixture
-def bmv2_server(tmp_path: Path) -> Iterator[Bmv2]:
+def bmv2_server(tmp_path: Path, pipeline_files: PipelineFiles) -> Iterator[Bmv2]:
     grpc_port, thrift_port = free_tcp_port(), free_tcp_port()
     log = (tmp_path / "bmv2.log").open("w")
     process = subprocess.Popen(["simple_switch_grpc", "--no-p4", "--device-id", "0", "--thrift-port",
@@ -60,7 +58,7 @@ def bmv2_server(tmp_path: Path) -> Iterator[Bmv2]:
                                 "--grpc-server-addr", f"127.0.0.1:{grpc_port}"],
                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield Bmv2(f"127.0.0.1:{grpc_port}", thrift_port, PipelineFiles())
+        yield Bmv2(f"127.0.0.1:{grpc_port}", thrift_port, pipeline_files)
     finally:
         process.terminate()
         try:
