@@ -210,10 +210,31 @@ def _match_json(match: Match) -> Any:
     return {"optional": match.value}
 
 
+def _value_text(name: str, value: int) -> str:
+    """A key or parameter value as people read it: MACs and IPv4 addresses by the field's name."""
+    if name.endswith("mac") and value < 1 << 48:
+        return format_mac(value)
+    if name.endswith("addr") and value < 1 << 32:
+        return format_ipv4(value)
+    return str(value)
+
+
+def _match_text(name: str, match: Match) -> str:
+    if isinstance(match, Exact):
+        return _value_text(name, match.value)
+    if isinstance(match, Lpm):
+        return f"{_value_text(name, match.value)}/{match.prefix_len}"
+    if isinstance(match, Ternary):
+        return f"{_value_text(name, match.value)}&&&{_value_text(name, match.mask)}"
+    if isinstance(match, Range):
+        return f"{match.low}..{match.high}"
+    return f"{_value_text(name, match.value)}?"
+
+
 def _action_text(action: ActionCall | None) -> str:
     if action is None:
         return "-"
-    return f"{action.name.rsplit('.', 1)[-1]}(" + ", ".join(f"{name}={value}" for name, value in
+    return f"{action.name.rsplit('.', 1)[-1]}(" + ", ".join(f"{name}={_value_text(name, value)}" for name, value in
                                                             action.params.items()) + ")"
 
 
@@ -221,7 +242,7 @@ def entries_text(entries: Sequence[TableEntry]) -> str:
     if not entries:
         return "no entries"
     return table(("table", "match", "action"),
-                 [(entry.table, " ".join(f"{name}={_match_json(match)}" for name, match in entry.match.items()),
+                 [(entry.table, " ".join(f"{name}={_match_text(name, match)}" for name, match in entry.match.items()),
                    _action_text(entry.action)) for entry in entries])
 
 

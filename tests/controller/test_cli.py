@@ -187,3 +187,10 @@ def test_a_config_whose_second_job_conflicts_installs_nothing(softswitch: Runnin
     assert result.code == EXIT_BAD_INPUT and "job 3: slots 2..3 overlap job 1's slots 0..3" in result.err
     assert softswitch.ctl("--json", "entries").out == before
     assert [job["job_id"] for job in json.loads(softswitch.ctl("--json", "job", "list").out)] == [1]
+
+
+def test_entries_show_addresses_as_people_write_them(softswitch: RunningSoftswitch) -> None:
+    assert softswitch.ctl(*JOB_1).code == EXIT_OK
+    text = softswitch.ctl("entries", "result_destinations").out
+    assert "set_result_destination(dst_mac=02:00:00:00:00:02, dst_addr=10.0.0.2, udp_dst_port=4000)" in text
+    assert "src_addr=10.0.0.1" in softswitch.ctl("entries", "workers").out
