@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from omnireduce.controller import cli
 from omnireduce.controller.client import ElectionId
 from omnireduce.controller.errors import (
     EXIT_BAD_INPUT,
@@ -194,3 +195,19 @@ def test_entries_show_addresses_as_people_write_them(softswitch: RunningSoftswit
     text = softswitch.ctl("entries", "result_destinations").out
     assert "set_result_destination(dst_mac=02:00:00:00:00:02, dst_addr=10.0.0.2, udp_dst_port=4000)" in text
     assert "src_addr=10.0.0.1" in softswitch.ctl("entries", "workers").out
+
+
+def test_status_watch_repeats_until_interrupted(softswitch: RunningSoftswitch, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert softswitch.ctl(*JOB_1).code == EXIT_OK
+    periods = []
+
+    def sleep_then_interrupt(seconds: float) -> None:
+        periods.append(seconds)
+        if len(periods) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C does to a watching user
+
+    monkeypatch.setattr(cli.time, "sleep", sleep_then_interrupt)
+    result = softswitch.ctl("status", "--json", "--watch", "0.5")
+    assert result.code == EXIT_OK and periods == [0.5, 0.5]
+    snapshots = [json.loads(line) for line in result.out.splitlines()]  # one JSON document per line
+    assert len(snapshots) == 2 and snapshots[0][0]["job"]["job_id"] == 1

@@ -350,3 +350,11 @@ def test_a_refusal_in_a_later_batch_is_named_by_its_position_in_the_whole_write(
     assert failure.index == 12 and failure.code == "ALREADY_EXISTS"
     assert "dst_addr=0xa030300/24" in failure.update
     assert len(read_routes(switch)) == 14  # CONTINUE_ON_ERROR: the others were written
+
+
+def test_a_multicast_group_no_job_owns_is_not_taken_over(switch: Switch) -> None:
+    switch.insert([MulticastGroupEntry(4, (Replica(9, 0),))])
+    with pytest.raises(BadInputError, match="multicast group 4 already exists on the switch"):
+        add_job(switch, make_job(mcast_group=4))
+    assert switch.read_multicast_groups()[4].replicas == (Replica(9, 0),)
+    assert read_jobs(switch) == {}
