@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 
 import p4runtime_sh.shell as sh
-import pytest
 
 from omnireduce.controller import program
 from omnireduce.controller.client import ElectionId

@@ -12,7 +12,7 @@ import pytest
 from omnireduce.controller import program
 from omnireduce.controller.client import ElectionId
 from omnireduce.controller.counters import read_counters
-from omnireduce.controller.entities import CounterEntry, MulticastGroupEntry, RegisterEntry, Replica
+from omnireduce.controller.entities import CounterEntry, MulticastGroupEntry, Replica
 from omnireduce.controller.errors import (
     BadInputError,
     NotPrimaryError,
@@ -30,7 +30,7 @@ from omnireduce.controller.jobs import (
     slot_register_cells,
     worker_entry,
 )
-from omnireduce.controller.model import Job, Limits, Route, Worker
+from omnireduce.controller.model import Job, Route
 from omnireduce.controller.p4info import load_p4info
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.routes import add_routes, read_routes, remove_route
