@@ -135,7 +135,9 @@ class TableRuntime:
             where = f"table '{self.name}' key field {i} ({self.spec.keys[i].name}, {kind}, {width} bits)"
             if not isinstance(fm, FieldMatch):
                 raise InvalidArgument(f"{where}: not a FieldMatch")
-            if fm.kind != kind:
+            if fm.kind == "optional" and kind == "ternary":
+                kind = "optional"  # p4c lowers optional keys to ternary in the JSON; keep optional's checks
+            elif fm.kind != kind:
                 raise InvalidArgument(f"{where}: got a {fm.kind} match")
             if not isinstance(fm.value, int) or not 0 <= fm.value <= full:
                 raise InvalidArgument(f"{where}: value {fm.value!r} does not fit")

@@ -62,7 +62,7 @@ def _bad_primitive(p):
 
 
 def _bad_operator(p):
-    action = first_action_with_primitives(p)
+    action = next(a for a in p["actions"] if a["primitives"] and a["primitives"][0]["op"] == "assign")
     action["primitives"].append(
         {"op": "assign", "parameters": [action["primitives"][0]["parameters"][0],
                                         {"type": "expression", "value": {"op": "**", "left": None, "right": None}}]}

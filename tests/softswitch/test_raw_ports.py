@@ -16,11 +16,12 @@ from switch_helpers import program_json
 SCRIPT = textwrap.dedent(
     """
     import socket, subprocess, sys, time
+    from pathlib import Path
     from omnireduce.softswitch.cli import SwitchConfig, setup
     from omnireduce.softswitch.ports import parse_port_spec
     for cmd in ("ip link add sw0 type veth peer name host0", "ip link set sw0 up", "ip link set host0 up"):
         subprocess.run(cmd.split(), check=True)
-    switch = setup(config=SwitchConfig(json_path=sys.argv[1], ports=(parse_port_spec("1@sw0"),), grpc_address=None))
+    switch = setup(config=SwitchConfig(json_path=Path(sys.argv[1]), ports=(parse_port_spec("1@sw0"),), grpc_address=None))
     host = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     host.bind(("host0", 3))
     host.settimeout(0.2)

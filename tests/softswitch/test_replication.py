@@ -33,7 +33,8 @@ def decode(out: bytes) -> dict[str, int]:
 
 
 def send(device, data: bytes, port: int = 9) -> list[tuple[int, dict[str, int]]]:
-    return sorted((p, decode(out)) for p, out in device.process_packet(port, data))
+    outputs = [(p, decode(out)) for p, out in device.process_packet(port, data)]
+    return sorted(outputs, key=lambda item: (item[0], item[1]["rid"]))
 
 
 def test_unicast(device):
