@@ -53,12 +53,14 @@ def driver_command(spec_path: Path) -> tuple[str, ...]:
     return (SYSTEM_PYTHON, "-P", str(DRIVER), "--spec", str(spec_path))
 
 
-def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout) -> dict[str, Any]:
+def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout,
+                thrift_port: int | None) -> dict[str, Any]:
     if config.switch is SwitchKind.BMV2:
         binary = bmv2_binary()
         if binary is None:
             raise ValueError("--switch bmv2: simple_switch_grpc is not on PATH")
-        prefix = bmv2_prefix(binary, free_tcp_port(), layout.root / "bmv2-notifications.ipc")
+        assert thrift_port is not None
+        prefix = bmv2_prefix(binary, thrift_port, layout.root / "bmv2-notifications.ipc")
         suffix = bmv2_suffix(grpc_port)
     else:
         prefix, suffix = softswitch_prefix(), ["--grpc-server-addr", grpc_server_addr(grpc_port)]
@@ -73,6 +75,10 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
     plan_path.write_text(json.dumps(plan_to_json(plan), indent=1))
     grpc_addr = grpc_server_addr(grpc_port)
     provision = [sys.executable, "-m", "omnireduce.testbed.provision_cli", "--grpc-addr", grpc_addr]
+    thrift_port = free_tcp_port() if config.switch is SwitchKind.BMV2 else None
+    setup_argv = provision + ["setup", "--plan", str(plan_path)]
+    if thrift_port is not None:
+        setup_argv += ["--thrift-port", str(thrift_port)]
     agents = []
     for worker in plan.workers:
         argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
@@ -90,9 +96,8 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         "aggregator": {"ip": str(plan.aggregator_ip), "mac": plan.aggregator_mac},
         "hosts": [{"name": worker.label, "ip": str(worker.ip), "prefix_len": plan.prefix_len, "mac": worker.mac,
                    "port": worker.port} for worker in plan.workers],
-        "switch": switch_spec(config, grpc_port, layout),
-        "setup": [{"name": "controller-setup", "argv": provision + ["setup", "--plan", str(plan_path)],
-                   "timeout": 60.0}],
+        "switch": switch_spec(config, grpc_port, layout, thrift_port),
+        "setup": [{"name": "controller-setup", "argv": setup_argv, "timeout": 60.0}],
         "agents": agents,
         "agent_timeout": config.timeout,
         "after": [{"name": "controller-counters",

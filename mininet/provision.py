@@ -19,7 +19,7 @@ from omnireduce.controller import jobs as job_operations
 from omnireduce.controller.model import Job, Worker
 from omnireduce.controller.encoding import parse_ipv4, parse_mac
 from omnireduce.controller.pipeline import PipelineFiles, push
-from omnireduce.controller.switch import Switch
+from omnireduce.controller.switch import Switch, connect
 
 from .plan import JobPlace, NetworkPlan, WorkerPlace
 
@@ -36,9 +36,14 @@ def controller_jobs(plan: NetworkPlan) -> list[Job]:
             for job in plan.jobs]
 
 
-def set_up_switch(grpc_addr: str, plan: NetworkPlan, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Push the omnireduce pipeline and install every job of `plan` (all or none)."""
-    with Switch.connect(grpc_addr, timeout=timeout) as switch:
+def set_up_switch(grpc_addr: str, plan: NetworkPlan, timeout: float = CONNECT_TIMEOUT_S,
+                  thrift_port: int | None = None) -> None:
+    """Push the omnireduce pipeline and install every job of `plan` (all or none).
+
+    thrift_port: BMv2 only; installing a job clears its slots' registers, which simple_switch_grpc serves over
+    its Thrift runtime rather than P4Runtime.
+    """
+    with connect(grpc_addr, timeout=timeout, thrift_port=thrift_port) as switch:
         push(switch, PipelineFiles())
         job_operations.add_jobs(switch, controller_jobs(plan))
     log.info("switch %s: pipeline pushed, %d job(s) installed", grpc_addr, len(plan.jobs))

@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     setup = commands.add_parser("setup", help="push the pipeline and install the plan's jobs")
     setup.add_argument("--plan", type=Path, required=True, help="network plan JSON (written by the testbed)")
+    setup.add_argument("--thrift-port", type=int, metavar="PORT",
+                       help="BMv2 only: its Thrift runtime's port (registers are not on its P4Runtime server)")
     counters = commands.add_parser("counters", help="write the switch's counters as JSON")
     counters.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "setup":
             plan = plan_from_json(json.loads(args.plan.read_text()))
-            set_up_switch(args.grpc_addr, plan, args.timeout)
+            set_up_switch(args.grpc_addr, plan, args.timeout, args.thrift_port)
         else:
             args.out.write_text(json.dumps(read_counters(args.grpc_addr, args.timeout), indent=1))
     except (ControllerError, ValueError, OSError) as error:

@@ -174,7 +174,20 @@ class Started:
         text = "{} exited with code {}".format(what, code) if code >= 0 else "{} died ({})".format(
             what, _signal_text(code))
         line = self.last_line((".stderr", ".stdout") if quote_stdout else (".stderr",))
+        if not line and not quote_stdout:
+            line = self.first_error_line()
         return "{}: {}".format(text, line) if line else text
+
+    def first_error_line(self):
+        """BMv2 prints its errors, then its usage, on stdout: the first line that mentions an error."""
+        try:
+            with open(os.path.join(self.log_dir, self.name + ".stdout"), encoding="utf-8", errors="replace") as log:
+                for line in log:
+                    if "error" in line.lower():
+                        return line.strip()
+        except OSError:
+            pass
+        return ""
 
     def stop(self):
         if self.poll() is None:

@@ -9,6 +9,7 @@ frame per datagram: `-i PORT@udp:LOCAL_IP:LOCAL_PORT,PEER_IP:PEER_PORT`.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -46,9 +47,20 @@ def bmv2_binary() -> str | None:
 def bmv2_prefix(binary: str, thrift_port: int, notifications: Path) -> list[str]:
     """--no-p4: the controller pushes the pipeline; device id 0 is what the controller uses by default. The Thrift
     port and the notifications socket default to fixed places (9090, /tmp/bmv2-0-notifications.ipc) that another
-    BMv2 on the machine may hold, so each run gets its own."""
-    return [binary, "--no-p4", "--device-id", "0", "--thrift-port", str(thrift_port),
-            "--notifications-addr", f"ipc://{notifications}"]
+    BMv2 on the machine may hold, so each run gets its own (the socket only where BMv2 was built with nanomsg,
+    which is when it has the option)."""
+    argv = [binary, "--no-p4", "--device-id", "0", "--thrift-port", str(thrift_port)]
+    if "--notifications-addr" in _help_text(binary):
+        argv += ["--notifications-addr", f"ipc://{notifications}"]
+    return argv
+
+
+def _help_text(binary: str) -> str:
+    try:
+        done = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr
 
 
 def bmv2_suffix(grpc_port: int) -> list[str]:

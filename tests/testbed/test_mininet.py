@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from omnireduce.testbed import NetKind, TestbedConfig, run_testbed
+from omnireduce.testbed import NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.layout import RunLayout
 from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_leftovers, unique_prefix
 from omnireduce.testbed.plan import plan_network
+from omnireduce.testbed.switches import bmv2_binary
 
 from .conftest import needs_mininet, needs_program, survivors
 
@@ -85,3 +86,16 @@ def test_softswitch_run_on_mininet(tmp_path):
     assert survivors(tmp_path) == []
     spec = json.loads((tmp_path / "driver-spec.json").read_text())
     assert interfaces_named(spec["name_prefix"]) == []
+
+
+@needs_program
+@pytest.mark.bmv2
+@pytest.mark.skipif(bmv2_binary() is None, reason="BMv2 test: simple_switch_grpc is not on PATH")
+def test_bmv2_run_on_mininet(tmp_path):
+    report = run_testbed(TestbedConfig(workers=3, net=NetKind.MININET, switch=SwitchKind.BMV2, size=16384,
+                                       density=0.05, slots=8, dtype="int32", timeout=120, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    job = report.jobs[0]
+    assert job.counters.get("results", 0) == job.expected.results
+    assert job.measured.from_switch_packets == job.expected.from_switch_packets + job.counters.get("replays", 0)
+    assert survivors(tmp_path) == []
