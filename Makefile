@@ -3,6 +3,7 @@ P4C ?= p4c-bm2-ss
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 BUILD := p4src/build
 TEST_P4 := $(wildcard tests/softswitch/p4/*.p4)
+P4C_VERSION = $(shell $(P4C) --version 2>&1 | grep -m1 -o 'Version [^ ]*')
 
 .PHONY: constants p4 p4-tests test check-p4
 
@@ -13,15 +14,15 @@ constants:
 # Compile the program with p4c and record the digest of its sources (commit p4src/build/ afterwards).
 p4: constants
 	mkdir -p $(BUILD)
-	$(P4C) --arch v1model --std p4-16 --p4runtime-files $(BUILD)/omnireduce.p4info.txtpb \
+	$(P4C) --arch v1model --std p4-16 --p4runtime-file $(BUILD)/omnireduce.p4info.txtpb --p4runtime-format text \
 	    -o $(BUILD)/omnireduce.json p4src/omnireduce.p4
 	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; \
-	    a.SOURCES_DIGEST.write_text(a.sources_digest() + '  p4src (compiled by ' + '$$($(P4C) --version | head -1)' + ')\n')"
+	    a.SOURCES_DIGEST.write_text(a.sources_digest() + '  p4src, compiled by p4c-bm2-ss $(P4C_VERSION)\n')"
 
 # Recompile the softswitch construct-test programs.
 p4-tests:
 	for src in $(TEST_P4); do name=$$(basename $$src .p4); \
-	    $(P4C) --arch v1model --std p4-16 --p4runtime-files tests/softswitch/p4/build/$$name.p4info.txtpb \
+	    $(P4C) --arch v1model --std p4-16 --p4runtime-file tests/softswitch/p4/build/$$name.p4info.txtpb --p4runtime-format text \
 	        -o tests/softswitch/p4/build/$$name.json $$src || exit 1; done
 
 check-p4:

@@ -94,6 +94,7 @@ class Bmv2Device:
 
     def _start(self, port_count: int, ready_timeout: float) -> None:
         ns = self.namespace
+        ns.run("ip", "link", "set", "lo", "up")  # BMv2's Thrift runtime listens on the namespace's loopback
         interfaces = []
         for port in range(1, port_count + 1):
             ns.run("ip", "link", "add", f"sw{port}", "type", "veth", "peer", "name", f"host{port}")
@@ -146,7 +147,8 @@ class Bmv2Device:
     def register_read(self, name: str, index: int) -> int:
         # simple_switch_grpc's P4Runtime server has no registers: they go over its Thrift runtime, which listens
         # inside the namespace, so simple_switch_CLI runs there too.
-        return self.registers.read(self.switch.schema.register(name), [index])[index]
+        info = self.switch.schema.register(name)
+        return self.registers.read({info: [index]})[info.name][index]
 
     def counter_read(self, name: str, index: int) -> tuple[int, int]:
         (entry,) = [e for e in self.switch.read([CounterEntry(name, index)]) if isinstance(e, CounterEntry)]

@@ -284,7 +284,8 @@ def test_malformed_and_unknown_packets_are_counted_drops(switch):
     good = contrib(w0, JOB, 1, 0, 0, 0, END, lanes(1))
 
     _drop_case(switch, C.DROP_PARSER_ERROR, w0.port, bytes(good)[:100])  # lanes cut short
-    _drop_case(switch, C.DROP_PARSER_ERROR, w0.port, b"\x00" * 7)  # not even an Ethernet header
+    _drop_case(switch, C.DROP_PARSER_ERROR, w0.port, bytes(Ether(src=w0.mac, dst=SWITCH_MAC, type=0x0800))
+               + b"\x45\x00\x00")  # an IPv4 header cut short
     bad_checksum = good.copy()
     bad_checksum[IP].chksum = 0x1234
     _drop_case(switch, C.DROP_BAD_CHECKSUM, w0.port, bad_checksum)
