@@ -33,6 +33,12 @@ class AgentFiles:
     output: Path
 
 
+def agent_time_limit(remaining_s: float) -> float:
+    """The agents' own time limits: somewhat shorter than what is left of the run, so that an agent that gives up
+    (a worker never showed up, the switch went silent) says why before the runner's deadline cuts everything."""
+    return max(1.0, remaining_s - min(5.0, 0.1 * remaining_s))
+
+
 def _endpoint(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
 
@@ -44,8 +50,8 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
             "--switch", str(plan.aggregator_ip), "--job", str(worker.job_id), "--worker-id", str(worker.worker_id),
             "--workers", str(workers), "--slots", str(slots),
             "--input", str(files.input), "--output", str(files.output), "--json",
-            # The agent gives up on its own before the runner would kill it, so its own message says why.
-            "--join-timeout", f"{max(1.0, min(30.0, timeout_s)):g}", "--deadline", f"{timeout_s:g}"]
+            # Joining (the scale round) gives up first, so a worker that never shows up is named as such.
+            "--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]
     if dense:
         argv.append("--dense")
     if frame is not None:

@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep inputs, outputs, logs and the switch's counters in DIR")
     parser.add_argument("--fault", type=_fault, metavar="KIND[@ARG]",
                         help="inject a failure, to test the testbed: kill-switch[@SECONDS] (default 0.5 s after the "
-                             "agents start) or nan-input[@WORKER] (a NaN in that worker's input of job 0)")
+                             "agents start), nan-input[@WORKER] (a NaN in that worker's input of job 0) or "
+                             "hang-worker[@WORKER] (that worker of job 0 is stopped with SIGSTOP as it starts)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
     return parser
 

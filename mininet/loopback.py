@@ -10,7 +10,7 @@ import signal
 import time
 from typing import Sequence
 
-from .agents import AgentFiles, FramePorts, agent_argv, agent_failure_reason
+from .agents import AgentFiles, FramePorts, agent_argv, agent_failure_reason, agent_time_limit
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
@@ -43,6 +43,12 @@ def agent_failure(worker: WorkerPlace, process: ManagedProcess) -> str:
     what = f"exited with code {code}" if code is not None and code >= 0 else f"died ({describe_exit(code or 0)})"
     reason = agent_failure_reason(process.stdout_path, process.stderr_path)
     return f"{worker_title(worker)} {what}: {reason}" if reason else f"{worker_title(worker)} {what}"
+
+
+def is_hung_worker(config: TestbedConfig, worker: WorkerPlace) -> bool:
+    fault = config.fault
+    return (fault is not None and fault.kind is FaultKind.HANG_WORKER and worker.job_id == 0
+            and worker.worker_id == fault.worker)
 
 
 def remaining(deadline: float) -> float:
@@ -105,8 +111,10 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) ->
             for worker in workers:
                 argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
                                   workers=config.workers, slots=config.slots, dense=config.dense,
-                                  timeout_s=max(1.0, remaining(deadline)), frame=frames[worker])
+                                  timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker])
                 agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
+                if is_hung_worker(config, worker):
+                    os.killpg(agents[-1][1].pid, signal.SIGSTOP)
             agents_started = time.monotonic()
             kill_at = None
             if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .agents import AgentFiles, agent_argv, agent_failure_reason
+from .agents import AgentFiles, agent_argv, agent_failure_reason, agent_time_limit
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, SwitchKind, TestbedConfig
 from .plan import NetworkPlan
@@ -83,7 +83,7 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
     for worker in plan.workers:
         argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
                           workers=config.workers, slots=config.slots, dense=config.dense,
-                          timeout_s=config.timeout, frame=None)
+                          timeout_s=agent_time_limit(config.timeout), frame=None)
         agents.append({"name": worker.name, "title": worker_title(worker), "host": worker.label, "argv": list(argv)})
     kill_after = None
     if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:
@@ -103,6 +103,8 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         "after": [{"name": "controller-counters",
                    "argv": provision + ["counters", "--out", str(layout.root / "counters.json")], "timeout": 30.0}],
         "kill_switch_after_s": kill_after,
+        "stop_agent": (plan.jobs[0].workers[config.fault.worker].name
+                       if config.fault is not None and config.fault.kind is FaultKind.HANG_WORKER else None),
     }
 
 

@@ -32,6 +32,7 @@ class FaultKind(enum.Enum):
 
     KILL_SWITCH = "kill-switch"  # SIGKILL the switch `after_s` seconds into the all-reduce
     NAN_INPUT = "nan-input"  # give worker `worker` of job 0 an input holding a NaN (its agent must refuse it)
+    HANG_WORKER = "hang-worker"  # SIGSTOP worker `worker` of job 0 as soon as it starts (it never shows up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class Fault:
 
     @classmethod
     def parse(cls, text: str) -> "Fault":
-        """`kill-switch[@SECONDS]` or `nan-input[@WORKER]`."""
+        """`kill-switch[@SECONDS]`, `nan-input[@WORKER]` or `hang-worker[@WORKER]`."""
         name, _, argument = text.partition("@")
         try:
             kind = FaultKind(name)
@@ -109,11 +110,12 @@ class TestbedConfig:
             problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
             problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
-        if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT:
-            if self.dtype != "float32":
-                problems.append("fault nan-input needs --dtype float32 (an int32 tensor cannot hold a NaN)")
+        if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT and self.dtype != "float32":
+            problems.append("fault nan-input needs --dtype float32 (an int32 tensor cannot hold a NaN)")
+        if self.fault is not None and self.fault.kind is not FaultKind.KILL_SWITCH:
             if not 0 <= self.fault.worker < self.workers:
-                problems.append(f"fault nan-input: worker {self.fault.worker} is not in 0..{self.workers - 1}")
+                problems.append(f"fault {self.fault.kind.value}: worker {self.fault.worker} is not in "
+                                f"0..{self.workers - 1}")
         return problems
 
 

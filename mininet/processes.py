@@ -115,6 +115,8 @@ class ManagedProcess:
         """SIGTERM to its process group, SIGKILL after `grace_s`; returns the exit code. Idempotent."""
         if self.popen.poll() is None:
             self._signal_group(signal.SIGTERM)
+            # A stopped process (SIGSTOP, e.g. a hung-worker test) acts on SIGTERM only once continued.
+            self._signal_group(signal.SIGCONT)
             if self.wait(grace_s) is None:
                 log.warning("%s (pid %d) ignored SIGTERM for %.1f s; killing it", self.name, self.pid, grace_s)
                 self._signal_group(signal.SIGKILL)

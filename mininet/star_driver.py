@@ -39,6 +39,7 @@ Spec (JSON object):
     agent_timeout: float                deadline for all agents, from their start
     after: [{name, argv, timeout}]      run in the root namespace after the agents
     kill_switch_after_s: float | null   fault injection: SIGKILL the switch this long after the agents start
+    stop_agent: str | null              fault injection: SIGSTOP this agent as soon as it starts (a hung worker)
 
 Report (JSON object): {ok, failure, phase, setup_s, agents_elapsed_s, agents: [{name, returncode, elapsed_s}],
 switch_returncode}. Exit code 0 when ok, 1 when a step failed, 2 for a bad spec or no Mininet/root.
@@ -192,6 +193,7 @@ class Started:
     def stop(self):
         if self.poll() is None:
             _killpg(self.pid, signal.SIGTERM)
+            _killpg(self.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
             try:
                 self.popen.wait(GRACE_S)
             except subprocess.TimeoutExpired:
@@ -368,6 +370,8 @@ def run_agents(spec, net, runner, switch_process, report):
         host = net.get(node_name(spec, agent["host"]))
         started = runner.start_in_host(agent["name"], host, agent["argv"])
         titles[started.name] = agent.get("title", agent["name"])
+        if agent["name"] == spec.get("stop_agent"):
+            _killpg(started.pid, signal.SIGSTOP)
         agents.append(started)
     started_at = time.monotonic()
     deadline = started_at + float(spec.get("agent_timeout", 60))

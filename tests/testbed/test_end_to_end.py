@@ -84,6 +84,18 @@ def test_a_killed_switch_fails_the_run_quickly(tmp_path):
     assert survivors(tmp_path) == []
 
 
+def test_a_hung_worker_ends_the_run_within_its_timeout(tmp_path):
+    began = time.monotonic()
+    report = run_testbed(TestbedConfig(workers=3, size=4096, fault=Fault(FaultKind.HANG_WORKER, worker=1),
+                                       timeout=8, keep_logs=tmp_path))
+    assert not report.ok
+    # The others give up first and say why (a worker never showed up); the runner's deadline is the backstop.
+    assert "WorkerMissing" in report.failure or "still running after the 8 s timeout" in report.failure, \
+        report.failure
+    assert time.monotonic() - began < 8 + 10  # + input generation and teardown
+    assert survivors(tmp_path) == []
+
+
 def test_cli_json_output(tmp_path, capsys):
     code = main(["--workers", "2", "--size", "2000", "--density", "0.2", "--json", "--keep-logs", str(tmp_path)])
     data = json.loads(capsys.readouterr().out)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omnireduce.testbed import NetKind, SwitchKind, TestbedConfig, run_testbed
+from omnireduce.testbed import Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.layout import RunLayout
 from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_leftovers, unique_prefix
 from omnireduce.testbed.plan import plan_network
@@ -83,6 +83,18 @@ def test_softswitch_run_on_mininet(tmp_path):
     assert report.ok, report.failure
     job = report.jobs[0]
     assert job.counters.get("results", 0) == job.expected.results
+    assert survivors(tmp_path) == []
+    spec = json.loads((tmp_path / "driver-spec.json").read_text())
+    assert interfaces_named(spec["name_prefix"]) == []
+
+
+@needs_program
+def test_a_killed_switch_on_mininet_is_reported_and_cleaned_up(tmp_path):
+    report = run_testbed(TestbedConfig(workers=2, net=NetKind.MININET, size=1_000_000, density=0.5,
+                                       fault=Fault(FaultKind.KILL_SWITCH, after_s=0.3), timeout=60,
+                                       keep_logs=tmp_path))
+    assert not report.ok
+    assert report.failure.startswith("switch process died (SIGKILL, exit -9)"), report.failure
     assert survivors(tmp_path) == []
     spec = json.loads((tmp_path / "driver-spec.json").read_text())
     assert interfaces_named(spec["name_prefix"]) == []
