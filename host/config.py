@@ -15,14 +15,15 @@ from .wire import Endpoint
 class Timeouts:
     """Time limits, in seconds.
 
-    retransmit_*: per slot, a CONTRIB (or a REQUEST for a result the worker did not contribute to) is sent again
-    after `retransmit_initial`, then after `backoff` times as long each time, up to `retransmit_max`.
+    retransmit_*: per slot, a CONTRIB is sent again after `retransmit_initial` (or the measured round trip plus its
+    variation where that is longer), then after `backoff` times as long each time, up to `retransmit_max`; a
+    worker waiting for a round it did not contribute to sends its first REQUEST after twice that.
     join: the scale round (first exchange of every all-reduce) must complete within it: a worker that never shows
     up, or a switch that ignores us, fails here. stall: in the middle of a tensor, no result for this long is an
     error. deadline: limit for one whole all-reduce (None: no limit beyond join and stall).
     """
 
-    retransmit_initial: float = 0.05
+    retransmit_initial: float = 0.02
     backoff: float = 2.0
     retransmit_max: float = 1.0
     join: float = 30.0

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 END = C.END_OF_TENSOR
 _HEADER_BYTES = C.OMNI_HEADER_BYTES
 _NO_DEADLINE = math.inf
+#: A worker waiting for a round it did not contribute to waits this many retransmission timeouts before its first
+#: REQUEST: that round's contributors may need a retransmission themselves (their CONTRIB refused as SET_BUSY
+#: while a slow worker's ACK was under way), and a REQUEST before the round completes is only dropped.
+REQUEST_PATIENCE = 2
 
 
 @dataclass(slots=True)
@@ -342,7 +346,7 @@ class TensorExchange:
             self._acknowledge(channel, set_bit, slot, block)
             column.contributed = False
             column.sent_at = None
-            self._arm(column, now, self._round_trip.timeout(self._timeouts))
+            self._arm(column, now, REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts))
         if self._to_launch:
             self._launch(now)
 

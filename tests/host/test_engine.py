@@ -12,7 +12,7 @@ import pytest
 
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
-from omnireduce.host.engine import RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.engine import REQUEST_PATIENCE, RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -128,11 +128,15 @@ def test_waiting_without_contribution_requests_and_repeats_the_ack_of_the_awaite
     script.exchange.start(0.0)
     assert script.take() == [("CONTRIB", 0, 0, 0, END)]
     assert script.feed(script.result(0, 0, 1), now=0.0) == [("ACK", 0, 0, 0, 0)]
-    script.exchange.on_timer(RTO)
+    # Not having contributed, it gives the round's contributors time for a retransmission before it asks.
+    patience = REQUEST_PATIENCE * RTO
+    script.exchange.on_timer(patience - 1e-6)
+    assert script.take() == []
+    script.exchange.on_timer(patience)
     # Waiting for block 1 on set 1: a REQUEST; set 1 has no earlier ACK of ours to repeat.
     assert script.take() == [("REQUEST", 1, 0, 1, 0)]
-    assert script.feed(script.result(1, 1, 2), now=RTO) == [("ACK", 1, 0, 1, 0)]
-    script.exchange.on_timer(2 * RTO)
+    assert script.feed(script.result(1, 1, 2), now=patience) == [("ACK", 1, 0, 1, 0)]
+    script.exchange.on_timer(2 * patience)
     # Waiting for block 2 on set 0, which still holds round 0 until every worker confirmed it: if our ACK of round
     # 0 was lost the switch refuses round 2 forever (SET_BUSY), so the ACK is repeated with the REQUEST.
     assert script.take() == [("REQUEST", 0, 0, 2, 0), ("ACK", 0, 0, 0, 0)]
