@@ -1,20 +1,21 @@
-"""Skips for the testbed's end-to-end tests: the compiled P4 program, root, Mininet."""
+"""Skips for the testbed's end-to-end tests: root and Mininet (the compiled program is committed; its absence fails)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from omnireduce.p4src import artifacts
 from omnireduce.testbed.layout import RUN_TAG_VARIABLE
 from omnireduce.testbed.mininet_run import mininet_unavailable
 from omnireduce.testbed.processes import tagged_processes
 
-needs_program = pytest.mark.skipif(
-    not (artifacts.BMV2_JSON.is_file() and artifacts.P4INFO.is_file()),
-    reason=f"the compiled P4 program ({artifacts.BUILD}) is not there yet: run `make p4` (needs p4c)")
-
 _MININET_PROBLEM = mininet_unavailable()
-needs_mininet = pytest.mark.skipif(_MININET_PROBLEM is not None, reason=f"Mininet tests: {_MININET_PROBLEM}")
+# CI sets OMNIREDUCE_REQUIRE_MININET=1 where it is root and has installed Mininet: there the Mininet run must not be
+# skipped silently, so a missing piece fails the tests instead.
+_MININET_REQUIRED = os.environ.get("OMNIREDUCE_REQUIRE_MININET") == "1"
+needs_mininet = pytest.mark.skipif(_MININET_PROBLEM is not None and not _MININET_REQUIRED,
+                                   reason=f"Mininet tests: {_MININET_PROBLEM}")
 
 
 def survivors(run_dir) -> list[int]:

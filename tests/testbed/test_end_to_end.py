@@ -12,9 +12,8 @@ import pytest
 from omnireduce.testbed import Fault, FaultKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_FAILED, EXIT_OK, main
 
-from .conftest import needs_program, survivors
+from .conftest import survivors
 
-pytestmark = needs_program
 
 
 def check_traffic(report):

@@ -18,7 +18,7 @@ from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_left
 from omnireduce.testbed.plan import plan_network
 from omnireduce.testbed.switches import bmv2_binary
 
-from .conftest import needs_mininet, needs_program, survivors
+from .conftest import needs_mininet, survivors
 
 pytestmark = [pytest.mark.mininet, needs_mininet]
 
@@ -76,7 +76,6 @@ def test_driver_reports_a_failing_agent(tmp_path):
     assert interfaces_named(spec["name_prefix"]) == []
 
 
-@needs_program
 def test_softswitch_run_on_mininet(tmp_path):
     report = run_testbed(TestbedConfig(workers=3, net=NetKind.MININET, size=16384, density=0.05, slots=8,
                                        timeout=120, keep_logs=tmp_path))
@@ -88,7 +87,6 @@ def test_softswitch_run_on_mininet(tmp_path):
     assert interfaces_named(spec["name_prefix"]) == []
 
 
-@needs_program
 def test_a_killed_switch_on_mininet_is_reported_and_cleaned_up(tmp_path):
     report = run_testbed(TestbedConfig(workers=2, net=NetKind.MININET, size=1_000_000, density=0.5,
                                        fault=Fault(FaultKind.KILL_SWITCH, after_s=0.3), timeout=60,
@@ -100,7 +98,6 @@ def test_a_killed_switch_on_mininet_is_reported_and_cleaned_up(tmp_path):
     assert interfaces_named(spec["name_prefix"]) == []
 
 
-@needs_program
 @pytest.mark.bmv2
 @pytest.mark.skipif(bmv2_binary() is None, reason="BMv2 test: simple_switch_grpc is not on PATH")
 def test_bmv2_run_on_mininet(tmp_path):
