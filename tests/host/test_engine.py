@@ -257,3 +257,26 @@ def test_only_rounds_sent_once_are_timed():
     assert estimate.srtt is None
     script.feed(script.result(1, 1, 2), now=0.30)  # block 1 left at 0.25, sent once
     assert estimate.srtt == pytest.approx(0.05)
+
+
+def test_a_timeout_backs_off_the_following_rounds_until_one_is_timed_again():
+    estimate = RoundTripEstimator()
+    script = Script(sparse_blocks(6, [0, 1, 2, 3, 4, 5]), slots=2, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.exchange.on_timer(RTO)  # both columns time out in one burst: one backoff, not two
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(2 * RTO)
+    script.take()
+    script.feed(script.result(0, 0, 2), now=0.15)
+    # The next round of column 0 starts with the backed-off timeout, not the configured one.
+    assert script.exchange._columns[0].deadline == pytest.approx(0.15 + 2 * RTO)
+    script.feed(script.result(1, 2, 4), now=0.16)  # block 2 left at 0.15, sent once: a sample ends the backoff
+    assert estimate.backed_off is None and estimate.srtt == pytest.approx(0.01)
+    assert estimate.timeout(TIMEOUTS) == RTO
+
+
+def test_the_timeout_is_at_least_twice_the_smoothed_round_trip():
+    estimate = RoundTripEstimator()
+    for _ in range(50):
+        estimate.sample(0.12)  # steady: rttvar decays towards 0
+    assert estimate.rttvar < 0.001
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(min(2 * 0.12, TIMEOUTS.retransmit_max))
