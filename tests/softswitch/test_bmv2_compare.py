@@ -73,7 +73,10 @@ def run_bmv2(name: str, frames: list[bytes], workdir: Path, expected_count: int)
                     outputs, last_change = current, time.monotonic()
                 if len(outputs) >= expected_count or (outputs and time.monotonic() - last_change > QUIET):
                     break
-            time.sleep(0.05)  # polling the output file, bounded by the deadline
+            try:  # poll: wait a moment for simple_switch to exit (it should not), then look at the file again
+                process.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         process.kill()
         process.wait()
