@@ -1,6 +1,6 @@
 """In-process end-to-end harness: a switch's ports served as UDP sockets on loopback, and agents talking to them.
 
-    with job_cluster(device, workers=4, slots=8) as cluster:   # device: softswitch Device or model_device
+    with job_cluster(device, workers=4, slots=8) as cluster:   # device: a softswitch Device
         results = cluster.run(tensors)
 
 Each switch port is one UDP socket on 127.0.0.1 (the softswitch's own PacketLoop and UdpPort); a datagram

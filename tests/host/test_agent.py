@@ -16,7 +16,7 @@ from omnireduce.host.wire import Endpoint, frame_prefix, parse_udp_frame
 from omnireduce.p4src import constants as C
 
 from .harness import job_cluster, run_workers
-from .model_device import ModelDevice
+from .conftest import make_device
 
 
 class SilentTransport:
@@ -89,9 +89,9 @@ def test_the_scale_round_goes_first_on_slot_zero():
     assert int.from_bytes(first[24:28], "big") == 2  # lane 1: 40 values are 2 blocks
 
 
-def test_a_short_tensor_refreshes_slots_left_unused_for_long(model_device):
+def test_a_short_tensor_refreshes_slots_left_unused_for_long(device):
     timeouts = Timeouts(retransmit_initial=0.03, join=10, stall=10)
-    with job_cluster(model_device, 2, slots=8, timeouts=timeouts) as cluster:
+    with job_cluster(device, 2, slots=8, timeouts=timeouts) as cluster:
         full = [np.ones(8 * C.LANES, np.float32)] * 2
         run_workers(cluster.agents, full)
         short = [np.ones(C.LANES, np.float32)] * 2
@@ -145,7 +145,7 @@ def kernel_udp_bridge(device, switch_mac: str):
 def test_kernel_udp_transport_end_to_end():
     from tests.p4.omniswitch import SWITCH_MAC, OmniSwitch, Worker
 
-    device = ModelDevice(SWITCH_MAC, "127.0.0.1")
+    device = make_device()
     with kernel_udp_bridge(device, SWITCH_MAC) as (switch_address, ports, thread):
         agents = [AllReduce(config(switch_ip="127.0.0.1", switch_port=switch_address[1], worker_id=w,
                                    bind=("127.0.0.1", 0), timeouts=Timeouts(retransmit_initial=0.03, join=10)))

@@ -19,12 +19,12 @@ AGENT = [sys.executable, "-m", "omnireduce.host.cli"]
 
 
 @pytest.fixture
-def switch(model_device):
+def switch(device):
     from tests.p4.omniswitch import OmniSwitch, make_workers
 
     workers = make_workers(2)
-    OmniSwitch(model_device).add_job(1, workers, slot_base=0, slot_count=8, mcast_grp=1)
-    with PortServer(model_device, [w.port for w in workers]) as server:
+    OmniSwitch(device).add_job(1, workers, slot_base=0, slot_count=8, mcast_grp=1)
+    with PortServer(device, [w.port for w in workers]) as server:
         yield server, workers
 
 

@@ -1,8 +1,7 @@
 # Run: .venv/bin/pytest tests/host/test_end_to_end.py
 """Agents all-reducing through a switch whose ports are UDP sockets on loopback (the frame transport).
 
-Every case runs against the protocol model and against the softswitch running the compiled P4 program (see
-conftest.py). Workers are threads of this process; each has its own socket and switch port.
+Every case runs against the softswitch running the compiled P4 program (see conftest.py). Workers are threads of this process; each has its own socket and switch port.
 """
 
 from __future__ import annotations
@@ -264,8 +263,8 @@ def test_the_overall_deadline(device):
         assert time.monotonic() - started < 2
 
 
-def test_an_unreachable_switch_port(model_device):
-    with job_cluster(model_device, 1, slots=2, timeouts=SHORT_JOIN) as cluster:
+def test_an_unreachable_switch_port(device):
+    with job_cluster(device, 1, slots=2, timeouts=SHORT_JOIN) as cluster:
         port = cluster.server.address(1)
     # The server is gone: its port is closed, and the kernel answers with ICMP port unreachable.
     from omnireduce.host import AllReduce

@@ -1,9 +1,7 @@
 """Shared helpers of the P4Runtime server tests (imported by tests/softswitch/test_p4runtime*.py).
 
-- `BASIC_P4INFO_TEXT`: a hand-written P4Info of tests/softswitch/p4/p4rt_basic.p4 (every match kind, a
-  direct counter, an indexed counter, a register, a const default action); `bmv2_json_for()` writes a
-  runnable BMv2 JSON agreeing with it, so the tests need no p4c. Once p4c has compiled p4rt_basic.p4
-  into tests/softswitch/p4/build/, `pipeline_under_test()` uses that output instead.
+- `basic_p4info()`, `basic_bmv2_json()`, `pipeline_under_test()`: tests/softswitch/p4/p4rt_basic.p4 as p4c-bm2-ss
+  compiled it (committed in tests/softswitch/p4/build/; `make p4-tests` recompiles).
 - `running_server()`: a P4RuntimeServer on 127.0.0.1 port 0, ready when it returns.
 - `RawClient`: a raw-protobuf P4Runtime client (stream arbitration, Write, Read) for error cases.
 """
@@ -34,189 +32,20 @@ REPLY_TIMEOUT_S = 5.0
 
 # Table order is also the order the BASIC ingress applies them in: the const-default "drop" table first,
 # so that a later forwarding action overrides its mark_to_drop.
-BASIC_P4INFO_TEXT = """
-pkg_info { arch: "v1model" }
-tables {
-  preamble { id: 33554436 name: "MyIngress.const_default_t" alias: "const_default_t" }
-  match_fields { id: 1 name: "standard_metadata.ingress_port" bitwidth: 9 match_type: EXACT }
-  action_refs { id: 16777218 }
-  const_default_action_id: 16777218
-  size: 16
-}
-tables {
-  preamble { id: 33554433 name: "MyIngress.exact_t" alias: "exact_t" }
-  match_fields { id: 1 name: "hdr.ethernet.dst_addr" bitwidth: 48 match_type: EXACT }
-  action_refs { id: 16777217 }
-  action_refs { id: 16777219 }
-  direct_resource_ids: 318767105
-  size: 4
-}
-tables {
-  preamble { id: 33554434 name: "MyIngress.lpm_t" alias: "lpm_t" }
-  match_fields { id: 1 name: "hdr.ipv4.dst_addr" bitwidth: 32 match_type: LPM }
-  action_refs { id: 16777217 }
-  action_refs { id: 16777218 }
-  action_refs { id: 16777219 scope: DEFAULT_ONLY }
-  size: 64
-}
-tables {
-  preamble { id: 33554435 name: "MyIngress.acl_t" alias: "acl_t" }
-  match_fields { id: 1 name: "hdr.ipv4.src_addr" bitwidth: 32 match_type: TERNARY }
-  match_fields { id: 2 name: "hdr.tcp.dst_port" bitwidth: 16 match_type: RANGE }
-  match_fields { id: 3 name: "hdr.ipv4.protocol" bitwidth: 8 match_type: OPTIONAL }
-  action_refs { id: 16777218 }
-  action_refs { id: 16777219 }
-  size: 64
-}
-actions {
-  preamble { id: 16777217 name: "MyIngress.fwd" alias: "fwd" }
-  params { id: 1 name: "port" bitwidth: 9 }
-}
-actions { preamble { id: 16777218 name: "MyIngress.drop" alias: "drop" } }
-actions { preamble { id: 16777219 name: "NoAction" alias: "NoAction" } }
-counters {
-  preamble { id: 302055425 name: "MyIngress.pkts" alias: "pkts" }
-  spec { unit: BOTH }
-  size: 4
-}
-direct_counters {
-  preamble { id: 318767105 name: "MyIngress.exact_hits" alias: "exact_hits" }
-  spec { unit: BOTH }
-  direct_table_id: 33554433
-}
-registers {
-  preamble { id: 369098753 name: "MyIngress.slots" alias: "slots" }
-  type_spec { bitstring { bit { bitwidth: 32 } } }
-  size: 8
-}
-"""
+BUILD_DIR = Path(__file__).parent / "p4" / "build"
+BASIC_P4INFO = BUILD_DIR / "p4rt_basic.p4info.txtpb"
+BASIC_JSON = BUILD_DIR / "p4rt_basic.json"
 
 
 def basic_p4info() -> p4info_pb2.P4Info:
-    return text_format.Parse(BASIC_P4INFO_TEXT, p4info_pb2.P4Info())
-
-
-# Header types of the BASIC program (what p4c-bm2-ss emits for tests/softswitch/p4/p4rt_basic.p4).
-_HEADER_TYPES = {
-    "ethernet_t": [["dst_addr", 48, False], ["src_addr", 48, False], ["ether_type", 16, False]],
-    "ipv4_t": [["version", 4, False], ["ihl", 4, False], ["diffserv", 8, False], ["total_len", 16, False],
-               ["identification", 16, False], ["flags", 3, False], ["frag_offset", 13, False], ["ttl", 8, False],
-               ["protocol", 8, False], ["hdr_checksum", 16, False], ["src_addr", 32, False], ["dst_addr", 32, False]],
-    "tcp_t": [["src_port", 16, False], ["dst_port", 16, False], ["seq_no", 32, False], ["ack_no", 32, False],
-              ["data_offset", 4, False], ["res", 4, False], ["flags", 8, False], ["window", 16, False],
-              ["checksum", 16, False], ["urgent_ptr", 16, False]],
-    "standard_metadata": [["ingress_port", 9, False], ["egress_spec", 9, False], ["egress_port", 9, False],
-                          ["instance_type", 32, False], ["packet_length", 32, False], ["enq_timestamp", 32, False],
-                          ["enq_qdepth", 19, False], ["deq_timedelta", 32, False], ["deq_qdepth", 19, False],
-                          ["ingress_global_timestamp", 48, False], ["egress_global_timestamp", 48, False],
-                          ["mcast_grp", 16, False], ["egress_rid", 16, False], ["checksum_error", 1, False],
-                          ["parser_error", 32, False], ["priority", 3, False], ["_padding_0", 3, False]],
-    "scalars_0": [],
-}
-_HEADERS = {"ethernet": "ethernet_t", "ipv4": "ipv4_t", "tcp": "tcp_t", "standard_metadata": "standard_metadata",
-            "scalars": "scalars_0"}
-# p4c-bm2-ss writes P4Info OPTIONAL fields as JSON "ternary" keys (matched with a full or zero mask).
-_JSON_KINDS = {p4info_pb2.MatchField.EXACT: "exact", p4info_pb2.MatchField.LPM: "lpm",
-               p4info_pb2.MatchField.TERNARY: "ternary", p4info_pb2.MatchField.RANGE: "range",
-               p4info_pb2.MatchField.OPTIONAL: "ternary"}
-
-
-def _field_target(name: str) -> list[str]:
-    parts = name.split(".")
-    return [parts[1], parts[2]] if parts[0] == "hdr" else [parts[0], parts[1]]
-
-
-def _table_match_type(kinds: list[str]) -> str:
-    for kind in ("range", "ternary", "optional", "lpm"):
-        if kind in kinds:
-            return "ternary" if kind == "optional" else kind
-    return "exact"
-
-
-def _primitives(action: p4info_pb2.Action) -> list[dict]:
-    """fwd-like actions set egress_spec from their first parameter; drop-like ones mark_to_drop."""
-    if action.params:
-        return [{"op": "assign", "parameters": [{"type": "field", "value": ["standard_metadata", "egress_spec"]},
-                                                {"type": "runtime_data", "value": 0}]}]
-    if action.preamble.name.endswith("drop"):
-        return [{"op": "mark_to_drop", "parameters": [{"type": "header", "value": "standard_metadata"}]}]
-    return []
-
-
-def bmv2_json_for(p4info: p4info_pb2.P4Info) -> dict:
-    """The BMv2 JSON (format 2.x, as p4c-bm2-ss writes it) of a program with `p4info`'s objects over the
-    BASIC program's headers: a parser for ethernet/ipv4/tcp and an ingress that applies every table in turn."""
-    json_ids = {a.preamble.id: i for i, a in enumerate(p4info.actions)}
-    names = {a.preamble.id: a.preamble.name for a in p4info.actions}
-    tables = []
-    for index, table in enumerate(p4info.tables):
-        kinds = [_JSON_KINDS[mf.match_type] for mf in table.match_fields]
-        keys = [{"match_type": kind, "name": mf.name, "target": _field_target(mf.name), "mask": None}
-                for kind, mf in zip(kinds, table.match_fields)]
-        following = p4info.tables[index + 1].preamble.name if index + 1 < len(p4info.tables) else None
-        default_id = table.const_default_action_id or table.action_refs[-1].id
-        refs = [ref.id for ref in table.action_refs]
-        tables.append({
-            "name": table.preamble.name, "id": index, "key": keys, "match_type": _table_match_type(kinds),
-            "type": "simple", "max_size": table.size, "with_counters": bool(table.direct_resource_ids),
-            "support_timeout": False, "direct_meters": None,
-            "action_ids": [json_ids[r] for r in refs], "actions": [names[r] for r in refs],
-            "base_default_next": following, "next_tables": {names[r]: following for r in refs},
-            "default_entry": {"action_id": json_ids[default_id], "action_const": bool(table.const_default_action_id),
-                              "action_data": [], "action_entry_const": bool(table.const_default_action_id)},
-        })
-    tables_by_id = {t.preamble.id: t.preamble.name for t in p4info.tables}
-    return {
-        "header_types": [{"name": n, "id": i, "fields": f} for i, (n, f) in enumerate(_HEADER_TYPES.items())],
-        "headers": [{"name": n, "id": i, "header_type": t, "metadata": n in ("standard_metadata", "scalars"),
-                     "pi_omit": True} for i, (n, t) in enumerate(_HEADERS.items())],
-        "header_stacks": [], "header_union_types": [], "header_unions": [], "header_union_stacks": [],
-        "field_lists": [], "enums": [], "parse_vsets": [], "meter_arrays": [], "learn_lists": [],
-        "calculations": [], "checksums": [], "force_arith": [], "extern_instances": [], "field_aliases": [],
-        "errors": [["NoError", 0], ["PacketTooShort", 1], ["NoMatch", 2], ["StackOutOfBounds", 3],
-                   ["HeaderTooShort", 4], ["ParserTimeout", 5], ["ParserInvalidArgument", 6]],
-        "parsers": [{"name": "parser", "id": 0, "init_state": "start", "parse_states": [
-            {"name": "start", "id": 0,
-             "parser_ops": [{"parameters": [{"type": "regular", "value": "ethernet"}], "op": "extract"}],
-             "transition_key": [{"type": "field", "value": ["ethernet", "ether_type"]}],
-             "transitions": [{"type": "hexstr", "value": "0x0800", "mask": None, "next_state": "parse_ipv4"},
-                             {"type": "default", "value": None, "mask": None, "next_state": None}]},
-            {"name": "parse_ipv4", "id": 1,
-             "parser_ops": [{"parameters": [{"type": "regular", "value": "ipv4"}], "op": "extract"}],
-             "transition_key": [{"type": "field", "value": ["ipv4", "protocol"]}],
-             "transitions": [{"type": "hexstr", "value": "0x06", "mask": None, "next_state": "parse_tcp"},
-                             {"type": "default", "value": None, "mask": None, "next_state": None}]},
-            {"name": "parse_tcp", "id": 2,
-             "parser_ops": [{"parameters": [{"type": "regular", "value": "tcp"}], "op": "extract"}],
-             "transition_key": [],
-             "transitions": [{"type": "default", "value": None, "mask": None, "next_state": None}]},
-        ]}],
-        "deparsers": [{"name": "deparser", "id": 0, "order": ["ethernet", "ipv4", "tcp"], "primitives": []}],
-        "actions": [{"name": a.preamble.name, "id": json_ids[a.preamble.id],
-                     "runtime_data": [{"name": p.name, "bitwidth": p.bitwidth} for p in a.params],
-                     "primitives": _primitives(a)} for a in p4info.actions],
-        "register_arrays": [{"name": r.preamble.name, "id": i, "size": r.size,
-                             "bitwidth": r.type_spec.bitstring.bit.bitwidth} for i, r in enumerate(p4info.registers)],
-        "counter_arrays": (
-            [{"name": c.preamble.name, "id": i, "is_direct": False, "size": c.size}
-             for i, c in enumerate(p4info.counters)]
-            + [{"name": c.preamble.name, "id": len(p4info.counters) + i, "is_direct": True,
-                "binding": tables_by_id[c.direct_table_id]} for i, c in enumerate(p4info.direct_counters)]),
-        "pipelines": [
-            {"name": "ingress", "id": 0, "init_table": tables[0]["name"] if tables else None, "tables": tables,
-             "action_profiles": [], "conditionals": []},
-            {"name": "egress", "id": 1, "init_table": None, "tables": [], "action_profiles": [], "conditionals": []},
-        ],
-        "program": "p4rt_basic.p4",
-        "__meta__": {"version": [2, 23], "compiler": "hand-written in tests/softswitch/conftest_p4rt.py"},
-    }
+    """P4Info of tests/softswitch/p4/p4rt_basic.p4 as p4c-bm2-ss wrote it (every match kind, a direct counter,
+    an indexed counter, a register, a const default action)."""
+    return text_format.Parse(BASIC_P4INFO.read_text(), p4info_pb2.P4Info())
 
 
 def basic_bmv2_json() -> bytes:
-    return json.dumps(bmv2_json_for(basic_p4info())).encode()
-
-
-BUILD_DIR = Path(__file__).parent / "p4" / "build"
+    """The BMv2 JSON p4c-bm2-ss compiled from p4rt_basic.p4."""
+    return BASIC_JSON.read_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +58,7 @@ class PipelineUnderTest:
 
 
 def pipeline_under_test() -> PipelineUnderTest:
-    """The BASIC program (p4c's build when committed, else the hand-written pair) on the softswitch Device."""
-    p4info_path, json_path = BUILD_DIR / "p4rt_basic.p4info.txtpb", BUILD_DIR / "p4rt_basic.json"
-    if p4info_path.exists() and json_path.exists():
-        p4info = text_format.Parse(p4info_path.read_text(), p4info_pb2.P4Info(), allow_unknown_field=True)
-        return PipelineUnderTest(p4info, json_path.read_bytes(), Device)
+    """The BASIC program, as p4c compiled it, on the softswitch Device."""
     return PipelineUnderTest(basic_p4info(), basic_bmv2_json(), Device)
 
 
@@ -388,5 +213,5 @@ def batch_codes(error: grpc.RpcError) -> list[int]:
 
 
 __all__ = ["PipelineUnderTest", "RawClient", "Stream", "basic_bmv2_json",
-           "basic_p4info", "batch_codes", "bmv2_json_for", "pipeline_under_test", "running_server", "table_entry",
+           "basic_p4info", "batch_codes", "pipeline_under_test", "running_server", "table_entry",
            "uint128", "update"]

@@ -5,13 +5,14 @@ the P4Info/JSON cross-check and arbitration, without gRPC."""
 from __future__ import annotations
 
 import copy
+import json
 
 import grpc
 import pytest
 from google.rpc import code_pb2
 from p4.v1 import p4runtime_pb2
 
-from conftest_p4rt import basic_p4info, bmv2_json_for
+from conftest_p4rt import basic_bmv2_json, basic_p4info
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
 from omnireduce.softswitch.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamSession
@@ -112,7 +113,8 @@ def test_index_misses_name_the_kind_and_suggest(p4map):
 def test_index_refuses_duplicate_ids():
     p4info = basic_p4info()
     p4info.actions[1].preamble.id = p4info.actions[0].preamble.id
-    with pytest.raises(P4RuntimeError, match="used by both 'MyIngress.fwd' and 'MyIngress.drop'"):
+    with pytest.raises(P4RuntimeError, match=f"used by both '{p4info.actions[0].preamble.name}' and "
+                                            f"'{p4info.actions[1].preamble.name}'"):
         P4InfoMap(p4info)
 
 
@@ -236,7 +238,7 @@ def test_device_entry_encodes_back_to_the_written_message(p4map):
 
 # --- P4Info / JSON cross-check --------------------------------------------------------------------------
 def test_matching_p4info_and_json_pass(p4map):
-    check_p4info_matches_json(p4map, bmv2_json_for(basic_p4info()))
+    check_p4info_matches_json(p4map, json.loads(basic_bmv2_json()))
 
 
 def json_table(program: dict, name: str) -> dict:
@@ -244,7 +246,7 @@ def json_table(program: dict, name: str) -> dict:
 
 
 @pytest.mark.parametrize("corrupt,fragment", [
-    (lambda j: j["actions"][0]["runtime_data"][0].update(bitwidth=16),
+    (lambda j: [a["runtime_data"][0].update(bitwidth=16) for a in j["actions"] if a["name"] == "MyIngress.fwd"],
      r"action 'MyIngress.fwd' has parameter widths \[9\] in the P4Info but \[16\] in the JSON"),
     (lambda j: j["pipelines"][0]["tables"].remove(json_table(j, "MyIngress.lpm_t")),
      "table 'MyIngress.lpm_t' is in the P4Info but not in the JSON"),
@@ -252,13 +254,13 @@ def json_table(program: dict, name: str) -> dict:
      r"table 'MyIngress.exact_t' field 0 \('hdr.ethernet.dst_addr'\) is 48 bits in the P4Info but 32 bits"),
     (lambda j: json_table(j, "MyIngress.acl_t")["key"][1].update(match_type="exact"),
      "field 1 .* is range in the P4Info but exact in the JSON"),
-    (lambda j: j["register_arrays"][0].update(size=16), "register 'MyIngress.slots' is 8 x bit<32> in the P4Info"),
-    (lambda j: j["counter_arrays"][0].update(size=5), "counter 'MyIngress.pkts' has size 4"),
-    (lambda j: j["counter_arrays"][1].update(binding="MyIngress.lpm_t"),
+    (lambda j: next(r for r in j["register_arrays"] if r["name"] == "MyIngress.slots").update(size=16), "register 'MyIngress.slots' is 8 x bit<32> in the P4Info"),
+    (lambda j: next(c for c in j["counter_arrays"] if c["name"] == "MyIngress.pkts").update(size=5), "counter 'MyIngress.pkts' has size 4"),
+    (lambda j: next(c for c in j["counter_arrays"] if c["name"] == "MyIngress.exact_hits").update(binding="MyIngress.lpm_t"),
      "direct counter 'MyIngress.exact_hits' belongs to table 'MyIngress.exact_t'"),
 ])
 def test_mismatches_name_the_first_difference(p4map, corrupt, fragment):
-    program = copy.deepcopy(bmv2_json_for(basic_p4info()))
+    program = copy.deepcopy(json.loads(basic_bmv2_json()))
     corrupt(program)
     with pytest.raises(P4RuntimeError, match=fragment) as info:
         check_p4info_matches_json(p4map, program)
