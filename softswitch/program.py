@@ -227,7 +227,7 @@ class Program:
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
 
-    def field(self, header: str, name: str) -> FieldSpec:
+    def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
         if hdr is None:
             raise InvalidArgument(f"field reference to unknown header '{header}'")

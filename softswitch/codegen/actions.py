@@ -98,7 +98,7 @@ class PrimitiveCompiler:
         header, name = node["value"]
         if name == "$valid$":
             raise InvalidArgument(f"{self.where}: '{header}.$valid$' is read-only")
-        spec = self.ctx.program.field(header, name)
+        spec = self.ctx.program.field_spec(header, name)
         return self.ctx.layout.slot(header, name), spec.width, spec.signed
 
     def _header(self, node: Json) -> str:

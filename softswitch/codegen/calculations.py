@@ -83,7 +83,7 @@ def _emit_inputs(ctx: CompileContext, calc: Calculation, w: CodeWriter) -> bool:
             raise UnsupportedProgram(f"calculation '{calc.name}': inputs after the payload")
         if kind == "field":
             header, fname = item["value"]
-            spec = program.field(header, fname)
+            spec = program.field_spec(header, fname)
             slot = layout.slot(header, fname)
             code = f"F[{slot}]" if not spec.signed else f"(F[{slot}] & {(1 << spec.width) - 1})"
             if fname == "$valid$":

@@ -244,7 +244,7 @@ class PipelineCompiler:
             else:
                 header, fname = k.target
                 code = f"F[{layout.slot(header, fname)}]"
-                spec = program.field(header, fname)
+                spec = program.field_spec(header, fname)
                 if spec.signed:
                     code = f"({code} & {(1 << spec.width) - 1})"
             if k.mask is not None:

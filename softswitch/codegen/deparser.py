@@ -43,7 +43,7 @@ def compile_checksums(ctx: CompileContext) -> tuple[Callable[[list, bytes], int]
                 continue
             fn = calculation_function(ctx, ck.calculation)
             header, fname = ck.target
-            spec = program.field(header, fname)
+            spec = program.field_spec(header, fname)
             slot = layout.slot(header, fname)
             exprs = ExpressionCompiler(program, layout, where=f"checksum {ck.name}")
             tests = []
@@ -62,7 +62,7 @@ def compile_checksums(ctx: CompileContext) -> tuple[Callable[[list, bytes], int]
                 continue
             fn = calculation_function(ctx, ck.calculation)
             header, fname = ck.target
-            spec = program.field(header, fname)
+            spec = program.field_spec(header, fname)
             slot = layout.slot(header, fname)
             exprs = ExpressionCompiler(program, layout, where=f"checksum {ck.name}")
             value = store_code(Expr(f"{fn}(F, PL)", "data"), spec.width, spec.signed)

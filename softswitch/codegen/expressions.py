@@ -90,7 +90,7 @@ class ExpressionCompiler:
         slot = self.layout.slot(header, name)
         if name == "$valid$":
             return Expr(f"F[{slot}]", "data", 0, 1)
-        spec = self.program.field(header, name)
+        spec = self.program.field_spec(header, name)
         if spec.signed:
             half = 1 << (spec.width - 1)
             return Expr(f"F[{slot}]", "data", -half, half - 1)

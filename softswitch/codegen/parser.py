@@ -105,7 +105,7 @@ def _compile_state(
                 if dst.get("type") != "field":
                     raise UnsupportedProgram(f"{where}: set of a {dst.get('type')}")
                 header, fname = dst["value"]
-                spec = program.field(header, fname)
+                spec = program.field_spec(header, fname)
                 value = exprs.compile_data(src)
                 w.line(f"F[{layout.slot(header, fname)}] = {store_code(value, spec.width, spec.signed)}")
             elif kind == "verify":
@@ -180,7 +180,7 @@ def _key_width(exprs: ExpressionCompiler, key: dict, where: str) -> int:
     kind = key.get("type")
     if kind == "field":
         header, name = key["value"]
-        return exprs.program.field(header, name).width
+        return exprs.program.field_spec(header, name).width
     if kind == "lookahead":
         return int(key["value"][1])
     raise UnsupportedProgram(f"{where}: select key of type '{kind}' is not supported")
