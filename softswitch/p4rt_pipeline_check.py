@@ -104,7 +104,10 @@ def _check_table(table: TableInfo, p4map: P4InfoMap, program: _JsonProgram) -> N
         if name not in json_actions:
             raise _mismatch(f"table '{table.name}' may use action '{name}' in the P4Info but not in the JSON")
     max_size = json_table.get("max_size")
-    if table.size and isinstance(max_size, int) and max_size != table.size:
+    # p4c sizes a table with const entries to exactly those entries in the JSON, while the P4Info keeps the
+    # declared (or default) size: only tables the control plane fills must agree.
+    has_const_entries = bool(json_table.get("entries"))
+    if table.size and isinstance(max_size, int) and max_size != table.size and not has_const_entries:
         raise _mismatch(f"table '{table.name}' has size {table.size} in the P4Info but {max_size} in the JSON")
 
 
