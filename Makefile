@@ -2,10 +2,9 @@
 P4C ?= p4c-bm2-ss
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 BUILD := p4src/build
-TEST_P4 := $(wildcard tests/softswitch/p4/*.p4)
 P4C_VERSION = $(shell $(P4C) --version 2>&1 | grep -m1 -o 'Version [^ ]*')
 
-.PHONY: constants p4 p4-tests test check-p4
+.PHONY: constants p4 p4-tests check-p4
 
 # Regenerate the per-lane/per-worker P4 code and omnireduce.p4src.constants from sizes.p4/defines.p4/headers.p4.
 constants:
@@ -19,11 +18,9 @@ p4: constants
 	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; \
 	    a.SOURCES_DIGEST.write_text(a.sources_digest() + '  p4src, compiled by p4c-bm2-ss $(P4C_VERSION)\n')"
 
-# Recompile the softswitch construct-test programs.
+# Recompile the softswitch's test programs (construct tests and the P4Runtime test program).
 p4-tests:
-	for src in $(TEST_P4); do name=$$(basename $$src .p4); \
-	    $(P4C) --arch v1model --std p4-16 --p4runtime-file tests/softswitch/p4/build/$$name.p4info.txtpb --p4runtime-format text \
-	        -o tests/softswitch/p4/build/$$name.json $$src || exit 1; done
+	sh tests/softswitch/p4/compile.sh $(P4C)
 
 check-p4:
 	$(PYTHON) -m omnireduce.p4src.generate --check

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 p4c=${1:-p4c-bm2-ss}
 include=${2:+-I $2}
 mkdir -p "$here/build"
-for src in "$here"/*_test.p4; do
+for src in "$here"/*.p4; do
     name=$(basename "$src" .p4)
     echo "compiling $name"
     # p4c 1.2.4 picks the P4Info format from the suffix and does not know .txtpb: write .txt, then rename.
