@@ -20,7 +20,7 @@ What it does, each step with a deadline, stopping at the first failure:
    the switch dies, or the deadline passes;
 5. runs the `after` commands (reading the switch's counters) while the switch is still up;
 6. always (also on failure, SIGINT or SIGTERM): stops what it started, by pid, and `net.stop()`, which removes the
-   links and the hosts' namespaces. It never runs `mn -c` and never kills anything by name.
+   links and the hosts' namespaces. It never runs Mininet's machine-wide cleanup and never kills anything by name.
 
 Spec (JSON object):
     name_prefix: str            unique per run, [a-z0-9], <= 6 chars: node names (and interface names) start with it

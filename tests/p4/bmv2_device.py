@@ -38,6 +38,7 @@ from omnireduce.controller.p4info import P4InfoIndex
 from omnireduce.controller.registers import ThriftRegisters
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
+from tests.polling import wait_until
 
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
@@ -109,11 +110,8 @@ class Bmv2Device:
              "--", "--grpc-server-addr", f"unix://{grpc_socket}"],
             stdout=log, stderr=subprocess.STDOUT)
         self.address = f"unix://{grpc_socket}"
-        deadline = time.monotonic() + ready_timeout
-        while not grpc_socket.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"simple_switch_grpc did not start: see {self.workdir / 'bmv2.log'}")
-            time.sleep(0.05)
+        wait_until(grpc_socket.exists, ready_timeout, f"simple_switch_grpc's gRPC socket (log: {self.workdir}/bmv2.log)",
+                   abort=lambda: None if self.process.poll() is None else f"it exited with {self.process.returncode}")
         runtime_cli = self.workdir / "simple_switch_CLI"
         runtime_cli.write_text(f"#!/bin/sh\nexec ip netns exec {ns.name} simple_switch_CLI \"$@\"\n")
         runtime_cli.chmod(0o755)

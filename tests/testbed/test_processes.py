@@ -17,6 +17,7 @@ from omnireduce.testbed.processes import (
     tagged_processes,
     wait_for_any_exit,
 )
+from tests.polling import wait_until
 
 PY = sys.executable
 
@@ -42,7 +43,7 @@ def test_describe_exit():
 def test_wait_for_any_exit_returns_when_the_first_one_ends(tmp_path):
     with Supervisor(tmp_path) as supervisor:
         quick = supervisor.start(python("quick", "import sys; sys.stdin.read() if False else None"))
-        slow = supervisor.start(python("slow", "import time; time.sleep(60)"))
+        slow = supervisor.start(python("slow", "import signal; signal.pause()"))
         began = time.monotonic()
         ended = wait_for_any_exit([quick, slow], timeout=30)
         assert ended == [quick]
@@ -53,37 +54,29 @@ def test_wait_for_any_exit_returns_when_the_first_one_ends(tmp_path):
 
 def test_supervisor_stops_children_and_their_children_also_on_error(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    code = ("import subprocess, sys, time; "
-            f"child = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)']); "
-            f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    code = ("import signal, subprocess, sys; "
+            f"child = subprocess.Popen([{PY!r}, '-c', 'import signal; signal.pause()']); "
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid)); signal.pause()")
     try:
         with Supervisor(tmp_path, grace_s=5, tag={"OMNIREDUCE_TEST_TAG": str(tmp_path)}) as supervisor:
             parent = supervisor.start(python("parent", code))
-            deadline = time.monotonic() + 30
-            while not (pid_file.is_file() and pid_file.read_text()):
-                assert parent.alive() and time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(lambda: pid_file.is_file() and pid_file.read_text(), 30, "the grandchild's pid file",
+                       abort=lambda: None if parent.alive() else "the parent exited")
             grandchild = int(pid_file.read_text())
             assert set(tagged_processes("OMNIREDUCE_TEST_TAG", str(tmp_path))) == {parent.pid, grandchild}
             raise RuntimeError("the run failed")
     except RuntimeError:
         pass
     assert not parent.alive()
-    deadline = time.monotonic() + 10
-    while pid_alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not pid_alive(grandchild)
+    wait_until(lambda: not pid_alive(grandchild), 10, "the grandchild to end")
     assert tagged_processes("OMNIREDUCE_TEST_TAG", str(tmp_path)) == []
 
 
 def test_sigterm_ignoring_child_is_killed_after_grace(tmp_path):
     code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)")
+            "print('ready', flush=True); signal.pause()")
     process = ManagedProcess(python("stubborn", code), tmp_path)
-    deadline = time.monotonic() + 30
-    while last_line(process.stdout_path) != "ready":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: last_line(process.stdout_path) == "ready", 30, "the stubborn child to be ready")
     assert process.stop(grace_s=0.3) == -9
     assert not pid_alive(process.pid)
     assert os.getpgid(os.getpid()) != process.pid  # it had its own group: we never signalled ours
