@@ -1,180 +1,329 @@
-"""Packets per second through the softswitch Device (one core, no sockets): load a BMv2 JSON, let a frame
-generator configure the device and produce frames, then run them through Device.process_packet.
+"""Packets per second through the softswitch (omnireduce.softswitch Device.process_packet, one core, no sockets),
+side by side with BMv2's simple_switch on the same JSON, the same frames and the same control-plane state.
 
-    .venv/bin/python -m bench.bench_softswitch [--json PATH] [--frames MODULE:FUNCTION] [--packets N] [--json-out]
+    .venv/bin/python -m bench.bench_softswitch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
 
 (run from the repository root with -m: the project program's generator uses tests/p4/omniswitch.py)
 
---json     BMv2 JSON (default: p4src/build/omnireduce.json once it exists, else the arith test program)
---frames   `function(device) -> list[(port, frame)]` that installs what the program needs into a freshly loaded
-           device and returns the frames to send, in order (default: a generator for the chosen program, see
-           GENERATORS below). Each timed run gets a fresh device, so stateful programs replay the same trace.
+The trace. For p4src/build/omnireduce.json (the default) the frames of a real all-reduce are recorded once
+(4 workers, 8 slots, --blocks blocks of LANES=32 lanes, half of them zero; tests/p4/omniswitch.py drives the
+protocol): CONTRIBs that are absorbed, CONTRIBs that complete a round and multicast the RESULT to the 4 workers,
+and ACKs. Every worker is registered on port 1 with its own IP address and UDP port, and every frame enters on
+port 1, so that BMv2's pcap-file mode keeps the exact order (see bench/frame_generators.py). The generator's
+control-plane calls are recorded and replayed into every switch measured (bench/control_plane.py).
 
-Reports wall-clock and CPU-time rates (best of --repeat runs; CPU time is the steadier number on a shared
-machine), the load (compile) time, and what the device counted (drops by reason, outputs per input).
+Softswitch: each timed run gets a freshly loaded device with that state and sends the whole trace through
+process_packet; the best of --repeat runs is reported, in CPU time (process_time, the steadier number on a
+shared machine) and in wall time.
 
-For the project program the default generator records the frames of a real all-reduce (4 workers, 8 slots,
-half-sparse tensors; tests/p4/omniswitch.py drives the protocol) and replays them: CONTRIBs that are
-absorbed, CONTRIBs that complete a round and multicast the RESULT, and ACKs.
+BMv2: `simple_switch --use-files` reads the trace from a pcap file and writes its output to one
+(bench/bmv2_replay.py), once per --bmv2-log-level. Timed in wall time on BMv2's own clock (the stamps of its
+first and last output records), and in CPU time of all its threads. Skipped, with the reason, where
+simple_switch or simple_switch_CLI is not on PATH, or with --no-bmv2.
+
+The output frames of BMv2 are compared with the softswitch's, in order.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
-import struct
+import logging
+import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
-from omnireduce.softswitch.entries import FieldMatch, TableEntry
+
+from .bmv2_replay import Bmv2Error, Bmv2Settings, rate_between, replay, tools_missing
+from .control_plane import ControlOp, RecordingDevice, apply_ops
+from .frame_generators import GENERATORS, Frames, omnireduce_frames
+
+log = logging.getLogger("bench")
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_JSON = ROOT / "p4src" / "build" / "omnireduce.json"
 TEST_BUILD = ROOT / "tests" / "softswitch" / "p4" / "build"
-
-Frames = list[tuple[int, bytes]]
-
-
-def _ethernet(ether_type: int) -> bytes:
-    return bytes.fromhex("020000000002020000000001") + struct.pack(">H", ether_type)
+STATELESS_PACKETS = 20000  # default run length for generators that return a few frames to cycle through
+DEFAULT_LOG_LEVELS = ("default", "off")
 
 
-def arith_frames(device: Device) -> Frames:
-    """tests/softswitch/p4/arith_test.p4: ~40 expressions, 6 register accesses, 4 hashes per packet."""
-    ops = struct.pack(">BBHHIIbbhBBB", 200, 100, 40000, 30000, 0xDEADBEEF, 0x12345678, -5, 7, -300, 3, 1, 0)
-    return [(1, _ethernet(0x88B7) + ops)]
+@dataclass(frozen=True, slots=True)
+class Trace:
+    json_path: Path
+    batch: Frames  # what every switch is sent, in order
+    ops: list[ControlOp]  # the control-plane state every switch is given first
+    distinct_frames: int
+
+    @property
+    def ports(self) -> set[int]:
+        return {port for port, _ in self.batch}
 
 
-def tables_frames(device: Device) -> Frames:
-    """tests/softswitch/p4/tables_test.p4: nine table lookups of every match kind per packet."""
-    src = 0x020000000001
-    for kind in range(8):
-        device.table_insert(
-            TableEntry("TestIngress.t_exact", (FieldMatch("exact", kind), FieldMatch("exact", src)), "TestIngress.set_exact", (kind,))
-        )
-    for plen in (8, 16, 24):
-        device.table_insert(
-            TableEntry("TestIngress.t_lpm", (FieldMatch("lpm", 0x0A000000 & (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF, prefix_len=plen),), "TestIngress.set_lpm", (plen, plen))
-        )
-    device.table_insert(
-        TableEntry("TestIngress.t_tern", (FieldMatch("ternary", 17, mask=0xFF), FieldMatch("ternary", 0, mask=0)), "TestIngress.set_tern", (1,), priority=10)
-    )
-    probe = struct.pack(">IHBBB9BI", 0x0A010203, 80, 17, 3, 0, *([0] * 9), 0)
-    return [(1, _ethernet(0x88B6) + probe)]
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What the softswitch sends for the trace (one untimed run)."""
+
+    outputs: list[tuple[int, bytes]]
+    output_inputs: list[int]  # for each output, the index of the input frame that produced it
+    drops: dict[str, int]
 
 
-def omnireduce_frames(device: Device, workers: int = 4, slots: int = 8, blocks: int = 256) -> Frames:
-    """p4src/build/omnireduce.json: the frames of one all-reduce, recorded on a scratch device."""
-    import numpy as np
-
-    try:
-        from tests.p4.omniswitch import OmniSwitch, make_workers, run_allreduce
-    except ModuleNotFoundError:
-        raise SystemExit("run from the repository root as `python -m bench.bench_softswitch`") from None
-
-    def install(target: Device) -> OmniSwitch:
-        switch = OmniSwitch(target)
-        switch.add_job(1, make_workers(workers), slot_base=0, slot_count=slots, mcast_grp=1)
-        return switch
-
-    scratch = Device(name="bench-scratch")
-    scratch.load_pipeline(device.pipeline_json)
-    recorded: Frames = []
-    send = scratch.process_packet
-
-    def recording(port: int, frame: bytes) -> list[tuple[int, bytes]]:
-        recorded.append((port, bytes(frame)))
-        return send(port, frame)
-
-    scratch.process_packet = recording  # type: ignore[method-assign]
-    rng = np.random.default_rng(1)
-    tensors = []
-    for _ in range(workers):
-        values = rng.integers(-1000, 1000, size=(blocks, 32), dtype=np.int64)
-        values[rng.random(blocks) < 0.5] = 0  # half of the blocks are zero: sparse
-        tensors.append(values.reshape(-1))
-    run_allreduce(install(scratch), 1, tensors, slots)
-    install(device)
-    return recorded
-
-
-GENERATORS: dict[str, Callable[[Device], Frames]] = {
-    "arith_test.json": arith_frames,
-    "tables_test.json": tables_frames,
-    "omnireduce.json": omnireduce_frames,
-}
-
-
-def load_generator(spec: str | None, json_path: Path) -> Callable[[Device], Frames]:
+def load_generator(spec: str | None, json_path: Path, blocks: int) -> Callable:
     if spec:
         module_name, _, func = spec.partition(":")
         if not func:
             raise SystemExit("--frames needs MODULE:FUNCTION")
         return getattr(importlib.import_module(module_name), func)
-    if json_path.name in GENERATORS:
-        return GENERATORS[json_path.name]
-    raise SystemExit(f"no built-in frame generator for {json_path.name}; give --frames MODULE:FUNCTION")
+    generator = GENERATORS.get(json_path.name)
+    if generator is None:
+        raise SystemExit(f"no built-in frame generator for {json_path.name}; give --frames MODULE:FUNCTION")
+    return functools.partial(omnireduce_frames, blocks=blocks) if generator is omnireduce_frames else generator
 
 
-def run(json_path: Path, generator: Callable[[Device], Frames], packets: int, repeats: int) -> dict:
-    raw = json_path.read_bytes()
-    started = time.perf_counter()
-    Device(name="bench").load_pipeline(raw)
-    load_ms = (time.perf_counter() - started) * 1000
+def record_trace(raw: bytes, json_path: Path, generator: Callable, packets: int) -> Trace:
+    device = Device(name="bench-record")
+    device.load_pipeline(raw)
+    recorder = RecordingDevice(device)
+    frames = generator(recorder)
+    if not frames:
+        raise SystemExit("the frame generator returned no frames")
+    batch = frames if packets <= 0 else [frames[i % len(frames)] for i in range(packets)]
+    return Trace(json_path, batch, recorder.ops, len(frames))
+
+
+def fresh_device(raw: bytes, ops: list[ControlOp]) -> Device:
+    device = Device(name="bench")
+    device.load_pipeline(raw)
+    apply_ops(device, ops)
+    return device
+
+
+def reference_run(raw: bytes, trace: Trace) -> Reference:
+    device = fresh_device(raw, trace.ops)
+    outputs, output_inputs = [], []
+    for index, (port, frame) in enumerate(trace.batch):
+        sent = device.process_packet(port, frame)
+        outputs.extend(sent)
+        output_inputs.extend([index] * len(sent))
+    drops = {k: v for k, v in device.stats_snapshot().items() if k.startswith("drop:")}
+    return Reference(outputs, output_inputs, drops)
+
+
+def time_softswitch(raw: bytes, trace: Trace, repeats: int) -> tuple[float, float]:
+    """Best wall and best CPU seconds for the whole trace, each on a fresh device."""
     best_wall = best_cpu = float("inf")
     for _ in range(repeats):
-        device = Device(name="bench")
-        device.load_pipeline(raw)
-        frames = generator(device)
-        if not frames:
-            raise SystemExit("the frame generator returned no frames")
-        batch = frames if packets <= 0 else [frames[i % len(frames)] for i in range(packets)]
-        process = device.process_packet
-        outputs = 0
+        process = fresh_device(raw, trace.ops).process_packet
         wall, cpu = time.perf_counter(), time.process_time()
-        for port, frame in batch:
-            outputs += len(process(port, frame))
+        for port, frame in trace.batch:
+            process(port, frame)
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
-    stats = device.stats_snapshot()
+    return best_wall, best_cpu
+
+
+def compare_outputs(ours: list[bytes], theirs: list[bytes]) -> dict:
+    """How BMv2's output frames compare with the softswitch's: counts, order, and the first difference."""
+    first_difference = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+    if first_difference is None and len(ours) != len(theirs):
+        first_difference = min(len(ours), len(theirs))
     return {
-        "json": str(json_path),
-        "distinct_frames": len(frames),
-        "frame_bytes": max(len(f) for _, f in frames),
-        "packets_per_run": len(batch),
-        "outputs_per_input": round(outputs / len(batch), 3),
-        "load_ms": round(load_ms, 1),
-        "pps_wall": round(len(batch) / best_wall),
-        "pps_cpu": round(len(batch) / best_cpu),
-        "us_per_packet_cpu": round(best_cpu / len(batch) * 1e6, 2),
-        "drops": {k: v for k, v in stats.items() if k.startswith("drop:")},
+        "softswitch_frames": len(ours),
+        "bmv2_frames": len(theirs),
+        "identical_in_order": first_difference is None,
+        "same_frames_any_order": Counter(ours) == Counter(theirs),
+        "first_difference_at": first_difference,
     }
+
+
+def bmv2_side(args, raw_json: Path, trace: Trace, reference: Reference) -> dict:
+    simple_switch, cli = shutil.which(args.simple_switch), shutil.which(args.simple_switch_cli)
+    if args.no_bmv2:
+        return {"skipped": "--no-bmv2 given"}
+    missing = tools_missing(simple_switch, cli)
+    if missing:
+        return {"skipped": missing}
+    if len(trace.ports) != 1:
+        return {"skipped": f"the frames enter on ports {sorted(trace.ports)}: BMv2's pcap-file mode keeps their "
+                           "order only on one port"}
+    (port,) = trace.ports
+    ours = [frame for out_port, frame in reference.outputs if out_port == port]
+    if len(ours) < 2:
+        return {"skipped": f"the softswitch sent {len(ours)} frames out of port {port}: BMv2 is timed between "
+                           "its first and last output frame, so at least 2 are needed"}
+    producing = [index for (out_port, _), index in zip(reference.outputs, reference.output_inputs) if out_port == port]
+    runs = []
+    for level in args.bmv2_log_level:
+        settings = Bmv2Settings(simple_switch, cli, wait_seconds=args.bmv2_wait,
+                                log_level=None if level == "default" else level, queue_depth=args.bmv2_queue_depth,
+                                deadline_seconds=args.bmv2_deadline)
+        try:
+            run = replay(raw_json, port, [frame for _, frame in trace.batch], trace.ops, len(ours), settings)
+        except Bmv2Error as error:
+            runs.append({"log_level": level, "error": str(error)})
+            continue
+        result = {
+            "log_level": level,
+            "command": " ".join(run.command),
+            "complete": run.complete,
+            "timed_inputs": producing[-1] - producing[0],
+            "span_s": run.span_seconds,
+            "pps_wall": None,
+            "cpu_s": run.cpu_seconds,
+            "pps_cpu": round(len(trace.batch) / run.cpu_seconds) if run.cpu_seconds else None,
+            "poll_s_to_complete": run.poll_seconds_to_complete,
+            "extra_frames_out": run.extra_outputs,
+            "outputs": compare_outputs(ours, [record.frame for record in run.outputs]),
+        }
+        if run.complete and run.span_seconds:
+            result["pps_wall"] = round(rate_between(producing[0], producing[-1], run.span_seconds))
+        runs.append(result)
+    return {"runs": runs}
+
+
+def run(args) -> dict:
+    raw = args.json.read_bytes()
+    started = time.perf_counter()
+    Device(name="bench-load").load_pipeline(raw)
+    load_ms = (time.perf_counter() - started) * 1000
+    generator = load_generator(args.frames, args.json, args.blocks)
+    stateless = generator in (GENERATORS.get("arith_test.json"), GENERATORS.get("tables_test.json"))
+    packets = args.packets or (STATELESS_PACKETS if stateless else 0)
+    log.info("recording the trace")
+    trace = record_trace(raw, args.json, generator, packets)
+    reference = reference_run(raw, trace)
+    log.info("timing the softswitch: %d frames, best of %d", len(trace.batch), args.repeat)
+    wall, cpu = time_softswitch(raw, trace, args.repeat)
+    frames_in = len(trace.batch)
+    result = {
+        "json": str(args.json),
+        "trace": {
+            "frames_in": frames_in,
+            "distinct_frames": trace.distinct_frames,
+            "ports_in": sorted(trace.ports),
+            "largest_frame_bytes": max(len(frame) for _, frame in trace.batch),
+            "lanes_per_contrib": C.LANES if args.json.name == "omnireduce.json" else None,
+            "frames_out": len(reference.outputs),
+            "control_plane_ops": len(trace.ops),
+        },
+        "softswitch": {
+            "repeats": args.repeat,
+            "load_ms": round(load_ms, 1),
+            "cpu_s": round(cpu, 4),
+            "pps_cpu": round(frames_in / cpu),
+            "wall_s": round(wall, 4),
+            "pps_wall": round(frames_in / wall),
+            "us_per_packet_cpu": round(cpu / frames_in * 1e6, 2),
+            "drops": reference.drops,
+        },
+    }
+    result["bmv2"] = bmv2_side(args, args.json, trace, reference)
+    ratios = {}
+    for bmv2 in result["bmv2"].get("runs", []):
+        if bmv2.get("pps_wall"):
+            ratios[bmv2["log_level"]] = {
+                "wall": round(result["softswitch"]["pps_wall"] / bmv2["pps_wall"], 2),
+                "cpu": round(result["softswitch"]["pps_cpu"] / bmv2["pps_cpu"], 2) if bmv2.get("pps_cpu") else None,
+            }
+    result["softswitch_over_bmv2"] = ratios
+    return result
+
+
+def table(result: dict) -> str:
+    trace, soft = result["trace"], result["softswitch"]
+    lanes = f", CONTRIBs of {trace['lanes_per_contrib']} lanes" if trace["lanes_per_contrib"] else ""
+    lines = [
+        f"program   {result['json']}",
+        f"trace     {trace['frames_in']} frames in on port(s) {trace['ports_in']} ({trace['distinct_frames']} distinct, "
+        f"up to {trace['largest_frame_bytes']} B{lanes}); softswitch sends {trace['frames_out']} frames out",
+        "",
+        f"{'switch':28} {'timed':34} {'seconds':>8} {'packets/s':>10} {'frames out':>11}  same output as softswitch",
+        f"{'softswitch':28} {'CPU, best of ' + str(soft['repeats']):34} {soft['cpu_s']:8.3f} {soft['pps_cpu']:10d} "
+        f"{trace['frames_out']:11d}",
+        f"{'softswitch':28} {'wall, best of ' + str(soft['repeats']):34} {soft['wall_s']:8.3f} {soft['pps_wall']:10d}",
+    ]
+    bmv2 = result["bmv2"]
+    if "skipped" in bmv2:
+        lines.append(f"{'BMv2 simple_switch':28} skipped: {bmv2['skipped']}")
+    for run in bmv2.get("runs", []):
+        name = f"BMv2 simple_switch -L {run['log_level']}" if run["log_level"] != "default" else "BMv2 simple_switch"
+        if "error" in run:
+            lines.append(f"{name:28} failed: {run['error']}")
+            continue
+        outputs = run["outputs"]
+        same = ("yes, identical bytes in order" if outputs["identical_in_order"]
+                else "same frames, other order" if outputs["same_frames_any_order"]
+                else f"NO (first difference at output {outputs['first_difference_at']})")
+        if not run["complete"]:
+            same += " (INCOMPLETE: deadline reached)"
+        if run["extra_frames_out"]:
+            same += f" (+{run['extra_frames_out']} extra frames)"
+        span = f"{run['span_s']:8.3f}" if run["span_s"] else f"{'-':>8}"
+        pps = f"{run['pps_wall']:10d}" if run["pps_wall"] else f"{'-':>10}"
+        lines.append(f"{name:28} {'wall, first to last output frame':34} {span} {pps} {outputs['bmv2_frames']:11d}  {same}")
+        if run["cpu_s"]:
+            lines.append(f"{name:28} {'CPU, all threads':34} {run['cpu_s']:8.3f} {run['pps_cpu']:10d}")
+    for level, ratio in result["softswitch_over_bmv2"].items():
+        against = "BMv2" if level == "default" else f"BMv2 -L {level}"
+        cpu = f", CPU/CPU {ratio['cpu']}x" if ratio["cpu"] else ""
+        lines.append(f"softswitch / {against}: wall/wall {ratio['wall']}x{cpu}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_json = PROJECT_JSON if PROJECT_JSON.exists() else TEST_BUILD / "arith_test.json"
     parser.add_argument("--json", type=Path, default=default_json, help=f"BMv2 JSON (default {default_json})")
-    parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the Device")
+    parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the device to configure and "
+                                         "returning [(port, frame), ...] (default: the built-in one for --json)")
+    parser.add_argument("--blocks", type=int, default=5120,
+                        help="blocks per worker in the recorded all-reduce (omnireduce.json; default 5120, about "
+                             "19,000 frames)")
     parser.add_argument("--packets", type=int, default=0,
-                        help="packets per timed run, cycling the frames (default 0: each frame once, at least 5000 "
-                             "for stateless generators)")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json-out", action="store_true", help="print one JSON object instead of a table")
+                        help="frames per run, cycling the generator's frames (default 0: each recorded frame once; "
+                             f"{STATELESS_PACKETS} for the stateless test programs)")
+    parser.add_argument("--repeat", type=int, default=5, help="softswitch runs; the best is reported")
+    parser.add_argument("--no-bmv2", action="store_true", help="measure the softswitch only")
+    parser.add_argument("--bmv2-log-level", action="append", metavar="LEVEL",
+                        help="one BMv2 run per use: 'default' (no -L), or a -L level such as off, info, trace "
+                             f"(default: {' and '.join(DEFAULT_LOG_LEVELS)}); never a console log")
+    parser.add_argument("--bmv2-wait", type=int, default=5,
+                        help="seconds simple_switch waits before reading its input file; its configuration through "
+                             "simple_switch_CLI must be done by then (default 5)")
+    parser.add_argument("--bmv2-queue-depth", type=int, default=None,
+                        help="egress queue depth in packets for BMv2 (default: BMv2's own, 64)")
+    parser.add_argument("--bmv2-deadline", type=float, default=300.0,
+                        help="seconds BMv2 has to send all its frames once it starts reading (default 300)")
+    parser.add_argument("--simple-switch", default="simple_switch", help=argparse.SUPPRESS)
+    parser.add_argument("--simple-switch-cli", default="simple_switch_CLI", help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", nargs="?", const="-", metavar="PATH",
+                        help="write the results as JSON to PATH (and print the table), or alone to stdout "
+                             "instead of the table when no PATH is given")
     args = parser.parse_args(argv)
-    generator = load_generator(args.frames, args.json)
-    packets = args.packets or (0 if generator is omnireduce_frames else 5000)
-    result = run(args.json, generator, packets, args.repeat)
-    if args.json_out:
-        print(json.dumps(result))
+    if args.repeat < 1 or args.blocks < 1 or args.packets < 0 or args.bmv2_wait < 1:
+        parser.error("--repeat, --blocks and --bmv2-wait must be positive, --packets not negative")
+    if not args.json.is_file():
+        parser.error(f"--json {args.json}: no such file")
+    args.bmv2_log_level = args.bmv2_log_level or list(DEFAULT_LOG_LEVELS)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)  # the bench's progress; the switches' own INFO logs would drown it
+    result = run(args)
+    if args.json_out == "-":
+        print(json.dumps(result, indent=1))
     else:
-        for key, value in result.items():
-            print(f"{key:20} {value}")
-    return 0
+        print(table(result))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
+    failed = [r for r in result["bmv2"].get("runs", []) if "error" in r or not r["complete"]]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
