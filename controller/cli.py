@@ -10,9 +10,9 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
+from omnireduce import argtypes
 from omnireduce.controller import counters as counters_module
 from omnireduce.controller import jobs as jobs_module
 from omnireduce.controller import render, routes as routes_module
@@ -90,25 +90,14 @@ a TOML file of [[job]] (with [[job.worker]] entries) and [[route]] sections, e.g
 
 # --- typed argument parsers (argparse turns ArgumentTypeError into a usage error, exit 2) --------------------
 
+# Integers may be written in hex (0x..), as P4Runtime ids and ports often are.
+non_negative_int = argtypes.integer(minimum=0, base=0)
+grpc_address = argtypes.host_port(allow_port_zero=False, example=DEFAULT_GRPC_ADDR)
+
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """Adapt a parser that raises BadInputError (our model's parsers) to argparse."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except BadInputError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
-
-
-def grpc_address(text: str) -> str:
-    host, separator, port = text.rpartition(":")
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. {DEFAULT_GRPC_ADDR})")
-    return text
+    """Adapt one of our model's parsers (they raise BadInputError) to argparse."""
+    return argtypes.from_parser(parse, BadInputError)
 
 
 def election_id(text: str) -> ElectionId:
@@ -128,33 +117,6 @@ def election_id(text: str) -> ElectionId:
     return ElectionId(high, low)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return value
-
-
-def existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
-    return path
-
-
 # --- the parser ----------------------------------------------------------------------------------------------
 
 
@@ -168,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--election-id", type=election_id, default=ElectionId(0, 1), metavar="HI,LO",
                         help="master arbitration election id; the highest connected id is primary and may write "
                              "(default 0,1)")
-    parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
+    parser.add_argument("--timeout", type=argtypes.seconds, default=10.0, metavar="S",
                         help="deadline in seconds for connecting and for each RPC (default 10)")
-    parser.add_argument("--p4info", type=existing_file, default=artifacts.P4INFO, metavar="FILE",
+    parser.add_argument("--p4info", type=argtypes.existing_file, default=artifacts.P4INFO, metavar="FILE",
                         help="the P4Info the switch must be running; every command but `push` checks it (names "
                              "and ids) before touching the switch (default: the committed p4src/build one)")
     parser.add_argument("--thrift-port", type=non_negative_int, metavar="PORT",
@@ -190,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "push", help="load the omnireduce pipeline onto the switch (clears every entry and register)",
         description="Load P4Info + BMv2 JSON onto the switch with SetForwardingPipelineConfig(VERIFY_AND_COMMIT). "
                     "The switch forgets every table entry, multicast group and register value.")
-    push_parser.add_argument("--p4info", dest="push_p4info", type=existing_file, metavar="FILE",
+    push_parser.add_argument("--p4info", dest="push_p4info", type=argtypes.existing_file, metavar="FILE",
                              help="P4Info (text format) to push (default: the global --p4info)")
-    push_parser.add_argument("--json", dest="bmv2_json", type=existing_file, default=artifacts.BMV2_JSON,
+    push_parser.add_argument("--json", dest="bmv2_json", type=argtypes.existing_file, default=artifacts.BMV2_JSON,
                              metavar="FILE", help="BMv2 JSON to push (default p4src/build/omnireduce.json). "
                                                   "NOTE: here --json names a file; put the output flag before "
                                                   "`push` (omnireduce-ctl --json push)")
@@ -213,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "switch's limits; a failure half-way deletes what was written.",
         epilog=CONFIG_HELP)
     source = add.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=existing_file, metavar="FILE", help="install every [[job]] of this file")
+    source.add_argument("--config", type=argtypes.existing_file, metavar="FILE",
+                        help="install every [[job]] of this file")
     source.add_argument("--job", type=non_negative_int, metavar="J", help=f"job id, 0..{constants.MAX_JOBS - 1}")
     add.add_argument("--slot-base", type=non_negative_int, metavar="B", help="first switch slot the job owns")
     add.add_argument("--slots", type=non_negative_int, metavar="S", help="number of slots the job owns")
@@ -236,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           epilog=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     route_add.add_argument("prefix", nargs="?", type=_arg(parse_ipv4_prefix), metavar="PREFIX",
                            help="destination prefix, e.g. 10.0.0.1/32")
-    route_add.add_argument("--config", type=existing_file, metavar="FILE")
+    route_add.add_argument("--config", type=argtypes.existing_file, metavar="FILE")
     route_add.add_argument("--port", type=non_negative_int, help="egress port")
     route_add.add_argument("--src-mac", type=_arg(parse_mac), metavar="MAC", help="source MAC written on the way out")
     route_add.add_argument("--dst-mac", type=_arg(parse_mac), metavar="MAC", help="destination MAC (the next hop)")
@@ -254,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "block and exponent, and each worker's announced next block (worker_next; 0 = not announced); "
                     "and the job's packet counters. Block numbers read 'end' for END_OF_TENSOR.")
     status_parser.add_argument("--job", type=non_negative_int, metavar="J", help="only this job")
-    status_parser.add_argument("--watch", type=positive_float, nargs="?", const=1.0, metavar="SECONDS",
+    status_parser.add_argument("--watch", type=argtypes.seconds, nargs="?", const=1.0, metavar="SECONDS",
                                help="repeat every SECONDS (default 1) until Ctrl-C")
     status_parser.add_argument("--all-slots", action="store_true",
                                help="also list idle slots (folded by default; --json always lists every slot)")
@@ -279,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace, *, write: bool, bind: bool = True) -> Switch:
-    return connect(args.grpc_addr, device_id=args.device_id, election_id=args.election_id, timeout=args.timeout,
+    return connect(str(args.grpc_addr), device_id=args.device_id, election_id=args.election_id, timeout=args.timeout,
                    p4info=args.p4info if bind else None, require_primary=write, thrift_port=args.thrift_port)
 
 

@@ -143,6 +143,27 @@ def test_bad_input_exits_2_and_changes_nothing(softswitch: RunningSoftswitch, ar
     assert softswitch.ctl("--json", "entries").out == before
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--timeout", "nan", "job", "list"], "argument --timeout: 'nan' is not a number of seconds"),
+    (["--timeout", "inf", "job", "list"], "argument --timeout: 'inf' is not a finite number of seconds"),
+    (["--timeout", "0", "job", "list"], "argument --timeout: 0 is not a positive number of seconds"),
+    (["--grpc-addr", "127.0.0.1:0", "job", "list"], "port 0 is not in 1..65535"),
+    (["--device-id", "x", "job", "list"], "argument --device-id: 'x' is not an integer"),
+    (["--p4info", "/nonexistent/p4info.txtpb", "job", "list"], "no such file: /nonexistent/p4info.txtpb"),
+    (["status", "--watch", "nan"], "argument --watch: 'nan' is not a number of seconds"),
+    (["route", "add", "10.0.0.1/32", "--src-mac", "02:00"], "'02:00' is not a MAC address"),
+])
+def test_arguments_are_refused_before_any_switch_is_contacted(argv: list[str], message: str) -> None:
+    code, _, err = run(*argv)
+    assert code == EXIT_BAD_INPUT
+    assert message in err
+
+
+def test_integers_may_be_written_in_hex() -> None:
+    args = cli.build_parser().parse_args(["--device-id", "0x10", "--grpc-addr", "localhost:50051", "job", "rm", "0x3"])
+    assert (args.device_id, args.job_id, str(args.grpc_addr)) == (16, 3, "localhost:50051")
+
+
 def test_unreachable_switch_exits_3() -> None:
     code, _, err = run("--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "--timeout", "0.5", "job", "list")
     assert code == EXIT_UNREACHABLE
