@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from omnireduce import argtypes
 from omnireduce.p4src import constants
 
 from .model import Fault, NetKind, SwitchKind, TestbedConfig
@@ -55,75 +55,38 @@ tensor of N float32 values at density d costs about W*(N/32)*d packets per worke
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
-    return value
-
-
-def _fault(text: str) -> Fault:
-    try:
-        return Fault.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     defaults = TestbedConfig()
     parser = argparse.ArgumentParser(prog="omnireduce-testbed", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=_positive_int, default=defaults.workers, metavar="N",
+    parser.add_argument("--workers", type=argtypes.integer(minimum=1), default=defaults.workers, metavar="N",
                         help=f"workers per job (default {defaults.workers})")
     parser.add_argument("--switch", type=SwitchKind, choices=list(SwitchKind), default=defaults.switch,
                         metavar="{softswitch,bmv2}", help="switch implementation (default softswitch; bmv2 needs "
                                                           "--net mininet and simple_switch_grpc on PATH)")
     parser.add_argument("--net", type=NetKind, choices=list(NetKind), default=defaults.net,
                         metavar="{loopback,mininet}", help="network (default loopback)")
-    parser.add_argument("--size", type=_positive_int, default=defaults.size, metavar="ELEMENTS",
+    parser.add_argument("--size", type=argtypes.integer(minimum=1), default=defaults.size, metavar="ELEMENTS",
                         help=f"tensor length in values (default {defaults.size})")
-    parser.add_argument("--density", type=_fraction, default=defaults.density, metavar="D",
+    parser.add_argument("--density", type=argtypes.fraction, default=defaults.density, metavar="D",
                         help=f"fraction of each worker's {constants.LANES}-value blocks that are non-zero "
                              f"(default {defaults.density})")
     parser.add_argument("--dtype", choices=("float32", "int32"), default=defaults.dtype,
                         help=f"value type (default {defaults.dtype})")
     parser.add_argument("--dense", action="store_true", help="agents send every block (SwitchML-style baseline)")
-    parser.add_argument("--jobs", type=_positive_int, default=defaults.jobs, metavar="J",
+    parser.add_argument("--jobs", type=argtypes.integer(minimum=1), default=defaults.jobs, metavar="J",
                         help="concurrent jobs on disjoint slot ranges, each with --workers workers (default 1)")
-    parser.add_argument("--slots", type=_positive_int, default=defaults.slots, metavar="S",
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=defaults.slots, metavar="S",
                         help=f"slots per job, i.e. packets in flight per worker (default {defaults.slots})")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                         help="seed of the generated inputs (default 0)")
-    parser.add_argument("--timeout", type=_seconds, default=defaults.timeout, metavar="S",
+    parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
                         help=f"limit for the run from the switch's start to the last agent's exit "
                              f"(default {defaults.timeout:g})")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR",
                         help="keep inputs, outputs, logs and the switch's counters in DIR")
-    parser.add_argument("--fault", type=_fault, metavar="KIND[@ARG]",
+    parser.add_argument("--fault", type=argtypes.from_parser(Fault.parse), metavar="KIND[@ARG]",
                         help="inject a failure, to test the testbed: kill-switch[@SECONDS] (default 0.5 s after the "
                              "agents start), nan-input[@WORKER] (a NaN in that worker's input of job 0) or "
                              "hang-worker[@WORKER] (that worker of job 0 is stopped with SIGSTOP as it starts)")
