@@ -16,6 +16,7 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
+from omnireduce import argtypes
 from omnireduce.p4src import constants as C
 
 from .agent import AllReduce
@@ -51,51 +52,11 @@ exit status: {EXIT_OK} done, {EXIT_WRONG_RESULT} --verify found a wrong result, 
 """
 
 
-def _address(default_port: int | None):
-    def parse(text: str) -> tuple[str, int]:
-        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
-        if not port:
-            if default_port is None:
-                raise argparse.ArgumentTypeError(f"{text!r}: give IP:PORT")
-            host, port = text, str(default_port)
-        try:
-            IPv4Address(host)
-            number = int(port)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not IPv4[:PORT]") from None
-        if not 0 <= number <= 0xFFFF:
-            raise argparse.ArgumentTypeError(f"port {number} out of range")
-        return host, number
-
-    return parse
-
-
-def _mac(text: str) -> bytes:
-    try:
-        return parse_mac(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
-def _density(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("density is a fraction of blocks in [0, 1]")
-    return value
+# The agent speaks IPv4 only; a port left out is the aggregation protocol's UDP port.
+_endpoint = argtypes.host_port(default_port=C.OMNI_UDP_PORT, ipv4=True)
+_mac = argtypes.from_parser(parse_mac)
+_count = argtypes.integer(minimum=1)
+_rate = argtypes.number(minimum=0.0, allow_minimum=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,62 +65,63 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     job = parser.add_argument_group("job (identical on every worker, and as installed on the switch)")
-    job.add_argument("--switch", required=True, type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+    job.add_argument("--switch", required=True, type=_endpoint, metavar="IP[:PORT]",
                      help=f"the aggregator's IPv4 address (UDP port {C.OMNI_UDP_PORT} unless given)")
     job.add_argument("--job", required=True, type=int, help="job id (16 bits)")
     job.add_argument("--worker-id", required=True, type=int, help="this worker's id, 0 .. workers-1")
-    job.add_argument("--workers", required=True, type=_positive_int, help="number of workers W of the job")
-    job.add_argument("--slots", required=True, type=_positive_int,
+    job.add_argument("--workers", required=True, type=_count, help="number of workers W of the job")
+    job.add_argument("--slots", required=True, type=_count,
                      help=f"the job's slot count S (packets in flight per worker, at most {C.SLOT_COUNT})")
 
     data = parser.add_argument_group("tensor")
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, metavar="X.npy", help="all-reduce this array (float32 or int32)")
-    source.add_argument("--synthetic", type=_positive_int, metavar="N",
+    source.add_argument("--synthetic", type=_count, metavar="N",
                         help="all-reduce N generated values (see --density, --seed, --dtype)")
-    data.add_argument("--density", type=_density, default=0.1,
+    data.add_argument("--density", type=argtypes.fraction, default=0.1,
                       help="synthetic: fraction of non-zero blocks (default 0.1)")
     data.add_argument("--seed", type=int, default=0, help="synthetic: seed, the same on every worker (default 0)")
     data.add_argument("--dtype", choices=("float32", "int32"), default="float32", help="synthetic: value type")
     data.add_argument("--output", type=Path, metavar="Y.npy", help="write the all-reduced tensor here")
     data.add_argument("--verify", action="store_true",
                       help="synthetic: regenerate every worker's tensor and check the result (exit 1 if wrong)")
-    data.add_argument("--repeat", type=_positive_int, default=1,
+    data.add_argument("--repeat", type=_count, default=1,
                       help="all-reduce the tensor this many times in a row (every worker alike)")
 
     mode = parser.add_argument_group("sending")
     mode.add_argument("--dense", action="store_true", help="send every block (SwitchML-style baseline)")
-    mode.add_argument("--threshold", type=float, metavar="T",
+    mode.add_argument("--threshold", type=argtypes.number(minimum=0.0), metavar="T",
                       help="skip blocks whose largest magnitude is <= T (drops those small values from the sum)")
-    mode.add_argument("--lookahead", type=_positive_int, metavar="K",
+    mode.add_argument("--lookahead", type=_count, metavar="K",
                       help="send every K-th row of each column even when zero (bounds the next-block hint)")
-    mode.add_argument("--max-burst", type=_positive_int, help="first round: at most this many CONTRIBs outstanding")
-    mode.add_argument("--pps", type=_positive_float, help="first round: at most this many CONTRIBs per second")
+    mode.add_argument("--max-burst", type=_count, help="first round: at most this many CONTRIBs outstanding")
+    mode.add_argument("--pps", type=_rate, help="first round: at most this many CONTRIBs per second")
     mode.add_argument("--first-tensor-id", type=int, default=0,
                       help="tensor id of the first all-reduce (0 after the job is installed or reset)")
 
     limits = parser.add_argument_group("time limits (seconds)")
     defaults = Timeouts()
-    limits.add_argument("--rto", type=_positive_float, default=defaults.retransmit_initial,
+    limits.add_argument("--rto", type=argtypes.seconds, default=defaults.retransmit_initial,
                         help=f"initial retransmission timeout (default {defaults.retransmit_initial})")
-    limits.add_argument("--rto-max", type=_positive_float, default=defaults.retransmit_max,
+    limits.add_argument("--rto-max", type=argtypes.seconds, default=defaults.retransmit_max,
                         help=f"largest retransmission timeout (default {defaults.retransmit_max})")
-    limits.add_argument("--backoff", type=float, default=defaults.backoff,
+    limits.add_argument("--backoff", type=argtypes.number(minimum=1.0), default=defaults.backoff,
                         help=f"retransmission timeout growth factor (default {defaults.backoff})")
-    limits.add_argument("--join-timeout", type=_positive_float, default=defaults.join,
+    limits.add_argument("--join-timeout", type=argtypes.seconds, default=defaults.join,
                         help=f"every worker must show up within this (default {defaults.join})")
-    limits.add_argument("--stall-timeout", type=_positive_float, default=defaults.stall,
+    limits.add_argument("--stall-timeout", type=argtypes.seconds, default=defaults.stall,
                         help=f"give up after this long without any result (default {defaults.stall})")
-    limits.add_argument("--deadline", type=_positive_float, help="limit for each whole all-reduce")
+    limits.add_argument("--deadline", type=argtypes.seconds, help="limit for each whole all-reduce")
 
     net = parser.add_argument_group("transport")
     net.add_argument("--transport", choices=("udp", "frame"), default="udp",
                      help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames in UDP datagrams to a "
                           "softswitch port")
-    net.add_argument("--bind", type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+    net.add_argument("--bind", type=_endpoint, metavar="IP[:PORT]",
                      help=f"local socket (udp default 0.0.0.0:{C.OMNI_UDP_PORT}; frame: required, e.g. 127.0.0.1:9101)")
-    net.add_argument("--frame-peer", type=_address(None), metavar="IP:PORT", help="frame: the softswitch port's socket")
-    net.add_argument("--worker-addr", type=_address(C.OMNI_UDP_PORT), metavar="IP[:PORT]",
+    net.add_argument("--frame-peer", type=argtypes.host_port(ipv4=True), metavar="IP:PORT",
+                     help="frame: the softswitch port's socket")
+    net.add_argument("--worker-addr", type=_endpoint, metavar="IP[:PORT]",
                      help="frame: this worker's IPv4 address and UDP port inside the frames (as registered)")
     net.add_argument("--mac", type=_mac, help="frame: this worker's MAC address")
     net.add_argument("--switch-mac", type=_mac, help="frame: the switch's MAC address")

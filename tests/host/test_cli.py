@@ -97,6 +97,29 @@ def test_usage_errors_exit_2(capsys):
     assert "--transport frame needs --bind, --frame-peer, --worker-addr, --mac, --switch-mac" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--density", "nan"], "argument --density: 'nan' is not a fraction"),
+    (["--density", "2"], "argument --density: 2 is not a fraction in [0, 1]"),
+    (["--backoff", "nan"], "argument --backoff: 'nan' is not a number"),
+    (["--backoff", "0.5"], "argument --backoff: 0.5 is less than 1"),
+    (["--threshold", "-1"], "argument --threshold: -1 is negative"),
+    (["--stall-timeout", "inf"], "argument --stall-timeout: 'inf' is not a finite number of seconds"),
+    (["--rto", "0"], "argument --rto: 0 is not a positive number of seconds"),
+    (["--pps", "0"], "argument --pps: 0 is not a positive number"),
+    (["--repeat", "x"], "argument --repeat: 'x' is not an integer"),
+    (["--frame-peer", "127.0.0.1"], "argument --frame-peer: '127.0.0.1' is not IPv4:PORT: no port"),
+    (["--bind", "127.0.0.1:65536"], "argument --bind: '127.0.0.1:65536' is not IPv4[:PORT]: port 65536 is not in"),
+    (["--mac", "02:00"], "argument --mac: not a MAC address: '02:00'"),
+])
+def test_bad_values_are_usage_errors_that_name_the_argument(capsys, extra, message):
+    argv = ["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8",
+            "--synthetic", "10", *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
 def test_switch_address_defaults_to_the_omni_port():
     args = build_parser().parse_args(["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "1",
                                       "--slots", "1", "--synthetic", "1"])
