@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omnireduce import argtypes
+
 from .device import Device
 from .errors import DeviceError
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
@@ -85,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-p4", action="store_true", help="start without a pipeline; a P4Runtime client pushes one")
     p.add_argument("-i", "--interface", action="append", default=[], metavar="N@IFACE",
                    help="port N on interface IFACE (raw socket, needs root) or udp:HOST:PORT[,PEER:PORT]")
-    p.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default 0)")
+    p.add_argument("--device-id", type=argtypes.integer(minimum=0), default=0, help="P4Runtime device id (default 0)")
     p.add_argument("--grpc-server-addr", default=DEFAULT_GRPC_ADDRESS,
                    help=f"P4Runtime server address (default {DEFAULT_GRPC_ADDRESS}; port 0 picks a free one)")
     p.add_argument("--no-grpc", action="store_true", help="do not start the P4Runtime server")

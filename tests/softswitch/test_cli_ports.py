@@ -96,7 +96,8 @@ def test_fixed_peer_and_multicast_between_ports(tmp_path):
 
 
 def test_bad_command_lines_exit_2():
-    for argv in ([], ["--no-p4", "x.json"], ["--no-p4", "-i", "nonsense"], ["--no-p4", "-i", "1@a", "-i", "1@b"]):
+    for argv in ([], ["--no-p4", "x.json"], ["--no-p4", "-i", "nonsense"], ["--no-p4", "-i", "1@a", "-i", "1@b"],
+                 ["--no-p4", "--device-id", "-1"], ["--no-p4", "--device-id", "one"]):
         with pytest.raises(SystemExit) as exc:
             parse_args(argv)
         assert exc.value.code == 2
