@@ -5,12 +5,14 @@ what went wrong (2 bad input, 3 unreachable, 4 refused, 5 not primary, 6 pipelin
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from omnireduce.controller import cli
 from omnireduce.controller.client import ElectionId
+from omnireduce.controller.config import parse_config
 from omnireduce.controller.errors import (
     EXIT_BAD_INPUT,
     EXIT_NOT_PRIMARY,
@@ -195,6 +197,14 @@ def test_help_documents_exit_codes() -> None:
     for exit_code in ("0  success", "2  bad usage", "3  switch unreachable", "4  the switch refused",
                       "5  not the primary", "6  the switch runs no pipeline"):
         assert exit_code in out
+
+
+def test_the_config_example_in_the_help_is_a_valid_config() -> None:
+    # CONFIG_HELP teaches the file format by example; it must stay a file that loads.
+    example = textwrap.dedent(cli.CONFIG_HELP.split("\n", 1)[1])
+    config = parse_config(example, "CONFIG_HELP")
+    assert [(job.job_id, job.slot_count, len(job.workers)) for job in config.jobs] == [(1, 8, 1)]
+    assert [str(route.prefix) for route in config.routes] == ["10.0.0.1/32"]
 
 
 def test_a_config_whose_second_job_conflicts_installs_nothing(softswitch: RunningSoftswitch, tmp_path: Path) -> None:
