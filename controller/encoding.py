@@ -10,12 +10,9 @@ never a silent truncation.
 from __future__ import annotations
 
 import ipaddress
-import re
 
+from omnireduce import addresses
 from omnireduce.controller.errors import BadInputError
-
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
-
 
 def encode_int(value: int, bitwidth: int, *, what: str = "value") -> bytes:
     """The canonical bytestring of an unsigned `value` of a `bitwidth`-bit field."""
@@ -43,13 +40,14 @@ def prefix_mask(prefix_len: int, bitwidth: int) -> int:
 
 def parse_mac(text: str) -> int:
     """`02:00:00:00:00:01` (or with dashes) as a 48-bit integer."""
-    if not isinstance(text, str) or not _MAC_RE.match(text):
-        raise BadInputError(f"{text!r} is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)")
-    return int(text.replace("-", "").replace(":", ""), 16)
+    try:
+        return int.from_bytes(addresses.parse_mac(text), "big")
+    except ValueError as error:
+        raise BadInputError(str(error)) from None
 
 
 def format_mac(value: int) -> str:
-    return ":".join(f"{byte:02x}" for byte in value.to_bytes(6, "big"))
+    return addresses.format_mac(value.to_bytes(6, "big"))
 
 
 def parse_ipv4(text: str) -> int:

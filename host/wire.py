@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from omnireduce.addresses import format_mac, parse_mac
 from omnireduce.p4src import constants as C
 
 _STRUCT_CODES = {8: "B", 16: "H", 32: "I"}
@@ -115,21 +116,6 @@ _IPV4_WORDS = struct.Struct("!10H")
 _IPV4_VERSION_IHL = 0x45  # version 4, 5 words: the protocol admits no IPv4 options
 _IPV4_DONT_FRAGMENT = 0x4000
 DEFAULT_TTL = 64
-
-
-def parse_mac(text: str) -> bytes:
-    """'02:00:00:00:00:01' -> 6 bytes."""
-    parts = text.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(part) == 2 for part in parts):
-        raise ValueError(f"not a MAC address: {text!r} (expected six hex pairs like 02:00:00:00:00:01)")
-    try:
-        return bytes(int(part, 16) for part in parts)
-    except ValueError:
-        raise ValueError(f"not a MAC address: {text!r}") from None
-
-
-def format_mac(mac: bytes) -> str:
-    return ":".join(f"{byte:02x}" for byte in mac)
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ def test_usage_errors_exit_2(capsys):
     (["--repeat", "x"], "argument --repeat: 'x' is not an integer"),
     (["--frame-peer", "127.0.0.1"], "argument --frame-peer: '127.0.0.1' is not IPv4:PORT: no port"),
     (["--bind", "127.0.0.1:65536"], "argument --bind: '127.0.0.1:65536' is not IPv4[:PORT]: port 65536 is not in"),
-    (["--mac", "02:00"], "argument --mac: not a MAC address: '02:00'"),
+    (["--mac", "02:00"], "argument --mac: '02:00' is not a MAC address"),
 ])
 def test_bad_values_are_usage_errors_that_name_the_argument(capsys, extra, message):
     argv = ["--switch", "10.0.0.254", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8",
