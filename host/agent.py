@@ -7,7 +7,8 @@
 
 Every all-reduce is two tensors on the wire (docs/protocol.md section 5): a one-block scale round (tensor id t)
 that agrees on the exponent and checks that the workers agree on the tensor (host/agreement.py), then the data
-tensor (t + 1). The object keeps each slot's shadow-set bit and the tensor id across calls, so one object serves
+tensor (t + 1). A worker whose values are bad (NaN, Inf) still takes part in the scale round and announces its
+refusal there, so that every worker of the job refuses alike and the job stays usable. The object keeps each slot's shadow-set bit and the tensor id across calls, so one object serves
 a job's whole sequence of all-reduces; every worker of a job must make the same sequence of calls.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
-from .agreement import TensorClaim, check_agreement, claim_lanes
+from .agreement import Announcement, TensorClaim, announcement_lanes, check_agreement
 from .blocks import BlockPlan, as_blocks, block_count, blocks_above, nonzero_blocks, plan_blocks
 from .config import AgentConfig, TransportKind
 from .engine import RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
@@ -32,13 +33,15 @@ from .errors import (
     InputError,
     JobMismatch,
     OverflowRisk,
+    PeerRefused,
     Stalled,
     WorkerMissing,
 )
 from .quantize import (
+    check_dtype,
     check_int_sum,
-    check_values,
     dequantize,
+    describe_non_finite,
     exponent_claim,
     int_lanes,
     quantize,
@@ -127,8 +130,10 @@ class AllReduce:
     def allreduce(self, array: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
         """Sum `array` over the job's workers; returns `out` (allocated if None; may be `array` itself).
 
-        Raises InputError (nothing sent), JobMismatch or OverflowRisk (every worker refuses alike; the agent stays
-        usable), SwitchUnreachable, WorkerMissing, Stalled, DeadlineExceeded or ProtocolError (the job's switch
+        Raises InputError: a mistake in the call (dtype, `out`), raised before anything is sent; or NaN/Inf values,
+        announced in the scale round, where every other worker raises PeerRefused. InputError, PeerRefused,
+        JobMismatch and OverflowRisk are refusals of the whole job alike: nothing is aggregated and the agent stays
+        usable. SwitchUnreachable, WorkerMissing, Stalled, DeadlineExceeded or ProtocolError (the job's switch
         state is unknown: reset the job and make a new AllReduce).
         """
         if self._closed:
@@ -137,13 +142,15 @@ class AllReduce:
             raise AgentClosed(f"{self.config.name}: an earlier all-reduce failed ({self._broken}); reset the job "
                               f"(omnireduce-ctl reset) and start a new AllReduce on every worker")
         values = np.asarray(array)
-        check_values(values)
+        check_dtype(values)
         result = self._prepare_out(values, out)
         if values.size == 0:
             return result
         count = block_count(values.size)
         if count > MAX_BLOCKS:
             raise InputError(f"{values.size} values make {count} blocks; at most {MAX_BLOCKS} fit block indices")
+        # Bad values are one worker's data, not the call: they are announced, not raised here (agreement.py).
+        refusal = describe_non_finite(values)
 
         stats = Stats(blocks_total=count)
         started = time.monotonic()
@@ -153,9 +160,12 @@ class AllReduce:
         self._tensor_id = (scale_tensor + 2) % TENSOR_ID_MODULUS
         log.debug("%s: all-reduce of %d %s values (%d blocks) as tensors %d/%d", self.config.name, values.size,
                   values.dtype, count, scale_tensor, (scale_tensor + 1) % TENSOR_ID_MODULUS)
+        if refusal is not None:
+            log.warning("%s: refusing this input (%s); announcing it in the scale round of tensor %d",
+                        self.config.name, refusal, scale_tensor)
         try:
-            self._reduce(values, result, scale_tensor, stats, deadline_at)
-        except (InputError, JobMismatch, OverflowRisk) as error:
+            self._reduce(values, result, scale_tensor, stats, deadline_at, refusal)
+        except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
             log.warning("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
         except AgentError as error:
@@ -180,14 +190,20 @@ class AllReduce:
         return out
 
     def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats,
-                deadline_at: float | None) -> None:
-        """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype)."""
+                deadline_at: float | None, refusal: str | None) -> None:
+        """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype).
+
+        refusal: why this worker refuses its values (announced in the scale round, which then raises), or None.
+        """
         config = self.config
         flat = values.reshape(-1)
         count = block_count(flat.size)
         claim = TensorClaim(element_count=flat.size, dtype=values.dtype.name, slot_count=config.slots,
                             block_count=count)
-        agreed = self._scale_round(scale_tensor, claim, exponent_claim(values), stats, deadline_at)
+        announcement = Announcement(claim, config.worker_id, refusal)
+        # A refusing worker claims the smallest exponent, leaving the max to the others (nothing is sent anyway).
+        exponent = 0 if refusal is not None else exponent_claim(values)
+        agreed = self._scale_round(scale_tensor, announcement, exponent, stats, deadline_at)
         self.last_exponent = agreed
         is_float = values.dtype.kind == "f"
         data_tensor = (scale_tensor + 1) % TENSOR_ID_MODULUS
@@ -215,16 +231,19 @@ class AllReduce:
         else:
             np.copyto(result, reduced, casting="same_kind")
 
-    def _scale_round(self, tensor_id: int, claim: TensorClaim, exponent: int, stats: Stats,
+    def _scale_round(self, tensor_id: int, announcement: Announcement, exponent: int, stats: Stats,
                      deadline_at: float | None) -> int:
-        """One-block tensor on slot 0: returns the job's max exponent claim; raises JobMismatch on disagreement."""
+        """One-block tensor on slot 0: returns the job's max exponent claim.
+
+        Raises InputError (this worker refused), PeerRefused (another did) or JobMismatch (disagreement).
+        """
         plan = plan_blocks(np.ones(1, dtype=bool), self.config.slots)
         sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
         agreed = self._exchange(
-            tensor_id=tensor_id, plan=plan, lanes=big_endian_lanes(claim_lanes(claim)), result=sums,
+            tensor_id=tensor_id, plan=plan, lanes=big_endian_lanes(announcement_lanes(announcement)), result=sums,
             exponent=exponent, expected_exponent=None, stats=stats, deadline_at=deadline_at, joining=True,
         )
-        check_agreement(sums.astype(np.int32), claim, self.config.workers, tensor_id=tensor_id)
+        check_agreement(sums.astype(np.int32), announcement, self.config.workers, tensor_id=tensor_id)
         return agreed
 
     def _needs_refresh(self, count: int, tensor_id: int) -> bool:
@@ -306,8 +325,8 @@ class AllReduce:
         if join_at is not None and now >= join_at:
             raise WorkerMissing(
                 f"{name}: no result for the scale round (tensor {tensor_id}, slot 0) of job {config.job_id} within "
-                f"{config.timeouts.join} s: a worker of the job never showed up (not started, crashed, or rejected "
-                f"its input), or the switch at {config.switch_ip} ignores this worker (job not installed, wrong "
+                f"{config.timeouts.join} s: a worker of the job never showed up (not started, crashed, or refused "
+                f"its call before sending anything), or the switch at {config.switch_ip} ignores this worker (job not installed, wrong "
                 f"address/port or slot count); see the switch's drop counters"
             )
         stall_at = exchange.last_progress + config.timeouts.stall

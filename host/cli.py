@@ -21,7 +21,15 @@ from omnireduce.p4src import constants as C
 
 from .agent import AllReduce
 from .config import AgentConfig, FrameLink, Pacing, Timeouts, TransportKind
-from .errors import AgentTimeout, InputError, JobMismatch, OverflowRisk, ProtocolError, SwitchUnreachable
+from .errors import (
+    AgentTimeout,
+    InputError,
+    JobMismatch,
+    OverflowRisk,
+    PeerRefused,
+    ProtocolError,
+    SwitchUnreachable,
+)
 from .quantize import error_bound
 from .stats import Stats
 from .synthetic import synthetic_sum, synthetic_tensor
@@ -32,7 +40,7 @@ log = logging.getLogger("omnireduce.agent")
 EXIT_OK = 0
 EXIT_WRONG_RESULT = 1
 EXIT_USAGE = 2
-EXIT_REFUSED = 3   # bad input, or the job's workers disagree (nothing or no data sent)
+EXIT_REFUSED = 3   # bad input here or on another worker, or the job's workers disagree (no data sent)
 EXIT_NETWORK = 4   # switch unreachable, worker missing, stalled, deadline
 EXIT_PROTOCOL = 5  # the switch answered against the protocol
 
@@ -47,7 +55,8 @@ examples:
       --worker-addr 10.0.0.1:{C.OMNI_UDP_PORT} --mac 02:00:00:00:00:01 --switch-mac 02:00:00:00:00:fe
 
 exit status: {EXIT_OK} done, {EXIT_WRONG_RESULT} --verify found a wrong result, {EXIT_USAGE} usage error,
-{EXIT_REFUSED} refused (bad input; workers disagree on the tensor or worker count; int32 sum could overflow),
+{EXIT_REFUSED} refused (bad input, here or on another worker; workers disagree on the tensor or worker count;
+  int32 sum could overflow),
 {EXIT_NETWORK} switch unreachable / a worker never showed up / stalled / deadline, {EXIT_PROTOCOL} protocol error.
 """
 
@@ -250,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome["verify"] = verification
             if not verification["ok"]:
                 status = EXIT_WRONG_RESULT
-    except (InputError, JobMismatch, OverflowRisk) as error:
+    except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
         status, outcome["error"] = EXIT_REFUSED, f"{type(error).__name__}: {error}"
     except (SwitchUnreachable, AgentTimeout) as error:
         status, outcome["error"] = EXIT_NETWORK, f"{type(error).__name__}: {error}"

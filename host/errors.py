@@ -12,7 +12,13 @@ class AgentError(Exception):
 
 
 class InputError(AgentError, ValueError):
-    """The tensor cannot be all-reduced as given (dtype, NaN/Inf, size). Raised before anything is sent."""
+    """The tensor cannot be all-reduced as given.
+
+    A mistake in the call (dtype, `out`, size) is raised before anything is sent: it is the caller's code, which
+    every worker of the job runs alike. Bad values (NaN or Inf), which one worker's data may hold and the others'
+    not, are announced in the scale round instead (docs/protocol.md section 5): this worker raises InputError, the
+    others PeerRefused, nothing is aggregated and the job stays usable.
+    """
 
 
 class OverflowRisk(AgentError, ArithmeticError):
@@ -26,6 +32,14 @@ class JobMismatch(AgentError):
     """The job's workers disagree on the tensor (length, dtype, slot count) or on the worker count.
 
     Detected in the scale round, before any data is sent, on every worker of the job alike, so the job stays usable.
+    """
+
+
+class PeerRefused(AgentError):
+    """Another worker of the job refused its own input (NaN or Inf values) and announced it in the scale round.
+
+    Raised on every worker whose own input was fine, before any data is sent; the refusing workers raise
+    InputError. Nothing is aggregated and the job stays usable.
     """
 
 

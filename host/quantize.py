@@ -27,18 +27,36 @@ LANE_DTYPE = np.dtype(">i4")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
 
 
-def check_values(values: np.ndarray) -> None:
-    """Reject tensors the protocol cannot carry: another dtype, or NaN/Inf in a float tensor."""
+def check_dtype(values: np.ndarray) -> None:
+    """Refuse a dtype the protocol cannot carry (a mistake in the call, raised before anything is sent)."""
     if values.dtype not in SUPPORTED_DTYPES:
         raise InputError(f"dtype {values.dtype} is not supported: all-reduce float32 or int32 tensors")
-    if values.dtype.kind == "f" and values.size:
-        # max/min propagate NaN and show Inf, without a temporary the size of the tensor.
-        if not (np.isfinite(values.max()) and np.isfinite(values.min())):
-            bad = np.flatnonzero(~np.isfinite(values.reshape(-1)))
-            raise InputError(
-                f"tensor holds {bad.size} NaN/Inf value(s), first at flat index {bad[0]} "
-                f"({values.reshape(-1)[bad[0]]}); nothing was sent"
-            )
+
+
+def describe_non_finite(values: np.ndarray) -> str | None:
+    """What makes a float tensor's values unfit for fixed point (how many NaN and Inf, the first one), or None.
+
+    The agent does not raise this itself: it announces it in the scale round so that the whole job refuses alike.
+    """
+    if values.dtype.kind != "f" or not values.size:
+        return None
+    # max/min propagate NaN and show Inf, without a temporary the size of the tensor.
+    if np.isfinite(values.max()) and np.isfinite(values.min()):
+        return None
+    flat = values.reshape(-1)
+    nans = int(np.count_nonzero(np.isnan(flat)))
+    infs = int(np.count_nonzero(np.isinf(flat)))
+    first = int(np.flatnonzero(~np.isfinite(flat))[0])
+    return (f"tensor holds {nans + infs} NaN/Inf value(s) ({nans} NaN, {infs} Inf), first at flat index {first} "
+            f"({flat[first]})")
+
+
+def check_values(values: np.ndarray) -> None:
+    """Both checks at once, raising InputError: for callers outside a job (bench/bench_agent.py times them)."""
+    check_dtype(values)
+    problem = describe_non_finite(values)
+    if problem is not None:
+        raise InputError(problem)
 
 
 def largest_magnitude(values: np.ndarray) -> float | int:

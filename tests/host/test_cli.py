@@ -74,12 +74,26 @@ def test_input_file_to_output_file_and_human_report(switch, tmp_path):
         assert np.array_equal(np.load(tmp_path / f"y{worker.worker_id}.npy"), np.arange(70) * 3)
 
 
-def test_refusals_and_timeouts_have_their_exit_status(switch, tmp_path, capsys):
+def test_a_bad_input_is_refused_by_every_worker_with_its_exit_status(switch, tmp_path):
     server, workers = switch
-    bad = tmp_path / "nan.npy"
-    np.save(bad, np.array([1.0, np.nan], np.float32))
-    assert main(agent_args(server, workers[0], "--input", str(bad), "--json")) == EXIT_REFUSED
-    assert "NaN" in json.loads(capsys.readouterr().out)["error"]
+    # Worker 0's input holds a NaN: both workers refuse, each saying why, before the join timeout.
+    inputs = [tmp_path / "nan.npy", tmp_path / "good.npy"]
+    np.save(inputs[0], np.array([1.0, np.nan], np.float32))
+    np.save(inputs[1], np.array([1.0, 2.0], np.float32))
+    processes = [subprocess.Popen(AGENT + agent_args(server, w, "--input", str(path), "--json"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for w, path in zip(workers, inputs)]
+    reports = []
+    for process in processes:
+        out, err = process.communicate(timeout=15)  # well under --join-timeout 20
+        assert process.returncode == EXIT_REFUSED, err
+        reports.append(json.loads(out))
+    assert reports[0]["error"].startswith("InputError: tensor holds 1 NaN/Inf value(s) (1 NaN, 0 Inf)")
+    assert reports[1]["error"].startswith("PeerRefused: ") and "(worker 0) refused their input" in reports[1]["error"]
+
+
+def test_a_missing_worker_has_its_exit_status(switch, capsys):
+    server, workers = switch
     # Worker 1 never shows up: worker 0 gives up after --join-timeout.
     status = main(agent_args(server, workers[0], "--synthetic", "64", "--join-timeout", "0.5"))
     assert status == EXIT_NETWORK

@@ -7,9 +7,11 @@ import pytest
 from omnireduce.host.errors import InputError, OverflowRisk
 from omnireduce.host.quantize import (
     ceil_log2,
+    check_dtype,
     check_int_sum,
     check_values,
     dequantize,
+    describe_non_finite,
     error_bound,
     exponent_claim,
     quantize,
@@ -91,14 +93,28 @@ def test_int_overflow_check_is_the_protocol_rule():
         check_int_sum(BIAS + 31, 1)
 
 
-def test_check_values_rejects_nan_inf_and_other_dtypes():
+def test_check_dtype_refuses_other_dtypes():
+    check_dtype(np.zeros(3, dtype=np.float32))
+    check_dtype(np.zeros(3, dtype=np.int32))
+    with pytest.raises(InputError, match="float64 is not supported"):
+        check_dtype(np.zeros(3))
+    with pytest.raises(InputError, match="int64"):
+        check_dtype(np.zeros(3, dtype=np.int64))
+
+
+def test_non_finite_values_are_described_with_their_counts():
+    assert describe_non_finite(np.zeros(3, dtype=np.float32)) is None
+    assert describe_non_finite(np.zeros(0, dtype=np.float32)) is None
+    assert describe_non_finite(np.array([2**31 - 1], dtype=np.int32)) is None
+    values = np.array([[1, 2, np.nan], [np.inf, np.nan, -np.inf]], dtype=np.float32)
+    assert describe_non_finite(values) == ("tensor holds 4 NaN/Inf value(s) (2 NaN, 2 Inf), first at flat index 2 "
+                                           "(nan)")
+    assert "(0 NaN, 1 Inf), first at flat index 0 (-inf)" in describe_non_finite(np.array([-np.inf], np.float32))
+
+
+def test_check_values_raises_both_checks():
     check_values(np.zeros(3, dtype=np.float32))
-    check_values(np.zeros(0, dtype=np.float32))
     with pytest.raises(InputError, match="NaN/Inf.*index 2"):
         check_values(np.array([1, 2, np.nan], dtype=np.float32))
-    with pytest.raises(InputError, match="NaN/Inf"):
-        check_values(np.array([-np.inf], dtype=np.float32))
     with pytest.raises(InputError, match="float64 is not supported"):
         check_values(np.zeros(3))
-    with pytest.raises(InputError, match="int64"):
-        check_values(np.zeros(3, dtype=np.int64))
