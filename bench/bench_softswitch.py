@@ -160,33 +160,49 @@ def bmv2_side(args, raw_json: Path, trace: Trace, reference: Reference) -> dict:
         return {"skipped": f"the softswitch sent {len(ours)} frames out of port {port}: BMv2 is timed between "
                            "its first and last output frame, so at least 2 are needed"}
     producing = [index for (out_port, _), index in zip(reference.outputs, reference.output_inputs) if out_port == port]
+    # BMv2 drops what does not fit its egress queue (64 packets unless set): on this trace its egress thread, which
+    # handles 4 multicast copies per completed round, falls behind its ingress thread when logging is off.
+    queue_depth = None if args.bmv2_queue_depth == 0 else args.bmv2_queue_depth or max(64, len(ours))
+    frames = [frame for _, frame in trace.batch]
     runs = []
     for level in args.bmv2_log_level:
         settings = Bmv2Settings(simple_switch, cli, wait_seconds=args.bmv2_wait,
-                                log_level=None if level == "default" else level, queue_depth=args.bmv2_queue_depth,
+                                log_level=None if level == "default" else level, queue_depth=queue_depth,
                                 deadline_seconds=args.bmv2_deadline)
-        try:
-            run = replay(raw_json, port, [frame for _, frame in trace.batch], trace.ops, len(ours), settings)
-        except Bmv2Error as error:
-            runs.append({"log_level": level, "error": str(error)})
-            continue
-        result = {
-            "log_level": level,
-            "command": " ".join(run.command),
-            "complete": run.complete,
-            "timed_inputs": producing[-1] - producing[0],
-            "span_s": run.span_seconds,
-            "pps_wall": None,
-            "cpu_s": run.cpu_seconds,
-            "pps_cpu": round(len(trace.batch) / run.cpu_seconds) if run.cpu_seconds else None,
-            "poll_s_to_complete": run.poll_seconds_to_complete,
-            "extra_frames_out": run.extra_outputs,
-            "outputs": compare_outputs(ours, [record.frame for record in run.outputs]),
-        }
-        if run.complete and run.span_seconds:
-            result["pps_wall"] = round(rate_between(producing[0], producing[-1], run.span_seconds))
-        runs.append(result)
+        attempts = []
+        for _ in range(args.bmv2_repeat):
+            try:
+                run = replay(raw_json, port, frames, trace.ops, len(ours), settings)
+            except Bmv2Error as error:
+                attempts.append({"log_level": level, "error": str(error)})
+                break
+            attempts.append(describe_bmv2_run(run, level, queue_depth, producing, ours))
+        # The best complete run, as for the softswitch; else the last one, which says what went wrong.
+        complete = [a for a in attempts if a.get("pps_wall")]
+        best = dict(max(complete, key=lambda a: a["pps_wall"]) if complete else attempts[-1])
+        best["attempts_pps_wall"] = [a.get("pps_wall") for a in attempts]
+        runs.append(best)
     return {"runs": runs}
+
+
+def describe_bmv2_run(run, level: str, queue_depth: int | None, producing: list[int], ours: list[bytes]) -> dict:
+    result = {
+        "log_level": level,
+        "command": " ".join(run.command),
+        "egress_queue_depth": queue_depth or "BMv2 default (64)",
+        "complete": run.complete,
+        "timed_inputs": producing[-1] - producing[0],
+        "span_s": run.span_seconds,
+        "pps_wall": None,
+        "cpu_s": run.cpu_seconds,
+        "pps_cpu": round((producing[-1] + 1) / run.cpu_seconds) if run.cpu_seconds else None,
+        "poll_s_to_complete": run.poll_seconds_to_complete,
+        "extra_frames_out": run.extra_outputs,
+        "outputs": compare_outputs(ours, [record.frame for record in run.outputs]),
+    }
+    if run.complete and run.span_seconds:
+        result["pps_wall"] = round(rate_between(producing[0], producing[-1], run.span_seconds))
+    return result
 
 
 def run(args) -> dict:
@@ -245,10 +261,10 @@ def table(result: dict) -> str:
         f"trace     {trace['frames_in']} frames in on port(s) {trace['ports_in']} ({trace['distinct_frames']} distinct, "
         f"up to {trace['largest_frame_bytes']} B{lanes}); softswitch sends {trace['frames_out']} frames out",
         "",
-        f"{'switch':28} {'timed':34} {'seconds':>8} {'packets/s':>10} {'frames out':>11}  same output as softswitch",
-        f"{'softswitch':28} {'CPU, best of ' + str(soft['repeats']):34} {soft['cpu_s']:8.3f} {soft['pps_cpu']:10d} "
+        f"{'switch':28} {'timed':40} {'seconds':>8} {'packets/s':>10} {'frames out':>11}  same output as softswitch",
+        f"{'softswitch':28} {'CPU, best of ' + str(soft['repeats']):40} {soft['cpu_s']:8.3f} {soft['pps_cpu']:10d} "
         f"{trace['frames_out']:11d}",
-        f"{'softswitch':28} {'wall, best of ' + str(soft['repeats']):34} {soft['wall_s']:8.3f} {soft['pps_wall']:10d}",
+        f"{'softswitch':28} {'wall, best of ' + str(soft['repeats']):40} {soft['wall_s']:8.3f} {soft['pps_wall']:10d}",
     ]
     bmv2 = result["bmv2"]
     if "skipped" in bmv2:
@@ -263,14 +279,15 @@ def table(result: dict) -> str:
                 else "same frames, other order" if outputs["same_frames_any_order"]
                 else f"NO (first difference at output {outputs['first_difference_at']})")
         if not run["complete"]:
-            same += " (INCOMPLETE: deadline reached)"
+            same += f" (INCOMPLETE: {outputs['softswitch_frames'] - outputs['bmv2_frames']} frames missing)"
         if run["extra_frames_out"]:
             same += f" (+{run['extra_frames_out']} extra frames)"
         span = f"{run['span_s']:8.3f}" if run["span_s"] else f"{'-':>8}"
         pps = f"{run['pps_wall']:10d}" if run["pps_wall"] else f"{'-':>10}"
-        lines.append(f"{name:28} {'wall, first to last output frame':34} {span} {pps} {outputs['bmv2_frames']:11d}  {same}")
+        timed = f"wall, 1st to last frame out, best of {len(run['attempts_pps_wall'])}"
+        lines.append(f"{name:28} {timed:40} {span} {pps} {outputs['bmv2_frames']:11d}  {same}")
         if run["cpu_s"]:
-            lines.append(f"{name:28} {'CPU, all threads':34} {run['cpu_s']:8.3f} {run['pps_cpu']:10d}")
+            lines.append(f"{name:28} {'CPU, all threads, same run':40} {run['cpu_s']:8.3f} {run['pps_cpu']:10d}")
     for level, ratio in result["softswitch_over_bmv2"].items():
         against = "BMv2" if level == "default" else f"BMv2 -L {level}"
         cpu = f", CPU/CPU {ratio['cpu']}x" if ratio["cpu"] else ""
@@ -295,11 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bmv2-log-level", action="append", metavar="LEVEL",
                         help="one BMv2 run per use: 'default' (no -L), or a -L level such as off, info, trace "
                              f"(default: {' and '.join(DEFAULT_LOG_LEVELS)}); never a console log")
+    parser.add_argument("--bmv2-repeat", type=int, default=2,
+                        help="BMv2 runs per log level; the best complete one is reported (default 2)")
     parser.add_argument("--bmv2-wait", type=int, default=5,
                         help="seconds simple_switch waits before reading its input file; its configuration through "
                              "simple_switch_CLI must be done by then (default 5)")
     parser.add_argument("--bmv2-queue-depth", type=int, default=None,
-                        help="egress queue depth in packets for BMv2 (default: BMv2's own, 64)")
+                        help="BMv2's egress queue depth in packets (set_queue_depth). Default: as many as the frames "
+                             "expected out, so that none is dropped for a full queue; 0: BMv2's own default, 64, "
+                             "with which it drops frames on this trace")
     parser.add_argument("--bmv2-deadline", type=float, default=300.0,
                         help="seconds BMv2 has to send all its frames once it starts reading (default 300)")
     parser.add_argument("--simple-switch", default="simple_switch", help=argparse.SUPPRESS)
@@ -308,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the results as JSON to PATH (and print the table), or alone to stdout "
                              "instead of the table when no PATH is given")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.blocks < 1 or args.packets < 0 or args.bmv2_wait < 1:
-        parser.error("--repeat, --blocks and --bmv2-wait must be positive, --packets not negative")
+    if args.repeat < 1 or args.blocks < 1 or args.bmv2_wait < 1 or args.bmv2_repeat < 1 or args.packets < 0 or (args.bmv2_queue_depth or 0) < 0:
+        parser.error("--repeat, --blocks, --bmv2-wait and --bmv2-repeat must be positive, --packets and --bmv2-queue-depth not negative")
     if not args.json.is_file():
         parser.error(f"--json {args.json}: no such file")
     args.bmv2_log_level = args.bmv2_log_level or list(DEFAULT_LOG_LEVELS)

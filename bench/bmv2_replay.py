@@ -45,6 +45,7 @@ class Bmv2Settings:
     log_level: str | None = None  # -L LEVEL; None leaves BMv2's default. No console or file log either way.
     queue_depth: int | None = None  # egress queue depth in packets (set_queue_depth); None leaves BMv2's 64
     deadline_seconds: float = 300.0  # for the output to reach the expected count, from the end of the wait
+    stall_seconds: float = 10.0  # no new output frame for this long after the first: BMv2 is done (short)
     poll_seconds: float = 0.02
     settle_seconds: float = 0.3  # after the expected count: how long to keep looking for extra frames
 
@@ -194,14 +195,17 @@ def _collect(process: subprocess.Popen, out_path: Path, run: Bmv2Run, log_path: 
     tail = PcapTail(out_path)
     # BMv2 starts reading after its wait, counted from its own start-up (a little after `configured_at`).
     deadline = time.monotonic() + settings.wait_seconds + settings.deadline_seconds
-    first_seen = None
+    first_seen = last_growth = None
+    count = 0
     cpu_before = process_cpu_seconds(process.pid)  # BMv2 is idle until its wait is over
     try:
         while True:
-            count = tail.poll()
+            previous, count = count, tail.poll()
             now = time.monotonic()
             if count and first_seen is None:
                 first_seen = now
+            if count != previous:
+                last_growth = now
             if count >= run.expected_outputs:
                 run.complete = True
                 run.cpu_seconds = process_cpu_seconds(process.pid) - cpu_before
@@ -210,6 +214,10 @@ def _collect(process: subprocess.Popen, out_path: Path, run: Bmv2Run, log_path: 
             if now > deadline:
                 log.warning("BMv2 (%s) sent %d of %d frames before the deadline", settings.label, count,
                             run.expected_outputs)
+                break
+            if last_growth is not None and now - last_growth > settings.stall_seconds:
+                log.warning("BMv2 (%s) sent %d of %d frames, then nothing for %.0f s", settings.label, count,
+                            run.expected_outputs, settings.stall_seconds)
                 break
             if process.poll() is not None:
                 raise Bmv2Error(f"simple_switch exited with {process.returncode}: {_tail(log_path)}")
