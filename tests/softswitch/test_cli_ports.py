@@ -20,6 +20,7 @@ from switch_helpers import ethernet, program_json
 from omnireduce.softswitch.cli import SwitchConfig, main, parse_args, setup
 from omnireduce.softswitch.pcap import read_pcap
 from omnireduce.softswitch.ports import parse_port_spec
+from tests.polling import wait_until
 
 TIMEOUT = 5.0
 
@@ -53,6 +54,8 @@ def test_udp_port_answers_the_sender(reflector, tmp_path):
     reply, source = client.recvfrom(65535)
     assert source == address
     assert reply == bytes([0, 0, 1, 0]) + frame
+    # The loop counts a frame as sent once sendto() returned, which can be after the client already has it.
+    wait_until(lambda: reflector.loop.stats["tx"] == 1, TIMEOUT, "the switch to count its reply")
     assert reflector.loop.stats["rx"] == 1 and reflector.loop.stats["tx"] == 1
     reflector.stop()
     assert read_pcap(tmp_path / "port1_in.pcap") == [frame]
