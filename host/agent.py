@@ -8,8 +8,9 @@
 Every all-reduce is two tensors on the wire (docs/protocol.md section 5): a one-block scale round (tensor id t)
 that agrees on the exponent and checks that the workers agree on the tensor (host/agreement.py), then the data
 tensor (t + 1). A worker whose values are bad (NaN, Inf) still takes part in the scale round and announces its
-refusal there, so that every worker of the job refuses alike and the job stays usable. The object keeps each slot's shadow-set bit and the tensor id across calls, so one object serves
-a job's whole sequence of all-reduces; every worker of a job must make the same sequence of calls.
+refusal there, so that every worker of the job refuses alike and the job stays usable. The object keeps each
+slot's shadow-set bit and the tensor id across calls, so one object serves a job's whole sequence of all-reduces;
+every worker of a job must make the same sequence of calls.
 """
 
 from __future__ import annotations
@@ -326,8 +327,8 @@ class AllReduce:
             raise WorkerMissing(
                 f"{name}: no result for the scale round (tensor {tensor_id}, slot 0) of job {config.job_id} within "
                 f"{config.timeouts.join} s: a worker of the job never showed up (not started, crashed, or refused "
-                f"its call before sending anything), or the switch at {config.switch_ip} ignores this worker (job not installed, wrong "
-                f"address/port or slot count); see the switch's drop counters"
+                f"its call before sending anything), or the switch at {config.switch_ip} ignores this worker (job not "
+                f"installed, wrong address/port or slot count); see the switch's drop counters"
             )
         stall_at = exchange.last_progress + config.timeouts.stall
         if join_at is None and now >= stall_at:
