@@ -55,15 +55,33 @@ def remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+# Workers of a job refuse a bad all-reduce together (docs/protocol.md section 5): when one fails, the others
+# usually exit within moments, and the one to report is the cause, not a peer that merely saw it.
+PEER_EXIT_GRACE_S = 2.0
+PEER_REFUSAL = "PeerRefused"
+
+
+def first_cause(agents: Sequence[tuple[WorkerPlace, ManagedProcess]], grace_until: float) -> str:
+    """The failure to report once some agent failed: after waiting (until `grace_until` at most) for the others to
+    exit, the first failed worker whose own error is not a peer's refusal, else the first failed worker."""
+    running = [process for _worker, process in agents if process.returncode is None]
+    while running and time.monotonic() < grace_until:
+        wait_for_any_exit(running, grace_until - time.monotonic())
+        running = [process for process in running if process.returncode is None]
+    failures = [agent_failure(worker, process) for worker, process in agents if process.returncode not in (None, 0)]
+    causes = [failure for failure in failures if PEER_REFUSAL not in failure] or failures
+    others = len(failures) - 1
+    return causes[0] + (f" ({others} other worker(s) failed too)" if others else "")
+
+
 def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float,
                  timeout_s: float, kill_switch_at: float | None = None) -> None:
     """Wait until every agent has exited 0; raise RunFailed at the first agent failure, switch death or deadline."""
     while True:
         if switch.returncode is not None:
             raise RunFailed(switch_failure(switch))
-        for worker, process in agents:
-            if process.returncode not in (None, 0):
-                raise RunFailed(agent_failure(worker, process))
+        if any(process.returncode not in (None, 0) for _worker, process in agents):
+            raise RunFailed(first_cause(agents, min(deadline, time.monotonic() + PEER_EXIT_GRACE_S)))
         running = [process for _worker, process in agents if process.returncode is None]
         if not running:
             return
