@@ -1,7 +1,7 @@
 """omnireduce.softswitch: an embedded software v1model target that runs the BMv2 JSON p4c-bm2-ss compiles.
 
 - device.py: the Device API (pipeline, tables, counters, registers, PRE, process_packet); see
-  briefs/softswitch_api.md. engine.py: the simple_switch packet path (clones, resubmit, recirculate).
+  docs/softswitch.md. engine.py: the simple_switch packet path (clones, resubmit, recirculate).
 - program.py (typed view of the JSON), phv.py (PHV layout), pipeline.py (compile a program), codegen/ (JSON
   -> generated Python: expressions, actions, parser, controls, deparser, checksums), tables.py, state.py,
   pre.py, hashes.py.

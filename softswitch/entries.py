@@ -1,4 +1,4 @@
-"""Table entries as the Device and its P4Runtime server exchange them (see briefs/softswitch_api.md).
+"""Table entries as the Device and its P4Runtime server exchange them (see docs/softswitch.md).
 
 All names are BMv2-JSON names (fully qualified, e.g. "MyIngress.workers"); values are plain ints.
 """

@@ -1,7 +1,7 @@
 """A synthetic omnireduce pipeline for controller tests: P4Info and matching BMv2 JSON built from the plan.
 
 Used only where the compiled program (p4src/build/omnireduce.{p4info.txtpb,json}) is not there yet; the P4Info
-has the entity names of briefs/p4names.md and the sizes of the generated constants, and the JSON agrees with it in
+has the entity names of p4src/ (controller/program.py) and the sizes of the generated constants, and the JSON agrees with it in
 everything a P4Runtime server cross-checks. The controller's names come from controller/program.py, so a test on
 this pipeline exercises exactly the code paths the real one does.
 """
