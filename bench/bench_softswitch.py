@@ -301,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=default_json, help=f"BMv2 JSON (default {default_json})")
     parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the device to configure and "
                                          "returning [(port, frame), ...] (default: the built-in one for --json)")
-    parser.add_argument("--blocks", type=int, default=5120,
-                        help="blocks per worker in the recorded all-reduce (omnireduce.json; default 5120, about "
-                             "19,000 frames)")
+    parser.add_argument("--blocks", type=int, default=6144,
+                        help="blocks per worker in the recorded all-reduce (omnireduce.json; default 6144, about "
+                             "23,000 frames)")
     parser.add_argument("--packets", type=int, default=0,
                         help="frames per run, cycling the generator's frames (default 0: each recorded frame once; "
                              f"{STATELESS_PACKETS} for the stateless test programs)")
@@ -314,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default: {' and '.join(DEFAULT_LOG_LEVELS)}); never a console log")
     parser.add_argument("--bmv2-repeat", type=int, default=2,
                         help="BMv2 runs per log level; the best complete one is reported (default 2)")
-    parser.add_argument("--bmv2-wait", type=int, default=5,
+    parser.add_argument("--bmv2-wait", type=int, default=3,
                         help="seconds simple_switch waits before reading its input file; its configuration through "
-                             "simple_switch_CLI must be done by then (default 5)")
+                             "simple_switch_CLI must be done by then (default 3)")
     parser.add_argument("--bmv2-queue-depth", type=int, default=None,
                         help="BMv2's egress queue depth in packets (set_queue_depth). Default: as many as the frames "
                              "expected out, so that none is dropped for a full queue; 0: BMv2's own default, 64, "

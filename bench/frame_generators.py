@@ -48,7 +48,7 @@ def tables_frames(device) -> Frames:
     return [(BENCH_PORT, _ethernet(0x88B6) + probe)]
 
 
-def omnireduce_frames(device, workers: int = 4, slots: int = 8, blocks: int = 5120, density: float = 0.5) -> Frames:
+def omnireduce_frames(device, workers: int = 4, slots: int = 8, blocks: int = 6144, density: float = 0.5) -> Frames:
     """p4src/build/omnireduce.json: the frames of one all-reduce of `blocks` blocks of LANES lanes (a fraction
     `density` of them non-zero), recorded on a scratch switch and replayed.
 
