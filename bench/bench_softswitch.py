@@ -299,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_json = PROJECT_JSON if PROJECT_JSON.exists() else TEST_BUILD / "arith_test.json"
     parser.add_argument("--json", type=Path, default=default_json, help=f"BMv2 JSON (default {default_json})")
-    parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the device to configure and "
-                                         "returning [(port, frame), ...] (default: the built-in one for --json)")
+    parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the device to configure (a "
+                                         "recorder offering table_insert, table_set_default, mc_group_insert, "
+                                         "register_write, process_packet) and returning [(port, frame), ...] "
+                                         "(default: the built-in one for --json, see bench/frame_generators.py)")
     parser.add_argument("--blocks", type=int, default=6144,
                         help="blocks per worker in the recorded all-reduce (omnireduce.json; default 6144, about "
                              "23,000 frames)")
