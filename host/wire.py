@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from omnireduce.addresses import format_mac, parse_mac
+from omnireduce.addresses import parse_mac
 from omnireduce.p4src import constants as C
 
 _STRUCT_CODES = {8: "B", 16: "H", 32: "I"}

@@ -9,7 +9,6 @@ the venv's packages; the plan then travels as JSON.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from dataclasses import asdict
 from typing import Any

@@ -1,7 +1,9 @@
-"""The tests' one way to wait: poll a condition until it holds or a deadline passes (never a fixed sleep)."""
+"""The tests' one way to wait (poll a condition until it holds or a deadline passes, never a fixed sleep) and to stop
+what they started."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Callable
 
@@ -20,3 +22,15 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout:g} s")
         time.sleep(POLL_INTERVAL_S)
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop a process a test started: SIGTERM, then SIGKILL if it has not exited after `grace_s` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

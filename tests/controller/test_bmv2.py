@@ -25,6 +25,7 @@ from omnireduce.controller.switch import Switch
 
 from tests.controller.conftest import free_tcp_port
 from tests.controller.helpers import assert_slots_clean, dirty_slots, make_job, run_ctl, switch_state
+from tests.polling import stop_process
 
 pytestmark = [
     pytest.mark.bmv2,
@@ -60,12 +61,7 @@ def bmv2_server(tmp_path: Path, pipeline_files: PipelineFiles) -> Iterator[Bmv2]
     try:
         yield Bmv2(f"127.0.0.1:{grpc_port}", thrift_port, pipeline_files)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

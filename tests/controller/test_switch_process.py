@@ -18,6 +18,7 @@ from omnireduce.controller.errors import EXIT_OK
 
 from tests.controller.conftest import free_tcp_port
 from tests.controller.helpers import run_ctl as run
+from tests.polling import stop_process
 
 SWITCH = Path(sys.executable).parent / "omnireduce-switch"
 
@@ -34,12 +35,7 @@ def switch_process(tmp_path: Path) -> Iterator[str]:
     try:
         yield address
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

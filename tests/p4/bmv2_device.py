@@ -30,7 +30,6 @@ from omnireduce.controller.entities import (
     Exact,
     Lpm,
     MulticastGroupEntry,
-    RegisterEntry,
     Replica,
     TableEntry,
 )
@@ -38,7 +37,7 @@ from omnireduce.controller.p4info import P4InfoIndex
 from omnireduce.controller.registers import ThriftRegisters
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
-from tests.polling import wait_until
+from tests.polling import stop_process, wait_until
 
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
@@ -180,13 +179,8 @@ class Bmv2Device:
                 self.switch.close()
             except grpc.RpcError:
                 pass
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.namespace.delete()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
