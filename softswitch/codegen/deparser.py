@@ -32,6 +32,14 @@ def compile_deparser(ctx: CompileContext, codecs: dict[str, HeaderCodec]) -> Cal
     return ctx.ns.globals["deparse"]
 
 
+def _checksum_target(ctx: CompileContext, ck):
+    """What verifying and updating checksum `ck` both need: its calculation function, the target field's spec and
+    PHV slot, and an expression compiler for its condition."""
+    header, fname = ck.target
+    return (calculation_function(ctx, ck.calculation), ctx.program.field_spec(header, fname),
+            ctx.layout.slot(header, fname), ExpressionCompiler(ctx.program, ctx.layout, where=f"checksum {ck.name}"))
+
+
 def compile_checksums(ctx: CompileContext) -> tuple[Callable[[list, bytes], int], Callable[[list, bytes], None]]:
     """(verify(F, payload) -> 1 if any verified checksum is wrong else 0, update(F, payload))."""
     program, layout = ctx.program, ctx.layout
@@ -41,12 +49,9 @@ def compile_checksums(ctx: CompileContext) -> tuple[Callable[[list, bytes], int]
         for ck in program.checksums:
             if not ck.verify:
                 continue
-            fn = calculation_function(ctx, ck.calculation)
-            header, fname = ck.target
-            spec = program.field_spec(header, fname)
-            slot = layout.slot(header, fname)
-            exprs = ExpressionCompiler(program, layout, where=f"checksum {ck.name}")
+            fn, spec, slot, exprs = _checksum_target(ctx, ck)
             tests = []
+            header = ck.target[0]
             if not program.headers[header].metadata:
                 tests.append(f"F[{layout.valid_slot(header)}]")
             if ck.if_cond is not None:
@@ -60,11 +65,7 @@ def compile_checksums(ctx: CompileContext) -> tuple[Callable[[list, bytes], int]
         for ck in program.checksums:
             if not ck.update:
                 continue
-            fn = calculation_function(ctx, ck.calculation)
-            header, fname = ck.target
-            spec = program.field_spec(header, fname)
-            slot = layout.slot(header, fname)
-            exprs = ExpressionCompiler(program, layout, where=f"checksum {ck.name}")
+            fn, spec, slot, exprs = _checksum_target(ctx, ck)
             value = store_code(Expr(f"{fn}(F, PL)", "data"), spec.width, spec.signed)
             if ck.if_cond is not None:
                 with w.block(f"if {exprs.compile_bool(ck.if_cond)}:"):

@@ -59,7 +59,7 @@ control Aggregation(inout headers_t hdr,
         worker_bitmap_t held_contributed;
         worker_bitmap_t held_unacked;
         worker_bitmap_t other_unacked;
-        exponent_t      held_exponent;
+        exponent_t      held_exponent = 0;
         block_index_t   held_next;
         tensor_id_t     held_slot_tensor;
         bool            accepted = false;
@@ -95,7 +95,8 @@ control Aggregation(inout headers_t hdr,
                     round_contributed.write(meta.round_index, held_contributed | meta.worker_bit);
                     round_exponent.read(held_exponent, meta.round_index);
                     if (hdr.omni.exponent > held_exponent) {
-                        round_exponent.write(meta.round_index, hdr.omni.exponent);
+                        held_exponent = hdr.omni.exponent;
+                        round_exponent.write(meta.round_index, held_exponent);
                     }
                     accepted = true;
                 }
@@ -116,7 +117,8 @@ control Aggregation(inout headers_t hdr,
                     round_block.write(meta.round_index, hdr.omni.block_index);
                     round_contributed.write(meta.round_index, meta.worker_bit);
                     round_unacked.write(meta.round_index, 0);
-                    round_exponent.write(meta.round_index, hdr.omni.exponent);
+                    held_exponent = hdr.omni.exponent;
+                    round_exponent.write(meta.round_index, held_exponent);
                     lanes_store();
                     accepted = true;
                 }
@@ -137,7 +139,7 @@ control Aggregation(inout headers_t hdr,
                     round_next.write(meta.round_index, meta.min_next);
                     round_unacked.write(meta.round_index,
                         (worker_bitmap_t)((((bit<64>)1) << meta.worker_count) - 1));
-                    round_exponent.read(held_exponent, meta.round_index);
+                    // held_exponent is the round's max exponent, including this packet's claim.
                     make_result(meta.min_next, held_exponent);
                     meta.outcome = OUTCOME_RESULT;
                 } else {
