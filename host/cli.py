@@ -226,8 +226,8 @@ def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
         f"blocks sent        {stats.blocks_sent} of {stats.blocks_total} ({sent_share:.1%})\n"
         f"packets sent/recv  {stats.packets_sent} / {stats.packets_received}\n"
         f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MB/s sent)\n"
-        f"acks / requests    {stats.acks_sent} (+{stats.acks_resent} repeated) / {stats.requests_sent}\n"
         f"retransmissions    {stats.retransmissions}\n"
+        f"requests / repairs {stats.requests_sent} / {stats.repairs_sent} sent, {stats.repairs_received} received\n"
         f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
         f"time               {stats.elapsed_s:.3f} s\n"
     )

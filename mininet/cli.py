@@ -81,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                         help="seed of the generated inputs (default 0)")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
-                        help=f"limit for the run from the switch's start to the last agent's exit "
-                             f"(default {defaults.timeout:g})")
+                        help="limit for the run from the switch's start to the last agent's exit (default: none; "
+                             "a run that stops progressing ends anyway: every agent gives up after 10 s without a "
+                             "result, or 30 s without its peers joining, and says which)")
+    parser.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
+                        help="fault injection (loopback): the softswitch loses each frame in or out with "
+                             "probability P, seeded by --seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR",
                         help="keep inputs, outputs, logs and the switch's counters in DIR")
@@ -97,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TestbedConfig:
     return TestbedConfig(workers=args.workers, switch=args.switch, net=args.net, size=args.size,
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
-                         seed=args.seed, timeout=args.timeout, keep_logs=args.keep_logs, fault=args.fault)
+                         seed=args.seed, timeout=args.timeout, loss=args.loss, keep_logs=args.keep_logs,
+                         fault=args.fault)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -65,7 +65,9 @@ class TestbedConfig:
     """One testbed run: `jobs` jobs of `workers` workers each, all-reducing one tensor per worker concurrently.
 
     Job j owns slots [j*slots, (j+1)*slots) of the switch. `timeout` bounds the all-reduce (agents started to
-    every agent done); setup and teardown have their own deadlines. `keep_logs`: write inputs, outputs and logs
+    every agent done); None (the default) sets no bound on a run that progresses: the agents themselves stop when no
+    result arrives for their stall limit or a worker never joins, so a large tensor never fails only because it is
+    large. Setup and teardown have their own deadlines. `keep_logs`: write inputs, outputs and logs
     there and keep them (else a temporary directory, removed at the end).
     """
 
@@ -79,7 +81,9 @@ class TestbedConfig:
     jobs: int = 1
     slots: int = 16
     seed: int = 0
-    timeout: float = 60.0
+    timeout: float | None = None
+    #: probability that the switch loses a frame on its way in or out (loopback softswitch only)
+    loss: float = 0.0
     keep_logs: Path | None = None
     fault: Fault | None = None
 
@@ -106,8 +110,12 @@ class TestbedConfig:
             problems.append(f"--density must be in [0, 1], got {self.density}")
         if self.dtype not in SUPPORTED_DTYPES:
             problems.append(f"--dtype must be one of {', '.join(SUPPORTED_DTYPES)}, got {self.dtype!r}")
-        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
             problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not 0.0 <= self.loss < 1.0:
+            problems.append(f"--loss must be in [0, 1), got {self.loss}")
+        elif self.loss and self.net is not NetKind.LOOPBACK:
+            problems.append("--loss is the loopback softswitch's fault injection; on Mininet use tc netem")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
             problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
         if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT and self.dtype != "float32":
@@ -157,8 +165,8 @@ class Traffic:
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """One job: its workers, the traffic measured at its ports, and what the loss-free and the dense exchanges
-    would have put on the wire. `counters`: the job's counters (contributions, results, replays, acks: packets)."""
+    """One job: its workers, the traffic measured at its ports, and what the loss-free, the ideal and the dense
+    exchanges would have put on the wire. `counters`: the job's counters (contributions, results, replays, forwards: packets)."""
 
     job_id: int
     slot_base: int
@@ -168,8 +176,17 @@ class JobOutcome:
     expected: Exchange
     dense: Exchange
     counters: Mapping[str, int] = field(default_factory=dict)
+    #: the ideal exchange (non-zero blocks only; docs/performance.md), None where not computed
+    ideal: Exchange | None = None
     blocks: int = 0  # blocks of the tensor
     nonzero_blocks: int = 0  # blocks non-zero in at least one worker's input
+    nonzero_per_worker: tuple[int, ...] = ()  # each worker's non-zero blocks, by worker id
+
+    def packets_per_block(self) -> list[float]:
+        """Per worker: packets it sent per non-zero block it contributed (first round, scale and closing rounds and
+        any recovery included), the efficiency measure of docs/performance.md; inf for a worker with none."""
+        return [float(worker.stats.get("packets_sent", 0)) / nonzero if nonzero else float("inf")
+                for worker, nonzero in zip(self.workers, self.nonzero_per_worker)]
 
     @property
     def ok(self) -> bool:

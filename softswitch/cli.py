@@ -24,6 +24,7 @@ from omnireduce import argtypes
 
 from .device import Device
 from .errors import DeviceError
+from .faults import LossyDevice, random_loss
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
 
 log = logging.getLogger("omnireduce.softswitch")
@@ -40,6 +41,9 @@ class SwitchConfig:
     p4info_path: Path | None = None
     pcap_dir: Path | None = None
     dump_code_dir: Path | None = None
+    #: probability that a frame is lost on its way into, or out of, the pipeline (fault injection; 0: none)
+    loss: float = 0.0
+    loss_seed: int = 0
 
 
 @dataclass(slots=True)
@@ -95,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pcap", type=Path, metavar="DIR", help="write portN_in.pcap/portN_out.pcap captures into DIR")
     p.add_argument("--dump-code", type=Path, metavar="DIR",
                    help="write the Python generated from the JSON into DIR (debugging)")
+    p.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
+                   help="fault injection: lose each frame entering or leaving the pipeline with probability P "
+                        "(independently, both directions; default 0)")
+    p.add_argument("--loss-seed", type=int, default=0, metavar="N", help="seed of --loss (default 0)")
     p.add_argument("--log-level", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
                    help="log level (default info)")
@@ -123,6 +131,8 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         p4info_path=args.p4info,
         pcap_dir=args.pcap,
         dump_code_dir=args.dump_code,
+        loss=args.loss,
+        loss_seed=args.loss_seed,
     )
     return config, args.log_level
 
@@ -170,7 +180,9 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     try:
         for spec in config.ports:
             opened.append(open_port(spec))
-        loop = PacketLoop(device, opened, config.pcap_dir)
+        # Loss sits between the ports and the pipeline, as on a lossy link; the P4Runtime server sees the device.
+        lossy = LossyDevice(device, random_loss(config.loss, config.loss_seed)) if config.loss else device
+        loop = PacketLoop(lossy, opened, config.pcap_dir)
     except Exception:
         for port in opened:
             port.close()

@@ -15,6 +15,8 @@ from omnireduce.testbed.provision import controller_jobs, plan_from_json, plan_t
 
 def test_default_config_is_valid():
     assert TestbedConfig().problems() == []
+    # No fixed limit by default: a run ends when it is done or stops progressing (the agents' stall limits).
+    assert TestbedConfig().timeout is None
 
 
 @pytest.mark.parametrize("config,needle", [
@@ -26,6 +28,8 @@ def test_default_config_is_valid():
     (TestbedConfig(jobs=10, workers=30), "253"),
     (TestbedConfig(dtype="int32", fault=Fault(FaultKind.NAN_INPUT)), "float32"),
     (TestbedConfig(timeout=0), "--timeout"),
+    (TestbedConfig(loss=1.0), "--loss"),
+    (TestbedConfig(loss=0.01, net=NetKind.MININET), "tc netem"),
 ])
 def test_bad_configs_name_their_problem(config, needle):
     problems = config.problems()
