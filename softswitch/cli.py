@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omnireduce import argtypes
 
+from .backend import BACKEND_ENV, BACKENDS, default_backend
 from .device import Device
 from .errors import DeviceError
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
@@ -40,6 +41,7 @@ class SwitchConfig:
     p4info_path: Path | None = None
     pcap_dir: Path | None = None
     dump_code_dir: Path | None = None
+    backend: str = "auto"
 
 
 @dataclass(slots=True)
@@ -94,7 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--p4info", type=Path, help="P4Info (text format) of JSON, to serve it before any client pushes one")
     p.add_argument("--pcap", type=Path, metavar="DIR", help="write portN_in.pcap/portN_out.pcap captures into DIR")
     p.add_argument("--dump-code", type=Path, metavar="DIR",
-                   help="write the Python generated from the JSON into DIR (debugging)")
+                   help="write the Python (and, on the native backend, the C) generated from the JSON into DIR "
+                        "(debugging)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="packet pipeline: native (the program compiled to C at load, cached), python (the "
+                        f"reference), or auto: native where it can be built, else python (default: ${BACKEND_ENV} "
+                        "or auto); the log says which runs and why")
     p.add_argument("--log-level", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
                    help="log level (default info)")
@@ -123,6 +130,7 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         p4info_path=args.p4info,
         pcap_dir=args.pcap,
         dump_code_dir=args.dump_code,
+        backend=args.backend or default_backend(),
     )
     return config, args.log_level
 
@@ -153,7 +161,8 @@ def dump_generated_code(device: Device, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for part, source in device.generated_sources().items():
         name = "".join(ch if ch.isalnum() else "_" for ch in part.strip("<>")).strip("_")
-        (directory / f"{name}.py").write_text(source)
+        suffix = ".c" if part == "<native>" else ".py"
+        (directory / f"{name}{suffix}").write_text(source)
     log.info("generated code written to %s", directory)
 
 
@@ -161,7 +170,7 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     """Build and start a switch from a command line (or a ready config); raises on failure."""
     if config is None:
         config, _ = parse_args(argv)
-    device = Device(name=f"switch{config.device_id}")
+    device = Device(name=f"switch{config.device_id}", backend=config.backend)
     if config.json_path is not None:
         device.load_pipeline(config.json_path.read_bytes())
         if config.dump_code_dir is not None:

@@ -289,7 +289,8 @@ class Device:
             if engine is None:
                 self.stats["drop:no_pipeline"] += len(frames)
                 return []
-            return engine.process_batch([(port, bytes(frame)) for port, frame in frames])
+            # Frames go through as given: both engines take any bytes-like frame and return bytes.
+            return engine.process_batch(frames)
 
     def generated_sources(self) -> dict[str, str]:
         """The source generated for the loaded pipeline, by part (for debugging): the Python always (it is the

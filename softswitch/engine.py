@@ -99,7 +99,7 @@ class PacketEngine:
             if not 0 <= port < 512:
                 self.stats["drop:bad_ingress_port"] += 1
                 continue
-            out.extend(self.process(port, frame))
+            out.extend(self.process(port, bytes(frame)))
         return out
 
     def fold_direct_counters(self) -> None:

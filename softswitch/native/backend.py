@@ -11,6 +11,7 @@ table is reloaded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections import Counter
 from typing import Any
@@ -188,9 +189,13 @@ class NativeEngine:
             return []
         self.sync()
         ffi = self.ffi
-        data = b"".join([frame for _, frame in frames])
-        lens = ffi.new("uint32_t[]", [len(frame) for _, frame in frames])
-        ports = ffi.new("uint16_t[]", [port if 0 <= port < 512 else 0xFFFF for port, _ in frames])
+        ports_in, frames_in = zip(*frames)
+        data = b"".join(frames_in)
+        lens = ffi.new("uint32_t[]", list(map(len, frames_in)))
+        if not (0 <= min(ports_in) and max(ports_in) < 512):
+            # 0xFFFF stands for any port outside 0..511 (C counts it as drop:bad_ingress_port).
+            ports_in = [port if isinstance(port, int) and 0 <= port < 512 else 0xFFFF for port in ports_in]
+        ports = ffi.new("uint16_t[]", ports_in)
         count = self.lib.ss_process(self.st, ffi.from_buffer(data), lens, ports, len(frames))
         out = self._outputs(count)
         self._fold_stats()
@@ -203,17 +208,15 @@ class NativeEngine:
         out_lens = ffi.unpack(lib.ss_out_lens(self.st), count)
         out_ports = ffi.unpack(lib.ss_out_ports(self.st), count)
         blob = ffi.buffer(lib.ss_out_data(self.st), sum(out_lens))[:]
-        result = []
-        at = 0
-        for port, length in zip(out_ports, out_lens):
-            result.append((port, blob[at:at + length]))
-            at += length
-        return result
+        ends = list(itertools.accumulate(out_lens))
+        return list(zip(out_ports, map(blob.__getitem__, map(slice, [0] + ends[:-1], ends))))
 
     def _fold_stats(self) -> None:
         stats, raw = self.stats, self._stats
-        for i, name in enumerate(STAT_NAMES):
-            delta = raw[i]
+        deltas = self.ffi.unpack(raw, len(STAT_NAMES))
+        if not any(deltas):
+            return
+        for i, (name, delta) in enumerate(zip(STAT_NAMES, deltas)):
             if delta:
                 stats[name] += delta
                 raw[i] = 0
