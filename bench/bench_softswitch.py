@@ -1,5 +1,5 @@
-"""Packets per second through the softswitch (omnireduce.softswitch Device.process_packet, one core, no sockets),
-side by side with BMv2's simple_switch on the same JSON, the same frames and the same control-plane state.
+"""Packets per second through the softswitch (one core, no sockets), on its native (C) and its Python packet
+pipeline, side by side with BMv2's simple_switch on the same JSON, the same frames and the same control-plane state.
 
     .venv/bin/python -m bench.bench_softswitch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
 
@@ -12,16 +12,19 @@ and ACKs. Every worker is registered on port 1 with its own IP address and UDP p
 port 1, so that BMv2's pcap-file mode keeps the exact order (see bench/frame_generators.py). The generator's
 control-plane calls are recorded and replayed into every switch measured (bench/control_plane.py).
 
-Softswitch: each timed run gets a freshly loaded device with that state and sends the whole trace through
-process_packet; the best of --repeat runs is reported, in CPU time (process_time, the steadier number on a
-shared machine) and in wall time.
+Softswitch: each timed run gets a freshly loaded device with that state and sends the whole trace, for each
+of: the native pipeline through Device.process_batch in batches of --batch frames (what the port loop hands it
+after recvmmsg), the native pipeline one frame per Device.process_packet call, and the Python pipeline one frame
+per call. The best of --repeat runs is reported, in CPU time (process_time, the steadier number on a shared
+machine) and in wall time. The Python pipeline's output is the reference; the native one must equal it, byte for
+byte and in order.
 
 BMv2: `simple_switch --use-files` reads the trace from a pcap file and writes its output to one
 (bench/bmv2_replay.py), once per --bmv2-log-level. Timed in wall time on BMv2's own clock (the stamps of its
 first and last output records), and in CPU time of all its threads. Skipped, with the reason, where
 simple_switch or simple_switch_CLI is not on PATH, or with --no-bmv2.
 
-The output frames of BMv2 are compared with the softswitch's, in order.
+The output frames of BMv2 are compared with the reference, in order.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pathlib import Path
 
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
+from omnireduce.softswitch.errors import FailedPrecondition
 
 from .bmv2_replay import Bmv2Error, Bmv2Settings, rate_between, replay, tools_missing
 from .control_plane import ControlOp, RecordingDevice, apply_ops
@@ -65,6 +69,15 @@ class Trace:
     @property
     def ports(self) -> set[int]:
         return {port for port, _ in self.batch}
+
+
+@dataclass(frozen=True, slots=True)
+class SoftswitchMode:
+    """One way of running the trace through the softswitch."""
+
+    label: str
+    backend: str  # Device backend: "native" | "python"
+    batch: int  # frames per Device.process_batch call; 0: one Device.process_packet call per frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +112,24 @@ def record_trace(raw: bytes, json_path: Path, generator: Callable, packets: int)
     return Trace(json_path, batch, recorder.ops, len(frames))
 
 
-def fresh_device(raw: bytes, ops: list[ControlOp]) -> Device:
-    device = Device(name="bench")
+def fresh_device(raw: bytes, ops: list[ControlOp], backend: str = "python") -> Device:
+    device = Device(name="bench", backend=backend)
     device.load_pipeline(raw)
     apply_ops(device, ops)
     return device
 
 
+def softswitch_modes(batch: int) -> list[SoftswitchMode]:
+    return [
+        SoftswitchMode(f"native, batches of {batch}", "native", batch),
+        SoftswitchMode("native, per packet", "native", 0),
+        SoftswitchMode("python, per packet", "python", 0),
+    ]
+
+
 def reference_run(raw: bytes, trace: Trace) -> Reference:
-    device = fresh_device(raw, trace.ops)
+    """What the Python pipeline, the reference, sends for the trace."""
+    device = fresh_device(raw, trace.ops, "python")
     outputs, output_inputs = [], []
     for index, (port, frame) in enumerate(trace.batch):
         sent = device.process_packet(port, frame)
@@ -117,17 +139,30 @@ def reference_run(raw: bytes, trace: Trace) -> Reference:
     return Reference(outputs, output_inputs, drops)
 
 
-def time_softswitch(raw: bytes, trace: Trace, repeats: int) -> tuple[float, float]:
-    """Best wall and best CPU seconds for the whole trace, each on a fresh device."""
+def time_softswitch(raw: bytes, trace: Trace, repeats: int, mode: SoftswitchMode) -> tuple[float, float, list]:
+    """Best wall and best CPU seconds for the whole trace, each on a fresh device, and the first run's output."""
     best_wall = best_cpu = float("inf")
+    first_outputs: list | None = None
+    frames = trace.batch
     for _ in range(repeats):
-        process = fresh_device(raw, trace.ops).process_packet
-        wall, cpu = time.perf_counter(), time.process_time()
-        for port, frame in trace.batch:
-            process(port, frame)
+        device = fresh_device(raw, trace.ops, mode.backend)
+        outputs: list = []
+        if mode.batch:
+            process_batch, size = device.process_batch, mode.batch
+            chunks = [frames[i:i + size] for i in range(0, len(frames), size)]
+            wall, cpu = time.perf_counter(), time.process_time()
+            for chunk in chunks:
+                outputs.extend(process_batch(chunk))
+        else:
+            process = device.process_packet
+            wall, cpu = time.perf_counter(), time.process_time()
+            for port, frame in frames:
+                outputs.extend(process(port, frame))
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu
+        if first_outputs is None:
+            first_outputs = outputs
+    return best_wall, best_cpu, first_outputs or []
 
 
 def compare_outputs(ours: list[bytes], theirs: list[bytes]) -> dict:
@@ -216,9 +251,28 @@ def run(args) -> dict:
     log.info("recording the trace")
     trace = record_trace(raw, args.json, generator, packets)
     reference = reference_run(raw, trace)
-    log.info("timing the softswitch: %d frames, best of %d", len(trace.batch), args.repeat)
-    wall, cpu = time_softswitch(raw, trace, args.repeat)
     frames_in = len(trace.batch)
+    softswitch = {}
+    for mode in softswitch_modes(args.batch):
+        if mode.backend not in args.backend:
+            continue
+        log.info("timing the softswitch (%s): %d frames, best of %d", mode.label, frames_in, args.repeat)
+        try:
+            wall, cpu, outputs = time_softswitch(raw, trace, args.repeat, mode)
+        except FailedPrecondition as error:
+            softswitch[mode.label] = {"skipped": str(error)}
+            continue
+        softswitch[mode.label] = {
+            "backend": mode.backend,
+            "batch": mode.batch,
+            "repeats": args.repeat,
+            "cpu_s": round(cpu, 4),
+            "pps_cpu": round(frames_in / cpu),
+            "wall_s": round(wall, 4),
+            "pps_wall": round(frames_in / wall),
+            "us_per_packet_cpu": round(cpu / frames_in * 1e6, 3),
+            "same_output_as_python": outputs == reference.outputs,
+        }
     result = {
         "json": str(args.json),
         "trace": {
@@ -230,42 +284,53 @@ def run(args) -> dict:
             "frames_out": len(reference.outputs),
             "control_plane_ops": len(trace.ops),
         },
-        "softswitch": {
-            "repeats": args.repeat,
-            "load_ms": round(load_ms, 1),
-            "cpu_s": round(cpu, 4),
-            "pps_cpu": round(frames_in / cpu),
-            "wall_s": round(wall, 4),
-            "pps_wall": round(frames_in / wall),
-            "us_per_packet_cpu": round(cpu / frames_in * 1e6, 2),
-            "drops": reference.drops,
-        },
+        "load_ms": round(load_ms, 1),
+        "drops": reference.drops,
+        "softswitch": softswitch,
     }
     result["bmv2"] = bmv2_side(args, args.json, trace, reference)
-    ratios = {}
-    for bmv2 in result["bmv2"].get("runs", []):
-        if bmv2.get("pps_wall"):
-            ratios[bmv2["log_level"]] = {
-                "wall": round(result["softswitch"]["pps_wall"] / bmv2["pps_wall"], 2),
-                "cpu": round(result["softswitch"]["pps_cpu"] / bmv2["pps_cpu"], 2) if bmv2.get("pps_cpu") else None,
-            }
-    result["softswitch_over_bmv2"] = ratios
+    result["ratios"] = ratios(softswitch, result["bmv2"].get("runs", []))
     return result
 
 
+def ratios(softswitch: dict, bmv2_runs: list[dict]) -> list[dict]:
+    """The fastest native mode's packets/s over the Python pipeline's and over each BMv2 run's (CPU and wall)."""
+    timed = {label: run for label, run in softswitch.items() if "pps_cpu" in run}
+    native = [run for run in timed.values() if run["backend"] == "native"]
+    if not native:
+        return []
+    best = max(native, key=lambda run: run["pps_cpu"])
+    best_label = next(label for label, run in timed.items() if run is best)
+    others = [(label, run["pps_cpu"], run["pps_wall"]) for label, run in timed.items() if run["backend"] == "python"]
+    for run in bmv2_runs:
+        if run.get("pps_wall"):
+            name = "BMv2" if run["log_level"] == "default" else f"BMv2 -L {run['log_level']}"
+            others.append((name, run.get("pps_cpu"), run["pps_wall"]))
+    return [{"native": best_label, "against": label,
+             "cpu": round(best["pps_cpu"] / cpu, 2) if cpu else None,
+             "wall": round(best["pps_wall"] / wall, 2) if wall else None}
+            for label, cpu, wall in others]
+
+
 def table(result: dict) -> str:
-    trace, soft = result["trace"], result["softswitch"]
+    trace = result["trace"]
     lanes = f", CONTRIBs of {trace['lanes_per_contrib']} lanes" if trace["lanes_per_contrib"] else ""
     lines = [
         f"program   {result['json']}",
         f"trace     {trace['frames_in']} frames in on port(s) {trace['ports_in']} ({trace['distinct_frames']} distinct, "
-        f"up to {trace['largest_frame_bytes']} B{lanes}); softswitch sends {trace['frames_out']} frames out",
+        f"up to {trace['largest_frame_bytes']} B{lanes}); the Python pipeline sends {trace['frames_out']} frames out",
         "",
-        f"{'switch':28} {'timed':40} {'seconds':>8} {'packets/s':>10} {'frames out':>11}  same output as softswitch",
-        f"{'softswitch':28} {'CPU, best of ' + str(soft['repeats']):40} {soft['cpu_s']:8.3f} {soft['pps_cpu']:10d} "
-        f"{trace['frames_out']:11d}",
-        f"{'softswitch':28} {'wall, best of ' + str(soft['repeats']):40} {soft['wall_s']:8.3f} {soft['pps_wall']:10d}",
+        f"{'switch':34} {'timed':40} {'seconds':>8} {'packets/s':>10} {'frames out':>11}  same output as python",
     ]
+    for label, soft in result["softswitch"].items():
+        name = f"softswitch {label}"
+        if "skipped" in soft:
+            lines.append(f"{name:34} skipped: {soft['skipped']}")
+            continue
+        same = "yes, identical bytes in order" if soft["same_output_as_python"] else "NO"
+        lines.append(f"{name:34} {'CPU, best of ' + str(soft['repeats']):40} {soft['cpu_s']:8.3f} {soft['pps_cpu']:10d} "
+                     f"{trace['frames_out']:11d}  {same}")
+        lines.append(f"{name:34} {'wall, best of ' + str(soft['repeats']):40} {soft['wall_s']:8.3f} {soft['pps_wall']:10d}")
     bmv2 = result["bmv2"]
     if "skipped" in bmv2:
         lines.append(f"{'BMv2 simple_switch':28} skipped: {bmv2['skipped']}")
@@ -285,13 +350,12 @@ def table(result: dict) -> str:
         span = f"{run['span_s']:8.3f}" if run["span_s"] else f"{'-':>8}"
         pps = f"{run['pps_wall']:10d}" if run["pps_wall"] else f"{'-':>10}"
         timed = f"wall, 1st to last frame out, best of {len(run['attempts_pps_wall'])}"
-        lines.append(f"{name:28} {timed:40} {span} {pps} {outputs['bmv2_frames']:11d}  {same}")
+        lines.append(f"{name:34} {timed:40} {span} {pps} {outputs['bmv2_frames']:11d}  {same}")
         if run["cpu_s"]:
-            lines.append(f"{name:28} {'CPU, all threads, same run':40} {run['cpu_s']:8.3f} {run['pps_cpu']:10d}")
-    for level, ratio in result["softswitch_over_bmv2"].items():
-        against = "BMv2" if level == "default" else f"BMv2 -L {level}"
-        cpu = f", CPU/CPU {ratio['cpu']}x" if ratio["cpu"] else ""
-        lines.append(f"softswitch / {against}: wall/wall {ratio['wall']}x{cpu}")
+            lines.append(f"{name:34} {'CPU, all threads, same run':40} {run['cpu_s']:8.3f} {run['pps_cpu']:10d}")
+    for ratio in result["ratios"]:
+        cpu = f"CPU/CPU {ratio['cpu']}x" if ratio["cpu"] else "CPU/CPU -"
+        lines.append(f"native ({ratio['native']}) / {ratio['against']}: {cpu}, wall/wall {ratio['wall']}x")
     return "\n".join(lines)
 
 
@@ -309,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=0,
                         help="frames per run, cycling the generator's frames (default 0: each recorded frame once; "
                              f"{STATELESS_PACKETS} for the stateless test programs)")
-    parser.add_argument("--repeat", type=int, default=5, help="softswitch runs; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="softswitch runs per mode; the best is reported")
+    parser.add_argument("--batch", type=int, default=256,
+                        help="frames per Device.process_batch call for the native pipeline (default 256)")
+    parser.add_argument("--backend", action="append", choices=("native", "python"),
+                        help="softswitch pipelines to time (repeatable; default both)")
     parser.add_argument("--no-bmv2", action="store_true", help="measure the softswitch only")
     parser.add_argument("--bmv2-log-level", action="append", metavar="LEVEL",
                         help="one BMv2 run per use: 'default' (no -L), or a -L level such as off, info, trace "
@@ -336,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json.is_file():
         parser.error(f"--json {args.json}: no such file")
     args.bmv2_log_level = args.bmv2_log_level or list(DEFAULT_LOG_LEVELS)
+    args.backend = args.backend or ["native", "python"]
+    if args.batch < 1:
+        parser.error("--batch must be positive")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)  # the bench's progress; the switches' own INFO logs would drown it
     result = run(args)
@@ -346,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
     failed = [r for r in result["bmv2"].get("runs", []) if "error" in r or not r["complete"]]
-    return 1 if failed else 0
+    differs = [label for label, run in result["softswitch"].items() if run.get("same_output_as_python") is False]
+    return 1 if failed or differs else 0
 
 
 if __name__ == "__main__":

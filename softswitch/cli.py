@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omnireduce import argtypes
 
+from .backend import BACKEND_ENV, BACKENDS, default_backend
 from .device import Device
 from .errors import DeviceError
 from .faults import LossyDevice, random_loss
@@ -44,6 +45,7 @@ class SwitchConfig:
     #: probability that a frame is lost on its way into, or out of, the pipeline (fault injection; 0: none)
     loss: float = 0.0
     loss_seed: int = 0
+    backend: str = "auto"
 
 
 @dataclass(slots=True)
@@ -98,7 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--p4info", type=Path, help="P4Info (text format) of JSON, to serve it before any client pushes one")
     p.add_argument("--pcap", type=Path, metavar="DIR", help="write portN_in.pcap/portN_out.pcap captures into DIR")
     p.add_argument("--dump-code", type=Path, metavar="DIR",
-                   help="write the Python generated from the JSON into DIR (debugging)")
+                   help="write the Python (and, on the native backend, the C) generated from the JSON into DIR "
+                        "(debugging)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="packet pipeline: native (the program compiled to C at load, cached), python (the "
+                        f"reference), or auto: native where it can be built, else python (default: ${BACKEND_ENV} "
+                        "or auto); the log says which runs and why")
     p.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
                    help="fault injection: lose each frame entering or leaving the pipeline with probability P "
                         "(independently, both directions; default 0)")
@@ -133,6 +140,7 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         dump_code_dir=args.dump_code,
         loss=args.loss,
         loss_seed=args.loss_seed,
+        backend=args.backend or default_backend(),
     )
     return config, args.log_level
 
@@ -163,7 +171,8 @@ def dump_generated_code(device: Device, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for part, source in device.generated_sources().items():
         name = "".join(ch if ch.isalnum() else "_" for ch in part.strip("<>")).strip("_")
-        (directory / f"{name}.py").write_text(source)
+        suffix = ".c" if part == "<native>" else ".py"
+        (directory / f"{name}{suffix}").write_text(source)
     log.info("generated code written to %s", directory)
 
 
@@ -171,7 +180,7 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     """Build and start a switch from a command line (or a ready config); raises on failure."""
     if config is None:
         config, _ = parse_args(argv)
-    device = Device(name=f"switch{config.device_id}")
+    device = Device(name=f"switch{config.device_id}", backend=config.backend)
     if config.json_path is not None:
         device.load_pipeline(config.json_path.read_bytes())
         if config.dump_code_dir is not None:

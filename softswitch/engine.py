@@ -93,6 +93,18 @@ class PacketEngine:
         phv[H_TRUNC] = 0
 
     # -- packet path --------------------------------------------------------------------------------------
+    def process_batch(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for port, frame in frames:
+            if not 0 <= port < 512:
+                self.stats["drop:bad_ingress_port"] += 1
+                continue
+            out.extend(self.process(port, bytes(frame)))
+        return out
+
+    def fold_direct_counters(self) -> None:
+        """Nothing to fold: generated Python counts straight into the entries' counters (see NativeEngine)."""
+
     def process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         stats = self.stats

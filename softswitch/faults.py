@@ -39,6 +39,19 @@ class LossyDevice:
         self.lost["out"] += len(outputs) - len(kept)
         return kept
 
+    def process_batch(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The batch path of the packet loop, with the same losses as one frame at a time (a lossy device must not
+        let a batch through untouched)."""
+        lose = self.lose
+        if lose is None:
+            return self.device.process_batch(frames)
+        kept_in = [(port, frame) for port, frame in frames if not lose("in", port, frame)]
+        self.lost["in"] += len(frames) - len(kept_in)
+        outputs = self.device.process_batch(kept_in) if kept_in else []
+        kept = [(out_port, out) for out_port, out in outputs if not lose("out", out_port, out)]
+        self.lost["out"] += len(outputs) - len(kept)
+        return kept
+
     def __getattr__(self, name: str):
         return getattr(self.device, name)
 

@@ -57,10 +57,9 @@ def install_initial_entries(rt: TableRuntime) -> None:
     spec = rt.spec
     if spec.default_entry is not None:
         de = spec.default_entry
-        rt.default = rt.make_runtime(de.action, de.params, None)
+        rt.set_default(rt.make_runtime(de.action, de.params, None), None)
     else:
-        rt.default = None
-    rt.default_entry = None
+        rt.set_default(None, None)
     for const in spec.const_entries:
         entry = rt.entry_from_json(const)
         rt.insert(entry, [0, 0] if spec.with_counters else None, const=True)

@@ -42,10 +42,13 @@ class ReplicationEngine:
     def __init__(self) -> None:
         self.groups: dict[int, tuple[Replica, ...]] = {}
         self.sessions: dict[int, CloneSession] = {}
+        # Bumped by every change, so that a native pipeline knows when to reload its copy of the PRE.
+        self.version = 0
 
     def clear(self) -> None:
         self.groups.clear()
         self.sessions.clear()
+        self.version += 1
 
     # -- multicast groups ---------------------------------------------------------------------------------
     @staticmethod
@@ -59,6 +62,7 @@ class ReplicationEngine:
         if group_id in self.groups:
             raise AlreadyExists(f"multicast group {group_id} already exists")
         self.groups[group_id] = checked
+        self.version += 1
 
     def group_modify(self, group_id: int, replicas: list[tuple[int, int]]) -> None:
         self._check_group(group_id)
@@ -66,11 +70,13 @@ class ReplicationEngine:
         if group_id not in self.groups:
             raise NotFound(f"multicast group {group_id} does not exist")
         self.groups[group_id] = checked
+        self.version += 1
 
     def group_delete(self, group_id: int) -> None:
         self._check_group(group_id)
         if self.groups.pop(group_id, None) is None:
             raise NotFound(f"multicast group {group_id} does not exist")
+        self.version += 1
 
     def group_read(self, group_id: int | None) -> dict[int, list[Replica]]:
         if group_id is None or group_id == 0:
@@ -100,6 +106,7 @@ class ReplicationEngine:
         if session_id in self.sessions:
             raise AlreadyExists(f"clone session {session_id} already exists")
         self.sessions[session_id] = session
+        self.version += 1
 
     def session_modify(self, session_id: int, replicas: list[tuple[int, int]], packet_length_bytes: int = 0) -> None:
         self._check_session(session_id)
@@ -109,11 +116,13 @@ class ReplicationEngine:
         if session_id not in self.sessions:
             raise NotFound(f"clone session {session_id} does not exist")
         self.sessions[session_id] = session
+        self.version += 1
 
     def session_delete(self, session_id: int) -> None:
         self._check_session(session_id)
         if self.sessions.pop(session_id, None) is None:
             raise NotFound(f"clone session {session_id} does not exist")
+        self.version += 1
 
     def session_read(self, session_id: int | None) -> dict[int, CloneSession]:
         if session_id is None:

@@ -60,6 +60,8 @@ class TableRuntime:
         self._groups: list[tuple[int, Any, dict]] = []
         self._scan: list[_Stored] = []
         self.immutable = bool(spec.const_entries)
+        # Bumped by every change of entries or default, so that a native pipeline knows when to reload its copy.
+        self.version = 0
         self.info = TableInfo(
             name=spec.name,
             match_kinds=self.kinds,
@@ -195,6 +197,7 @@ class TableRuntime:
         runtime = self.make_runtime(entry.action, entry.params, counter)
         self._stored[identity] = _Stored(entry, runtime, priority, masks, values, highs)
         self._rebuild_one(identity, added=True)
+        self.version += 1
 
     def modify(self, entry: TableEntry) -> None:
         if self.immutable:
@@ -207,6 +210,7 @@ class TableRuntime:
         stored.entry = entry
         stored.runtime = runtime
         self._rebuild_one(identity, added=False)
+        self.version += 1
 
     def delete(self, entry: TableEntry) -> None:
         if self.immutable:
@@ -216,6 +220,7 @@ class TableRuntime:
             raise NotFound(f"table '{self.name}' has no such entry to delete")
         stored = self._stored.pop(identity)
         self._remove_from_index(stored)
+        self.version += 1
 
     def find(self, key: tuple[FieldMatch, ...], priority: int) -> _Stored:
         probe = TableEntry(self.name, key, "", (), priority)
@@ -233,6 +238,25 @@ class TableRuntime:
         self.exact.clear()
         self._groups.clear()
         self._scan.clear()
+        self.version += 1
+
+    def set_default(self, runtime: RuntimeEntry | None, entry: TableEntry | None) -> None:
+        """The action a miss runs (None: nothing), and the entry that set it (None: the program's default)."""
+        self.default = runtime
+        self.default_entry = entry
+        self.version += 1
+
+    def match_order(self) -> list[_Stored]:
+        """The entries in the order a first-match scan must visit them to pick what `lookup` picks: by falling
+        priority, ties in the order of the tuple-space groups (the first group with the best priority wins)."""
+        if self.exact_only:
+            return list(self._stored.values())
+        if self.has_range:
+            return list(self._scan)
+        ordered = [(-s.priority, g, s) for g, (_, _, bucket) in enumerate(self._groups)
+                   for candidates in bucket.values() for s in candidates]
+        ordered.sort(key=lambda item: item[:2])
+        return [s for _, _, s in ordered]
 
     # -- index maintenance --------------------------------------------------------------------------------
     def _lookup_key(self, stored: _Stored) -> Any:

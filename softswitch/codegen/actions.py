@@ -63,14 +63,14 @@ class PrimitiveCompiler:
                     after = self._jump_target(last, 0)
                     if not target <= after <= end:
                         raise UnsupportedProgram(f"{self.where}: jump from {target - 1} to {after} leaves its block")
-                    with self.w.block(f"if {cond.code}:"):
+                    with self.w.if_(cond.code):
                         self._region(prims, i + 1, target - 1)
                     if after > target:
-                        with self.w.block("else:"):
+                        with self.w.else_():
                             self._region(prims, target, after)
                     i = after
                 else:
-                    with self.w.block(f"if {cond.code}:"):
+                    with self.w.if_(cond.code):
                         self._region(prims, i + 1, target)
                     i = target
                 continue

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..errors import UnsupportedProgram
 from ..phv import H_EXIT, H_INGLEN
-from ..program import Pipeline, Table
+from ..program import Action, Pipeline, Table
 from ..tables import TableRuntime
 from .actions import compile_action_body, constant_params
 from .context import CompileContext
@@ -121,10 +121,14 @@ class PipelineCompiler:
             else:
                 call = p.action_calls[node]
                 action = self.ctx.program.actions[call.action]
-                info = compile_action_body(self.ctx, action, self.w, [], where=f"action call {call.name}")
-                if info.may_exit:
+                if self._inline_action(action, (), f"action call {call.name}"):
                     self._exit_check()
                 node = END if call.next_node is None else call.next_node
+
+    def _inline_action(self, action: Action, params: tuple[int, ...], where: str) -> bool:
+        """Emit `action`'s body with constant `params` in place; True when it may execute `exit`."""
+        info = compile_action_body(self.ctx, action, self.w, constant_params(action, params), where=where)
+        return info.may_exit
 
     def _exit_check(self) -> None:
         with self.w.block(f"if F[{H_EXIT}]:"):
@@ -132,47 +136,91 @@ class PipelineCompiler:
 
     def _condition_code(self, name: str) -> str:
         cond = self.pipeline.conditionals[name]
-        exprs = ExpressionCompiler(self.ctx.program, self.ctx.layout, where=f"conditional {name}")
-        return exprs.compile_bool(cond.expression)
+        return self._expressions(f"conditional {name}").compile_bool(cond.expression)
+
+    def _expressions(self, where: str) -> ExpressionCompiler:
+        return ExpressionCompiler(self.ctx.program, self.ctx.layout, where=where)
 
     def _conditional(self, node: str) -> str:
         join = self.ipdom[node]
-        keyword = "if"
+        opener = self.w.if_
         current = node
         while True:
             cond = self.pipeline.conditionals[current]
             t_next = END if cond.true_next is None else cond.true_next
             f_next = END if cond.false_next is None else cond.false_next
-            with self.w.block(f"{keyword} {self._condition_code(current)}:"):
+            with opener(self._condition_code(current)):
                 self._gen(t_next, join)
             # Flatten `else if` chains into elif, which keeps the nesting (and Python's indent limit) flat.
             if f_next in self.pipeline.conditionals and self.ipdom.get(f_next) == join and f_next != join:
-                keyword = "elif"
+                opener = self.w.elif_
                 current = f_next
                 continue
             if f_next != join:
-                with self.w.block("else:"):
+                with self.w.else_():
                     self._gen(f_next, join)
             return join
 
     def _table(self, t: Table) -> str:
-        rt = self.tables[t.name]
         join = self.ipdom[t.name]
         w = self.w
         de = t.default_entry
         if not t.keys and de is not None and de.entry_const:
             # A keyless table always misses: with a constant default entry, inline its action.
             action = t.action_map[de.action]
-            info = compile_action_body(
-                self.ctx, action, w, constant_params(action, de.params), where=f"table {t.name} ({action.name})"
-            )
-            if info.may_exit:
+            if self._inline_action(action, de.params, f"table {t.name} ({action.name})"):
                 self._exit_check()
             if t.hit_miss_next:
                 nxt = t.next_tables.get("__MISS__")
             else:
                 nxt = t.next_tables.get(de.action)
             return END if nxt is None else nxt
+        self._lookup_and_run(t)
+        # Dispatch on hit/miss or on the action that ran.
+        if t.hit_miss_next:
+            hit = t.next_tables.get("__HIT__")
+            miss = t.next_tables.get("__MISS__")
+            hit = END if hit is None else hit
+            miss = END if miss is None else miss
+            if hit == miss:
+                return hit
+            with w.if_(self._hit_test()):
+                self._gen(hit, join)
+            with w.else_():
+                self._gen(miss, join)
+            return join
+        groups: dict[str, list[str | None]] = {}
+        for a in t.actions:
+            nxt = t.next_tables.get(a)
+            groups.setdefault(END if nxt is None else nxt, []).append(a)
+        if de is None:
+            nxt = END if t.base_default_next is None else t.base_default_next
+            groups.setdefault(nxt, []).append(None)
+        if len(groups) == 1:
+            return next(iter(groups))
+        items = list(groups.items())
+        for i, (nxt, actions) in enumerate(items):
+            if i == len(items) - 1:
+                opener = w.else_()
+            else:
+                test = self._action_test(t, actions)
+                opener = w.if_(test) if i == 0 else w.elif_(test)
+            with opener:
+                self._gen(nxt, join)
+        return join
+
+    # -- target-specific parts of a table application -----------------------------------------------------
+    def _hit_test(self) -> str:
+        return "_h"
+
+    def _action_test(self, t: Table, actions: list[str | None]) -> str:
+        """A condition: the action that ran (`None`: no action, the table had no default) is one of `actions`."""
+        return " or ".join("_a is None" if a is None else f"_a == {a!r}" for a in actions)
+
+    def _lookup_and_run(self, t: Table) -> None:
+        """Look the key up, count a hit, run the entry's (or the default) action; leave _h and _a set."""
+        rt = self.tables[t.name]
+        w = self.w
         table_name = self.ctx.ns.bind(rt, "T")
         may_exit = any(self.action_may_exit.get(a.id, False) for a in t.action_map.values())
         if t.keys:
@@ -201,38 +249,6 @@ class PipelineCompiler:
             w.line("_a = None")
         if may_exit:
             self._exit_check()
-        # Dispatch on hit/miss or on the action that ran.
-        if t.hit_miss_next:
-            hit = t.next_tables.get("__HIT__")
-            miss = t.next_tables.get("__MISS__")
-            hit = END if hit is None else hit
-            miss = END if miss is None else miss
-            if hit == miss:
-                return hit
-            with w.block("if _h:"):
-                self._gen(hit, join)
-            with w.block("else:"):
-                self._gen(miss, join)
-            return join
-        groups: dict[str, list[str | None]] = {}
-        for a in t.actions:
-            nxt = t.next_tables.get(a)
-            groups.setdefault(END if nxt is None else nxt, []).append(a)
-        if de is None:
-            nxt = END if t.base_default_next is None else t.base_default_next
-            groups.setdefault(nxt, []).append(None)
-        if len(groups) == 1:
-            return next(iter(groups))
-        items = list(groups.items())
-        for i, (nxt, actions) in enumerate(items):
-            if i == len(items) - 1:
-                header = "else:"
-            else:
-                test = " or ".join("_a is None" if a is None else f"_a == {a!r}" for a in actions)
-                header = f"{'if' if i == 0 else 'elif'} {test}:"
-            with w.block(header):
-                self._gen(nxt, join)
-        return join
 
     def _key_code(self, t: Table) -> str:
         layout, program = self.ctx.layout, self.ctx.program

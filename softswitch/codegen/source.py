@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterator
@@ -66,6 +67,17 @@ class CodeWriter:
             if len(self.lines) == mark:
                 self.line("pass")
             self.level -= 1
+
+    # Branches go through these so that the traversals that emit them (action jumps, control graphs) are shared
+    # with the C emitter, whose writer spells them with braces.
+    def if_(self, cond: str) -> contextlib.AbstractContextManager[None]:
+        return self.block(f"if {cond}:")
+
+    def elif_(self, cond: str) -> contextlib.AbstractContextManager[None]:
+        return self.block(f"elif {cond}:")
+
+    def else_(self) -> contextlib.AbstractContextManager[None]:
+        return self.block("else:")
 
     def temp(self, prefix: str = "t") -> str:
         return f"_{prefix}{next(self._temps)}"

@@ -1,5 +1,5 @@
-"""Fixtures for the packet tests of the omnireduce P4 program: every test runs on the softswitch and, where
-simple_switch_grpc is installed and we are root, on BMv2 too."""
+"""Fixtures for the packet tests of the omnireduce P4 program: every test runs on the softswitch's native (C)
+and Python packet pipelines and, where simple_switch_grpc is installed and we are root, on BMv2 too."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def program_json() -> bytes:
     return artifacts.BMV2_JSON.read_bytes()
 
 
-@pytest.fixture(params=["softswitch", pytest.param("bmv2", marks=pytest.mark.bmv2)])
+@pytest.fixture(params=["native", "python", pytest.param("bmv2", marks=pytest.mark.bmv2)])
 def switch(request, program_json) -> OmniSwitch:
+    """The program on the softswitch's native (C) and Python packet pipelines, and on BMv2 where installed."""
     if request.param == "bmv2":
         if not bmv2_available():
             pytest.skip("BMv2 (simple_switch_grpc on PATH, run as root) is absent: this case ran on the softswitch only")
@@ -26,6 +27,6 @@ def switch(request, program_json) -> OmniSwitch:
         return OmniSwitch(device)
     from omnireduce.softswitch.device import Device
 
-    device = Device()
+    device = Device(backend=request.param)
     device.load_pipeline(program_json)
     return OmniSwitch(device)

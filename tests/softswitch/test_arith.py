@@ -15,6 +15,9 @@ import zlib
 import pytest
 from switch_helpers import crc16_arc_bitwise, device_for, ethernet, internet_checksum, only_output
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 OPS = struct.Struct(">BBHHIIbbhBBB")
 RES = struct.Struct(">BBBHHIIIbbbBHHhIIIHBHBIBBbBBH6sHIIHB")
 RES_NAMES = (

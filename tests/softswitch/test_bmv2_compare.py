@@ -26,6 +26,8 @@ from omnireduce.softswitch.pcap import PcapWriter, read_pcap
 
 SIMPLE_SWITCH = shutil.which("simple_switch")
 pytestmark = [
+    # Every test runs on the native and on the Python packet pipeline (conftest.py).
+    pytest.mark.usefixtures("backend"),
     pytest.mark.bmv2,
     pytest.mark.skipif(SIMPLE_SWITCH is None, reason="BMv2 simple_switch is not on PATH"),
 ]

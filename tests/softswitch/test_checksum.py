@@ -10,6 +10,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from switch_helpers import device_for, only_output
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 @pytest.fixture(scope="module")
 def device():

@@ -146,3 +146,30 @@ def test_process_reports_readiness_and_stops_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_peerless_udp_port_batches_frames_of_one_sender_at_a_time():
+    """Frames from two senders waiting on a port without a peer come back in two batches, in order, so each
+    batch's replies go to its own sender."""
+    from omnireduce.softswitch.ports import PortSpec, UdpPort
+
+    port = UdpPort(PortSpec(1, "udp", bind=("127.0.0.1", 0)))
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for sender in senders:
+            sender.bind(("127.0.0.1", 0))
+        senders[0].sendto(b"a1", port.bound)
+        senders[0].sendto(b"a2", port.bound)
+        senders[1].sendto(b"b1", port.bound)
+        batches = []
+        deadline = time.monotonic() + 5
+        while sum(len(b) for b in batches) < 3 and time.monotonic() < deadline:
+            frames = port.receive_many(64)
+            if frames:
+                batches.append((frames, port.peer))
+        assert batches == [([b"a1", b"a2"], senders[0].getsockname()), ([b"b1"], senders[1].getsockname())]
+        assert not port.holds_frame
+    finally:
+        port.close()
+        for sender in senders:
+            sender.close()

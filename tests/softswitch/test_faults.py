@@ -17,6 +17,9 @@ class EchoDevice:
     def process_packet(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         return [(port, frame), (port + 1, frame)]
 
+    def process_batch(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        return [out for port, frame in frames for out in self.process_packet(port, frame)]
+
 
 def test_the_hook_sees_each_direction_and_lost_frames_are_counted():
     seen = []
@@ -31,6 +34,9 @@ def test_the_hook_sees_each_direction_and_lost_frames_are_counted():
     assert seen == [("in", 1), ("out", 1), ("out", 2), ("in", 1)]
     assert device.lost == {"in": 1, "out": 1}
     assert device.name == "echo"  # everything else is the wrapped device's
+    # The packet loop's batch path loses frames alike.
+    assert device.process_batch([(1, b"x"), (1, b"drop me"), (3, b"y")]) == [(1, b"x"), (3, b"y"), (4, b"y")]
+    assert device.lost == {"in": 2, "out": 2}
 
 
 def test_random_loss_is_reproducible_and_near_its_probability():

@@ -24,6 +24,9 @@ from conftest_p4rt import (
 from omnireduce.softswitch.p4info_map import P4InfoMap, load_p4info
 from omnireduce.softswitch.p4runtime_server import P4RuntimeServer, P4RuntimeServerError
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 DEVICE_ID = 1
 SetConfig = p4runtime_pb2.SetForwardingPipelineConfigRequest
 GetConfig = p4runtime_pb2.GetForwardingPipelineConfigRequest

@@ -16,6 +16,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 from switch_helpers import device_for, ethernet, only_output
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 ETH, TAG, BIG, IPV4, UDP_BIT = 1, 2, 4, 8, 16
 NO_ERROR, TOO_SHORT, NO_MATCH, BAD_TAG = 0, 1, 2, 3
 

@@ -9,6 +9,9 @@ import struct
 import pytest
 from switch_helpers import device_for, ethernet, only_output
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 REP = struct.Struct(">BHHBBHBBI")
 FIELDS = ("op", "mgid", "rid", "instance", "ingress_instance", "port", "preserved", "passes", "length")
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, RECIRC, REPLICATION, RESUBMIT = 0, 1, 2, 4, 5, 6

@@ -15,6 +15,9 @@ from switch_helpers import SRC_MAC, device_for, ethernet, only_output
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
 from omnireduce.softswitch.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 
+# Every test runs on the native and on the Python packet pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 PROBE = struct.Struct(">IHBBB9BI")
 RESULTS = ("exact", "lpm", "tern", "range", "opt", "const", "const_tern", "hit", "switch")
 T = "TestIngress."
