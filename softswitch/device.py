@@ -1,6 +1,6 @@
 """The softswitch Device: a v1model target running the BMv2 JSON that p4c-bm2-ss compiles.
 
-This is the API the P4Runtime server (softswitch/p4runtime_server.py), the port loop and the tests use
+This is the API the P4Runtime server (softswitch/p4runtime/), the port loop and the tests use
 (see docs/softswitch.md). Every method takes the one device lock, so gRPC threads can manage tables
 while the packet thread runs packets; all names are BMv2 JSON names.
 """

@@ -22,10 +22,10 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from omnireduce.softswitch.device import Device
-from omnireduce.softswitch.grpc_rich_status import unpack_batch_errors
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_bytes import encode_uint
-from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
+from omnireduce.softswitch.p4runtime.rich_status import unpack_batch_errors
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.bytestrings import encode_uint
+from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
 
 READY_TIMEOUT_S = 10.0
 REPLY_TIMEOUT_S = 5.0

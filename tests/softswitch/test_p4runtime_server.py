@@ -21,8 +21,8 @@ from conftest_p4rt import (
     table_entry,
     update,
 )
-from omnireduce.softswitch.p4info_map import P4InfoMap, load_p4info
-from omnireduce.softswitch.p4runtime_server import P4RuntimeServer, P4RuntimeServerError
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, load_p4info
+from omnireduce.softswitch.p4runtime.server import P4RuntimeServer, P4RuntimeServerError
 
 # Every test runs on the native and on the Python packet pipeline (conftest.py).
 pytestmark = pytest.mark.usefixtures("backend")

@@ -14,12 +14,12 @@ from p4.v1 import p4runtime_pb2
 
 from conftest_p4rt import basic_bmv2_json, basic_p4info
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamSession
-from omnireduce.softswitch.p4rt_bytes import decode_uint, encode_uint
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, from_device_error
-from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
-from omnireduce.softswitch.p4rt_tables import decode_action, decode_match, encode_entry, encode_match
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamSession
+from omnireduce.softswitch.p4runtime.bytestrings import decode_uint, encode_uint
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, from_device_error
+from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
+from omnireduce.softswitch.p4runtime.entry_codec import decode_action, decode_match, encode_entry, encode_match
 from omnireduce.softswitch import errors
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -246,7 +246,7 @@ def test_matching_p4info_and_json_pass(p4map):
 def test_every_compiled_test_program_passes_the_check(program):
     # p4c sizes tables with const entries differently in the JSON and the P4Info; that is no mismatch.
     from conftest_p4rt import BUILD_DIR
-    from omnireduce.softswitch.p4info_map import load_p4info
+    from omnireduce.softswitch.p4runtime.p4info_map import load_p4info
 
     p4map = P4InfoMap(load_p4info(BUILD_DIR / f"{program}.p4info.txtpb"))
     check_p4info_matches_json(p4map, json.loads((BUILD_DIR / f"{program}.json").read_text()))

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from omnireduce.softswitch.p4info_map import P4InfoMap, TableInfo
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 # BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
 # matches; older toolchains lowered them to "ternary", and "valid" (P4_14) appears as exact in P4Info.

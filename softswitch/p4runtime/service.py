@@ -20,14 +20,14 @@ import grpc
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
-from omnireduce.softswitch.grpc_rich_status import batch_status
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamEnd, StreamSession
-from omnireduce.softswitch.p4rt_array_ops import ArrayOps
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
-from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
-from omnireduce.softswitch.p4rt_pre_ops import PreOps
-from omnireduce.softswitch.p4rt_table_ops import TableOps
+from omnireduce.softswitch.p4runtime.rich_status import batch_status
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.array_ops import ArrayOps
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
+from omnireduce.softswitch.p4runtime.pre_ops import PreOps
+from omnireduce.softswitch.p4runtime.table_ops import TableOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from p4.v1 import p4data_pb2, p4runtime_pb2
 
-from omnireduce.softswitch.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
-from omnireduce.softswitch.p4rt_bytes import all_ones, decode_uint, encode_uint
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
+from omnireduce.softswitch.p4runtime.bytestrings import all_ones, decode_uint, encode_uint
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device

@@ -20,9 +20,9 @@ import grpc
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2_grpc
 
-from omnireduce.softswitch.p4rt_arbitration import Arbiter
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
-from omnireduce.softswitch.p4rt_service import P4RuntimeService
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.service import P4RuntimeService
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
