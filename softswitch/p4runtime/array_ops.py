@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from p4.v1 import p4data_pb2, p4runtime_pb2
 
-from omnireduce.softswitch.p4runtime.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
+from omnireduce.p4proto import p4data_pb2, p4runtime_pb2
 from omnireduce.softswitch.p4runtime.bytestrings import all_ones, decode_uint, encode_uint
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device

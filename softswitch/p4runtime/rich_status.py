@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
-from p4.v1 import p4runtime_pb2
 
+from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 DETAILS_TRAILER_KEY = "grpc-status-details-bin"

@@ -17,9 +17,8 @@ from concurrent import futures
 from typing import TYPE_CHECKING
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2_grpc
 
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc
 from omnireduce.softswitch.p4runtime.arbitration import Arbiter
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 from omnireduce.softswitch.p4runtime.service import P4RuntimeService
@@ -87,7 +86,7 @@ class P4RuntimeServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(self.service, server)
+        p4runtime_grpc.add_P4RuntimeServicer_to_server(self.service, server)
         try:
             port = server.add_insecure_port(self.address)
         except RuntimeError as error:   # recent grpcio raises instead of returning 0

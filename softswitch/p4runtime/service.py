@@ -17,16 +17,15 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
-from omnireduce.softswitch.p4runtime.rich_status import batch_status
-from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
 from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
 from omnireduce.softswitch.p4runtime.array_ops import ArrayOps
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
+from omnireduce.softswitch.p4runtime.rich_status import batch_status
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
@@ -115,7 +114,7 @@ def _internal(error: Exception) -> P4RuntimeError:
     return P4RuntimeError(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
 
 
-class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
+class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
     """The P4Runtime servicer for one softswitch Device."""
 
     def __init__(self, device: Device, device_id: int, arbiter: Arbiter,

@@ -10,17 +10,17 @@ import json
 import grpc
 import pytest
 from google.rpc import code_pb2
-from p4.v1 import p4runtime_pb2
 
 from conftest_p4rt import basic_bmv2_json, basic_p4info
+from omnireduce.p4proto import p4runtime_pb2
+from omnireduce.softswitch import errors
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
-from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamSession
 from omnireduce.softswitch.p4runtime.bytestrings import decode_uint, encode_uint
-from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, from_device_error
-from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.entry_codec import decode_action, decode_match, encode_entry, encode_match
-from omnireduce.softswitch import errors
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, from_device_error
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
