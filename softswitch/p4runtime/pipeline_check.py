@@ -35,6 +35,8 @@ def parse_bmv2_json(device_config: bytes | str) -> dict[str, Any]:
         program = json.loads(device_config)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise P4RuntimeError.invalid_argument(f"p4_device_config is not BMv2 JSON: {error}") from None
+    except RecursionError:
+        raise P4RuntimeError.invalid_argument("p4_device_config is nested too deeply to parse") from None
     if not isinstance(program, dict) or not isinstance(program.get("pipelines"), list):
         raise P4RuntimeError.invalid_argument("p4_device_config is not BMv2 JSON: no 'pipelines' list")
     return program
