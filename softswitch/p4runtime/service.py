@@ -27,6 +27,7 @@ from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
 from omnireduce.softswitch.p4runtime.rich_status import batch_status
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
+from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
@@ -75,6 +76,7 @@ class _Entities:
         self.tables = TableOps(device, p4map)
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
+        self.unserved = UnservedOps(p4map)
 
     def write(self, update: p4runtime_pb2.Update) -> None:
         if update.type == p4runtime_pb2.Update.UNSPECIFIED:
@@ -94,6 +96,9 @@ class _Entities:
         writer(update.type, getattr(update.entity, kind))
 
     def read(self, entity: p4runtime_pb2.Entity) -> Iterator[p4runtime_pb2.Entity]:
+        unserved = self.unserved.kind_of(entity)
+        if unserved is not None:
+            return self.unserved.read(unserved)
         kind = entity.WhichOneof("entity")
         reader: Callable | None = {
             "table_entry": self.tables.read,

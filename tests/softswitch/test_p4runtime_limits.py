@@ -78,3 +78,45 @@ def test_a_deeply_nested_device_config_is_an_invalid_argument(served: Served, de
         served.client.set_pipeline(pipeline.p4info, device_config)
     # The pipeline that was there still serves.
     assert served.client.read(Entity(table_entry=p4runtime_pb2.TableEntry())) == []
+
+
+# --- entity kinds the program has none of -------------------------------------------------------------------
+ABSENT_KIND_WILDCARDS = {
+    "action_profile_member": p4runtime_pb2.ActionProfileMember(),
+    "action_profile_group": p4runtime_pb2.ActionProfileGroup(),
+    "meter_entry": p4runtime_pb2.MeterEntry(),
+    "direct_meter_entry": p4runtime_pb2.DirectMeterEntry(),
+    "value_set_entry": p4runtime_pb2.ValueSetEntry(),
+    "digest_entry": p4runtime_pb2.DigestEntry(),
+    "extern_entry": p4runtime_pb2.ExternEntry(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ABSENT_KIND_WILDCARDS))
+def test_a_wildcard_read_of_a_kind_the_program_has_none_of_is_empty(served: Served, kind: str) -> None:
+    # finsy's delete_all() reads action profile members and groups of every program.
+    assert served.client.read(Entity(**{kind: ABSENT_KIND_WILDCARDS[kind]})) == []
+
+
+ABSENT_IDS = {
+    "action_profile_member": p4runtime_pb2.ActionProfileMember(action_profile_id=0x1100FFFF),
+    "action_profile_group": p4runtime_pb2.ActionProfileGroup(action_profile_id=0x1100FFFF),
+    "meter_entry": p4runtime_pb2.MeterEntry(meter_id=0x1500FFFF),
+    "value_set_entry": p4runtime_pb2.ValueSetEntry(value_set_id=0x0300FFFF),
+    "digest_entry": p4runtime_pb2.DigestEntry(digest_id=0x1800FFFF),
+    "extern_entry": p4runtime_pb2.ExternEntry(extern_type_id=0x81, extern_id=1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ABSENT_IDS))
+def test_a_read_naming_an_object_the_p4info_lacks_is_an_invalid_argument(served: Served, kind: str) -> None:
+    # As for tables and registers: an id the P4Info does not define is a malformed request.
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "in the P4Info"):
+        served.client.read(Entity(**{kind: ABSENT_IDS[kind]}))
+
+
+def test_direct_meters_of_a_table_without_one(served: Served) -> None:
+    p4map_table = next(t for t in pipeline_under_test().p4info.tables if t.preamble.name == "MyIngress.exact_t")
+    query = p4runtime_pb2.DirectMeterEntry(table_entry=p4runtime_pb2.TableEntry(table_id=p4map_table.preamble.id))
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no direct meter"):
+        served.client.read(Entity(direct_meter_entry=query))
