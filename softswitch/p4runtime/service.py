@@ -25,7 +25,7 @@ from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
-from omnireduce.softswitch.p4runtime.rich_status import batch_status
+from omnireduce.softswitch.p4runtime.rich_status import batch_status, first_failures
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
 from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
 
@@ -175,7 +175,7 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
                         entities.write(update)
                         errors.append(None)
                     except P4RuntimeError as error:
-                        log.info("write update %d refused: %s", index, error)
+                        log.debug("write update %d refused: %s", index, error)
                         errors.append(error)
                     except Exception as error:   # a bug must fail one update, not the server
                         errors.append(_internal(error))
@@ -187,7 +187,11 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             context.abort(failure.code, failure.message)
         failed = sum(error is not None for error in errors)
         if failed:
-            context.abort_with_status(batch_status(errors, f"{failed} of {len(errors)} updates failed"))
+            summary = (f"{failed} of {len(errors)} updates failed, {len(errors) - failed} applied; "
+                       f"first failures: {first_failures(errors, 'update')}")
+            # One line per batch: a client sending thousands of bad updates must not flood the log.
+            log.info("write from %s: %s", context.peer(), summary)
+            context.abort_with_status(batch_status(errors, summary, item="update"))
         return p4runtime_pb2.WriteResponse()
 
     def Read(self, request: p4runtime_pb2.ReadRequest, context: grpc.ServicerContext):
@@ -220,8 +224,9 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             # A single-entity read fails with that entity's own code (what simple_switch_grpc's clients
             # see); a batch fails with UNKNOWN and per-entity details, as the spec says.
             code = failed[0].code if len(errors) == 1 else grpc.StatusCode.UNKNOWN
-            summary = failed[0].message if len(errors) == 1 else f"{len(failed)} of {len(errors)} reads failed"
-            context.abort_with_status(batch_status(errors, summary, code))
+            summary = (failed[0].message if len(errors) == 1 else
+                       f"{len(failed)} of {len(errors)} reads failed; first failures: {first_failures(errors, 'entity')}")
+            context.abort_with_status(batch_status(errors, summary, code, item="entity"))
         elif not found:
             # gRPC clients expect at least one message from a server stream that succeeded.
             yield p4runtime_pb2.ReadResponse()

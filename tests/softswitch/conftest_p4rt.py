@@ -195,6 +195,12 @@ class RawClient:
         request = p4runtime_pb2.ReadRequest(device_id=self.device_id, entities=entities)
         return [e for response in self.stub.Read(request, timeout=REPLY_TIMEOUT_S) for e in response.entities]
 
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def close(self) -> None:
         for stream in self.streams:
             stream.close()

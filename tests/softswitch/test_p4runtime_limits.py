@@ -5,15 +5,18 @@ Each case checks that the client gets a clear, parseable answer and that the ser
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.rpc import code_pb2
 
-from conftest_p4rt import RawClient, pipeline_under_test, running_server
+from conftest_p4rt import REPLY_TIMEOUT_S, RawClient, batch_codes, pipeline_under_test, running_server
 from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
 
@@ -120,3 +123,72 @@ def test_direct_meters_of_a_table_without_one(served: Served) -> None:
     query = p4runtime_pb2.DirectMeterEntry(table_entry=p4runtime_pb2.TableEntry(table_id=p4map_table.preamble.id))
     with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no direct meter"):
         served.client.read(Entity(direct_meter_entry=query))
+
+
+# --- batches with thousands of failing updates ---------------------------------------------------------------
+BIG_BATCH = 10_000
+# A deadline for requests of thousands of updates on a shared, slow machine (not a speed requirement).
+BIG_REQUEST_TIMEOUT_S = 120.0
+
+
+def exact_entries(p4info, count: int, first: int = 0) -> list[p4runtime_pb2.TableEntry]:
+    """`count` distinct entries of MyIngress.exact_t (dst_addr first, first+1, ...) running NoAction."""
+    table = next(t for t in p4info.tables if t.preamble.name == "MyIngress.exact_t")
+    no_action = next(a for a in p4info.actions if a.preamble.name == "NoAction")
+    entries = []
+    for value in range(first, first + count):
+        entry = p4runtime_pb2.TableEntry(table_id=table.preamble.id)
+        entry.match.add(field_id=table.match_fields[0].id).exact.value = value.to_bytes(6, "big").lstrip(b"\0") or b"\0"
+        entry.action.action.action_id = no_action.preamble.id
+        entries.append(entry)
+    return entries
+
+
+def write_batch(client: RawClient, kind: str, entries: list[p4runtime_pb2.TableEntry]) -> grpc.RpcError | None:
+    updates = [p4runtime_pb2.Update(type=p4runtime_pb2.Update.Type.Value(kind), entity=Entity(table_entry=e))
+               for e in entries]
+    request = p4runtime_pb2.WriteRequest(device_id=DEVICE_ID, updates=updates)
+    request.election_id.low = client.election_id
+    try:
+        client.stub.Write(request, timeout=BIG_REQUEST_TIMEOUT_S)   # a default client: no metadata size option
+    except grpc.RpcError as error:
+        return error
+    return None
+
+
+def test_a_batch_of_ten_thousand_failing_updates_is_reported_to_a_default_client(served: Served, caplog) -> None:
+    p4info = pipeline_under_test().p4info
+    answered_meanwhile: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, caplog.at_level(logging.INFO):
+        batch = pool.submit(write_batch, served.client, "DELETE", exact_entries(p4info, BIG_BATCH))
+        with RawClient(served.server.bound_address, DEVICE_ID) as other:   # another client keeps being served
+            while not batch.done():
+                answered_meanwhile.append(other.stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(),
+                                                                   timeout=REPLY_TIMEOUT_S).p4runtime_api_version)
+        error = batch.result()
+    assert error is not None and error.code() == grpc.StatusCode.UNKNOWN, error
+    assert f"{BIG_BATCH} of {BIG_BATCH} updates failed, 0 applied" in error.details()
+    assert "first failures: update 0: NOT_FOUND" in error.details()
+    codes = batch_codes(error)
+    assert 0 < len(codes) < BIG_BATCH and set(codes) == {code_pb2.NOT_FOUND}
+    assert f"status details list updates 0..{len(codes) - 1}" in error.details()
+    assert all(answered_meanwhile)
+    refusals = [r for r in caplog.records if r.name.endswith("p4runtime.service") and r.levelno >= logging.INFO]
+    assert len(refusals) == 1, [r.getMessage()[:100] for r in refusals[:3]]   # one line per batch, not per update
+
+
+def test_the_first_failure_is_named_even_after_thousands_of_applied_updates(served: Served) -> None:
+    pkts = next(c for c in pipeline_under_test().p4info.counters if c.preamble.name == "MyIngress.pkts")
+
+    def counter_write(index: int) -> p4runtime_pb2.Update:
+        entry = p4runtime_pb2.CounterEntry(counter_id=pkts.preamble.id)
+        entry.index.index, entry.data.packet_count = index, 1
+        return p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY, entity=Entity(counter_entry=entry))
+
+    updates = [counter_write(0) for _ in range(5000)] + [counter_write(pkts.size + i) for i in range(5000)]
+    request = p4runtime_pb2.WriteRequest(device_id=DEVICE_ID, updates=updates)
+    request.election_id.low = served.client.election_id
+    with rpc_error(grpc.StatusCode.UNKNOWN, "5000 of 10000 updates failed, 5000 applied") as info:
+        served.client.stub.Write(request, timeout=BIG_REQUEST_TIMEOUT_S)
+    assert "first failures: update 5000: OUT_OF_RANGE" in info.value.details()
+    assert set(batch_codes(info.value)) == {code_pb2.OK}   # the details cannot reach that far; the message does
