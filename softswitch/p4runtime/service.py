@@ -123,10 +123,13 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
     """The P4Runtime servicer for one softswitch Device."""
 
     def __init__(self, device: Device, device_id: int, arbiter: Arbiter,
-                 p4info: p4info_pb2.P4Info | None = None) -> None:
+                 p4info: p4info_pb2.P4Info | None = None, max_streams: int = 64) -> None:
         self.device = device
         self.device_id = device_id
         self.arbiter = arbiter
+        self.max_streams = max_streams
+        self._open_streams = 0
+        self._streams_lock = threading.Lock()
         # One lock makes each Write batch, Read batch and pipeline change serializable against the others.
         self._lock = threading.RLock()
         self._pipeline: Pipeline | None = None
@@ -303,7 +306,35 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             config.p4_device_config = pipeline.device_config
         return response
 
+    @property
+    def open_streams(self) -> int:
+        with self._streams_lock:
+            return self._open_streams
+
+    def _admit_stream(self) -> bool:
+        with self._streams_lock:
+            if self._open_streams >= self.max_streams:
+                return False
+            self._open_streams += 1
+            return True
+
+    def _release_stream(self) -> None:
+        with self._streams_lock:
+            self._open_streams -= 1
+
     def StreamChannel(self, request_iterator, context: grpc.ServicerContext):
+        # Each open stream holds a server thread: past the bound, refuse rather than starve the other RPCs.
+        if not self._admit_stream():
+            log.debug("StreamChannel from %s refused: %d streams open", context.peer(), self.max_streams)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many open StreamChannel streams: this switch serves at most {self.max_streams} "
+                          f"streams at once; close one first")
+        try:
+            yield from self._serve_stream(request_iterator, context)
+        finally:
+            self._release_stream()
+
+    def _serve_stream(self, request_iterator, context: grpc.ServicerContext):
         session = StreamSession(peer=context.peer())
         reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
                                   name=f"p4rt-stream-{session.number}", daemon=True)

@@ -5,10 +5,12 @@ Each case checks that the client gets a clear, parseable answer and that the ser
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +20,9 @@ from google.rpc import code_pb2
 
 from conftest_p4rt import REPLY_TIMEOUT_S, RawClient, batch_codes, pipeline_under_test, running_server
 from omnireduce.p4proto import p4runtime_pb2
-from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
+from omnireduce.p4proto.p4runtime_grpc import P4RuntimeStub
+from omnireduce.softswitch.p4runtime.server import MAX_STREAMS, P4RuntimeServer
+from tests.polling import wait_until
 
 DEVICE_ID = 1
 Entity = p4runtime_pb2.Entity
@@ -192,3 +196,61 @@ def test_the_first_failure_is_named_even_after_thousands_of_applied_updates(serv
         served.client.stub.Write(request, timeout=BIG_REQUEST_TIMEOUT_S)
     assert "first failures: update 5000: OUT_OF_RANGE" in info.value.details()
     assert set(batch_codes(info.value)) == {code_pb2.OK}   # the details cannot reach that far; the message does
+
+
+# --- thousands of streams ----------------------------------------------------------------------------------------
+FLOOD_STREAMS = 1000
+FLOOD_SETTLE_S = 120.0
+
+
+class StreamFlood:
+    """`count` StreamChannel calls that never send a message (never arbitrate), held on one asyncio loop in a
+    thread of their own (grpc.aio needs no thread per call). `ended` collects how the server ended each one."""
+
+    def __init__(self, address: str, count: int) -> None:
+        self.address = address
+        self.count = count
+        self.ended: list[tuple[grpc.StatusCode, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stream-flood", daemon=True)
+        self._channel: grpc.aio.Channel | None = None
+
+    def __enter__(self) -> StreamFlood:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result(REPLY_TIMEOUT_S)
+        return self
+
+    async def _open(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.address)
+        stub = P4RuntimeStub(self._channel)
+        for _ in range(self.count):
+            asyncio.ensure_future(self._watch(stub.StreamChannel()))
+
+    async def _watch(self, call) -> None:
+        code = await call.code()
+        self.ended.append((code, await call.details()))
+
+    def __exit__(self, *exc_info) -> None:
+        if self._channel is not None:
+            asyncio.run_coroutine_threadsafe(self._channel.close(), self._loop).result(REPLY_TIMEOUT_S)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(REPLY_TIMEOUT_S)
+
+
+def test_a_thousand_streams_do_not_lock_other_clients_out(served: Served) -> None:
+    server, primary = served.server, served.client
+    entry = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT,
+                                 entity=Entity(table_entry=exact_entries(pipeline_under_test().p4info, 1)[0]))
+    with StreamFlood(server.bound_address, FLOOD_STREAMS) as flood:
+        # Every stream is either held by the server or refused.
+        wait_until(lambda: server.open_streams + len(flood.ended) == FLOOD_STREAMS + 1, FLOOD_SETTLE_S,
+                   "the server holding or refusing every stream")
+        with RawClient(server.bound_address, DEVICE_ID) as other:
+            assert other.stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=REPLY_TIMEOUT_S)
+            assert other.read(Entity(table_entry=p4runtime_pb2.TableEntry())) == []
+        primary.write(entry)
+        assert len(primary.read(Entity(table_entry=p4runtime_pb2.TableEntry()))) == 1
+        assert server.open_streams == MAX_STREAMS
+        assert {code for code, _ in flood.ended} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert f"at most {MAX_STREAMS} streams" in flood.ended[0][1]
+    wait_until(lambda: server.open_streams == 1, FLOOD_SETTLE_S, "the flood's streams closing")
