@@ -20,7 +20,7 @@ import grpc
 
 from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
 from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
-from omnireduce.softswitch.p4runtime.array_ops import ArrayOps
+from omnireduce.softswitch.p4runtime.array_ops import ArrayOps, RegisterCells
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 SetConfig = p4runtime_pb2.SetForwardingPipelineConfigRequest
 GetConfig = p4runtime_pb2.GetForwardingPipelineConfigRequest
-# Entities per ReadResponse message: keeps each message far below gRPC's default 4 MiB receive limit
-# even for whole-register wildcard reads.
-READ_CHUNK = 1024
+# The most bytes of entities one ReadResponse carries: far below gRPC's default 4 MiB receive limit, and small
+# enough that a large read reaches the client as a stream of messages, the first long before the last is built.
+READ_RESPONSE_BYTES = 1 << 20
 
 
 def p4runtime_api_version() -> str:
@@ -112,6 +112,28 @@ class _Entities:
         if reader is None:
             raise P4RuntimeError.unimplemented(f"{kind} is not supported by the softswitch")
         return reader(getattr(entity, kind))
+
+
+def _read_responses(found: list[p4runtime_pb2.Entity | RegisterCells]) -> Iterator[p4runtime_pb2.ReadResponse]:
+    """The ReadResponses carrying `found`, in order, each with at most READ_RESPONSE_BYTES of entities."""
+    batch: list[p4runtime_pb2.Entity] = []
+    size = 0
+    for item in found:
+        if isinstance(item, RegisterCells):
+            if batch:
+                yield p4runtime_pb2.ReadResponse(entities=batch)
+                batch, size = [], 0
+            for chunk, _ in item.encode().chunks(READ_RESPONSE_BYTES):
+                yield p4runtime_pb2.ReadResponse.FromString(chunk)
+            continue
+        item_size = item.ByteSize()
+        if batch and size + item_size > READ_RESPONSE_BYTES:
+            yield p4runtime_pb2.ReadResponse(entities=batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield p4runtime_pb2.ReadResponse(entities=batch)
 
 
 def _internal(error: Exception) -> P4RuntimeError:
@@ -199,7 +221,9 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
 
     def Read(self, request: p4runtime_pb2.ReadRequest, context: grpc.ServicerContext):
         failure: P4RuntimeError | None = None
-        found: list[p4runtime_pb2.Entity] = []
+        # What every entity of the request matched, read under the lock (a consistent snapshot); whole registers
+        # stay numpy snapshots here and are serialized while being sent, after the lock is released.
+        found: list[p4runtime_pb2.Entity | RegisterCells] = []
         errors: list[P4RuntimeError | None] = []
         try:
             self._check_device(request.device_id)
@@ -220,17 +244,19 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             failure = _internal(error)
         if failure is not None:
             context.abort(failure.code, failure.message)
-        for start in range(0, len(found), READ_CHUNK):
-            yield p4runtime_pb2.ReadResponse(entities=found[start:start + READ_CHUNK])
+        sent = 0
+        for response in _read_responses(found):   # what succeeded, even when other entities of the batch failed
+            sent += 1
+            yield response
         failed = [error for error in errors if error is not None]
         if failed:
             # A single-entity read fails with that entity's own code (what simple_switch_grpc's clients
             # see); a batch fails with UNKNOWN and per-entity details, as the spec says.
             code = failed[0].code if len(errors) == 1 else grpc.StatusCode.UNKNOWN
-            summary = (failed[0].message if len(errors) == 1 else
-                       f"{len(failed)} of {len(errors)} reads failed; first failures: {first_failures(errors, 'entity')}")
+            summary = (failed[0].message if len(errors) == 1 else f"{len(failed)} of {len(errors)} reads failed; "
+                                                                  f"first failures: {first_failures(errors, 'entity')}")
             context.abort_with_status(batch_status(errors, summary, code, item="entity"))
-        elif not found:
+        elif not sent:
             # gRPC clients expect at least one message from a server stream that succeeded.
             yield p4runtime_pb2.ReadResponse()
 

@@ -89,7 +89,8 @@ def counters() -> dict:
     direct.table_entry = hit
     direct.packet_count = 9
     direct.modify()
-    return {"cells": cells, "direct_packets": [d.packet_count for d in sh.DirectCounterEntry("MyIngress.exact_hits").read()]}
+    direct_packets = [d.packet_count for d in sh.DirectCounterEntry("MyIngress.exact_hits").read()]
+    return {"cells": cells, "direct_packets": direct_packets}
 
 
 @scenario

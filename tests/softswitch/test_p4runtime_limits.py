@@ -21,7 +21,11 @@ from google.rpc import code_pb2
 from conftest_p4rt import REPLY_TIMEOUT_S, RawClient, batch_codes, pipeline_under_test, running_server
 from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.p4proto.p4runtime_grpc import P4RuntimeStub
+from omnireduce.p4src import artifacts
+from omnireduce.softswitch.device import Device
+from omnireduce.softswitch.p4runtime.p4info_map import load_p4info
 from omnireduce.softswitch.p4runtime.server import MAX_STREAMS, P4RuntimeServer
+from omnireduce.softswitch.p4runtime.service import READ_RESPONSE_BYTES
 from tests.polling import wait_until
 
 DEVICE_ID = 1
@@ -142,7 +146,8 @@ def exact_entries(p4info, count: int, first: int = 0) -> list[p4runtime_pb2.Tabl
     entries = []
     for value in range(first, first + count):
         entry = p4runtime_pb2.TableEntry(table_id=table.preamble.id)
-        entry.match.add(field_id=table.match_fields[0].id).exact.value = value.to_bytes(6, "big").lstrip(b"\0") or b"\0"
+        field = entry.match.add(field_id=table.match_fields[0].id)
+        field.exact.value = value.to_bytes(6, "big").lstrip(b"\0") or b"\0"
         entry.action.action.action_id = no_action.preamble.id
         entries.append(entry)
     return entries
@@ -254,3 +259,43 @@ def test_a_thousand_streams_do_not_lock_other_clients_out(served: Served) -> Non
         assert {code for code, _ in flood.ended} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert f"at most {MAX_STREAMS} streams" in flood.ended[0][1]
     wait_until(lambda: server.open_streams == 1, FLOOD_SETTLE_S, "the flood's streams closing")
+
+
+# --- reads of every register --------------------------------------------------------------------------------
+@pytest.mark.skipif(not (artifacts.BMV2_JSON.exists() and artifacts.P4INFO.exists()),
+                    reason="p4src/build/ has no compiled omnireduce program yet (run `make p4`, needs p4c)")
+def test_reading_every_register_of_the_omnireduce_program_streams_bounded_messages() -> None:
+    p4info = load_p4info(artifacts.P4INFO)
+    registers = {r.preamble.id: r for r in p4info.registers}
+    written = {}   # (register id, index) -> value: the first, last and a middle cell of each, at its width's top
+    for register in p4info.registers:
+        width = register.type_spec.bitstring.bit.bitwidth or register.type_spec.bitstring.int.bitwidth
+        for index in (0, register.size // 2, register.size - 1):
+            written[(register.preamble.id, index)] = (1 << width) - 1 - index % 7
+    with running_server(Device(), device_id=DEVICE_ID) as server, \
+            RawClient(server.bound_address, DEVICE_ID, election_id=None) as client:
+        client.set_pipeline(p4info, artifacts.BMV2_JSON.read_bytes())
+        updates = []
+        for (register_id, index), value in written.items():
+            entry = p4runtime_pb2.RegisterEntry(register_id=register_id)
+            entry.index.index = index
+            entry.data.bitstring = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+            updates.append(p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY,
+                                                entity=Entity(register_entry=entry)))
+        client.write(*updates, election_id=None)
+        request = p4runtime_pb2.ReadRequest(device_id=DEVICE_ID,
+                                            entities=[Entity(register_entry=p4runtime_pb2.RegisterEntry())])
+        responses = list(client.stub.Read(request, timeout=BIG_REQUEST_TIMEOUT_S))   # a default client
+    assert len(responses) > 1
+    assert all(response.ByteSize() <= READ_RESPONSE_BYTES + 16 for response in responses)
+    cells = {}
+    for response in responses:
+        for entity in response.entities:
+            entry = entity.register_entry
+            key = (entry.register_id, entry.index.index)
+            assert key not in cells, key
+            cells[key] = entry.data.bitstring
+    assert len(cells) == sum(r.size for r in registers.values())
+    for key, bitstring in cells.items():
+        value = written.get(key, 0)
+        assert bitstring == value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"), key   # canonical form
