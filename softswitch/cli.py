@@ -152,11 +152,11 @@ def configure_logging(level: str) -> None:
 
 
 def start_p4runtime_server(device: Device, config: SwitchConfig):
-    """Start the P4Runtime server (softswitch/p4runtime_server.py, imported lazily: it pulls in gRPC)."""
+    """Start the P4Runtime server (softswitch/p4runtime/, imported lazily: it pulls in gRPC)."""
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
+    from omnireduce.p4proto import p4info_pb2
 
-    from .p4runtime_server import P4RuntimeServer
+    from .p4runtime.server import P4RuntimeServer
 
     p4info = None
     if config.p4info_path is not None:

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
 from omnireduce.controller import program
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.p4src import constants
 
 EXACT, LPM = p4info_pb2.MatchField.EXACT, p4info_pb2.MatchField.LPM

@@ -5,7 +5,6 @@ back the same entity, and malformed entities are refused with a message naming t
 from __future__ import annotations
 
 import pytest
-from p4.v1 import p4runtime_pb2
 
 from omnireduce.controller import program
 from omnireduce.controller.entities import (
@@ -25,6 +24,7 @@ from omnireduce.controller.entities import (
 )
 from omnireduce.controller.errors import BadInputError, NameLookupError
 from omnireduce.controller.p4info import P4InfoIndex
+from omnireduce.p4proto import p4runtime_pb2
 
 from tests.controller.synthetic import synthetic_p4info
 

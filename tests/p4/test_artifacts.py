@@ -4,8 +4,8 @@
 import json
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.p4src import artifacts, constants, generate
 
 
