@@ -331,10 +331,22 @@ class AllReduce:
         next_progress = now + self._progress_interval
         ignored_before = transport.ignored
         exchange.start(now)
+
+        def consume(payloads: list[memoryview], now: float) -> None:
+            for payload in payloads:
+                stats.packets_received += 1
+                stats.bytes_received += len(payload) + overhead
+                exchange.on_payload(payload, now)
+
         try:
             while not exchange.done:
                 now = time.monotonic()
-                exchange.on_timer(now)
+                if exchange.next_wakeup() <= now:
+                    # Read what already arrived before deciding that anything timed out: after the process was
+                    # descheduled, the results that answer the expired timers are usually waiting in the socket.
+                    while (payloads := transport.receive(0.0)) and not exchange.done:
+                        consume(payloads, now)
+                    exchange.on_timer(now)
                 if exchange.done:
                     break
                 limit_at = self._limit(exchange, now, join_at if joining else None, deadline_at, tensor_id)
@@ -342,10 +354,7 @@ class AllReduce:
                 payloads = transport.receive(wait)
                 if payloads:
                     now = time.monotonic()
-                    for payload in payloads:
-                        stats.packets_received += 1
-                        stats.bytes_received += len(payload) + overhead
-                        exchange.on_payload(payload, now)
+                    consume(payloads, now)
                 if self._progress is not None and now >= next_progress and not rendezvous:
                     self._progress(exchange.progress())
                     next_progress = now + self._progress_interval

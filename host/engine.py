@@ -88,7 +88,7 @@ class RoundTripEstimator:
         if self.backed_off is not None:
             return self.backed_off
         if self.srtt is None:
-            return timeouts.retransmit_initial
+            return min(max(timeouts.retransmit_first, timeouts.retransmit_initial), timeouts.retransmit_max)
         margin = max(4 * self.rttvar, self.srtt)
         return min(max(timeouts.retransmit_initial, self.srtt + margin), timeouts.retransmit_max)
 
