@@ -106,6 +106,16 @@ def loopback_switch(workers: int, log_dir: Path, *, slots: int = 16, timeouts: T
         yield LoopbackSwitch(hook_config_for(plan, agent_ports, switch_ports, slots, timeouts), switch, grpc_addr)
 
 
+def reset_job_state(grpc_addr: str, job_id: int = 0) -> None:
+    """Clear the job's slot state on the switch, so that new agents (tensor 0, set 0) can start over: between two
+    trainings on one switch, or after agents failed and left the job's state unknown (host/README.md, Errors)."""
+    from omnireduce.controller import connect, reset_job
+    from omnireduce.p4src import artifacts
+
+    with connect(grpc_addr, p4info=artifacts.P4INFO) as switch:
+        reset_job(switch, job_id)
+
+
 # --- the command ---------------------------------------------------------------------------------------------------
 
 
