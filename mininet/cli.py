@@ -76,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dense", action="store_true", help="agents send every block (SwitchML-style baseline)")
     parser.add_argument("--jobs", type=argtypes.integer(minimum=1), default=defaults.jobs, metavar="J",
                         help="concurrent jobs on disjoint slot ranges, each with --workers workers (default 1)")
-    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=defaults.slots, metavar="S",
-                        help=f"slots per job, i.e. packets in flight per worker (default {defaults.slots})")
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=None, metavar="S",
+                        help="slots per job, i.e. rounds in flight per worker (default: from the tensor: the largest "
+                             "power of two, 16 to 512/jobs, whose dense first round stays within 5%% of a worker's "
+                             "expected non-zero blocks; e.g. 16 for the default run, 256 for 26,214,400 values at "
+                             "density 0.01)")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                         help="seed of the generated inputs (default 0)")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from omnireduce.p4src import constants
 
-from .inputs import SUPPORTED_DTYPES
+from .inputs import SUPPORTED_DTYPES, block_count
 from .traffic import Exchange
 
 # Hosts take 10.0.0.1 .. 10.0.0.253 of the testbed's /24 (.254 is the aggregator, .255 broadcast); see plan.py.
@@ -60,6 +60,26 @@ class Fault:
             raise ValueError(f"fault {text!r}: {argument!r} is not a number") from None
 
 
+#: Bounds of auto_slots: at least as many columns as the old fixed default, at most the switch's share per job.
+MIN_AUTO_SLOTS = 16
+#: The dense first round sends up to S blocks per worker whatever their values: auto_slots keeps it to about this
+#: fraction of a worker's non-zero blocks.
+FIRST_ROUND_SHARE = 0.05
+
+
+def auto_slots(size: int, density: float, jobs: int = 1) -> int:
+    """Slots for a tensor of `size` values with `density` of its blocks non-zero: each column advances one round per
+    round trip, so more slots keep more rounds in flight, but each slot costs every worker one first-round packet
+    (docs/performance.md). The largest power of two that keeps the first round within FIRST_ROUND_SHARE of a
+    worker's expected non-zero blocks, between MIN_AUTO_SLOTS and the switch's SLOT_COUNT shared by `jobs` jobs."""
+    expected_nonzero = max(1.0, block_count(max(size, 1)) * density)
+    share = max(1, constants.SLOT_COUNT // max(jobs, 1))
+    slots = MIN_AUTO_SLOTS
+    while slots * 2 <= min(expected_nonzero * FIRST_ROUND_SHARE, share):
+        slots *= 2
+    return min(slots, share)
+
+
 @dataclass(frozen=True, slots=True)
 class TestbedConfig:
     """One testbed run: `jobs` jobs of `workers` workers each, all-reducing one tensor per worker concurrently.
@@ -79,7 +99,8 @@ class TestbedConfig:
     dtype: str = "float32"
     dense: bool = False
     jobs: int = 1
-    slots: int = 16
+    #: slots per job; None: auto_slots() of the tensor
+    slots: int | None = None
     seed: int = 0
     timeout: float | None = None
     #: probability that the switch loses a frame on its way in or out (loopback softswitch only)
@@ -88,6 +109,10 @@ class TestbedConfig:
     fault: Fault | None = None
 
     __test__ = False  # pytest: not a test class despite its name
+
+    def __post_init__(self) -> None:
+        if self.slots is None:
+            object.__setattr__(self, "slots", auto_slots(self.size, self.density, self.jobs))
 
     def problems(self) -> list[str]:
         """Everything wrong with this configuration (empty when it can run)."""

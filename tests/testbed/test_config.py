@@ -9,6 +9,7 @@ from omnireduce.controller.model import validate_jobs_together
 from omnireduce.p4src import constants
 from omnireduce.testbed import ConfigError, Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_USAGE, main
+from omnireduce.testbed.model import auto_slots
 from omnireduce.testbed.plan import plan_network
 from omnireduce.testbed.provision import controller_jobs, plan_from_json, plan_to_json
 
@@ -72,3 +73,14 @@ def test_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--density", "abc"])
     assert exit_info.value.code == 2
+
+
+def test_slots_follow_the_tensor_unless_given():
+    # The dense first round (S packets per worker) stays within 5% of a worker's expected non-zero blocks.
+    assert auto_slots(65536, 0.05) == 16                # the default run: at least 16
+    assert auto_slots(4_194_304, 0.01) == 64            # 1,311 non-zero blocks expected: 64 <= 65.5
+    assert auto_slots(26_214_400, 0.01) == 256
+    assert auto_slots(26_214_400, 1.0) == constants.SLOT_COUNT
+    assert auto_slots(26_214_400, 1.0, jobs=4) == constants.SLOT_COUNT // 4  # the switch's share per job
+    assert TestbedConfig(size=4_194_304, density=0.01).slots == 64
+    assert TestbedConfig(size=4_194_304, density=0.01, slots=8).slots == 8
