@@ -41,6 +41,10 @@ _NO_DEADLINE = math.inf
 #: is only dropped (a lost result followed by a later one in the column is requested at once, on the gap).
 REQUEST_PATIENCE = 3
 _SET_MASK = C.SET_MASK
+#: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator).
+PEAK_MARGIN = 1.25
+#: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
+PEAK_DECAY = 0.97
 
 
 @dataclass(slots=True)
@@ -64,11 +68,18 @@ class RoundTripEstimator:
     retransmitted round gives no sample, and a timeout backs the timeout off for the *following* rounds too until
     a round sent once is timed again; otherwise, once the switch is slower than the timeout (BMv2 under a dense
     burst), every round would be retransmitted, never sampled, and the duplicates would keep the switch slow.
+
+    Karn's rule alone hides the slow tail: the rounds that time out are exactly the slow ones, and fast clean
+    samples then pull the timeout back under the tail, which times out again (a storm of 5 packets per block was
+    seen with 16 workers on 2 loaded cores). So the timeout is also at least PEAK_MARGIN times a decaying peak of
+    the samples, and a timeout shown to be spurious (the result came sooner after the retransmission than any round
+    trip could: it answers the original) samples the original's full time (`spurious`).
     """
 
     srtt: float | None = None
     rttvar: float = 0.0
     backed_off: float | None = None
+    peak: float = 0.0
 
     def sample(self, seconds: float) -> None:
         if self.srtt is None:
@@ -76,7 +87,17 @@ class RoundTripEstimator:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
+        self.peak = max(seconds, self.peak * PEAK_DECAY)
         self.backed_off = None
+
+    def answers_original(self, since_retransmission: float) -> bool:
+        """Whether a result that came `since_retransmission` seconds after a retransmission must answer the
+        original CONTRIB: sooner than half a smoothed round trip, the retransmission cannot have been answered."""
+        return self.srtt is not None and since_retransmission < 0.5 * self.srtt
+
+    def spurious(self, seconds: float) -> None:
+        """The original CONTRIB of a retransmitted round was answered after `seconds`: a real (slow) round trip."""
+        self.sample(seconds)
 
     def timed_out(self, timeout: float, timeouts: Timeouts) -> None:
         """A round sent with `timeout` was not answered in time. Columns that time out together (one burst) back
@@ -90,7 +111,8 @@ class RoundTripEstimator:
         if self.srtt is None:
             return min(max(timeouts.retransmit_first, timeouts.retransmit_initial), timeouts.retransmit_max)
         margin = max(4 * self.rttvar, self.srtt)
-        return min(max(timeouts.retransmit_initial, self.srtt + margin), timeouts.retransmit_max)
+        smoothed = max(self.srtt + margin, PEAK_MARGIN * self.peak)
+        return min(max(timeouts.retransmit_initial, smoothed), timeouts.retransmit_max)
 
 
 @dataclass(slots=True)
@@ -103,6 +125,8 @@ class _Column:
     own_next: int = END          # the next block this worker sends in the column
     contributed: bool = False    # whether this worker contributed to the awaited round
     sent_at: float | None = None  # when our CONTRIB for the awaited round left, if it was never retransmitted
+    first_sent_at: float = 0.0   # when our CONTRIB for the awaited round first left
+    retransmitted_at: float | None = None  # when it was last retransmitted
     rto: float = 0.0
     deadline: float = _NO_DEADLINE
     timeouts: int = 0            # timer expiries for the awaited round
@@ -257,6 +281,8 @@ class TensorExchange:
         column.own_next = following
         column.contributed = True
         column.sent_at = now
+        column.first_sent_at = now
+        column.retransmitted_at = None
         column.timeouts = 0
         column.gap_requested = False
         self._send(buffer)
@@ -295,6 +321,7 @@ class TensorExchange:
             column.sent_at = None  # Karn: this round's time no longer measures anything
             if column.contributed:
                 self._round_trip.timed_out(column.rto, self._timeouts)
+                column.retransmitted_at = now
                 self._send(column.contrib)
                 self.stats.retransmissions += 1
                 if column.timeouts > 0:
@@ -395,6 +422,10 @@ class TensorExchange:
             )
         if column.contributed and column.sent_at is not None:
             self._round_trip.sample(now - column.sent_at)
+        elif (column.contributed and column.retransmitted_at is not None
+              and self._round_trip.answers_original(now - column.retransmitted_at)):
+            self._round_trip.spurious(now - column.first_sent_at)
+            self.stats.spurious_timeouts += 1
         start = block * LANES_BYTES
         self._result[start:start + LANES_BYTES] = payload[_HEADER_BYTES:]
         self._result_next[block] = next_block

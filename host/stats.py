@@ -11,11 +11,13 @@ class Stats:
 
     blocks_total/blocks_sent: blocks of the data tensor, and how many of them this worker sent (the scale round is
     not counted there). contribs_sent: first transmissions of CONTRIBs; retransmissions: CONTRIBs sent again after
-    a timeout; requests_sent: REQUESTs for a missed result (on a gap in a column or a timer); repairs_sent: peers'
-    forwarded REQUESTs answered from our results; repairs_unknown: forwarded REQUESTs for a result we did not have;
-    repairs_received: missed results that came from a peer. results: results consumed; duplicates: results for
-    rounds already consumed (ignored); early: results that arrived before the one expected in their column (kept
-    and used in turn); ignored: datagrams that were malformed, for another job or worker, or of no known kind.
+    a timeout; spurious_timeouts: retransmissions whose original was answered after all (its result came sooner
+    after the retransmission than a round trip could); requests_sent: REQUESTs for a missed result (on a gap in a
+    column or a timer); repairs_sent: peers' forwarded REQUESTs answered from our results; repairs_unknown:
+    forwarded REQUESTs for a result we did not have; repairs_received: missed results that came from a peer.
+    results: results consumed; duplicates: results for rounds already consumed (ignored); early: results that
+    arrived before the one expected in their column (kept and used in turn); ignored: datagrams that were
+    malformed, for another job or worker, or of no known kind.
     On a loss-free path only contributions (and the results) travel: every other count stays 0.
     """
 
@@ -28,6 +30,7 @@ class Stats:
     contribs_sent: int = 0
     requests_sent: int = 0
     retransmissions: int = 0
+    spurious_timeouts: int = 0
     repairs_sent: int = 0
     repairs_unknown: int = 0
     repairs_received: int = 0

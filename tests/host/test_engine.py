@@ -13,7 +13,14 @@ import pytest
 
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
-from omnireduce.host.engine import REQUEST_PATIENCE, RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.engine import (
+    PEAK_MARGIN,
+    REQUEST_PATIENCE,
+    RoundTripEstimator,
+    SlotChannel,
+    TensorExchange,
+    big_endian_lanes,
+)
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -325,3 +332,27 @@ def test_the_timeout_is_at_least_twice_the_smoothed_round_trip():
         estimate.sample(0.12)  # steady: rttvar decays towards 0
     assert estimate.rttvar < 0.001
     assert estimate.timeout(TIMEOUTS) == pytest.approx(min(2 * 0.12, TIMEOUTS.retransmit_max))
+
+
+def test_a_slow_round_raises_the_timeout_above_it_for_a_while():
+    estimate = RoundTripEstimator()
+    for _ in range(20):
+        estimate.sample(0.1)
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2)  # twice the smoothed round trip
+    estimate.sample(0.2)
+    assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.2  # the slow tail, not the average, bounds it now
+    for _ in range(200):
+        estimate.sample(0.1)
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2, rel=0.01)  # and it fades
+
+
+def test_a_timeout_answered_by_the_original_is_spurious_and_times_the_original():
+    estimate = RoundTripEstimator(srtt=0.1, rttvar=0.0, peak=0.1)
+    script = Script(sparse_blocks(2, [0, 1]), slots=1, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.exchange.on_timer(0.2)  # the timeout (2 srtt) fires: a retransmission
+    assert script.stats.retransmissions == 1
+    script.feed(script.result(0, 0, 1), now=0.21)  # 10 ms after it: too soon to answer the retransmission
+    assert script.stats.spurious_timeouts == 1
+    assert estimate.peak == pytest.approx(0.21)  # the original's whole round trip is sampled
+    assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.21
