@@ -125,13 +125,13 @@ def standalone_rate() -> dict:
 
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
-             f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} {'req':>5} "
-             f"{'drops':>6} {'switch pps':>10} {'of alone':>8}"]
+             f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
+             f"{'req':>5} {'drops':>6} {'switch pps':>10} {'of alone':>8}"]
     alone = standalone["pps_wall"] if standalone else None
     for r in results:
         share = f"{r.switch_pps / alone:8.0%}" if alone else f"{'-':>8}"
-        lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} {'yes' if r.ok else 'NO':>3} "
-                     f"{r.seconds:8.2f} {r.packets_per_block_mean:10.3f} {r.packets_per_block_max:6.3f} "
+        lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
+                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} {r.packets_per_block_max:6.3f} "
                      f"{r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} {r.requests:5d} "
                      f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {share}")
