@@ -131,8 +131,8 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
     for r in results:
         share = f"{r.switch_pps / alone:8.0%}" if alone else f"{'-':>8}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
-                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} {r.packets_per_block_max:6.3f} "
-                     f"{r.loss_free_packets_per_block:9.3f} "
+                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
+                     f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} {r.requests:5d} "
                      f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {share}")
         if r.failure:
