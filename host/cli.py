@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--rto-first", type=argtypes.seconds, default=defaults.retransmit_first,
                         help=f"retransmission timeout before any round trip is measured (default "
                              f"{defaults.retransmit_first})")
+    limits.add_argument("--request-fallback", type=argtypes.seconds, default=defaults.request_fallback,
+                        help=f"a worker that missed a result of a round it sat out, with no later result to show the "
+                             f"gap, asks for it after this long (default {defaults.request_fallback})")
     limits.add_argument("--rto-max", type=argtypes.seconds, default=defaults.retransmit_max,
                         help=f"largest retransmission timeout (default {defaults.retransmit_max})")
     limits.add_argument("--backoff", type=argtypes.number(minimum=1.0), default=defaults.backoff,
@@ -162,7 +165,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             switch_ip=IPv4Address(args.switch[0]), switch_port=args.switch[1], job_id=args.job,
             worker_id=args.worker_id, workers=args.workers, slots=args.slots,
             bind=args.bind or ("0.0.0.0", C.OMNI_UDP_PORT), transport=transport, frame_link=frame_link,
-            timeouts=Timeouts(retransmit_initial=args.rto, retransmit_first=args.rto_first, backoff=args.backoff, retransmit_max=args.rto_max,
+            timeouts=Timeouts(retransmit_initial=args.rto, retransmit_first=args.rto_first,
+                              request_fallback=args.request_fallback, backoff=args.backoff, retransmit_max=args.rto_max,
                               join=args.join_timeout, stall=args.stall_timeout, deadline=args.deadline),
             pacing=Pacing(max_burst=args.max_burst, pps=args.pps), zero_threshold=args.threshold, dense=args.dense,
             lookahead=args.lookahead, first_tensor_id=args.first_tensor_id,

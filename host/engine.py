@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 END = C.END_OF_TENSOR
 _HEADER_BYTES = C.OMNI_HEADER_BYTES
 _NO_DEADLINE = math.inf
-#: A worker waiting for a round it did not contribute to waits this many retransmission timeouts before its first
-#: REQUEST: that round's contributors may need a retransmission themselves, and a REQUEST before the round completes
-#: is only dropped (a lost result followed by a later one in the column is requested at once, on the gap).
+#: A worker waiting for a round it did not contribute to waits this many retransmission timeouts, and at least
+#: Timeouts.request_fallback, before its first REQUEST. Its first evidence of a lost result is a gap: the column's
+#: next result arriving (then it REQUESTs at once). Only two losses leave no gap: the column's last result, and the
+#: one whose next block is this worker's own (the column then waits for it). The timer is the fallback for those;
+#: an RTT-based one fired for rounds that were merely slow, and each such REQUEST is only dropped by the switch.
 REQUEST_PATIENCE = 3
 _SET_MASK = C.SET_MASK
 #: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator).
@@ -447,7 +449,8 @@ class TensorExchange:
         else:
             column.contributed = False
             column.sent_at = None
-            self._arm(column, now, REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts))
+            patience = max(REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts), self._timeouts.request_fallback)
+            self._arm(column, now, patience)
         if self._to_launch:
             self._launch(now)
 

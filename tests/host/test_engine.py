@@ -29,7 +29,8 @@ from omnireduce.p4src import constants as C
 END = C.END_OF_TENSOR
 JOB = 9
 RTO = 0.1
-TIMEOUTS = Timeouts(retransmit_initial=RTO, retransmit_first=RTO, backoff=2.0, retransmit_max=0.3)
+TIMEOUTS = Timeouts(retransmit_initial=RTO, retransmit_first=RTO, backoff=2.0, retransmit_max=0.3,
+                    request_fallback=0.05)
 
 
 class Script:
