@@ -32,7 +32,7 @@ class Timeouts:
     retransmit_first: float = 0.25
     request_fallback: float = 1.0
     backoff: float = 2.0
-    retransmit_max: float = 1.0
+    retransmit_max: float = 4.0
     join: float = 30.0
     stall: float = 10.0
     deadline: float | None = None
