@@ -1,13 +1,12 @@
 """Packets per second through the softswitch (one core, no sockets), on its native (C) and its Python packet
 pipeline, side by side with BMv2's simple_switch on the same JSON, the same frames and the same control-plane state.
 
-    .venv/bin/python -m bench.bench_softswitch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
-
-(run from the repository root with -m: the project program's generator uses tests/p4/omniswitch.py)
+    omnireduce-bench switch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
+    .venv/bin/python -m omnireduce.bench.bench_softswitch ...      (the same, without the end-to-end rate)
 
 The trace. For p4src/build/omnireduce.json (the default) the frames of a real all-reduce are recorded once
-(4 workers, 8 slots, --blocks blocks of LANES=32 lanes, half of them zero; tests/p4/omniswitch.py drives the
-protocol): CONTRIBs that are absorbed, CONTRIBs that complete a round and multicast the RESULT to the 4 workers,
+(4 workers, 8 slots, --blocks blocks of LANES=32 lanes, half of them zero; the host agent's protocol engine drives
+the protocol, bench/protocol_driver.py): CONTRIBs that are absorbed, CONTRIBs that complete a round and multicast the RESULT to the 4 workers,
 and ACKs. Every worker is registered on port 1 with its own IP address and UDP port, and every frame enters on
 port 1, so that BMv2's pcap-file mode keeps the exact order (see bench/frame_generators.py). The generator's
 control-plane calls are recorded and replayed into every switch measured (bench/control_plane.py).
@@ -42,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnireduce.p4src import artifacts
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.errors import FailedPrecondition
@@ -52,8 +52,9 @@ from .frame_generators import GENERATORS, Frames, omnireduce_frames
 
 log = logging.getLogger("bench")
 
+# The installed program (package data of omnireduce.p4src), so the bench runs from any directory.
+PROJECT_JSON = artifacts.BMV2_JSON
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_JSON = ROOT / "p4src" / "build" / "omnireduce.json"
 TEST_BUILD = ROOT / "tests" / "softswitch" / "p4" / "build"
 STATELESS_PACKETS = 20000  # default run length for generators that return a few frames to cycle through
 DEFAULT_LOG_LEVELS = ("default", "off")
