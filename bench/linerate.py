@@ -51,7 +51,7 @@ class Network:
     switch_latency_us: float = 1.0
     link_delay_us: float = 0.5
     host_turnaround_us: float = 2.0
-    host_mpps: float = 12.0
+    host_mpps: float = 60.0
     window: int = C.SLOT_COUNT
     ring_payload: int = 4096
     ring_header: int = 58

@@ -84,7 +84,7 @@ def plot_sweep(rows: Sequence[Row], directory: Path) -> list[Path]:
         handles, labels = axes[0].get_legend_handles_labels() if panels else ([], [])
         figure.legend(handles, labels, loc="upper center", ncol=len(labels) or 1, fontsize=8,
                       bbox_to_anchor=(0.5, 1.0))
-        figure.tight_layout(rect=(0, 0, 1, 0.95))
+        figure.tight_layout(rect=(0, 0, 1, 0.9))
         path = directory / name
         figure.savefig(path, dpi=80)
         plt.close(figure)
