@@ -26,7 +26,7 @@ from omnireduce import argtypes
 from . import bench_agent, bench_softswitch
 from . import sweep as sweep_module
 from .sweep import MODES, QUICK, SweepConfig, Row, run_sweep, work_units
-from .sweep_report import format_table, targets
+from .sweep_report import format_markdown, format_table, targets
 
 log = logging.getLogger("omnireduce.bench")
 
@@ -97,6 +97,9 @@ def add_allreduce(sub) -> None:
     parser.add_argument("--json-out", type=Path, metavar="PATH", help="write the rows as JSON (written as they come)")
     parser.add_argument("--plot-dir", type=Path, metavar="DIR", help="write the PNG plots there (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--from", dest="sweep", type=argtypes.existing_file, metavar="SWEEP_JSON",
+                        help="report (and plot) a sweep written earlier with --json-out instead of running one")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/performance.md)")
     parser.set_defaults(run=run_allreduce)
 
 
@@ -141,7 +144,23 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
                        modes=args.modes, timeout_s=args.timeout)
 
 
+def report_sweep(rows: list[Row], args: argparse.Namespace) -> int:
+    print(format_markdown(rows) if args.markdown else format_table(rows))
+    print("\ntargets (reported, not asserted):")
+    for line in targets(rows):
+        print(f"  {line}")
+    if args.plot_dir:
+        from .plots import plot_sweep
+
+        for path in plot_sweep(rows, args.plot_dir):
+            print(f"plot: {path}")
+    failed = [row for row in rows if row.status.startswith("failed")]
+    return 1 if failed else 0
+
+
 def run_allreduce(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return report_sweep(load_rows(args.sweep), args)
     config = sweep_config(args)
     if not config.points():
         raise SystemExit("omnireduce-bench allreduce: every point exceeds --max-elements; nothing to run")
@@ -167,18 +186,9 @@ def run_allreduce(args: argparse.Namespace) -> int:
         run_sweep(config, progress, on_row)
     finally:
         bar.close()
-    print(format_table(rows))
-    print("\ntargets (reported, not asserted):")
-    for line in targets(rows):
-        print(f"  {line}")
+    status = report_sweep(rows, args)
     print(f"\nsweep took {time.monotonic() - started:.0f} s; machine after: {machine_line()}")
-    if args.plot_dir:
-        from .plots import plot_sweep
-
-        for path in plot_sweep(rows, args.plot_dir):
-            print(f"plot: {path}")
-    failed = [row for row in rows if row.status.startswith("failed")]
-    return 1 if failed else 0
+    return status
 
 
 def write_sweep_json(path: Path, config: SweepConfig, rows: list[Row], seconds: float) -> None:

@@ -22,6 +22,7 @@ a worker's received bytes are the switch's sent bytes over W. gloo's are describ
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -121,6 +122,12 @@ class Row:
         return data
 
 
+# The testbed picks free loopback ports by binding port 0 and closing; another process on the machine (another
+# testbed run) can take one before the softswitch binds it. That failure says nothing about the point: run again.
+PORT_RACE = "Address already in use"
+PORT_RACE_RETRIES = 3
+
+
 def _median_int(values: Sequence[int]) -> int:
     return int(statistics.median(values))
 
@@ -134,10 +141,16 @@ def testbed_row(mode: str, workers: int, size: int, density: float, config: Swee
     testbed = TestbedConfig(workers=workers, size=size, density=density, slots=config.slots, seed=config.seed,
                             dense=mode == DENSE, timeout=config.timeout_s)
     seconds, to_packets, to_bytes, from_packets, from_bytes, retransmissions = [], [], [], [], [], []
+    loads, retried = [], 0
     for _ in range(config.repeat):
         report = run_testbed(testbed)
+        while not report.ok and retried < PORT_RACE_RETRIES and PORT_RACE in (report.failure or ""):
+            retried += 1
+            log.warning("%s W=%d n=%d d=%g: %s; running it again", mode, workers, size, density, report.failure)
+            report = run_testbed(testbed)
         if not report.ok:
             return replace(base, status=f"failed: {report.failure}", seconds=tuple(seconds))
+        loads.append(os.getloadavg()[0])
         job = report.jobs[0]
         spec = InputSpec(workers, size, density, "float32", config.seed)
         reported = ideal_of_job(job, spec)
@@ -154,7 +167,8 @@ def testbed_row(mode: str, workers: int, size: int, density: float, config: Swee
         base, seconds=tuple(seconds), switch_to_packets=_median_int(to_packets), switch_to_bytes=_median_int(to_bytes),
         switch_from_packets=_median_int(from_packets), switch_from_bytes=_median_int(from_bytes),
         sent_bytes_per_worker=_median_int(to_bytes) / workers, received_bytes_per_worker=_median_int(from_bytes) / workers,
-        retransmissions=_median_int(retransmissions))
+        retransmissions=_median_int(retransmissions),
+        extra={"load_1min": [round(load, 2) for load in loads], "runs_retried_for_port_race": retried})
 
 
 def gloo_rows(timings: Iterable[GlooTiming], workers: int, ideals: dict[tuple[int, float], IdealExchange]) -> list[Row]:
@@ -169,7 +183,8 @@ def gloo_rows(timings: Iterable[GlooTiming], workers: int, ideals: dict[tuple[in
             ideal_received_bytes_per_worker=ideal.received_bytes_per_worker,
             sent_bytes_per_worker=sent / workers, received_bytes_per_worker=received / workers, source=SOURCES[timing.mode],
             # Loopback TCP loses nothing: what the group sent is what it received, up to gloo's few bytes of sizes.
-            extra={"group_sent_over_computed_received": round(sent / received, 4) if received else None}))
+            extra={"group_sent_over_computed_received": round(sent / received, 4) if received else None,
+                   "load_1min": [round(os.getloadavg()[0], 2)]}))
     return rows
 
 

@@ -114,3 +114,40 @@ def targets(rows: Sequence[Row]) -> list[str]:
                              f"ratio {gains.ideal_traffic_ratio:.2f} = {needed:.2f}: "
                              f"{'met' if gains.over_dense >= needed else 'MISSED'}")
     return lines
+
+
+def _ms(row: Row | None) -> str:
+    if not _ok(row):
+        return row.status.split(":")[0] if row is not None else "-"
+    return f"{row.median_s * 1e3:.1f} ({min(row.seconds) * 1e3:.1f}-{max(row.seconds) * 1e3:.1f})"
+
+
+def format_markdown(rows: Sequence[Row]) -> str:
+    """One line per point: each mode's median time [spread] in ms, bytes received per worker, traffic against
+    the ideal exchange, and the speedups (docs/performance.md)."""
+    lines = ["| W | values | density | union | sparse ms | dense ms | gloo ms | gloo COO ms | recv/worker sparse "
+             "| recv/worker gloo COO | sparse vs ideal | retx | sparse over dense (ideal ratio) | over gloo "
+             "| over gloo COO | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (workers, size, density), modes in sorted(by_point(rows).items(),
+                                                  key=lambda item: (item[0][0], item[0][1], -item[0][2])):
+        any_row = next(iter(modes.values()))
+        sparse, coo = modes.get(SPARSE), modes.get(GLOO_SPARSE)
+        gains = speedups(modes)
+        versus = (f"{sparse.total_bytes / sparse.ideal_total_bytes:.2f}x"
+                  if _ok(sparse) and sparse.ideal_total_bytes else "-")
+        retx = str(sparse.retransmissions) if _ok(sparse) and sparse.retransmissions is not None else "-"
+        lines.append(
+            f"| {workers} | {size:,} | {density:g} | {any_row.union_density:.3f} | {_ms(sparse)} | "
+            f"{_ms(modes.get(DENSE))} | {_ms(modes.get(GLOO_DENSE))} | {_ms(coo)} | "
+            f"{_size(sparse.received_bytes_per_worker) if _ok(sparse) else '-'} | "
+            f"{_size(coo.received_bytes_per_worker) if _ok(coo) else '-'} | {versus} | {retx} | "
+            f"{_x(gains.over_dense)} ({_x(gains.ideal_traffic_ratio)}) | {_x(gains.over_gloo)} | "
+            f"{_x(gains.over_gloo_sparse)} | {_load(modes.values())} |")
+    return "\n".join(lines)
+
+
+def _load(rows: Iterable[Row]) -> str:
+    """The 1-minute load averages seen after the runs of a point, as a range (the machine is shared)."""
+    loads = [load for row in rows for load in row.extra.get("load_1min", [])]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
