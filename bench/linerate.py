@@ -322,8 +322,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{row['gbps']:>6g} {row['workers']:>3} {row['density']:>7g} {row['omnireduce_s'] * 1e3:>8.2f} ms "
                      f"{row['omnireduce_bound']:>17} {row['ring_s'] * 1e3:>6.2f} ms {row['dense_switch_s'] * 1e3:>6.2f} ms "
                      f"{row['speedup_over_ring']:>7.2f}x {row['speedup_over_dense_switch']:>7.2f}x")
-    sources = sorted({row["calibration"] for row in report["omnireduce_conditions"]})
-    lines.append("traffic: " + "; ".join(sources))
+    sources = {row["calibration"] for row in report["omnireduce_conditions"]}
+    lines.append(next(iter(sources)) if len(sources) == 1 else
+                 f"traffic: the ideal exchange scaled by measured/ideal of the nearest sweep point ({len(sources)} "
+                 f"points; --json-out names the one behind each row)")
     lines += ["", f"training step, {TRAINING_WORKERS} workers (compute + communication, no overlap):",
               f"{'Gbit/s':>6} {'model':<10} {'MB':>7} {'density':>7} {'compute':>8} {'ring':>10} {'omnireduce':>11} "
               f"{'comm x':>7} {'step x':>7}"]
