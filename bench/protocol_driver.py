@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 SWITCH = Endpoint.of("02:00:00:00:00:fe", "10.0.0.254", C.OMNI_UDP_PORT)
 # No timer ever fires: the FIFO loses nothing, so a retransmission would only add frames the switch must refuse.
-NEVER = Timeouts(retransmit_initial=3600.0, retransmit_max=3600.0, join=3600.0, stall=3600.0)
+NEVER = Timeouts(retransmit_initial=3600.0, retransmit_first=3600.0, request_fallback=3600.0, retransmit_max=3600.0,
+                 join=3600.0, stall=3600.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,8 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
         exchanges.append(TensorExchange(
             job_id=job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=0, channels=[SlotChannel() for _ in range(slots)],
-            send=_Sender(worker, queue), stats=Stats(), timeouts=NEVER, name=f"bench-w{worker.worker_id}"))
+            send=_Sender(worker, queue), stats=Stats(), timeouts=NEVER, name=f"bench-w{worker.worker_id}",
+            worker_id=worker.worker_id, workers=len(workers)))
         results.append(result)
     by_port = {worker.port: exchange for worker, exchange in zip(workers, exchanges)}
     if len(by_port) != len(workers):

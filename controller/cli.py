@@ -211,11 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     route_list.set_defaults(handler=cmd_route_list)
 
     status_parser = commands.add_parser(
-        "status", parents=[output], help="per job and slot: rounds in flight, contributors, workers' next blocks",
+        "status", parents=[output], help="per job and slot: rounds in flight, who they wait for, workers' next blocks",
         description="For each slot of the job (or of every job) and each shadow set: round state, tensor, block, "
-                    "which workers contributed / are missing / have not confirmed the result, the result's next "
-                    "block and exponent, and each worker's announced next block (worker_next; 0 = not announced); "
-                    "and the job's packet counters. Block numbers read 'end' for END_OF_TENSOR.")
+                    "which workers an aggregating round still waits for, the result's next block and exponent, and "
+                    "each worker's announced next block (worker_next: the block it contributes next); and the job's "
+                    "packet counters. Block numbers read 'end' for END_OF_TENSOR.")
     status_parser.add_argument("--job", type=non_negative_int, metavar="J", help="only this job")
     status_parser.add_argument("--watch", type=argtypes.seconds, nargs="?", const=1.0, metavar="SECONDS",
                                help="repeat every SECONDS (default 1) until Ctrl-C")

@@ -16,8 +16,6 @@ from typing import Iterator, Sequence
 
 import grpc
 from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from omnireduce.controller.errors import (
     ControllerError,
@@ -26,6 +24,7 @@ from omnireduce.controller.errors import (
     SwitchUnreachableError,
     UpdateFailure,
 )
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class P4RuntimeClient:
         self.election_id = election_id
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
-        self._stub: p4runtime_pb2_grpc.P4RuntimeStub | None = None
+        self._stub: p4runtime_grpc.P4RuntimeStub | None = None
         self._requests: queue.Queue[p4runtime_pb2.StreamMessageRequest | None] = queue.Queue()
         self._arbitration: queue.Queue[p4runtime_pb2.StreamMessageResponse | ControllerError] = queue.Queue()
         self._stream = None
@@ -135,7 +134,7 @@ class P4RuntimeClient:
         options = [("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
         self._channel = grpc.insecure_channel(self.address, options=options)
-        stub = p4runtime_pb2_grpc.P4RuntimeStub(self._channel)
+        stub = p4runtime_grpc.P4RuntimeStub(self._channel)
         # Readiness with a deadline: a Capabilities call that waits for the channel to become ready. It proves
         # what grpc.channel_ready_future proves (and that a P4Runtime server answers), without the connectivity
         # polling thread that future leaves behind, which makes every channel.close() block for 0.2 s.
@@ -233,7 +232,7 @@ class P4RuntimeClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _require_stub(self) -> p4runtime_pb2_grpc.P4RuntimeStub:
+    def _require_stub(self) -> p4runtime_grpc.P4RuntimeStub:
         if self._stub is None:
             raise SwitchUnreachableError(f"not connected to {self.address} (call connect() first)")
         return self._stub

@@ -33,7 +33,7 @@ class CounterReport:
     port_rx: dict[int, Count]
     port_tx: dict[int, Count]
     drops: tuple[DropCount, ...]
-    jobs: dict[int, dict[str, Count]]  # job id -> {"contributions"|"results"|"replays"|"acks": Count}
+    jobs: dict[int, dict[str, Count]]  # job id -> {"contributions"|"results"|"replays"|"forwards": Count}
 
 
 def drop_reason_name(reason: int) -> str:

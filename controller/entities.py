@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Union
 
-from p4.v1 import p4data_pb2, p4runtime_pb2
 
 from omnireduce.controller.encoding import decode_int, encode_int, prefix_mask
 from omnireduce.controller.errors import BadInputError
 from omnireduce.controller.p4info import MatchFieldInfo, P4InfoIndex
+from omnireduce.p4proto import p4data_pb2, p4runtime_pb2
 
 
 # --- match values --------------------------------------------------------------------------------------------

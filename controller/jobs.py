@@ -226,10 +226,11 @@ def find_job(switch: Switch, job_id: int) -> InstalledJob:
 
 def slot_register_cells(slots: range, max_workers: int) -> dict[str, list[int]]:
     """Every register cell that belongs to `slots` (global slot numbers), by register name."""
-    round_cells = [program.SETS_PER_SLOT * slot + set_ for slot in slots for set_ in range(program.SETS_PER_SLOT)]
+    round_cells = [program.round_cell(slot, set_) for slot in slots for set_ in range(program.SETS_PER_SLOT)]
     cells = {register: round_cells for register in program.ROUND_REGISTERS}
     cells[program.SLOT_TENSOR] = list(slots)
-    cells[program.WORKER_NEXT] = [slot * max_workers + worker for slot in slots for worker in range(max_workers)]
+    for register in program.WORKER_NEXT_GROUPS:
+        cells[register] = list(slots)
     return cells
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Generic, Iterable, TypeVar
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
 from omnireduce.controller.errors import BadInputError, NameLookupError
+from omnireduce.p4proto import p4info_pb2
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from p4.config.v1 import p4info_pb2
 
 from omnireduce.controller.errors import BadInputError
 from omnireduce.controller.p4info import load_p4info
 from omnireduce.controller.switch import Switch
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.p4src import artifacts
 
 log = logging.getLogger(__name__)

@@ -49,22 +49,29 @@ ROUTE_DST_MAC = "dst_mac"
 # --- aggregation state (p4src/include/control/aggregation.p4) ------------------------------------------------
 
 _AGGREGATION = "IngressPipe.aggregation."
-ROUND_STATE = _AGGREGATION + "round_state"
 ROUND_TENSOR = _AGGREGATION + "round_tensor"
 ROUND_BLOCK = _AGGREGATION + "round_block"
-ROUND_CONTRIBUTED = _AGGREGATION + "round_contributed"
-ROUND_UNACKED = _AGGREGATION + "round_unacked"
 ROUND_NEXT = _AGGREGATION + "round_next"
 ROUND_EXPONENT = _AGGREGATION + "round_exponent"
 ROUND_VALUES = tuple(f"{_AGGREGATION}round_value_{lane}" for lane in range(constants.LANES))
-# Per (slot, set): index 2 * global_slot + set.
-ROUND_REGISTERS = (ROUND_STATE, ROUND_TENSOR, ROUND_BLOCK, ROUND_CONTRIBUTED, ROUND_UNACKED, ROUND_NEXT,
-                   ROUND_EXPONENT) + ROUND_VALUES
+# Per (slot, set): index (global_slot << SET_INDEX_BITS) | set.
+ROUND_REGISTERS = (ROUND_TENSOR, ROUND_BLOCK, ROUND_NEXT, ROUND_EXPONENT) + ROUND_VALUES
 # Per slot: index global_slot.
 SLOT_TENSOR = _AGGREGATION + "slot_tensor"
-# Per (slot, worker): index global_slot * MAX_WORKERS + worker_id.
-WORKER_NEXT = _AGGREGATION + "worker_next"
-SETS_PER_SLOT = 2
+# Per slot, one register per group of WORKERS_PER_GROUP workers: lane (worker & 7) holds worker's announced next.
+WORKER_NEXT_GROUPS = tuple(f"{_AGGREGATION}worker_next_{group}" for group in range(constants.WORKER_GROUPS))
+SETS_PER_SLOT = constants.SETS
+
+
+def round_cell(global_slot: int, set_index: int) -> int:
+    """Index of a (slot, set) in the round registers."""
+    return (global_slot << constants.SET_INDEX_BITS) | set_index
+
+
+def worker_next_lanes(cells: "list[int] | tuple[int, ...]") -> tuple[int, ...]:
+    """The announced next block of every worker id, from the slot's worker_next cells (one per group)."""
+    return tuple((cell >> (32 * lane)) & 0xFFFFFFFF for cell in cells for lane in range(constants.WORKERS_PER_GROUP))
+
 
 # --- counters (p4src/omnireduce.p4), all packets_and_bytes -----------------------------------------------------
 
@@ -76,11 +83,11 @@ JOB_COUNTERS = {
     "contributions": "IngressPipe.job_contributions",
     "results": "IngressPipe.job_results",
     "replays": "IngressPipe.job_replays",
-    "acks": "IngressPipe.job_acks",
+    "forwards": "IngressPipe.job_forwards",
 }
 
 TABLES = (WORKERS_TABLE, JOBS_TABLE, RESULT_DESTINATIONS_TABLE, IPV4_ROUTES_TABLE)
-REGISTERS = ROUND_REGISTERS + (SLOT_TENSOR, WORKER_NEXT)
+REGISTERS = ROUND_REGISTERS + (SLOT_TENSOR,) + WORKER_NEXT_GROUPS
 COUNTERS = (PORT_RX, PORT_TX, INGRESS_DROPS, EGRESS_DROPS) + tuple(JOB_COUNTERS.values())
 # (table, action, parameter names) for every action the controller installs.
 ACTIONS = (

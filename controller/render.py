@@ -92,7 +92,7 @@ def status_text(statuses: Sequence[JobStatus], all_slots: bool = False) -> str:
         blocks.append(header)
         counts = job_status.counters
         blocks.append("  packets: " + ", ".join(f"{kind} {counts[kind].packets if kind in counts else 0}"
-                                                for kind in ("contributions", "results", "replays", "acks")))
+                                                for kind in ("contributions", "results", "replays", "forwards")))
         blocks.extend(f"  problem: {problem}" for problem in job.problems)
         shown = [slot for slot in job_status.slots if all_slots or not slot.idle]
         folded = len(job_status.slots) - len(shown)
@@ -102,31 +102,30 @@ def status_text(statuses: Sequence[JobStatus], all_slots: bool = False) -> str:
             continue
         rows = []
         for slot in shown:
+            waiting = _ids(slot.waiting_for())
             for round_ in slot.rounds:
                 first = round_.set == 0
-                missing = (_ids(round_.missing(job.worker_count or 0))
-                           if round_.state == constants.ROUND_AGGREGATING else "")
                 rows.append((slot.slot if first else "", slot.global_slot if first else "",
-                             slot.tensor if first else "", round_.set, round_.state_name, round_.tensor,
-                             round_.block, _ids(round_.contributed), missing,
-                             _ids(round_.unacked), block_text(round_.next_block), round_.exponent,
+                             _or_unknown(slot.tensor) if first else "", round_.set, round_.state_name,
+                             _or_unknown(round_.tensor), round_.block,
+                             waiting if round_.aggregating else "",
+                             block_text(round_.next_block) if round_.state_name == "complete" else "",
+                             round_.exponent,
                              " ".join(block_text(block) for block in slot.worker_next) if first else ""))
-        blocks.append(table(("slot", "global", "slot tensor", "set", "state", "tensor", "block", "contributed", "missing",
-                             "unconfirmed", "next", "exp", "worker_next (by worker id)"), rows))
+        blocks.append(table(("slot", "global", "slot tensor", "set", "state", "tensor", "block", "waiting for",
+                             "next", "exp", "worker_next (by worker id)"), rows))
         if folded:
             blocks.append(f"({folded} idle slots not shown; --all-slots shows them)")
         blocks.append("")
     return "\n".join(blocks).rstrip()
 
 
-def _round_json(round_: RoundView, worker_count: int) -> dict[str, Any]:
+def _round_json(round_: RoundView) -> dict[str, Any]:
     return {"set": round_.set, "state": round_.state_name, "tensor": round_.tensor, "block": round_.block,
-            "contributed": list(round_.contributed), "missing": list(round_.missing(worker_count)),
-            "unconfirmed": list(round_.unacked), "next_block": round_.next_block, "exponent": round_.exponent}
+            "next_block": round_.next_block, "exponent": round_.exponent}
 
 
 def status_json(job_status: JobStatus) -> dict[str, Any]:
-    worker_count = job_status.job.worker_count or 0
     return {
         "job": job_json(job_status.job),
         "counters": {kind: {"packets": count.packets, "bytes": count.bytes}
@@ -134,7 +133,8 @@ def status_json(job_status: JobStatus) -> dict[str, Any]:
         "slots": [{"slot": slot.slot, "global_slot": slot.global_slot, "tensor": slot.tensor,
                    "worker_next": list(slot.worker_next),
                    "in_flight": [round_.block for round_ in slot.in_flight],
-                   "sets": [_round_json(round_, worker_count) for round_ in slot.rounds]}
+                   "waiting_for": list(slot.waiting_for()),
+                   "sets": [_round_json(round_) for round_ in slot.rounds]}
                   for slot in job_status.slots],
     }
 
@@ -150,7 +150,7 @@ def counters_text(report: CounterReport) -> str:
                             [(port, *_count_cells(report.port_rx.get(port)), *_count_cells(report.port_tx.get(port)))
                              for port in ports]))
     if report.jobs:
-        kinds = ("contributions", "results", "replays", "acks")
+        kinds = ("contributions", "results", "replays", "forwards")
         blocks.append(table(("job",) + kinds,
                             [(job_id, *(counts[kind].packets if kind in counts else 0 for kind in kinds))
                              for job_id, counts in report.jobs.items()]))

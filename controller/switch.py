@@ -12,8 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
 
 from omnireduce.controller.client import ElectionId, P4RuntimeClient
 from omnireduce.controller.entities import (
@@ -36,6 +34,7 @@ from omnireduce.controller.registers import (
     ThriftRegisters,
     reads_whole,
 )
+from omnireduce.p4proto import p4info_pb2, p4runtime_pb2
 
 log = logging.getLogger(__name__)
 

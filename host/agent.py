@@ -5,11 +5,12 @@
         total = reduce.allreduce(gradient)        # float32 or int32, any shape
         reduce.allreduce(other, out=other)         # in place
 
-Every all-reduce is two tensors on the wire (docs/protocol.md section 5): a one-block scale round (tensor id t)
-that agrees on the exponent and checks that the workers agree on the tensor (host/agreement.py), then the data
-tensor (t + 1). A worker whose values are bad (NaN, Inf) still takes part in the scale round and announces its
+Every all-reduce is three tensors on the wire (docs/protocol.md sections 4.2 and 5): a one-block scale round
+(tensor id t) that agrees on the exponent and checks that the workers agree on the tensor (host/agreement.py), the
+data tensor (t + 1), and a one-block closing round (t + 2) that every worker enters once it holds every result:
+until it completes, the worker keeps serving peers that missed a result after the switch reused its set. A worker whose values are bad (NaN, Inf) still takes part in the scale round and announces its
 refusal there, so that every worker of the job refuses alike and the job stays usable. The object keeps each
-slot's shadow-set bit and the tensor id across calls, so one object serves a job's whole sequence of all-reduces;
+slot's shadow-set index and the tensor id across calls, so one object serves a job's whole sequence of all-reduces;
 every worker of a job must make the same sequence of calls.
 """
 
@@ -35,6 +36,7 @@ from .errors import (
     JobMismatch,
     OverflowRisk,
     PeerRefused,
+    ProtocolError,
     Stalled,
     WorkerMissing,
 )
@@ -60,6 +62,11 @@ TENSOR_ID_MODULUS = 1 << 16
 SLOT_REFRESH_AGE = 1 << 14
 #: Largest block count: block indices are 32 bits and END_OF_TENSOR is reserved.
 MAX_BLOCKS = C.END_OF_TENSOR - 1
+#: Tensor ids one all-reduce spends: scale round, data tensor, closing round.
+TENSORS_PER_ALLREDUCE = 3
+#: First retransmission timeout of the one-block rounds every worker joins (scale and closing): they wait for the
+#: slowest worker to arrive, not for the network, so the data path's measured round trip does not apply.
+RENDEZVOUS_RETRANSMIT_S = 0.25
 
 Progress = Callable[[float], None]
 
@@ -88,6 +95,8 @@ class AllReduce:
         self._transport = transport if transport is not None else open_transport(config)
         self._channels = [SlotChannel() for _ in range(config.slots)]
         self._round_trip = RoundTripEstimator()
+        #: the last exchange run: the next one serves peers' REQUESTs for its results (docs/protocol.md 4.6).
+        self._previous: TensorExchange | None = None
         self._tensor_id = config.first_tensor_id
         self._broken: str | None = None
         self._closed = False
@@ -122,9 +131,9 @@ class AllReduce:
         return self._tensor_id
 
     @property
-    def set_bits(self) -> list[int]:
+    def set_indexes(self) -> list[int]:
         """Each slot's current shadow set (for diagnostics)."""
-        return [channel.set_bit for channel in self._channels]
+        return [channel.set_index for channel in self._channels]
 
     # --- the operation -------------------------------------------------------------------------------------------
 
@@ -157,8 +166,8 @@ class AllReduce:
         started = time.monotonic()
         deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
         scale_tensor = self._tensor_id
-        # Both tensor ids are spent whatever happens below, identically on every worker.
-        self._tensor_id = (scale_tensor + 2) % TENSOR_ID_MODULUS
+        # The tensor ids are spent whatever happens below, identically on every worker.
+        self._tensor_id = (scale_tensor + TENSORS_PER_ALLREDUCE) % TENSOR_ID_MODULUS
         log.debug("%s: all-reduce of %d %s values (%d blocks) as tensors %d/%d", self.config.name, values.size,
                   values.dtype, count, scale_tensor, (scale_tensor + 1) % TENSOR_ID_MODULUS)
         if refusal is not None:
@@ -222,10 +231,11 @@ class AllReduce:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
         sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
-        self._exchange(
+        data = self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
             stats=stats, deadline_at=deadline_at, joining=False,
         )
+        self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         reduced = sums[: flat.size].reshape(values.shape)
         if is_float:
             dequantize(reduced, shift, out=result)
@@ -240,12 +250,30 @@ class AllReduce:
         """
         plan = plan_blocks(np.ones(1, dtype=bool), self.config.slots)
         sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
-        agreed = self._exchange(
+        exchange = self._exchange(
             tensor_id=tensor_id, plan=plan, lanes=big_endian_lanes(announcement_lanes(announcement)), result=sums,
             exponent=exponent, expected_exponent=None, stats=stats, deadline_at=deadline_at, joining=True,
         )
         check_agreement(sums.astype(np.int32), announcement, self.config.workers, tensor_id=tensor_id)
-        return agreed
+        return exchange.result_exponent
+
+    def _closing_round(self, tensor_id: int, exponent: int, stats: Stats, deadline_at: float | None) -> None:
+        """One-block tensor on slot 0 that every worker enters once it holds every result of the data tensor.
+
+        While it runs, peers' REQUESTs for data results are still answered (the data exchange serves them); once it
+        completes, every worker is done and nobody can need them any more. Lane 0 counts the workers that closed.
+        """
+        lanes = np.zeros(C.LANES, dtype=np.int32)
+        lanes[0] = 1
+        sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
+        self._exchange(
+            tensor_id=tensor_id, plan=plan_blocks(np.ones(1, dtype=bool), self.config.slots),
+            lanes=big_endian_lanes(lanes), result=sums, exponent=exponent, expected_exponent=None,
+            stats=stats, deadline_at=deadline_at, joining=False, closing=True,
+        )
+        if int(sums[0]) != self.config.workers:
+            raise ProtocolError(f"{self.config.name}: {int(sums[0])} workers closed tensor {tensor_id - 1}, the job "
+                                f"has {self.config.workers}")
 
     def _needs_refresh(self, count: int, tensor_id: int) -> bool:
         """Whether a slot this short tensor would leave unused has gone unused for SLOT_REFRESH_AGE tensor ids.
@@ -263,8 +291,19 @@ class AllReduce:
     # --- the event loop ------------------------------------------------------------------------------------------
 
     def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: np.ndarray, result: np.ndarray, exponent: int,
-                  expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool) -> int:
-        """Run one tensor to completion; returns the exponent of its results (max over claims)."""
+                  expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool,
+                  closing: bool = False) -> TensorExchange:
+        """Run one tensor to completion and return its exchange (result_exponent: the max over claims).
+
+        joining: the scale round, which waits for every worker to show up (Timeouts.join); closing: the closing
+        round. Both are rendezvous of every worker, not timed as data rounds. Meanwhile the previous exchange serves
+        peers' REQUESTs: a peer can be one tensor behind (it lost a result the others no longer need), never two,
+        since every tensor's first round needs every worker.
+        """
+        rendezvous = joining or closing
+        previous = self._previous
+        if previous is not None:
+            previous.forget_repair_source()  # serve one tensor back, and let older exchanges' buffers go
         config = self.config
         transport = self._transport
         overhead = FRAME_OVERHEAD_BYTES
@@ -278,21 +317,36 @@ class AllReduce:
             job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
             timeouts=config.timeouts, pacing=config.pacing,
-            # Waiting for workers to join is no round trip: the scale round is not timed.
-            round_trip=None if joining else self._round_trip,
+            # Waiting for the other workers is no round trip: the one-block rounds are not timed.
+            round_trip=RoundTripEstimator(backed_off=max(RENDEZVOUS_RETRANSMIT_S, config.timeouts.retransmit_initial))
+            if rendezvous else self._round_trip,
             expected_exponent=expected_exponent,
-            count_blocks=not joining, name=config.name,
+            count_blocks=not rendezvous, name=config.name, worker_id=config.worker_id, workers=config.workers,
+            repair_source=previous,
         )
+        self._previous = exchange
         timeouts = config.timeouts
         now = time.monotonic()
         join_at = now + timeouts.join
         next_progress = now + self._progress_interval
         ignored_before = transport.ignored
         exchange.start(now)
+
+        def consume(payloads: list[memoryview], now: float) -> None:
+            for payload in payloads:
+                stats.packets_received += 1
+                stats.bytes_received += len(payload) + overhead
+                exchange.on_payload(payload, now)
+
         try:
             while not exchange.done:
                 now = time.monotonic()
-                exchange.on_timer(now)
+                if exchange.next_wakeup() <= now:
+                    # Read what already arrived before deciding that anything timed out: after the process was
+                    # descheduled, the results that answer the expired timers are usually waiting in the socket.
+                    while (payloads := transport.receive(0.0)) and not exchange.done:
+                        consume(payloads, now)
+                    exchange.on_timer(now)
                 if exchange.done:
                     break
                 limit_at = self._limit(exchange, now, join_at if joining else None, deadline_at, tensor_id)
@@ -300,18 +354,15 @@ class AllReduce:
                 payloads = transport.receive(wait)
                 if payloads:
                     now = time.monotonic()
-                    for payload in payloads:
-                        stats.packets_received += 1
-                        stats.bytes_received += len(payload) + overhead
-                        exchange.on_payload(payload, now)
-                if self._progress is not None and now >= next_progress and not joining:
+                    consume(payloads, now)
+                if self._progress is not None and now >= next_progress and not rendezvous:
                     self._progress(exchange.progress())
                     next_progress = now + self._progress_interval
         finally:
             stats.ignored += transport.ignored - ignored_before
-        if self._progress is not None and not joining:
+        if self._progress is not None and not rendezvous:
             self._progress(1.0)
-        return expected_exponent if expected_exponent is not None else exchange.result_exponent
+        return exchange
 
     def _limit(self, exchange: TensorExchange, now: float, join_at: float | None, deadline_at: float | None,
                tensor_id: int) -> float:

@@ -111,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     limits = parser.add_argument_group("time limits (seconds)")
     defaults = Timeouts()
     limits.add_argument("--rto", type=argtypes.seconds, default=defaults.retransmit_initial,
-                        help=f"initial retransmission timeout (default {defaults.retransmit_initial})")
+                        help=f"smallest retransmission timeout once round trips are measured "
+                             f"(default {defaults.retransmit_initial})")
+    limits.add_argument("--rto-first", type=argtypes.seconds, default=defaults.retransmit_first,
+                        help=f"retransmission timeout before any round trip is measured (default "
+                             f"{defaults.retransmit_first})")
+    limits.add_argument("--request-fallback", type=argtypes.seconds, default=defaults.request_fallback,
+                        help=f"a worker that missed a result of a round it sat out, with no later result to show the "
+                             f"gap, asks for it after this long (default {defaults.request_fallback})")
     limits.add_argument("--rto-max", type=argtypes.seconds, default=defaults.retransmit_max,
                         help=f"largest retransmission timeout (default {defaults.retransmit_max})")
     limits.add_argument("--backoff", type=argtypes.number(minimum=1.0), default=defaults.backoff,
@@ -158,7 +165,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             switch_ip=IPv4Address(args.switch[0]), switch_port=args.switch[1], job_id=args.job,
             worker_id=args.worker_id, workers=args.workers, slots=args.slots,
             bind=args.bind or ("0.0.0.0", C.OMNI_UDP_PORT), transport=transport, frame_link=frame_link,
-            timeouts=Timeouts(retransmit_initial=args.rto, backoff=args.backoff, retransmit_max=args.rto_max,
+            timeouts=Timeouts(retransmit_initial=args.rto, retransmit_first=args.rto_first,
+                              request_fallback=args.request_fallback, backoff=args.backoff, retransmit_max=args.rto_max,
                               join=args.join_timeout, stall=args.stall_timeout, deadline=args.deadline),
             pacing=Pacing(max_burst=args.max_burst, pps=args.pps), zero_threshold=args.threshold, dense=args.dense,
             lookahead=args.lookahead, first_tensor_id=args.first_tensor_id,
@@ -226,8 +234,8 @@ def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
         f"blocks sent        {stats.blocks_sent} of {stats.blocks_total} ({sent_share:.1%})\n"
         f"packets sent/recv  {stats.packets_sent} / {stats.packets_received}\n"
         f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MB/s sent)\n"
-        f"acks / requests    {stats.acks_sent} (+{stats.acks_resent} repeated) / {stats.requests_sent}\n"
         f"retransmissions    {stats.retransmissions}\n"
+        f"requests / repairs {stats.requests_sent} / {stats.repairs_sent} sent, {stats.repairs_received} received\n"
         f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
         f"time               {stats.elapsed_s:.3f} s\n"
     )

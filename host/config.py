@@ -15,15 +15,22 @@ from .wire import Endpoint
 class Timeouts:
     """Time limits, in seconds.
 
-    retransmit_*: per slot, a CONTRIB is sent again after `retransmit_initial` (or the measured round trip plus its
-    variation where that is longer), then after `backoff` times as long each time, up to `retransmit_max`; a
-    worker waiting for a round it did not contribute to sends its first REQUEST after twice that.
+    retransmit_*: per slot, a CONTRIB is sent again after the measured round trip plus its variation, at least
+    `retransmit_initial`, then after `backoff` times as long each time, up to `retransmit_max`; a worker waiting
+    for a round it did not contribute to sends its first REQUEST after three times that. Before any round trip has
+    been measured (the agent's first data rounds) the timeout is `retransmit_first`: the first round of a tensor
+    waits for every worker's whole first burst, which a guess from nothing would cut short (RFC 6298 starts at
+    1 s for the same reason); it is capped at `retransmit_max` like every timeout. `request_fallback`: a worker
+    waiting for a round it did not contribute to detects a lost result from the gap when the column's next result
+    arrives; its own REQUEST waits at least this long (for the two losses that leave no gap).
     join: the scale round (first exchange of every all-reduce) must complete within it: a worker that never shows
     up, or a switch that ignores us, fails here. stall: in the middle of a tensor, no result for this long is an
     error. deadline: limit for one whole all-reduce (None: no limit beyond join and stall).
     """
 
     retransmit_initial: float = 0.02
+    retransmit_first: float = 0.25
+    request_fallback: float = 1.0
     backoff: float = 2.0
     retransmit_max: float = 1.0
     join: float = 30.0
@@ -33,6 +40,8 @@ class Timeouts:
     def __post_init__(self) -> None:
         if not 0 < self.retransmit_initial <= self.retransmit_max:
             raise ValueError("need 0 < retransmit_initial <= retransmit_max")
+        if not self.retransmit_first > 0 or not self.request_fallback > 0:
+            raise ValueError("retransmit_first and request_fallback must be positive")
         if self.backoff < 1:
             raise ValueError("backoff factor must be >= 1")
         if self.join <= 0 or self.stall <= 0 or (self.deadline is not None and self.deadline <= 0):

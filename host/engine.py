@@ -1,13 +1,15 @@
 """The worker side of one tensor's exchange (docs/protocol.md section 4.2), without sockets.
 
-:class:`TensorExchange` reacts to RESULT payloads and to the clock, and emits CONTRIB, ACK and REQUEST payloads
+:class:`TensorExchange` reacts to RESULT, REPAIR and forwarded REQUEST payloads and to the clock, and emits CONTRIB,
+REQUEST and REPAIR payloads
 through a callback, so tests drive it with scripted results and the agent drives it with a transport. Per slot
 it keeps one outstanding round: S packets in flight at most.
 
-Per slot and across tensors (:class:`SlotChannel`) the worker keeps its shadow-set bit, toggled on every result of
-the slot it consumes, and the last ACK it sent in each set. The protocol sends an ACK once; if it is lost, the
-set stays "unconfirmed" and the round after next in that slot is refused (SET_BUSY) for good, by every worker, so
-the agent repeats the ACK of a set whenever it waits on that set and its timer fires (see host report).
+Per slot and across tensors (:class:`SlotChannel`) the worker keeps its shadow-set index, advanced (mod SETS) on
+every result of the slot it consumes. Nothing is acknowledged: a worker that misses a result (a gap in its column's
+chain of next blocks, or a timer) sends a REQUEST, which the switch answers with a replay while it holds the round
+and forwards to a peer worker once the set is reused; every exchange serves such forwarded REQUESTs from the
+results it has consumed (REPAIR), until the closing round shows that every worker is done (host/agent.py).
 """
 
 from __future__ import annotations
@@ -34,18 +36,24 @@ log = logging.getLogger(__name__)
 END = C.END_OF_TENSOR
 _HEADER_BYTES = C.OMNI_HEADER_BYTES
 _NO_DEADLINE = math.inf
-#: A worker waiting for a round it did not contribute to waits this many retransmission timeouts before its first
-#: REQUEST: that round's contributors may need a retransmission themselves (their CONTRIB refused as SET_BUSY
-#: while a slow worker's ACK was under way), and a REQUEST before the round completes is only dropped.
-REQUEST_PATIENCE = 2
+#: A worker waiting for a round it did not contribute to waits this many retransmission timeouts, and at least
+#: Timeouts.request_fallback, before its first REQUEST. Its first evidence of a lost result is a gap: the column's
+#: next result arriving (then it REQUESTs at once). Only two losses leave no gap: the column's last result, and the
+#: one whose next block is this worker's own (the column then waits for it). The timer is the fallback for those;
+#: an RTT-based one fired for rounds that were merely slow, and each such REQUEST is only dropped by the switch.
+REQUEST_PATIENCE = 3
+_SET_MASK = C.SET_MASK
+#: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator).
+PEAK_MARGIN = 1.25
+#: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
+PEAK_DECAY = 0.97
 
 
 @dataclass(slots=True)
 class SlotChannel:
-    """A slot's worker state that outlives a tensor: the shadow-set bit and the last ACK sent in each set."""
+    """A slot's worker state that outlives a tensor: the shadow set its next round uses."""
 
-    set_bit: int = 0
-    last_ack: list[bytes | None] = field(default_factory=lambda: [None, None])
+    set_index: int = 0
     #: tensor id of the last tensor whose rounds used this slot (None: not used since the agent started).
     last_tensor: int | None = None
 
@@ -62,11 +70,18 @@ class RoundTripEstimator:
     retransmitted round gives no sample, and a timeout backs the timeout off for the *following* rounds too until
     a round sent once is timed again; otherwise, once the switch is slower than the timeout (BMv2 under a dense
     burst), every round would be retransmitted, never sampled, and the duplicates would keep the switch slow.
+
+    Karn's rule alone hides the slow tail: the rounds that time out are exactly the slow ones, and fast clean
+    samples then pull the timeout back under the tail, which times out again (a storm of 5 packets per block was
+    seen with 16 workers on 2 loaded cores). So the timeout is also at least PEAK_MARGIN times a decaying peak of
+    the samples, and a timeout shown to be spurious (the result came sooner after the retransmission than any round
+    trip could: it answers the original) samples the original's full time (`spurious`).
     """
 
     srtt: float | None = None
     rttvar: float = 0.0
     backed_off: float | None = None
+    peak: float = 0.0
 
     def sample(self, seconds: float) -> None:
         if self.srtt is None:
@@ -74,7 +89,17 @@ class RoundTripEstimator:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
+        self.peak = max(seconds, self.peak * PEAK_DECAY)
         self.backed_off = None
+
+    def answers_original(self, since_retransmission: float) -> bool:
+        """Whether a result that came `since_retransmission` seconds after a retransmission must answer the
+        original CONTRIB: sooner than half a smoothed round trip, the retransmission cannot have been answered."""
+        return self.srtt is not None and since_retransmission < 0.5 * self.srtt
+
+    def spurious(self, seconds: float) -> None:
+        """The original CONTRIB of a retransmitted round was answered after `seconds`: a real (slow) round trip."""
+        self.sample(seconds)
 
     def timed_out(self, timeout: float, timeouts: Timeouts) -> None:
         """A round sent with `timeout` was not answered in time. Columns that time out together (one burst) back
@@ -86,9 +111,10 @@ class RoundTripEstimator:
         if self.backed_off is not None:
             return self.backed_off
         if self.srtt is None:
-            return timeouts.retransmit_initial
+            return min(max(timeouts.retransmit_first, timeouts.retransmit_initial), timeouts.retransmit_max)
         margin = max(4 * self.rttvar, self.srtt)
-        return min(max(timeouts.retransmit_initial, self.srtt + margin), timeouts.retransmit_max)
+        smoothed = max(self.srtt + margin, PEAK_MARGIN * self.peak)
+        return min(max(timeouts.retransmit_initial, smoothed), timeouts.retransmit_max)
 
 
 @dataclass(slots=True)
@@ -101,8 +127,12 @@ class _Column:
     own_next: int = END          # the next block this worker sends in the column
     contributed: bool = False    # whether this worker contributed to the awaited round
     sent_at: float | None = None  # when our CONTRIB for the awaited round left, if it was never retransmitted
+    first_sent_at: float = 0.0   # when our CONTRIB for the awaited round first left
+    retransmitted_at: float | None = None  # when it was last retransmitted
     rto: float = 0.0
     deadline: float = _NO_DEADLINE
+    timeouts: int = 0            # timer expiries for the awaited round
+    gap_requested: bool = False  # a REQUEST for the awaited round already went out on a gap
     early: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -136,6 +166,9 @@ class TensorExchange:
         expected_exponent: int | None = None,
         count_blocks: bool = True,
         name: str = "",
+        worker_id: int = 0,
+        workers: int = 1,
+        repair_source: "TensorExchange | None" = None,
     ) -> None:
         if len(lanes) != plan.count * LANES_BYTES or len(result) != plan.count * LANES_BYTES:
             raise ValueError("lanes and result must hold plan.count blocks of big-endian int32 lanes")
@@ -156,7 +189,15 @@ class TensorExchange:
         self._round_trip = round_trip if round_trip is not None else RoundTripEstimator()
         self._count_blocks = count_blocks
         self._name = name or f"job{job_id}"
+        self._worker_id = worker_id
+        #: the exchange before this one, which serves peers' REQUESTs for its results while this one runs.
+        self._repair_source = repair_source
+        self._peers = [(worker_id + k) % workers for k in range(1, workers)] or [worker_id]
         self._next_block = plan.next_block.tolist()  # Python ints: indexed once per sent block
+        # What this worker can tell a peer about each consumed round (served on forwarded REQUESTs): its next
+        # block and set index; -1: not consumed (yet).
+        self._result_next = np.full(plan.count, -1, dtype=np.int64)
+        self._result_set = np.zeros(plan.count, dtype=np.uint8)
         self._columns = [_Column(slot, bytearray(DATA_PAYLOAD_BYTES)) for slot in range(plan.columns)]
         self._timers: list[tuple[float, int]] = []
         self._open = len(self._columns)
@@ -195,6 +236,10 @@ class TensorExchange:
             soonest = min(soonest, self._token_time + (1 - self._tokens) / self._pacing.pps)
         return soonest
 
+    def forget_repair_source(self) -> None:
+        """Stop serving the exchange before this one (a peer is never two tensors behind)."""
+        self._repair_source = None
+
     # --- sending -------------------------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -230,22 +275,33 @@ class TensorExchange:
         following = self._next_block[block]
         buffer = column.contrib
         HEADER.pack_into(
-            buffer, 0, C.MSG_CONTRIB, channel.set_bit, self.job_id, self.tensor_id, column.slot, block, following,
-            self._exponent, C.LANES, 0,
+            buffer, 0, C.MSG_CONTRIB, channel.set_index, self.job_id, self.tensor_id, column.slot, block, following,
+            self._exponent, C.LANES, 0, 0,
         )
         start = block * LANES_BYTES
         buffer[_HEADER_BYTES:] = self._lanes[start:start + LANES_BYTES]
         column.own_next = following
         column.contributed = True
         column.sent_at = now
+        column.first_sent_at = now
+        column.retransmitted_at = None
+        column.timeouts = 0
+        column.gap_requested = False
         self._send(buffer)
         self.stats.contribs_sent += 1
         if self._count_blocks:
             self.stats.blocks_sent += 1
         self._arm(column, now, self._round_trip.timeout(self._timeouts))
 
-    def _control(self, msg_type: int, set_bit: int, slot: int, block: int) -> bytes:
-        return HEADER.pack(msg_type, set_bit, self.job_id, self.tensor_id, slot, block, 0, 0, 0, 0)
+    def _request(self, column: _Column) -> None:
+        """REQUEST the awaited round of `column`: replayed by the switch while held, else forwarded to a peer (a
+        different one on every try, since a peer may have missed the result too)."""
+        attempt = column.timeouts + (1 if column.gap_requested else 0)
+        peer = self._peers[attempt % len(self._peers)]
+        channel = self._channels[column.slot]
+        self._send(HEADER.pack(C.MSG_REQUEST, channel.set_index, self.job_id, self.tensor_id, column.slot,
+                               column.expected, 0, 0, 0, peer, 0))
+        self.stats.requests_sent += 1
 
     def _arm(self, column: _Column, now: float, rto: float) -> None:
         column.rto = rto
@@ -262,23 +318,21 @@ class TensorExchange:
             column = self._columns[slot]
             if column.deadline != deadline or column.expected == END:
                 continue  # superseded by a later arm, or the column closed
-            channel = self._channels[slot]
             log.debug("%s: tensor %d slot %d: no result for block %d after %.3f s (%s)", self._name, self.tensor_id,
                       slot, column.expected, column.rto, "retransmit" if column.contributed else "request")
             column.sent_at = None  # Karn: this round's time no longer measures anything
             if column.contributed:
                 self._round_trip.timed_out(column.rto, self._timeouts)
+                column.retransmitted_at = now
                 self._send(column.contrib)
                 self.stats.retransmissions += 1
+                if column.timeouts > 0:
+                    # Still nothing after a retransmission: the round may be complete and its set reused since
+                    # (our result lost, the column moved on without us); only a REQUEST reaches a peer then.
+                    self._request(column)
             else:
-                self._send(self._control(C.MSG_REQUEST, channel.set_bit, slot, column.expected))
-                self.stats.requests_sent += 1
-            # The round awaited in this set may be refused (SET_BUSY) because our ACK of the set's previous round
-            # was lost; repeating it is harmless (ROUND_NOT_READY at worst) and unblocks the set if it was.
-            pending_ack = channel.last_ack[channel.set_bit]
-            if pending_ack is not None:
-                self._send(pending_ack)
-                self.stats.acks_resent += 1
+                self._request(column)
+            column.timeouts += 1
             self._arm(column, now, min(column.rto * self._timeouts.backoff, self._timeouts.retransmit_max))
         if self._to_launch:
             self._launch(now)
@@ -286,13 +340,17 @@ class TensorExchange:
     # --- results -------------------------------------------------------------------------------------------------
 
     def on_payload(self, payload: memoryview | bytes, now: float) -> None:
-        """Handle one datagram payload from the switch."""
-        if len(payload) != DATA_PAYLOAD_BYTES:
+        """Handle one datagram payload from the switch: a RESULT, a peer's REPAIR, or a peer's forwarded REQUEST."""
+        size = len(payload)
+        if size == C.OMNI_HEADER_BYTES:
+            self._serve(payload)
+            return
+        if size != DATA_PAYLOAD_BYTES:
             self.stats.ignored += 1
             return
-        (msg_type, flags, job_id, tensor_id, slot, block, next_block, exponent, lane_count,
+        (msg_type, flags, job_id, tensor_id, slot, block, next_block, exponent, lane_count, _peer,
          _reserved) = HEADER.unpack_from(payload)
-        if msg_type != C.MSG_RESULT or lane_count != C.LANES or job_id != self.job_id:
+        if (msg_type != C.MSG_RESULT and msg_type != C.MSG_REPAIR) or lane_count != C.LANES or job_id != self.job_id:
             self.stats.ignored += 1
             return
         if tensor_id != self.tensor_id:
@@ -301,30 +359,55 @@ class TensorExchange:
         if slot >= len(self._columns) or block % self.plan.slots != slot or block >= self.plan.count:
             self.stats.ignored += 1
             return
+        if msg_type == C.MSG_REPAIR:
+            self.stats.repairs_received += 1
         column = self._columns[slot]
         if column.expected == END or block < column.expected:
             self.stats.duplicates += 1
             return
         if block > column.expected:
-            # A later round of the column completed first from our point of view (we missed the one expected);
-            # keep it for when its turn comes instead of requesting it again.
+            # A later round of the column completed first from our point of view: we missed the one expected.
+            # Keep this one for its turn, and ask for the missing one now rather than at the timer.
             column.early[block] = bytes(payload)
             self.stats.early += 1
+            if not column.gap_requested:
+                self._request(column)
+                column.gap_requested = True
             return
-        self._consume(column, flags & C.FLAG_SET, block, next_block, exponent, payload, now)
+        self._consume(column, flags & _SET_MASK, block, next_block, exponent, payload, now)
         while column.expected in column.early:
             early = column.early.pop(column.expected)
             header = HEADER.unpack_from(early)
-            self._consume(column, header[1] & C.FLAG_SET, header[5], header[6], header[7], early, now)
+            self._consume(column, header[1] & _SET_MASK, header[5], header[6], header[7], early, now)
+
+    def _serve(self, payload: memoryview | bytes) -> None:
+        """A peer's REQUEST, forwarded by the switch because the set no longer holds the round: answer with a
+        REPAIR if this worker has consumed that result (else stay silent: the peer asks another)."""
+        (msg_type, flags, job_id, tensor_id, slot, block, _next, _exponent, lane_count, requester,
+         _reserved) = HEADER.unpack_from(payload)
+        if msg_type != C.MSG_REQUEST or lane_count != 0 or job_id != self.job_id:
+            self.stats.ignored += 1
+            return
+        if tensor_id != self.tensor_id and self._repair_source is not None:
+            self._repair_source._serve(payload)
+            return
+        if tensor_id != self.tensor_id or block >= self.plan.count or self._result_next[block] < 0:
+            self.stats.repairs_unknown += 1
+            return
+        start = block * LANES_BYTES
+        repair = HEADER.pack(C.MSG_REPAIR, int(self._result_set[block]), self.job_id, tensor_id, slot, block,
+                             int(self._result_next[block]), self.result_exponent, C.LANES, requester, 0)
+        self._send(repair + bytes(self._result[start:start + LANES_BYTES]))
+        self.stats.repairs_sent += 1
 
     def _consume(self, column: _Column, set_bit: int, block: int, next_block: int, exponent: int,
                  payload: memoryview | bytes, now: float) -> None:
         slot = column.slot
         channel = self._channels[slot]
-        if set_bit != channel.set_bit:
+        if set_bit != channel.set_index:
             raise ProtocolError(
                 f"{self._name}: result of tensor {self.tensor_id} block {block} on set {set_bit}, but slot {slot} "
-                f"is on set {channel.set_bit} here: the job was reset or reinstalled while this agent kept its state"
+                f"is on set {channel.set_index} here: the job was reset or reinstalled while this agent kept its state"
             )
         if next_block != END and (next_block <= block or next_block % self.plan.slots != slot
                                   or next_block >= self.plan.count):
@@ -341,37 +424,35 @@ class TensorExchange:
             )
         if column.contributed and column.sent_at is not None:
             self._round_trip.sample(now - column.sent_at)
+        elif (column.contributed and column.retransmitted_at is not None
+              and self._round_trip.answers_original(now - column.retransmitted_at)):
+            self._round_trip.spurious(now - column.first_sent_at)
+            self.stats.spurious_timeouts += 1
         start = block * LANES_BYTES
         self._result[start:start + LANES_BYTES] = payload[_HEADER_BYTES:]
+        self._result_next[block] = next_block
+        self._result_set[block] = set_bit
         self.stats.results += 1
         self.result_exponent = exponent
         self.last_progress = now
         if block < self.plan.slots:
             self._awaiting_first -= 1
-        channel.set_bit ^= 1
+        channel.set_index = (set_bit + 1) & _SET_MASK
         column.expected = next_block
+        column.timeouts = 0
+        column.gap_requested = False
         if next_block == END:
-            self._acknowledge(channel, set_bit, slot, block)
             column.deadline = _NO_DEADLINE
             self._open -= 1
         elif next_block == column.own_next:
-            # Our contribution to the next round confirms this result implicitly (switch: clears our bit in the
-            # other set), so no ACK, and any older ACK of this set is moot.
-            channel.last_ack[set_bit] = None
             self._contribute(column, next_block, now)
         else:
-            self._acknowledge(channel, set_bit, slot, block)
             column.contributed = False
             column.sent_at = None
-            self._arm(column, now, REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts))
+            patience = max(REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts), self._timeouts.request_fallback)
+            self._arm(column, now, patience)
         if self._to_launch:
             self._launch(now)
-
-    def _acknowledge(self, channel: SlotChannel, set_bit: int, slot: int, block: int) -> None:
-        ack = self._control(C.MSG_ACK, set_bit, slot, block)
-        channel.last_ack[set_bit] = ack
-        self._send(ack)
-        self.stats.acks_sent += 1
 
 
 def big_endian_lanes(values: np.ndarray) -> np.ndarray:

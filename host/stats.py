@@ -10,11 +10,15 @@ class Stats:
     """What one worker did and saw. Bytes are Ethernet frame bytes (FCS excluded), whatever the transport.
 
     blocks_total/blocks_sent: blocks of the data tensor, and how many of them this worker sent (the scale round is
-    not counted there). contribs_sent/acks_sent/requests_sent: first transmissions; retransmissions: CONTRIBs sent
-    again after a timeout; acks_resent: ACKs repeated while waiting (recovers a lost ACK that would keep a shadow
-    set busy). results: results consumed; duplicates: results for rounds already consumed (ignored); early:
-    results that arrived before the one expected in their column (kept and used in turn); ignored: datagrams that
-    were malformed, for another job or worker, or not results.
+    not counted there). contribs_sent: first transmissions of CONTRIBs; retransmissions: CONTRIBs sent again after
+    a timeout; spurious_timeouts: retransmissions whose original was answered after all (its result came sooner
+    after the retransmission than a round trip could); requests_sent: REQUESTs for a missed result (on a gap in a
+    column or a timer); repairs_sent: peers' forwarded REQUESTs answered from our results; repairs_unknown:
+    forwarded REQUESTs for a result we did not have; repairs_received: missed results that came from a peer.
+    results: results consumed; duplicates: results for rounds already consumed (ignored); early: results that
+    arrived before the one expected in their column (kept and used in turn); ignored: datagrams that were
+    malformed, for another job or worker, or of no known kind.
+    On a loss-free path only contributions (and the results) travel: every other count stays 0.
     """
 
     blocks_total: int = 0
@@ -24,10 +28,12 @@ class Stats:
     bytes_sent: int = 0
     bytes_received: int = 0
     contribs_sent: int = 0
-    acks_sent: int = 0
     requests_sent: int = 0
     retransmissions: int = 0
-    acks_resent: int = 0
+    spurious_timeouts: int = 0
+    repairs_sent: int = 0
+    repairs_unknown: int = 0
+    repairs_received: int = 0
     results: int = 0
     duplicates: int = 0
     early: int = 0

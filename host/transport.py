@@ -22,6 +22,7 @@ from .errors import SwitchUnreachable
 from .wire import (
     CONTROL_PAYLOAD_BYTES,
     DATA_PAYLOAD_BYTES,
+    FRAME_OVERHEAD_BYTES,
     MAX_DATAGRAM_BYTES,
     Endpoint,
     MalformedPacket,
@@ -157,6 +158,13 @@ class FrameTransport:
             DATA_PAYLOAD_BYTES: frame_prefix(worker, switch, DATA_PAYLOAD_BYTES),
             CONTROL_PAYLOAD_BYTES: frame_prefix(worker, switch, CONTROL_PAYLOAD_BYTES),
         }
+        # What the switch's frames to us look like in front of the payload: our own frames with the addresses
+        # swapped (the switch keeps the IPv4 id and flags of the packet it answers, sets TTL 64 and UDP checksum 0).
+        # A frame that starts exactly so needs no further parsing; any other goes through parse_udp_frame.
+        self._expected = {
+            FRAME_OVERHEAD_BYTES + size: frame_prefix(switch, worker, size)
+            for size in (DATA_PAYLOAD_BYTES, CONTROL_PAYLOAD_BYTES)
+        }
         self._socket = _DatagramSocket(bind, peer, f"softswitch port at {peer[0]}:{peer[1]}")
         self.ignored = 0
 
@@ -172,7 +180,12 @@ class FrameTransport:
 
     def receive(self, timeout: float) -> list[memoryview]:
         payloads: list[memoryview] = []
+        expected = self._expected
         for frame in self._socket.receive(timeout):
+            prefix = expected.get(len(frame))
+            if prefix is not None and frame[:FRAME_OVERHEAD_BYTES] == prefix:
+                payloads.append(frame[FRAME_OVERHEAD_BYTES:])
+                continue
             try:
                 parsed = parse_udp_frame(frame)
             except MalformedPacket as error:

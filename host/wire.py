@@ -29,7 +29,7 @@ HEADER_DTYPE = np.dtype([(name, f">u{bits // 8}") for name, bits in C.OMNI_HEADE
 #: One lane: a signed 32-bit two's-complement value in network byte order.
 LANE_DTYPE = np.dtype(">i4")
 LANES_BYTES = C.LANES * LANE_DTYPE.itemsize
-#: UDP payload of a CONTRIB or RESULT (header + lanes), and of an ACK or REQUEST (header only).
+#: UDP payload of a CONTRIB, RESULT or REPAIR (header + lanes), and of a REQUEST (header only).
 DATA_PAYLOAD_BYTES = C.OMNI_HEADER_BYTES + LANES_BYTES
 CONTROL_PAYLOAD_BYTES = C.OMNI_HEADER_BYTES
 ETHERNET_HEADER_BYTES = 14
@@ -57,6 +57,7 @@ class OmniHeader(NamedTuple):
     next_block: int
     exponent: int
     lane_count: int
+    peer: int = 0
     reserved: int = 0
 
     def pack(self) -> bytes:
@@ -67,8 +68,8 @@ class OmniHeader(NamedTuple):
         return cls._make(HEADER.unpack_from(buffer))
 
     @property
-    def set_bit(self) -> int:
-        return self.flags & C.FLAG_SET
+    def set_index(self) -> int:
+        return self.flags & C.SET_MASK
 
 
 def _check_layout() -> None:
@@ -83,7 +84,7 @@ _check_layout()
 
 
 def encode_payload(header: OmniHeader, lanes: np.ndarray | None = None) -> bytes:
-    """Header followed by the lanes (int32 values, written big-endian); `lanes` None for ACK/REQUEST."""
+    """Header followed by the lanes (int32 values, written big-endian); `lanes` None for a REQUEST."""
     if lanes is None:
         return header.pack()
     values = np.asarray(lanes)

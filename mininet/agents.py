@@ -7,6 +7,7 @@ prints one JSON object on stdout (`--json`): {"job", "worker_id", "status", "sta
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,12 @@ class AgentFiles:
     output: Path
 
 
-def agent_time_limit(remaining_s: float) -> float:
+def agent_time_limit(remaining_s: float | None) -> float | None:
     """The agents' own time limits: somewhat shorter than what is left of the run, so that an agent that gives up
-    (a worker never showed up, the switch went silent) says why before the runner's deadline cuts everything."""
+    (a worker never showed up, the switch went silent) says why before the runner's deadline cuts everything.
+    None: the run has no time limit, and neither have the agents beyond their join and stall limits."""
+    if remaining_s is None or math.isinf(remaining_s):
+        return None
     return max(1.0, remaining_s - min(5.0, 0.1 * remaining_s))
 
 
@@ -44,14 +48,16 @@ def _endpoint(address: tuple[str, int]) -> str:
 
 
 def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, workers: int, slots: int, dense: bool,
-               timeout_s: float, frame: FramePorts | None, python: str = sys.executable) -> tuple[str, ...]:
+               timeout_s: float | None, frame: FramePorts | None,
+               python: str = sys.executable) -> tuple[str, ...]:
     """The agent command line of one worker; `frame` selects the frame transport (loopback), else kernel UDP."""
     argv = [python, "-m", AGENT_MODULE,
             "--switch", str(plan.aggregator_ip), "--job", str(worker.job_id), "--worker-id", str(worker.worker_id),
             "--workers", str(workers), "--slots", str(slots),
-            "--input", str(files.input), "--output", str(files.output), "--json",
-            # Joining (the scale round) gives up first, so a worker that never shows up is named as such.
-            "--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]
+            "--input", str(files.input), "--output", str(files.output), "--json"]
+    if timeout_s is not None:
+        # Joining (the scale round) gives up first, so a worker that never shows up is named as such.
+        argv += ["--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]
     if dense:
         argv.append("--dense")
     if frame is not None:

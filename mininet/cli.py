@@ -77,13 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dense", action="store_true", help="agents send every block (SwitchML-style baseline)")
     parser.add_argument("--jobs", type=argtypes.integer(minimum=1), default=defaults.jobs, metavar="J",
                         help="concurrent jobs on disjoint slot ranges, each with --workers workers (default 1)")
-    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=defaults.slots, metavar="S",
-                        help=f"slots per job, i.e. packets in flight per worker (default {defaults.slots})")
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=None, metavar="S",
+                        help="slots per job, i.e. rounds in flight per worker (default: from the tensor: the largest "
+                             "power of two, 16 to 512/jobs, whose dense first round stays within 5%% of a worker's "
+                             "expected non-zero blocks; e.g. 16 for the default run, 256 for 26,214,400 values at "
+                             "density 0.01)")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                         help="seed of the generated inputs (default 0)")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
-                        help=f"limit for the run from the switch's start to the last agent's exit "
-                             f"(default {defaults.timeout:g})")
+                        help="limit for the run from the switch's start to the last agent's exit (default: none; "
+                             "a run that stops progressing ends anyway: every agent gives up after 10 s without a "
+                             "result, or 30 s without its peers joining, and says which)")
+    parser.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
+                        help="fault injection (loopback): the softswitch loses each frame in or out with "
+                             "probability P, seeded by --seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR",
                         help="keep inputs, outputs, logs and the switch's counters in DIR")
@@ -98,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TestbedConfig:
     return TestbedConfig(workers=args.workers, switch=args.switch, net=args.net, size=args.size,
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
-                         seed=args.seed, timeout=args.timeout, keep_logs=args.keep_logs, fault=args.fault)
+                         seed=args.seed, timeout=args.timeout, loss=args.loss, keep_logs=args.keep_logs,
+                         fault=args.fault)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

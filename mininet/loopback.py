@@ -5,6 +5,7 @@ in-process, and one agent process per worker exchanging whole Ethernet frames wi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -55,6 +56,12 @@ def remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+#: Longest single wait of the watch loop, so that an unbounded run still looks at the switch and the fault timers.
+WATCH_TICK_S = 1.0
+#: Deadlines of steps that have their own (switch set-up, counters) when the run itself has none.
+STEP_LIMIT_S = 60.0
+
+
 # Workers of a job refuse a bad all-reduce together (docs/protocol.md section 5): when one fails, the others
 # usually exit within moments, and the one to report is the cause, not a peer that merely saw it.
 PEER_EXIT_GRACE_S = 2.0
@@ -75,8 +82,9 @@ def first_cause(agents: Sequence[tuple[WorkerPlace, ManagedProcess]], grace_unti
 
 
 def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float,
-                 timeout_s: float, kill_switch_at: float | None = None) -> None:
-    """Wait until every agent has exited 0; raise RunFailed at the first agent failure, switch death or deadline."""
+                 timeout_s: float | None, kill_switch_at: float | None = None) -> None:
+    """Wait until every agent has exited 0; raise RunFailed at the first agent failure, switch death or deadline
+    (inf: none; the agents' own stall limits end a run that stops progressing)."""
     while True:
         if switch.returncode is not None:
             raise RunFailed(switch_failure(switch))
@@ -90,7 +98,7 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
             names = ", ".join(worker_title(worker) for worker, process in agents if process.returncode is None)
             raise RunFailed(f"{names} still running after the {timeout_s:g} s timeout")
         wake_at = deadline if kill_switch_at is None else min(deadline, kill_switch_at)
-        wait_for_any_exit([switch, *running], max(0.0, wake_at - now))
+        wait_for_any_exit([switch, *running], min(WATCH_TICK_S, max(0.0, wake_at - now)))
         if kill_switch_at is not None and time.monotonic() >= kill_switch_at:
             log.warning("fault injection: killing the switch (pid %d)", switch.pid)
             os.killpg(switch.pid, signal.SIGKILL)
@@ -100,14 +108,15 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
 
 def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> RunOutcome:
     started = time.monotonic()
-    deadline = started + config.timeout
+    deadline = started + config.timeout if config.timeout is not None else math.inf
     workers = plan.workers
     udp_ports = free_ports(2 * len(workers))
     grpc_port = free_tcp_port()
     frames = {worker: FramePorts(agent=(LOOPBACK, udp_ports[2 * index]), switch=(LOOPBACK, udp_ports[2 * index + 1]))
               for index, worker in enumerate(workers)}
     switch_argv = softswitch_loopback_argv(
-        [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port)
+        [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
+        loss=config.loss, loss_seed=config.seed)
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
     counters = None
@@ -119,7 +128,7 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) ->
             except NotReady as error:
                 raise RunFailed(switch_failure(switch) if not switch.alive() else str(error)) from None
             try:
-                set_up_switch(grpc_addr, plan, timeout=max(1.0, remaining(deadline)))
+                set_up_switch(grpc_addr, plan, timeout=max(1.0, min(STEP_LIMIT_S, remaining(deadline))))
             except Exception as error:  # noqa: BLE001 -- any controller failure ends the run with its message
                 if not switch.alive():
                     raise RunFailed(switch_failure(switch)) from None

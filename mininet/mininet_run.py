@@ -143,7 +143,8 @@ def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> 
     spec_path = layout.root / "driver-spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     report_path = Path(spec["report"])
-    limit = config.timeout + SETUP_ALLOWANCE_S
+    # Without a run timeout the driver ends when its agents do (they stop by themselves once nothing progresses).
+    limit = config.timeout + SETUP_ALLOWANCE_S if config.timeout is not None else None
     failure = None
     with Supervisor(layout.logs, grace_s=TEARDOWN_ALLOWANCE_S, tag=layout.tag) as supervisor:
         driver = supervisor.start(ProcessSpec("driver", driver_command(spec_path)))

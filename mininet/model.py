@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from omnireduce.p4src import constants
 
-from .inputs import SUPPORTED_DTYPES
+from .inputs import SUPPORTED_DTYPES, block_count
 from .traffic import Exchange
 
 # Hosts take 10.0.0.1 .. 10.0.0.253 of the testbed's /24 (.254 is the aggregator, .255 broadcast); see plan.py.
@@ -60,12 +60,34 @@ class Fault:
             raise ValueError(f"fault {text!r}: {argument!r} is not a number") from None
 
 
+#: Bounds of auto_slots: at least as many columns as the old fixed default, at most the switch's share per job.
+MIN_AUTO_SLOTS = 16
+#: The dense first round sends up to S blocks per worker whatever their values: auto_slots keeps it to about this
+#: fraction of a worker's non-zero blocks.
+FIRST_ROUND_SHARE = 0.05
+
+
+def auto_slots(size: int, density: float, jobs: int = 1) -> int:
+    """Slots for a tensor of `size` values with `density` of its blocks non-zero: each column advances one round per
+    round trip, so more slots keep more rounds in flight, but each slot costs every worker one first-round packet
+    (docs/performance.md). The largest power of two that keeps the first round within FIRST_ROUND_SHARE of a
+    worker's expected non-zero blocks, between MIN_AUTO_SLOTS and the switch's SLOT_COUNT shared by `jobs` jobs."""
+    expected_nonzero = max(1.0, block_count(max(size, 1)) * density)
+    share = max(1, constants.SLOT_COUNT // max(jobs, 1))
+    slots = MIN_AUTO_SLOTS
+    while slots * 2 <= min(expected_nonzero * FIRST_ROUND_SHARE, share):
+        slots *= 2
+    return min(slots, share)
+
+
 @dataclass(frozen=True, slots=True)
 class TestbedConfig:
     """One testbed run: `jobs` jobs of `workers` workers each, all-reducing one tensor per worker concurrently.
 
     Job j owns slots [j*slots, (j+1)*slots) of the switch. `timeout` bounds the all-reduce (agents started to
-    every agent done); setup and teardown have their own deadlines. `keep_logs`: write inputs, outputs and logs
+    every agent done); None (the default) sets no bound on a run that progresses: the agents themselves stop when no
+    result arrives for their stall limit or a worker never joins, so a large tensor never fails only because it is
+    large. Setup and teardown have their own deadlines. `keep_logs`: write inputs, outputs and logs
     there and keep them (else a temporary directory, removed at the end).
     """
 
@@ -77,13 +99,20 @@ class TestbedConfig:
     dtype: str = "float32"
     dense: bool = False
     jobs: int = 1
-    slots: int = 16
+    #: slots per job; None: auto_slots() of the tensor
+    slots: int | None = None
     seed: int = 0
-    timeout: float = 60.0
+    timeout: float | None = None
+    #: probability that the switch loses a frame on its way in or out (loopback softswitch only)
+    loss: float = 0.0
     keep_logs: Path | None = None
     fault: Fault | None = None
 
     __test__ = False  # pytest: not a test class despite its name
+
+    def __post_init__(self) -> None:
+        if self.slots is None:
+            object.__setattr__(self, "slots", auto_slots(self.size, self.density, self.jobs))
 
     def problems(self) -> list[str]:
         """Everything wrong with this configuration (empty when it can run)."""
@@ -106,8 +135,12 @@ class TestbedConfig:
             problems.append(f"--density must be in [0, 1], got {self.density}")
         if self.dtype not in SUPPORTED_DTYPES:
             problems.append(f"--dtype must be one of {', '.join(SUPPORTED_DTYPES)}, got {self.dtype!r}")
-        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
             problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not 0.0 <= self.loss < 1.0:
+            problems.append(f"--loss must be in [0, 1), got {self.loss}")
+        elif self.loss and self.net is not NetKind.LOOPBACK:
+            problems.append("--loss is the loopback softswitch's fault injection; on Mininet use tc netem")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
             problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
         if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT and self.dtype != "float32":
@@ -157,8 +190,8 @@ class Traffic:
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """One job: its workers, the traffic measured at its ports, and what the loss-free and the dense exchanges
-    would have put on the wire. `counters`: the job's counters (contributions, results, replays, acks: packets)."""
+    """One job: its workers, the traffic measured at its ports, and what the loss-free, the ideal and the dense
+    exchanges would have put on the wire. `counters`: the job's counters (contributions, results, replays, forwards: packets)."""
 
     job_id: int
     slot_base: int
@@ -168,8 +201,17 @@ class JobOutcome:
     expected: Exchange
     dense: Exchange
     counters: Mapping[str, int] = field(default_factory=dict)
+    #: the ideal exchange (non-zero blocks only; docs/performance.md), None where not computed
+    ideal: Exchange | None = None
     blocks: int = 0  # blocks of the tensor
     nonzero_blocks: int = 0  # blocks non-zero in at least one worker's input
+    nonzero_per_worker: tuple[int, ...] = ()  # each worker's non-zero blocks, by worker id
+
+    def packets_per_block(self) -> list[float]:
+        """Per worker: packets it sent per non-zero block it contributed (first round, scale and closing rounds and
+        any recovery included), the efficiency measure of docs/performance.md; inf for a worker with none."""
+        return [float(worker.stats.get("packets_sent", 0)) / nonzero if nonzero else float("inf")
+                for worker, nonzero in zip(self.workers, self.nonzero_per_worker)]
 
     @property
     def ok(self) -> bool:

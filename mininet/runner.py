@@ -27,7 +27,7 @@ from .model import FaultKind, JobOutcome, NetKind, TestbedConfig, TestbedReport,
 from .plan import JobPlace, NetworkPlan, plan_network
 from .processes import argv_of, tagged_processes
 from .summary import drop_packets, job_counter_packets, job_traffic
-from .traffic import dense_exchange, omnireduce_exchange
+from .traffic import dense_exchange, ideal_exchange, omnireduce_exchange
 from .verify import check_result, results_agree
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,17 @@ def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], l
             workers = [WorkerOutcome(item.job_id, item.worker_id, False, item.max_error, item.error_bound,
                                      item.message or disagreement, item.stats) for item in workers]
     counters = outcome.counters
-    nonzero = np.logical_or.reduce([nonzero_block_mask(tensor) for tensor in inputs])
+    masks = [nonzero_block_mask(tensor) for tensor in inputs]
+    nonzero = np.logical_or.reduce(masks)
     return JobOutcome(
         job_id=job.job_id, slot_base=job.slot_base, slot_count=job.slot_count, workers=tuple(workers),
         measured=job_traffic(counters, (worker.port for worker in job.workers)) if counters is not None else None,
         expected=omnireduce_exchange(inputs, config.slots, config.dense),
         dense=dense_exchange(config.workers, config.size, config.slots),
+        ideal=ideal_exchange(inputs),
         counters=job_counter_packets(counters, job.job_id) if counters is not None else {},
         blocks=block_count(config.size), nonzero_blocks=int(np.count_nonzero(nonzero)),
+        nonzero_per_worker=tuple(int(np.count_nonzero(mask)) for mask in masks),
     )
 
 

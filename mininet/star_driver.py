@@ -36,7 +36,8 @@ Spec (JSON object):
             "linux-bridge" joins the interfaces in a plain Linux bridge instead (to test this driver alone).
     setup: [{name, argv, timeout}]      run in the root namespace, in order, after the switch is ready
     agents: [{name, host, argv, title}] started together; `title` names the agent in messages ("worker 2 of job 0")
-    agent_timeout: float                deadline for all agents, from their start
+    agent_timeout: float | null         deadline for all agents, from their start (null: none; agents stop on their own
+                                        stall limits)
     after: [{name, argv, timeout}]      run in the root namespace after the agents
     kill_switch_after_s: float | null   fault injection: SIGKILL the switch this long after the agents start
     stop_agent: str | null              fault injection: SIGSTOP this agent as soon as it starts (a hung worker)
@@ -374,7 +375,8 @@ def run_agents(spec, net, runner, switch_process, report):
             _killpg(started.pid, signal.SIGSTOP)
         agents.append(started)
     started_at = time.monotonic()
-    deadline = started_at + float(spec.get("agent_timeout", 60))
+    agent_timeout = spec.get("agent_timeout")
+    deadline = started_at + float(agent_timeout) if agent_timeout is not None else float("inf")
     kill_at = spec.get("kill_switch_after_s")
     kill_at = None if kill_at is None else started_at + float(kill_at)
     try:

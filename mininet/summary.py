@@ -34,7 +34,7 @@ def job_traffic(counters: Mapping[str, Any], ports: Iterable[int]) -> Traffic:
 
 
 def job_counter_packets(counters: Mapping[str, Any], job_id: int) -> dict[str, int]:
-    """The job counters (contributions, results, replays, acks), packets only."""
+    """The job counters (contributions, results, replays, forwards), packets only."""
     return {kind: int(count.get("packets", 0)) for kind, count in counters.get("jobs", {}).get(str(job_id), {}).items()}
 
 
@@ -65,8 +65,8 @@ def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
         error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else "exact"
         lines.append(f"  worker {worker.worker_id}: ok, {error}, {worker.retransmissions} retransmissions")
     expected, dense = job.expected, job.dense
-    lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, ACK/REQUEST "
-                 f"{CONTROL_PACKET_BYTES} B; the scale round included):")
+    lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, REQUEST "
+                 f"{CONTROL_PACKET_BYTES} B; the scale and closing rounds included):")
     lines.append(f"    {'':<22}{'to switch':>24}{'from switch':>24}{'total':>12}")
     rows: list[tuple[str, int, int, int, int]] = []
     if job.measured is not None:
@@ -75,17 +75,22 @@ def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
                      measured.from_switch_packets, measured.from_switch_bytes))
     rows.append(("loss-free omnireduce", expected.to_switch_packets, expected.to_switch_bytes,
                  expected.from_switch_packets, expected.from_switch_bytes))
+    if job.ideal is not None:
+        rows.append(("ideal sparse exchange", job.ideal.to_switch_packets, job.ideal.to_switch_bytes,
+                     job.ideal.from_switch_packets, job.ideal.from_switch_bytes))
     rows.append(("dense aggregation", dense.to_switch_packets, dense.to_switch_bytes,
                  dense.from_switch_packets, dense.from_switch_bytes))
     for name, to_packets, to_bytes, from_packets, from_bytes in rows:
         lines.append(f"    {name:<22}{to_packets:>9} pkts {_mib(to_bytes):>10}{from_packets:>9} pkts "
                      f"{_mib(from_bytes):>10}{_mib(to_bytes + from_bytes):>12}")
     if job.measured is not None:
-        lines.append(f"    measured bytes are {_ratio(job.measured.total_bytes, dense.total_bytes)} of dense; "
+        ideal_share = (f"{job.measured.total_bytes / job.ideal.total_bytes:.3f}x the ideal exchange, "
+                       if job.ideal is not None and job.ideal.total_bytes else "")
+        lines.append(f"    measured bytes are {ideal_share}{_ratio(job.measured.total_bytes, dense.total_bytes)} of dense; "
                      f"contribution blocks {job.counters.get('contributions', 0)} "
                      f"(loss-free {expected.contributions}, dense {dense.contributions}), "
                      f"results {job.counters.get('results', 0)} (loss-free {expected.results}), "
-                     f"replays {job.counters.get('replays', 0)}, acks {job.counters.get('acks', 0)}")
+                     f"replays {job.counters.get('replays', 0)}, forwards {job.counters.get('forwards', 0)}")
     # The agents' own clocks exclude their process start-up (imports), which the run's wall time includes.
     agent_seconds = max((float(worker.stats.get("elapsed_s", 0.0)) for worker in job.workers), default=0.0)
     seconds = agent_seconds or elapsed_s

@@ -30,12 +30,16 @@ def softswitch_prefix(python: str = sys.executable) -> list[str]:
 
 
 def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[str, int]]], grpc_port: int,
-                             python: str = sys.executable) -> tuple[str, ...]:
-    """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker."""
+                             python: str = sys.executable, *, loss: float = 0.0,
+                             loss_seed: int = 0) -> tuple[str, ...]:
+    """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker; `loss`: probability
+    that the switch loses a frame on its way in or out (fault injection)."""
     argv = softswitch_prefix(python)
     for port, (local_ip, local_port), (peer_ip, peer_port) in ports:
         argv += ["-i", f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"]
     argv += ["--grpc-server-addr", grpc_server_addr(grpc_port)]
+    if loss:
+        argv += ["--loss", repr(loss), "--loss-seed", str(loss_seed)]
     return tuple(argv)
 
 

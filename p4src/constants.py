@@ -7,10 +7,13 @@ run `make constants` (or `python -m omnireduce.p4src.generate`).
 # Sizes (sizes.p4).
 LANES = 32
 MAX_WORKERS = 32
-WORKER_INDEX_BITS = 5
+WORKERS_PER_GROUP = 2
+WORKER_GROUPS = 16
+WORKER_LANE_BITS = 1
 SLOT_COUNT = 512
-ROUND_COUNT = 1024
-WORKER_NEXT_COUNT = 16384
+SETS = 4
+SET_INDEX_BITS = 2
+ROUND_COUNT = 2048
 MAX_JOBS = 64
 WORKER_TABLE_SIZE = 1024
 ROUTE_TABLE_SIZE = 1024
@@ -26,14 +29,12 @@ UDP_HEADER_BYTES = 8
 OMNI_HEADER_BYTES = 20
 MSG_CONTRIB = 1
 MSG_RESULT = 2
-MSG_ACK = 3
 MSG_REQUEST = 4
-FLAG_SET = 1
+MSG_REPAIR = 5
+SET_MASK = 3
+TENSOR_VALID = 0x10000
 END_OF_TENSOR = 0xffffffff
 EXPONENT_BIAS = 127
-ROUND_IDLE = 0
-ROUND_AGGREGATING = 1
-ROUND_COMPLETE = 2
 DROP_PARSER_ERROR = 1
 DROP_BAD_CHECKSUM = 2
 DROP_BAD_LENGTH = 3
@@ -45,17 +46,18 @@ DROP_SLOT_OUT_OF_RANGE = 8
 DROP_DUPLICATE = 9
 DROP_STALE = 10
 DROP_SET_BUSY = 11
-DROP_LATE_CONTRIBUTION = 12
+DROP_NOT_ANNOUNCED = 12
 DROP_ROUND_NOT_READY = 13
 DROP_NO_ROUTE = 14
 DROP_NOT_IPV4 = 15
 DROP_TTL_EXPIRED = 16
 DROP_NO_RESULT_DESTINATION = 17
+DROP_BAD_PEER = 18
 OUTCOME_NONE = 0
 OUTCOME_ABSORBED = 1
 OUTCOME_RESULT = 2
 OUTCOME_REPLAY = 3
-OUTCOME_ACK = 4
+OUTCOME_FORWARD = 4
 
 # The omni header's fields in wire order: (name, bits) (headers.p4).
 OMNI_HEADER_FIELDS = (
@@ -68,7 +70,8 @@ OMNI_HEADER_FIELDS = (
     ('next_block', 32),
     ('exponent', 8),
     ('lane_count', 8),
-    ('reserved', 16),
+    ('peer', 8),
+    ('reserved', 8),
 )
 
 # Drop reason code -> name (index of the `drops` counters).
@@ -84,18 +87,19 @@ DROP_REASONS = {
     9: 'DUPLICATE',
     10: 'STALE',
     11: 'SET_BUSY',
-    12: 'LATE_CONTRIBUTION',
+    12: 'NOT_ANNOUNCED',
     13: 'ROUND_NOT_READY',
     14: 'NO_ROUTE',
     15: 'NOT_IPV4',
     16: 'TTL_EXPIRED',
     17: 'NO_RESULT_DESTINATION',
+    18: 'BAD_PEER',
 }
 
 # msg_type value -> name.
 MSG_TYPES = {
     1: 'CONTRIB',
     2: 'RESULT',
-    3: 'ACK',
     4: 'REQUEST',
+    5: 'REPAIR',
 }

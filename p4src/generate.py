@@ -5,7 +5,7 @@ Sources of truth (p4src/include/): ``sizes.p4`` (``#define NAME <int>``), ``defi
 
 - ``include/generated/lanes_header.p4``: ``omni_lanes_t`` with ``LANES`` value fields;
 - ``include/generated/lane_state.p4``: one register per lane and the actions storing, adding and loading all lanes;
-- ``include/generated/worker_state.p4``: the actions resetting and taking the minimum of a slot's worker_next entries;
+- ``include/generated/worker_state.p4``: the worker_next registers and the action that updates them and takes their minimum;
 - ``constants.py``: every size and constant above for the controller, the agent and the tests.
 
 Run ``python -m omnireduce.p4src.generate`` (``make constants``); ``--check`` exits 1 when an output is stale.
@@ -71,17 +71,20 @@ def _read_omni_fields(headers_p4: str, typedefs: dict[str, int]) -> tuple[tuple[
 
 def _validate(facts: ProgramFacts) -> None:
     sizes = facts.sizes
-    for name in ("LANES", "MAX_WORKERS", "WORKER_INDEX_BITS", "SLOT_COUNT", "ROUND_COUNT", "WORKER_NEXT_COUNT"):
+    for name in ("LANES", "MAX_WORKERS", "WORKERS_PER_GROUP", "WORKER_GROUPS", "WORKER_LANE_BITS", "SLOT_COUNT",
+                 "SETS", "SET_INDEX_BITS", "ROUND_COUNT"):
         if name not in sizes:
             raise ValueError(f"sizes.p4 defines no {name}")
-    if 1 << sizes["WORKER_INDEX_BITS"] != sizes["MAX_WORKERS"]:
-        raise ValueError("WORKER_INDEX_BITS must be log2(MAX_WORKERS)")
-    if sizes["MAX_WORKERS"] > 32:
-        raise ValueError("MAX_WORKERS is limited to 32 by the bit<32> worker bitmaps")
-    if sizes["ROUND_COUNT"] != 2 * sizes["SLOT_COUNT"]:
-        raise ValueError("ROUND_COUNT must be 2 * SLOT_COUNT (two shadow sets per slot)")
-    if sizes["WORKER_NEXT_COUNT"] != sizes["SLOT_COUNT"] * sizes["MAX_WORKERS"]:
-        raise ValueError("WORKER_NEXT_COUNT must be SLOT_COUNT * MAX_WORKERS")
+    if 1 << sizes["WORKER_LANE_BITS"] != sizes["WORKERS_PER_GROUP"]:
+        raise ValueError("WORKER_LANE_BITS must be log2(WORKERS_PER_GROUP)")
+    if sizes["WORKER_GROUPS"] * sizes["WORKERS_PER_GROUP"] != sizes["MAX_WORKERS"]:
+        raise ValueError("WORKER_GROUPS * WORKERS_PER_GROUP must equal MAX_WORKERS")
+    if sizes["MAX_WORKERS"] > 255:
+        raise ValueError("worker ids are 8 bits")
+    if 1 << sizes["SET_INDEX_BITS"] != sizes["SETS"] or sizes["SETS"] - 1 != facts.constants["SET_MASK"][1]:
+        raise ValueError("SET_INDEX_BITS must be log2(SETS) and SET_MASK = SETS - 1")
+    if sizes["ROUND_COUNT"] != sizes["SETS"] * sizes["SLOT_COUNT"]:
+        raise ValueError("ROUND_COUNT must be SETS * SLOT_COUNT")
     if not 1 <= sizes["LANES"] <= 255:
         raise ValueError("LANES must fit the 8-bit lane_count field")
     header_bytes = sum(width for _, width in facts.omni_fields) // 8
@@ -116,21 +119,48 @@ def lane_state_p4(lanes: int) -> str:
     )
 
 
-def worker_state_p4(max_workers: int) -> str:
-    reset = "".join(f"    worker_next.write(meta.worker_next_base + {w}, 0);\n" for w in range(max_workers))
-    minimum = "".join(
-        f"    worker_next.read(announced, meta.worker_next_base + {w});\n"
-        f"    smallest = ({w} < meta.worker_count && announced < smallest) ? announced : smallest;\n"
-        for w in range(max_workers)
-    )
+def worker_state_p4(groups: int, per_group: int) -> str:
+    """The worker_next registers (one cell of `per_group` 32-bit lanes per slot and group) and the action that
+    reads, updates and takes the minimum of all of them, touching each register once."""
+    width = 32 * per_group
+    cell_type = f"bit<{width}>"
+    registers = "".join(f"register<{cell_type}>(SLOT_COUNT) worker_next_{g};\n" for g in range(groups))
+    body = []
+    for g in range(groups):
+        # A new tensor: lanes of the job's workers hold the column's first block ("announced, not yet sent"),
+        # lanes past worker_count hold END_OF_TENSOR so that they never hold the minimum down.
+        reset = " | ".join(
+            f"((({cell_type})((({g * per_group + k} < meta.worker_count) ? hdr.omni.block_index : END_OF_TENSOR)))"
+            f" << {32 * k})"
+            for k in range(per_group)
+        )
+        body.append(f"    worker_next_{g}.read(cell, meta.global_slot);\n")
+        body.append(f"    if (meta.new_tensor) {{\n        cell = {reset};\n    }}\n")
+        body.append(
+            f"    if (meta.worker_group == {g}) {{\n"
+            f"        meta.announced = (block_index_t)(cell >> meta.worker_shift);\n"
+            f"        if (hdr.omni.msg_type == MSG_CONTRIB && meta.announced == hdr.omni.block_index) {{\n"
+            f"            cell = (cell & ~(LANE_MASK << meta.worker_shift))\n"
+            f"                | ((({cell_type})hdr.omni.next_block) << meta.worker_shift);\n"
+            f"        }}\n    }}\n"
+        )
+        body.append(f"    worker_next_{g}.write(meta.global_slot, cell);\n")
+        for k in range(per_group):
+            body.append(f"    lane = cell[{32 * k + 31}:{32 * k}];\n    smallest = lane < smallest ? lane : smallest;\n")
     return (
         P4_BANNER
         + "// Included inside control Aggregation.\n"
-        + "\n// A new tensor starts in this slot: 0 means \"nothing announced yet\" (not past any block).\n"
-        + "action worker_next_reset() {\n" + reset + "}\n"
-        + "\n// meta.min_next = min over the job's workers (ids < worker_count) of their announced next block.\n"
-        + "action worker_next_min() {\n    block_index_t announced;\n    block_index_t smallest = END_OF_TENSOR;\n"
-        + minimum + "    meta.min_next = smallest;\n}\n"
+        + f"// A cell: {per_group} lanes of 32 bits (no typedef: this file is included inside a control).\n"
+        + f"const bit<{width}> LANE_MASK = 0xFFFFFFFF;\n"
+        + registers
+        + "\n// One read-modify-write of every worker_next register at the packet's slot:\n"
+        + "// - a new tensor (meta.new_tensor) first resets the cells;\n"
+        + "// - meta.announced = the sender's announced next block; a CONTRIB for exactly that block replaces it\n"
+        + "//   with the packet's next_block (the contribution is accepted);\n"
+        + "// - meta.min_next = the minimum over all lanes afterwards (lanes past worker_count hold END_OF_TENSOR).\n"
+        + f"action worker_next_access() {{\n    {cell_type} cell;\n    block_index_t lane;\n"
+        + "    block_index_t smallest = END_OF_TENSOR;\n"
+        + "".join(body) + "    meta.min_next = smallest;\n}\n"
     )
 
 
@@ -167,7 +197,7 @@ def render_all(facts: ProgramFacts) -> dict[Path, str]:
     return {
         GENERATED / "lanes_header.p4": lanes_header_p4(facts.sizes["LANES"]),
         GENERATED / "lane_state.p4": lane_state_p4(facts.sizes["LANES"]),
-        GENERATED / "worker_state.p4": worker_state_p4(facts.sizes["MAX_WORKERS"]),
+        GENERATED / "worker_state.p4": worker_state_p4(facts.sizes["WORKER_GROUPS"], facts.sizes["WORKERS_PER_GROUP"]),
         P4SRC / "constants.py": constants_py(facts),
     }
 

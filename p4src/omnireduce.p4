@@ -28,7 +28,7 @@ control IngressPipe(inout headers_t hdr,
     counter(MAX_JOBS, CounterType.packets_and_bytes)          job_contributions;
     counter(MAX_JOBS, CounterType.packets_and_bytes)          job_results;
     counter(MAX_JOBS, CounterType.packets_and_bytes)          job_replays;
-    counter(MAX_JOBS, CounterType.packets_and_bytes)          job_acks;
+    counter(MAX_JOBS, CounterType.packets_and_bytes)          job_forwards;
 
     WorkerIdentity() identity;
     Aggregation() aggregation;
@@ -48,10 +48,10 @@ control IngressPipe(inout headers_t hdr,
             meta.drop_reason = DROP_BAD_CHECKSUM;
         } else if (hdr.omni.isValid()) {
             // Shape of the packet: type, then lane count for that type, then lengths for that lane count.
-            if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_ACK
-                    && hdr.omni.msg_type != MSG_REQUEST) {
+            if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_REQUEST
+                    && hdr.omni.msg_type != MSG_REPAIR) {
                 meta.drop_reason = DROP_BAD_MSG_TYPE;
-            } else if ((hdr.omni.msg_type == MSG_CONTRIB) != hdr.lanes.isValid()
+            } else if ((hdr.omni.msg_type != MSG_REQUEST) != hdr.lanes.isValid()
                     || (!hdr.lanes.isValid() && hdr.omni.lane_count != 0)) {
                 meta.drop_reason = DROP_BAD_LANE_COUNT;
             } else if (hdr.udp.length != UDP_HEADER_BYTES + OMNI_HEADER_BYTES
@@ -65,12 +65,14 @@ control IngressPipe(inout headers_t hdr,
                 }
             }
 
-            if (meta.outcome == OUTCOME_RESULT || meta.outcome == OUTCOME_REPLAY) {
-                // Results leave from the aggregator's address (the one the worker sent to) with no UDP checksum,
-                // and always carry the lanes.
+            if (meta.outcome == OUTCOME_RESULT || meta.outcome == OUTCOME_REPLAY || meta.outcome == OUTCOME_FORWARD) {
+                // Results and forwarded messages leave from the aggregator's address (the one the worker sent to)
+                // with no UDP checksum; results always carry the lanes, forwarded messages keep their length.
                 hdr.udp.checksum = 0;
-                hdr.udp.length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
-                hdr.ipv4.total_len = IPV4_HEADER_BYTES + hdr.udp.length;
+                if (meta.outcome != OUTCOME_FORWARD) {
+                    hdr.udp.length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
+                    hdr.ipv4.total_len = IPV4_HEADER_BYTES + hdr.udp.length;
+                }
                 hdr.ipv4.ttl = 64;
                 meta.result_src_mac = hdr.ethernet.dst_addr;
                 meta.result_src_addr = hdr.ipv4.dst_addr;
@@ -78,6 +80,11 @@ control IngressPipe(inout headers_t hdr,
             if (meta.outcome == OUTCOME_RESULT) {
                 job_contributions.count((bit<32>)meta.job_id);
                 job_results.count((bit<32>)meta.job_id);
+                standard_metadata.mcast_grp = meta.mcast_grp;
+                meta.deliver_by_multicast = 1;
+            } else if (meta.outcome == OUTCOME_FORWARD) {
+                // To one worker of the job: egress keeps only the copy of replica meta.forward_to.
+                job_forwards.count((bit<32>)meta.job_id);
                 standard_metadata.mcast_grp = meta.mcast_grp;
                 meta.deliver_by_multicast = 1;
             } else if (meta.outcome == OUTCOME_REPLAY) {
@@ -92,9 +99,6 @@ control IngressPipe(inout headers_t hdr,
                 hdr.udp.src_port = OMNI_UDP_PORT;
             } else if (meta.outcome == OUTCOME_ABSORBED) {
                 job_contributions.count((bit<32>)meta.job_id);
-                mark_to_drop(standard_metadata);
-            } else if (meta.outcome == OUTCOME_ACK) {
-                job_acks.count((bit<32>)meta.job_id);
                 mark_to_drop(standard_metadata);
             }
         } else {
@@ -118,15 +122,21 @@ control EgressPipe(inout headers_t hdr,
     ResultDelivery() delivery;
 
     apply {
-        if (meta.deliver_by_multicast == 1) {
-            meta.drop_reason = 0;
-            delivery.apply(hdr, meta, standard_metadata);
-        }
-        if (meta.deliver_by_multicast == 1 && meta.drop_reason != 0) {
-            drops.count((bit<32>)meta.drop_reason);
+        if (meta.outcome == OUTCOME_FORWARD && standard_metadata.egress_rid != (bit<16>)meta.forward_to) {
+            // NOTE: a forwarded message is multicast to the job's group (which knows every worker's port) and only
+            // its addressee's copy survives; the others are replicas, not packets anyone sent, so nothing counts.
             mark_to_drop(standard_metadata);
         } else {
-            port_tx.count((bit<32>)standard_metadata.egress_port);
+            if (meta.deliver_by_multicast == 1) {
+                meta.drop_reason = 0;
+                delivery.apply(hdr, meta, standard_metadata);
+            }
+            if (meta.deliver_by_multicast == 1 && meta.drop_reason != 0) {
+                drops.count((bit<32>)meta.drop_reason);
+                mark_to_drop(standard_metadata);
+            } else {
+                port_tx.count((bit<32>)standard_metadata.egress_port);
+            }
         }
     }
 }

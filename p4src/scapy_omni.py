@@ -10,7 +10,7 @@ agent) never uses scapy; it builds packets from preallocated buffers.
 
 from __future__ import annotations
 
-from scapy.fields import ByteEnumField, ByteField, FieldListField, FlagsField, IntField, ShortField, SignedIntField
+from scapy.fields import ByteEnumField, ByteField, FieldListField, IntField, ShortField, SignedIntField
 from scapy.layers.inet import UDP
 from scapy.packet import Packet, bind_layers
 
@@ -25,7 +25,8 @@ def _header_fields() -> list:
         if name == "msg_type":
             fields.append(ByteEnumField(name, C.MSG_CONTRIB, C.MSG_TYPES))
         elif name == "flags":
-            fields.append(FlagsField(name, 0, 8, ["SET"]))
+            # Bits 0-1: the shadow set index (0 .. SETS-1); the other bits are zero.
+            fields.append(ByteField(name, 0))
         elif name == "lane_count":
             # Filled in from the number of values when the packet is built.
             fields.append(ByteField(name, None))

@@ -6,5 +6,5 @@
   -> generated Python: expressions, actions, parser, controls, deparser, checksums), tables.py, state.py,
   pre.py, hashes.py.
 - ports.py, pcap.py, cli.py: the `omnireduce-switch` process (UDP/AF_PACKET ports, packet loop, CLI).
-- p4runtime_server.py and p4rt_*.py: the P4Runtime gRPC server.
+- p4runtime/: the P4Runtime gRPC server (server.py starts it, service.py answers the RPCs).
 """

@@ -25,6 +25,7 @@ from omnireduce import argtypes
 from .backend import BACKEND_ENV, BACKENDS, default_backend
 from .device import Device
 from .errors import DeviceError
+from .faults import LossyDevice, random_loss
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
 
 log = logging.getLogger("omnireduce.softswitch")
@@ -41,6 +42,9 @@ class SwitchConfig:
     p4info_path: Path | None = None
     pcap_dir: Path | None = None
     dump_code_dir: Path | None = None
+    #: probability that a frame is lost on its way into, or out of, the pipeline (fault injection; 0: none)
+    loss: float = 0.0
+    loss_seed: int = 0
     backend: str = "auto"
 
 
@@ -102,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="packet pipeline: native (the program compiled to C at load, cached), python (the "
                         f"reference), or auto: native where it can be built, else python (default: ${BACKEND_ENV} "
                         "or auto); the log says which runs and why")
+    p.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
+                   help="fault injection: lose each frame entering or leaving the pipeline with probability P "
+                        "(independently, both directions; default 0)")
+    p.add_argument("--loss-seed", type=int, default=0, metavar="N", help="seed of --loss (default 0)")
     p.add_argument("--log-level", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
                    help="log level (default info)")
@@ -130,6 +138,8 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         p4info_path=args.p4info,
         pcap_dir=args.pcap,
         dump_code_dir=args.dump_code,
+        loss=args.loss,
+        loss_seed=args.loss_seed,
         backend=args.backend or default_backend(),
     )
     return config, args.log_level
@@ -142,11 +152,11 @@ def configure_logging(level: str) -> None:
 
 
 def start_p4runtime_server(device: Device, config: SwitchConfig):
-    """Start the P4Runtime server (softswitch/p4runtime_server.py, imported lazily: it pulls in gRPC)."""
+    """Start the P4Runtime server (softswitch/p4runtime/, imported lazily: it pulls in gRPC)."""
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
+    from omnireduce.p4proto import p4info_pb2
 
-    from .p4runtime_server import P4RuntimeServer
+    from .p4runtime.server import P4RuntimeServer
 
     p4info = None
     if config.p4info_path is not None:
@@ -179,7 +189,9 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     try:
         for spec in config.ports:
             opened.append(open_port(spec))
-        loop = PacketLoop(device, opened, config.pcap_dir)
+        # Loss sits between the ports and the pipeline, as on a lossy link; the P4Runtime server sees the device.
+        lossy = LossyDevice(device, random_loss(config.loss, config.loss_seed)) if config.loss else device
+        loop = PacketLoop(lossy, opened, config.pcap_dir)
     except Exception:
         for port in opened:
             port.close()

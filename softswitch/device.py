@@ -1,6 +1,6 @@
 """The softswitch Device: a v1model target running the BMv2 JSON that p4c-bm2-ss compiles.
 
-This is the API the P4Runtime server (softswitch/p4runtime_server.py), the port loop and the tests use
+This is the API the P4Runtime server (softswitch/p4runtime/), the port loop and the tests use
 (see docs/softswitch.md). Every method takes the one device lock, so gRPC threads can manage tables
 while the packet thread runs packets; all names are BMv2 JSON names.
 """
@@ -50,7 +50,18 @@ class Device:
             raw = bytes(bmv2_json)
         else:
             raise InvalidArgument(f"pipeline config must be JSON bytes/str/dict, not {type(bmv2_json).__name__}")
-        compiled = compile_program(bmv2_json if isinstance(bmv2_json, dict) else raw)
+        try:
+            compiled = compile_program(bmv2_json if isinstance(bmv2_json, dict) else raw)
+        except RecursionError:
+            raise InvalidArgument("the pipeline JSON is nested too deeply to load (past Python's recursion "
+                                  "limit)") from None
+        except SyntaxError as error:
+            # An expression nested past what Python's parser takes once generated as source (about 200
+            # parentheses); any other SyntaxError is a code generation bug and stays one.
+            if "nested" not in str(error.msg):
+                raise
+            raise InvalidArgument(f"the pipeline JSON is nested too deeply to load: {error.msg} in the code "
+                                  f"generated for {error.filename}") from None
         with self._lock:
             running = start_pipeline(compiled, self.pre, self.stats, self.requested_backend, self.name)
             self._pipeline = running.pipeline

@@ -1,7 +1,7 @@
 """Errors raised by the softswitch Device.
 
 Each subclass is named after the gRPC status code it stands for, so the P4Runtime server maps them 1:1
-(it matches on the class name, see softswitch/p4rt_errors.py). `code` carries the same name for callers
+(it matches on the class name, see softswitch/p4runtime/errors.py). `code` carries the same name for callers
 that prefer an attribute.
 """
 

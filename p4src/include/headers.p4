@@ -46,7 +46,8 @@ header omni_t {
     block_index_t next_block;
     exponent_t    exponent;
     bit<8>        lane_count;
-    bit<16>       reserved;
+    worker_id_t   peer;
+    bit<8>        reserved;
 }
 
 // omni_lanes_t (LANES x value_t) is generated from LANES.
@@ -68,14 +69,19 @@ struct local_metadata_t {
     slot_t          slot_count;
     bit<8>          worker_count;
     bit<16>         mcast_grp;
-    // Register indexes of this packet's round (2 * global_slot + set), of the slot's other set, and of the slot's
-    // first worker_next entry.
+    // Register index of this packet's slot and of its round ((global_slot << SET_INDEX_BITS) | set).
     bit<32>         global_slot;
     bit<32>         round_index;
-    bit<32>         other_round_index;
-    bit<32>         worker_next_base;
-    worker_bitmap_t worker_bit;
+    // The sender's lane in the worker_next registers: group (worker_id >> 3), shift 32 * (worker_id & 7).
+    bit<8>          worker_group;
+    bit<8>          worker_shift;
+    // Whether this CONTRIB starts a new tensor in its slot (resets the slot's worker_next cells).
+    bool            new_tensor;
+    // The sender's announced next block before this packet, and the minimum over the job's workers after it.
+    block_index_t   announced;
     block_index_t   min_next;
+    // Forwarded REQUEST/REPAIR: the one worker whose multicast copy is delivered.
+    worker_id_t     forward_to;
     // Decisions.
     drop_reason_t   drop_reason;
     bit<8>          outcome;

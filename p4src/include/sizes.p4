@@ -13,17 +13,26 @@
 // which the software targets (BMv2, softswitch) pay per lane.
 #define LANES 32
 
-// Workers per job: the contribution and confirmation bitmaps are bit<32>.
+// Workers per job (worker ids are 0..MAX_WORKERS-1).
 #define MAX_WORKERS 32
-// log2(MAX_WORKERS): worker_next is indexed by (global_slot << WORKER_INDEX_BITS) + worker_id.
-#define WORKER_INDEX_BITS 5
+// Each slot's announced next blocks live in WORKER_GROUPS registers of WORKERS_PER_GROUP 32-bit lanes each, one
+// cell per slot, so that a packet touches every worker_next register once, reading the minimum of its lanes in the
+// same access. Two lanes make a 64-bit cell: Tofino 1's register pair (hi/lo) and the widest value the softswitch's
+// native pipeline computes with; docs/protocol.md section 8 regroups them for Tofino 2.
+// WORKER_GROUPS * WORKERS_PER_GROUP = MAX_WORKERS.
+#define WORKERS_PER_GROUP 2
+#define WORKER_GROUPS 16
+// log2(WORKERS_PER_GROUP): worker w is lane (w & (WORKERS_PER_GROUP - 1)) of group (w >> WORKER_LANE_BITS).
+#define WORKER_LANE_BITS 1
 
 // Aggregation slots of the whole switch, shared by all jobs (each job owns a contiguous range).
 #define SLOT_COUNT 512
-// Two shadow sets per slot: round registers are indexed by 2 * global_slot + set.
-#define ROUND_COUNT 1024
-// worker_next holds SLOT_COUNT * MAX_WORKERS announced next blocks.
-#define WORKER_NEXT_COUNT 16384
+// Shadow sets per slot: the switch keeps each column's last SETS completed rounds, so that a worker that missed a
+// result can have it replayed while it is held (docs/protocol.md section 4). Round registers are indexed by
+// (global_slot << SET_INDEX_BITS) | set.
+#define SETS 4
+#define SET_INDEX_BITS 2
+#define ROUND_COUNT 2048
 
 // Jobs: job ids index the per-job counters, so a job id must be < MAX_JOBS.
 #define MAX_JOBS 64

@@ -22,7 +22,7 @@ from omnireduce.controller.client import ElectionId, P4RuntimeClient
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
-from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
+from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
 
 from tests.controller.synthetic import write_synthetic_pipeline
 

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
 from omnireduce.controller import program
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.p4src import constants
 
 EXACT, LPM = p4info_pb2.MatchField.EXACT, p4info_pb2.MatchField.LPM
@@ -41,15 +41,15 @@ _TABLES = [
      "IngressPipe.forwarding.no_route"),
 ]
 
-_ROUND_WIDTHS = {program.ROUND_STATE: 8, program.ROUND_TENSOR: 16, program.ROUND_BLOCK: 32,
-                 program.ROUND_CONTRIBUTED: 32, program.ROUND_UNACKED: 32, program.ROUND_NEXT: 32,
+_ROUND_WIDTHS = {program.ROUND_TENSOR: 32, program.ROUND_BLOCK: 32, program.ROUND_NEXT: 32,
                  program.ROUND_EXPONENT: 8}
 
 
 def _registers() -> list[tuple[str, int, int]]:
     registers = [(name, constants.ROUND_COUNT, _ROUND_WIDTHS.get(name, 32)) for name in program.ROUND_REGISTERS]
-    registers.append((program.SLOT_TENSOR, constants.SLOT_COUNT, 16))
-    registers.append((program.WORKER_NEXT, constants.WORKER_NEXT_COUNT, 32))
+    registers.append((program.SLOT_TENSOR, constants.SLOT_COUNT, 32))
+    registers.extend((name, constants.SLOT_COUNT, 32 * constants.WORKERS_PER_GROUP)
+                     for name in program.WORKER_NEXT_GROUPS)
     return registers
 
 

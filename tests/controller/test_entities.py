@@ -5,7 +5,6 @@ back the same entity, and malformed entities are refused with a message naming t
 from __future__ import annotations
 
 import pytest
-from p4.v1 import p4runtime_pb2
 
 from omnireduce.controller import program
 from omnireduce.controller.entities import (
@@ -25,6 +24,7 @@ from omnireduce.controller.entities import (
 )
 from omnireduce.controller.errors import BadInputError, NameLookupError
 from omnireduce.controller.p4info import P4InfoIndex
+from omnireduce.p4proto import p4runtime_pb2
 
 from tests.controller.synthetic import synthetic_p4info
 
@@ -94,16 +94,16 @@ def test_wildcard_read_of_a_table_has_no_match(schema: P4InfoIndex) -> None:
 
 
 def test_register_entry(schema: P4InfoIndex) -> None:
-    entry = RegisterEntry(program.ROUND_STATE, 7, 2)
+    entry = RegisterEntry(program.ROUND_EXPONENT, 7, 2)
     message = entry.encode(schema)
     assert message.index.index == 7 and message.data.bitstring == b"\x02"
     assert RegisterEntry.decode(message, schema) == entry
-    wildcard = RegisterEntry(program.ROUND_STATE).encode(schema)
+    wildcard = RegisterEntry(program.ROUND_EXPONENT).encode(schema)
     assert not wildcard.HasField("index") and not wildcard.HasField("data")
     with pytest.raises(BadInputError, match="does not fit in 8 bits"):
-        RegisterEntry(program.ROUND_STATE, 0, 256).encode(schema)
-    with pytest.raises(BadInputError, match=r"index 1024 outside 0..1023"):
-        RegisterEntry(program.ROUND_STATE, 1024, 0).encode(schema)
+        RegisterEntry(program.ROUND_EXPONENT, 0, 256).encode(schema)
+    with pytest.raises(BadInputError, match=r"index 2048 outside 0..2047"):
+        RegisterEntry(program.ROUND_EXPONENT, 2048, 0).encode(schema)
 
 
 def test_counter_entry(schema: P4InfoIndex) -> None:

@@ -12,7 +12,7 @@ from google.protobuf import text_format
 from omnireduce.controller import program
 from omnireduce.controller.errors import BadInputError, NameLookupError
 from omnireduce.controller.p4info import P4InfoIndex, load_p4info, p4info_differences
-from omnireduce.p4src import artifacts
+from omnireduce.p4src import artifacts, constants
 
 from tests.controller.synthetic import synthetic_p4info
 
@@ -32,7 +32,7 @@ def test_lookup_by_full_name_alias_and_id(index: P4InfoIndex) -> None:
     assert index.table("ipv4_routes").match_field("dst_addr").kind == "lpm"
     action = index.table_action(table, "IngressPipe.identity.set_worker")
     assert [(param.name, param.bitwidth) for param in action.params] == [("job_id", 16), ("worker_id", 8)]
-    assert index.register(program.WORKER_NEXT).bitwidth == 32
+    assert index.register(program.WORKER_NEXT_GROUPS[0]).bitwidth == 32 * constants.WORKERS_PER_GROUP
     assert index.counter(program.INGRESS_DROPS).unit == "both"
 
 
@@ -40,8 +40,8 @@ def test_miss_suggests_the_closest_name(index: P4InfoIndex) -> None:
     with pytest.raises(NameLookupError, match=r"no table named 'IngressPipe.identity.worker'\. "
                                               r"Did you mean 'IngressPipe.identity.workers'\?"):
         index.table("IngressPipe.identity.worker")
-    with pytest.raises(NameLookupError, match=r"Did you mean 'IngressPipe.aggregation.round_state'\?"):
-        index.register("IngressPipe.aggregation.round_stat")
+    with pytest.raises(NameLookupError, match=r"Did you mean 'IngressPipe.aggregation.round_next'\?"):
+        index.register("IngressPipe.aggregation.round_nxt")
     with pytest.raises(NameLookupError, match=r"no match field of table 'IngressPipe.identity.workers' named "
                                               r"'src_adr'\. Did you mean 'src_addr'\?"):
         index.table("workers").match_field("src_adr")
@@ -71,7 +71,7 @@ def test_differences_name_renamed_and_renumbered_objects() -> None:
     differences = "\n".join(p4info_differences(ours, theirs))
     assert "table 'IngressPipe.identity.workers' is missing on the switch" in differences
     assert "the switch has a table 'IngressPipe.identity.peers' that our P4Info lacks" in differences
-    assert f"register '{program.ROUND_STATE}' differs in id: ours" in differences
+    assert f"register '{program.ROUND_REGISTERS[0]}' differs in id: ours" in differences
     assert f"action '{program.SET_WORKER}' differs in parameters" in differences
 
 

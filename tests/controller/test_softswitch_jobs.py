@@ -120,7 +120,7 @@ def test_remove_job_leaves_nothing_behind(switch: Switch) -> None:
     assert switch_state(switch) == with_other
     assert_slots_clean(switch, job.slots)
     # The other job's state is untouched.
-    assert set(switch.read_register(program.ROUND_STATE, range(16, 20)).values()) == {5}
+    assert set(switch.read_register(program.ROUND_BLOCK, range(program.round_cell(8, 0), program.round_cell(10, 0))).values()) == {5}
     remove_job(switch, other.job_id)
     assert switch_state(switch) == empty
     assert_slots_clean(switch, other.slots)
@@ -163,27 +163,33 @@ def test_status_decodes_rounds_and_worker_next(switch: Switch) -> None:
     add_job(switch, job)
     fresh = read_status(switch, 1)[0]
     assert [slot.global_slot for slot in fresh.slots] == [10, 11]
-    assert all(round_.state_name == "idle" and round_.contributed == () for slot in fresh.slots
-               for round_ in slot.rounds)
-    # Slot 1 (global 11), set 1: an aggregating round of tensor 5, block 7, workers 0 and 2 in; worker 1 next=9.
-    cell = 2 * 11 + 1
-    switch.write_registers(program.ROUND_STATE, {cell: constants.ROUND_AGGREGATING})
-    switch.write_registers(program.ROUND_TENSOR, {cell: 5})
-    switch.write_registers(program.ROUND_BLOCK, {cell: 7})
-    switch.write_registers(program.ROUND_CONTRIBUTED, {cell: 0b101})
-    switch.write_registers(program.ROUND_UNACKED, {2 * 11: 0b010})
-    switch.write_registers(program.ROUND_STATE, {2 * 11: constants.ROUND_COMPLETE})
-    switch.write_registers(program.ROUND_NEXT, {2 * 11: constants.END_OF_TENSOR})
-    switch.write_registers(program.SLOT_TENSOR, {11: 5})
-    switch.write_registers(program.WORKER_NEXT, {11 * constants.MAX_WORKERS + 1: 9,
-                                                 11 * constants.MAX_WORKERS + 2: constants.END_OF_TENSOR})
+    assert all(round_.state_name == "idle" and round_.tensor is None for slot in fresh.slots for round_ in slot.rounds)
+    assert all(slot.idle for slot in fresh.slots)
+    # Slot 1 (global 11): set 1 aggregates block 7 of tensor 5 (round_next 0), which worker 1 still announces;
+    # set 0 holds the complete round before it (block 3, next 7).
+    valid = constants.TENSOR_VALID
+    aggregating_cell, complete_cell = program.round_cell(11, 1), program.round_cell(11, 0)
+    switch.write_registers(program.ROUND_TENSOR, {aggregating_cell: valid | 5})
+    switch.write_registers(program.ROUND_BLOCK, {aggregating_cell: 7})
+    switch.write_registers(program.ROUND_TENSOR, {complete_cell: valid | 5})
+    switch.write_registers(program.ROUND_BLOCK, {complete_cell: 3})
+    switch.write_registers(program.ROUND_NEXT, {complete_cell: 7})
+    switch.write_registers(program.SLOT_TENSOR, {11: valid | 5})
+    # Worker 0 announced 9, worker 1 block 7, worker 2 END_OF_TENSOR (lanes of 32 bits, WORKERS_PER_GROUP a cell).
+    announced = [9, 7, constants.END_OF_TENSOR]
+    per_group = constants.WORKERS_PER_GROUP
+    cells: dict[int, int] = {}
+    for worker, block in enumerate(announced):
+        cells[worker // per_group] = cells.get(worker // per_group, 0) | (block << (32 * (worker % per_group)))
+    for group, cell in cells.items():
+        switch.write_registers(program.WORKER_NEXT_GROUPS[group], {11: cell})
     slot = read_status(switch, 1)[0].slots[1]
-    assert slot.tensor == 5 and slot.worker_next == (0, 9, constants.END_OF_TENSOR)
-    complete, aggregating = slot.rounds
-    assert (complete.state_name, complete.unacked, complete.next_block) == ("complete", (1,), constants.END_OF_TENSOR)
+    assert slot.tensor == 5 and slot.worker_next == (9, 7, constants.END_OF_TENSOR)
+    complete, aggregating = slot.rounds[:2]
+    assert (complete.state_name, complete.block, complete.next_block) == ("complete", 3, 7)
     assert (aggregating.state_name, aggregating.tensor, aggregating.block) == ("aggregating", 5, 7)
-    assert aggregating.contributed == (0, 2) and aggregating.missing(3) == (1,)
-    assert slot.in_flight == (aggregating,)
+    assert slot.in_flight == (aggregating,) and slot.waiting_for() == (1,)
+    assert [round_.state_name for round_ in slot.rounds[2:]] == ["idle"] * (constants.SETS - 2)
     assert read_status(switch, 1)[0].slots[0] == fresh.slots[0]
 
 
@@ -329,11 +335,11 @@ def test_routes(switch: Switch) -> None:
 def test_status_carries_the_job_counters(switch: Switch) -> None:
     add_job(switch, make_job(job_id=2, slot_base=0, slot_count=2))
     switch.modify([CounterEntry(program.JOB_COUNTERS["contributions"], 2, packets=12, bytes=2280),
-                   CounterEntry(program.JOB_COUNTERS["acks"], 2, packets=1, bytes=62),
+                   CounterEntry(program.JOB_COUNTERS["forwards"], 2, packets=1, bytes=62),
                    CounterEntry(program.JOB_COUNTERS["results"], 3, packets=99, bytes=1)])  # another job's
     counters = read_status(switch, 2)[0].counters
     assert {kind: (count.packets, count.bytes) for kind, count in counters.items()} == {
-        "contributions": (12, 2280), "results": (0, 0), "replays": (0, 0), "acks": (1, 62)}
+        "contributions": (12, 2280), "results": (0, 0), "replays": (0, 0), "forwards": (1, 62)}
 
 
 def test_a_refusal_in_a_later_batch_is_named_by_its_position_in_the_whole_write(

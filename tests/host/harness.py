@@ -19,29 +19,11 @@ import numpy as np
 
 from omnireduce.host import AgentConfig, AllReduce, FrameLink, Pacing, Timeouts, TransportKind
 from omnireduce.host.wire import Endpoint, parse_mac
+from omnireduce.softswitch.faults import LossHook, LossyDevice
 from omnireduce.softswitch.ports import PacketLoop, PortSpec, UdpPort
 from tests.p4.omniswitch import SWITCH_IP, SWITCH_MAC, OmniSwitch, Worker, make_workers
 
-#: lose(direction, port, frame) -> True drops the frame; direction is "in" (to the switch) or "out".
-LossHook = Callable[[str, int, bytes], bool]
-
 LOOPBACK = "127.0.0.1"
-
-
-class LossyDevice:
-    """A device whose frames in and out pass the `lose` hook first (None: nothing is lost)."""
-
-    def __init__(self, device, lose: LossHook | None) -> None:
-        self.device = device
-        self.lose = lose
-
-    def process_packet(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
-        if self.lose is not None and self.lose("in", port, frame):
-            return []
-        outputs = self.device.process_packet(port, frame)
-        if self.lose is None:
-            return outputs
-        return [(out_port, out) for out_port, out in outputs if not self.lose("out", out_port, out)]
 
 
 class PortServer:

@@ -30,6 +30,8 @@ from omnireduce.host.quantize import error_bound
 from omnireduce.host.synthetic import synthetic_tensor
 from omnireduce.p4src import constants as C
 
+from tests.p4.omniswitch import make_workers
+
 from .harness import job_cluster
 
 FAST = Timeouts(retransmit_initial=0.03, retransmit_max=0.3, join=10, stall=10)
@@ -136,7 +138,7 @@ def test_a_sequence_of_allreduces_on_one_job(device):
         copies = [t.copy() for t in tensors]
         outs = cluster.run_each(lambda index, agent: agent.allreduce(copies[index], out=copies[index]))
         assert all(out is copy for out, copy in zip(outs, copies))
-        assert cluster.agents[0].tensor_id == 12  # 6 all-reduces, two tensor ids each
+        assert cluster.agents[0].tensor_id == 18  # 6 all-reduces, three tensor ids each (scale, data, closing)
         assert_float_sums(copies, tensors, cluster.agents)
 
 
@@ -155,23 +157,27 @@ def test_random_loss_in_both_directions_is_recovered(device):
         assert sum(a.total_stats.retransmissions + a.total_stats.requests_sent for a in cluster.agents) > 0
 
 
-def test_lost_acks_do_not_block_a_shadow_set(device):
-    """Without repeating ACKs, one lost ACK keeps its set busy forever (SET_BUSY) and the run stalls."""
+def test_a_result_lost_after_its_set_was_reused_is_repaired_by_a_peer(device):
+    """Worker 2 loses the first results of column 0; by the time a later one reaches it, the switch has reused the
+    missing rounds' sets, so its REQUESTs are forwarded to peers, which answer with REPAIRs."""
     dropped = []
+    port_of_worker_2 = make_workers(3)[2].port  # job_cluster installs these workers
 
-    def lose_acks(direction, port, frame):
-        if direction == "in" and len(frame) == 62 and frame[42] == C.MSG_ACK and len(dropped) < 6:
+    def lose_results_to_worker_2(direction, port, frame):
+        if (direction == "out" and port == port_of_worker_2 and len(frame) == 190 and frame[42] == C.MSG_RESULT
+                and int.from_bytes(frame[48:50], "big") == 0 and len(dropped) < 2 * C.SETS):
             dropped.append(frame)
             return True
         return False
 
-    # Worker 0 has data in every block, the others in few: they acknowledge most results.
-    tensors = [synthetic_tensor(64 * C.LANES, 1.0 if w == 0 else 0.05, 3, w) for w in range(3)]
-    with job_cluster(device, 3, slots=4, lose=lose_acks, timeouts=FAST) as cluster:
-        for _ in range(2):
-            assert_float_sums(cluster.run(tensors), tensors, cluster.agents)
-        assert len(dropped) == 6
-        assert sum(agent.total_stats.acks_resent for agent in cluster.agents) > 0
+    # Workers 0 and 1 have data in every block, worker 2 in none: column 0 runs on without it.
+    tensors = [synthetic_tensor(64 * C.LANES, 1.0 if w < 2 else 0.0, 3, w) for w in range(3)]
+    with job_cluster(device, 3, slots=2, lose=lose_results_to_worker_2, timeouts=FAST) as cluster:
+        assert_float_sums(cluster.run(tensors), tensors, cluster.agents)
+        assert len(dropped) == 2 * C.SETS
+        assert cluster.agents[2].last_stats.repairs_received > 0
+        assert sum(agent.last_stats.repairs_sent for agent in cluster.agents[:2]) > 0
+        assert cluster.switch.job_counter("forwards", 1) > 0
 
 
 # --- bad input and failures: a clear error within a bounded time, never a hang, never a wrong result ------------
@@ -197,7 +203,7 @@ def test_a_bad_value_on_one_worker_is_refused_by_all_promptly_and_the_job_stays_
         assert cluster.switch.job_counter("results", 1) == 1
         assert cluster.switch.job_counter("contributions", 1) == 4
         assert all(agent.last_stats.blocks_sent == 0 for agent in cluster.agents)
-        assert len({(agent.tensor_id, tuple(agent.set_bits)) for agent in cluster.agents}) == 1
+        assert len({(agent.tensor_id, tuple(agent.set_indexes)) for agent in cluster.agents}) == 1
         # The same agents go on, no reset: a correct all-reduce right after.
         good = tensors_for(4, 10 * C.LANES, 1.0, seed=2)
         assert_float_sums(cluster.run(good), good, cluster.agents)

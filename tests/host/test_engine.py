@@ -2,7 +2,8 @@
 """The worker state machine (docs/protocol.md section 4.2) against scripted RESULT packets.
 
 Each test plays the switch: it feeds the exchange results built by hand and checks, packet by packet, what the
-worker sends back (CONTRIB / ACK / REQUEST, on which set, for which block, announcing which next block).
+worker sends back (CONTRIB / REQUEST / REPAIR, on which set, for which block, announcing which next block, naming
+which peer).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import pytest
 
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
-from omnireduce.host.engine import REQUEST_PATIENCE, RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.engine import (
+    PEAK_MARGIN,
+    REQUEST_PATIENCE,
+    RoundTripEstimator,
+    SlotChannel,
+    TensorExchange,
+    big_endian_lanes,
+)
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -21,14 +29,15 @@ from omnireduce.p4src import constants as C
 END = C.END_OF_TENSOR
 JOB = 9
 RTO = 0.1
-TIMEOUTS = Timeouts(retransmit_initial=RTO, backoff=2.0, retransmit_max=0.3)
+TIMEOUTS = Timeouts(retransmit_initial=RTO, retransmit_first=RTO, backoff=2.0, retransmit_max=0.3,
+                    request_fallback=0.05)
 
 
 class Script:
     """One exchange, the packets it sent, and helpers to answer as the switch."""
 
     def __init__(self, blocks: np.ndarray, slots: int, *, tensor: int = 5, channels=None, pacing=Pacing(),
-                 expected_exponent=None, dense=False, round_trip=None):
+                 expected_exponent=None, dense=False, round_trip=None, worker_id=0, workers=3, repair_source=None):
         self.values = blocks.astype(np.int32)
         significant = self.values.any(axis=1)
         self.plan = plan_blocks(significant, slots, dense=dense)
@@ -40,27 +49,34 @@ class Script:
             job_id=JOB, tensor_id=tensor, plan=self.plan, lanes=memoryview(big_endian_lanes(self.values)).cast("B"),
             result=memoryview(self.sums).cast("B"), exponent=7, channels=self.channels,
             send=lambda payload: self.sent.append(bytes(payload)), stats=self.stats, timeouts=TIMEOUTS,
-            pacing=pacing, expected_exponent=expected_exponent, round_trip=round_trip,
+            pacing=pacing, expected_exponent=expected_exponent, round_trip=round_trip, worker_id=worker_id,
+            workers=workers, repair_source=repair_source,
         )
         self.tensor = tensor
 
     def take(self) -> list[tuple]:
-        """Packets sent since the last call, as (kind, set, slot, block, next) tuples."""
+        """Packets sent since the last call, as (kind, set, slot, block, next, peer) tuples."""
         out = []
         for payload in self.sent:
             header, _ = decode_payload(payload)
             kind = C.MSG_TYPES[header.msg_type]
-            out.append((kind, header.set_bit, header.slot, header.block_index, header.next_block))
+            out.append((kind, header.set_index, header.slot, header.block_index, header.next_block, header.peer))
         self.sent.clear()
         return out
 
     def result(self, shadow: int, block: int, next_block: int, lanes=None, *, tensor=None, exponent=7,
-               slots=None) -> bytes:
+               slots=None, msg_type=C.MSG_RESULT, peer=0) -> bytes:
         slot = block % (slots or self.plan.slots)
         values = np.full(C.LANES, block + 100, dtype=np.int32) if lanes is None else np.asarray(lanes)
-        header = OmniHeader(C.MSG_RESULT, shadow, JOB, self.tensor if tensor is None else tensor, slot, block,
-                            next_block, exponent, C.LANES)
+        header = OmniHeader(msg_type, shadow, JOB, self.tensor if tensor is None else tensor, slot, block,
+                            next_block, exponent, C.LANES, peer)
         return encode_payload(header, values)
+
+    def forwarded_request(self, shadow: int, block: int, requester: int, *, tensor=None) -> bytes:
+        """A peer's REQUEST as the switch forwards it: `peer` names the worker that asked."""
+        slot = block % self.plan.slots
+        return OmniHeader(C.MSG_REQUEST, shadow, JOB, self.tensor if tensor is None else tensor, slot, block, 0, 0,
+                          0, requester).pack()
 
     def feed(self, payload: bytes, now: float = 0.0) -> list[tuple]:
         self.exchange.on_payload(payload, now)
@@ -77,33 +93,44 @@ def sparse_blocks(count: int, nonzero: list[int]) -> np.ndarray:
 def test_first_round_is_dense_and_contribs_carry_the_block_and_the_next():
     script = Script(sparse_blocks(6, [3, 4]), slots=2)
     script.exchange.start(0.0)
-    assert script.take() == [("CONTRIB", 0, 0, 0, 4), ("CONTRIB", 0, 1, 1, 3)]
+    assert script.take() == [("CONTRIB", 0, 0, 0, 4, 0), ("CONTRIB", 0, 1, 1, 3, 0)]
     first = decode_payload(script.exchange._columns[0].contrib)
     assert first[0].exponent == 7 and first[0].tensor_id == 5 and first[0].job_id == JOB
     assert first[1].tolist() == [0] * C.LANES  # block 0 is zero but sent
 
 
-def test_a_whole_tensor_against_scripted_results():
+def test_a_whole_tensor_against_scripted_results_sends_nothing_but_contributions():
     script = Script(sparse_blocks(6, [3, 4]), slots=2)
     script.exchange.start(0.0)
     script.take()
-    # Column 0: someone else has block 2; this worker (next 4) acknowledges and waits.
-    assert script.feed(script.result(0, 0, 2)) == [("ACK", 0, 0, 0, 0)]
-    # Column 1: the column's next is this worker's next (3): it contributes on the other set, no ACK.
-    assert script.feed(script.result(0, 1, 3)) == [("CONTRIB", 1, 1, 3, END)]
+    # Column 0: someone else has block 2; this worker (next 4) just waits: nothing is acknowledged.
+    assert script.feed(script.result(0, 0, 2)) == []
+    # Column 1: the column's next is this worker's next (3): it contributes on the slot's next set.
+    assert script.feed(script.result(0, 1, 3)) == [("CONTRIB", 1, 1, 3, END, 0)]
     # A duplicate of a consumed result is ignored, nothing is sent.
     assert script.feed(script.result(0, 1, 3)) == []
     assert script.stats.duplicates == 1
-    assert script.feed(script.result(1, 2, 4)) == [("CONTRIB", 0, 0, 4, END)]
-    assert script.feed(script.result(1, 3, END)) == [("ACK", 1, 1, 3, 0)]
+    assert script.feed(script.result(1, 2, 4)) == [("CONTRIB", 2, 0, 4, END, 0)]
+    assert script.feed(script.result(1, 3, END)) == []
     assert not script.exchange.done
-    assert script.feed(script.result(0, 4, END)) == [("ACK", 0, 0, 4, 0)]
+    assert script.feed(script.result(2, 4, END)) == []
     assert script.exchange.done
     sums = script.sums.astype(np.int32).reshape(6, C.LANES)
     assert [int(row[0]) for row in sums] == [100, 101, 102, 103, 104, 0]  # block 5 never completed: zero
-    # Every slot toggled once per consumed result: 3 results in column 0, 2 in column 1.
-    assert [channel.set_bit for channel in script.channels] == [1, 0]
-    assert script.stats.results == 5 and script.stats.acks_sent == 3 and script.stats.contribs_sent == 4
+    # Every slot's set index advanced (mod SETS) once per consumed result: 3 results in column 0, 2 in column 1.
+    assert [channel.set_index for channel in script.channels] == [3, 2]
+    assert script.stats.results == 5 and script.stats.contribs_sent == 4
+    assert script.stats.requests_sent == 0 and script.stats.retransmissions == 0
+
+
+def test_set_indexes_wrap_around_after_sets_rounds():
+    script = Script(sparse_blocks(C.SETS + 2, list(range(C.SETS + 2))), slots=1)
+    script.exchange.start(0.0)
+    script.take()
+    for block in range(C.SETS + 1):
+        sent = script.feed(script.result(block % C.SETS, block, block + 1))
+        assert sent == [("CONTRIB", (block + 1) % C.SETS, 0, block + 1,
+                         block + 2 if block + 2 < C.SETS + 2 else END, 0)]
 
 
 def test_a_lost_contrib_is_retransmitted_with_the_same_bytes_and_backoff():
@@ -119,57 +146,83 @@ def test_a_lost_contrib_is_retransmitted_with_the_same_bytes_and_backoff():
     script.sent.clear()
     assert script.exchange.next_wakeup() == pytest.approx(3 * RTO)  # backoff 2: 0.1 + 0.2
     script.exchange.on_timer(3 * RTO)
+    # Still nothing after a retransmission: the round may be complete and its set reused since, which only a
+    # REQUEST (forwarded to a peer) recovers; it goes out beside the retransmission.
+    assert script.take() == [("CONTRIB", 0, 0, 0, END, 0), ("REQUEST", 0, 0, 0, 0, 2)]
     assert script.exchange.next_wakeup() == pytest.approx(3 * RTO + 0.3)  # capped at retransmit_max
-    assert script.stats.retransmissions == 2
+    assert script.stats.retransmissions == 2 and script.stats.requests_sent == 1
 
 
-def test_waiting_without_contribution_requests_and_repeats_the_ack_of_the_awaited_set():
-    script = Script(sparse_blocks(4, [0]), slots=1)  # this worker has only block 0: announces END
+def test_waiting_without_contribution_requests_after_patience_asking_a_different_peer_each_time():
+    script = Script(sparse_blocks(4, [0]), slots=1, worker_id=1, workers=3)  # only block 0: announces END
     script.exchange.start(0.0)
-    assert script.take() == [("CONTRIB", 0, 0, 0, END)]
-    assert script.feed(script.result(0, 0, 1), now=0.0) == [("ACK", 0, 0, 0, 0)]
+    assert script.take() == [("CONTRIB", 0, 0, 0, END, 0)]
+    assert script.feed(script.result(0, 0, 1), now=0.0) == []
     # Not having contributed, it gives the round's contributors time for a retransmission before it asks.
     patience = REQUEST_PATIENCE * RTO
     script.exchange.on_timer(patience - 1e-6)
     assert script.take() == []
     script.exchange.on_timer(patience)
-    # Waiting for block 1 on set 1: a REQUEST; set 1 has no earlier ACK of ours to repeat.
-    assert script.take() == [("REQUEST", 1, 0, 1, 0)]
-    assert script.feed(script.result(1, 1, 2), now=patience) == [("ACK", 1, 0, 1, 0)]
-    script.exchange.on_timer(2 * patience)
-    # Waiting for block 2 on set 0, which still holds round 0 until every worker confirmed it: if our ACK of round
-    # 0 was lost the switch refuses round 2 forever (SET_BUSY), so the ACK is repeated with the REQUEST.
-    assert script.take() == [("REQUEST", 0, 0, 2, 0), ("ACK", 0, 0, 0, 0)]
-    assert script.stats.requests_sent == 2 and script.stats.acks_resent == 1
-
-
-def test_contributing_drops_the_pending_ack_of_the_consumed_set():
-    script = Script(sparse_blocks(5, [0, 2, 4]), slots=1)
-    script.exchange.start(0.0)
-    script.take()
-    assert script.feed(script.result(0, 0, 1)) == [("ACK", 0, 0, 0, 0)]
-    # Contributing block 2 on set 0 confirms round 1 (set 1) implicitly; round 0's ACK is still what set 0 needs.
-    assert script.feed(script.result(1, 1, 2)) == [("CONTRIB", 0, 0, 2, 4)]
-    assert script.channels[0].last_ack[1] is None and script.channels[0].last_ack[0] is not None
-    script.exchange.on_timer(RTO)
-    assert script.take() == [("CONTRIB", 0, 0, 2, 4), ("ACK", 0, 0, 0, 0)]
-    # Contributing block 4 on set 1 confirms round 2 (set 0): round 0's ACK is moot, nothing is repeated.
-    assert script.feed(script.result(0, 2, 4), now=RTO) == [("CONTRIB", 1, 0, 4, END)]
-    assert script.channels[0].last_ack == [None, None]
+    # Waiting for block 1 on set 1: the switch replays it if it holds it, else forwards to the named peer.
+    assert script.take() == [("REQUEST", 1, 0, 1, 0, 2)]
     script.exchange.on_timer(10.0)
-    assert script.take() == [("CONTRIB", 1, 0, 4, END)]
+    assert script.take() == [("REQUEST", 1, 0, 1, 0, 0)]  # the next peer: 2 may have missed it too
+    assert script.feed(script.result(1, 1, END), now=10.0) == []
+    assert script.exchange.done and script.stats.requests_sent == 2
 
 
-def test_a_result_that_overtakes_the_expected_one_is_kept_and_used_in_turn():
+def test_a_result_that_overtakes_the_expected_one_is_kept_and_the_gap_requested_at_once():
     script = Script(sparse_blocks(3, [0]), slots=1)
     script.exchange.start(0.0)
     script.take()
-    assert script.feed(script.result(0, 0, 1)) == [("ACK", 0, 0, 0, 0)]
-    assert script.feed(script.result(0, 2, END)) == []  # round 2 arrives before round 1
+    assert script.feed(script.result(0, 0, 1)) == []
+    assert script.feed(script.result(2, 2, END)) == [("REQUEST", 1, 0, 1, 0, 1)]  # round 1 is missing
     assert script.stats.early == 1
-    assert script.feed(script.result(1, 1, 2)) == [("ACK", 1, 0, 1, 0), ("ACK", 0, 0, 2, 0)]
+    assert script.feed(script.result(2, 2, END)) == []  # asked once per gap, not per overtaking result
+    assert script.feed(script.result(1, 1, 2)) == []
     assert script.exchange.done
     assert script.sums.astype(np.int32).reshape(3, C.LANES)[:, 0].tolist() == [100, 101, 102]
+
+
+def test_a_peers_repair_is_consumed_like_the_result_it_copies():
+    script = Script(sparse_blocks(3, [0, 2]), slots=1)
+    script.exchange.start(0.0)
+    script.take()
+    assert script.feed(script.result(0, 0, 1)) == []
+    repair = script.result(1, 1, 2, lanes=np.arange(C.LANES), msg_type=C.MSG_REPAIR, peer=2)
+    assert script.feed(repair) == [("CONTRIB", 2, 0, 2, END, 0)]
+    assert script.stats.repairs_received == 1
+    assert script.sums.astype(np.int32).reshape(3, C.LANES)[1].tolist() == list(range(C.LANES))
+
+
+def test_a_forwarded_request_is_answered_from_consumed_results_only():
+    script = Script(sparse_blocks(3, [0]), slots=1, worker_id=2, workers=3)
+    script.exchange.start(0.0)
+    script.take()
+    script.feed(script.result(0, 0, 1, lanes=np.arange(C.LANES) - 5))
+    # Worker 0 missed round 0 after its set was reused: the switch forwards its REQUEST, naming it in `peer`.
+    script.exchange.on_payload(script.forwarded_request(0, 0, requester=0), 0.0)
+    assert len(script.sent) == 1
+    header, lanes = decode_payload(script.sent[0])
+    assert header == OmniHeader(C.MSG_REPAIR, 0, JOB, script.tensor, 0, 0, 1, 7, C.LANES, 0)
+    assert lanes.tolist() == list(range(-5, C.LANES - 5))
+    script.sent.clear()
+    # A result it has not consumed (yet) cannot be repaired: it stays silent and the requester asks another peer.
+    script.exchange.on_payload(script.forwarded_request(1, 1, requester=0), 0.0)
+    assert script.sent == [] and script.stats.repairs_unknown == 1 and script.stats.repairs_sent == 1
+
+
+def test_the_closing_round_serves_requests_for_the_data_tensor_it_follows():
+    data = Script(sparse_blocks(1, [0]), slots=1, tensor=5)
+    data.exchange.start(0.0)
+    data.feed(data.result(0, 0, END))
+    assert data.exchange.done
+    closing = Script(sparse_blocks(1, [0]), slots=1, tensor=6, channels=data.channels,
+                     repair_source=data.exchange)
+    closing.exchange.start(0.0)
+    assert closing.take() == [("CONTRIB", 1, 0, 0, END, 0)]
+    closing.exchange.on_payload(data.forwarded_request(0, 0, requester=1), 0.0)
+    assert [C.MSG_TYPES[decode_payload(p)[0].msg_type] for p in data.sent] == ["REPAIR"]
 
 
 def test_unrelated_datagrams_are_ignored_and_counted():
@@ -201,23 +254,23 @@ def test_results_that_break_the_protocol_stop_the_exchange():
         strict.feed(strict.result(0, 0, END, exponent=9))
 
 
-def test_set_bits_carry_over_to_the_next_tensor():
+def test_set_indexes_carry_over_to_the_next_tensor():
     channels = [SlotChannel(), SlotChannel()]
     first = Script(sparse_blocks(2, [0, 1]), slots=2, channels=channels, tensor=1)
     first.exchange.start(0.0)
     first.feed(first.result(0, 0, END))
     first.feed(first.result(0, 1, END))
-    assert first.exchange.done and [c.set_bit for c in channels] == [1, 1]
+    assert first.exchange.done and [c.set_index for c in channels] == [1, 1]
     second = Script(sparse_blocks(2, [0, 1]), slots=2, channels=channels, tensor=2)
     second.exchange.start(1.0)
-    assert second.take() == [("CONTRIB", 1, 0, 0, END), ("CONTRIB", 1, 1, 1, END)]
+    assert second.take() == [("CONTRIB", 1, 0, 0, END, 0), ("CONTRIB", 1, 1, 1, END, 0)]
 
 
 def test_max_burst_paces_the_first_round_by_results():
     script = Script(sparse_blocks(4, []), slots=4, pacing=Pacing(max_burst=2))
     script.exchange.start(0.0)
     assert [packet[3] for packet in script.take()] == [0, 1]
-    assert script.feed(script.result(0, 0, END)) == [("ACK", 0, 0, 0, 0), ("CONTRIB", 0, 2, 2, END)]
+    assert script.feed(script.result(0, 0, END)) == [("CONTRIB", 0, 2, 2, END, 0)]
 
 
 def test_pps_paces_the_first_round_by_time():
@@ -234,8 +287,8 @@ def test_pps_paces_the_first_round_by_time():
 def test_dense_plan_announces_every_block():
     script = Script(sparse_blocks(4, []), slots=2, dense=True)
     script.exchange.start(0.0)
-    assert script.take() == [("CONTRIB", 0, 0, 0, 2), ("CONTRIB", 0, 1, 1, 3)]
-    assert script.feed(script.result(0, 0, 2)) == [("CONTRIB", 1, 0, 2, END)]
+    assert script.take() == [("CONTRIB", 0, 0, 0, 2, 0), ("CONTRIB", 0, 1, 1, 3, 0)]
+    assert script.feed(script.result(0, 0, 2)) == [("CONTRIB", 1, 0, 2, END, 0)]
 
 
 def test_round_trip_estimate_raises_the_first_timeout_but_never_below_the_configured_one():
@@ -280,3 +333,27 @@ def test_the_timeout_is_at_least_twice_the_smoothed_round_trip():
         estimate.sample(0.12)  # steady: rttvar decays towards 0
     assert estimate.rttvar < 0.001
     assert estimate.timeout(TIMEOUTS) == pytest.approx(min(2 * 0.12, TIMEOUTS.retransmit_max))
+
+
+def test_a_slow_round_raises_the_timeout_above_it_for_a_while():
+    estimate = RoundTripEstimator()
+    for _ in range(20):
+        estimate.sample(0.1)
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2)  # twice the smoothed round trip
+    estimate.sample(0.2)
+    assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.2  # the slow tail, not the average, bounds it now
+    for _ in range(200):
+        estimate.sample(0.1)
+    assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2, rel=0.01)  # and it fades
+
+
+def test_a_timeout_answered_by_the_original_is_spurious_and_times_the_original():
+    estimate = RoundTripEstimator(srtt=0.1, rttvar=0.0, peak=0.1)
+    script = Script(sparse_blocks(2, [0, 1]), slots=1, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.exchange.on_timer(0.2)  # the timeout (2 srtt) fires: a retransmission
+    assert script.stats.retransmissions == 1
+    script.feed(script.result(0, 0, 1), now=0.21)  # 10 ms after it: too soon to answer the retransmission
+    assert script.stats.spurious_timeouts == 1
+    assert estimate.peak == pytest.approx(0.21)  # the original's whole round trip is sampled
+    assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.21

@@ -47,7 +47,7 @@ def controlled_switch() -> Iterator[tuple[object, object]]:
     from omnireduce.controller.pipeline import PipelineFiles, push
     from omnireduce.controller.switch import Switch
     from omnireduce.softswitch.device import Device
-    from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
+    from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
 
     server = P4RuntimeServer(Device(), "127.0.0.1:0", device_id=0)
     server.start()

@@ -41,7 +41,7 @@ def hex_bytes(text: str) -> bytes:
 
 
 def contrib_header() -> OmniHeader:
-    return OmniHeader(msg_type=C.MSG_CONTRIB, flags=C.FLAG_SET, job_id=0x0102, tensor_id=0x0304, slot=5,
+    return OmniHeader(msg_type=C.MSG_CONTRIB, flags=1, job_id=0x0102, tensor_id=0x0304, slot=5,
                       block_index=0x105, next_block=C.END_OF_TENSOR, exponent=0x80, lane_count=C.LANES)
 
 
@@ -65,16 +65,16 @@ def test_contrib_payload_is_byte_exact():
     assert int(fields["block_index"]) == 0x105 and int(fields["next_block"]) == C.END_OF_TENSOR
 
 
-def test_ack_payload_is_byte_exact():
-    ack = OmniHeader(C.MSG_ACK, 0, 1, 7, 2, 66, 0, 0, 0)
-    assert encode_payload(ack) == hex_bytes("03 00 0001 0007 0002 00000042 00000000 00 00 0000")
+def test_request_payload_is_byte_exact():
+    request = OmniHeader(C.MSG_REQUEST, 2, 1, 7, 2, 66, 0, 0, 0, peer=5)
+    assert encode_payload(request) == hex_bytes("04 02 0001 0007 0002 00000042 00000000 00 00 05 00")
 
 
 def test_decode_round_trips_and_rejects_truncation():
     header, lanes = decode_payload(hex_bytes(CONTRIB_HEADER_HEX + LANES_HEX))
-    assert header == contrib_header() and header.set_bit == 1
+    assert header == contrib_header() and header.set_index == 1
     assert lanes.dtype == np.int32 and lanes.tolist() == contrib_lanes().tolist()
-    assert decode_payload(encode_payload(OmniHeader(C.MSG_ACK, 0, 1, 2, 3, 4, 0, 0, 0)))[1] is None
+    assert decode_payload(encode_payload(OmniHeader(C.MSG_REQUEST, 0, 1, 2, 3, 4, 0, 0, 0)))[1] is None
     with pytest.raises(MalformedPacket, match="shorter than the 20-byte header"):
         decode_payload(b"\x01" * 19)
     with pytest.raises(MalformedPacket, match="lane_count 32"):

@@ -91,7 +91,13 @@ class OmniSwitch:
         return self.device.register_read(REGISTER_PREFIX + name, index)
 
     def round_register(self, name: str, global_slot: int, shadow_set: int) -> int:
-        return self.register(name, 2 * global_slot + shadow_set)
+        return self.register(name, (global_slot << C.SET_INDEX_BITS) | shadow_set)
+
+    def worker_next(self, global_slot: int, workers: int) -> list[int]:
+        """The announced next block of workers 0 .. workers-1 in the slot (lanes of the worker_next_<g> cells)."""
+        cells = [self.register(f"worker_next_{group}", global_slot) for group in range(C.WORKER_GROUPS)]
+        return [(cells[w // C.WORKERS_PER_GROUP] >> (32 * (w % C.WORKERS_PER_GROUP))) & 0xFFFFFFFF
+                for w in range(workers)]
 
     def drops(self, reason: int) -> int:
         ingress, _ = self.device.counter_read("IngressPipe.drops", reason)
@@ -107,24 +113,28 @@ class OmniSwitch:
 
 
 def omni_frame(worker: Worker, msg_type: int, job: int, tensor: int, slot: int, shadow_set: int, block: int,
-               next_block: int = 0, values=None, exponent: int = 0) -> Ether:
+               next_block: int = 0, values=None, exponent: int = 0, peer: int = 0) -> Ether:
     """A worker's packet to the switch, as the agent would build it."""
     return (Ether(src=worker.mac, dst=SWITCH_MAC) / IP(src=worker.ip, dst=SWITCH_IP, id=0, ttl=64)
             / UDP(sport=worker.udp_port, dport=C.OMNI_UDP_PORT)
             / Omni(msg_type=msg_type, flags=shadow_set, job_id=job, tensor_id=tensor, slot=slot, block_index=block,
-                   next_block=next_block, exponent=exponent, values=list(values) if values is not None else []))
+                   next_block=next_block, exponent=exponent, peer=peer,
+                   values=list(values) if values is not None else []))
 
 
 def contrib(worker, job, tensor, slot, shadow_set, block, next_block, values, exponent=0) -> Ether:
     return omni_frame(worker, C.MSG_CONTRIB, job, tensor, slot, shadow_set, block, next_block, values, exponent)
 
 
-def ack(worker, job, tensor, slot, shadow_set, block) -> Ether:
-    return omni_frame(worker, C.MSG_ACK, job, tensor, slot, shadow_set, block)
+def request(worker, job, tensor, slot, shadow_set, block, peer=0) -> Ether:
+    """A REQUEST for a missed result; `peer`: whom the switch forwards it to once it no longer holds the round."""
+    return omni_frame(worker, C.MSG_REQUEST, job, tensor, slot, shadow_set, block, peer=peer)
 
 
-def request(worker, job, tensor, slot, shadow_set, block) -> Ether:
-    return omni_frame(worker, C.MSG_REQUEST, job, tensor, slot, shadow_set, block)
+def repair(worker, job, tensor, slot, shadow_set, block, next_block, values, requester, exponent=0) -> Ether:
+    """A worker's copy of a result for the peer that requested it."""
+    return omni_frame(worker, C.MSG_REPAIR, job, tensor, slot, shadow_set, block, next_block, values, exponent,
+                      peer=requester)
 
 
 def expected_result(worker: Worker, job: int, tensor: int, slot: int, shadow_set: int, block: int, next_block: int,
@@ -135,6 +145,18 @@ def expected_result(worker: Worker, job: int, tensor: int, slot: int, shadow_set
         / UDP(sport=C.OMNI_UDP_PORT, dport=worker.udp_port, chksum=0)
         / Omni(msg_type=C.MSG_RESULT, flags=shadow_set, job_id=job, tensor_id=tensor, slot=slot, block_index=block,
                next_block=next_block, exponent=exponent, lane_count=C.LANES, values=[int(v) for v in values])
+    )
+
+
+def expected_forward(worker: Worker, msg_type: int, job: int, tensor: int, slot: int, shadow_set: int, block: int,
+                     sender: int, next_block: int = 0, values=None, exponent: int = 0) -> bytes:
+    """A REQUEST or REPAIR as the switch forwards it to `worker`: from the aggregator, naming `sender` in peer."""
+    return bytes(
+        Ether(src=SWITCH_MAC, dst=worker.mac) / IP(src=SWITCH_IP, dst=worker.ip, id=0, ttl=64)
+        / UDP(sport=C.OMNI_UDP_PORT, dport=worker.udp_port, chksum=0)
+        / Omni(msg_type=msg_type, flags=shadow_set, job_id=job, tensor_id=tensor, slot=slot, block_index=block,
+               next_block=next_block, exponent=exponent, peer=sender,
+               values=[int(v) for v in values] if values is not None else [])
     )
 
 
@@ -158,7 +180,7 @@ class AllReduceTrace:
 
 def run_allreduce(switch: OmniSwitch, job: int, tensors: list[np.ndarray], slots: int, tensor_id: int = 1,
                   dense: bool = False, start_sets: dict | None = None) -> AllReduceTrace:
-    """Drive every worker of `job` through one all-reduce (docs/protocol.md section 4.2) and collect the results.
+    """Drive every worker of `job` through one all-reduce (docs/protocol.md section 4.6) and collect the results.
 
     Packets are sent breadth-first through one FIFO, the way concurrent workers interleave.
     """
@@ -196,14 +218,11 @@ def run_allreduce(switch: OmniSwitch, job: int, tensors: list[np.ndarray], slots
             sums[receiver.worker_id][result.block_index] = result.values
             if receiver is workers[0]:
                 rounds.append((result.slot, result.block_index))
-            shadow[key] ^= 1
+            shadow[key] = (shadow[key] + 1) & C.SET_MASK
             if result.next_block == announced[key] and result.next_block != C.END_OF_TENSOR:
                 b = result.next_block
                 nxt = next_in_column(receiver.worker_id, b)
                 announced[key] = nxt
                 queue.append((receiver, contrib(receiver, job, tensor_id, result.slot, shadow[key], b, nxt,
                                                 as_int32(blocks[receiver.worker_id][b]))))
-            else:
-                queue.append((receiver, ack(receiver, job, tensor_id, result.slot, shadow[key] ^ 1,
-                                            result.block_index)))
     return AllReduceTrace({w: s.reshape(-1) for w, s in sums.items()}, rounds, sent)

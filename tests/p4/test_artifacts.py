@@ -4,8 +4,8 @@
 import json
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.p4src import artifacts, constants, generate
 
 
@@ -45,8 +45,11 @@ def test_p4info_register_sizes_match_constants():
     p4info = p4info_pb2.P4Info()
     text_format.Parse(artifacts.P4INFO.read_text(), p4info)
     sizes = {r.preamble.name.rsplit(".", 1)[-1]: r.size for r in p4info.registers}
-    assert sizes["round_state"] == constants.ROUND_COUNT
+    assert sizes["round_block"] == sizes["round_tensor"] == sizes["round_next"] == constants.ROUND_COUNT
     assert sizes["slot_tensor"] == constants.SLOT_COUNT
-    assert sizes["worker_next"] == constants.SLOT_COUNT * constants.MAX_WORKERS
+    assert [sizes[f"worker_next_{group}"] for group in range(constants.WORKER_GROUPS)] == \
+        [constants.SLOT_COUNT] * constants.WORKER_GROUPS
+    widths = {r.preamble.name.rsplit(".", 1)[-1]: r.type_spec.bitstring.bit.bitwidth for r in p4info.registers}
+    assert widths["worker_next_0"] == 32 * constants.WORKERS_PER_GROUP
     assert sorted(k for k in sizes if k.startswith("round_value_")) == sorted(
         f"round_value_{lane}" for lane in range(constants.LANES))

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
 from omnireduce.softswitch.device import Device
-from omnireduce.softswitch.grpc_rich_status import unpack_batch_errors
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_bytes import encode_uint
-from omnireduce.softswitch.p4runtime_server import P4RuntimeServer
+from omnireduce.softswitch.p4runtime.bytestrings import encode_uint
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.rich_status import unpack_batch_errors
+from omnireduce.softswitch.p4runtime.server import P4RuntimeServer
 
 READY_TIMEOUT_S = 10.0
 REPLY_TIMEOUT_S = 5.0
@@ -109,7 +108,7 @@ def uint128(value: int) -> p4runtime_pb2.Uint128:
 class Stream:
     """One StreamChannel: send arbitration updates, receive what the server sends back."""
 
-    def __init__(self, stub: p4runtime_pb2_grpc.P4RuntimeStub) -> None:
+    def __init__(self, stub: p4runtime_grpc.P4RuntimeStub) -> None:
         self._requests: queue.Queue = queue.Queue()
         self._responses: queue.Queue = queue.Queue()
         self._call = stub.StreamChannel(iter(self._requests.get, None))
@@ -160,7 +159,7 @@ class RawClient:
         self.device_id = device_id
         self.election_id = election_id
         self.channel = grpc.insecure_channel(address)
-        self.stub = p4runtime_pb2_grpc.P4RuntimeStub(self.channel)
+        self.stub = p4runtime_grpc.P4RuntimeStub(self.channel)
         self.streams: list[Stream] = []
 
     def open_stream(self) -> Stream:
@@ -195,6 +194,12 @@ class RawClient:
     def read(self, *entities: p4runtime_pb2.Entity) -> list[p4runtime_pb2.Entity]:
         request = p4runtime_pb2.ReadRequest(device_id=self.device_id, entities=entities)
         return [e for response in self.stub.Read(request, timeout=REPLY_TIMEOUT_S) for e in response.entities]
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def close(self) -> None:
         for stream in self.streams:

@@ -11,7 +11,6 @@ import grpc
 import pytest
 from google.protobuf import text_format
 from google.rpc import code_pb2
-from p4.v1 import p4data_pb2, p4runtime_pb2
 
 from conftest_p4rt import (
     RawClient,
@@ -21,8 +20,9 @@ from conftest_p4rt import (
     table_entry,
     update,
 )
-from omnireduce.softswitch.p4info_map import P4InfoMap, load_p4info
-from omnireduce.softswitch.p4runtime_server import P4RuntimeServer, P4RuntimeServerError
+from omnireduce.p4proto import p4data_pb2, p4runtime_pb2
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, load_p4info
+from omnireduce.softswitch.p4runtime.server import P4RuntimeServer, P4RuntimeServerError
 
 # Every test runs on the native and on the Python packet pipeline (conftest.py).
 pytestmark = pytest.mark.usefixtures("backend")

@@ -8,19 +8,21 @@ import copy
 import json
 
 import grpc
+import numpy as np
 import pytest
 from google.rpc import code_pb2
-from p4.v1 import p4runtime_pb2
 
 from conftest_p4rt import basic_bmv2_json, basic_p4info
-from omnireduce.softswitch.entries import FieldMatch, TableEntry
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamSession
-from omnireduce.softswitch.p4rt_bytes import decode_uint, encode_uint
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, from_device_error
-from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
-from omnireduce.softswitch.p4rt_tables import decode_action, decode_match, encode_entry, encode_match
+from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch import errors
+from omnireduce.softswitch.entries import FieldMatch, TableEntry
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamSession
+from omnireduce.softswitch.p4runtime.bytestrings import decode_uint, encode_uint
+from omnireduce.softswitch.p4runtime.entry_codec import decode_action, decode_match, encode_entry, encode_match
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, from_device_error
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
+from omnireduce.softswitch.p4runtime.register_wire import encode_register_cells
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -246,7 +248,7 @@ def test_matching_p4info_and_json_pass(p4map):
 def test_every_compiled_test_program_passes_the_check(program):
     # p4c sizes tables with const entries differently in the JSON and the P4Info; that is no mismatch.
     from conftest_p4rt import BUILD_DIR
-    from omnireduce.softswitch.p4info_map import load_p4info
+    from omnireduce.softswitch.p4runtime.p4info_map import load_p4info
 
     p4map = P4InfoMap(load_p4info(BUILD_DIR / f"{program}.p4info.txtpb"))
     check_p4info_matches_json(p4map, json.loads((BUILD_DIR / f"{program}.json").read_text()))
@@ -360,3 +362,21 @@ def test_only_the_primary_may_write():
     with pytest.raises(P4RuntimeError, match="no controller has arbitrated for role 'x'") as info:
         arbiter.check_writer("x", p4runtime_pb2.Uint128(low=4))
     assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+# --- register cells serialized with numpy -------------------------------------------------------------------
+@pytest.mark.parametrize("first_index", [0, 100, 16_380, (1 << 21) - 5, (1 << 28) + 3])
+def test_register_cells_serialize_exactly_as_protobuf_would(first_index: int) -> None:
+    values = np.array([0, 1, 255, 256, 65_535, 65_536, (1 << 32) - 1, 1 << 63, (1 << 64) - 1]
+                      + [(7919 * i) % (1 << 40) for i in range(300)], dtype=np.uint64)
+    encoded = encode_register_cells(0x0C000001, first_index, values)
+    expected = p4runtime_pb2.ReadResponse()
+    for offset, value in enumerate(values):
+        entry = expected.entities.add().register_entry
+        entry.register_id, entry.index.index = 0x0C000001, first_index + offset
+        entry.data.bitstring = encode_uint(int(value))
+    assert p4runtime_pb2.ReadResponse.FromString(encoded.data) == expected
+    parts = list(encoded.chunks(1000))
+    assert len(parts) > 1 and all(len(chunk) <= 1000 for chunk, _ in parts)
+    assert [e for chunk, _ in parts for e in p4runtime_pb2.ReadResponse.FromString(chunk).entities] == list(
+        expected.entities)

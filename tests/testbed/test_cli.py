@@ -18,6 +18,7 @@ from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, m
     (["--timeout", "inf"], "argument --timeout: 'inf' is not a finite number of seconds"),
     (["--timeout", "0"], "argument --timeout: 0 is not a positive number of seconds"),
     (["--fault", "explode"], "argument --fault: unknown fault 'explode'"),
+    (["--loss", "1"], "argument --loss: 1 is not"),
     (["--fault", "nan-input@x"], "argument --fault: fault 'nan-input@x': 'x' is not a number"),
 ])
 def test_bad_values_exit_2_naming_the_argument(capsys: pytest.CaptureFixture[str], argv: list[str],
@@ -30,7 +31,8 @@ def test_bad_values_exit_2_naming_the_argument(capsys: pytest.CaptureFixture[str
 
 def test_values_reach_the_config() -> None:
     args = build_parser().parse_args(["--workers", "3", "--density", "0.25", "--timeout", "7.5",
-                                      "--fault", "kill-switch@1.5"])
+                                      "--fault", "kill-switch@1.5", "--loss", "0.01"])
     config = config_from_args(args)
-    assert (config.workers, config.density, config.timeout) == (3, 0.25, 7.5)
+    assert (config.workers, config.density, config.timeout, config.loss) == (3, 0.25, 7.5, 0.01)
+    assert config_from_args(build_parser().parse_args([])).timeout is None
     assert config.fault == Fault(FaultKind.KILL_SWITCH, after_s=1.5)

@@ -9,12 +9,15 @@ from omnireduce.controller.model import validate_jobs_together
 from omnireduce.p4src import constants
 from omnireduce.testbed import ConfigError, Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_USAGE, main
+from omnireduce.testbed.model import auto_slots
 from omnireduce.testbed.plan import plan_network
 from omnireduce.testbed.provision import controller_jobs, plan_from_json, plan_to_json
 
 
 def test_default_config_is_valid():
     assert TestbedConfig().problems() == []
+    # No fixed limit by default: a run ends when it is done or stops progressing (the agents' stall limits).
+    assert TestbedConfig().timeout is None
 
 
 @pytest.mark.parametrize("config,needle", [
@@ -26,6 +29,8 @@ def test_default_config_is_valid():
     (TestbedConfig(jobs=10, workers=30), "253"),
     (TestbedConfig(dtype="int32", fault=Fault(FaultKind.NAN_INPUT)), "float32"),
     (TestbedConfig(timeout=0), "--timeout"),
+    (TestbedConfig(loss=1.0), "--loss"),
+    (TestbedConfig(loss=0.01, net=NetKind.MININET), "tc netem"),
 ])
 def test_bad_configs_name_their_problem(config, needle):
     problems = config.problems()
@@ -68,3 +73,14 @@ def test_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--density", "abc"])
     assert exit_info.value.code == 2
+
+
+def test_slots_follow_the_tensor_unless_given():
+    # The dense first round (S packets per worker) stays within 5% of a worker's expected non-zero blocks.
+    assert auto_slots(65536, 0.05) == 16                # the default run: at least 16
+    assert auto_slots(4_194_304, 0.01) == 64            # 1,311 non-zero blocks expected: 64 <= 65.5
+    assert auto_slots(26_214_400, 0.01) == 256
+    assert auto_slots(26_214_400, 1.0) == constants.SLOT_COUNT
+    assert auto_slots(26_214_400, 1.0, jobs=4) == constants.SLOT_COUNT // 4  # the switch's share per job
+    assert TestbedConfig(size=4_194_304, density=0.01).slots == 64
+    assert TestbedConfig(size=4_194_304, density=0.01, slots=8).slots == 8

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
 
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.p4proto import p4info_pb2
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 log = logging.getLogger(__name__)
 

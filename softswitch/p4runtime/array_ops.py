@@ -8,18 +8,34 @@ INVALID_ARGUMENT for a negative index, OUT_OF_RANGE past the end of the array.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from p4.v1 import p4data_pb2, p4runtime_pb2
 
-from omnireduce.softswitch.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
-from omnireduce.softswitch.p4rt_bytes import all_ones, decode_uint, encode_uint
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+import numpy as np
+
+from omnireduce.p4proto import p4data_pb2, p4runtime_pb2
+from omnireduce.softswitch.p4runtime.bytestrings import all_ones, decode_uint, encode_uint
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime import register_wire
+from omnireduce.softswitch.p4runtime.p4info_map import CounterInfo, P4InfoMap, RegisterInfo
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
 
 Update = p4runtime_pb2.Update
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCells:
+    """Consecutive cells of one register, read in one go: `values[i]` is cell `first_index + i`."""
+
+    register_id: int
+    first_index: int
+    values: np.ndarray        # uint64, already masked to the register's width
+
+    def encode(self) -> register_wire.EncodedCells:
+        return register_wire.encode_register_cells(self.register_id, self.first_index, self.values)
 
 
 def _indices(what: str, size: int, index: p4runtime_pb2.Index | None) -> range:
@@ -85,18 +101,24 @@ class ArrayOps:
             for index in cells:
                 self.device.register_write(register.name, index, value)
 
-    def read_registers(self, query: p4runtime_pb2.RegisterEntry) -> Iterator[p4runtime_pb2.Entity]:
+    def read_registers(self, query: p4runtime_pb2.RegisterEntry) -> Iterator[p4runtime_pb2.Entity | RegisterCells]:
+        """Single cells as Entities; whole registers (up to 64 bits wide) as a snapshot of their values, which
+        the server serializes while it sends them (register_wire.py), outside the lock this runs under."""
         registers: list[RegisterInfo] = (list(self.p4map.registers) if query.register_id == 0
                                          else [self.p4map.register(query.register_id)])
         index = query.index if query.HasField("index") and query.register_id else None
         for register in registers:
             cells = _indices(f"register '{register.name}'", register.size, index)
+            mask = all_ones(register.bitwidth)   # int<W> cells travel as their two's complement bits
             with device_errors():
                 if len(cells) == 1:
                     values = [self.device.register_read(register.name, cells[0])]
+                elif register.bitwidth <= register_wire.MAX_BITWIDTH:
+                    values = self.device.register_read_all(register.name)
+                    yield RegisterCells(register.id, cells.start, values.astype(np.uint64) & np.uint64(mask))
+                    continue
                 else:
                     values = self.device.register_read_all(register.name).tolist()
-            mask = all_ones(register.bitwidth)   # int<W> cells travel as their two's complement bits
             for cell, value in zip(cells, values):
                 entity = p4runtime_pb2.Entity()
                 entry = entity.register_entry

@@ -17,12 +17,11 @@ from concurrent import futures
 from typing import TYPE_CHECKING
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2_grpc
 
-from omnireduce.softswitch.p4rt_arbitration import Arbiter
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
-from omnireduce.softswitch.p4rt_service import P4RuntimeService
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.service import P4RuntimeService
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
@@ -33,9 +32,15 @@ DEFAULT_ADDRESS = "127.0.0.1:9559"
 # Pipeline configs (P4Info + BMv2 JSON) and wildcard reads can be large; the spec's implementation
 # guidelines recommend raising gRPC's 4 MiB default.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-# Every open StreamChannel holds one worker thread for its lifetime, so leave room for unary RPCs.
+# Arbitrated controllers per role (P4Runtime leaves the number to the target).
 MAX_STREAMS_PER_ROLE = 8
-WORKER_THREADS = 2 * MAX_STREAMS_PER_ROLE + 8
+# gRPC's synchronous server holds a worker thread for as long as a StreamChannel is open. Open streams, arbitrated
+# or not, are therefore bounded (past the bound a new one is refused with RESOURCE_EXHAUSTED), and the pool has
+# UNARY_WORKERS threads more than that, which no stream can take: Capabilities, Read, Write and the pipeline RPCs
+# stay answered whatever any client opens.
+MAX_STREAMS = 64
+UNARY_WORKERS = 16
+WORKER_THREADS = MAX_STREAMS + UNARY_WORKERS
 
 
 class P4RuntimeServerError(RuntimeError):
@@ -57,7 +62,7 @@ class P4RuntimeServer:
         self.device_id = device_id
         self.arbiter = Arbiter(device_id, max_sessions_per_role=MAX_STREAMS_PER_ROLE)
         try:
-            self.service = P4RuntimeService(device, device_id, self.arbiter, p4info)
+            self.service = P4RuntimeService(device, device_id, self.arbiter, p4info, max_streams=MAX_STREAMS)
         except P4RuntimeError as error:   # the given P4Info does not fit the Device's loaded pipeline
             raise P4RuntimeServerError(f"cannot serve the given P4Info: {error.message}") from None
         self._server: grpc.Server | None = None
@@ -68,6 +73,11 @@ class P4RuntimeServer:
         if self._port is None:
             raise P4RuntimeServerError("the P4Runtime server is not started")
         return self._port
+
+    @property
+    def open_streams(self) -> int:
+        """StreamChannel calls being served now (at most MAX_STREAMS)."""
+        return self.service.open_streams
 
     @property
     def bound_address(self) -> str:
@@ -87,7 +97,7 @@ class P4RuntimeServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(self.service, server)
+        p4runtime_grpc.add_P4RuntimeServicer_to_server(self.service, server)
         try:
             port = server.add_insecure_port(self.address)
         except RuntimeError as error:   # recent grpcio raises instead of returning 0

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from omnireduce.softswitch.p4info_map import P4InfoMap, TableInfo
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 # BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
 # matches; older toolchains lowered them to "ternary", and "valid" (P4_14) appears as exact in P4Info.
@@ -35,6 +35,8 @@ def parse_bmv2_json(device_config: bytes | str) -> dict[str, Any]:
         program = json.loads(device_config)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise P4RuntimeError.invalid_argument(f"p4_device_config is not BMv2 JSON: {error}") from None
+    except RecursionError:
+        raise P4RuntimeError.invalid_argument("p4_device_config is nested too deeply to parse") from None
     if not isinstance(program, dict) or not isinstance(program.get("pipelines"), list):
         raise P4RuntimeError.invalid_argument("p4_device_config is not BMv2 JSON: no 'pipelines' list")
     return program

@@ -8,7 +8,7 @@ value must fit in ``W`` bits; an empty string is never a valid value.
 
 from __future__ import annotations
 
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 
 def decode_uint(data: bytes, bitwidth: int, what: str) -> int:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2
 
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.p4proto import p4runtime_pb2
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from p4.v1 import p4runtime_pb2
 
+from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.entries import TableEntry
-from omnireduce.softswitch.p4info_map import P4InfoMap, TableInfo
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
-from omnireduce.softswitch.p4rt_tables import (
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
+from omnireduce.softswitch.p4runtime.entry_codec import (
     decode_action,
     decode_match,
     encode_entry,

@@ -15,11 +15,17 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
-from p4.v1 import p4runtime_pb2
 
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.p4proto import p4runtime_pb2
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 DETAILS_TRAILER_KEY = "grpc-status-details-bin"
+# gRPC clients refuse response metadata past 16 KiB by default (recent ones may refuse past 8 KiB), and the details
+# trailer travels base64-encoded (4/3 its size) beside the message: a batch's details are cut to this many bytes.
+MAX_DETAILS_BYTES = 4096
+# Per-item messages are cut to this length in the details, and so is each failure the summary names.
+MAX_ITEM_MESSAGE_CHARS = 200
+SUMMARY_FAILURES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +37,44 @@ class RichStatus(grpc.Status):
     trailing_metadata: tuple[tuple[str, bytes], ...]
 
 
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_ITEM_MESSAGE_CHARS else message[:MAX_ITEM_MESSAGE_CHARS - 3] + "..."
+
+
 def p4_error(error: P4RuntimeError | None) -> p4runtime_pb2.Error:
     """The `p4.v1.Error` of one batch item: OK (no other field) when `error` is None."""
     if error is None:
         return p4runtime_pb2.Error(canonical_code=grpc.StatusCode.OK.value[0])
-    return p4runtime_pb2.Error(canonical_code=error.code.value[0], message=error.message)
+    return p4runtime_pb2.Error(canonical_code=error.code.value[0], message=_cut(error.message))
+
+
+def first_failures(errors: Sequence[P4RuntimeError | None], item: str) -> str:
+    """"update 3: NOT_FOUND: ...; update 7: ..." for the first few failed items, each message cut short."""
+    named = [f"{item} {index}: {error.code.name}: {_cut(error.message)}"
+             for index, error in enumerate(errors) if error is not None][:SUMMARY_FAILURES]
+    return "; ".join(named)
 
 
 def batch_status(errors: Sequence[P4RuntimeError | None], summary: str,
-                 code: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> RichStatus:
-    """The status of a batch with per-item `errors` (None = that item succeeded)."""
+                 code: grpc.StatusCode = grpc.StatusCode.UNKNOWN, item: str = "item") -> RichStatus:
+    """The status of a batch with per-item `errors` (None = that item succeeded).
+
+    The details hold one `p4.v1.Error` per item in order, as the spec asks, as far as MAX_DETAILS_BYTES allows:
+    a client indexing them by item still finds each in its place, and the message then says which items the
+    details cover. `summary` should name the first failures (`first_failures`), which the details may not reach.
+    """
     details = []
+    size = 0
     for error in errors:
         packed = any_pb2.Any()
         packed.Pack(p4_error(error))
+        size += packed.ByteSize() + 4   # with the repeated field's tag and length
+        if size > MAX_DETAILS_BYTES:
+            break
         details.append(packed)
+    if len(details) < len(errors):
+        summary += (f"; status details list {item}s 0..{len(details) - 1} only, the other "
+                    f"{len(errors) - len(details)} are left out to fit gRPC's metadata limit")
     status = status_pb2.Status(code=code.value[0], message=summary, details=details)
     return RichStatus(code, summary, ((DETAILS_TRAILER_KEY, status.SerializeToString()),))
 

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
 
+from omnireduce.p4proto import p4info_pb2, p4runtime_pb2
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
-from omnireduce.softswitch.p4info_map import ActionInfo, MatchFieldInfo, P4InfoMap, TableInfo
-from omnireduce.softswitch.p4rt_bytes import all_ones, decode_uint, encode_uint
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.bytestrings import all_ones, decode_uint, encode_uint
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.p4info_map import ActionInfo, MatchFieldInfo, P4InfoMap, TableInfo
 
 # Which FieldMatch oneof each P4Info match kind must use.
 _ONEOF_OF_KIND = {"exact": "exact", "lpm": "lpm", "ternary": "ternary", "range": "range", "optional": "optional"}

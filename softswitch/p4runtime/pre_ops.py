@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from p4.v1 import p4runtime_pb2
 
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
+from omnireduce.p4proto import p4runtime_pb2
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device

@@ -17,17 +17,17 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
-from omnireduce.softswitch.grpc_rich_status import batch_status
-from omnireduce.softswitch.p4info_map import P4InfoMap
-from omnireduce.softswitch.p4rt_arbitration import Arbiter, StreamEnd, StreamSession
-from omnireduce.softswitch.p4rt_array_ops import ArrayOps
-from omnireduce.softswitch.p4rt_errors import P4RuntimeError, device_errors
-from omnireduce.softswitch.p4rt_pipeline_check import check_p4info_matches_json, parse_bmv2_json
-from omnireduce.softswitch.p4rt_pre_ops import PreOps
-from omnireduce.softswitch.p4rt_table_ops import TableOps
+from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
+from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.array_ops import ArrayOps, RegisterCells
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
+from omnireduce.softswitch.p4runtime.pre_ops import PreOps
+from omnireduce.softswitch.p4runtime.rich_status import batch_status, first_failures
+from omnireduce.softswitch.p4runtime.table_ops import TableOps
+from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 SetConfig = p4runtime_pb2.SetForwardingPipelineConfigRequest
 GetConfig = p4runtime_pb2.GetForwardingPipelineConfigRequest
-# Entities per ReadResponse message: keeps each message far below gRPC's default 4 MiB receive limit
-# even for whole-register wildcard reads.
-READ_CHUNK = 1024
+# The most bytes of entities one ReadResponse carries: far below gRPC's default 4 MiB receive limit, and small
+# enough that a large read reaches the client as a stream of messages, the first long before the last is built.
+READ_RESPONSE_BYTES = 1 << 20
 
 
 def p4runtime_api_version() -> str:
@@ -76,6 +76,7 @@ class _Entities:
         self.tables = TableOps(device, p4map)
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
+        self.unserved = UnservedOps(p4map)
 
     def write(self, update: p4runtime_pb2.Update) -> None:
         if update.type == p4runtime_pb2.Update.UNSPECIFIED:
@@ -95,6 +96,9 @@ class _Entities:
         writer(update.type, getattr(update.entity, kind))
 
     def read(self, entity: p4runtime_pb2.Entity) -> Iterator[p4runtime_pb2.Entity]:
+        unserved = self.unserved.kind_of(entity)
+        if unserved is not None:
+            return self.unserved.read(unserved)
         kind = entity.WhichOneof("entity")
         reader: Callable | None = {
             "table_entry": self.tables.read,
@@ -110,19 +114,44 @@ class _Entities:
         return reader(getattr(entity, kind))
 
 
+def _read_responses(found: list[p4runtime_pb2.Entity | RegisterCells]) -> Iterator[p4runtime_pb2.ReadResponse]:
+    """The ReadResponses carrying `found`, in order, each with at most READ_RESPONSE_BYTES of entities."""
+    batch: list[p4runtime_pb2.Entity] = []
+    size = 0
+    for item in found:
+        if isinstance(item, RegisterCells):
+            if batch:
+                yield p4runtime_pb2.ReadResponse(entities=batch)
+                batch, size = [], 0
+            for chunk, _ in item.encode().chunks(READ_RESPONSE_BYTES):
+                yield p4runtime_pb2.ReadResponse.FromString(chunk)
+            continue
+        item_size = item.ByteSize()
+        if batch and size + item_size > READ_RESPONSE_BYTES:
+            yield p4runtime_pb2.ReadResponse(entities=batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield p4runtime_pb2.ReadResponse(entities=batch)
+
+
 def _internal(error: Exception) -> P4RuntimeError:
     log.exception("internal error while serving a P4Runtime request")
     return P4RuntimeError(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
 
 
-class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
+class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
     """The P4Runtime servicer for one softswitch Device."""
 
     def __init__(self, device: Device, device_id: int, arbiter: Arbiter,
-                 p4info: p4info_pb2.P4Info | None = None) -> None:
+                 p4info: p4info_pb2.P4Info | None = None, max_streams: int = 64) -> None:
         self.device = device
         self.device_id = device_id
         self.arbiter = arbiter
+        self.max_streams = max_streams
+        self._open_streams = 0
+        self._streams_lock = threading.Lock()
         # One lock makes each Write batch, Read batch and pipeline change serializable against the others.
         self._lock = threading.RLock()
         self._pipeline: Pipeline | None = None
@@ -171,7 +200,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
                         entities.write(update)
                         errors.append(None)
                     except P4RuntimeError as error:
-                        log.info("write update %d refused: %s", index, error)
+                        log.debug("write update %d refused: %s", index, error)
                         errors.append(error)
                     except Exception as error:   # a bug must fail one update, not the server
                         errors.append(_internal(error))
@@ -183,12 +212,18 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             context.abort(failure.code, failure.message)
         failed = sum(error is not None for error in errors)
         if failed:
-            context.abort_with_status(batch_status(errors, f"{failed} of {len(errors)} updates failed"))
+            summary = (f"{failed} of {len(errors)} updates failed, {len(errors) - failed} applied; "
+                       f"first failures: {first_failures(errors, 'update')}")
+            # One line per batch: a client sending thousands of bad updates must not flood the log.
+            log.info("write from %s: %s", context.peer(), summary)
+            context.abort_with_status(batch_status(errors, summary, item="update"))
         return p4runtime_pb2.WriteResponse()
 
     def Read(self, request: p4runtime_pb2.ReadRequest, context: grpc.ServicerContext):
         failure: P4RuntimeError | None = None
-        found: list[p4runtime_pb2.Entity] = []
+        # What every entity of the request matched, read under the lock (a consistent snapshot); whole registers
+        # stay numpy snapshots here and are serialized while being sent, after the lock is released.
+        found: list[p4runtime_pb2.Entity | RegisterCells] = []
         errors: list[P4RuntimeError | None] = []
         try:
             self._check_device(request.device_id)
@@ -209,16 +244,19 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             failure = _internal(error)
         if failure is not None:
             context.abort(failure.code, failure.message)
-        for start in range(0, len(found), READ_CHUNK):
-            yield p4runtime_pb2.ReadResponse(entities=found[start:start + READ_CHUNK])
+        sent = 0
+        for response in _read_responses(found):   # what succeeded, even when other entities of the batch failed
+            sent += 1
+            yield response
         failed = [error for error in errors if error is not None]
         if failed:
             # A single-entity read fails with that entity's own code (what simple_switch_grpc's clients
             # see); a batch fails with UNKNOWN and per-entity details, as the spec says.
             code = failed[0].code if len(errors) == 1 else grpc.StatusCode.UNKNOWN
-            summary = failed[0].message if len(errors) == 1 else f"{len(failed)} of {len(errors)} reads failed"
-            context.abort_with_status(batch_status(errors, summary, code))
-        elif not found:
+            summary = (failed[0].message if len(errors) == 1 else f"{len(failed)} of {len(errors)} reads failed; "
+                                                                  f"first failures: {first_failures(errors, 'entity')}")
+            context.abort_with_status(batch_status(errors, summary, code, item="entity"))
+        elif not sent:
             # gRPC clients expect at least one message from a server stream that succeeded.
             yield p4runtime_pb2.ReadResponse()
 
@@ -294,7 +332,35 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             config.p4_device_config = pipeline.device_config
         return response
 
+    @property
+    def open_streams(self) -> int:
+        with self._streams_lock:
+            return self._open_streams
+
+    def _admit_stream(self) -> bool:
+        with self._streams_lock:
+            if self._open_streams >= self.max_streams:
+                return False
+            self._open_streams += 1
+            return True
+
+    def _release_stream(self) -> None:
+        with self._streams_lock:
+            self._open_streams -= 1
+
     def StreamChannel(self, request_iterator, context: grpc.ServicerContext):
+        # Each open stream holds a server thread: past the bound, refuse rather than starve the other RPCs.
+        if not self._admit_stream():
+            log.debug("StreamChannel from %s refused: %d streams open", context.peer(), self.max_streams)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many open StreamChannel streams: this switch serves at most {self.max_streams} "
+                          f"streams at once; close one first")
+        try:
+            yield from self._serve_stream(request_iterator, context)
+        finally:
+            self._release_stream()
+
+    def _serve_stream(self, request_iterator, context: grpc.ServicerContext):
         session = StreamSession(peer=context.peer())
         reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
                                   name=f"p4rt-stream-{session.number}", daemon=True)

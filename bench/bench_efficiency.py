@@ -1,0 +1,188 @@
+"""The protocol's efficiency, measured end to end: packets per contributed block, bytes against the ideal exchange,
+recovery traffic, drops, and the switch's end-to-end packet rate beside its standalone rate, in one run.
+
+    .venv/bin/python -m bench.bench_efficiency                       # the sweep of docs/performance.md
+    .venv/bin/python -m bench.bench_efficiency --quick               # a few small points (under a minute)
+    .venv/bin/python -m bench.bench_efficiency --workers 4 --density 0.01 --size 26214400 --json-out out.json
+
+Each point is one `omnireduce-testbed` run (loopback, the softswitch running p4src/build/omnireduce.json as its own
+process, one agent process per worker, inputs with each block non-zero with probability `density` independently
+per worker, every result checked against numpy's sum). Reported per point:
+
+- packets/block: each worker's packets sent (first round, scale and closing rounds and any recovery included)
+  per non-zero block of its own input, the mean and the largest over the workers;
+- bytes/ideal: bytes counted at the job's switch ports, both directions, over the ideal exchange (each worker sends
+  each of its non-zero blocks once; each block non-zero anywhere comes back once to every worker; 190-byte
+  packets; docs/performance.md);
+- retransmissions and REQUESTs the agents sent, and the switch's drops (all reasons);
+- time: the all-reduce by the agents' clocks (slowest worker), and the switch's packet rate into the pipeline over
+  that time, set against the softswitch's standalone rate on bench_softswitch's recorded trace, measured in the same
+  run (no sockets, one core: the ceiling the end-to-end rate is held to).
+
+With --loss P the switch loses each frame in and out with probability P (seeded), and the time is also compared
+with the same point's loss-free run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omnireduce.testbed.model import TestbedConfig, TestbedReport
+from omnireduce.testbed.runner import run_testbed
+
+log = logging.getLogger("bench")
+
+#: The sweep of the efficiency issue: W x density on 4,194,304-value tensors, and density 0.001 on 100 MB.
+FULL_POINTS = ([(workers, density, 4_194_304) for density in (0.01, 0.1) for workers in (2, 4, 8, 16, 32)]
+               + [(workers, 0.001, 26_214_400) for workers in (2, 4, 8)])
+QUICK_POINTS = [(2, 0.05, 262_144), (4, 0.05, 262_144), (8, 0.01, 262_144)]
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    workers: int
+    density: float
+    size: int
+    slots: int
+    loss: float
+    ok: bool
+    failure: str | None
+    seconds: float
+    packets_per_block_mean: float
+    packets_per_block_max: float
+    loss_free_packets_per_block: float
+    bytes_over_ideal: float
+    bytes_over_dense: float
+    retransmissions: int
+    requests: int
+    repairs: int
+    drops: dict[str, int]
+    switch_packets_in: int
+    switch_pps: float
+
+
+def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
+                  seed: int) -> PointResult:
+    config = TestbedConfig(workers=workers, size=size, density=density, slots=slots, seed=seed, loss=loss)
+    slots = config.slots
+    report: TestbedReport = run_testbed(config)
+    if not report.jobs:
+        return PointResult(workers, density, size, slots, loss, False, report.failure, report.elapsed_s, 0.0, 0.0,
+                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0)
+    job = report.jobs[0]
+    stats = [worker.stats for worker in job.workers]
+    seconds = max((float(s.get("elapsed_s", 0.0)) for s in stats), default=0.0) or report.elapsed_s
+    per_block = [value for value in job.packets_per_block() if value != float("inf")]
+    measured = job.measured
+    packets_in = measured.to_switch_packets if measured else 0
+    return PointResult(
+        workers=workers, density=density, size=size, slots=slots, loss=loss, ok=report.ok, failure=report.failure,
+        seconds=seconds,
+        packets_per_block_mean=statistics.fmean(per_block) if per_block else 0.0,
+        packets_per_block_max=max(per_block, default=0.0),
+        # What the protocol sends on a loss-free path, from the inputs (first round, scale and closing rounds).
+        loss_free_packets_per_block=job.expected.contributions / max(1, sum(job.nonzero_per_worker)),
+        bytes_over_ideal=measured.total_bytes / job.ideal.total_bytes if measured and job.ideal else 0.0,
+        bytes_over_dense=measured.total_bytes / job.dense.total_bytes if measured else 0.0,
+        retransmissions=sum(int(s.get("retransmissions", 0)) for s in stats),
+        requests=sum(int(s.get("requests_sent", 0)) for s in stats),
+        repairs=sum(int(s.get("repairs_sent", 0)) for s in stats),
+        drops=dict(report.drops),
+        switch_packets_in=packets_in,
+        switch_pps=packets_in / seconds if seconds else 0.0,
+    )
+
+
+#: The testbed's switch process runs the native pipeline on batches of up to this many frames (its port loop's
+#: read batch, softswitch/ports.py), so that is the standalone rate an end-to-end run is compared with.
+PORT_LOOP_BATCH = 64
+
+
+def standalone_rate() -> dict:
+    """The softswitch's own rate on bench_softswitch's recorded trace (no sockets, one process), best of 3, in the
+    configuration the testbed's switch runs: the native pipeline (where it builds) fed in port-loop batches."""
+    from omnireduce.softswitch.device import Device
+
+    from .bench_softswitch import PROJECT_JSON, SoftswitchMode, load_generator, record_trace, time_softswitch
+
+    raw = PROJECT_JSON.read_bytes()
+    probe = Device(name="bench-probe")
+    probe.load_pipeline(raw)
+    mode = SoftswitchMode(f"{probe.backend}, batches of {PORT_LOOP_BATCH}", probe.backend,
+                          PORT_LOOP_BATCH if probe.backend == "native" else 0)
+    trace = record_trace(raw, PROJECT_JSON, load_generator(None, PROJECT_JSON, 2048), 0)
+    wall, cpu, _ = time_softswitch(raw, trace, 3, mode)
+    frames = len(trace.batch)
+    return {"mode": mode.label, "frames": frames, "pps_wall": frames / wall, "pps_cpu": frames / cpu}
+
+
+def table(results: list[PointResult], standalone: dict | None) -> str:
+    lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
+             f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
+             f"{'req':>5} {'drops':>6} {'switch pps':>10} {'of alone':>8}"]
+    alone = standalone["pps_wall"] if standalone else None
+    for r in results:
+        share = f"{r.switch_pps / alone:8.0%}" if alone else f"{'-':>8}"
+        lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
+                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
+                     f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
+                     f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} {r.requests:5d} "
+                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {share}")
+        if r.failure:
+            lines.append(f"    FAILED: {r.failure}")
+    if standalone:
+        lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace, {standalone['frames']} frames, "
+                     f"same run): "
+                     f"{standalone['pps_wall']:.0f} packets/s wall, {standalone['pps_cpu']:.0f} per CPU second")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few small points instead of the full sweep")
+    parser.add_argument("--workers", type=int, action="append", help="worker counts (repeatable)")
+    parser.add_argument("--density", type=float, action="append", help="densities (repeatable)")
+    parser.add_argument("--size", type=int, action="append", help="tensor sizes in values (repeatable)")
+    parser.add_argument("--slots", type=int, default=None,
+                        help="slots per job (default: the testbed's, chosen from the tensor)")
+    parser.add_argument("--loss", type=float, action="append",
+                        help="also run every point with this loss probability (repeatable; loss-free always runs)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the inputs and of the loss (default 1)")
+    parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rate")
+    parser.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+    if args.workers or args.density or args.size:
+        points = [(w, d, n) for n in (args.size or [4_194_304]) for d in (args.density or [0.01])
+                  for w in (args.workers or [4])]
+    else:
+        points = QUICK_POINTS if args.quick else FULL_POINTS
+    losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
+    standalone = None if args.no_standalone else standalone_rate()
+    results = []
+    started = time.monotonic()
+    for workers, density, size in points:
+        for loss in losses:
+            log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
+            result = measure_point(workers, density, size, args.slots, loss, args.seed)
+            log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
+                     result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)
+            results.append(result)
+    print(table(results, standalone))
+    print(f"(bench took {time.monotonic() - started:.0f} s)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"standalone": standalone, "points": [asdict(r) for r in results]},
+                                                  indent=1))
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, meters, value sets,
+digests and externs.
+
+The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
+kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
+read every kind); a read naming an object the P4Info does not define is INVALID_ARGUMENT, as for tables. Only a
+P4Info that does define such objects (which the JSON cannot implement) gets UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from omnireduce.p4proto import p4runtime_pb2
+from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
+from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
+
+
+@dataclass(frozen=True, slots=True)
+class UnservedKind:
+    """One entity kind: what it is called, the objects of the P4Info it reads, and the query's id of one."""
+
+    what: str                      # "action profile", as errors name it
+    objects: Sequence[int]         # ids of the P4Info's objects of this kind
+    requested_id: int              # 0: all of them
+
+
+def _ids(objects) -> tuple[int, ...]:
+    return tuple(o.preamble.id for o in objects)
+
+
+class UnservedOps:
+    """Reads of the unimplemented entity kinds under one P4Info."""
+
+    def __init__(self, p4map: P4InfoMap) -> None:
+        self.p4map = p4map
+        p4info = p4map.p4info
+        self._action_profiles = _ids(p4info.action_profiles)
+        self._meters = _ids(p4info.meters)
+        self._value_sets = _ids(p4info.value_sets)
+        self._digests = _ids(p4info.digests)
+        self._externs = tuple((extern.extern_type_id, instance.preamble.id)
+                              for extern in p4info.externs for instance in extern.instances)
+        self._direct_meter_tables = {meter.direct_table_id for meter in p4info.direct_meters}
+
+    def kind_of(self, entity: p4runtime_pb2.Entity) -> UnservedKind | None:
+        """The query of `entity`, when it is of an unserved kind."""
+        kind = entity.WhichOneof("entity")
+        if kind in ("action_profile_member", "action_profile_group"):
+            query = getattr(entity, kind)
+            return UnservedKind("action profile", self._action_profiles, query.action_profile_id)
+        if kind == "meter_entry":
+            return UnservedKind("meter", self._meters, entity.meter_entry.meter_id)
+        if kind == "value_set_entry":
+            return UnservedKind("value set", self._value_sets, entity.value_set_entry.value_set_id)
+        if kind == "digest_entry":
+            return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
+        if kind == "direct_meter_entry":
+            table_id = entity.direct_meter_entry.table_entry.table_id
+            if table_id:
+                table = self.p4map.table(table_id)   # INVALID_ARGUMENT for an unknown table
+                if table_id not in self._direct_meter_tables:
+                    raise P4RuntimeError.invalid_argument(f"table '{table.name}' has no direct meter")
+            return UnservedKind("direct meter", tuple(self._direct_meter_tables), table_id)
+        if kind == "extern_entry":
+            query = entity.extern_entry
+            type_ids = {type_id for type_id, _ in self._externs}
+            if query.extern_type_id and query.extern_type_id not in type_ids:
+                raise P4RuntimeError.invalid_argument(
+                    f"no extern type with id {query.extern_type_id} (0x{query.extern_type_id:08x}) in the P4Info")
+            instances = [instance for type_id, instance in self._externs
+                         if not query.extern_type_id or type_id == query.extern_type_id]
+            return UnservedKind("extern", instances, query.extern_id)
+        return None
+
+    def read(self, kind: UnservedKind) -> Iterator[p4runtime_pb2.Entity]:
+        if kind.requested_id and kind.requested_id not in kind.objects:
+            raise P4RuntimeError.invalid_argument(
+                f"no {kind.what} with id {kind.requested_id} (0x{kind.requested_id:08x}) in the P4Info")
+        if kind.objects:
+            raise P4RuntimeError.unimplemented(f"{kind.what}s are not supported by the softswitch")
+        return iter(())

@@ -1,0 +1,132 @@
+# Run (by tests/clients/venvs.py, in the finsy venv):
+#   python finsy_scenarios.py SCENARIO --address 127.0.0.1:PORT --p4info F --json F [--device-id N]
+"""finsy scenarios against a P4Runtime server; each prints what it observed as one JSON line.
+
+finsy (asyncio, its own P4Runtime bindings on protobuf 6) connects, becomes primary and pushes the pipeline
+given, then the scenario runs. This script runs in finsy's own venv and imports nothing of omnireduce; the
+tests that run it hold the assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import finsy as fy
+from finsy.p4client import P4ClientError
+
+Scenario = Callable[[fy.Switch], Awaitable[dict]]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(function: Scenario) -> Scenario:
+    SCENARIOS[function.__name__.replace("_", "-")] = function
+    return function
+
+
+async def read_all(switch: fy.Switch, query) -> list:
+    return [entity async for entity in switch.read(query)]
+
+
+def route(port: int) -> fy.P4TableEntry:
+    return fy.P4TableEntry("MyIngress.lpm_t", match=fy.Match({"hdr.ipv4.dst_addr": "10.0.0.0/8"}),
+                           action=fy.Action("MyIngress.fwd", port=port))
+
+
+@scenario
+async def tables(switch: fy.Switch) -> dict:
+    await switch.insert([route(3)])
+    (read,) = await read_all(switch, fy.P4TableEntry("MyIngress.lpm_t"))
+    encoded = read.encode(switch.p4info).table_entry
+    observed: dict = {"prefix_len": encoded.match[0].lpm.prefix_len,
+                      "port_bytes": encoded.action.action.params[0].value.hex()}
+    await switch.modify([route(4)])
+    (read,) = await read_all(switch, fy.P4TableEntry("MyIngress.lpm_t"))
+    observed["port_after_modify"] = int.from_bytes(read.encode(switch.p4info).table_entry.action.action.params[0].value, "big")
+    try:
+        await switch.insert([route(5)])
+        observed["duplicate_insert"] = None
+    except P4ClientError as error:
+        observed["duplicate_insert"] = {"code": error.code.name,
+                                        "details": {str(i): d.canonical_code.name for i, d in error.details.items()}}
+    await switch.delete([route(4)])
+    observed["entries_after_delete"] = len(await read_all(switch, fy.P4TableEntry("MyIngress.lpm_t")))
+    return observed
+
+
+@scenario
+async def counters(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4CounterEntry("MyIngress.pkts", index=2,
+                                           data=fy.P4CounterData(packet_count=5, byte_count=500))])
+    cells = await read_all(switch, fy.P4CounterEntry("MyIngress.pkts"))
+    return {"cells": [[c.index, c.data.packet_count, c.data.byte_count] for c in cells]}
+
+
+@scenario
+async def registers(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4RegisterEntry("MyIngress.slots", index=3, data=0xBEEF)])
+    cells = await read_all(switch, fy.P4RegisterEntry("MyIngress.slots"))
+    return {"cells": {str(c.index): c.data for c in cells}}
+
+
+@scenario
+async def multicast(switch: fy.Switch) -> dict:
+    def replicas(groups: list) -> list:
+        # finsy decodes a replica of instance 0 as its bare port number.
+        return [[[r, 0] if isinstance(r, int) else [r.port, r.instance] for r in group.replicas] for group in groups]
+
+    await switch.insert([fy.P4MulticastGroupEntry(7, replicas=[(1, 0), (2, 0)])])
+    inserted = await read_all(switch, fy.P4MulticastGroupEntry(7))
+    await switch.modify([fy.P4MulticastGroupEntry(7, replicas=[(3, 1)])])
+    modified = await read_all(switch, fy.P4MulticastGroupEntry())
+    await switch.delete([fy.P4MulticastGroupEntry(7)])
+    return {"inserted": replicas(inserted), "modified": replicas(modified),
+            "after_delete": len(await read_all(switch, fy.P4MulticastGroupEntry()))}
+
+
+@scenario
+async def delete_all(switch: fy.Switch) -> dict:
+    def lpm_default_action(entries: list) -> int:
+        (default,) = entries
+        return default.encode(switch.p4info).table_entry.action.action.action_id
+
+    initial_default = lpm_default_action(
+        await read_all(switch, fy.P4TableEntry("MyIngress.lpm_t", is_default_action=True)))
+    await switch.insert([route(3), fy.P4MulticastGroupEntry(7, replicas=[(1, 0)]),
+                         fy.P4TableEntry("MyIngress.acl_t",
+                                         match=fy.Match({"hdr.ipv4.src_addr": "10.0.0.0/8"}),
+                                         action=fy.Action("MyIngress.drop"), priority=5)])
+    await switch.modify([fy.P4TableEntry("MyIngress.lpm_t", action=fy.Action("MyIngress.drop"),
+                                         is_default_action=True)])
+    before = len(await read_all(switch, fy.P4TableEntry()))
+    await switch.delete_all()
+    final_default = lpm_default_action(
+        await read_all(switch, fy.P4TableEntry("MyIngress.lpm_t", is_default_action=True)))
+    return {"entries_before": before,
+            "entries_after": len(await read_all(switch, fy.P4TableEntry())),
+            "groups_after": len(await read_all(switch, fy.P4MulticastGroupEntry())),
+            "lpm_default_restored": final_default == initial_default}
+
+
+async def run(args: argparse.Namespace) -> dict:
+    options = fy.SwitchOptions(p4info=Path(args.p4info), p4blob=Path(args.json), device_id=args.device_id)
+    async with fy.Switch("softswitch", args.address, options) as switch:
+        return await SCENARIOS[args.scenario](switch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--address", required=True, help="the server, HOST:PORT")
+    parser.add_argument("--device-id", type=int, default=1)
+    parser.add_argument("--p4info", required=True, help="P4Info (text) finsy pushes")
+    parser.add_argument("--json", required=True, help="the BMv2 JSON finsy pushes with it")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args)), default=str))
+
+
+if __name__ == "__main__":
+    main()
