@@ -85,7 +85,7 @@ def add_allreduce(sub) -> None:
     parser.add_argument("--repeat", type=argtypes.integer(minimum=1), default=default.repeat,
                         help="runs per point and mode; the median and the spread are reported (default %(default)s)")
     parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=default.slots,
-                        help="aggregation slots of the job (default %(default)s)")
+                        help="aggregation slots of the job (default: the testbed's choice, which follows the tensor)")
     parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed)
     parser.add_argument("--modes", type=comma_list(_mode, "modes"), default=default.modes,
                         help=f"modes to run (default all: {','.join(MODES)})")

@@ -64,7 +64,7 @@ class SweepConfig:
     sizes: tuple[int, ...] = (65536, 1048576)
     max_elements: int = 2 * 1048576
     repeat: int = 3
-    slots: int = 16
+    slots: int | None = None  # None: the testbed's own choice (it follows the tensor)
     seed: int = 0
     modes: tuple[str, ...] = MODES
     timeout_s: float = 300.0
