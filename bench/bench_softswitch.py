@@ -1,13 +1,12 @@
 """Packets per second through the softswitch (one core, no sockets), on its native (C) and its Python packet
 pipeline, side by side with BMv2's simple_switch on the same JSON, the same frames and the same control-plane state.
 
-    .venv/bin/python -m bench.bench_softswitch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
-
-(run from the repository root with -m: the project program's generator uses tests/p4/omniswitch.py)
+    omnireduce-bench switch [--json PATH] [--blocks N] [--repeat N] [--json-out [PATH]]
+    .venv/bin/python -m omnireduce.bench.bench_softswitch ...      (the same, without the end-to-end rate)
 
 The trace. For p4src/build/omnireduce.json (the default) the frames of a real all-reduce are recorded once
-(4 workers, 8 slots, --blocks blocks of LANES=32 lanes, half of them zero; tests/p4/omniswitch.py drives the
-protocol): CONTRIBs that are absorbed, CONTRIBs that complete a round and multicast the RESULT to the 4 workers,
+(4 workers, 8 slots, --blocks blocks of LANES=32 lanes, half of them zero; the host agent's protocol engine drives
+the protocol, bench/protocol_driver.py): CONTRIBs that are absorbed, CONTRIBs that complete a round and multicast the RESULT to the 4 workers,
 and ACKs. Every worker is registered on port 1 with its own IP address and UDP port, and every frame enters on
 port 1, so that BMv2's pcap-file mode keeps the exact order (see bench/frame_generators.py). The generator's
 control-plane calls are recorded and replayed into every switch measured (bench/control_plane.py).
@@ -42,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnireduce import argtypes
+from omnireduce.p4src import artifacts
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.errors import FailedPrecondition
@@ -52,8 +53,9 @@ from .frame_generators import GENERATORS, Frames, omnireduce_frames
 
 log = logging.getLogger("bench")
 
+# The installed program (package data of omnireduce.p4src), so the bench runs from any directory.
+PROJECT_JSON = artifacts.BMV2_JSON
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_JSON = ROOT / "p4src" / "build" / "omnireduce.json"
 TEST_BUILD = ROOT / "tests" / "softswitch" / "p4" / "build"
 STATELESS_PACKETS = 20000  # default run length for generators that return a few frames to cycle through
 DEFAULT_LOG_LEVELS = ("default", "off")
@@ -359,22 +361,22 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this bench (shared by `omnireduce-bench switch`)."""
     default_json = PROJECT_JSON if PROJECT_JSON.exists() else TEST_BUILD / "arith_test.json"
     parser.add_argument("--json", type=Path, default=default_json, help=f"BMv2 JSON (default {default_json})")
     parser.add_argument("--frames", help="frame generator MODULE:FUNCTION taking the device to configure (a "
                                          "recorder offering table_insert, table_set_default, mc_group_insert, "
                                          "register_write, process_packet) and returning [(port, frame), ...] "
                                          "(default: the built-in one for --json, see bench/frame_generators.py)")
-    parser.add_argument("--blocks", type=int, default=6144,
+    parser.add_argument("--blocks", type=argtypes.integer(minimum=1), default=6144,
                         help="blocks per worker in the recorded all-reduce (omnireduce.json; default 6144, about "
                              "23,000 frames)")
-    parser.add_argument("--packets", type=int, default=0,
+    parser.add_argument("--packets", type=argtypes.integer(minimum=0), default=0,
                         help="frames per run, cycling the generator's frames (default 0: each recorded frame once; "
                              f"{STATELESS_PACKETS} for the stateless test programs)")
-    parser.add_argument("--repeat", type=int, default=5, help="softswitch runs per mode; the best is reported")
-    parser.add_argument("--batch", type=int, default=256,
+    parser.add_argument("--repeat", type=argtypes.integer(minimum=1), default=5, help="softswitch runs per mode; the best is reported")
+    parser.add_argument("--batch", type=argtypes.integer(minimum=1), default=256,
                         help="frames per Device.process_batch call for the native pipeline (default 256)")
     parser.add_argument("--backend", action="append", choices=("native", "python"),
                         help="softswitch pipelines to time (repeatable; default both)")
@@ -382,31 +384,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bmv2-log-level", action="append", metavar="LEVEL",
                         help="one BMv2 run per use: 'default' (no -L), or a -L level such as off, info, trace "
                              f"(default: {' and '.join(DEFAULT_LOG_LEVELS)}); never a console log")
-    parser.add_argument("--bmv2-repeat", type=int, default=2,
+    parser.add_argument("--bmv2-repeat", type=argtypes.integer(minimum=1), default=2,
                         help="BMv2 runs per log level; the best complete one is reported (default 2)")
-    parser.add_argument("--bmv2-wait", type=int, default=3,
+    parser.add_argument("--bmv2-wait", type=argtypes.integer(minimum=1), default=3,
                         help="seconds simple_switch waits before reading its input file; its configuration through "
                              "simple_switch_CLI must be done by then (default 3)")
-    parser.add_argument("--bmv2-queue-depth", type=int, default=None,
+    parser.add_argument("--bmv2-queue-depth", type=argtypes.integer(minimum=0), default=None,
                         help="BMv2's egress queue depth in packets (set_queue_depth). Default: as many as the frames "
                              "expected out, so that none is dropped for a full queue; 0: BMv2's own default, 64, "
                              "with which it drops frames on this trace")
-    parser.add_argument("--bmv2-deadline", type=float, default=300.0,
+    parser.add_argument("--bmv2-deadline", type=argtypes.seconds, default=300.0,
                         help="seconds BMv2 has to send all its frames once it starts reading (default 300)")
     parser.add_argument("--simple-switch", default="simple_switch", help=argparse.SUPPRESS)
     parser.add_argument("--simple-switch-cli", default="simple_switch_CLI", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", nargs="?", const="-", metavar="PATH",
                         help="write the results as JSON to PATH (and print the table), or alone to stdout "
                              "instead of the table when no PATH is given")
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.blocks < 1 or args.bmv2_wait < 1 or args.bmv2_repeat < 1 or args.packets < 0 or (args.bmv2_queue_depth or 0) < 0:
-        parser.error("--repeat, --blocks, --bmv2-wait and --bmv2-repeat must be positive, --packets and --bmv2-queue-depth not negative")
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad combinations through parser.error, and fill in the list defaults."""
     if not args.json.is_file():
         parser.error(f"--json {args.json}: no such file")
     args.bmv2_log_level = args.bmv2_log_level or list(DEFAULT_LOG_LEVELS)
     args.backend = args.backend or ["native", "python"]
-    if args.batch < 1:
-        parser.error("--batch must be positive")
+
+
+def exit_status(result: dict) -> int:
+    """1 if a BMv2 run failed or was incomplete, or the native output differs from the Python one."""
+    failed = [r for r in result["bmv2"].get("runs", []) if "error" in r or not r["complete"]]
+    differs = [label for label, run in result["softswitch"].items() if run.get("same_output_as_python") is False]
+    return 1 if failed or differs else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)  # the bench's progress; the switches' own INFO logs would drown it
     result = run(args)
@@ -416,9 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(result))
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
-    failed = [r for r in result["bmv2"].get("runs", []) if "error" in r or not r["complete"]]
-    differs = [label for label, run in result["softswitch"].items() if run.get("same_output_as_python") is False]
-    return 1 if failed or differs else 0
+    return exit_status(result)
 
 
 if __name__ == "__main__":

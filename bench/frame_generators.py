@@ -12,9 +12,13 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+import numpy as np
+
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
+
+from .protocol_driver import bench_workers, drive_allreduce, install_job
 
 Frames = list[tuple[int, bytes]]
 BENCH_PORT = 1
@@ -52,43 +56,27 @@ def omnireduce_frames(device, workers: int = 4, slots: int = 8, blocks: int = 61
     """p4src/build/omnireduce.json: the frames of one all-reduce of `blocks` blocks of LANES lanes (a fraction
     `density` of them non-zero), recorded on a scratch switch and replayed.
 
-    The recording drives the protocol with tests/p4/omniswitch.py, which tells workers apart by their switch
-    port. The replay puts every worker on port 1 instead, with its own IP address and UDP port: the workers
-    table is keyed by (port, IP, UDP port), multicast replicas leave on port 1 with the worker id as rid, and
-    result_destinations (keyed by job and rid) addresses them, so the switch computes exactly what it did in
-    the recording.
+    The recording drives the host agent's own protocol engine (bench/protocol_driver.py), which tells workers
+    apart by their switch port. The replay puts every worker on port 1 instead, with its own IP address and UDP
+    port: the workers table is keyed by (port, IP, UDP port), multicast replicas leave on port 1 with the worker
+    id as rid, and result_destinations (keyed by job and rid) addresses them, so the switch computes exactly
+    what it did in the recording.
     """
-    import numpy as np
-
-    try:
-        from tests.p4.omniswitch import OmniSwitch, make_workers, run_allreduce
-    except ModuleNotFoundError:
-        raise SystemExit("run from the repository root as `python -m bench.bench_softswitch`") from None
-
     job, group = 1, 1
     scratch = Device(name="bench-scratch")
     scratch.load_pipeline(device.pipeline_json)
-    recorded: Frames = []
-    send = scratch.process_packet
-
-    def recording(port: int, frame: bytes) -> list[tuple[int, bytes]]:
-        recorded.append((port, bytes(frame)))
-        return send(port, frame)
-
-    scratch.process_packet = recording  # type: ignore[method-assign]
-    spread = make_workers(workers)
-    recorder = OmniSwitch(scratch)
-    recorder.add_job(job, spread, slot_base=0, slot_count=slots, mcast_grp=group)
+    spread = bench_workers(workers)
+    install_job(scratch, job, spread, slot_count=slots, mcast_group=group)
     rng = np.random.default_rng(1)
     tensors = []
     for _ in range(workers):
-        values = rng.integers(-1000, 1000, size=(blocks, C.LANES), dtype=np.int64)
+        values = rng.integers(-1000, 1000, size=(blocks, C.LANES), dtype=np.int32)
         values[rng.random(blocks) >= density] = 0
         tensors.append(values.reshape(-1))
-    run_allreduce(recorder, job, tensors, slots)
+    recorded = drive_allreduce(scratch, job, spread, tensors, slots).frames_in
 
-    OmniSwitch(device).add_job(job, [dataclasses.replace(w, port=BENCH_PORT) for w in spread], slot_base=0,
-                               slot_count=slots, mcast_grp=group)
+    install_job(device, job, [dataclasses.replace(w, port=BENCH_PORT) for w in spread], slot_count=slots,
+                mcast_group=group)
     return [(BENCH_PORT, frame) for _, frame in recorded]
 
 

@@ -50,8 +50,9 @@ result was wrong; {EXIT_USAGE} bad arguments; {EXIT_INTERRUPTED} interrupted (SI
 stopped).
 
 limits of the compiled program: MAX_WORKERS={constants.MAX_WORKERS}, MAX_JOBS={constants.MAX_JOBS},
-SLOT_COUNT={constants.SLOT_COUNT} (jobs x slots must fit). The softswitch forwards some 10-30k packets/s: a
-tensor of N float32 values at density d costs about W*(N/32)*d packets per worker.
+SLOT_COUNT={constants.SLOT_COUNT} (jobs x slots must fit). A loopback run moves some 8,000 packets/s end to end on
+2 cores (docs/performance.md): a tensor of N float32 values at density d costs about (N/32)*d packets from each
+worker and the union of the workers' blocks back to each.
 """
 
 

@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from bench.bench_softswitch import compare_outputs, record_trace, reference_run
-from bench.bmv2_replay import Bmv2Settings, rate_between, replay, tools_missing
-from bench.frame_generators import omnireduce_frames
+from omnireduce.bench.bench_softswitch import compare_outputs, record_trace, reference_run
+from omnireduce.bench.bmv2_replay import Bmv2Settings, rate_between, replay, tools_missing
+from omnireduce.bench.frame_generators import omnireduce_frames
 from omnireduce.p4src import artifacts
 
 SIMPLE_SWITCH, CLI = shutil.which("simple_switch"), shutil.which("simple_switch_CLI")

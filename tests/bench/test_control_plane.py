@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.control_plane import (
+from omnireduce.bench.control_plane import (
     BMV2_TOP_PRIORITY,
     McGroup,
     RecordingDevice,

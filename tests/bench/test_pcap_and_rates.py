@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench_softswitch import compare_outputs
-from bench.bmv2_replay import rate_between, tools_missing
-from bench.pcap_records import GLOBAL_HEADER, PcapTail, read_records, write_pcap
+from omnireduce.bench.bench_softswitch import compare_outputs
+from omnireduce.bench.bmv2_replay import rate_between, tools_missing
+from omnireduce.bench.pcap_records import GLOBAL_HEADER, PcapTail, read_records, write_pcap
 
 
 def test_written_trace_reads_back_in_order(tmp_path):

@@ -11,7 +11,7 @@ import logging
 import pytest
 from switch_helpers import program_json
 
-from bench.frame_generators import omnireduce_frames
+from omnireduce.bench.frame_generators import omnireduce_frames
 from omnireduce.p4src import artifacts
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.errors import FailedPrecondition

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="omnireduce.torch tests need PyTorch: pip install -e '.[test,torch]'")
 
-from bench import bench_gpu_scan  # noqa: E402
+from omnireduce.bench import bench_gpu_scan  # noqa: E402
 from omnireduce.torch.blocks import Score, block_scores  # noqa: E402
 
 

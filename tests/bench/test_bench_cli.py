@@ -1,0 +1,76 @@
+# Run: .venv/bin/pytest tests/bench/test_bench_cli.py -q
+"""omnireduce-bench's command line: subcommands, typed options, clear errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from omnireduce.bench.cli import build_parser, comma_list, sweep_config
+from omnireduce.bench.sweep import MODES, QUICK, SweepConfig
+from omnireduce import argtypes
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+def refused(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as stop:
+        parse(*argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_allreduce_defaults_are_the_full_sweep():
+    config = sweep_config(parse("allreduce"))
+    assert config == SweepConfig()
+    assert config.densities == (1.0, 0.4, 0.1, 0.01, 0.001)
+    assert config.workers == (2, 4, 8, 16, 32)
+    assert config.modes == MODES
+
+
+def test_allreduce_lists_and_quick():
+    args = parse("allreduce", "--densities", "0.5, 0.01", "--workers", "2,4", "--sizes", "1024", "--repeat", "5",
+                 "--modes", "sparse,gloo")
+    config = sweep_config(args)
+    assert config.densities == (0.5, 0.01) and config.workers == (2, 4) and config.sizes == (1024,)
+    assert config.repeat == 5 and config.modes == ("sparse", "gloo")
+    quick = sweep_config(parse("allreduce", "--quick", "--workers", "8"))
+    assert quick.workers == QUICK.workers and quick.sizes == QUICK.sizes  # --quick wins over point options
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("allreduce", "--densities", "0.1,2"), "argument --densities: 2 is not a fraction in [0, 1]"),
+    (("allreduce", "--densities", "0.1,,0.2"), "is not a comma-separated list"),
+    (("allreduce", "--workers", "0"), "argument --workers: 0 is not in 1..32"),
+    (("allreduce", "--workers", "64"), "64 is not in 1..32"),
+    (("allreduce", "--sizes", "many"), "'many' is not an integer"),
+    (("allreduce", "--modes", "nccl"), "unknown mode 'nccl'; choose from sparse, dense, gloo, gloo-sparse-coo"),
+    (("allreduce", "--timeout", "-1"), "is not a positive number of seconds"),
+    (("model", "--rates", "10,fast"), "'fast' is not a number"),
+    (("model", "--compute-ms", "BERT"), "is not NAME=MILLISECONDS"),
+    (("model", "--profile", "X=big:0.1"), "is not NAME=MB:DENSITY"),
+    (("model", "--from", "/nonexistent/sweep.json"), "no such file: /nonexistent/sweep.json"),
+    (("switch", "--blocks", "0"), "0 is not a positive integer"),
+    (("agent", "--values", "-3"), "-3 is not a positive integer"),
+    (("fly",), "invalid choice: 'fly'"),
+])
+def test_bad_input_gets_a_clear_error(capsys, argv, message):
+    assert message in refused(capsys, *argv)
+
+
+def test_a_subcommand_is_required(capsys):
+    assert "required" in refused(capsys)
+
+
+def test_points_leave_out_what_exceeds_max_elements():
+    config = SweepConfig(densities=(0.1,), workers=(2, 32), sizes=(1024, 65536), max_elements=65536 * 2)
+    assert config.points() == [(2, 1024, 0.1), (2, 65536, 0.1), (32, 1024, 0.1)]
+    assert config.left_out() == [(32, 65536)]
+
+
+def test_comma_list_names_itself_in_errors():
+    parse_list = comma_list(argtypes.integer(minimum=1), "positive integers")
+    assert parse_list("1,2") == (1, 2)
+    with pytest.raises(Exception, match="comma-separated list of positive integers"):
+        parse_list("1,")

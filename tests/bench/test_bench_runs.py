@@ -1,0 +1,79 @@
+# Run: .venv/bin/pytest tests/bench/test_bench_runs.py -q
+"""The benches run end to end on tiny inputs: the protocol driver that records bench_softswitch's trace, and a
+smoke run of `omnireduce-bench allreduce` (the gloo modes only where torch is installed). No timings are
+asserted: they depend on the machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from omnireduce.bench.cli import main
+from omnireduce.bench.protocol_driver import bench_workers, drive_allreduce, install_job
+from omnireduce.p4src import artifacts
+from omnireduce.p4src import constants as C
+from omnireduce.softswitch.device import Device
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def test_the_driver_all_reduces_through_the_switch_with_the_agents_engine():
+    device = Device(name="driver-test")
+    device.load_pipeline(artifacts.BMV2_JSON.read_bytes())
+    workers = bench_workers(3)
+    install_job(device, job_id=1, workers=workers, slot_count=4, mcast_group=1)
+    rng = np.random.default_rng(7)
+    tensors = []
+    for _ in workers:
+        values = rng.integers(-1000, 1000, size=(40, C.LANES), dtype=np.int32)
+        values[rng.random(40) < 0.7] = 0
+        tensors.append(values.reshape(-1)[:1270])  # not a whole number of blocks
+    run = drive_allreduce(device, 1, workers, tensors, slots=4)
+    total = np.sum(tensors, axis=0, dtype=np.int64).astype(np.int32)
+    for result in run.results:
+        np.testing.assert_array_equal(result, total)
+    assert run.frames_in and all(port in {1, 2, 3} for port, _ in run.frames_in)
+
+
+@pytest.mark.slow
+def test_allreduce_smoke_run_writes_rows_for_every_mode(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    argv = ["allreduce", "--densities", "0.1", "--workers", "2", "--sizes", "2048", "--repeat", "1",
+            "--no-progress", "--json-out", str(out)]
+    if HAVE_MATPLOTLIB:
+        argv += ["--plot-dir", str(tmp_path / "img")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "speedup of sparse: over dense" in printed and "targets (reported, not asserted)" in printed
+    rows = {row["mode"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"sparse", "dense", "gloo", "gloo-sparse-coo"}
+    for mode in ("sparse", "dense"):
+        assert rows[mode]["status"] == "ok"
+        assert rows[mode]["switch_to_packets"] > 0 and rows[mode]["ideal_total_bytes"] > 0
+    for mode in ("gloo", "gloo-sparse-coo"):
+        if HAVE_TORCH:
+            assert rows[mode]["status"] == "ok" and rows[mode]["sent_bytes_per_worker"] > 0
+        else:
+            assert rows[mode]["status"].startswith("not installed")
+    if HAVE_MATPLOTLIB:
+        assert (tmp_path / "img" / "sweep_time.png").stat().st_size > 0
+
+
+def test_model_runs_from_a_sweep_file(tmp_path, capsys):
+    sweep = {"rows": [{"mode": "sparse", "workers": 2, "size": 4096, "density": 0.1, "status": "ok",
+                       "seconds": [0.01], "union_density": 0.19, "ideal_total_bytes": 190 * (26 + 2 * 24),
+                       "ideal_received_bytes_per_worker": 190 * 24, "switch_to_packets": 30,
+                       "switch_to_bytes": 30 * 190, "switch_from_packets": 50, "switch_from_bytes": 50 * 190,
+                       "sent_bytes_per_worker": 15 * 190, "received_bytes_per_worker": 25 * 190,
+                       "retransmissions": 0, "source": "", "extra": {}}]}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(sweep))
+    assert main(["model", "--from", str(path), "--json-out", str(tmp_path / "model.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "OmniReduce's conditions" in printed and "DeepLight" in printed
+    report = json.loads((tmp_path / "model.json").read_text())
+    assert {row["gbps"] for row in report["training"]} == {10.0, 100.0}
