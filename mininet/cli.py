@@ -11,12 +11,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
+
+from tqdm import tqdm
 
 from omnireduce import argtypes
+from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
 
 from .model import Fault, NetKind, SwitchKind, TestbedConfig
+from .progress import ALL_REDUCE, RunProgress
 from .runner import ConfigError, run_testbed
 from .summary import format_report, report_to_json
 
@@ -24,6 +28,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed or a result was wrong
 EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_INTERRUPTED = 130  # SIGINT or SIGTERM: stopped everything it had started
+
+#: Off a terminal, one progress line every this many seconds.
+PROGRESS_LINE_S = 5.0
 
 DESCRIPTION = """\
 Start an omnireduce switch, push the pipeline and the job(s) with the controller, run one agent process per
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="inject a failure, to test the testbed: kill-switch[@SECONDS] (default 0.5 s after the "
                              "agents start), nan-input[@WORKER] (a NaN in that worker's input of job 0) or "
                              "hang-worker[@WORKER] (that worker of job 0 is stopped with SIGSTOP as it starts)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on stderr (default: a bar on a terminal, else a line every "
+                             f"{PROGRESS_LINE_S:g} s)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
     return parser
 
@@ -103,6 +113,111 @@ def config_from_args(args: argparse.Namespace) -> TestbedConfig:
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
                          seed=args.seed, timeout=args.timeout, loss=args.loss, keep_logs=args.keep_logs,
                          fault=args.fault)
+
+
+class ProgressView:
+    """Shows a run's progress on stderr: a tqdm bar on a terminal, else one line every `line_every_s` seconds."""
+
+    def __init__(self, stream: TextIO, *, bar: bool, line_every_s: float = PROGRESS_LINE_S) -> None:
+        self._stream = stream
+        self._use_bar = bar
+        self._line_every_s = line_every_s
+        self._bar: tqdm | None = None
+        self._next_line_at = 0.0
+        self._rate_mark: tuple[float, int] | None = None
+        self._rate = 0.0
+        self._last: RunProgress | None = None
+        self._status_shown = False
+        self._written: RunProgress | None = None
+
+    def __call__(self, progress: RunProgress) -> None:
+        if progress.phase != ALL_REDUCE:
+            self._step(progress.phase)
+            return
+        self._last = progress
+        self._update_rate(progress)
+        if self._use_bar:
+            self._draw(progress)
+        elif progress.elapsed_s >= self._next_line_at:
+            self._next_line_at = progress.elapsed_s + self._line_every_s
+            self._write_line(progress)
+
+    def _write_line(self, progress: RunProgress) -> None:
+        self._stream.write(f"omnireduce-testbed: {progress_line(progress, self._rate)}\n")
+        self._stream.flush()
+        self._written = progress
+
+    def _finish_lines(self) -> None:
+        """Off a terminal: where the all-reduce ended, if the last line written was not that."""
+        if self._last is not None and self._written is not self._last:
+            self._write_line(self._last)
+        self._last = None
+
+    def _step(self, phase: str) -> None:
+        if self._use_bar:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            # One status line, overwritten by the next step or the bar.
+            self._stream.write(f"\r\033[K{phase} ...")
+            self._stream.flush()
+            self._status_shown = True
+        else:
+            self._finish_lines()
+            self._stream.write(f"omnireduce-testbed: {phase}\n")
+            self._stream.flush()
+
+    def _update_rate(self, progress: RunProgress) -> None:
+        if self._rate_mark is None:
+            self._rate_mark = (progress.elapsed_s, progress.packets_sent)
+            return
+        since, packets = self._rate_mark
+        if progress.elapsed_s - since >= 1.0:
+            self._rate = (progress.packets_sent - packets) / (progress.elapsed_s - since)
+            self._rate_mark = (progress.elapsed_s, progress.packets_sent)
+
+    def _draw(self, progress: RunProgress) -> None:
+        if self._bar is None:
+            if self._status_shown:
+                self._stream.write("\r\033[K")
+                self._status_shown = False
+            self._bar = tqdm(total=progress.blocks_total, unit="block", unit_scale=True, file=self._stream,
+                             desc="all-reduce", dynamic_ncols=True, mininterval=0, leave=False)
+        agents = (f"{progress.agents_started}/{progress.agents} agents up" if progress.agents_started < progress.agents
+                  else f"{progress.agents - progress.agents_done} running")
+        retransmitted = (f", {progress.retransmissions} {plural(progress.retransmissions, 'retransmission')}"
+                         if progress.retransmissions else "")
+        self._bar.set_postfix_str(f"{self._rate:,.0f} packets/s, {agents}{retransmitted}", refresh=False)
+        self._bar.update(progress.blocks_done - self._bar.n)
+
+    def close(self) -> None:
+        """Take the bar off the terminal (the report follows); off a terminal, write where the run ended."""
+        if self._status_shown:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+            self._status_shown = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if not self._use_bar:
+            self._finish_lines()
+
+
+def progress_line(progress: RunProgress, packets_per_s: float) -> str:
+    """'1,024/131,072 blocks (0.8%), 4 of 4 agents running, 9,870 packets/s, about 13 s left'."""
+    line = (f"{progress.blocks_done:,}/{progress.blocks_total:,} blocks ({progress.fraction:.1%}) after "
+            f"{progress.elapsed_s:.0f} s, ")
+    if progress.agents_started < progress.agents:
+        line += f"{progress.agents_started} of {progress.agents} agents started"
+    else:
+        line += f"{progress.agents - progress.agents_done} of {progress.agents} agents running"
+    line += f", {packets_per_s:,.0f} packets/s"
+    if progress.retransmissions:
+        line += f", {progress.retransmissions} {plural(progress.retransmissions, 'retransmission')}"
+    if 0 < progress.blocks_done < progress.blocks_total:
+        left = progress.elapsed_s * (progress.blocks_total - progress.blocks_done) / progress.blocks_done
+        line += f", about {left:.0f} s left"
+    return line
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -118,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so that every `finally` stops the switch and the agents (they run in sessions
     # of their own and would otherwise outlive us).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    view = ProgressView(sys.stderr, bar=sys.stderr.isatty()) if not args.quiet else None
     try:
-        report = run_testbed(config)
+        report = run_testbed(config, progress=view)
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"omnireduce-testbed: {error}\n")
@@ -128,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("omnireduce-testbed: interrupted; the switch and the agents were stopped\n")
         return EXIT_INTERRUPTED
     finally:
+        if view is not None:
+            view.close()
         signal.signal(signal.SIGTERM, previous)
     if args.json:
         json.dump(report_to_json(report), sys.stdout, indent=1)

@@ -26,6 +26,7 @@ from .mininet_run import run_mininet
 from .model import FaultKind, JobOutcome, NetKind, TestbedConfig, TestbedReport, WorkerOutcome
 from .plan import JobPlace, NetworkPlan, plan_network
 from .processes import argv_of, tagged_processes
+from .progress import ProgressCallback, report_step
 from .summary import drop_packets, job_counter_packets, job_traffic
 from .traffic import dense_exchange, ideal_exchange, omnireduce_exchange
 from .verify import check_result, results_agree
@@ -121,9 +122,10 @@ def stop_leftovers(layout: RunLayout) -> str:
     return ", ".join(str(pid) for pid in survivors)
 
 
-def run_testbed(config: TestbedConfig) -> TestbedReport:
+def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None) -> TestbedReport:
     """Run `config` end to end. Raises ConfigError for a configuration that cannot run; every failure of the run
-    itself is in the report (`ok` False, `failure` saying which part failed)."""
+    itself is in the report (`ok` False, `failure` saying which part failed). `progress` is called a few times a
+    second while the agents run (omnireduce.testbed.progress.RunProgress)."""
     problems = config.problems()
     if problems:
         raise ConfigError("invalid testbed configuration:\n  " + "\n  ".join(problems))
@@ -132,6 +134,8 @@ def run_testbed(config: TestbedConfig) -> TestbedReport:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     began = time.monotonic()
+    agents = config.workers * config.jobs
+    report_step(progress, "writing the inputs", block_count(config.size) * agents, agents)
     with run_directory(config.keep_logs) as root:
         layout = RunLayout(root).create()
         inputs = {}
@@ -141,10 +145,11 @@ def run_testbed(config: TestbedConfig) -> TestbedReport:
                 np.save(layout.input_path(worker), tensor, allow_pickle=False)
         log.info("inputs written to %s (%.2f s)", layout.inputs, time.monotonic() - began)
         if config.net is NetKind.LOOPBACK:
-            outcome = run_loopback(config, plan, layout)
+            outcome = run_loopback(config, plan, layout, progress)
         else:
-            outcome = run_mininet(config, plan, layout)
+            outcome = run_mininet(config, plan, layout, progress)
         leftovers = stop_leftovers(layout)
+        report_step(progress, "verifying the results", block_count(config.size) * agents, agents)
         jobs = tuple(verify_job(config, job, inputs[job.job_id], layout, outcome) for job in plan.jobs)
     failure = outcome.failure
     if leftovers and failure is None:
