@@ -16,6 +16,8 @@ from typing import Sequence, TextIO
 from tqdm import tqdm
 
 from omnireduce import argtypes
+from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, report_error, wants_json
+from omnireduce.host.config import Timeouts
 from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
 
@@ -24,11 +26,15 @@ from .progress import ALL_REDUCE, RunProgress
 from .runner import ConfigError, run_testbed
 from .summary import format_report, report_to_json
 
+PROG = "omnireduce-testbed"
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed or a result was wrong
 EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_INTERRUPTED = 130  # SIGINT or SIGTERM: stopped everything it had started
 
+#: The agents' own time limits (their defaults: the testbed does not change them).
+AGENT_LIMITS = Timeouts()
 #: Off a terminal, one progress line every this many seconds.
 PROGRESS_LINE_S = 5.0
 
@@ -52,19 +58,34 @@ examples:
 """
 
 EPILOG = f"""\
-exit codes: {EXIT_OK} every result verified; {EXIT_FAILED} the run failed (the last line says which part) or a
-result was wrong; {EXIT_USAGE} bad arguments; {EXIT_INTERRUPTED} interrupted (SIGINT/SIGTERM; everything started was
-stopped).
+exit codes:
+  {EXIT_OK}    every result verified
+  {EXIT_FAILED}    the run failed (the last line says which part and what to try) or a result was wrong
+  {EXIT_USAGE}    bad arguments, or the chosen network or switch cannot run on this machine (checked before any work)
+  {EXIT_INTERRUPTED}  interrupted (SIGINT/SIGTERM); everything started was stopped
+errors are one line on stderr, `omnireduce-testbed: error: ...`; with --json also {{"ok": false, "error": ...}} on
+stdout (a run that failed prints its whole report instead, with "ok": false and "failure").
+
+progress: while the agents run, a bar on stderr (blocks done over every worker, packets/s, time left); off a
+terminal a line every {PROGRESS_LINE_S:g} s; -q for none.
+
+time: no overall limit by default. A run that stops progressing ends anyway: each agent gives up after
+{AGENT_LIMITS.stall:g} s without a result (Stalled) or {AGENT_LIMITS.join:g} s without its peers (WorkerMissing), and the report names the worker.
+
+cost: N values make N/{constants.LANES} blocks. At density D each worker sends about D*N/{constants.LANES} CONTRIB
+packets (and at least one per slot), and the switch sends every worker one RESULT for each block that is non-zero
+in any worker (a fraction 1-(1-D)^W of the blocks at W workers); --dense sends every block both ways. The report's
+"loss-free" row is the exact count of a run. Measured packet rates of the softswitch and of BMv2, and so the time
+a size takes, are in docs/performance.md.
 
 limits of the compiled program: MAX_WORKERS={constants.MAX_WORKERS}, MAX_JOBS={constants.MAX_JOBS},
-SLOT_COUNT={constants.SLOT_COUNT} (jobs x slots must fit). The softswitch forwards some 10-30k packets/s: a
-tensor of N float32 values at density d costs about W*(N/32)*d packets per worker.
+SLOT_COUNT={constants.SLOT_COUNT} (jobs x slots must fit).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TestbedConfig()
-    parser = argparse.ArgumentParser(prog="omnireduce-testbed", description=DESCRIPTION, epilog=EPILOG,
+    parser = JsonArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=argtypes.integer(minimum=1), default=defaults.workers, metavar="N",
                         help=f"workers per job (default {defaults.workers})")
@@ -89,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the generated inputs (default 0)")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
                         help="limit for the run from the switch's start to the last agent's exit (default: none; "
-                             "a run that stops progressing ends anyway: every agent gives up after 10 s without a "
-                             "result, or 30 s without its peers joining, and says which)")
+                             "see 'time' below)")
     parser.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
                         help="fault injection (loopback): the softswitch loses each frame in or out with "
                              "probability P, seeded by --seed (default 0)")
@@ -209,6 +229,8 @@ def progress_line(progress: RunProgress, packets_per_s: float) -> str:
             f"{progress.elapsed_s:.0f} s, ")
     if progress.agents_started < progress.agents:
         line += f"{progress.agents_started} of {progress.agents} agents started"
+    elif progress.agents_done == progress.agents:
+        line += "every agent done"
     else:
         line += f"{progress.agents - progress.agents_done} of {progress.agents} agents running"
     line += f", {packets_per_s:,.0f} packets/s"
@@ -226,6 +248,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    json_usage_errors(parser, wants_json(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -237,12 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = run_testbed(config, progress=view)
     except ConfigError as error:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write(f"omnireduce-testbed: {error}\n")
-        return EXIT_USAGE
+        return report_error(PROG, str(error), EXIT_USAGE, json_output=args.json)
     except KeyboardInterrupt:
-        sys.stderr.write("omnireduce-testbed: interrupted; the switch and the agents were stopped\n")
-        return EXIT_INTERRUPTED
+        return report_error(PROG, "interrupted, the switch and the agents were stopped", EXIT_INTERRUPTED,
+                            json_output=args.json)
     finally:
         if view is not None:
             view.close()
@@ -252,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_report(report) + "\n")
+    if not report.ok:
+        sys.stderr.write(f"{PROG}: error: {report.failure or 'a result was wrong'}\n")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

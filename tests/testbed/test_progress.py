@@ -50,7 +50,7 @@ def test_view_writes_steps_and_a_line_every_period_then_where_it_ended():
     assert lines[0] == "omnireduce-testbed: starting the switch"
     assert lines[1].startswith("omnireduce-testbed: 0/200 blocks")
     assert lines[2].startswith("omnireduce-testbed: 150/200 blocks (75.0%) after 6 s")
-    assert lines[3].startswith("omnireduce-testbed: 200/200 blocks (100.0%) after 6 s, 0 of 2 agents running")
+    assert lines[3].startswith("omnireduce-testbed: 200/200 blocks (100.0%) after 6 s, every agent done")
     assert lines[4] == "omnireduce-testbed: verifying the results" and len(lines) == 5
 
 
