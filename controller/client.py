@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -105,6 +106,15 @@ def _update_failures(error: grpc.RpcError, descriptions: Sequence[str] | None) -
     return tuple(failures)
 
 
+def _refusal(details: str) -> str:
+    """Why a connection attempt failed for good ('' when waiting might help), from gRPC's UNAVAILABLE details."""
+    if "Connection refused" in details:
+        return "the connection was refused (nothing listens on that port)"
+    if "resolving" in details or "Domain name not found" in details:
+        return "its host name does not resolve"
+    return ""
+
+
 class P4RuntimeClient:
     """A connection to one device of one P4Runtime server, with the stream channel that holds arbitration open.
 
@@ -139,14 +149,32 @@ class P4RuntimeClient:
         # what grpc.channel_ready_future proves (and that a P4Runtime server answers), without the connectivity
         # polling thread that future leaves behind, which makes every channel.close() block for 0.2 s.
         try:
-            stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout, wait_for_ready=True)
+            # First without waiting: a refused connection (nothing listens there) or an unknown host name fails at
+            # once, and waiting for it would only make the user wait; any other failure (a server still starting
+            # up) gets the whole timeout.
+            give_up_at = time.monotonic() + self.timeout
+            try:
+                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                refusal = _refusal(error.details() or "")
+                if refusal:
+                    self._channel.close()
+                    self._channel = None
+                    raise SwitchUnreachableError(
+                        f"no P4Runtime server at {self.address}, {refusal}; start the switch (omnireduce-switch or "
+                        f"simple_switch_grpc) or fix --grpc-addr") from None
+                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), wait_for_ready=True,
+                                  timeout=max(0.0, give_up_at - time.monotonic()))
         except grpc.RpcError as error:
             if error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
                 self._channel.close()
                 self._channel = None
                 raise SwitchUnreachableError(
-                    f"no P4Runtime server answered at {self.address} within {self.timeout:g} s "
-                    f"(is the switch running, and is --grpc-addr right?)") from None
+                    f"no P4Runtime server answered at {self.address} within {self.timeout:g} s, the connection "
+                    f"was not refused but nothing answered; check that the switch runs and --grpc-addr, or give "
+                    f"a slow switch a larger --timeout") from None
             # Anything else (UNIMPLEMENTED by an old server, say) is an answer: the server is there.
             log.debug("[%s] Capabilities answered %s", self.address, error.code())
         self._stub = stub
