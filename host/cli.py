@@ -16,6 +16,7 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from omnireduce import argtypes
+from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, wants_json
 from omnireduce.p4src import constants as C
 
 from .agent import AllReduce
@@ -81,7 +82,7 @@ _rate = argtypes.number(minimum=0.0, allow_minimum=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JsonArgumentParser(
         prog="omnireduce-agent", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -297,6 +298,7 @@ def _sinks(args: argparse.Namespace) -> list[ProgressSink]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    json_usage_errors(parser, wants_json(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -307,8 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = EXIT_OK
     tracker: ProgressTracker | None = None
     try:
-        # Early checks, before any packet: the input file, its dtype, the progress file.
+        # Early checks, before any packet: the input file, its dtype, the output's folder, the progress file.
         tensor = _load_tensor(args)
+        if args.output is not None and not args.output.resolve().parent.is_dir():
+            raise InputError(f"cannot write {args.output}, its folder does not exist; create it or fix --output")
         tracker = ProgressTracker(job=config.job_id, worker_id=config.worker_id, blocks=block_count(tensor.size),
                                   runs=args.repeat, sinks=_sinks(args))
         tracker.start()

@@ -214,3 +214,15 @@ def test_agent_report_uses_mib_and_verify_three_digits(capsys):
     assert "(1.00 MiB/s sent)" in stream.getvalue()
     assert _verify_text({"ok": True, "wrong_values": 0, "max_error": 2.384185791015625e-07, "bound": 4.41e-07}) == \
         "ok, max error 2.38e-07 (bound 4.41e-07)"
+
+
+def test_json_usage_errors_and_a_missing_output_folder(tmp_path, capsys):
+    base = ["--switch", "127.0.0.1", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8",
+            "--bind", "127.0.0.1:0", "--json"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(base + ["--synthetic", "10", "--density", "2"])
+    assert exit_info.value.code == EXIT_USAGE
+    assert json.loads(capsys.readouterr().out)["error"] == "argument --density: 2 is not a fraction in [0, 1]"
+    code = main(base + ["--synthetic", "10", "--output", str(tmp_path / "no" / "y.npy")])
+    assert code == EXIT_REFUSED
+    assert "its folder does not exist" in json.loads(capsys.readouterr().out)["error"]
