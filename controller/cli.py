@@ -41,6 +41,8 @@ from omnireduce.p4src import artifacts, constants
 log = logging.getLogger("omnireduce.controller.cli")
 
 PROG = "omnireduce-ctl"
+#: --timeout when not given.
+DEFAULT_TIMEOUT_S = 10.0
 
 DESCRIPTION = """\
 Install and inspect omnireduce jobs on a P4Runtime switch running p4src/omnireduce.p4 (BMv2 simple_switch_grpc
@@ -137,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--election-id", type=election_id, default=ElectionId(0, 1), metavar="HI,LO",
                         help="master arbitration election id; the highest connected id is primary and may write "
                              "(default 0,1)")
-    parser.add_argument("--timeout", type=argtypes.seconds, default=10.0, metavar="S",
-                        help="deadline in seconds for connecting and for each RPC (default 10)")
+    parser.add_argument("--timeout", type=argtypes.seconds, metavar="S",
+                        help=f"deadline in seconds for connecting and for each RPC (default {DEFAULT_TIMEOUT_S:g}); "
+                             "given explicitly, connecting also waits that long for a switch that is still starting "
+                             "(by default a refused connection fails at once)")
     parser.add_argument("--p4info", type=argtypes.existing_file, default=artifacts.P4INFO, metavar="FILE",
                         help="the P4Info the switch must be running; every command but `push` checks it (names "
                              "and ids) before touching the switch (default: the committed p4src/build one)")
@@ -249,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace, *, write: bool, bind: bool = True) -> Switch:
-    return connect(str(args.grpc_addr), device_id=args.device_id, election_id=args.election_id, timeout=args.timeout,
-                   p4info=args.p4info if bind else None, require_primary=write, thrift_port=args.thrift_port)
+    return connect(str(args.grpc_addr), device_id=args.device_id, election_id=args.election_id,
+                   timeout=args.timeout or DEFAULT_TIMEOUT_S, p4info=args.p4info if bind else None,
+                   require_primary=write, thrift_port=args.thrift_port, fail_fast=args.timeout is None)
 
 
 def _emit(args: argparse.Namespace, text: str, data: Any) -> None:

@@ -123,8 +123,11 @@ class P4RuntimeClient:
     """
 
     def __init__(self, address: str, device_id: int = 0, election_id: ElectionId = ElectionId(),
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, fail_fast: bool = False) -> None:
         self.address = address
+        #: a refused connection or an unknown host fails at once instead of being retried until `timeout`
+        #: (which suits a switch that is still starting; the CLI fails fast unless --timeout is given).
+        self.fail_fast = fail_fast
         self.device_id = device_id
         self.election_id = election_id
         self.timeout = timeout
@@ -140,7 +143,8 @@ class P4RuntimeClient:
     # --- connection ------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the channel and wait (at most `timeout` seconds) for the server to answer."""
+        """Open the channel and wait (at most `timeout` seconds) for the server to answer; with `fail_fast`, a
+        refused connection or an unknown host name fails at once."""
         options = [("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
         self._channel = grpc.insecure_channel(self.address, options=options)
@@ -149,14 +153,14 @@ class P4RuntimeClient:
         # what grpc.channel_ready_future proves (and that a P4Runtime server answers), without the connectivity
         # polling thread that future leaves behind, which makes every channel.close() block for 0.2 s.
         try:
-            # First without waiting: a refused connection (nothing listens there) or an unknown host name fails at
-            # once, and waiting for it would only make the user wait; any other failure (a server still starting
-            # up) gets the whole timeout.
+            # fail_fast: first without waiting, so that a refused connection (nothing listens there) or an unknown
+            # host name fails at once; any other failure gets the whole timeout.
             give_up_at = time.monotonic() + self.timeout
             try:
-                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout)
+                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout,
+                                  wait_for_ready=not self.fail_fast)
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or not self.fail_fast:
                     raise
                 refusal = _refusal(error.details() or "")
                 if refusal:
@@ -164,7 +168,8 @@ class P4RuntimeClient:
                     self._channel = None
                     raise SwitchUnreachableError(
                         f"no P4Runtime server at {self.address}, {refusal}; start the switch (omnireduce-switch or "
-                        f"simple_switch_grpc) or fix --grpc-addr") from None
+                        f"simple_switch_grpc), fix --grpc-addr, or give --timeout S to wait for a switch that is "
+                        f"still starting") from None
                 stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), wait_for_ready=True,
                                   timeout=max(0.0, give_up_at - time.monotonic()))
         except grpc.RpcError as error:
