@@ -59,8 +59,8 @@ examples:
 progress: on a terminal a bar on stderr shows blocks done, packets/s and the time left; --progress-file FILE
   appends one JSON line per update for a supervising process (format: host/README.md, "Progress lines").
 
-errors: one line on stderr, `omnireduce-agent: error: <what>: <why>`; with --json also the JSON object on stdout
-  (its "error" key).
+errors: one line on stderr, `omnireduce-agent: error: <kind>: <what>, <why>, <what to do>`; with --json also in the
+  JSON object on stdout ("ok": false, "error", "status": the exit code).
 
 exit codes:
   {EXIT_OK}  done
@@ -346,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tracker is not None:
             tracker.close()
     outcome["status"] = status
+    outcome["ok"] = status == EXIT_OK  # as every omnireduce CLI's JSON says it
     if args.json:
         json.dump(outcome, sys.stdout)
         sys.stdout.write("\n")

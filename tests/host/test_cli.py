@@ -225,4 +225,5 @@ def test_json_usage_errors_and_a_missing_output_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["error"] == "argument --density: 2 is not a fraction in [0, 1]"
     code = main(base + ["--synthetic", "10", "--output", str(tmp_path / "no" / "y.npy")])
     assert code == EXIT_REFUSED
-    assert "its folder does not exist" in json.loads(capsys.readouterr().out)["error"]
+    report = json.loads(capsys.readouterr().out)
+    assert "its folder does not exist" in report["error"] and report["ok"] is False and report["status"] == code
