@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from omnireduce import argtypes
+from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, report_error, wants_json
 from omnireduce.controller import counters as counters_module
 from omnireduce.controller import jobs as jobs_module
 from omnireduce.controller import render, routes as routes_module
@@ -39,6 +40,10 @@ from omnireduce.p4src import artifacts, constants
 
 log = logging.getLogger("omnireduce.controller.cli")
 
+PROG = "omnireduce-ctl"
+#: --timeout when not given.
+DEFAULT_TIMEOUT_S = 10.0
+
 DESCRIPTION = """\
 Install and inspect omnireduce jobs on a P4Runtime switch running p4src/omnireduce.p4 (BMv2 simple_switch_grpc
 or the embedded softswitch). Everything is read back from the switch: no local state file.
@@ -59,10 +64,14 @@ exit codes:
   {EXIT_OK}  success
   {EXIT_INTERNAL}  internal error (a bug: please report it)
   {EXIT_BAD_INPUT}  bad usage or input: arguments, config file, unknown job/route/table, conflict with installed jobs
-  {EXIT_UNREACHABLE}  switch unreachable: no P4Runtime server answered before --timeout
+  {EXIT_UNREACHABLE}  switch unreachable: the connection was refused (at once), or no P4Runtime server answered
+     before --timeout
   {EXIT_SWITCH_REFUSED}  the switch refused a request (gRPC error; each refused update is listed)
   {EXIT_NOT_PRIMARY}  not the primary controller (another client holds a higher election id)
   {EXIT_PIPELINE_MISMATCH}  the switch runs no pipeline, or one whose P4Info differs from ours (run `push`)
+
+errors: one line on stderr, `omnireduce-ctl: error: <what>, <why>, <what to do>`; with --json also
+{{"ok": false, "error": ..., "exit_code": N, "kind": ...}} on stdout (usage errors too).
 
 limits of the compiled program: MAX_JOBS={constants.MAX_JOBS}, SLOT_COUNT={constants.SLOT_COUNT},
 MAX_WORKERS={constants.MAX_WORKERS}; a worker's UDP port defaults to {constants.OMNI_UDP_PORT}.
@@ -121,7 +130,7 @@ def election_id(text: str) -> ElectionId:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omnireduce-ctl", description=DESCRIPTION, epilog=EPILOG,
+    parser = JsonArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grpc-addr", type=grpc_address, default=DEFAULT_GRPC_ADDR, metavar="HOST:PORT",
                         help=f"the switch's P4Runtime server (default {DEFAULT_GRPC_ADDR})")
@@ -130,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--election-id", type=election_id, default=ElectionId(0, 1), metavar="HI,LO",
                         help="master arbitration election id; the highest connected id is primary and may write "
                              "(default 0,1)")
-    parser.add_argument("--timeout", type=argtypes.seconds, default=10.0, metavar="S",
-                        help="deadline in seconds for connecting and for each RPC (default 10)")
+    parser.add_argument("--timeout", type=argtypes.seconds, metavar="S",
+                        help=f"deadline in seconds for connecting and for each RPC (default {DEFAULT_TIMEOUT_S:g}); "
+                             "given explicitly, connecting also waits that long for a switch that is still starting "
+                             "(by default a refused connection fails at once)")
     parser.add_argument("--p4info", type=argtypes.existing_file, default=artifacts.P4INFO, metavar="FILE",
                         help="the P4Info the switch must be running; every command but `push` checks it (names "
                              "and ids) before touching the switch (default: the committed p4src/build one)")
@@ -242,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(args: argparse.Namespace, *, write: bool, bind: bool = True) -> Switch:
-    return connect(str(args.grpc_addr), device_id=args.device_id, election_id=args.election_id, timeout=args.timeout,
-                   p4info=args.p4info if bind else None, require_primary=write, thrift_port=args.thrift_port)
+    return connect(str(args.grpc_addr), device_id=args.device_id, election_id=args.election_id,
+                   timeout=args.timeout or DEFAULT_TIMEOUT_S, p4info=args.p4info if bind else None,
+                   require_primary=write, thrift_port=args.thrift_port, fail_fast=args.timeout is None)
 
 
 def _emit(args: argparse.Namespace, text: str, data: Any) -> None:
@@ -271,7 +283,8 @@ def cmd_info(args: argparse.Namespace) -> None:
         except ControllerError as error:
             arbitration_text, primary = str(error), False
         running = switch.running_p4info()
-        pipeline = "none"
+        pipeline = ("none: the switch serves no P4Info (it runs no pipeline, or was started with a program but "
+                    "without its P4Info); run `omnireduce-ctl push`")
         if running is not None:
             try:
                 switch.bind_pipeline_file(args.p4info)
@@ -358,17 +371,33 @@ def cmd_route_list(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
+    previous: tuple[float, list[status_module.JobStatus]] | None = None
     with _open(args, write=False) as switch:
         while True:
+            read_at = time.monotonic()
             statuses = status_module.read_status(switch, args.job)
+            # While watching: each job's counters per second since the last read (rounds/s = results/s).
+            rates, seconds = None, 0.0
+            if args.watch:
+                if previous is not None:
+                    seconds = read_at - previous[0]
+                    rates = status_module.counter_rates(previous[1], statuses, seconds)
+                else:
+                    rates = {}
+                previous = (read_at, statuses)
             if args.json_output:
+                documents = [render.status_json(item) for item in statuses]
+                if rates:
+                    for document, item in zip(documents, statuses):
+                        if item.job.job_id in rates:
+                            document["rates_per_s"] = rates[item.job.job_id]
+                            document["rates_over_s"] = round(seconds, 3)
                 # One JSON document per line while watching, so a script can read it as a stream.
-                print(json.dumps([render.status_json(item) for item in statuses],
-                                 indent=None if args.watch else 2), flush=True)
+                print(json.dumps(documents, indent=None if args.watch else 2), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\033[H\033[2J", end="")
-                print(render.status_text(statuses, args.all_slots), flush=True)
+                print(render.status_text(statuses, args.all_slots, rates, seconds), flush=True)
             if not args.watch:
                 return
             time.sleep(args.watch)  # the refresh period the user asked for, not a synchronisation
@@ -398,6 +427,9 @@ def cmd_entries(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    # After `push`, --json names the BMv2 JSON file, not the output format.
+    words = list(sys.argv[1:] if argv is None else argv)
+    json_usage_errors(parser, wants_json(words[:words.index("push")] if "push" in words else words))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help (0) and on usage errors (2); callers get the code
@@ -407,9 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except ControllerError as error:
-        print(f"omnireduce-ctl: error: {error}", file=sys.stderr)
-        for note in getattr(error, "__notes__", ()):
-            print(f"omnireduce-ctl: {note}", file=sys.stderr)
+        notes = list(getattr(error, "__notes__", ()))
+        report_error(PROG, str(error), error.exit_code, json_output=args.json_output, kind=type(error).__name__,
+                     **({"notes": notes} if notes else {}))
+        for note in notes:
+            print(f"{PROG}: {note}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return EXIT_OK if getattr(args, "watch", None) else 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -105,6 +106,15 @@ def _update_failures(error: grpc.RpcError, descriptions: Sequence[str] | None) -
     return tuple(failures)
 
 
+def _refusal(details: str) -> str:
+    """Why a connection attempt failed for good ('' when waiting might help), from gRPC's UNAVAILABLE details."""
+    if "Connection refused" in details:
+        return "the connection was refused (nothing listens on that port)"
+    if "resolving" in details or "Domain name not found" in details:
+        return "its host name does not resolve"
+    return ""
+
+
 class P4RuntimeClient:
     """A connection to one device of one P4Runtime server, with the stream channel that holds arbitration open.
 
@@ -113,8 +123,11 @@ class P4RuntimeClient:
     """
 
     def __init__(self, address: str, device_id: int = 0, election_id: ElectionId = ElectionId(),
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, fail_fast: bool = False) -> None:
         self.address = address
+        #: a refused connection or an unknown host fails at once instead of being retried until `timeout`
+        #: (which suits a switch that is still starting; the CLI fails fast unless --timeout is given).
+        self.fail_fast = fail_fast
         self.device_id = device_id
         self.election_id = election_id
         self.timeout = timeout
@@ -130,7 +143,8 @@ class P4RuntimeClient:
     # --- connection ------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the channel and wait (at most `timeout` seconds) for the server to answer."""
+        """Open the channel and wait (at most `timeout` seconds) for the server to answer; with `fail_fast`, a
+        refused connection or an unknown host name fails at once."""
         options = [("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
         self._channel = grpc.insecure_channel(self.address, options=options)
@@ -139,14 +153,33 @@ class P4RuntimeClient:
         # what grpc.channel_ready_future proves (and that a P4Runtime server answers), without the connectivity
         # polling thread that future leaves behind, which makes every channel.close() block for 0.2 s.
         try:
-            stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout, wait_for_ready=True)
+            # fail_fast: first without waiting, so that a refused connection (nothing listens there) or an unknown
+            # host name fails at once; any other failure gets the whole timeout.
+            give_up_at = time.monotonic() + self.timeout
+            try:
+                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.timeout,
+                                  wait_for_ready=not self.fail_fast)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or not self.fail_fast:
+                    raise
+                refusal = _refusal(error.details() or "")
+                if refusal:
+                    self._channel.close()
+                    self._channel = None
+                    raise SwitchUnreachableError(
+                        f"no P4Runtime server at {self.address}, {refusal}; start the switch (omnireduce-switch or "
+                        f"simple_switch_grpc), fix --grpc-addr, or give --timeout S to wait for a switch that is "
+                        f"still starting") from None
+                stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), wait_for_ready=True,
+                                  timeout=max(0.0, give_up_at - time.monotonic()))
         except grpc.RpcError as error:
             if error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
                 self._channel.close()
                 self._channel = None
                 raise SwitchUnreachableError(
-                    f"no P4Runtime server answered at {self.address} within {self.timeout:g} s "
-                    f"(is the switch running, and is --grpc-addr right?)") from None
+                    f"no P4Runtime server answered at {self.address} within {self.timeout:g} s, the connection "
+                    f"was not refused but nothing answered; check that the switch runs and --grpc-addr, or give "
+                    f"a slow switch a larger --timeout") from None
             # Anything else (UNIMPLEMENTED by an old server, say) is an answer: the server is there.
             log.debug("[%s] Capabilities answered %s", self.address, error.code())
         self._stub = stub

@@ -6,7 +6,7 @@ reverse. Addresses are rendered as text (MAC, dotted quad), blocks as numbers wi
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from omnireduce.controller.counters import CounterReport
 from omnireduce.controller.encoding import format_ipv4, format_mac
@@ -80,8 +80,16 @@ def job_json(job: InstalledJob) -> dict[str, Any]:
 # --- status --------------------------------------------------------------------------------------------------
 
 
-def status_text(statuses: Sequence[JobStatus], all_slots: bool = False) -> str:
-    """Per job: a header, its counters, and a table of its slots (idle ones folded unless `all_slots`)."""
+def rate_text(rates: Mapping[str, float], seconds: float) -> str:
+    """'12.5 rounds/s, 40.0 contributions/s (over the last 1.0 s)'."""
+    return (f"{rates.get('results', 0.0):,.1f} rounds/s, {rates.get('contributions', 0.0):,.1f} contributions/s, "
+            f"{rates.get('replays', 0.0):,.1f} replays/s (over the last {seconds:.1f} s)")
+
+
+def status_text(statuses: Sequence[JobStatus], all_slots: bool = False,
+                rates: Mapping[int, Mapping[str, float]] | None = None, rate_seconds: float = 0.0) -> str:
+    """Per job: a header, its counters (and rates between two reads, when watching), and a table of its slots (idle
+    ones folded unless `all_slots`)."""
     if not statuses:
         return "no jobs installed"
     blocks = []
@@ -93,6 +101,10 @@ def status_text(statuses: Sequence[JobStatus], all_slots: bool = False) -> str:
         counts = job_status.counters
         blocks.append("  packets: " + ", ".join(f"{kind} {counts[kind].packets if kind in counts else 0}"
                                                 for kind in ("contributions", "results", "replays", "forwards")))
+        if rates is not None:
+            job_rates = rates.get(job.job_id)
+            blocks.append("  rate: " + (rate_text(job_rates, rate_seconds) if job_rates is not None
+                                        else "(from the next read on)"))
         blocks.extend(f"  problem: {problem}" for problem in job.problems)
         shown = [slot for slot in job_status.slots if all_slots or not slot.idle]
         folded = len(job_status.slots) - len(shown)

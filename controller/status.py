@@ -7,6 +7,7 @@ tensor cell and round_next, END_OF_TENSOR to "end".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from omnireduce.controller import program
 from omnireduce.controller.counters import Count
@@ -72,6 +73,22 @@ class JobStatus:
     slots: tuple[SlotView, ...]
     # The job's counters: "contributions", "results", "replays", "forwards" -> Count.
     counters: dict[str, Count]
+
+
+def counter_rates(before: Sequence[JobStatus], after: Sequence[JobStatus], seconds: float) -> dict[int, dict[str, float]]:
+    """Per job id present in both reads: packets per second of each job counter between them ("results" is rounds
+    per second: one per completed round). Empty when `seconds` is not positive."""
+    if seconds <= 0:
+        return {}
+    earlier = {status.job.job_id: status.counters for status in before}
+    rates = {}
+    for status in after:
+        old = earlier.get(status.job.job_id)
+        if old is None:
+            continue
+        rates[status.job.job_id] = {kind: max(0, count.packets - (old[kind].packets if kind in old else 0)) / seconds
+                                    for kind, count in status.counters.items()}
+    return rates
 
 
 def _tensor(cell: int) -> int | None:

@@ -66,15 +66,16 @@ class Switch:
 
     @classmethod
     def connect(cls, address: str = DEFAULT_GRPC_ADDR, device_id: int = 0, election_id: ElectionId = ElectionId(),
-                timeout: float = 10.0, require_primary: bool = True) -> "Switch":
+                timeout: float = 10.0, require_primary: bool = True, fail_fast: bool = False) -> "Switch":
         """Connect (waiting at most `timeout` s), arbitrate, and return the session.
 
         With `require_primary` (for writers), the session takes part in master arbitration and losing it is a
         `NotPrimaryError` right here instead of a refused write later. Without it the session is read-only and
         does not arbitrate at all (P4Runtime reads need no stream channel), so `status --watch` can run beside
-        a writer that uses the same election id.
+        a writer that uses the same election id. `fail_fast`: a refused connection fails at once instead of being
+        retried until `timeout` (a switch still starting refuses connections too).
         """
-        client = P4RuntimeClient(address, device_id, election_id, timeout)
+        client = P4RuntimeClient(address, device_id, election_id, timeout, fail_fast=fail_fast)
         try:
             client.connect()
             if not require_primary:
@@ -290,16 +291,17 @@ def _hint_unimplemented(error: P4RuntimeError) -> P4RuntimeError:
 
 def connect(grpc_addr: str = DEFAULT_GRPC_ADDR, *, device_id: int = 0, election_id: ElectionId = ElectionId(),
             timeout: float = 10.0, p4info: Path | None = None, require_primary: bool = True,
-            thrift_port: int | None = None) -> Switch:
+            thrift_port: int | None = None, fail_fast: bool = False) -> Switch:
     """Open a session with the switch at `grpc_addr` (a clear `SwitchUnreachableError` after `timeout` s).
 
     With `p4info` (a P4Info file, e.g. `omnireduce.p4src.artifacts.P4INFO`) the session checks that the switch
     runs that pipeline and binds it, ready for job operations; without it, call `pipeline.push()` (or
     `bind_pipeline_file()`) next. `require_primary=False` opens a read-only session (no arbitration).
     `thrift_port` sends register access to BMv2's Thrift runtime on that port (simple_switch_grpc has no
-    P4Runtime register access).
+    P4Runtime register access). `fail_fast`: see `Switch.connect`.
     """
-    switch = Switch.connect(grpc_addr, device_id, election_id, timeout, require_primary=require_primary)
+    switch = Switch.connect(grpc_addr, device_id, election_id, timeout, require_primary=require_primary,
+                            fail_fast=fail_fast)
     if thrift_port is not None:
         switch.registers = ThriftRegisters(thrift_port, grpc_addr.rsplit(":", 1)[0], timeout=max(timeout, 60.0))
     if p4info is not None:

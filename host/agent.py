@@ -103,6 +103,8 @@ class AllReduce:
         self._progress = progress
         self._progress_interval = progress_interval
         self.last_stats: Stats | None = None
+        #: the all-reduce under way (the same object as last_stats once it ended), for progress reporters.
+        self.current_stats: Stats | None = None
         #: the biased exponent the job agreed on in the last scale round (bounds the float32 error, section 5).
         self.last_exponent: int | None = None
         self.total_stats = Stats()
@@ -163,6 +165,7 @@ class AllReduce:
         refusal = describe_non_finite(values)
 
         stats = Stats(blocks_total=count)
+        self.current_stats = stats  # read by progress reporters while the all-reduce runs
         started = time.monotonic()
         deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
         scale_tensor = self._tensor_id
@@ -176,11 +179,12 @@ class AllReduce:
         try:
             self._reduce(values, result, scale_tensor, stats, deadline_at, refusal)
         except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
-            log.warning("%s: all-reduce refused by every worker: %s", self.config.name, error)
+            log.info("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
         except AgentError as error:
             self._broken = f"{type(error).__name__}: {error}"
-            log.error("%s: all-reduce failed, the agent is out of step with the switch: %s", self.config.name, error)
+            # The caller gets the error itself; logging it too would print it twice.
+            log.debug("%s: all-reduce failed, the agent is out of step with the switch: %s", self.config.name, error)
             raise
         finally:
             stats.elapsed_s = time.monotonic() - started
@@ -385,7 +389,10 @@ class AllReduce:
         if join_at is None and now >= stall_at:
             raise Stalled(
                 f"{name}: no result for {config.timeouts.stall} s in tensor {tensor_id} "
-                f"({exchange.open_columns} of {exchange.plan.columns} columns open): a worker or the switch went away"
+                f"({exchange.open_columns} of {exchange.plan.columns} columns open): a worker or the switch went "
+                f"away, or the switch drops this worker's packets; check that every worker and the switch still run "
+                f"and the switch's drop counters (omnireduce-ctl counters), or allow more with --stall-timeout on a "
+                f"loaded machine"
             )
         limits = [join_at if join_at is not None else stall_at]
         if deadline_at is not None:

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -17,6 +16,7 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from omnireduce import argtypes
+from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, wants_json
 from omnireduce.p4src import constants as C
 
 from .agent import AllReduce
@@ -30,6 +30,8 @@ from .errors import (
     ProtocolError,
     SwitchUnreachable,
 )
+from .blocks import block_count
+from .progress import Counts, ProgressBar, ProgressFile, ProgressSink, ProgressTracker, plural
 from .quantize import error_bound
 from .stats import Stats
 from .synthetic import synthetic_sum, synthetic_tensor
@@ -54,10 +56,21 @@ examples:
       --transport frame --bind 127.0.0.1:9101 --frame-peer 127.0.0.1:9001 \\
       --worker-addr 10.0.0.1:{C.OMNI_UDP_PORT} --mac 02:00:00:00:00:01 --switch-mac 02:00:00:00:00:fe
 
-exit status: {EXIT_OK} done, {EXIT_WRONG_RESULT} --verify found a wrong result, {EXIT_USAGE} usage error,
-{EXIT_REFUSED} refused (bad input, here or on another worker; workers disagree on the tensor or worker count;
-  int32 sum could overflow),
-{EXIT_NETWORK} switch unreachable / a worker never showed up / stalled / deadline, {EXIT_PROTOCOL} protocol error.
+progress: on a terminal a bar on stderr shows blocks done, packets/s and the time left; --progress-file FILE
+  appends one JSON line per update for a supervising process (format: host/README.md, "Progress lines").
+
+errors: one line on stderr, `omnireduce-agent: error: <kind>: <what>, <why>, <what to do>`; with --json also in the
+  JSON object on stdout ("ok": false, "error", "status": the exit code).
+
+exit codes:
+  {EXIT_OK}  done
+  {EXIT_WRONG_RESULT}  --verify found a wrong result
+  {EXIT_USAGE}  usage error (bad arguments)
+  {EXIT_REFUSED}  refused, nothing sent or nothing aggregated: bad input here or on another worker (not a .npy file, a
+     dtype other than float32/int32, NaN/Inf values), the workers disagree on the tensor or worker count, or an int32
+     sum could overflow
+  {EXIT_NETWORK}  switch unreachable, a worker never showed up, stalled (no result for --stall-timeout), deadline
+  {EXIT_PROTOCOL}  the switch answered against the protocol (reset the job: omnireduce-ctl reset --job J)
 """
 
 
@@ -69,7 +82,7 @@ _rate = argtypes.number(minimum=0.0, allow_minimum=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JsonArgumentParser(
         prog="omnireduce-agent", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,25 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = parser.add_argument_group("tensor")
     source = data.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", type=Path, metavar="X.npy", help="all-reduce this array (float32 or int32)")
+    source.add_argument("--input", type=Path, metavar="X.npy",
+                        help="all-reduce this array, saved with numpy.save: float32 or int32, any shape (N-D arrays "
+                             "are all-reduced as their flat values and keep their shape); convert float64 first")
     source.add_argument("--synthetic", type=_count, metavar="N",
                         help="all-reduce N generated values (see --density, --seed, --dtype)")
     data.add_argument("--density", type=argtypes.fraction, default=0.1,
                       help="synthetic: fraction of non-zero blocks (default 0.1)")
     data.add_argument("--seed", type=int, default=0, help="synthetic: seed, the same on every worker (default 0)")
-    data.add_argument("--dtype", choices=("float32", "int32"), default="float32", help="synthetic: value type")
+    data.add_argument("--dtype", choices=("float32", "int32"), default="float32",
+                      help="synthetic: value type (default float32)")
     data.add_argument("--output", type=Path, metavar="Y.npy", help="write the all-reduced tensor here")
     data.add_argument("--verify", action="store_true",
                       help="synthetic: regenerate every worker's tensor and check the result (exit 1 if wrong)")
     data.add_argument("--repeat", type=_count, default=1,
-                      help="all-reduce the tensor this many times in a row (every worker alike)")
+                      help="all-reduce the tensor this many times in a row (every worker alike; default 1)")
 
     mode = parser.add_argument_group("sending")
     mode.add_argument("--dense", action="store_true", help="send every block (SwitchML-style baseline)")
     mode.add_argument("--threshold", type=argtypes.number(minimum=0.0), metavar="T",
                       help="skip blocks whose largest magnitude is <= T (drops those small values from the sum)")
     mode.add_argument("--lookahead", type=_count, metavar="K",
-                      help="send every K-th row of each column even when zero (bounds the next-block hint)")
+                      help="send every K-th row of each column even when zero (bounds the next-block hint; "
+                           "default: only non-zero blocks)")
     mode.add_argument("--max-burst", type=_count, help="first round: at most this many CONTRIBs outstanding")
     mode.add_argument("--pps", type=_rate, help="first round: at most this many CONTRIBs per second")
     mode.add_argument("--first-tensor-id", type=int, default=0,
@@ -127,12 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"every worker must show up within this (default {defaults.join})")
     limits.add_argument("--stall-timeout", type=argtypes.seconds, default=defaults.stall,
                         help=f"give up after this long without any result (default {defaults.stall})")
-    limits.add_argument("--deadline", type=argtypes.seconds, help="limit for each whole all-reduce")
+    limits.add_argument("--deadline", type=argtypes.seconds,
+                        help="limit for each whole all-reduce (default: none; the join and stall limits still apply)")
 
     net = parser.add_argument_group("transport")
     net.add_argument("--transport", choices=("udp", "frame"), default="udp",
                      help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames in UDP datagrams to a "
-                          "softswitch port")
+                          "softswitch port (default udp)")
     net.add_argument("--bind", type=_endpoint, metavar="IP[:PORT]",
                      help=f"local socket (udp default 0.0.0.0:{C.OMNI_UDP_PORT}; frame: required, e.g. 127.0.0.1:9101)")
     net.add_argument("--frame-peer", type=argtypes.host_port(ipv4=True), metavar="IP:PORT",
@@ -144,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object (stats, verification) on stdout")
+    out.add_argument("--progress-file", type=Path, metavar="FILE",
+                     help="append JSON progress lines to FILE while running (format: host/README.md)")
+    out.add_argument("--progress-interval", type=argtypes.seconds, default=0.5, metavar="S",
+                     help="seconds between progress updates (default 0.5)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     return parser
 
@@ -176,37 +198,36 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise  # unreachable: parser.error exits
 
 
-class ProgressBar:
-    """A one-line progress bar on a terminal, drawn only once a run has lasted a moment."""
+#: The first bytes of every .npy file (numpy.lib.format).
+NPY_MAGIC = b"\x93NUMPY"
 
-    WIDTH = 40
 
-    def __init__(self, stream: TextIO, after_s: float = 0.5) -> None:
-        self._stream = stream
-        self._show_at = time.monotonic() + after_s
-        self._drawn = False
-
-    def __call__(self, fraction: float) -> None:
-        if time.monotonic() < self._show_at and not self._drawn:
-            return
-        filled = int(fraction * self.WIDTH)
-        self._stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:6.1%}")
-        self._stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._drawn = False
+def load_input(path: Path) -> np.ndarray:
+    """The array saved in `path` with numpy.save; InputError saying what is wrong and what to do otherwise."""
+    try:
+        with path.open("rb") as stream:
+            magic = stream.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}; check the --input path") from None
+    if magic != NPY_MAGIC:
+        what = "a .npz archive" if magic.startswith(b"PK") else "not a .npy file (no NumPy header)"
+        raise InputError(f"{path} is {what}: save one array with numpy.save(path, array)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise InputError(f"{path} holds Python objects, not numbers: save a float32 or int32 array") from None
+        raise InputError(f"{path} is a damaged .npy file: {error}") from None
+    if array.dtype not in (np.float32, np.int32):
+        hint = "float32" if array.dtype.kind in "fc" else "int32"
+        raise InputError(f"{path} holds {array.dtype} values: the switch adds float32 or int32; convert it first, "
+                         f"e.g. numpy.save(path, numpy.load(path).astype(numpy.{hint}))")
+    return array
 
 
 def _load_tensor(args: argparse.Namespace) -> np.ndarray:
     if args.input is not None:
-        try:
-            return np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot read {args.input}: {error}") from error
+        return load_input(args.input)
     return synthetic_tensor(args.synthetic, args.density, args.seed, args.worker_id, args.dtype)
 
 
@@ -220,20 +241,34 @@ def _verify(args: argparse.Namespace, result: np.ndarray, agent: AllReduce) -> d
     allowed = error_bound(agent.last_exponent, args.workers) + np.abs(exact) * 2.0**-24
     error = np.abs(result.astype(np.float64) - exact)
     if args.threshold is not None:
-        return {"ok": True, "max_error": float(error.max(initial=0.0)), "note": "threshold drops values: unchecked"}
+        return {"ok": True, "max_error": float(f"{error.max(initial=0.0):.3g}"),
+                "note": "threshold drops values: unchecked"}
     wrong = int(np.count_nonzero(error > allowed))
-    return {"ok": wrong == 0, "wrong_values": wrong, "max_error": float(error.max(initial=0.0)),
-            "bound": float(allowed.max(initial=0.0))}
+    # Three significant digits, as the testbed report prints them: more would be noise of the float32 rounding.
+    return {"ok": wrong == 0, "wrong_values": wrong, "max_error": float(f"{error.max(initial=0.0):.3g}"),
+            "bound": float(f"{allowed.max(initial=0.0):.3g}")}
+
+
+def _verify_text(verification: dict[str, object]) -> str:
+    if "bound" in verification:
+        detail = f"max error {verification['max_error']:.3g} (bound {verification['bound']:.3g})"
+    elif "max_error" in verification:
+        detail = f"max error {verification['max_error']:.3g}, {verification.get('note', '')}"
+    else:
+        detail = "exact"
+    wrong = int(verification.get("wrong_values", 0))
+    verdict = "ok" if verification["ok"] else f"WRONG: {wrong} {plural(wrong, 'value')} out of bounds"
+    return f"{verdict}, {detail}"
 
 
 def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
     sent_share = stats.blocks_sent / stats.blocks_total if stats.blocks_total else 0.0
-    rate = stats.bytes_sent / stats.elapsed_s / 1e6 if stats.elapsed_s else 0.0
+    rate = stats.bytes_sent / stats.elapsed_s / 2**20 if stats.elapsed_s else 0.0
     stream.write(
         f"all-reduces        {repeat}\n"
         f"blocks sent        {stats.blocks_sent} of {stats.blocks_total} ({sent_share:.1%})\n"
         f"packets sent/recv  {stats.packets_sent} / {stats.packets_received}\n"
-        f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MB/s sent)\n"
+        f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MiB/s sent)\n"
         f"retransmissions    {stats.retransmissions}\n"
         f"requests / repairs {stats.requests_sent} / {stats.repairs_sent} sent, {stats.repairs_received} received\n"
         f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
@@ -241,24 +276,59 @@ def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
     )
 
 
+def _counts(agent: AllReduce) -> Counts:
+    """Packet counts of every finished all-reduce plus the one under way."""
+    total = agent.total_stats
+    sent, received, retransmitted = total.packets_sent, total.packets_received, total.retransmissions
+    current = agent.current_stats
+    if current is not None and current is not agent.last_stats:  # under way: not in total_stats yet
+        sent, received, retransmitted = (sent + current.packets_sent, received + current.packets_received,
+                                         retransmitted + current.retransmissions)
+    return Counts(sent, received, retransmitted)
+
+
+def _sinks(args: argparse.Namespace) -> list[ProgressSink]:
+    sinks: list[ProgressSink] = []
+    if args.progress_file is not None:
+        try:
+            sinks.append(ProgressFile(args.progress_file))
+        except OSError as error:
+            raise InputError(f"cannot write the progress file {args.progress_file}: {error.strerror or error}, "
+                             f"give a writable --progress-file") from None
+    if sys.stderr.isatty():
+        sinks.append(ProgressBar(sys.stderr, f"job {args.job} worker {args.worker_id}"))
+    return sinks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    json_usage_errors(parser, wants_json(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.verify and args.synthetic is None:
         parser.error("--verify needs --synthetic (only then can a worker rebuild the others' tensors)")
     config = config_from_args(args, parser)
-    progress = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
     outcome: dict[str, object] = {"job": config.job_id, "worker_id": config.worker_id}
     status = EXIT_OK
+    tracker: ProgressTracker | None = None
     try:
+        # Early checks, before any packet: the input file, its dtype, the output's folder, the progress file.
         tensor = _load_tensor(args)
-        with AllReduce(config, progress=progress) as agent:
+        if args.output is not None and not args.output.resolve().parent.is_dir():
+            raise InputError(f"cannot write {args.output}, its folder does not exist; create it or fix --output")
+        tracker = ProgressTracker(job=config.job_id, worker_id=config.worker_id, blocks=block_count(tensor.size),
+                                  runs=args.repeat, sinks=_sinks(args))
+        tracker.start()
+        interval = args.progress_interval
+        with AllReduce(config, progress=tracker, progress_interval=interval) as agent:
+            tracker.counts = lambda: _counts(agent)
             result = tensor
             for _ in range(args.repeat):
+                tracker.next_run()
                 result = agent.allreduce(tensor)
             stats = agent.total_stats
+        tracker.finish()
         if args.output is not None:
             np.save(args.output, result)
         outcome["stats"] = stats.as_dict()
@@ -268,16 +338,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not verification["ok"]:
                 status = EXIT_WRONG_RESULT
     except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
-        status, outcome["error"] = EXIT_REFUSED, f"{type(error).__name__}: {error}"
+        status, outcome["error"] = EXIT_REFUSED, _error_text(error)
     except (SwitchUnreachable, AgentTimeout) as error:
-        status, outcome["error"] = EXIT_NETWORK, f"{type(error).__name__}: {error}"
+        status, outcome["error"] = EXIT_NETWORK, _error_text(error)
     except ProtocolError as error:
-        status, outcome["error"] = EXIT_PROTOCOL, f"{type(error).__name__}: {error}"
+        status, outcome["error"] = EXIT_PROTOCOL, _error_text(error)
     except OSError as error:  # e.g. the bind address is in use or not local
-        status, outcome["error"] = EXIT_NETWORK, f"{type(error).__name__}: {error}"
-    if progress is not None:
-        progress.finish()
+        status, outcome["error"] = EXIT_NETWORK, (f"{type(error).__name__}: {error.strerror or error}, check --bind "
+                                                  f"(a local address, a free port)")
+    finally:
+        if tracker is not None:
+            tracker.close()
     outcome["status"] = status
+    outcome["ok"] = status == EXIT_OK  # as every omnireduce CLI's JSON says it
     if args.json:
         json.dump(outcome, sys.stdout)
         sys.stdout.write("\n")
@@ -285,10 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "stats" in outcome:
             _report(stats, args.repeat, sys.stdout)
         if "verify" in outcome:
-            sys.stdout.write(f"verify             {outcome['verify']}\n")
-        if "error" in outcome:
-            sys.stderr.write(f"omnireduce-agent: {outcome['error']}\n")
+            sys.stdout.write(f"verify             {_verify_text(outcome['verify'])}\n")
+    if "error" in outcome:
+        sys.stderr.write(f"omnireduce-agent: error: {outcome['error']}\n")
     return status
+
+
+def _error_text(error: Exception) -> str:
+    """'WorkerMissing: <message>': the kind of failure (host/errors.py) and the agent's own words."""
+    return f"{type(error).__name__}: {error}"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
 def check_dtype(values: np.ndarray) -> None:
     """Refuse a dtype the protocol cannot carry (a mistake in the call, raised before anything is sent)."""
     if values.dtype not in SUPPORTED_DTYPES:
-        raise InputError(f"dtype {values.dtype} is not supported: all-reduce float32 or int32 tensors")
+        hint = "float32" if values.dtype.kind in "fc" else "int32"
+        raise InputError(f"dtype {values.dtype} is not supported: the switch adds float32 or int32 values; convert "
+                         f"the tensor first, e.g. values.astype(numpy.{hint})")
 
 
 def describe_non_finite(values: np.ndarray) -> str | None:

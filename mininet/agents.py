@@ -32,6 +32,8 @@ class FramePorts:
 class AgentFiles:
     input: Path
     output: Path
+    #: where the agent appends its progress lines (host/progress.py), None: none
+    progress: Path | None = None
 
 
 def agent_time_limit(remaining_s: float | None) -> float | None:
@@ -55,6 +57,8 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
             "--switch", str(plan.aggregator_ip), "--job", str(worker.job_id), "--worker-id", str(worker.worker_id),
             "--workers", str(workers), "--slots", str(slots),
             "--input", str(files.input), "--output", str(files.output), "--json"]
+    if files.progress is not None:
+        argv += ["--progress-file", str(files.progress)]
     if timeout_s is not None:
         # Joining (the scale round) gives up first, so a worker that never shows up is named as such.
         argv += ["--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]

@@ -14,7 +14,7 @@ RUN_TAG_VARIABLE = "OMNIREDUCE_TESTBED_RUN"
 
 @dataclass(frozen=True, slots=True)
 class RunLayout:
-    """`root/inputs/<worker>.npy`, `root/outputs/<worker>.npy`, `root/logs/<process>.stdout|.stderr`."""
+    """`root/inputs/<worker>.npy`, `root/outputs/<worker>.npy`, `root/logs/<process>.stdout|.stderr|.progress`."""
 
     root: Path
 
@@ -51,6 +51,10 @@ class RunLayout:
 
     def stderr_path(self, process_name: str) -> Path:
         return self.logs / f"{process_name}.stderr"
+
+    def progress_path(self, process_name: str) -> Path:
+        """The agent's progress lines (host/progress.py), read while it runs."""
+        return self.logs / f"{process_name}.progress"
 
 
 def worker_title(worker: WorkerPlace) -> str:

@@ -9,14 +9,16 @@ import math
 import os
 import signal
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .agents import AgentFiles, FramePorts, agent_argv, agent_failure_reason, agent_time_limit
+from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
 from .ports import LOOPBACK, NotReady, free_ports, free_tcp_port, wait_for_grpc
 from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, last_line, wait_for_any_exit
+from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import read_counters, set_up_switch
 from .switches import grpc_server_addr, softswitch_loopback_argv
 
@@ -82,10 +84,15 @@ def first_cause(agents: Sequence[tuple[WorkerPlace, ManagedProcess]], grace_unti
 
 
 def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float,
-                 timeout_s: float | None, kill_switch_at: float | None = None) -> None:
+                 timeout_s: float | None, kill_switch_at: float | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
     """Wait until every agent has exited 0; raise RunFailed at the first agent failure, switch death or deadline
-    (inf: none; the agents' own stall limits end a run that stops progressing)."""
+    (inf: none; the agents' own stall limits end a run that stops progressing). `on_tick` is called every
+    PROGRESS_TICK_S while waiting (progress reports)."""
+    tick_s = PROGRESS_TICK_S if on_tick is not None else WATCH_TICK_S
     while True:
+        if on_tick is not None:
+            on_tick()
         if switch.returncode is not None:
             raise RunFailed(switch_failure(switch))
         if any(process.returncode not in (None, 0) for _worker, process in agents):
@@ -98,7 +105,7 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
             names = ", ".join(worker_title(worker) for worker, process in agents if process.returncode is None)
             raise RunFailed(f"{names} still running after the {timeout_s:g} s timeout")
         wake_at = deadline if kill_switch_at is None else min(deadline, kill_switch_at)
-        wait_for_any_exit([switch, *running], min(WATCH_TICK_S, max(0.0, wake_at - now)))
+        wait_for_any_exit([switch, *running], min(tick_s, max(0.0, wake_at - now)))
         if kill_switch_at is not None and time.monotonic() >= kill_switch_at:
             log.warning("fault injection: killing the switch (pid %d)", switch.pid)
             os.killpg(switch.pid, signal.SIGKILL)
@@ -106,7 +113,8 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
             kill_switch_at = None
 
 
-def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> RunOutcome:
+def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
+                 progress: ProgressCallback | None = None) -> RunOutcome:
     started = time.monotonic()
     deadline = started + config.timeout if config.timeout is not None else math.inf
     workers = plan.workers
@@ -122,11 +130,14 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) ->
     counters = None
     with Supervisor(layout.logs, tag=layout.tag) as supervisor:
         try:
+            blocks_total = block_count(config.size) * len(workers)
+            report_step(progress, "starting the switch", blocks_total, len(workers))
             switch = supervisor.start(ProcessSpec("switch", switch_argv))
             try:
                 wait_for_grpc(grpc_addr, switch, min(SWITCH_START_S, remaining(deadline)))
             except NotReady as error:
                 raise RunFailed(switch_failure(switch) if not switch.alive() else str(error)) from None
+            report_step(progress, "installing the jobs", blocks_total, len(workers))
             try:
                 set_up_switch(grpc_addr, plan, timeout=max(1.0, min(STEP_LIMIT_S, remaining(deadline))))
             except Exception as error:  # noqa: BLE001 -- any controller failure ends the run with its message
@@ -136,20 +147,30 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) ->
             setup_s = time.monotonic() - started
             agents = []
             for worker in workers:
-                argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
+                files = AgentFiles(layout.input_path(worker), layout.output_path(worker),
+                                   layout.progress_path(worker.name))
+                argv = agent_argv(worker, plan, files,
                                   workers=config.workers, slots=config.slots, dense=config.dense,
                                   timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker])
                 agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
                 if is_hung_worker(config, worker):
                     os.killpg(agents[-1][1].pid, signal.SIGSTOP)
             agents_started = time.monotonic()
+            on_tick = None
+            if progress is not None:
+                tail = ProgressTail({worker.name: layout.progress_path(worker.name) for worker in workers},
+                                    block_count(config.size))
+
+                def on_tick() -> None:
+                    progress(tail.poll(time.monotonic() - agents_started))
             kill_at = None
             if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:
                 kill_at = agents_started + config.fault.after_s
             try:
-                watch_agents(switch, agents, deadline, config.timeout, kill_at)
+                watch_agents(switch, agents, deadline, config.timeout, kill_at, on_tick)
             finally:
                 elapsed_s = time.monotonic() - agents_started
+            report_step(progress, "reading the switch's counters", blocks_total, len(workers))
             try:
                 counters = read_counters(grpc_addr, timeout=max(1.0, min(15.0, remaining(deadline) + 5.0)))
             except Exception as error:  # noqa: BLE001

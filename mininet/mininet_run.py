@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from .agents import AgentFiles, agent_argv, agent_failure_reason, agent_time_limit
+from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, SwitchKind, TestbedConfig
 from .plan import NetworkPlan
 from .ports import free_tcp_port
 from .processes import ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
+from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import plan_to_json
 from .switches import bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, softswitch_prefix
 
@@ -81,7 +85,8 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         setup_argv += ["--thrift-port", str(thrift_port)]
     agents = []
     for worker in plan.workers:
-        argv = agent_argv(worker, plan, AgentFiles(layout.input_path(worker), layout.output_path(worker)),
+        files = AgentFiles(layout.input_path(worker), layout.output_path(worker), layout.progress_path(worker.name))
+        argv = agent_argv(worker, plan, files,
                           workers=config.workers, slots=config.slots, dense=config.dense,
                           timeout_s=agent_time_limit(config.timeout), frame=None)
         agents.append({"name": worker.name, "title": worker_title(worker), "host": worker.label, "argv": list(argv)})
@@ -131,7 +136,8 @@ def kill_leftovers(pid_file: Path) -> list[str]:
     return killed
 
 
-def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> RunOutcome:
+def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
+                progress: ProgressCallback | None = None) -> RunOutcome:
     problem = mininet_unavailable()
     if problem:
         return RunOutcome(problem, 0.0, 0.0, None)
@@ -147,8 +153,23 @@ def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout) -> 
     limit = config.timeout + SETUP_ALLOWANCE_S if config.timeout is not None else None
     failure = None
     with Supervisor(layout.logs, grace_s=TEARDOWN_ALLOWANCE_S, tag=layout.tag) as supervisor:
+        report_step(progress, "building the Mininet star, then all-reduce", block_count(config.size) * len(plan.workers),
+                    len(plan.workers))
         driver = supervisor.start(ProcessSpec("driver", driver_command(spec_path)))
-        code = driver.wait(limit)
+        started = time.monotonic()
+        if progress is None:
+            code = driver.wait(limit)
+        else:
+            # The agents run in the Mininet hosts, which share this file system: their progress files are here.
+            # (Elapsed time counts from the driver's start: it includes building the star.)
+            tail = ProgressTail({worker.name: layout.progress_path(worker.name) for worker in plan.workers},
+                                block_count(config.size))
+            end_at = started + limit if limit is not None else math.inf
+            code = None
+            while code is None and time.monotonic() < end_at:
+                progress(tail.poll(time.monotonic() - started))
+                code = driver.wait(min(PROGRESS_TICK_S, max(0.0, end_at - time.monotonic())))
+            progress(tail.poll(time.monotonic() - started))
         if code is None:
             failure = f"Mininet driver still running after {limit:g} s; stopped"
             driver.stop(TEARDOWN_ALLOWANCE_S)

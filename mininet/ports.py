@@ -6,8 +6,6 @@ import socket
 import time
 from contextlib import ExitStack
 
-import grpc
-
 from .processes import ManagedProcess
 
 LOOPBACK = "127.0.0.1"
@@ -43,6 +41,8 @@ def wait_for_grpc(address: str, process: ManagedProcess, timeout: float, what: s
     channel_ready_future blocks on the connection itself; the short slices let a dead process end the wait at once
     instead of at the deadline.
     """
+    import grpc  # here: gRPC takes a while to import, and only this function of the module needs it
+
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         ready = grpc.channel_ready_future(channel)

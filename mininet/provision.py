@@ -11,16 +11,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import asdict
-from typing import Any
-
-from omnireduce.controller import counters as counter_reading
-from omnireduce.controller import jobs as job_operations
-from omnireduce.controller.model import Job, Worker
-from omnireduce.controller.encoding import parse_ipv4, parse_mac
-from omnireduce.controller.pipeline import PipelineFiles, push
-from omnireduce.controller.switch import Switch, connect
+from typing import TYPE_CHECKING, Any
 
 from .plan import JobPlace, NetworkPlan, WorkerPlace
+
+if TYPE_CHECKING:
+    from omnireduce.controller.counters import CounterReport
+    from omnireduce.controller.model import Job
+
+# NOTE: the controller library (gRPC and the P4Runtime protobufs, seconds to import on a busy machine) is imported
+# where it is used, so that `omnireduce-testbed` starts showing what it does at once.
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ CONNECT_TIMEOUT_S = 15.0
 
 def controller_jobs(plan: NetworkPlan) -> list[Job]:
     """The plan's jobs as the controller library's `Job`s."""
+    from omnireduce.controller.encoding import parse_ipv4, parse_mac
+    from omnireduce.controller.model import Job, Worker
+
     return [Job(job.job_id, job.slot_base, job.slot_count, job.mcast_group,
                 tuple(Worker(worker.port, parse_mac(worker.mac), parse_ipv4(str(worker.ip)), worker.udp_port)
                       for worker in job.workers))
@@ -42,6 +45,10 @@ def set_up_switch(grpc_addr: str, plan: NetworkPlan, timeout: float = CONNECT_TI
     thrift_port: BMv2 only; installing a job clears its slots' registers, which simple_switch_grpc serves over
     its Thrift runtime rather than P4Runtime.
     """
+    from omnireduce.controller import jobs as job_operations
+    from omnireduce.controller.pipeline import PipelineFiles, push
+    from omnireduce.controller.switch import connect
+
     with connect(grpc_addr, timeout=timeout, thrift_port=thrift_port) as switch:
         push(switch, PipelineFiles())
         job_operations.add_jobs(switch, controller_jobs(plan))
@@ -50,12 +57,16 @@ def set_up_switch(grpc_addr: str, plan: NetworkPlan, timeout: float = CONNECT_TI
 
 def read_counters(grpc_addr: str, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
     """The switch's counters as plain JSON-able data (see `counters_to_json`)."""
+    from omnireduce.controller import counters as counter_reading
+    from omnireduce.controller.pipeline import PipelineFiles
+    from omnireduce.controller.switch import Switch
+
     with Switch.connect(grpc_addr, timeout=timeout, require_primary=False) as switch:
         switch.bind_pipeline_file(PipelineFiles().p4info)
         return counters_to_json(counter_reading.read_counters(switch))
 
 
-def counters_to_json(report: counter_reading.CounterReport) -> dict[str, Any]:
+def counters_to_json(report: CounterReport) -> dict[str, Any]:
     """{port_rx|port_tx: {port: {packets, bytes}}, jobs: {job: {kind: {packets, bytes}}}, drops: [...]}, with
     string keys (JSON objects have no integer keys)."""
     return {

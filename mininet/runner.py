@@ -22,11 +22,13 @@ from .agents import read_agent_report
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
 from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
-from .mininet_run import run_mininet
-from .model import FaultKind, JobOutcome, NetKind, TestbedConfig, TestbedReport, WorkerOutcome
+from .mininet_run import mininet_unavailable, run_mininet
+from .model import FaultKind, JobOutcome, NetKind, SwitchKind, TestbedConfig, TestbedReport, WorkerOutcome
 from .plan import JobPlace, NetworkPlan, plan_network
 from .processes import argv_of, tagged_processes
+from .progress import ProgressCallback, report_step
 from .summary import drop_packets, job_counter_packets, job_traffic
+from .switches import bmv2_binary
 from .traffic import dense_exchange, ideal_exchange, omnireduce_exchange
 from .verify import check_result, results_agree
 
@@ -121,17 +123,50 @@ def stop_leftovers(layout: RunLayout) -> str:
     return ", ".join(str(pid) for pid in survivors)
 
 
-def run_testbed(config: TestbedConfig) -> TestbedReport:
+def unavailable_here(config: TestbedConfig) -> str | None:
+    """Why this machine cannot run `config` (checked before any work), or None."""
+    if config.net is NetKind.MININET:
+        problem = mininet_unavailable()
+        if problem:
+            return (f"--net mininet cannot run here, {problem}; run it as root where Mininet is installed "
+                    f"(apt-get install mininet bridge-utils), or use --net loopback (no root needed)")
+        if config.switch is SwitchKind.BMV2 and bmv2_binary() is None:
+            return ("--switch bmv2 cannot run here, simple_switch_grpc is not on PATH; install BMv2 (README.md, "
+                    "'Mininet and BMv2') or use --switch softswitch")
+    return None
+
+
+def what_to_try(failure: str, config: TestbedConfig) -> str:
+    """A hint to append to a failure of a known kind ('' when there is none)."""
+    logs = ("rerun with --keep-logs DIR to keep each agent's log and the switch's counters (drops by reason)"
+            if config.keep_logs is None else f"each agent's log and the switch's counters are in {config.keep_logs}")
+    if "Stalled:" in failure:
+        return (f"; the run stopped progressing (no result for the agents' stall limit); {logs}; on a loaded "
+                f"machine try fewer --workers or a smaller --size")
+    if "WorkerMissing:" in failure:
+        return f"; a worker never joined (it did not start, or the switch drops its packets); {logs}"
+    if "still running after" in failure:
+        return f"; give a larger --timeout, or none (the agents' stall limit ends a stopped run); {logs}"
+    return ""
+
+
+def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None) -> TestbedReport:
     """Run `config` end to end. Raises ConfigError for a configuration that cannot run; every failure of the run
-    itself is in the report (`ok` False, `failure` saying which part failed)."""
+    itself is in the report (`ok` False, `failure` saying which part failed). `progress` is called a few times a
+    second while the agents run (omnireduce.testbed.progress.RunProgress)."""
     problems = config.problems()
     if problems:
         raise ConfigError("invalid testbed configuration:\n  " + "\n  ".join(problems))
+    missing = unavailable_here(config)
+    if missing:
+        raise ConfigError(missing)
     try:
         plan: NetworkPlan = plan_network(config)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     began = time.monotonic()
+    agents = config.workers * config.jobs
+    report_step(progress, "writing the inputs", block_count(config.size) * agents, agents)
     with run_directory(config.keep_logs) as root:
         layout = RunLayout(root).create()
         inputs = {}
@@ -141,10 +176,11 @@ def run_testbed(config: TestbedConfig) -> TestbedReport:
                 np.save(layout.input_path(worker), tensor, allow_pickle=False)
         log.info("inputs written to %s (%.2f s)", layout.inputs, time.monotonic() - began)
         if config.net is NetKind.LOOPBACK:
-            outcome = run_loopback(config, plan, layout)
+            outcome = run_loopback(config, plan, layout, progress)
         else:
-            outcome = run_mininet(config, plan, layout)
+            outcome = run_mininet(config, plan, layout, progress)
         leftovers = stop_leftovers(layout)
+        report_step(progress, "verifying the results", block_count(config.size) * agents, agents)
         jobs = tuple(verify_job(config, job, inputs[job.job_id], layout, outcome) for job in plan.jobs)
     failure = outcome.failure
     if leftovers and failure is None:
@@ -157,6 +193,8 @@ def run_testbed(config: TestbedConfig) -> TestbedReport:
                     break
             if failure:
                 break
+    if failure is not None:
+        failure += what_to_try(failure, config)
     ok = failure is None and all(job.ok for job in jobs)
     return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
                          jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},

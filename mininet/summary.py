@@ -8,13 +8,45 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
 
-from .model import JobOutcome, TestbedReport, Traffic
+from .model import JobOutcome, NetKind, TestbedReport, Traffic
 from .traffic import CONTROL_PACKET_BYTES, DATA_PACKET_BYTES
 
 # Input bytes per block (LANES 4-byte values).
 BLOCK_BYTES = 4 * constants.LANES
+
+#: Where the counters are defined.
+DROPS_DOC = "docs/protocol.md section 6"
+
+#: What each drop reason means in a testbed run, in one line (the causes are docs/protocol.md section 6's table;
+#: a test checks that every reason of the compiled program has its line).
+DROP_EXPLANATIONS = {
+    "PARSER_ERROR": "frames too short for their headers",
+    "BAD_CHECKSUM": "IPv4 header checksums were wrong",
+    "BAD_LENGTH": "UDP/IPv4 lengths disagreed with the lane count",
+    "BAD_LANE_COUNT": "packets carried a lane count their type does not allow",
+    "BAD_MSG_TYPE": "unknown message types, or a RESULT sent to the switch",
+    "UNKNOWN_WORKER": "packets from an address that is no registered worker, or of a job not installed",
+    "JOB_MISMATCH": "a worker sent packets of another job than the one it is registered for",
+    "SLOT_OUT_OF_RANGE": "packets named a slot beyond the job's slot count (--slots differs from the job's)",
+    "DUPLICATE": "retransmitted contributions to rounds that already had them (a timer fired before the result "
+                 "arrived: loss, or a busy CPU); harmless",
+    "STALE": "packets of an older tensor, or contributions older than the sender's announcement (late "
+             "retransmissions); harmless",
+    "SET_BUSY": "contributions to a shadow set still holding an unfinished or later round (a worker out of step)",
+    "NOT_ANNOUNCED": "contributions of blocks their sender had not announced (late retransmissions after the "
+                     "round moved on); harmless",
+    "ROUND_NOT_READY": "REQUESTs for rounds not complete yet (a worker asked before the last contribution "
+                       "arrived); harmless",
+    "NO_ROUTE": "other IPv4 traffic with no route",
+    "NOT_IPV4": "traffic that is not IPv4 (or IPv4 with options)",
+    "TTL_EXPIRED": "routed packets whose TTL ran out",
+    "NO_RESULT_DESTINATION": "result copies for a worker with no result_destinations entry (a half-installed job)",
+    "BAD_PEER": "REQUESTs or REPAIRs naming the sender itself or no worker of the job as peer",
+}
+
 
 
 def job_traffic(counters: Mapping[str, Any], ports: Iterable[int]) -> Traffic:
@@ -54,7 +86,7 @@ def _ratio(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
 
 
-def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
+def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> list[str]:
     lines = [f"job {job.job_id}: slots {job.slot_base}..{job.slot_base + job.slot_count - 1}, "
              f"{len(job.workers)} workers, {job.blocks} blocks ({job.nonzero_blocks} non-zero in some worker, "
              f"{_ratio(job.nonzero_blocks, job.blocks)})"]
@@ -63,7 +95,8 @@ def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
             lines.append(f"  worker {worker.worker_id}: FAILED: {worker.message}")
             continue
         error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else "exact"
-        lines.append(f"  worker {worker.worker_id}: ok, {error}, {worker.retransmissions} retransmissions")
+        lines.append(f"  worker {worker.worker_id}: ok, {error}, {worker.retransmissions} "
+                     f"{plural(worker.retransmissions, 'retransmission')}")
     expected, dense = job.expected, job.dense
     lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, REQUEST "
                  f"{CONTROL_PACKET_BYTES} B; the scale and closing rounds included):")
@@ -73,7 +106,8 @@ def _job_lines(job: JobOutcome, elapsed_s: float) -> list[str]:
         measured = job.measured
         rows.append(("measured (counters)", measured.to_switch_packets, measured.to_switch_bytes,
                      measured.from_switch_packets, measured.from_switch_bytes))
-    rows.append(("loss-free omnireduce", expected.to_switch_packets, expected.to_switch_bytes,
+    # The agents' exchange without loss: every block in dense mode, the non-zero ones otherwise.
+    rows.append(("loss-free dense" if dense_mode else "loss-free omnireduce", expected.to_switch_packets, expected.to_switch_bytes,
                  expected.from_switch_packets, expected.from_switch_bytes))
     if job.ideal is not None:
         rows.append(("ideal sparse exchange", job.ideal.to_switch_packets, job.ideal.to_switch_bytes,
@@ -108,13 +142,34 @@ def format_report(report: TestbedReport) -> str:
             f"{', dense mode' if config.dense else ''}, {config.slots} slots/job")
     lines = [head, f"setup {report.setup_s:.2f} s, agents {report.elapsed_s:.2f} s (start to last exit)"]
     for job in report.jobs:
-        lines.extend(_job_lines(job, report.elapsed_s))
-    if report.drops:
-        lines.append("drops: " + ", ".join(f"{name} {count}" for name, count in sorted(report.drops.items())))
+        lines.extend(_job_lines(job, report.elapsed_s, config.dense))
+    lines.extend(explanation_lines(report))
     if report.log_dir is not None:
         lines.append(f"logs: {report.log_dir}")
     lines.append("RESULT: all results verified" if report.ok else f"RESULT: FAILED: {report.failure}")
     return "\n".join(lines)
+
+
+def explanation_lines(report: TestbedReport) -> list[str]:
+    """One line per non-zero drop reason, and one for retransmissions, saying what they mean."""
+    lines = []
+    drops = {name: count for name, count in report.drops.items() if count}
+    if drops:
+        lines.append(f"drops at the switch (all jobs; {DROPS_DOC}):")
+        for name, count in sorted(drops.items()):
+            why = DROP_EXPLANATIONS.get(name, f"see {DROPS_DOC}")
+            lines.append(f"  {name} {count}: {why}")
+    retransmissions = sum(worker.retransmissions for job in report.jobs for worker in job.workers)
+    if retransmissions:
+        if report.config.loss:
+            why = "mostly after the frames --loss dropped"
+        elif report.config.net is NetKind.LOOPBACK:
+            why = "loopback loses nothing, so CPU contention (agents and the switch share the cores) delayed it"
+        else:
+            why = "a packet was lost, or a busy CPU delayed the result"
+        lines.append(f"retransmissions ({retransmissions} in all): a worker's timer fired before its result arrived; "
+                     f"{why} (docs/protocol.md section 4.6, step 3)")
+    return lines
 
 
 def _plain(value: Any) -> Any:

@@ -5,7 +5,8 @@
 
 Once everything listens it prints one line per listener and then `omnireduce-switch: ready` on stdout, so a
 parent process can wait for readiness by reading lines. SIGINT/SIGTERM stop it cleanly (exit status 0).
-Exit status 1: the switch could not start (bad JSON, port in use, ...); 2: bad command line.
+Exit status 1: the switch could not start (bad JSON, port in use, ...); 2: bad command line. Errors are one line on
+stderr, `omnireduce-switch: error: <what>, <why>, <what to do>`; the log (timestamped) is for what happens after.
 
 Code and tests use `setup(argv)`, which returns a started-but-not-waiting `Switch` to stop() themselves.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +31,11 @@ from .faults import LossyDevice, random_loss
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
 
 log = logging.getLogger("omnireduce.softswitch")
+
+PROG = "omnireduce-switch"
+EXIT_OK = 0
+EXIT_CANNOT_START = 1
+EXIT_USAGE = 2
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:9559"
 
@@ -83,10 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="omnireduce-switch",
         description="Software v1model switch running p4c-bm2-ss BMv2 JSON, with a P4Runtime server.",
-        epilog="Examples:\n"
-        "  omnireduce-switch -i 1@udp:127.0.0.1:40001,127.0.0.1:50001 -i 2@udp:127.0.0.1:40002 build/prog.json\n"
+        epilog="examples:\n"
+        "  omnireduce-switch -i 1@udp:127.0.0.1:40001,127.0.0.1:50001 -i 2@udp:127.0.0.1:40002 "
+        "p4src/build/omnireduce.json\n"
         "  omnireduce-switch --no-p4 -i 1@veth1 -i 2@veth2 --grpc-server-addr 127.0.0.1:50051\n"
-        "UDP ports carry one Ethernet frame per datagram; without a peer, a port answers the last sender.",
+        "UDP ports carry one Ethernet frame per datagram; without a peer, a port answers the last sender.\n"
+        "Started with a JSON, the switch serves its P4Info: --p4info, else the p4c output next to the JSON\n"
+        "(NAME.p4info.txtpb or NAME.p4info.txt, as p4src/build/ holds for the project's program).\n"
+        "\n"
+        "errors: one line on stderr, `omnireduce-switch: error: <what>, <why>, <what to do>`.\n"
+        "exit codes:\n"
+        f"  {EXIT_OK}  stopped by SIGINT/SIGTERM\n"
+        f"  {EXIT_CANNOT_START}  could not start: unreadable or unsupported JSON or P4Info, an interface that does not exist\n"
+        "     or needs root, an address in use\n"
+        f"  {EXIT_USAGE}  bad command line",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("json", nargs="?", type=Path, help="BMv2 JSON from p4c-bm2-ss (omit with --no-p4)")
@@ -116,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Where p4c-bm2-ss writes the P4Info of NAME.json (`--p4runtime-files NAME.p4info.txtpb`, or .txt).
+P4INFO_SUFFIXES = (".p4info.txtpb", ".p4info.txt")
+
+
+def p4info_beside(json_path: Path) -> Path | None:
+    """The P4Info p4c wrote next to a BMv2 JSON (NAME.json -> NAME.p4info.txtpb or .txt), if there is one."""
+    for suffix in P4INFO_SUFFIXES:
+        candidate = json_path.with_name(json_path.name.removesuffix(".json") + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
     p = _parser()
     args = p.parse_args(argv)
@@ -135,7 +165,7 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         ports=ports,
         device_id=args.device_id,
         grpc_address=None if args.no_grpc else args.grpc_server_addr,
-        p4info_path=args.p4info,
+        p4info_path=args.p4info if args.p4info is not None or args.json is None else p4info_beside(args.json),
         pcap_dir=args.pcap,
         dump_code_dir=args.dump_code,
         loss=args.loss,
@@ -161,7 +191,12 @@ def start_p4runtime_server(device: Device, config: SwitchConfig):
     p4info = None
     if config.p4info_path is not None:
         p4info = p4info_pb2.P4Info()
-        text_format.Parse(config.p4info_path.read_text(), p4info)
+        try:
+            text_format.Parse(config.p4info_path.read_text(), p4info)
+        except text_format.ParseError as error:
+            raise StartError(f"cannot read the P4Info {config.p4info_path}, it is not P4Info text format ({error}); "
+                             f"give the P4Info p4c wrote for the JSON") from None
+        log.info("serving the P4Info %s", config.p4info_path)
     server = P4RuntimeServer(device, config.grpc_address, device_id=config.device_id, p4info=p4info)
     server.start()
     return server
@@ -214,14 +249,54 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     return switch
 
 
+def check_before_start(config: SwitchConfig) -> None:
+    """What can be checked before the (slow) pipeline load: files readable, raw interfaces present. Raises
+    StartError saying what to do."""
+    for what, path in (("the JSON", config.json_path), ("the P4Info", config.p4info_path)):
+        if path is not None and not path.is_file():
+            raise StartError(f"cannot read {what} {path}, "
+                             f"{'no such file' if not path.exists() else 'it is not a file'}; check the path")
+    for spec in config.ports:
+        if spec.kind == "raw":
+            try:
+                socket.if_nametoindex(spec.iface)
+            except OSError:
+                raise StartError(f"cannot open port {spec.number} on interface {spec.iface}, no such interface; "
+                                 f"give an existing one (ip link lists them) or udp:HOST:PORT") from None
+
+
+class StartError(Exception):
+    """The switch cannot start; the message says what, why and what to do."""
+
+
+def describe_start_failure(error: BaseException, config: SwitchConfig) -> str:
+    """One line for a failure to start: device errors without their gRPC status word, OS errors with the thing
+    they concern."""
+    if isinstance(error, StartError):
+        return str(error)
+    if isinstance(error, DeviceError):
+        return f"cannot load {config.json_path}, {error.message}; give the BMv2 JSON p4c-bm2-ss wrote"
+    if isinstance(error, PermissionError):
+        return f"cannot open a port, {error.strerror or error}; raw interfaces need root (or CAP_NET_RAW)"
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return (f"cannot start, {error.strerror or error}{where}; check the -i ports and --grpc-server-addr "
+                f"(an address in use?)")
+    return f"cannot start, {error}"
+
+
 def main(argv: list[str] | None = None) -> int:
     config, level = parse_args(argv)
     configure_logging(level)
     try:
+        check_before_start(config)
+        if config.json_path is not None and config.p4info_path is None and config.grpc_address is not None:
+            log.warning("no P4Info next to %s (give --p4info FILE): P4Runtime clients see no pipeline until one "
+                        "pushes it", config.json_path)
         switch = setup(config=config)
-    except (DeviceError, OSError, ValueError, RuntimeError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
+    except (StartError, DeviceError, OSError, ValueError, RuntimeError) as exc:
+        sys.stderr.write(f"{PROG}: error: {describe_start_failure(exc, config)}\n")
+        return EXIT_CANNOT_START
 
     def on_signal(signum, frame):  # noqa: ARG001
         log.info("signal %d: stopping", signum)
@@ -230,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     # Handlers go in before the readiness lines: a parent may signal as soon as it reads "ready".
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # On stdout only (a parent reads them): logging them too printed each line twice on a terminal.
     for line in switch.listening:
-        log.info("%s", line)
         print(f"omnireduce-switch: {line}", flush=True)
     print("omnireduce-switch: ready", flush=True)
     switch.wait()

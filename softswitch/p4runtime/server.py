@@ -108,7 +108,7 @@ class P4RuntimeServer:
                                        f"(is another switch using this port?)")
         server.start()
         self._server, self._port = server, port
-        log.info("P4Runtime server for device %d listening on %s", self.device_id, self.bound_address)
+        log.debug("P4Runtime server for device %d listening on %s", self.device_id, self.bound_address)
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving; open streams are cancelled after `grace` seconds. Safe to call twice."""

@@ -54,7 +54,7 @@ dst_mac = "02:00:00:00:00:03"
 
 def test_push_then_info(softswitch_server: RunningSoftswitch) -> None:
     result = softswitch_server.ctl("info")
-    assert result.code == EXIT_OK and "pipeline: none" in result.out
+    assert result.code == EXIT_OK and "pipeline: none: the switch serves no P4Info" in result.out
     result = softswitch_server.ctl("push", "--json", str(softswitch_server.files.bmv2_json))
     assert result.code == EXIT_OK, result.err
     assert "pushed" in result.out
@@ -166,10 +166,37 @@ def test_integers_may_be_written_in_hex() -> None:
     assert (args.device_id, args.job_id, str(args.grpc_addr)) == (16, 3, "localhost:50051")
 
 
-def test_unreachable_switch_exits_3() -> None:
-    code, _, err = run("--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "--timeout", "0.5", "job", "list")
+def test_a_refused_connection_fails_at_once_with_exit_3() -> None:
+    # Without --timeout a refusal is reported at once; with it, connecting waits for a switch still starting
+    # (test_switch_process.py: the first call waits for the process to serve).
+    code, out, err = run("--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "job", "list")
+    assert code == EXIT_UNREACHABLE and out == ""
+    assert err.startswith("omnireduce-ctl: error: no P4Runtime server at 127.0.0.1:")
+    assert "the connection was refused" in err and "start the switch" in err
+
+
+def test_a_server_that_does_not_answer_gets_the_timeout() -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never speaks HTTP/2
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        code, _, err = run("--grpc-addr", f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.5", "job", "list")
     assert code == EXIT_UNREACHABLE
-    assert "no P4Runtime server answered" in err and "within 0.5 s" in err
+    assert "no P4Runtime server answered" in err and "within 0.5 s" in err and "--timeout" in err
+
+
+def test_json_errors_are_json_on_stdout() -> None:
+    code, out, err = run("--json", "--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "job", "list")
+    assert code == EXIT_UNREACHABLE
+    error = json.loads(out)
+    assert error["ok"] is False and error["exit_code"] == EXIT_UNREACHABLE and error["kind"] == "SwitchUnreachableError"
+    assert "the connection was refused" in error["error"] and "omnireduce-ctl: error:" in err
+    code, out, _ = run("--json", "job", "rm", "x")
+    assert code == EXIT_BAD_INPUT and json.loads(out)["error"].startswith("argument J: ")
+    # After `push`, --json names a file: a usage error there is plain text.
+    code, out, _ = run("push", "--json", "/nonexistent.json")
+    assert code == EXIT_BAD_INPUT and out == ""
 
 
 def test_unknown_device_exits_4(softswitch: RunningSoftswitch) -> None:
@@ -242,3 +269,23 @@ def test_status_watch_repeats_until_interrupted(softswitch: RunningSoftswitch, m
     assert result.code == EXIT_OK and periods == [0.5, 0.5]
     snapshots = [json.loads(line) for line in result.out.splitlines()]  # one JSON document per line
     assert len(snapshots) == 2 and snapshots[0][0]["job"]["job_id"] == 1
+    # From the second read on, each job's counters per second (results/s = rounds/s).
+    assert "rates_per_s" not in snapshots[0][0] and snapshots[1][0]["rates_per_s"]["results"] == 0.0
+    assert snapshots[1][0]["rates_over_s"] > 0
+
+
+def test_rates_between_two_reads() -> None:
+    from types import SimpleNamespace
+
+    from omnireduce.controller.counters import Count
+    from omnireduce.controller.render import rate_text
+    from omnireduce.controller.status import counter_rates
+
+    def status(job_id: int, results: int, contributions: int) -> SimpleNamespace:
+        return SimpleNamespace(job=SimpleNamespace(job_id=job_id),
+                               counters={"results": Count(results, 0), "contributions": Count(contributions, 0)})
+
+    rates = counter_rates([status(1, 100, 300)], [status(1, 150, 400), status(2, 5, 5)], 2.0)
+    assert rates == {1: {"results": 25.0, "contributions": 50.0}}  # job 2 appeared: no rate yet
+    assert counter_rates([status(1, 1, 1)], [status(1, 2, 2)], 0.0) == {}
+    assert rate_text(rates[1], 2.0) == "25.0 rounds/s, 50.0 contributions/s, 0.0 replays/s (over the last 2.0 s)"

@@ -97,7 +97,9 @@ def test_a_missing_worker_has_its_exit_status(switch, capsys):
     # Worker 1 never shows up: worker 0 gives up after --join-timeout.
     status = main(agent_args(server, workers[0], "--synthetic", "64", "--join-timeout", "0.5"))
     assert status == EXIT_NETWORK
-    assert "WorkerMissing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("WorkerMissing") == 1 and err.count("never showed up") == 1, err  # once, not logged too
+    assert err.startswith("omnireduce-agent: error: WorkerMissing: ")
 
 
 def test_usage_errors_exit_2(capsys):
@@ -140,14 +142,88 @@ def test_switch_address_defaults_to_the_omni_port():
     assert args.switch == ("10.0.0.254", C.OMNI_UDP_PORT)
 
 
-def test_progress_bar_draws_and_ends_its_line():
+def test_progress_file_lines_and_bar(tmp_path):
     import io
 
-    from omnireduce.host.cli import ProgressBar
+    from omnireduce.host.progress import Counts, ProgressBar, ProgressFile, ProgressTracker
 
+    path = tmp_path / "w0.progress"
     stream = io.StringIO()
-    bar = ProgressBar(stream, after_s=0)
-    bar(0.5)
-    bar(1.0)
-    bar.finish()
-    assert stream.getvalue() == "\r[" + "#" * 20 + "." * 20 + "]  50.0%\r[" + "#" * 40 + "] 100.0%\n"
+    tracker = ProgressTracker(job=1, worker_id=0, blocks=100, runs=2, sinks=[ProgressFile(path), ProgressBar(stream, "w0")],
+                              counts=lambda: Counts(packets_sent=7, packets_received=5, retransmissions=1))
+    tracker.start()
+    tracker.next_run()
+    tracker(0.5)
+    tracker.next_run()
+    tracker(0.25)
+    tracker.finish()
+    tracker.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["start", "progress", "progress", "done"]
+    assert [line["blocks_done"] for line in lines] == [0, 50, 125, 200]
+    assert all(line["blocks_total"] == 200 and line["format"] == 1 and line["packets_sent"] == 7 for line in lines)
+    assert (lines[2]["run"], lines[2]["runs"], lines[2]["retransmissions"]) == (2, 2, 1)
+    drawn = stream.getvalue()
+    assert "200/200" in drawn and "1 retransmission" in drawn and "1 retransmissions" not in drawn
+
+
+def _input_run(tmp_path, capsys, data: bytes | None = None, array=None, json_output=False):
+    path = tmp_path / "x.npy"
+    if array is not None:
+        np.save(path, array)
+    else:
+        path.write_bytes(data)
+    argv = ["--switch", "127.0.0.1", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8",
+            "--input", str(path), "--bind", "127.0.0.1:0"] + (["--json"] if json_output else [])
+    code = main(argv)
+    return code, capsys.readouterr()
+
+
+def test_input_that_is_not_npy_says_so(tmp_path, capsys):
+    code, output = _input_run(tmp_path, capsys, data=b"1,2,3\n")
+    assert code == EXIT_REFUSED
+    assert output.err.startswith("omnireduce-agent: error: InputError: ")
+    assert "is not a .npy file" in output.err and "numpy.save" in output.err and "pickle" not in output.err
+
+
+def test_float64_input_gets_a_hint_to_convert(tmp_path, capsys):
+    code, output = _input_run(tmp_path, capsys, array=np.zeros(64), json_output=True)
+    assert code == EXIT_REFUSED
+    report = json.loads(output.out)
+    assert "float64" in report["error"] and "astype(numpy.float32)" in report["error"]
+    assert output.err.count("holds float64") == 1  # said once, not by a log line and the CLI both
+
+
+def test_help_states_defaults_exit_codes_and_nd_arrays(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("value type (default float32)", "(default udp)", "default: only non-zero blocks",
+                   "default: none; the join and stall limits", "default 1)", "any shape (N-D arrays",
+                   "exit codes:", "--progress-file"):
+        assert phrase in text, phrase
+
+
+def test_agent_report_uses_mib_and_verify_three_digits(capsys):
+    from omnireduce.host.cli import _report, _verify_text
+    from omnireduce.host.stats import Stats
+
+    import io
+    stream = io.StringIO()
+    _report(Stats(bytes_sent=2**20, elapsed_s=1.0), 1, stream)
+    assert "(1.00 MiB/s sent)" in stream.getvalue()
+    assert _verify_text({"ok": True, "wrong_values": 0, "max_error": 2.384185791015625e-07, "bound": 4.41e-07}) == \
+        "ok, max error 2.38e-07 (bound 4.41e-07)"
+
+
+def test_json_usage_errors_and_a_missing_output_folder(tmp_path, capsys):
+    base = ["--switch", "127.0.0.1", "--job", "1", "--worker-id", "0", "--workers", "2", "--slots", "8",
+            "--bind", "127.0.0.1:0", "--json"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(base + ["--synthetic", "10", "--density", "2"])
+    assert exit_info.value.code == EXIT_USAGE
+    assert json.loads(capsys.readouterr().out)["error"] == "argument --density: 2 is not a fraction in [0, 1]"
+    code = main(base + ["--synthetic", "10", "--output", str(tmp_path / "no" / "y.npy")])
+    assert code == EXIT_REFUSED
+    report = json.loads(capsys.readouterr().out)
+    assert "its folder does not exist" in report["error"] and report["ok"] is False and report["status"] == code

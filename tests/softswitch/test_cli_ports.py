@@ -121,7 +121,7 @@ def test_port_in_use_exits_1():
 
 def test_process_reports_readiness_and_stops_on_sigterm():
     command = [sys.executable, "-m", "omnireduce.softswitch.cli", "--no-p4", "--grpc-server-addr", "127.0.0.1:0",
-               "-i", "1@udp:127.0.0.1:0", "--log-level", "warning"]
+               "-i", "1@udp:127.0.0.1:0", "--log-level", "info"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=Path(__file__).resolve().parents[2])
     lines_seen: queue.Queue[str] = queue.Queue()
@@ -142,6 +142,7 @@ def test_process_reports_readiness_and_stops_on_sigterm():
         assert any(line.startswith("omnireduce-switch: port 1 listening on udp:127.0.0.1:") for line in lines)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
+        assert "listening on" not in process.stderr.read()  # on stdout only, not logged a second time
     finally:
         if process.poll() is None:
             process.kill()
@@ -173,3 +174,36 @@ def test_a_peerless_udp_port_batches_frames_of_one_sender_at_a_time():
         port.close()
         for sender in senders:
             sender.close()
+
+
+def test_start_errors_are_one_line_that_names_the_thing(tmp_path, capsys):
+    from omnireduce.p4src import artifacts
+
+    assert main(["-i", "1@nosuchif0", "--no-grpc", str(artifacts.BMV2_JSON)]) == 1
+    err = capsys.readouterr().err
+    assert err == ("omnireduce-switch: error: cannot open port 1 on interface nosuchif0, no such interface; give an "
+                   "existing one (ip link lists them) or udp:HOST:PORT\n")  # checked before loading the pipeline
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    assert main([str(bad), "--no-grpc", "--log-level", "off"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"omnireduce-switch: error: cannot load {bad}, pipeline config is not JSON")
+    assert "INVALID_ARGUMENT" not in err
+    assert main([str(tmp_path / "missing.json"), "--no-grpc"]) == 1
+    assert capsys.readouterr().err.endswith("cannot read the JSON " + str(tmp_path / "missing.json") +
+                                            ", no such file; check the path\n")
+
+
+def test_the_p4info_next_to_the_json_is_served():
+    from omnireduce.p4src import artifacts
+
+    config, _ = parse_args([str(artifacts.BMV2_JSON)])
+    assert config.p4info_path == artifacts.P4INFO
+    assert parse_args([str(artifacts.BMV2_JSON), "--p4info", "x.txtpb"])[0].p4info_path == Path("x.txtpb")
+
+
+def test_help_has_exit_codes_and_the_projects_json(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "exit codes:" in text and "p4src/build/omnireduce.json" in text and "build/prog.json" not in text

@@ -36,3 +36,55 @@ def test_values_reach_the_config() -> None:
     assert (config.workers, config.density, config.timeout, config.loss) == (3, 0.25, 7.5, 0.01)
     assert config_from_args(build_parser().parse_args([])).timeout is None
     assert config.fault == Fault(FaultKind.KILL_SWITCH, after_s=1.5)
+
+
+@pytest.mark.parametrize("argv, problem, message", [
+    (["--net", "mininet"], "Mininet mode needs root", "--net mininet cannot run here, Mininet mode needs root; run it "
+                                                       "as root where Mininet is installed"),
+    (["--net", "mininet", "--switch", "bmv2"], None, "--switch bmv2 cannot run here, simple_switch_grpc is not on PATH"),
+])
+def test_an_unavailable_network_fails_up_front(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], problem: str | None, message: str) -> None:
+    from omnireduce.testbed import runner
+
+    monkeypatch.setattr(runner, "mininet_unavailable", lambda: problem)
+    monkeypatch.setattr(runner, "bmv2_binary", lambda: None)
+    assert main(argv) == EXIT_USAGE
+    output = capsys.readouterr()
+    assert output.out == ""  # no report of a run that never was
+    assert "omnireduce-testbed: error: " + message in output.err
+    assert "writing the inputs" not in output.err  # nothing was done before the check
+
+
+def test_json_usage_errors_are_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--json", "--workers", "0"])
+    assert exit_info.value.code == EXIT_USAGE
+    output = capsys.readouterr()
+    assert json.loads(output.out) == {"ok": False, "error": "argument --workers: 0 is not a positive integer",
+                                      "exit_code": EXIT_USAGE}
+    assert "omnireduce-testbed: error: argument --workers" in output.err
+    assert main(["--json", "--workers", "40"]) == EXIT_USAGE
+    error = json.loads(capsys.readouterr().out)
+    assert error["ok"] is False and "--workers must be in 1..32" in error["error"]
+
+
+def test_failures_of_a_known_kind_say_what_to_try() -> None:
+    from omnireduce.testbed.model import TestbedConfig
+    from omnireduce.testbed.runner import what_to_try
+
+    config = TestbedConfig()
+    stalled = what_to_try("worker 1 of job 0 exited with code 4: Stalled: job0/w1: no result for 10 s", config)
+    assert "stopped progressing" in stalled and "--keep-logs DIR" in stalled
+    assert "never joined" in what_to_try("worker 0 of job 0 exited with code 4: WorkerMissing: ...", config)
+    assert what_to_try("switch process died (SIGKILL, exit -9)", config) == ""
+
+
+def test_help_has_no_speed_figures_only_the_cost_and_where_rates_are(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "packets/s:" not in text and "10-30k" not in text and "W*(N/32)*d" not in text
+    assert "docs/performance.md" in text and "exit codes:" in text and "10 s without a result (Stalled)" in text

@@ -29,9 +29,18 @@ def check_traffic(report):
 
 
 def test_four_sparse_workers(tmp_path):
+    seen = []
     report = run_testbed(TestbedConfig(workers=4, size=32768, density=0.05, slots=16, timeout=90,
-                                       keep_logs=tmp_path))
+                                       keep_logs=tmp_path), progress=seen.append)
     assert report.ok, report.failure
+    # Progress: the set-up steps, then the agents' progress lines added up, ending with every block done.
+    phases = [item.phase for item in seen]
+    assert phases[:3] == ["writing the inputs", "starting the switch", "installing the jobs"]
+    assert phases[-2:] == ["reading the switch's counters", "verifying the results"]
+    during = [item for item in seen if item.phase == "all-reduce"]
+    assert during[-1].blocks_done == during[-1].blocks_total == 4 * 1024
+    assert during[-1].agents_done == 4 and during[-1].packets_sent > 0
+    assert [item.blocks_done for item in during] == sorted(item.blocks_done for item in during)
     assert [worker.ok for worker in report.jobs[0].workers] == [True] * 4
     check_traffic(report)
     job = report.jobs[0]

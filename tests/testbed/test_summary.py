@@ -52,7 +52,9 @@ def test_text_summary_names_the_figures_and_the_verdict():
     assert "all results verified" in text
     assert "3 retransmissions" in text
     assert "measured (counters)" in text and "dense aggregation" in text and "loss-free omnireduce" in text
-    assert "DUPLICATE 3" in text
+    assert "  DUPLICATE 3: retransmitted contributions to rounds that already had them" in text
+    assert "retransmissions (3 in all): a worker's timer fired before its result arrived; loopback loses nothing, " \
+           "so CPU contention" in text
     failed = format_report(_report(False))
     assert failed.rstrip().endswith("FAILED: worker 1 of job 0 died")
 
@@ -66,3 +68,23 @@ def test_json_report_is_plain_json():
     assert job["workers"][1]["max_error"] == "inf"
     assert job["workers"][0]["retransmissions"] == 3
     assert job["dense"]["total_bytes"] == dense_exchange(2, 128, 2).total_bytes
+
+
+def test_every_drop_reason_of_the_program_has_its_explanation():
+    from omnireduce.p4src import constants
+    from omnireduce.testbed.summary import DROP_EXPLANATIONS
+
+    assert set(DROP_EXPLANATIONS) == set(constants.DROP_REASONS.values())
+
+
+def test_one_retransmission_is_singular_and_dense_rows_say_dense():
+    import dataclasses
+
+    report = _report(True)
+    job = report.jobs[0]
+    workers = (dataclasses.replace(job.workers[0], stats={"retransmissions": 1}), job.workers[1])
+    report = dataclasses.replace(report, config=dataclasses.replace(report.config, dense=True),
+                                 jobs=(dataclasses.replace(job, workers=workers),))
+    text = format_report(report)
+    assert "1 retransmission\n" in text and "1 retransmissions" not in text
+    assert "loss-free dense" in text and "loss-free omnireduce" not in text
