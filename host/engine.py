@@ -24,7 +24,7 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
-from .batch import fast_rows
+from .batch import Headers, fast_rows, result_constant
 from .blocks import BlockPlan
 from .columns import END, NO_DEADLINE, ColumnState, SlotChannel, SlotChannels, contrib_fields
 from .config import Pacing, Timeouts
@@ -191,6 +191,7 @@ class TensorExchange:
         self._result_set = np.zeros(plan.count, dtype=np.uint8)
         self._columns = ColumnState.create(plan.columns, job_id=job_id, tensor_id=tensor_id, exponent=exponent)
         self._contrib_fields = contrib_fields(self._columns.contrib)
+        self._result_constant = result_constant(job_id, tensor_id)
         self._contrib_views = [memoryview(row) for row in self._columns.contrib]  # for one-at-a-time packing
         #: slots whose column holds early results (the batch path leaves those columns to the per-packet path).
         self._early_slots: set[int] = set()
@@ -339,12 +340,13 @@ class TensorExchange:
         payload longer than a row is cut short, and such a payload is ignored as on_payload would).
         """
         count = len(sizes)
+        headers = Headers.parse(payloads)
         index = 0
         while index < count:
-            fast = self._fast_rows(payloads[index:], sizes[index:])
+            fast = self._fast_rows(headers.rows(index), sizes[index:])
             run = int(fast.argmin()) if not fast.all() else len(fast)
             if run:
-                self._consume_batch(payloads[index:index + run], now)
+                self._consume_batch(headers.rows(index, index + run), now)
                 index += run
             if index >= count:
                 return
@@ -360,20 +362,17 @@ class TensorExchange:
                     self.on_payload(memoryview(payloads[row, :size]), now)
             index = stop
 
-    def _fast_rows(self, payloads: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    def _fast_rows(self, headers: Headers, sizes: np.ndarray) -> np.ndarray:
         if self._to_launch:
             return np.zeros(len(sizes), dtype=bool)
-        return fast_rows(payloads, sizes, job_id=self.job_id, tensor_id=self.tensor_id, slots=self.plan.slots,
+        return fast_rows(headers, sizes, constant=self._result_constant, slots=self.plan.slots,
                          count=self.plan.count, columns=self._columns, set_index=self._channels.set_index,
                          expected_exponent=self._expected_exponent, early_slots=self._early_slots)
 
-    def _consume_batch(self, rows: np.ndarray, now: float) -> None:
+    def _consume_batch(self, headers: Headers, now: float) -> None:
         """Consume in-order RESULTs of distinct columns that every check of _consume has passed (host/batch.py)."""
-        fields = contrib_fields(rows)
-        slots = fields["slot"].astype(np.int64)
-        blocks = fields["block_index"].astype(np.int64)
-        nexts = fields["next_block"].astype(np.int64)
-        sets = fields["flags"] & _SET_MASK
+        slots, blocks, nexts, sets = headers.slot, headers.block, headers.following, headers.set_index
+        rows = headers.lanes
         columns = self._columns
         stats = self.stats
         closing = nexts == END
@@ -395,11 +394,11 @@ class TensorExchange:
             latest = np.maximum.accumulate(latest)
             sampled = latest >= 0
             rtos[sampled] = np.asarray(after)[latest[sampled]]
-        self._result_by_block[blocks] = fields["lanes"]
+        self._result_by_block[blocks] = rows
         self._result_next[blocks] = nexts
         self._result_set[blocks] = sets
         stats.results += len(rows)
-        self.result_exponent = int(fields["exponent"][-1])
+        self.result_exponent = int(headers.exponent[-1])
         self.last_progress = now
         self._awaiting_first -= int(np.count_nonzero(blocks < self.plan.slots))
         new_sets = (sets + 1) & _SET_MASK
