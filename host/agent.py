@@ -45,10 +45,11 @@ from .quantize import (
     check_dtype,
     check_int_sum,
     dequantize,
+    dequantize_blocks,
     describe_non_finite,
     exponent_claim,
     int_lanes,
-    quantize,
+    quantize_blocks,
     scale_shift,
 )
 from .stats import Stats
@@ -222,12 +223,11 @@ class AllReduce:
         length = planned_blocks * C.LANES
         if is_float:
             shift = scale_shift(agreed, config.workers)
-            lanes = quantize(flat, shift, length)
+            lanes, significant = quantize_blocks(flat, shift, length)
         else:
             check_int_sum(agreed, config.workers)
             lanes = int_lanes(flat, length)
-        wire_blocks = lanes.reshape(planned_blocks, C.LANES)
-        significant = nonzero_blocks(wire_blocks)
+            significant = nonzero_blocks(lanes.reshape(planned_blocks, C.LANES))
         if config.zero_threshold is not None:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
@@ -238,7 +238,9 @@ class AllReduce:
         )
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         reduced = sums[: flat.size].reshape(values.shape)
-        if is_float:
+        if is_float and result.flags.c_contiguous:
+            dequantize_blocks(sums, shift, data.result_blocks(), result.reshape(-1))
+        elif is_float:
             dequantize(reduced, shift, out=result)
         else:
             np.copyto(result, reduced, casting="same_kind")

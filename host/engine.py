@@ -233,6 +233,10 @@ class TensorExchange:
             soonest = min(soonest, self._token_time + (1 - self._tokens) / self._pacing.pps)
         return soonest
 
+    def result_blocks(self) -> np.ndarray:
+        """Indices of the blocks whose result was consumed (every other block of the result buffer is untouched)."""
+        return np.flatnonzero(self._result_next >= 0)
+
     def forget_repair_source(self) -> None:
         """Stop serving the exchange before this one (a peer is never two tensors behind)."""
         self._repair_source = None
