@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from omnireduce.host.blocks import block_count, nonzero_blocks, plan_blocks
+from omnireduce.host.blocks import block_count, plan_blocks
 from omnireduce.host.config import Timeouts
 from omnireduce.host.columns import SlotChannels
 from omnireduce.host.engine import TensorExchange, big_endian_lanes
-from omnireduce.host.quantize import check_values, exponent_claim, quantize, scale_shift
+from omnireduce.host.quantize import check_values, exponent_claim, quantize_blocks, scale_shift
 from omnireduce.host.stats import Stats
 from omnireduce.host.synthetic import synthetic_tensor
 from omnireduce.host.wire import DATA_FRAME_BYTES, DATA_PAYLOAD_BYTES, LANE_DTYPE
@@ -46,8 +46,9 @@ def prepare(values: np.ndarray, slots: int, workers: int = 8) -> None:
     check_values(values)
     shift = scale_shift(exponent_claim(values), workers)
     count = block_count(values.size)
-    lanes = quantize(values, shift, count * C.LANES)  # big-endian: packets copy them as they are
-    plan = plan_blocks(nonzero_blocks(lanes.reshape(count, C.LANES)), slots)
+    # Big-endian lanes (packets copy them as they are), only the blocks with a non-zero bit converted.
+    _lanes, significant = quantize_blocks(values, shift, count * C.LANES)
+    plan = plan_blocks(significant, slots)
     assert plan.count == count
 
 
