@@ -26,7 +26,7 @@ from omnireduce.p4src import constants as C
 
 from .batch import Headers, fast_rows, result_constant
 from .blocks import BlockPlan
-from .columns import END, NO_DEADLINE, ColumnState, SlotChannel, SlotChannels, contrib_fields
+from .columns import END, NO_DEADLINE, ColumnState, SlotChannels, contrib_fields
 from .config import Pacing, Timeouts
 from .errors import ProtocolError
 from .stats import Stats

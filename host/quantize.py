@@ -147,6 +147,9 @@ def quantize_blocks(values: np.ndarray, shift: int, length: int) -> tuple[np.nda
     if full * C.LANES < flat.size:
         candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
     chosen = np.flatnonzero(candidates)
+    if len(chosen) * 2 > count:  # dense: gathering and scattering blocks would cost more than it saves
+        lanes = quantize(flat, shift, length)
+        return lanes, lanes.reshape(count, C.LANES).any(axis=1)
     if len(chosen):
         padded = np.zeros((len(chosen), C.LANES), dtype=np.float32)
         whole = chosen[chosen < full]

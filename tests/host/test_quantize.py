@@ -137,10 +137,11 @@ def test_dequantize_blocks_writes_what_dequantize_writes(length):
     assert out.tobytes() == dequantize(sums[:length], 9).tobytes()
 
 
-@pytest.mark.parametrize("size, blocks", [(C.LANES * 40, 40), (C.LANES * 40 + 7, 41), (C.LANES * 3 + 1, 16)])
-def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks):
+@pytest.mark.parametrize("size, blocks, density", [(C.LANES * 40, 40, 0.05), (C.LANES * 40 + 7, 41, 0.05),
+                                                   (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5)])
+def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks, density):
     rng = np.random.default_rng(size)
-    values = np.where(rng.random(size) < 0.05, rng.standard_normal(size), 0).astype(np.float32)
+    values = np.where(rng.random(size) < density, rng.standard_normal(size), 0).astype(np.float32)
     values[3] = -0.0
     values[size // 2] = 1e-30  # rounds to zero: its block is not significant (unless it holds another value)
     lanes, significant = quantize_blocks(values, 12, blocks * C.LANES)
