@@ -6,7 +6,9 @@
    in GB/s of float32 input, per density.
 2. Packets per second per core through the worker state machine (host/engine.py): a one-worker job whose "switch"
    turns each CONTRIB into its RESULT in place, so every packet is built, handed over, parsed and its lanes
-   written into the result: the agent's whole per-packet cost. Also the cost of building alone.
+   written into the result: the agent's whole per-packet cost, one datagram per call (on_payload) and a batch of
+   results per call (on_batch, what the agent does: a batch is every result a wave of CONTRIBs brought back, i.e.
+   one per slot). Also the cost of building alone, one at a time.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import time
 import numpy as np
 
 from omnireduce import argtypes
-from omnireduce.host.blocks import block_count, nonzero_blocks, plan_blocks
+from omnireduce.host.blocks import block_count, plan_blocks
 from omnireduce.host.config import Timeouts
-from omnireduce.host.engine import SlotChannel, TensorExchange, big_endian_lanes
-from omnireduce.host.quantize import check_values, exponent_claim, quantize, scale_shift
+from omnireduce.host.columns import SlotChannels
+from omnireduce.host.engine import TensorExchange, big_endian_lanes
+from omnireduce.host.quantize import check_values, exponent_claim, quantize_blocks, scale_shift
 from omnireduce.host.stats import Stats
 from omnireduce.host.synthetic import synthetic_tensor
-from omnireduce.host.wire import DATA_FRAME_BYTES, LANE_DTYPE
+from omnireduce.host.wire import DATA_FRAME_BYTES, DATA_PAYLOAD_BYTES, LANE_DTYPE
 from omnireduce.p4src import constants as C
 
 
@@ -44,8 +47,9 @@ def prepare(values: np.ndarray, slots: int, workers: int = 8) -> None:
     check_values(values)
     shift = scale_shift(exponent_claim(values), workers)
     count = block_count(values.size)
-    lanes = quantize(values, shift, count * C.LANES)  # big-endian: packets copy them as they are
-    plan = plan_blocks(nonzero_blocks(lanes.reshape(count, C.LANES)), slots)
+    # Big-endian lanes (packets copy them as they are), only the blocks with a non-zero bit converted.
+    _lanes, significant = quantize_blocks(values, shift, count * C.LANES)
+    plan = plan_blocks(significant, slots)
     assert plan.count == count
 
 
@@ -72,6 +76,21 @@ class LoopbackSwitch:
             self.pending.append(result)
 
 
+class BatchLoopbackSwitch:
+    """The same, a batch at a time: every batch of CONTRIBs comes back as one batch of RESULTs."""
+
+    def __init__(self) -> None:
+        self.pending: list[np.ndarray] = []
+
+    def send(self, payload) -> None:
+        self.send_batch(np.frombuffer(payload, dtype=np.uint8).reshape(1, DATA_PAYLOAD_BYTES))
+
+    def send_batch(self, rows: np.ndarray) -> None:
+        results = rows.copy()
+        results[:, 0] = C.MSG_RESULT
+        self.pending.append(results)
+
+
 def bench_packets(blocks: int, slots: int) -> dict:
     values = np.ones(blocks * C.LANES, dtype=np.int32)
     lanes = big_endian_lanes(values)
@@ -83,7 +102,7 @@ def bench_packets(blocks: int, slots: int) -> dict:
         result = np.zeros(values.size, dtype=LANE_DTYPE)
         exchange = TensorExchange(
             job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"), result=memoryview(result).cast("B"),
-            exponent=0, channels=[SlotChannel() for _ in range(slots)], send=switch.send, stats=Stats(),
+            exponent=0, channels=SlotChannels.create(slots), send=switch.send, stats=Stats(),
             timeouts=timeouts,
         )
         exchange.start(0.0)
@@ -95,22 +114,39 @@ def bench_packets(blocks: int, slots: int) -> dict:
 
     cycle_seconds = best_of(3, full_cycle)
 
+    def batch_cycle() -> None:
+        switch = BatchLoopbackSwitch()
+        result = np.zeros(values.size, dtype=LANE_DTYPE)
+        exchange = TensorExchange(
+            job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"), result=memoryview(result).cast("B"),
+            exponent=0, channels=SlotChannels.create(slots), send=switch.send, send_batch=switch.send_batch,
+            stats=Stats(), timeouts=timeouts,
+        )
+        exchange.start(0.0)
+        while switch.pending:
+            batch = np.concatenate(switch.pending)
+            switch.pending = []
+            exchange.on_batch(batch, np.full(len(batch), DATA_PAYLOAD_BYTES), 0.0)
+        assert exchange.done and np.array_equal(result.astype(np.int32), values)
+
+    batch_seconds = best_of(3, batch_cycle)
+
     def build_only() -> None:
         sent: list[int] = []
         exchange = TensorExchange(
             job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(np.zeros(values.size, dtype=LANE_DTYPE)).cast("B"), exponent=0,
-            channels=[SlotChannel() for _ in range(slots)], send=lambda payload: sent.append(1), stats=Stats(),
+            channels=SlotChannels.create(slots), send=lambda payload: sent.append(1), stats=Stats(),
             timeouts=timeouts,
         )
-        column = exchange._columns[0]  # the engine's own packet builder, block after block
-        for block in range(blocks):
-            exchange._contribute(column, block, 0.0)
+        for block in range(blocks):  # the engine's own packet builder, block after block
+            exchange._contribute(0, block, 0.0)
 
     build_seconds = best_of(3, build_only)
     return {
         "blocks": blocks,
         "packets_per_s_build_and_consume": blocks / cycle_seconds,
+        "packets_per_s_build_and_consume_batched": blocks / batch_seconds,
         "packets_per_s_build_only": blocks / build_seconds,
         "frame_gbit_per_s_at_that_rate": blocks / cycle_seconds * DATA_FRAME_BYTES * 8 / 1e9,
     }
@@ -140,6 +176,8 @@ def table(report: dict, args: argparse.Namespace) -> str:
     lines.append(f"worker state machine, one core, CPU time ({packets['blocks']} blocks):")
     lines.append(f"  build + consume  {packets['packets_per_s_build_and_consume']:>12,.0f} packets/s "
                  f"({packets['frame_gbit_per_s_at_that_rate']:.2f} Gbit/s of 190-byte frames each way)")
+    lines.append(f"  batched          {packets['packets_per_s_build_and_consume_batched']:>12,.0f} packets/s "
+                 f"(on_batch, {args.slots} results a batch)")
     lines.append(f"  build only       {packets['packets_per_s_build_only']:>12,.0f} packets/s")
     return "\n".join(lines)
 

@@ -22,7 +22,8 @@ import numpy as np
 from omnireduce.controller import program
 from omnireduce.host.blocks import as_blocks, nonzero_blocks, plan_blocks
 from omnireduce.host.config import Timeouts
-from omnireduce.host.engine import SlotChannel, TensorExchange, big_endian_lanes
+from omnireduce.host.columns import SlotChannels
+from omnireduce.host.engine import TensorExchange, big_endian_lanes
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, Endpoint, frame_prefix, parse_udp_frame
 from omnireduce.p4src import constants as C
@@ -115,7 +116,7 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
         result = np.zeros(lanes.size, dtype=LANE_DTYPE)
         exchanges.append(TensorExchange(
             job_id=job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
-            result=memoryview(result).cast("B"), exponent=0, channels=[SlotChannel() for _ in range(slots)],
+            result=memoryview(result).cast("B"), exponent=0, channels=SlotChannels.create(slots),
             send=_Sender(worker, queue), stats=Stats(), timeouts=NEVER, name=f"bench-w{worker.worker_id}",
             worker_id=worker.worker_id, workers=len(workers)))
         results.append(result)

@@ -27,7 +27,8 @@ from omnireduce.p4src import constants as C
 from .agreement import Announcement, TensorClaim, announcement_lanes, check_agreement
 from .blocks import BlockPlan, as_blocks, block_count, blocks_above, nonzero_blocks, plan_blocks
 from .config import AgentConfig, TransportKind
-from .engine import RoundTripEstimator, SlotChannel, TensorExchange, big_endian_lanes
+from .columns import NEVER_USED, SlotChannels
+from .engine import RoundTripEstimator, TensorExchange, big_endian_lanes
 from .errors import (
     AgentClosed,
     AgentError,
@@ -44,15 +45,16 @@ from .quantize import (
     check_dtype,
     check_int_sum,
     dequantize,
+    dequantize_blocks,
     describe_non_finite,
     exponent_claim,
     int_lanes,
-    quantize,
+    quantize_blocks,
     scale_shift,
 )
 from .stats import Stats
-from .transport import FrameTransport, KernelUdpTransport, Transport
-from .wire import FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
+from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, Transport
+from .wire import DATA_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class AllReduce:
                  progress_interval: float = 0.2) -> None:
         self.config = config
         self._transport = transport if transport is not None else open_transport(config)
-        self._channels = [SlotChannel() for _ in range(config.slots)]
+        self._channels = SlotChannels.create(config.slots)
         self._round_trip = RoundTripEstimator()
         #: the last exchange run: the next one serves peers' REQUESTs for its results (docs/protocol.md 4.6).
         self._previous: TensorExchange | None = None
@@ -135,7 +137,7 @@ class AllReduce:
     @property
     def set_indexes(self) -> list[int]:
         """Each slot's current shadow set (for diagnostics)."""
-        return [channel.set_index for channel in self._channels]
+        return self._channels.set_index.tolist()
 
     # --- the operation -------------------------------------------------------------------------------------------
 
@@ -225,12 +227,11 @@ class AllReduce:
         length = planned_blocks * C.LANES
         if is_float:
             shift = scale_shift(agreed, config.workers)
-            lanes = quantize(flat, shift, length)
+            lanes, significant = quantize_blocks(flat, shift, length)
         else:
             check_int_sum(agreed, config.workers)
             lanes = int_lanes(flat, length)
-        wire_blocks = lanes.reshape(planned_blocks, C.LANES)
-        significant = nonzero_blocks(wire_blocks)
+            significant = nonzero_blocks(lanes.reshape(planned_blocks, C.LANES))
         if config.zero_threshold is not None:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
@@ -241,7 +242,9 @@ class AllReduce:
         )
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         reduced = sums[: flat.size].reshape(values.shape)
-        if is_float:
+        if is_float and result.flags.c_contiguous:
+            dequantize_blocks(sums, shift, data.result_blocks(), result.reshape(-1))
+        elif is_float:
             dequantize(reduced, shift, out=result)
         else:
             np.copyto(result, reduced, casting="same_kind")
@@ -286,11 +289,9 @@ class AllReduce:
         next round as stale and drop it forever. Every worker of the job has the same history, so every worker
         takes the same decision: plan the tensor over S blocks (zero padding) and touch every slot.
         """
-        for channel in self._channels[count:]:
-            if channel.last_tensor is not None and (tensor_id - channel.last_tensor) % TENSOR_ID_MODULUS >= \
-                    SLOT_REFRESH_AGE:
-                return True
-        return False
+        last = self._channels.last_tensor[count:]
+        used = last != NEVER_USED
+        return bool(np.any((tensor_id - last[used]) % TENSOR_ID_MODULUS >= SLOT_REFRESH_AGE))
 
     # --- the event loop ------------------------------------------------------------------------------------------
 
@@ -312,14 +313,20 @@ class AllReduce:
         transport = self._transport
         overhead = FRAME_OVERHEAD_BYTES
 
-        def send(payload: bytes | bytearray) -> None:
+        def send(payload: bytes | bytearray | memoryview) -> None:
             transport.send(payload)
             stats.packets_sent += 1
             stats.bytes_sent += len(payload) + overhead
 
+        def send_batch(payloads: np.ndarray) -> None:
+            transport.send_batch(payloads)
+            stats.packets_sent += len(payloads)
+            stats.bytes_sent += len(payloads) * (DATA_PAYLOAD_BYTES + overhead)
+
         exchange = TensorExchange(
             job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
+            send_batch=send_batch,
             timeouts=config.timeouts, pacing=config.pacing,
             # Waiting for the other workers is no round trip: the one-block rounds are not timed.
             round_trip=RoundTripEstimator(backed_off=max(RENDEZVOUS_RETRANSMIT_S, config.timeouts.retransmit_initial))
@@ -336,11 +343,10 @@ class AllReduce:
         ignored_before = transport.ignored
         exchange.start(now)
 
-        def consume(payloads: list[memoryview], now: float) -> None:
-            for payload in payloads:
-                stats.packets_received += 1
-                stats.bytes_received += len(payload) + overhead
-                exchange.on_payload(payload, now)
+        def consume(batch: PayloadBatch, now: float) -> None:
+            stats.packets_received += len(batch)
+            stats.bytes_received += int(batch.sizes.sum()) + len(batch) * overhead
+            exchange.on_batch(batch.data, batch.sizes, now)
 
         try:
             while not exchange.done:
@@ -348,17 +354,17 @@ class AllReduce:
                 if exchange.next_wakeup() <= now:
                     # Read what already arrived before deciding that anything timed out: after the process was
                     # descheduled, the results that answer the expired timers are usually waiting in the socket.
-                    while (payloads := transport.receive(0.0)) and not exchange.done:
-                        consume(payloads, now)
+                    while (batch := transport.receive_batch(0.0)) and not exchange.done:
+                        consume(batch, now)
                     exchange.on_timer(now)
                 if exchange.done:
                     break
                 limit_at = self._limit(exchange, now, join_at if joining else None, deadline_at, tensor_id)
                 wait = max(0.0, min(exchange.next_wakeup(), limit_at) - now)
-                payloads = transport.receive(wait)
-                if payloads:
+                batch = transport.receive_batch(wait)
+                if batch:
                     now = time.monotonic()
-                    consume(payloads, now)
+                    consume(batch, now)
                 if self._progress is not None and now >= next_progress and not rendezvous:
                     self._progress(exchange.progress())
                     next_progress = now + self._progress_interval

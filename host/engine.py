@@ -5,7 +5,7 @@ REQUEST and REPAIR payloads
 through a callback, so tests drive it with scripted results and the agent drives it with a transport. Per slot
 it keeps one outstanding round: S packets in flight at most.
 
-Per slot and across tensors (:class:`SlotChannel`) the worker keeps its shadow-set index, advanced (mod SETS) on
+Per slot and across tensors (:class:`SlotChannels`) the worker keeps its shadow-set index, advanced (mod SETS) on
 every result of the slot it consumes. Nothing is acknowledged: a worker that misses a result (a gap in its column's
 chain of next blocks, or a timer) sends a REQUEST, which the switch answers with a replay while it holds the round
 and forwards to a peer worker once the set is reused; every exchange serves such forwarded REQUESTs from the
@@ -14,28 +14,28 @@ results it has consumed (REPAIR), until the closing round shows that every worke
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from .batch import Headers, fast_rows, result_constant
 from .blocks import BlockPlan
+from .columns import END, NO_DEADLINE, ColumnState, SlotChannels, contrib_fields
 from .config import Pacing, Timeouts
 from .errors import ProtocolError
 from .stats import Stats
-from .wire import DATA_PAYLOAD_BYTES, HEADER, LANES_BYTES
+from .wire import DATA_PAYLOAD_BYTES, HEADER, LANE_DTYPE, LANES_BYTES
 
 log = logging.getLogger(__name__)
 
-END = C.END_OF_TENSOR
 _HEADER_BYTES = C.OMNI_HEADER_BYTES
-_NO_DEADLINE = math.inf
+_NO_DEADLINE = NO_DEADLINE
 #: A worker waiting for a round it did not contribute to waits this many retransmission timeouts, and at least
 #: Timeouts.request_fallback, before its first REQUEST. Its first evidence of a lost result is a gap: the column's
 #: next result arriving (then it REQUESTs at once). Only two losses leave no gap: the column's last result, and the
@@ -47,15 +47,6 @@ _SET_MASK = C.SET_MASK
 PEAK_MARGIN = 1.25
 #: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
 PEAK_DECAY = 0.97
-
-
-@dataclass(slots=True)
-class SlotChannel:
-    """A slot's worker state that outlives a tensor: the shadow set its next round uses."""
-
-    set_index: int = 0
-    #: tensor id of the last tensor whose rounds used this slot (None: not used since the agent started).
-    last_tensor: int | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +92,28 @@ class RoundTripEstimator:
         """The original CONTRIB of a retransmitted round was answered after `seconds`: a real (slow) round trip."""
         self.sample(seconds)
 
+    def sample_many(self, samples: list[float], timeouts: Timeouts) -> list[float]:
+        """sample() each of `samples` in turn; the timeout() after each. The same arithmetic in the same order as
+        one call each (the batch path must arm exactly the timers the per-packet path arms), without a call per
+        sample."""
+        if not samples:
+            return []
+        srtt, rttvar, peak = self.srtt, self.rttvar, self.peak
+        initial, ceiling = timeouts.retransmit_initial, timeouts.retransmit_max
+        after: list[float] = []
+        for seconds in samples:
+            if srtt is None:
+                srtt, rttvar = seconds, seconds / 2
+            else:
+                rttvar = 0.75 * rttvar + 0.25 * abs(srtt - seconds)
+                srtt = 0.875 * srtt + 0.125 * seconds
+            peak = max(seconds, peak * PEAK_DECAY)
+            margin = 4 * rttvar if 4 * rttvar > srtt else srtt
+            timeout = max(srtt + margin, PEAK_MARGIN * peak)
+            after.append(min(max(initial, timeout), ceiling))
+        self.srtt, self.rttvar, self.peak, self.backed_off = srtt, rttvar, peak, None
+        return after
+
     def timed_out(self, timeout: float, timeouts: Timeouts) -> None:
         """A round sent with `timeout` was not answered in time. Columns that time out together (one burst) back
         off once, not once each: the new value is the larger of the current one and `timeout` backed off."""
@@ -117,26 +130,19 @@ class RoundTripEstimator:
         return min(max(timeouts.retransmit_initial, smoothed), timeouts.retransmit_max)
 
 
-@dataclass(slots=True)
-class _Column:
-    """One slot's progress through this tensor's column."""
-
-    slot: int
-    contrib: bytearray
-    expected: int = END          # block whose result is awaited next (END: column closed)
-    own_next: int = END          # the next block this worker sends in the column
-    contributed: bool = False    # whether this worker contributed to the awaited round
-    sent_at: float | None = None  # when our CONTRIB for the awaited round left, if it was never retransmitted
-    first_sent_at: float = 0.0   # when our CONTRIB for the awaited round first left
-    retransmitted_at: float | None = None  # when it was last retransmitted
-    rto: float = 0.0
-    deadline: float = _NO_DEADLINE
-    timeouts: int = 0            # timer expiries for the awaited round
-    gap_requested: bool = False  # a REQUEST for the awaited round already went out on a gap
-    early: dict[int, bytes] = field(default_factory=dict)
+Send = Callable[[bytes | bytearray | memoryview], None]
+#: Sends a (k, DATA_PAYLOAD_BYTES) uint8 array of payloads, row after row, in order.
+SendBatch = Callable[[np.ndarray], None]
 
 
-Send = Callable[[bytes | bytearray], None]
+def send_rows(send: Send) -> SendBatch:
+    """A SendBatch that hands each row to `send` (for callers that only have a per-packet send)."""
+
+    def send_batch(rows: np.ndarray) -> None:
+        for row in rows:
+            send(memoryview(row))
+
+    return send_batch
 
 
 class TensorExchange:
@@ -145,7 +151,11 @@ class TensorExchange:
     lanes: the worker's values, big-endian int32, plan.count * LANES of them. result: writable buffer of the same
     size that receives the sums (big-endian), blocks never completed (zero in every worker) are left untouched.
     exponent: the exponent field of this worker's CONTRIBs; expected_exponent: if given, every RESULT must carry
-    it (the data tensor after a scale round), else the exchange stops with ProtocolError.
+    it (the data tensor after a scale round), else the exchange stops with ProtocolError. send_batch: sends the
+    CONTRIBs that one batch of results triggers (default: each through `send`).
+
+    Results come one at a time (:meth:`on_payload`) or as a batch (:meth:`on_batch`); both give exactly the same
+    state and the same packets in the same order (host/batch.py explains how the batch path keeps that).
     """
 
     def __init__(
@@ -157,10 +167,11 @@ class TensorExchange:
         lanes: memoryview,
         result: memoryview,
         exponent: int,
-        channels: list[SlotChannel],
+        channels: SlotChannels,
         send: Send,
         stats: Stats,
         timeouts: Timeouts,
+        send_batch: SendBatch | None = None,
         pacing: Pacing = Pacing(),
         round_trip: RoundTripEstimator | None = None,
         expected_exponent: int | None = None,
@@ -179,10 +190,14 @@ class TensorExchange:
         self.plan = plan
         self._lanes = lanes
         self._result = result
+        # The same buffers as (block, lane) arrays, for the batch path's gathers and scatters.
+        self._lanes_by_block = np.frombuffer(lanes, dtype=LANE_DTYPE).reshape(plan.count, C.LANES)
+        self._result_by_block = np.frombuffer(result, dtype=LANE_DTYPE).reshape(plan.count, C.LANES)
         self._exponent = exponent
         self._expected_exponent = expected_exponent
         self._channels = channels
         self._send = send
+        self._send_batch = send_batch if send_batch is not None else send_rows(send)
         self.stats = stats
         self._timeouts = timeouts
         self._pacing = pacing
@@ -193,14 +208,19 @@ class TensorExchange:
         #: the exchange before this one, which serves peers' REQUESTs for its results while this one runs.
         self._repair_source = repair_source
         self._peers = [(worker_id + k) % workers for k in range(1, workers)] or [worker_id]
-        self._next_block = plan.next_block.tolist()  # Python ints: indexed once per sent block
+        self._next_block_array = plan.next_block.astype(np.int64)
+        self._next_block = plan.next_block.tolist()  # Python ints: indexed once per block sent one at a time
         # What this worker can tell a peer about each consumed round (served on forwarded REQUESTs): its next
         # block and set index; -1: not consumed (yet).
         self._result_next = np.full(plan.count, -1, dtype=np.int64)
         self._result_set = np.zeros(plan.count, dtype=np.uint8)
-        self._columns = [_Column(slot, bytearray(DATA_PAYLOAD_BYTES)) for slot in range(plan.columns)]
-        self._timers: list[tuple[float, int]] = []
-        self._open = len(self._columns)
+        self._columns = ColumnState.create(plan.columns, job_id=job_id, tensor_id=tensor_id, exponent=exponent)
+        self._contrib_fields = contrib_fields(self._columns.contrib)
+        self._result_constant = result_constant(job_id, tensor_id)
+        self._contrib_views = [memoryview(row) for row in self._columns.contrib]  # for one-at-a-time packing
+        #: slots whose column holds early results (the batch path leaves those columns to the per-packet path).
+        self._early_slots: set[int] = set()
+        self._open = plan.columns
         self._to_launch: deque[int] = deque()
         self._awaiting_first = 0  # launched columns still waiting for their first result (max_burst)
         self._tokens = float(pacing.max_burst or 1)
@@ -223,18 +243,24 @@ class TensorExchange:
 
     def progress(self) -> float:
         """Fraction of the tensor's blocks whose column has moved past them (0..1)."""
-        if not self._columns:
+        columns = self.plan.columns
+        if not columns:
             return 1.0
         count = self.plan.count
-        passed = sum(count if column.expected == END else column.expected for column in self._columns)
-        return min(1.0, passed / (count * len(self._columns)))
+        expected = self._columns.expected
+        passed = int(np.where(expected == END, count, expected).sum())
+        return min(1.0, passed / (count * columns))
 
     def next_wakeup(self) -> float:
         """Monotonic time of the next timer or paced launch (inf if none)."""
-        soonest = self._timers[0][0] if self._timers else _NO_DEADLINE
+        soonest = float(self._columns.deadline.min()) if self.plan.columns else _NO_DEADLINE
         if self._to_launch and self._pacing.pps is not None and self._tokens < 1:
             soonest = min(soonest, self._token_time + (1 - self._tokens) / self._pacing.pps)
         return soonest
+
+    def result_blocks(self) -> np.ndarray:
+        """Indices of the blocks whose result was consumed (every other block of the result buffer is untouched)."""
+        return np.flatnonzero(self._result_next >= 0)
 
     def forget_repair_source(self) -> None:
         """Stop serving the exchange before this one (a peer is never two tensors behind)."""
@@ -246,11 +272,10 @@ class TensorExchange:
         """Queue the dense first round (block s on slot s) and send what pacing allows."""
         self.started_at = self.last_progress = now
         self._token_time = now
-        for column in self._columns:
-            channel = self._channels[column.slot]
-            channel.last_tensor = self.tensor_id
-            column.expected = column.slot
-            self._to_launch.append(column.slot)
+        columns = self.plan.columns
+        self._channels.last_tensor[:columns] = self.tensor_id
+        self._columns.expected[:] = np.arange(columns)
+        self._to_launch.extend(range(columns))
         self._launch(now)
 
     def _launch(self, now: float) -> None:
@@ -265,79 +290,195 @@ class TensorExchange:
                 if self._tokens < 1:
                     return
                 self._tokens -= 1
-            column = self._columns[self._to_launch.popleft()]
+            slot = self._to_launch.popleft()
             self._awaiting_first += 1
-            self._contribute(column, column.slot, now)
+            self._contribute(slot, slot, now)
 
-    def _contribute(self, column: _Column, block: int, now: float) -> None:
+    def _contribute(self, slot: int, block: int, now: float) -> None:
         """Send `block` with this worker's next block in the column, on the slot's current set."""
-        channel = self._channels[column.slot]
         following = self._next_block[block]
-        buffer = column.contrib
+        buffer = self._contrib_views[slot]
         HEADER.pack_into(
-            buffer, 0, C.MSG_CONTRIB, channel.set_index, self.job_id, self.tensor_id, column.slot, block, following,
-            self._exponent, C.LANES, 0, 0,
+            buffer, 0, C.MSG_CONTRIB, int(self._channels.set_index[slot]), self.job_id, self.tensor_id, slot, block,
+            following, self._exponent, C.LANES, 0, 0,
         )
         start = block * LANES_BYTES
         buffer[_HEADER_BYTES:] = self._lanes[start:start + LANES_BYTES]
-        column.own_next = following
-        column.contributed = True
-        column.sent_at = now
-        column.first_sent_at = now
-        column.retransmitted_at = None
-        column.timeouts = 0
-        column.gap_requested = False
+        columns = self._columns
+        columns.own_next[slot] = following
+        columns.contributed[slot] = True
+        columns.sent_at[slot] = now
+        columns.first_sent_at[slot] = now
+        columns.retransmitted_at[slot] = math.nan
+        columns.timeouts[slot] = 0
+        columns.gap_requested[slot] = False
         self._send(buffer)
         self.stats.contribs_sent += 1
         if self._count_blocks:
             self.stats.blocks_sent += 1
-        self._arm(column, now, self._round_trip.timeout(self._timeouts))
+        self._arm(slot, now, self._round_trip.timeout(self._timeouts))
 
-    def _request(self, column: _Column) -> None:
-        """REQUEST the awaited round of `column`: replayed by the switch while held, else forwarded to a peer (a
-        different one on every try, since a peer may have missed the result too)."""
-        attempt = column.timeouts + (1 if column.gap_requested else 0)
+    def _request(self, slot: int) -> None:
+        """REQUEST the awaited round of column `slot`: replayed by the switch while held, else forwarded to a peer
+        (a different one on every try, since a peer may have missed the result too)."""
+        columns = self._columns
+        attempt = int(columns.timeouts[slot]) + (1 if columns.gap_requested[slot] else 0)
         peer = self._peers[attempt % len(self._peers)]
-        channel = self._channels[column.slot]
-        self._send(HEADER.pack(C.MSG_REQUEST, channel.set_index, self.job_id, self.tensor_id, column.slot,
-                               column.expected, 0, 0, 0, peer, 0))
+        self._send(HEADER.pack(C.MSG_REQUEST, int(self._channels.set_index[slot]), self.job_id, self.tensor_id, slot,
+                               int(columns.expected[slot]), 0, 0, 0, peer, 0))
         self.stats.requests_sent += 1
 
-    def _arm(self, column: _Column, now: float, rto: float) -> None:
-        column.rto = rto
-        column.deadline = now + rto
-        heapq.heappush(self._timers, (column.deadline, column.slot))
+    def _arm(self, slot: int, now: float, rto: float) -> None:
+        self._columns.rto[slot] = rto
+        self._columns.deadline[slot] = now + rto
 
     # --- timers --------------------------------------------------------------------------------------------------
 
     def on_timer(self, now: float) -> None:
         """Retransmit or request for every column whose timer expired; launch paced first-round blocks."""
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            deadline, slot = heapq.heappop(timers)
-            column = self._columns[slot]
-            if column.deadline != deadline or column.expected == END:
-                continue  # superseded by a later arm, or the column closed
+        columns = self._columns
+        expired = np.flatnonzero(columns.deadline <= now)
+        # Earliest deadline first, then by slot: the order a heap of (deadline, slot) would give.
+        for slot in expired[np.lexsort((expired, columns.deadline[expired]))].tolist():
+            if columns.expected[slot] == END:
+                continue
+            rto = float(columns.rto[slot])
+            contributed = bool(columns.contributed[slot])
             log.debug("%s: tensor %d slot %d: no result for block %d after %.3f s (%s)", self._name, self.tensor_id,
-                      slot, column.expected, column.rto, "retransmit" if column.contributed else "request")
-            column.sent_at = None  # Karn: this round's time no longer measures anything
-            if column.contributed:
-                self._round_trip.timed_out(column.rto, self._timeouts)
-                column.retransmitted_at = now
-                self._send(column.contrib)
+                      slot, columns.expected[slot], rto, "retransmit" if contributed else "request")
+            columns.sent_at[slot] = math.nan  # Karn: this round's time no longer measures anything
+            if contributed:
+                self._round_trip.timed_out(rto, self._timeouts)
+                columns.retransmitted_at[slot] = now
+                self._send(self._contrib_views[slot])
                 self.stats.retransmissions += 1
-                if column.timeouts > 0:
+                if columns.timeouts[slot] > 0:
                     # Still nothing after a retransmission: the round may be complete and its set reused since
                     # (our result lost, the column moved on without us); only a REQUEST reaches a peer then.
-                    self._request(column)
+                    self._request(slot)
             else:
-                self._request(column)
-            column.timeouts += 1
-            self._arm(column, now, min(column.rto * self._timeouts.backoff, self._timeouts.retransmit_max))
+                self._request(slot)
+            columns.timeouts[slot] += 1
+            self._arm(slot, now, min(rto * self._timeouts.backoff, self._timeouts.retransmit_max))
         if self._to_launch:
             self._launch(now)
 
     # --- results -------------------------------------------------------------------------------------------------
+
+    def on_batch(self, payloads: np.ndarray, sizes: np.ndarray, now: float) -> None:
+        """Handle a batch of datagram payloads as :meth:`on_payload` would, one after the other.
+
+        payloads: (n, DATA_PAYLOAD_BYTES) uint8, C-contiguous; row i holds a payload of sizes[i] bytes (a row of a
+        payload longer than a row is cut short, and such a payload is ignored as on_payload would).
+        """
+        count = len(sizes)
+        headers = Headers.parse(payloads)
+        index = 0
+        while index < count:
+            fast = self._fast_rows(headers.rows(index), sizes[index:])
+            run = int(fast.argmin()) if not fast.all() else len(fast)
+            if run:
+                self._consume_batch(headers.rows(index, index + run), now)
+                index += run
+            if index >= count:
+                return
+            # The rows up to the next one that looked fast go one by one; then the rest is classified again
+            # against the state they left.
+            slow = fast[run:]
+            stop = index + (int(slow.argmax()) if slow.any() else len(slow))
+            for row in range(index, stop):
+                size = int(sizes[row])
+                if size > DATA_PAYLOAD_BYTES:
+                    self.stats.ignored += 1
+                else:
+                    self.on_payload(memoryview(payloads[row, :size]), now)
+            index = stop
+
+    def _fast_rows(self, headers: Headers, sizes: np.ndarray) -> np.ndarray:
+        if self._to_launch:
+            return np.zeros(len(sizes), dtype=bool)
+        fast = fast_rows(headers, sizes, constant=self._result_constant, slots=self.plan.slots,
+                         count=self.plan.count, columns=self._columns, set_index=self._channels.set_index,
+                         expected_exponent=self._expected_exponent, early_slots=self._early_slots)
+        if fast.any():
+            # A result for a retransmitted round may show the timeout spurious (a sample of the original's time):
+            # rare, and order-dependent, so such rows take the per-packet path.
+            columns = self._columns
+            rows = np.flatnonzero(fast)
+            slots = headers.slot[rows]
+            retried = columns.contributed[slots] & ~np.isnan(columns.retransmitted_at[slots])
+            fast[rows[retried]] = False
+        return fast
+
+    def _consume_batch(self, headers: Headers, now: float) -> None:
+        """Consume in-order RESULTs of distinct columns that every check of _consume has passed (host/batch.py)."""
+        slots, blocks, nexts, sets = headers.slot, headers.block, headers.following, headers.set_index
+        rows = headers.lanes
+        columns = self._columns
+        stats = self.stats
+        closing = nexts == END
+        contributing = ~closing & (nexts == columns.own_next[slots])
+        waiting = ~closing & ~contributing
+        # The timeout each row arms is the estimator's after the samples of the rows before it and its own, as
+        # one at a time; only rows whose round was timed change it.
+        timed = columns.contributed[slots] & ~np.isnan(columns.sent_at[slots])
+        round_trip = self._round_trip
+        timeouts = self._timeouts
+        rtos = np.full(len(rows), round_trip.timeout(timeouts))
+        if timed.any():
+            timed_rows = np.flatnonzero(timed)
+            after = round_trip.sample_many((now - columns.sent_at[slots[timed_rows]]).tolist(), timeouts)
+            # Each row arms the timeout after the last sample at or before it (rows before the first sample keep
+            # the one from before the batch).
+            latest = np.full(len(rows), -1)
+            latest[timed_rows] = np.arange(len(timed_rows))
+            latest = np.maximum.accumulate(latest)
+            sampled = latest >= 0
+            rtos[sampled] = np.asarray(after)[latest[sampled]]
+        self._result_by_block[blocks] = rows
+        self._result_next[blocks] = nexts
+        self._result_set[blocks] = sets
+        stats.results += len(rows)
+        self.result_exponent = int(headers.exponent[-1])
+        self.last_progress = now
+        self._awaiting_first -= int(np.count_nonzero(blocks < self.plan.slots))
+        new_sets = (sets + 1) & _SET_MASK
+        self._channels.set_index[slots] = new_sets
+        columns.expected[slots] = nexts
+        columns.timeouts[slots] = 0
+        columns.gap_requested[slots] = False
+        if closing.any():
+            columns.deadline[slots[closing]] = _NO_DEADLINE
+            self._open -= int(np.count_nonzero(closing))
+        if waiting.any():
+            waiting_slots = slots[waiting]
+            columns.contributed[waiting_slots] = False
+            columns.sent_at[waiting_slots] = math.nan
+            patience = np.maximum(REQUEST_PATIENCE * rtos[waiting], timeouts.request_fallback)
+            columns.rto[waiting_slots] = patience
+            columns.deadline[waiting_slots] = now + patience
+        if contributing.any():
+            sending = slots[contributing]
+            sent_blocks = nexts[contributing]
+            following = self._next_block_array[sent_blocks]
+            contrib = self._contrib_fields
+            contrib["flags"][sending] = new_sets[contributing]
+            contrib["block_index"][sending] = sent_blocks
+            contrib["next_block"][sending] = following
+            contrib["lanes"][sending] = self._lanes_by_block[sent_blocks]
+            columns.own_next[sending] = following
+            columns.contributed[sending] = True
+            columns.sent_at[sending] = now
+            columns.first_sent_at[sending] = now
+            columns.retransmitted_at[sending] = math.nan
+            sent_rtos = rtos[contributing]
+            columns.rto[sending] = sent_rtos
+            columns.deadline[sending] = now + sent_rtos
+            self._send_batch(columns.contrib[sending])
+            sent = len(sending)
+            stats.contribs_sent += sent
+            if self._count_blocks:
+                stats.blocks_sent += sent
 
     def on_payload(self, payload: memoryview | bytes, now: float) -> None:
         """Handle one datagram payload from the switch: a RESULT, a peer's REPAIR, or a peer's forwarded REQUEST."""
@@ -356,29 +497,34 @@ class TensorExchange:
         if tensor_id != self.tensor_id:
             self.stats.duplicates += 1  # a replay of an earlier tensor's round
             return
-        if slot >= len(self._columns) or block % self.plan.slots != slot or block >= self.plan.count:
+        if slot >= self.plan.columns or block % self.plan.slots != slot or block >= self.plan.count:
             self.stats.ignored += 1
             return
         if msg_type == C.MSG_REPAIR:
             self.stats.repairs_received += 1
-        column = self._columns[slot]
-        if column.expected == END or block < column.expected:
+        columns = self._columns
+        expected = int(columns.expected[slot])
+        if expected == END or block < expected:
             self.stats.duplicates += 1
             return
-        if block > column.expected:
+        if block > expected:
             # A later round of the column completed first from our point of view: we missed the one expected.
             # Keep this one for its turn, and ask for the missing one now rather than at the timer.
-            column.early[block] = bytes(payload)
+            columns.early[slot][block] = bytes(payload)
+            self._early_slots.add(slot)
             self.stats.early += 1
-            if not column.gap_requested:
-                self._request(column)
-                column.gap_requested = True
+            if not columns.gap_requested[slot]:
+                self._request(slot)
+                columns.gap_requested[slot] = True
             return
-        self._consume(column, flags & _SET_MASK, block, next_block, exponent, payload, now)
-        while column.expected in column.early:
-            early = column.early.pop(column.expected)
-            header = HEADER.unpack_from(early)
-            self._consume(column, header[1] & _SET_MASK, header[5], header[6], header[7], early, now)
+        self._consume(slot, flags & _SET_MASK, block, next_block, exponent, payload, now)
+        early = columns.early[slot]
+        while early and int(columns.expected[slot]) in early:
+            kept = early.pop(int(columns.expected[slot]))
+            header = HEADER.unpack_from(kept)
+            self._consume(slot, header[1] & _SET_MASK, header[5], header[6], header[7], kept, now)
+        if not early:
+            self._early_slots.discard(slot)
 
     def _serve(self, payload: memoryview | bytes) -> None:
         """A peer's REQUEST, forwarded by the switch because the set no longer holds the round: answer with a
@@ -400,21 +546,22 @@ class TensorExchange:
         self._send(repair + bytes(self._result[start:start + LANES_BYTES]))
         self.stats.repairs_sent += 1
 
-    def _consume(self, column: _Column, set_bit: int, block: int, next_block: int, exponent: int,
+    def _consume(self, slot: int, set_bit: int, block: int, next_block: int, exponent: int,
                  payload: memoryview | bytes, now: float) -> None:
-        slot = column.slot
-        channel = self._channels[slot]
-        if set_bit != channel.set_index:
+        columns = self._columns
+        set_index = int(self._channels.set_index[slot])
+        if set_bit != set_index:
             raise ProtocolError(
                 f"{self._name}: result of tensor {self.tensor_id} block {block} on set {set_bit}, but slot {slot} "
-                f"is on set {channel.set_index} here: the job was reset or reinstalled while this agent kept its state"
+                f"is on set {set_index} here: the job was reset or reinstalled while this agent kept its state"
             )
         if next_block != END and (next_block <= block or next_block % self.plan.slots != slot
                                   or next_block >= self.plan.count):
             raise ProtocolError(f"{self._name}: result for block {block} announces impossible next {next_block}")
-        if next_block > column.own_next:
+        own_next = int(columns.own_next[slot])
+        if next_block > own_next:
             raise ProtocolError(
-                f"{self._name}: result for block {block} skips to {next_block} past block {column.own_next} that "
+                f"{self._name}: result for block {block} skips to {next_block} past block {own_next} that "
                 f"this worker announced: the switch lost this worker's announcement"
             )
         if self._expected_exponent is not None and exponent != self._expected_exponent:
@@ -422,11 +569,13 @@ class TensorExchange:
                 f"{self._name}: result for block {block} carries exponent {exponent}, the job agreed on "
                 f"{self._expected_exponent}"
             )
-        if column.contributed and column.sent_at is not None:
-            self._round_trip.sample(now - column.sent_at)
-        elif (column.contributed and column.retransmitted_at is not None
-              and self._round_trip.answers_original(now - column.retransmitted_at)):
-            self._round_trip.spurious(now - column.first_sent_at)
+        sent_at = float(columns.sent_at[slot])
+        retransmitted_at = float(columns.retransmitted_at[slot])
+        if columns.contributed[slot] and not math.isnan(sent_at):
+            self._round_trip.sample(now - sent_at)
+        elif (columns.contributed[slot] and not math.isnan(retransmitted_at)
+              and self._round_trip.answers_original(now - retransmitted_at)):
+            self._round_trip.spurious(now - float(columns.first_sent_at[slot]))
             self.stats.spurious_timeouts += 1
         start = block * LANES_BYTES
         self._result[start:start + LANES_BYTES] = payload[_HEADER_BYTES:]
@@ -437,20 +586,20 @@ class TensorExchange:
         self.last_progress = now
         if block < self.plan.slots:
             self._awaiting_first -= 1
-        channel.set_index = (set_bit + 1) & _SET_MASK
-        column.expected = next_block
-        column.timeouts = 0
-        column.gap_requested = False
+        self._channels.set_index[slot] = (set_bit + 1) & _SET_MASK
+        columns.expected[slot] = next_block
+        columns.timeouts[slot] = 0
+        columns.gap_requested[slot] = False
         if next_block == END:
-            column.deadline = _NO_DEADLINE
+            columns.deadline[slot] = _NO_DEADLINE
             self._open -= 1
-        elif next_block == column.own_next:
-            self._contribute(column, next_block, now)
+        elif next_block == own_next:
+            self._contribute(slot, next_block, now)
         else:
-            column.contributed = False
-            column.sent_at = None
+            columns.contributed[slot] = False
+            columns.sent_at[slot] = math.nan
             patience = max(REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts), self._timeouts.request_fallback)
-            self._arm(column, now, patience)
+            self._arm(slot, now, patience)
         if self._to_launch:
             self._launch(now)
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from .blocks import block_count
+
 from .errors import InputError, OverflowRisk
 
 #: Exponent claims travel in an 8-bit field.
@@ -126,6 +128,43 @@ def quantize(values: np.ndarray, shift: int, length: int | None = None) -> np.nd
     return scaled.astype(LANE_DTYPE)
 
 
+def quantize_blocks(values: np.ndarray, shift: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """quantize(values, shift, length) and the mask of its non-zero blocks, touching only the blocks that hold a
+    non-zero bit.
+
+    A sparse tensor is mostly zero blocks, which quantize to zero lanes: they are found with one OR over the raw
+    bits (cheaper than a float comparison, and -0.0 just counts as a candidate), and only the candidates are
+    scaled, rounded and byte-swapped (the byte-swapping cast alone costs more than everything else over a dense
+    100 MB tensor). The lanes of the other blocks stay in zero pages never written. The same lanes and mask as
+    quantize() followed by nonzero_blocks().
+    """
+    flat = np.ascontiguousarray(values.reshape(-1), dtype=np.float32)
+    count = length // C.LANES
+    lanes = np.zeros(length, dtype=LANE_DTYPE)
+    by_block = lanes.reshape(count, C.LANES)
+    full = flat.size // C.LANES
+    candidates = np.zeros(count, dtype=bool)
+    words = flat[:full * C.LANES].view(np.uint32).reshape(full, C.LANES)
+    candidates[:full] = np.bitwise_or.reduce(words, axis=1) != 0
+    if full * C.LANES < flat.size:
+        candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
+    chosen = np.flatnonzero(candidates)
+    if len(chosen) * 2 > count:  # dense: gathering and scattering blocks would cost more than it saves
+        lanes = quantize(flat, shift, length)
+        return lanes, lanes.reshape(count, C.LANES).any(axis=1)
+    if len(chosen):
+        padded = np.zeros((len(chosen), C.LANES), dtype=np.float32)
+        whole = chosen[chosen < full]
+        padded[:len(whole)] = flat[:full * C.LANES].reshape(full, C.LANES)[whole]
+        if len(whole) < len(chosen):  # the last, partial block
+            tail = flat[full * C.LANES:]
+            padded[-1, :tail.size] = tail
+        by_block[chosen] = quantize(padded, shift).reshape(len(chosen), C.LANES)
+    significant = np.zeros(count, dtype=bool)
+    significant[chosen] = by_block[chosen].any(axis=1)
+    return lanes, significant
+
+
 def int_lanes(values: np.ndarray, length: int | None = None) -> np.ndarray:
     """int32 values as big-endian lanes, zero-padded to `length` values."""
     flat = values.reshape(-1)
@@ -142,6 +181,24 @@ def dequantize(sums: np.ndarray, shift: int, out: np.ndarray | None = None) -> n
     if out is None:
         return wide.astype(np.float32)
     np.copyto(out, wide.reshape(out.shape), casting="same_kind")
+    return out
+
+
+def dequantize_blocks(sums: np.ndarray, shift: int, blocks: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dequantize() of `sums` (int32 lanes, block after block) into `out` (float32, flat, contiguous, at most as
+    long as `sums`), where only `blocks` (sorted block indices) can be non-zero: the others are written 0.0, as
+    dequantize() writes them, without reading them. After a sparse all-reduce most blocks received no result at
+    all, and converting only the others saves passes over the whole tensor (most of the agent's time after the
+    exchange, on a large tensor)."""
+    if len(blocks) * 2 > block_count(out.size):
+        return dequantize(sums[:out.size], shift, out=out)
+    out[:] = 0
+    full = out.size // C.LANES
+    whole = blocks[:np.searchsorted(blocks, full)]
+    out[:full * C.LANES].reshape(full, C.LANES)[whole] = dequantize(
+        sums[:full * C.LANES].reshape(full, C.LANES)[whole], shift)
+    if len(whole) < len(blocks) and full * C.LANES < out.size:  # the last, partial block received a result
+        dequantize(sums[full * C.LANES:out.size], shift, out=out[full * C.LANES:])
     return out
 
 

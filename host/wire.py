@@ -29,6 +29,9 @@ HEADER_DTYPE = np.dtype([(name, f">u{bits // 8}") for name, bits in C.OMNI_HEADE
 #: One lane: a signed 32-bit two's-complement value in network byte order.
 LANE_DTYPE = np.dtype(">i4")
 LANES_BYTES = C.LANES * LANE_DTYPE.itemsize
+#: A whole CONTRIB/RESULT/REPAIR payload, header fields then the lanes: a (n, DATA_PAYLOAD_BYTES) uint8 batch viewed
+#: with it gives every field of every packet as one array (the agent's batch path parses and builds with it).
+PAYLOAD_DTYPE = np.dtype(HEADER_DTYPE.descr + [("lanes", LANE_DTYPE, (C.LANES,))])
 #: UDP payload of a CONTRIB, RESULT or REPAIR (header + lanes), and of a REQUEST (header only).
 DATA_PAYLOAD_BYTES = C.OMNI_HEADER_BYTES + LANES_BYTES
 CONTROL_PAYLOAD_BYTES = C.OMNI_HEADER_BYTES

@@ -12,7 +12,8 @@ import pytest
 
 from omnireduce.host import AgentClosed, AgentConfig, AllReduce, InputError, Timeouts, TransportKind, WorkerMissing
 from omnireduce.host.agent import SLOT_REFRESH_AGE
-from omnireduce.host.wire import Endpoint, frame_prefix, parse_udp_frame
+from omnireduce.host.transport import PayloadBatch
+from omnireduce.host.wire import DATA_PAYLOAD_BYTES, Endpoint, frame_prefix, parse_udp_frame
 from omnireduce.p4src import constants as C
 
 from .harness import job_cluster, run_workers
@@ -32,8 +33,14 @@ class SilentTransport:
     def send(self, payload) -> None:
         self.sent.append(bytes(payload))
 
+    def send_batch(self, payloads) -> None:
+        self.sent += [bytes(row) for row in payloads]
+
     def receive(self, timeout: float) -> list:
         return []
+
+    def receive_batch(self, timeout: float) -> PayloadBatch:
+        return PayloadBatch(np.zeros((0, DATA_PAYLOAD_BYTES), dtype=np.uint8), np.zeros(0, dtype=np.int64))
 
     def close(self) -> None:
         self.closed = True
@@ -99,8 +106,8 @@ def test_a_short_tensor_refreshes_slots_left_unused_for_long(device):
         assert [a.last_stats.blocks_sent for a in cluster.agents] == [1, 1]
         # As if SLOT_REFRESH_AGE tensor ids had passed with only slot 0 in use:
         for agent in cluster.agents:
-            for channel in agent._channels[1:]:
-                channel.last_tensor = (channel.last_tensor - SLOT_REFRESH_AGE) % (1 << 16)
+            last = agent._channels.last_tensor
+            last[1:] = (last[1:] - SLOT_REFRESH_AGE) % (1 << 16)
         results = run_workers(cluster.agents, short)
         assert all(np.array_equal(r, np.full(C.LANES, 2, np.float32)) for r in results)
         assert [a.last_stats.blocks_sent for a in cluster.agents] == [8, 8]  # every slot touched again
@@ -108,7 +115,7 @@ def test_a_short_tensor_refreshes_slots_left_unused_for_long(device):
         channels = cluster.agents[0]._channels
         next_id = cluster.agents[0].tensor_id
         assert channels[0].last_tensor == next_id - 1
-        assert all(channel.last_tensor == next_id - 2 for channel in channels[1:])
+        assert all(channel.last_tensor == next_id - 2 for channel in list(channels)[1:])
 
 
 @contextmanager

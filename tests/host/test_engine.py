@@ -13,14 +13,8 @@ import pytest
 
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
-from omnireduce.host.engine import (
-    PEAK_MARGIN,
-    REQUEST_PATIENCE,
-    RoundTripEstimator,
-    SlotChannel,
-    TensorExchange,
-    big_endian_lanes,
-)
+from omnireduce.host.columns import SlotChannels
+from omnireduce.host.engine import PEAK_MARGIN, REQUEST_PATIENCE, RoundTripEstimator, TensorExchange, big_endian_lanes
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -41,7 +35,7 @@ class Script:
         self.values = blocks.astype(np.int32)
         significant = self.values.any(axis=1)
         self.plan = plan_blocks(significant, slots, dense=dense)
-        self.channels = channels if channels is not None else [SlotChannel() for _ in range(slots)]
+        self.channels = channels if channels is not None else SlotChannels.create(slots)
         self.sent: list[bytes] = []
         self.stats = Stats()
         self.sums = np.zeros(self.values.size, dtype=LANE_DTYPE)
@@ -94,7 +88,7 @@ def test_first_round_is_dense_and_contribs_carry_the_block_and_the_next():
     script = Script(sparse_blocks(6, [3, 4]), slots=2)
     script.exchange.start(0.0)
     assert script.take() == [("CONTRIB", 0, 0, 0, 4, 0), ("CONTRIB", 0, 1, 1, 3, 0)]
-    first = decode_payload(script.exchange._columns[0].contrib)
+    first = decode_payload(script.exchange._columns.contrib[0])
     assert first[0].exponent == 7 and first[0].tensor_id == 5 and first[0].job_id == JOB
     assert first[1].tolist() == [0] * C.LANES  # block 0 is zero but sent
 
@@ -255,7 +249,7 @@ def test_results_that_break_the_protocol_stop_the_exchange():
 
 
 def test_set_indexes_carry_over_to_the_next_tensor():
-    channels = [SlotChannel(), SlotChannel()]
+    channels = SlotChannels.create(2)
     first = Script(sparse_blocks(2, [0, 1]), slots=2, channels=channels, tensor=1)
     first.exchange.start(0.0)
     first.feed(first.result(0, 0, END))
@@ -321,7 +315,7 @@ def test_a_timeout_backs_off_the_following_rounds_until_one_is_timed_again():
     script.take()
     script.feed(script.result(0, 0, 2), now=0.15)
     # The next round of column 0 starts with the backed-off timeout, not the configured one.
-    assert script.exchange._columns[0].deadline == pytest.approx(0.15 + 2 * RTO)
+    assert script.exchange._columns.deadline[0] == pytest.approx(0.15 + 2 * RTO)
     script.feed(script.result(1, 2, 4), now=0.16)  # block 2 left at 0.15, sent once: a sample ends the backoff
     assert estimate.backed_off is None and estimate.srtt == pytest.approx(0.01)
     assert estimate.timeout(TIMEOUTS) == RTO

@@ -11,12 +11,17 @@ from omnireduce.host.quantize import (
     check_int_sum,
     check_values,
     dequantize,
+    dequantize_blocks,
+    quantize_blocks,
     describe_non_finite,
     error_bound,
     exponent_claim,
     quantize,
     scale_shift,
 )
+from omnireduce.host.blocks import nonzero_blocks
+from omnireduce.host.wire import LANE_DTYPE
+from omnireduce.p4src import constants as C
 from omnireduce.p4src.constants import EXPONENT_BIAS as BIAS
 
 
@@ -118,3 +123,28 @@ def test_check_values_raises_both_checks():
         check_values(np.array([1, 2, np.nan], dtype=np.float32))
     with pytest.raises(InputError, match="float64 is not supported"):
         check_values(np.zeros(3))
+
+
+@pytest.mark.parametrize("length", [C.LANES * 6, C.LANES * 6 + 5])
+def test_dequantize_blocks_writes_what_dequantize_writes(length):
+    rng = np.random.default_rng(length)
+    blocks = np.array([1, 4, 6] if length % C.LANES else [1, 4])
+    sums = np.zeros(C.LANES * 7, dtype=LANE_DTYPE)
+    for block in blocks:
+        sums[block * C.LANES:(block + 1) * C.LANES] = rng.integers(-2**30, 2**30, C.LANES)
+    out = np.full(length, np.nan, dtype=np.float32)
+    dequantize_blocks(sums, 9, blocks, out)
+    assert out.tobytes() == dequantize(sums[:length], 9).tobytes()
+
+
+@pytest.mark.parametrize("size, blocks, density", [(C.LANES * 40, 40, 0.05), (C.LANES * 40 + 7, 41, 0.05),
+                                                   (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5)])
+def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks, density):
+    rng = np.random.default_rng(size)
+    values = np.where(rng.random(size) < density, rng.standard_normal(size), 0).astype(np.float32)
+    values[3] = -0.0
+    values[size // 2] = 1e-30  # rounds to zero: its block is not significant (unless it holds another value)
+    lanes, significant = quantize_blocks(values, 12, blocks * C.LANES)
+    expected = quantize(values, 12, blocks * C.LANES)
+    assert lanes.dtype == expected.dtype and lanes.tobytes() == expected.tobytes()
+    assert significant.tolist() == nonzero_blocks(expected.reshape(blocks, C.LANES)).tolist()
