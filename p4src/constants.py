@@ -7,9 +7,9 @@ run `make constants` (or `python -m omnireduce.p4src.generate`).
 # Sizes (sizes.p4).
 LANES = 32
 MAX_WORKERS = 32
-WORKERS_PER_GROUP = 2
-WORKER_GROUPS = 16
-WORKER_LANE_BITS = 1
+WORKERS_PER_GROUP = 1
+WORKER_GROUPS = 32
+WORKER_LANE_BITS = 0
 SLOT_COUNT = 512
 SETS = 4
 SET_INDEX_BITS = 2

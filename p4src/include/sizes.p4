@@ -17,13 +17,13 @@
 #define MAX_WORKERS 32
 // Each slot's announced next blocks live in WORKER_GROUPS registers of WORKERS_PER_GROUP 32-bit lanes each, one
 // cell per slot, so that a packet touches every worker_next register once, reading the minimum of its lanes in the
-// same access. Two lanes make a 64-bit cell: Tofino 1's register pair (hi/lo) and the widest value the softswitch's
-// native pipeline computes with; docs/protocol.md section 8 regroups them for Tofino 2.
-// WORKER_GROUPS * WORKERS_PER_GROUP = MAX_WORKERS.
-#define WORKERS_PER_GROUP 2
-#define WORKER_GROUPS 16
+// same access (docs/protocol.md section 8 regroups them for Tofino 2). One lane a register here: BMv2's Thrift
+// runtime reads register cells as signed 64-bit integers, so a cell of two lanes with END_OF_TENSOR in the upper one
+// (at or above 2^63) cannot be read back there. WORKER_GROUPS * WORKERS_PER_GROUP = MAX_WORKERS.
+#define WORKERS_PER_GROUP 1
+#define WORKER_GROUPS 32
 // log2(WORKERS_PER_GROUP): worker w is lane (w & (WORKERS_PER_GROUP - 1)) of group (w >> WORKER_LANE_BITS).
-#define WORKER_LANE_BITS 1
+#define WORKER_LANE_BITS 0
 
 // Aggregation slots of the whole switch, shared by all jobs (each job owns a contiguous range).
 #define SLOT_COUNT 512

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from omnireduce.p4src import artifacts
+from omnireduce.p4src import constants as C
 
 from .bmv2_device import Bmv2Device, bmv2_available
 from .omniswitch import OmniSwitch
@@ -22,7 +23,7 @@ def switch(request, program_json) -> OmniSwitch:
     if request.param == "bmv2":
         if not bmv2_available():
             pytest.skip("BMv2 (simple_switch_grpc on PATH, run as root) is absent: this case ran on the softswitch only")
-        device = Bmv2Device()
+        device = Bmv2Device(port_count=C.MAX_WORKERS)  # a job can have MAX_WORKERS workers, a port each
         request.addfinalizer(device.close)
         return OmniSwitch(device)
     from omnireduce.softswitch.device import Device
