@@ -14,6 +14,7 @@ import itertools
 import logging
 import queue
 import threading
+from typing import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -55,6 +56,10 @@ class StreamSession:
     device_id: int | None = None          # None until its first MasterArbitrationUpdate is accepted
     role: str = DEFAULT_ROLE
     election_id: int | None = None        # None: unset, i.e. lower than any id (a permanent backup)
+    #: Whether the stream's RPC is still up (the server passes its context's is_active). A client that closes its
+    #: stream is gone at once, but the server removes the session a moment later in another thread; until then
+    #: its election id must not be held against the next controller.
+    alive: Callable[[], bool] = field(default=lambda: True)
 
     def send(self, message: p4runtime_pb2.StreamMessageResponse) -> None:
         self.outbox.put(message)
@@ -105,7 +110,7 @@ class Arbiter:
                     f"stream already arbitrated for role '{session.role}'; open a new stream for role '{role}'")
             state = self._roles.setdefault(role, _RoleState())
             if election_id is not None and any(
-                    s is not session and s.election_id == election_id for s in state.sessions):
+                    s is not session and s.election_id == election_id and s.alive() for s in state.sessions):
                 raise P4RuntimeError.invalid_argument(
                     f"election id {election_id} is already used by another controller of role '{role}'")
             if first and len(state.sessions) >= self.max_sessions_per_role:

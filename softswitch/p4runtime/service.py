@@ -361,7 +361,7 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             self._release_stream()
 
     def _serve_stream(self, request_iterator, context: grpc.ServicerContext):
-        session = StreamSession(peer=context.peer())
+        session = StreamSession(peer=context.peer(), alive=context.is_active)
         reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
                                   name=f"p4rt-stream-{session.number}", daemon=True)
         # Whatever ends the RPC (client gone, server stopping) also ends our send loop below.

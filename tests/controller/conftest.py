@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from omnireduce.controller import cli
 from omnireduce.controller.client import ElectionId, P4RuntimeClient
+from omnireduce.controller.errors import NotPrimaryError
 from omnireduce.controller.pipeline import PipelineFiles, push
 from omnireduce.controller.switch import Switch
 from omnireduce.p4src import artifacts
@@ -64,7 +66,7 @@ class RunningSoftswitch:
     def connect(self, bind: bool = True, election_id: ElectionId = ElectionId(0, 1), require_primary: bool = True,
                 timeout: float = READY_TIMEOUT_S) -> Switch:
         """A controller session (closed at teardown), bound to our P4Info unless `bind` is False."""
-        switch = Switch.connect(self.address, 0, election_id, timeout, require_primary=require_primary)
+        switch = connect_when_released(self.address, election_id, timeout, require_primary=require_primary)
         self.sessions.append(switch)
         if bind:
             switch.bind_pipeline_file(self.files.p4info)
@@ -84,6 +86,22 @@ class RunningSoftswitch:
         self.server.stop(grace=None)
 
 
+def connect_when_released(address: str, election_id: ElectionId, timeout: float, *,
+                          require_primary: bool = True) -> Switch:
+    """Switch.connect, retried until `timeout` while the server still holds a just-closed session's election id.
+
+    A session's close ends its stream on the client at once, but the server learns of it a moment later, in its own
+    thread: a fixture that closes one session and opens the next with the same id can be refused as a duplicate.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Switch.connect(address, 0, election_id, timeout, require_primary=require_primary)
+        except NotPrimaryError as error:
+            if "already used" not in str(error) or time.monotonic() >= deadline:
+                raise
+
+
 @pytest.fixture
 def softswitch_server(pipeline_files: PipelineFiles) -> Iterator[RunningSoftswitch]:
     server = P4RuntimeServer(make_device(), "127.0.0.1:0", device_id=0)
@@ -101,7 +119,7 @@ def softswitch_server(pipeline_files: PipelineFiles) -> Iterator[RunningSoftswit
 @pytest.fixture
 def softswitch(softswitch_server: RunningSoftswitch) -> RunningSoftswitch:
     """A running softswitch with the omnireduce pipeline pushed by the controller."""
-    with Switch.connect(softswitch_server.address, timeout=READY_TIMEOUT_S) as switch:
+    with connect_when_released(softswitch_server.address, ElectionId(0, 1), READY_TIMEOUT_S) as switch:
         push(switch, softswitch_server.files)
     return softswitch_server
 

@@ -347,6 +347,18 @@ def test_arbitration_errors():
     assert arbiter.primary_of() is a and statuses(c) == [code_pb2.ALREADY_EXISTS]
 
 
+def test_a_closed_streams_election_id_is_free_before_its_session_is_removed():
+    arbiter = Arbiter(device_id=1)
+    streams_up = {"a": True}
+    a, b = StreamSession(alive=lambda: streams_up["a"]), StreamSession()
+    arbiter.arbitrate(a, arbitration(1, 1))
+    streams_up["a"] = False                            # a's client closed; the server has not removed it yet
+    arbiter.arbitrate(b, arbitration(1, 1))            # the same id is taken over, not refused as a duplicate
+    assert arbiter.primary_of() is b and statuses(b) == [code_pb2.OK]
+    arbiter.disconnect(a)                              # the late removal changes nothing for b
+    assert arbiter.primary_of() is b
+
+
 def test_only_the_primary_may_write():
     arbiter = Arbiter(device_id=1)
     arbiter.check_writer("", None)                     # nobody connected, no election id: allowed (as PI)
