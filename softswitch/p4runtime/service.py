@@ -77,18 +77,27 @@ class _Entities:
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
         self.unserved = UnservedOps(p4map)
-
-    def write(self, update: p4runtime_pb2.Update) -> None:
-        if update.type == p4runtime_pb2.Update.UNSPECIFIED:
-            raise P4RuntimeError.invalid_argument("update type is not set")
-        kind = update.entity.WhichOneof("entity")
-        writer: Callable | None = {
+        # Entity kind -> operation, built once per pipeline (a batch can hold thousands of updates).
+        self._writers: dict[str, Callable] = {
             "table_entry": self.tables.write,
             "direct_counter_entry": self.tables.write_direct_counter,
             "counter_entry": self.arrays.write_counter,
             "register_entry": self.arrays.write_register,
             "packet_replication_engine_entry": self.pre.write,
-        }.get(kind or "")
+        }
+        self._readers: dict[str, Callable] = {
+            "table_entry": self.tables.read,
+            "direct_counter_entry": self.tables.read_direct_counters,
+            "counter_entry": self.arrays.read_counters,
+            "register_entry": self.arrays.read_registers,
+            "packet_replication_engine_entry": self.pre.read,
+        }
+
+    def write(self, update: p4runtime_pb2.Update) -> None:
+        if update.type == p4runtime_pb2.Update.UNSPECIFIED:
+            raise P4RuntimeError.invalid_argument("update type is not set")
+        kind = update.entity.WhichOneof("entity")
+        writer = self._writers.get(kind or "")
         if kind is None:
             raise P4RuntimeError.invalid_argument("update has no entity")
         if writer is None:
@@ -100,13 +109,7 @@ class _Entities:
         if unserved is not None:
             return self.unserved.read(unserved)
         kind = entity.WhichOneof("entity")
-        reader: Callable | None = {
-            "table_entry": self.tables.read,
-            "direct_counter_entry": self.tables.read_direct_counters,
-            "counter_entry": self.arrays.read_counters,
-            "register_entry": self.arrays.read_registers,
-            "packet_replication_engine_entry": self.pre.read,
-        }.get(kind or "")
+        reader = self._readers.get(kind or "")
         if kind is None:
             raise P4RuntimeError.invalid_argument("read request entity has no type set")
         if reader is None:
