@@ -11,9 +11,9 @@ and writes one value per 32, so it is memory-bound: bytes read / time / peak ban
 Variants (the first is the library's): vector_norm_inf (torch.linalg.vector_norm(ord=inf, dim=1): one reduction
 kernel), vector_norm_l2 (the same for top-k), amax_abs (abs() then amax(): two kernels and a temporary), ne_any
 (ne(0).any(): a bool temporary), compiled_max_abs (torch.compile of abs().amax(), fused by Inductor into one
-kernel), compiled_l2 (the same for the L2 norm), compiled_max_abs_autotuned (Inductor's max-autotune), triton_max_abs_r*_w* (a hand-written Triton kernel, a (rows, 32) tile per program), library_block_scores (omnireduce.torch's block_scores, where importable). References: read_sum (x.sum(), a pure streaming read) and copy (y.copy_(x), bytes read + written).
+kernel), compiled_l2 (the same for the L2 norm), compiled_max_abs_autotuned (Inductor's max-autotune), triton_{max_abs,l2}_r*_w* (omnireduce.torch.triton_scan's kernel, a (rows, 32) tile per program, over a grid of tile heights and warps), library_block_scores (omnireduce.torch's block_scores, where importable). References: read_sum (x.sum(), a pure streaming read) and copy (y.copy_(x), bytes read + written).
 Then the whole selection at 1% density: scan + nonzero + index_select + copy of the chosen blocks to pinned host
-memory (time only). Timing: torch.cuda.Event around each call, L2 flushed (a 256 MB memset) before each, warmup
+memory (time only). Timing: torch.cuda.Event around each call, L2 flushed (a 256 MiB read; --flush write: a memset) before each, warmup
 calls first, the median of the repeats; on a GPU each variant is also timed
 10 calls back to back between two events (hides the host's launch overhead on short kernels). This file needs only torch (it runs on a machine without this package).
 """
@@ -30,12 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-
-try:  # the hand-written kernel's variants need Triton (on the GPU machine); the rest of the bench does not
-    import triton
-    import triton.language as tl
-except ImportError:
-    triton = None
 
 LANES = 32
 #: H200 SXM HBM3e, vendor datasheet: 4.8 TB/s.
@@ -86,34 +80,40 @@ def library_scan() -> Callable[[torch.Tensor], torch.Tensor] | None:
     return lambda flat: block_scores(flat, Score.MAX_ABS)
 
 
-#: (blocks per program, warps) of the hand-written kernel.
-TRITON_CONFIGS = ((64, 4), (128, 4), (256, 8), (512, 8))
-
-if triton is not None:
-    @triton.jit
-    def _block_max_abs(x_ptr, out_ptr, blocks, ROWS: tl.constexpr, LANES_: tl.constexpr):
-        rows_here = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-        inside = rows_here < blocks
-        tile = tl.load(x_ptr + rows_here[:, None] * LANES_ + tl.arange(0, LANES_)[None, :], mask=inside[:, None],
-                       other=0.0)
-        tl.store(out_ptr + rows_here, tl.max(tl.abs(tile), axis=1), mask=inside)
+#: (blocks per program, warps) of the hand-written kernel (omnireduce.torch.triton_scan, the library's CUDA scan).
+TRITON_CONFIGS = ((32, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 4), (256, 8), (512, 8))
 
 
-def triton_max_abs(flat: torch.Tensor, out: torch.Tensor, rows: int, warps: int) -> torch.Tensor:
-    """max |x| of every 32-value block: each program loads a (rows, 32) tile and reduces along its rows."""
-    if triton is None:
-        raise RuntimeError("triton is not installed")
-    blocks = flat.numel() // LANES
-    _block_max_abs[(triton.cdiv(blocks, rows),)](flat, out, blocks, ROWS=rows, LANES_=LANES, num_warps=warps)
-    return out
+def triton_module():
+    """omnireduce.torch.triton_scan where the package and Triton are importable, else None."""
+    try:
+        from omnireduce.torch import triton_scan
+    except ImportError:
+        return None
+    return triton_scan if triton_scan.available() else None
 
 
 class Timer:
-    """CUDA events on a GPU (the kernels' own time on the stream), perf_counter after a sync on the CPU."""
+    """CUDA events on a GPU (the kernels' own time on the stream), perf_counter after a sync on the CPU.
 
-    def __init__(self, device: torch.device) -> None:
+    Before each lone call the L2 is flushed: by default by *reading* a 256 MiB buffer (L2 left full of clean lines of
+    another tensor, as after unrelated work), or with `flush="write"` by a memset of it, which leaves the L2 full of
+    dirty lines that the timed kernel must write back to HBM while it reads (about 60 MB of extra traffic, which
+    weighs on a 100 MiB scan: the first version of this bench flushed that way).
+    """
+
+    def __init__(self, device: torch.device, flush: str = "read") -> None:
         self.cuda = device.type == "cuda"
-        self.flush = torch.empty(256 << 20, dtype=torch.uint8, device=device) if self.cuda else None
+        self.flush_mode = flush
+        self.flush = torch.ones(256 << 18, dtype=torch.int32, device=device) if self.cuda else None
+
+    def flush_l2(self) -> None:
+        if self.flush is None:
+            return
+        if self.flush_mode == "write":
+            self.flush.fill_(1)
+        else:
+            self.flush.sum(dtype=torch.int64)  # the result is not needed: the reads are
 
     def time_ms(self, call: Callable[[], object], warmup: int, repeats: int, inner: int = 1) -> list[float]:
         """Per-call times. inner > 1: `inner` calls back to back between two events and no L2 flush (hides the
@@ -132,8 +132,7 @@ class Timer:
                 times.append(start.elapsed_time(end) / inner)
             return times
         for _ in range(repeats):
-            if self.flush is not None:
-                self.flush.zero_()  # evict the gradient from the 60 MB L2, so every read comes from HBM
+            self.flush_l2()  # evict the gradient from the 60 MB L2, so every read comes from HBM
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -230,15 +229,21 @@ def bench_size(size_bytes: int, device: torch.device, timer: Timer, report: Repo
             measure(name, lambda: compiled(flat), read, mask_matches=agrees, compile_s=compile_s)
         except Exception as error:  # noqa: BLE001 -- a compiler missing on the machine is a result, not a crash
             report.add({"size_bytes": read, "variant": name, "error": repr(error)[:500]})
-    if device.type == "cuda" and not args.no_triton:
-        for rows, warps in TRITON_CONFIGS:
-            name = f"triton_max_abs_r{rows}_w{warps}"
-            try:
-                out = torch.empty(values // LANES, dtype=torch.float32, device=device)
-                agrees = bool(torch.equal(triton_max_abs(flat, out, rows, warps) != 0, reference))
-                measure(name, lambda: triton_max_abs(flat, out, rows, warps), read, mask_matches=agrees)
-            except Exception as error:  # noqa: BLE001
-                report.add({"size_bytes": read, "variant": name, "error": repr(error)[:500]})
+    kernels = triton_module() if device.type == "cuda" and not args.no_triton else None
+    if kernels is not None:
+        blocks_view = block_view(flat)
+        out = torch.empty(values // LANES, dtype=torch.float32, device=device)
+        for squares, kind in ((False, "max_abs"), (True, "l2")):
+            for rows, warps in TRITON_CONFIGS if not squares else ((kernels.DEFAULT_ROWS, kernels.DEFAULT_WARPS),):
+                name = f"triton_{kind}_r{rows}_w{warps}"
+                try:
+                    def call(rows=rows, warps=warps, squares=squares):
+                        return kernels.block_scores(blocks_view, squares, rows, warps, out)
+                    agrees = bool(torch.equal(call() != 0, reference))
+                    measure(name, call, read, mask_matches=agrees)
+                except Exception as error:  # noqa: BLE001
+                    report.add({"size_bytes": read, "variant": name, "error": repr(error)[:500]})
+        del out
     pinned = torch.empty(values, dtype=torch.float32, pin_memory=device.type == "cuda")
     chosen = select_and_copy(flat, pinned)
     times = timer.time_ms(lambda: select_and_copy(flat, pinned), args.warmup, args.repeats)
@@ -260,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"the memory's peak bandwidth, GB/s (default {DEFAULT_PEAK_GBPS:g}: H200 HBM3e)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-triton", action="store_true", help="skip the hand-written Triton kernels")
+    parser.add_argument("--flush", choices=("read", "write"), default="read",
+                        help="how the L2 is flushed before a lone call: read a 256 MiB buffer (default), or write it")
     parser.add_argument("--inner", type=int, default=10, help="calls per event pair in the batched timing")
     parser.add_argument("--json", type=Path, help="write the results here (rewritten after every measurement)")
     return parser
@@ -273,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     header = {"device": name, "torch": torch.__version__, "peak_gbps": args.peak_gbps, "density": DENSITY,
-              "warmup": args.warmup, "repeats": args.repeats}
+              "warmup": args.warmup, "repeats": args.repeats,
+              "flush": args.flush}
     print(json.dumps(header), flush=True)
     report = Report(args.json, header)
-    timer = Timer(device)
+    timer = Timer(device, args.flush)
     for size_mb in args.sizes_mb:
         bench_size(int(size_mb * (1 << 20)), device, timer, report, args)
     return 0

@@ -1,6 +1,6 @@
 """Train a model with DDP over the loopback softswitch, through omnireduce and through gloo side by side.
 
-    .venv/bin/python examples/ddp_training.py --model recommender --ranks 2 --steps 60
+    .venv/bin/python examples/ddp_training.py --model recommender --ranks 2 --steps 200
     .venv/bin/python examples/ddp_training.py --model mlp --ranks 2 --steps 300      # top-k 1% + error feedback
 
 One command does it all: it starts the embedded softswitch and installs a job for --ranks workers through the
@@ -37,31 +37,42 @@ from omnireduce.torch.launch import run_ranks
 from omnireduce.torch.loopback import loopback_switch
 
 USERS, ITEMS, EMBEDDING = 5000, 2000, 32
+TASTES = 4
 FEATURES = 128
 
 
 class Recommender(nn.Module):
-    """NCF-style: user and item embeddings, concatenated, through an MLP to a click logit."""
+    """NeuMF (the NCF paper's model): user and item embeddings feed a generalized matrix factorization (their
+    element-wise product, weighted) and an MLP over their concatenation; the two logits add up."""
 
     def __init__(self) -> None:
         super().__init__()
         self.users = nn.Embedding(USERS, EMBEDDING)
         self.items = nn.Embedding(ITEMS, EMBEDDING)
+        # Small initial embeddings, as NCF's reference code uses (N(0, 0.01)); N(0, 1) rows swamp the MLP at first.
+        nn.init.normal_(self.users.weight, std=0.1)
+        nn.init.normal_(self.items.weight, std=0.1)
+        self.gmf = nn.Linear(EMBEDDING, 1)
         self.mlp = nn.Sequential(nn.Linear(2 * EMBEDDING, 64), nn.ReLU(), nn.Linear(64, 1))
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([self.users(pairs[:, 0]), self.items(pairs[:, 1])], dim=1)).squeeze(1)
+        users, items = self.users(pairs[:, 0]), self.items(pairs[:, 1])
+        return (self.gmf(users * items) + self.mlp(torch.cat([users, items], dim=1))).squeeze(1)
 
 
 def recommender_data(rank: int, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clicks from hidden 8-dimensional user and item tastes (the same on every rank); batches differ per rank."""
+    """Clicks drawn from hidden user and item tastes (TASTES dimensions) plus each user's activity and each item's
+    popularity, the same on every rank; the batches differ per rank and step."""
     truth = torch.Generator().manual_seed(12345)
-    user_taste = torch.randn(USERS, 8, generator=truth)
-    item_taste = torch.randn(ITEMS, 8, generator=truth)
+    user_taste = torch.randn(USERS, TASTES, generator=truth)
+    item_taste = torch.randn(ITEMS, TASTES, generator=truth)
+    activity = torch.randn(USERS, generator=truth)
+    popularity = 1.5 * torch.randn(ITEMS, generator=truth)
     draw = torch.Generator().manual_seed(100_000 * rank + step)
     users = torch.randint(0, USERS, (batch,), generator=draw)
     items = torch.randint(0, ITEMS, (batch,), generator=draw)
-    probability = torch.sigmoid((user_taste[users] * item_taste[items]).sum(1))
+    affinity = (user_taste[users] * item_taste[items]).sum(1) * (2 / TASTES ** 0.5)
+    probability = torch.sigmoid(affinity + activity[users] + popularity[items])
     clicks = (torch.rand(batch, generator=draw) < probability).float()
     return torch.stack([users, items], dim=1), clicks
 
@@ -79,10 +90,21 @@ def mlp_data(rank: int, step: int, batch: int) -> tuple[torch.Tensor, torch.Tens
         return inputs, teacher(inputs).squeeze(1)
 
 
+#: name: (model, data, loss, default sparsification, default optimizer, default learning rate). Adam for the
+#: recommender, as NCF trains it: plain SGD moves each embedding row only when a batch touches it and needs far more
+#: steps than an example should take; the gradients stay as sparse either way (the optimizer runs after the hook).
 MODELS = {
-    "recommender": (Recommender, recommender_data, nn.functional.binary_cross_entropy_with_logits, "none"),
-    "mlp": (lambda: mlp_model(), mlp_data, lambda out, y: nn.functional.mse_loss(out.squeeze(1), y), "topk:0.01"),
+    "recommender": (Recommender, recommender_data, nn.functional.binary_cross_entropy_with_logits, "none", "adam",
+                    0.01),
+    "mlp": (lambda: mlp_model(), mlp_data, lambda out, y: nn.functional.mse_loss(out.squeeze(1), y), "topk:0.01",
+            "sgd", 0.05),
 }
+
+
+def make_optimiser(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9)
 
 
 def parse_sparsification(text: str) -> Sparsification:
@@ -100,23 +122,28 @@ def parse_sparsification(text: str) -> Sparsification:
 
 
 def train(rank: int, world_size: int, config: HookConfig, model_name: str, sparsify: str, steps: int, batch: int,
-          lr: float, out_path: str) -> None:
+          optimiser: str, lr: float, device_name: str, out_path: str) -> None:
     logging.basicConfig(level=logging.WARNING, format=f"rank {rank} %(levelname)s %(name)s: %(message)s")
-    make_model, make_data, loss_of, _default = MODELS[model_name]
+    make_model, make_data, loss_of = MODELS[model_name][:3]
+    device = torch.device(device_name)
+    if device.type == "cuda":  # ranks share the machine's GPUs round robin (several ranks may share one)
+        device = torch.device("cuda", rank % torch.cuda.device_count())
     models = {}
     for name in ("omnireduce", "gloo"):
         torch.manual_seed(0)
-        models[name] = nn.parallel.DistributedDataParallel(make_model())
+        model = make_model().to(device)
+        models[name] = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     state = OmniReduceState(config, sparsification=parse_sparsification(sparsify))
     models["omnireduce"].register_comm_hook(state, omnireduce_hook)
-    optimisers = {name: torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) for name, model in models.items()}
+    optimisers = {name: make_optimiser(optimiser, model.parameters(), lr) for name, model in models.items()}
     gradient_bytes = sum(ring_allreduce_bytes(p, world_size) for p in models["gloo"].parameters())
     rows = []
     if rank == 0:
         print(f"{'step':>5} {'loss omnireduce':>16} {'loss gloo':>10} {'density':>8} {'bytes omnireduce':>17} "
               f"{'bytes gloo (ring)':>18}", flush=True)
     for step in range(steps):
-        inputs, targets = make_data(rank, step, batch)
+        inputs, targets = (tensor.to(device) for tensor in make_data(rank, step, batch))
         losses = {}
         for name, model in models.items():
             loss = loss_of(model(inputs), targets)
@@ -128,7 +155,8 @@ def train(rank: int, world_size: int, config: HookConfig, model_name: str, spars
         assert report is not None
         row = {"step": step, "loss_omnireduce": losses["omnireduce"], "loss_gloo": losses["gloo"],
                "density": report.density, "bytes_omnireduce": report.bytes_sent, "bytes_gloo": gradient_bytes,
-               "fallback_buckets": report.fallback_buckets, "seconds": report.seconds}
+               "fallback_buckets": report.fallback_buckets, "host_copy_bytes": report.host_copy_bytes,
+               "seconds": report.seconds}
         rows.append(row)
         if rank == 0:
             print(f"{step:>5} {losses['omnireduce']:>16.5f} {losses['gloo']:>10.5f} {report.density:>8.4f} "
@@ -155,21 +183,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", type=int, default=2, choices=(2, 3, 4))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=256, help="samples per rank and step")
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), help="default: the model's (recommender adam, "
+                        "mlp sgd with momentum 0.9)")
+    parser.add_argument("--lr", type=float, help="default: the model's (recommender 0.01, mlp 0.05)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: models, data and gradients on the "
+                        "GPU, where the hook scans the buckets and copies only the chosen blocks to the host")
     parser.add_argument("--sparsify", help="none, topk:FRACTION or threshold:VALUE (default: the model's)")
     parser.add_argument("--json", type=Path, help="write the per-step rows and the summary here")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device visible to torch")
     sparsify = args.sparsify or MODELS[args.model][3]
-    parse_sparsification(sparsify)
+    try:
+        parse_sparsification(sparsify)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--sparsify {error}")
+    args.optimizer = args.optimizer or MODELS[args.model][4]
+    args.lr = args.lr if args.lr is not None else MODELS[args.model][5]
+    if not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
     with tempfile.TemporaryDirectory(prefix="omnireduce-example-") as scratch:
         run_dir = Path(scratch)
         out = run_dir / "rank0.json"
         with loopback_switch(args.ranks, run_dir / "logs") as switch:
-            run_ranks(train, args.ranks, (switch.config, args.model, sparsify, args.steps, args.batch, args.lr,
-                                          str(out)), run_dir)
+            run_ranks(train, args.ranks, (switch.config, args.model, sparsify, args.steps, args.batch,
+                                          args.optimizer, args.lr, args.device, str(out)), run_dir)
         result = json.loads(out.read_text())
     summary = summarise(result["rows"], window=max(1, args.steps // 10))
-    print(f"\n{args.model}, {args.ranks} ranks, {args.steps} steps, sparsification {sparsify}")
+    print(f"\n{args.model}, {args.ranks} ranks, {args.steps} steps, sparsification {sparsify}, {args.optimizer} "
+          f"lr {args.lr:g}")
     print(f"  final loss (mean of the last {max(1, args.steps // 10)} steps): omnireduce "
           f"{summary['final_loss_omnireduce']:.5f}, gloo {summary['final_loss_gloo']:.5f} "
           f"({100 * summary['relative_difference']:+.2f}%)")

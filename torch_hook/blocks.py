@@ -50,37 +50,75 @@ def _l2_scores(blocks: torch.Tensor) -> torch.Tensor:
 
 
 _EAGER_SCANS = {Score.MAX_ABS: _max_abs_scores, Score.L2: _l2_scores}
+
+
+class ScanKind(enum.Enum):
+    """How a CUDA tensor's blocks are scored, fastest first; a kind that fails once is not tried again."""
+
+    TRITON = "triton kernel (omnireduce.torch.triton_scan)"
+    COMPILED = "torch.compile"
+    EAGER = "eager torch"
+
+
 _compiled_scans: dict[Score, Callable[[torch.Tensor], torch.Tensor]] = {}
-_compile_failure: str | None = None
+_failed_kinds: dict[ScanKind, str] = {}
 
 
-def _scan_for(score: Score, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The per-block reduction for `score` on `device`.
+def _triton_scan(score: Score) -> Callable[[torch.Tensor], torch.Tensor]:
+    from omnireduce.torch import triton_scan
 
-    NOTE: on a GPU, PyTorch's own reduction over a (n/32, 32) view reaches only about 11% of an H200's HBM bandwidth
-    (bench/bench_gpu_scan.py: its reduction kernel is built for long rows, not millions of 32-value ones), while
-    torch.compile fuses the same expression into one Triton kernel that reads a 1 GiB gradient at about 85% of the
-    H200's 4.8 TB/s, as fast as torch's own sum() of it (bench/results/gpu_scan_h200.json). So
-    CUDA tensors go through the compiled scan (compiled once per score, on first use); if compiling fails (no
-    Triton, no compiler), the eager one is used and the log says so once. On the CPU eager is as good.
-    """
-    global _compile_failure
-    eager = _EAGER_SCANS[score]
-    if device.type != "cuda" or _compile_failure is not None:
-        return eager
+    if not triton_scan.available():
+        raise RuntimeError("Triton is not installed")
+    squares = score is Score.L2
+    return lambda view: triton_scan.block_scores(view, squares)
+
+
+def _compiled_scan(score: Score) -> Callable[[torch.Tensor], torch.Tensor]:
     compiled = _compiled_scans.get(score)
     if compiled is None:
-        try:
-            # NOTE: dynamic=False. A kernel compiled for symbolic sizes ran at 35% of HBM bandwidth on an H200 where
-            # the static one ran at 85% (1 GiB); DDP has few distinct bucket sizes, each compiled once (past
-            # torch._dynamo's cache limit of 8 sizes, new sizes run eager).
-            compiled = torch.compile(eager, dynamic=False)
-        except Exception as error:  # noqa: BLE001 -- any compiler problem leaves the (slower) eager scan
-            _compile_failure = f"{type(error).__name__}: {error}"
-            log.warning("omnireduce: torch.compile unavailable, block scan stays eager (slower): %s", _compile_failure)
-            return eager
+        # NOTE: dynamic=False. A kernel compiled for symbolic sizes ran at 35% of HBM bandwidth on an H200 where
+        # the static one ran at 85% (1 GiB); DDP has few distinct bucket sizes, each compiled once (past
+        # torch._dynamo's cache limit of 8 sizes, new sizes run eager).
+        compiled = torch.compile(_EAGER_SCANS[score], dynamic=False)
         _compiled_scans[score] = compiled
     return compiled
+
+
+_SCAN_BUILDERS: dict[ScanKind, Callable[[Score], Callable[[torch.Tensor], torch.Tensor]]] = {
+    ScanKind.TRITON: _triton_scan,
+    ScanKind.COMPILED: _compiled_scan,
+    ScanKind.EAGER: lambda score: _EAGER_SCANS[score],
+}
+
+
+def _give_up(kind: ScanKind, error: BaseException) -> None:
+    _failed_kinds[kind] = f"{type(error).__name__}: {error}"
+    log.warning("omnireduce: block scan by %s failed, using a slower one from now on: %s", kind.value,
+                _failed_kinds[kind])
+
+
+def _scan_blocks(view: torch.Tensor, score: Score) -> torch.Tensor:
+    """Scores of a contiguous (n, 32) view by the fastest scan that works on its device.
+
+    NOTE: on a GPU, PyTorch's own reduction over a (n/32, 32) view reaches only about 11% of an H200's HBM bandwidth
+    (its reduction kernel is built for long rows, not millions of 32-value ones); torch.compile's fused kernel and
+    our Triton kernel read a 1 GiB gradient at about 85% of the H200's 4.8 TB/s, as fast as torch's own sum() of
+    it, and the Triton kernel is the faster one on a 100 MiB gradient (bench/bench_gpu_scan.py,
+    docs/performance.md). So CUDA tensors go through the Triton kernel, then torch.compile, then eager torch, each
+    tried only while it has never failed (each failure is logged once). On the CPU eager is as good.
+    """
+    if view.device.type != "cuda":
+        return _EAGER_SCANS[score](view)
+    for kind in ScanKind:
+        if kind in _failed_kinds:
+            continue
+        try:
+            return _SCAN_BUILDERS[kind](score)(view)
+        except Exception as error:  # noqa: BLE001 -- no Triton, no compiler, a kernel that fails: the next kind
+            if kind is ScanKind.EAGER:
+                raise
+            _give_up(kind, error)
+    raise AssertionError("unreachable: eager torch is always tried")
 
 
 def block_scores(flat: torch.Tensor, score: Score) -> torch.Tensor:
@@ -89,19 +127,9 @@ def block_scores(flat: torch.Tensor, score: Score) -> torch.Tensor:
     One reduction over the (n/32, 32) view: it reads every value once and writes one value per 32. NaN in a block
     gives a NaN score; callers keep such blocks so that the agent sees the NaN and the whole job refuses the bucket.
     """
-    global _compile_failure
     _check_flat(flat)
     full = full_block_count(flat.numel())
-    view = flat[: full * LANES].view(full, LANES)
-    scan = _scan_for(score, flat.device)
-    try:
-        main = scan(view)
-    except Exception as error:  # noqa: BLE001 -- a compiled scan that fails at run time: eager from then on
-        if scan is _EAGER_SCANS[score]:
-            raise
-        _compile_failure = f"{type(error).__name__}: {error}"
-        log.warning("omnireduce: compiled block scan failed, staying eager (slower): %s", _compile_failure)
-        main = _EAGER_SCANS[score](view)
+    main = _scan_blocks(flat[: full * LANES].view(full, LANES), score)
     if full * LANES == flat.numel():
         return main
     tail = _EAGER_SCANS[score](flat[full * LANES:].reshape(1, -1))

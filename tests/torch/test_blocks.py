@@ -128,3 +128,26 @@ def test_sparsification_refuses_bad_settings():
         Sparsification.block_top_k(0.0)
     with pytest.raises(ValueError, match="threshold"):
         Sparsification.block_threshold(-1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton scan runs on CUDA tensors only (no GPU here)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_triton_scan_equals_torch_on_the_gpu(dtype):
+    from omnireduce.torch import triton_scan
+    from omnireduce.torch.blocks import _failed_kinds
+
+    if not triton_scan.available():
+        pytest.skip("Triton is not installed on this GPU machine")
+    generator = torch.Generator().manual_seed(3)
+    blocks = torch.randn(10_007, LANES, generator=generator).to("cuda", dtype)
+    blocks[torch.rand(10_007, generator=generator) < 0.9] = 0  # mostly zero blocks, as a sparse gradient
+    blocks[5, 3], blocks[77, 0], blocks[78, 31], blocks[900, 1] = math.nan, math.inf, -math.inf, -0.0
+    wide = blocks.float()
+    for squares, expected in ((False, wide.abs().amax(dim=1)), (True, torch.linalg.vector_norm(wide, dim=1))):
+        for rows, warps in ((32, 1), (128, 4), (512, 8)):
+            got = triton_scan.block_scores(blocks, squares, rows, warps)
+            torch.testing.assert_close(got, expected, equal_nan=True, rtol=1e-6, atol=0)
+    flat = blocks.reshape(-1)
+    assert nonzero_block_indices(block_scores(flat, Score.MAX_ABS)).tolist() == \
+        torch.nonzero(wide.abs().amax(dim=1).isnan() | (wide.abs().amax(dim=1) != 0)).reshape(-1).tolist()
+    assert not _failed_kinds, f"a faster scan failed and was dropped: {_failed_kinds}"
