@@ -5,6 +5,8 @@
     omnireduce-bench switch --plot-dir docs/img         # softswitch native/Python vs BMv2, and the e2e rate
     omnireduce-bench agent                              # the host agent's own cost
     omnireduce-bench model --from sweep.json --plot-dir docs/img   # line-rate model at 10 and 100 Gbit/s
+    omnireduce-bench efficiency --quick                 # packets per block, bytes against the ideal, retransmissions
+    omnireduce-bench gpu-scan --json scan.json          # the DDP hook's GPU block scan (a CUDA GPU and torch)
 
 docs/performance.md shows what each prints on the project's machine. Exit status: 0 when every run worked,
 1 when a run failed (the table says which), 2 for bad arguments.
@@ -294,6 +296,34 @@ def run_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- efficiency, gpu-scan --------------------------------------------------------------------------------------------
+
+def add_efficiency(sub) -> None:
+    from . import bench_efficiency
+
+    parser = sub.add_parser("efficiency", help="the protocol's efficiency end to end: packets per contributed block, "
+                            "bytes against the ideal exchange, retransmissions, the switch's rate beside its "
+                            "standalone rate", description=bench_efficiency.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_efficiency.add_arguments(parser)
+    parser.set_defaults(run=bench_efficiency.run)
+
+
+def add_gpu_scan(sub) -> None:
+    # Listed here for --help; main() hands its arguments to bench_gpu_scan's own parser (which needs torch).
+    sub.add_parser("gpu-scan", help="the DDP hook's block scan on a CUDA GPU as a fraction of HBM bandwidth "
+                   "(needs torch; omnireduce-bench gpu-scan --help lists its options)", add_help=False)
+
+
+def run_gpu_scan(argv: list[str]) -> int:
+    try:
+        from . import bench_gpu_scan
+    except ImportError as error:  # torch is an optional extra
+        print(f"omnireduce-bench gpu-scan needs PyTorch ({error}); pip install -e '.[torch]'", file=sys.stderr)
+        return 2
+    return bench_gpu_scan.main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnireduce-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,10 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_switch(sub)
     add_agent(sub)
     add_model(sub)
+    add_efficiency(sub)
+    add_gpu_scan(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu-scan"]:
+        return run_gpu_scan(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
