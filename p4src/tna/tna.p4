@@ -58,7 +58,7 @@ control Ingress(inout tna_headers_t hdr,
                 meta.drop_reason = DROP_PARSER_ERROR;
             } else if (!hdr.ipv4.isValid()) {
                 meta.drop_reason = DROP_NOT_IPV4;
-            } else if (meta.checksum_error == 1) {
+            } else if (meta.checksum_error) {
                 meta.drop_reason = DROP_BAD_CHECKSUM;
             } else if (hdr.omni.isValid()) {
                 // Shape of the packet: type, then lane count for that type, then lengths for that lane count.
@@ -67,7 +67,8 @@ control Ingress(inout tna_headers_t hdr,
                 if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_REQUEST
                         && hdr.omni.msg_type != MSG_REPAIR) {
                     meta.drop_reason = DROP_BAD_MSG_TYPE;
-                } else if ((hdr.omni.msg_type != MSG_REQUEST) != hdr.lanes.isValid()
+                } else if ((hdr.omni.msg_type == MSG_REQUEST && hdr.lanes.isValid())
+                        || (hdr.omni.msg_type != MSG_REQUEST && !hdr.lanes.isValid())
                         || (!hdr.lanes.isValid() && hdr.omni.lane_count != 0)) {
                     meta.drop_reason = DROP_BAD_LANE_COUNT;
                 } else if (hdr.udp.length != meta.expected_udp_length

@@ -41,7 +41,7 @@ struct tna_headers_t {
 }
 
 struct ingress_metadata_t {
-    bit<1>        checksum_error;
+    bool          checksum_error;
     // Identity, from the workers and jobs tables.
     job_id_t      job_id;
     worker_id_t   worker_id;

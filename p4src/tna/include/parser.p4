@@ -23,7 +23,7 @@ parser IngressParser(packet_in pkt,
         pkt.extract(ig_intr_md);
         // Per-port metadata (phase 0) is not used.
         pkt.advance(PORT_METADATA_SIZE);
-        meta.checksum_error = 0;
+        meta.checksum_error = false;
         transition select(ig_intr_md.ingress_port) {
             recirculation_ports: parse_bridge;
             default: parse_ethernet;
@@ -46,7 +46,9 @@ parser IngressParser(packet_in pkt,
     state parse_ipv4 {
         pkt.extract(hdr.ipv4);
         ipv4_checksum.add(hdr.ipv4);
-        meta.checksum_error = (bit<1>)!ipv4_checksum.verify();
+        // NOTE: verify() is the checksum unit's error flag (true when the sum does not check), as bf-p4c's PSA
+        // translation and switch.p4 use it, and it must be assigned directly.
+        meta.checksum_error = ipv4_checksum.verify();
         // Only option-less IPv4 carries aggregation traffic; other IPv4 is just routed.
         transition select(hdr.ipv4.ihl, hdr.ipv4.protocol) {
             (5, IP_PROTO_UDP): parse_udp;
