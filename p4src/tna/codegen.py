@@ -3,7 +3,8 @@
 - ``generated/round_values.p4``: control RoundValues, one register per value lane with the RegisterActions that
   store, add and load it, applied as the second pass's ``meta.lane_op`` says;
 - ``generated/worker_announcements.p4``: control WorkerAnnouncements, one register per worker (its announced next
-  block in each slot), the table that reads, resets or updates it, and the minimum over them;
+  block in each slot, initially END_OF_TENSOR), the table that reads, resets or updates it, and the minimum over
+  them;
 - ``generated/announcement_fields.p4``: the egress metadata fields those lanes are read into.
 
 NOTE on the shape of the minimum. A stateful ALU hands one word to the pipeline, and bf-p4c places four of them in a
@@ -67,31 +68,36 @@ def round_values_p4(lanes: int) -> str:
 
 
 def _worker_lane(w: int) -> str:
+    # NOTE: a Tofino 1 stateful ALU takes at most two 32-bit words from the packet, shared by its RegisterActions:
+    # here accept_block and accept_next. So whether worker w is in the job (w < worker_count) is decided by the
+    # table's key, not inside the ALU, and lanes of absent workers are never written: they keep END_OF_TENSOR, the
+    # registers' initial value, which the controller also writes when it clears a job's slots.
     return (
-        f"    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_{w};\n"
+        f"    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_{w};\n"
         f"    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_{w}) worker_next_{w}_read = {{\n"
         f"        void apply(inout block_index_t value, out block_index_t lane) {{\n"
         f"            lane = value;\n"
         f"        }}\n    }};\n"
-        f"    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold\n"
-        f"    // END_OF_TENSOR so that they never hold the minimum down.\n"
+        f"    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).\n"
         f"    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_{w}) worker_next_{w}_reset = {{\n"
         f"        void apply(inout block_index_t value, out block_index_t lane) {{\n"
-        f"            if (hdr.bridge.worker_count > {w}) {{\n"
-        f"                value = hdr.omni.block_index;\n"
-        f"            }} else {{\n"
-        f"                value = END_OF_TENSOR;\n"
-        f"            }}\n"
+        f"            value = meta.accept_block;\n"
         f"            lane = value;\n"
         f"        }}\n    }};\n"
         f"    // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the\n"
-        f"    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.\n"
+        f"    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.\n"
         f"    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_{w}) worker_next_{w}_contribute = {{\n"
         f"        void apply(inout block_index_t value, out block_index_t lane) {{\n"
         f"            lane = value;\n"
-        f"            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {{\n"
+        f"            if (value == meta.accept_block) {{\n"
         f"                value = meta.accept_next;\n"
         f"            }}\n"
+        f"        }}\n    }};\n"
+        f"    // The sender starting a new tensor: reset to this block and contributed at once.\n"
+        f"    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_{w}) worker_next_{w}_start = {{\n"
+        f"        void apply(inout block_index_t value, out block_index_t lane) {{\n"
+        f"            lane = value;\n"
+        f"            value = meta.accept_next;\n"
         f"        }}\n    }};\n"
         f"    action worker_{w}_observe() {{\n"
         f"        meta.next_{w} = worker_next_{w}_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);\n"
@@ -102,18 +108,23 @@ def _worker_lane(w: int) -> str:
         f"    action worker_{w}_send() {{\n"
         f"        meta.next_{w} = worker_next_{w}_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);\n"
         f"    }}\n"
+        f"    action worker_{w}_send_first() {{\n"
+        f"        meta.next_{w} = worker_next_{w}_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);\n"
+        f"    }}\n"
         f"    table worker_{w}_access {{\n"
         f"        key = {{\n"
-        f"            hdr.bridge.worker_id  : ternary;\n"
-        f"            hdr.bridge.new_tensor : ternary;\n"
+        f"            hdr.bridge.worker_id    : ternary;\n"
+        f"            hdr.bridge.new_tensor   : ternary;\n"
+        f"            hdr.bridge.worker_count : range;\n"
         f"        }}\n"
-        f"        actions = {{ worker_{w}_observe; worker_{w}_start_tensor; worker_{w}_send; }}\n"
+        f"        actions = {{ worker_{w}_observe; worker_{w}_start_tensor; worker_{w}_send; worker_{w}_send_first; }}\n"
         f"        const entries = {{\n"
-        f"            ({w}, _) : worker_{w}_send();\n"
-        f"            (_, 1) : worker_{w}_start_tensor();\n"
+        f"            ({w}, 1, _) : worker_{w}_send_first();\n"
+        f"            ({w}, _, _) : worker_{w}_send();\n"
+        f"            (_, 1, {w + 1} .. 255) : worker_{w}_start_tensor();\n"
         f"        }}\n"
         f"        const default_action = worker_{w}_observe();\n"
-        f"        size = 2;\n"
+        f"        size = 3;\n"
         f"    }}\n"
     )
 
@@ -160,6 +171,7 @@ def worker_announcements_p4(workers: int) -> str:
         + "// Every worker's announced next block in the packet's slot (hdr.bridge.global_slot), one register per\n"
         + "// worker. Afterwards: hdr.bridge.announced = the sender's lane before this packet (the CONTRIB replaced\n"
         + "// it by its next block if it held the CONTRIB's block), meta.next_0 = the minimum over every other lane.\n"
+        + "// A new tensor resets the lanes of the job's workers to its first block; the others stay END_OF_TENSOR.\n"
         + "#ifndef OMNIREDUCE_TNA_GENERATED_WORKER_ANNOUNCEMENTS_P4\n"
         + "#define OMNIREDUCE_TNA_GENERATED_WORKER_ANNOUNCEMENTS_P4\n\n"
         + "control WorkerAnnouncements(inout tna_headers_t hdr,\n"

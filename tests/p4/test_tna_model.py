@@ -99,11 +99,15 @@ def _random_frame(rng: random.Random, switch: OmniSwitch, rounds: Tally) -> tupl
 
 
 def _state(switch: OmniSwitch) -> dict:
+    """Registers (v1model encoding) and packet counters. NOTE: announcements are compared for the job's workers
+    once the slot holds a tensor: before, v1model's lanes hold 0 and Tofino's END_OF_TENSOR (their initial value,
+    which a Tofino slot's lanes of absent workers keep; v1model writes END_OF_TENSOR there on every new tensor)."""
     state = {}
     for spec in JOBS.values():
         for slot in range(spec["slot_base"], spec["slot_base"] + spec["slot_count"]):
             state[("slot_tensor", slot)] = switch.register("slot_tensor", slot)
-            state[("worker_next", slot)] = switch.worker_next(slot, C.MAX_WORKERS)
+            if state[("slot_tensor", slot)]:
+                state[("worker_next", slot)] = switch.worker_next(slot, spec["workers"])
             for shadow_set in range(C.SETS):
                 for name in ("round_tensor", "round_block", "round_next", "round_exponent"):
                     state[(name, slot, shadow_set)] = switch.round_register(name, slot, shadow_set)

@@ -145,8 +145,8 @@ def ipv4_checksum(ipv4: Header) -> int:
 # --- state -----------------------------------------------------------------------------------------------------
 
 class Register:
-    def __init__(self, size: int, width: int) -> None:
-        self.cells = [0] * size
+    def __init__(self, size: int, width: int, initial: int = 0) -> None:
+        self.cells = [initial] * size
         self.mask = (1 << width) - 1
 
     def execute(self, index: int, action: Callable[[int], tuple[int, int]]) -> int:
@@ -224,7 +224,7 @@ class TnaModel:
         for k in range(C.LANES):
             self.registers[f"{ROUND_VALUE}{k}"] = Register(C.TNA_ROUND_COUNT, 32)
         for w in range(C.MAX_WORKERS):
-            self.registers[f"{WORKER_NEXT}{w}"] = Register(C.TNA_SLOT_COUNT, 32)
+            self.registers[f"{WORKER_NEXT}{w}"] = Register(C.TNA_SLOT_COUNT, 32, C.END_OF_TENSOR)
         sizes = {"port_rx": C.PORT_COUNT, "port_tx": C.PORT_COUNT, "drops": C.DROP_REASON_COUNT}
         self.counters = {f"Ingress.{name}": Counter(sizes.get(name, C.MAX_JOBS)) for name in INGRESS_COUNTERS}
         self.counters.update({f"Egress.{name}": Counter(sizes[name]) for name in EGRESS_COUNTERS})
@@ -654,24 +654,22 @@ class TnaModel:
         def read(value: int) -> tuple[int, int]:
             return value, value
 
-        def reset(w: int) -> Callable[[int], tuple[int, int]]:
-            def action(value: int) -> tuple[int, int]:
-                value = omni["block_index"] if bridge["worker_count"] > w else C.END_OF_TENSOR
-                return value, value
-            return action
+        def reset(value: int) -> tuple[int, int]:
+            return accept_block, accept_block
 
         def contribute(value: int) -> tuple[int, int]:
-            if bridge["new_tensor"] == 1 or value == accept_block:
-                return accept_next, value
-            return value, value
+            return (accept_next if value == accept_block else value), value
+
+        def start(value: int) -> tuple[int, int]:
+            return accept_next, value
 
         lane = [0] * C.MAX_WORKERS
         for w in range(C.MAX_WORKERS):  # table worker_<w>_access
             register = self.registers[f"{WORKER_NEXT}{w}"]
             if bridge["worker_id"] == w:
-                lane[w] = register.execute(slot, contribute)
-            elif bridge["new_tensor"] == 1:
-                lane[w] = register.execute(slot, reset(w))
+                lane[w] = register.execute(slot, start if bridge["new_tensor"] == 1 else contribute)
+            elif bridge["new_tensor"] == 1 and bridge["worker_count"] > w:
+                lane[w] = register.execute(slot, reset)
             else:
                 lane[w] = register.execute(slot, read)
         for k in range(C.MAX_WORKERS // 4):  # table quad_<k>_extract, then the quad's pair

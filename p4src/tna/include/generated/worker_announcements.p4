@@ -2,38 +2,41 @@
 // Every worker's announced next block in the packet's slot (hdr.bridge.global_slot), one register per
 // worker. Afterwards: hdr.bridge.announced = the sender's lane before this packet (the CONTRIB replaced
 // it by its next block if it held the CONTRIB's block), meta.next_0 = the minimum over every other lane.
+// A new tensor resets the lanes of the job's workers to its first block; the others stay END_OF_TENSOR.
 #ifndef OMNIREDUCE_TNA_GENERATED_WORKER_ANNOUNCEMENTS_P4
 #define OMNIREDUCE_TNA_GENERATED_WORKER_ANNOUNCEMENTS_P4
 
 control WorkerAnnouncements(inout tna_headers_t hdr,
                             inout egress_metadata_t meta) {
 
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_0;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_0;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 0) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_0_observe() {
@@ -45,45 +48,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_0_send() {
         meta.next_0 = worker_next_0_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_0_send_first() {
+        meta.next_0 = worker_next_0_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_0_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_0_observe; worker_0_start_tensor; worker_0_send; }
+        actions = { worker_0_observe; worker_0_start_tensor; worker_0_send; worker_0_send_first; }
         const entries = {
-            (0, _) : worker_0_send();
-            (_, 1) : worker_0_start_tensor();
+            (0, 1, _) : worker_0_send_first();
+            (0, _, _) : worker_0_send();
+            (_, 1, 1 .. 255) : worker_0_start_tensor();
         }
         const default_action = worker_0_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_1;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_1;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 1) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_1_observe() {
@@ -95,45 +105,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_1_send() {
         meta.next_1 = worker_next_1_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_1_send_first() {
+        meta.next_1 = worker_next_1_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_1_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_1_observe; worker_1_start_tensor; worker_1_send; }
+        actions = { worker_1_observe; worker_1_start_tensor; worker_1_send; worker_1_send_first; }
         const entries = {
-            (1, _) : worker_1_send();
-            (_, 1) : worker_1_start_tensor();
+            (1, 1, _) : worker_1_send_first();
+            (1, _, _) : worker_1_send();
+            (_, 1, 2 .. 255) : worker_1_start_tensor();
         }
         const default_action = worker_1_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_2;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_2;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 2) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_2_observe() {
@@ -145,45 +162,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_2_send() {
         meta.next_2 = worker_next_2_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_2_send_first() {
+        meta.next_2 = worker_next_2_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_2_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_2_observe; worker_2_start_tensor; worker_2_send; }
+        actions = { worker_2_observe; worker_2_start_tensor; worker_2_send; worker_2_send_first; }
         const entries = {
-            (2, _) : worker_2_send();
-            (_, 1) : worker_2_start_tensor();
+            (2, 1, _) : worker_2_send_first();
+            (2, _, _) : worker_2_send();
+            (_, 1, 3 .. 255) : worker_2_start_tensor();
         }
         const default_action = worker_2_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_3;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_3;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 3) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_3_observe() {
@@ -195,45 +219,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_3_send() {
         meta.next_3 = worker_next_3_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_3_send_first() {
+        meta.next_3 = worker_next_3_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_3_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_3_observe; worker_3_start_tensor; worker_3_send; }
+        actions = { worker_3_observe; worker_3_start_tensor; worker_3_send; worker_3_send_first; }
         const entries = {
-            (3, _) : worker_3_send();
-            (_, 1) : worker_3_start_tensor();
+            (3, 1, _) : worker_3_send_first();
+            (3, _, _) : worker_3_send();
+            (_, 1, 4 .. 255) : worker_3_start_tensor();
         }
         const default_action = worker_3_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_4;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_4;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 4) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_4_observe() {
@@ -245,45 +276,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_4_send() {
         meta.next_4 = worker_next_4_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_4_send_first() {
+        meta.next_4 = worker_next_4_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_4_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_4_observe; worker_4_start_tensor; worker_4_send; }
+        actions = { worker_4_observe; worker_4_start_tensor; worker_4_send; worker_4_send_first; }
         const entries = {
-            (4, _) : worker_4_send();
-            (_, 1) : worker_4_start_tensor();
+            (4, 1, _) : worker_4_send_first();
+            (4, _, _) : worker_4_send();
+            (_, 1, 5 .. 255) : worker_4_start_tensor();
         }
         const default_action = worker_4_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_5;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_5;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 5) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_5_observe() {
@@ -295,45 +333,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_5_send() {
         meta.next_5 = worker_next_5_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_5_send_first() {
+        meta.next_5 = worker_next_5_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_5_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_5_observe; worker_5_start_tensor; worker_5_send; }
+        actions = { worker_5_observe; worker_5_start_tensor; worker_5_send; worker_5_send_first; }
         const entries = {
-            (5, _) : worker_5_send();
-            (_, 1) : worker_5_start_tensor();
+            (5, 1, _) : worker_5_send_first();
+            (5, _, _) : worker_5_send();
+            (_, 1, 6 .. 255) : worker_5_start_tensor();
         }
         const default_action = worker_5_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_6;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_6;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 6) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_6_observe() {
@@ -345,45 +390,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_6_send() {
         meta.next_6 = worker_next_6_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_6_send_first() {
+        meta.next_6 = worker_next_6_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_6_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_6_observe; worker_6_start_tensor; worker_6_send; }
+        actions = { worker_6_observe; worker_6_start_tensor; worker_6_send; worker_6_send_first; }
         const entries = {
-            (6, _) : worker_6_send();
-            (_, 1) : worker_6_start_tensor();
+            (6, 1, _) : worker_6_send_first();
+            (6, _, _) : worker_6_send();
+            (_, 1, 7 .. 255) : worker_6_start_tensor();
         }
         const default_action = worker_6_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_7;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_7;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 7) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_7_observe() {
@@ -395,45 +447,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_7_send() {
         meta.next_7 = worker_next_7_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_7_send_first() {
+        meta.next_7 = worker_next_7_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_7_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_7_observe; worker_7_start_tensor; worker_7_send; }
+        actions = { worker_7_observe; worker_7_start_tensor; worker_7_send; worker_7_send_first; }
         const entries = {
-            (7, _) : worker_7_send();
-            (_, 1) : worker_7_start_tensor();
+            (7, 1, _) : worker_7_send_first();
+            (7, _, _) : worker_7_send();
+            (_, 1, 8 .. 255) : worker_7_start_tensor();
         }
         const default_action = worker_7_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_8;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_8;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 8) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_8_observe() {
@@ -445,45 +504,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_8_send() {
         meta.next_8 = worker_next_8_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_8_send_first() {
+        meta.next_8 = worker_next_8_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_8_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_8_observe; worker_8_start_tensor; worker_8_send; }
+        actions = { worker_8_observe; worker_8_start_tensor; worker_8_send; worker_8_send_first; }
         const entries = {
-            (8, _) : worker_8_send();
-            (_, 1) : worker_8_start_tensor();
+            (8, 1, _) : worker_8_send_first();
+            (8, _, _) : worker_8_send();
+            (_, 1, 9 .. 255) : worker_8_start_tensor();
         }
         const default_action = worker_8_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_9;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_9;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 9) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_9_observe() {
@@ -495,45 +561,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_9_send() {
         meta.next_9 = worker_next_9_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_9_send_first() {
+        meta.next_9 = worker_next_9_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_9_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_9_observe; worker_9_start_tensor; worker_9_send; }
+        actions = { worker_9_observe; worker_9_start_tensor; worker_9_send; worker_9_send_first; }
         const entries = {
-            (9, _) : worker_9_send();
-            (_, 1) : worker_9_start_tensor();
+            (9, 1, _) : worker_9_send_first();
+            (9, _, _) : worker_9_send();
+            (_, 1, 10 .. 255) : worker_9_start_tensor();
         }
         const default_action = worker_9_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_10;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_10;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 10) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_10_observe() {
@@ -545,45 +618,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_10_send() {
         meta.next_10 = worker_next_10_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_10_send_first() {
+        meta.next_10 = worker_next_10_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_10_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_10_observe; worker_10_start_tensor; worker_10_send; }
+        actions = { worker_10_observe; worker_10_start_tensor; worker_10_send; worker_10_send_first; }
         const entries = {
-            (10, _) : worker_10_send();
-            (_, 1) : worker_10_start_tensor();
+            (10, 1, _) : worker_10_send_first();
+            (10, _, _) : worker_10_send();
+            (_, 1, 11 .. 255) : worker_10_start_tensor();
         }
         const default_action = worker_10_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_11;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_11;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 11) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_11_observe() {
@@ -595,45 +675,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_11_send() {
         meta.next_11 = worker_next_11_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_11_send_first() {
+        meta.next_11 = worker_next_11_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_11_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_11_observe; worker_11_start_tensor; worker_11_send; }
+        actions = { worker_11_observe; worker_11_start_tensor; worker_11_send; worker_11_send_first; }
         const entries = {
-            (11, _) : worker_11_send();
-            (_, 1) : worker_11_start_tensor();
+            (11, 1, _) : worker_11_send_first();
+            (11, _, _) : worker_11_send();
+            (_, 1, 12 .. 255) : worker_11_start_tensor();
         }
         const default_action = worker_11_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_12;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_12;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 12) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_12_observe() {
@@ -645,45 +732,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_12_send() {
         meta.next_12 = worker_next_12_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_12_send_first() {
+        meta.next_12 = worker_next_12_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_12_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_12_observe; worker_12_start_tensor; worker_12_send; }
+        actions = { worker_12_observe; worker_12_start_tensor; worker_12_send; worker_12_send_first; }
         const entries = {
-            (12, _) : worker_12_send();
-            (_, 1) : worker_12_start_tensor();
+            (12, 1, _) : worker_12_send_first();
+            (12, _, _) : worker_12_send();
+            (_, 1, 13 .. 255) : worker_12_start_tensor();
         }
         const default_action = worker_12_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_13;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_13;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 13) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_13_observe() {
@@ -695,45 +789,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_13_send() {
         meta.next_13 = worker_next_13_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_13_send_first() {
+        meta.next_13 = worker_next_13_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_13_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_13_observe; worker_13_start_tensor; worker_13_send; }
+        actions = { worker_13_observe; worker_13_start_tensor; worker_13_send; worker_13_send_first; }
         const entries = {
-            (13, _) : worker_13_send();
-            (_, 1) : worker_13_start_tensor();
+            (13, 1, _) : worker_13_send_first();
+            (13, _, _) : worker_13_send();
+            (_, 1, 14 .. 255) : worker_13_start_tensor();
         }
         const default_action = worker_13_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_14;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_14;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 14) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_14_observe() {
@@ -745,45 +846,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_14_send() {
         meta.next_14 = worker_next_14_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_14_send_first() {
+        meta.next_14 = worker_next_14_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_14_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_14_observe; worker_14_start_tensor; worker_14_send; }
+        actions = { worker_14_observe; worker_14_start_tensor; worker_14_send; worker_14_send_first; }
         const entries = {
-            (14, _) : worker_14_send();
-            (_, 1) : worker_14_start_tensor();
+            (14, 1, _) : worker_14_send_first();
+            (14, _, _) : worker_14_send();
+            (_, 1, 15 .. 255) : worker_14_start_tensor();
         }
         const default_action = worker_14_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_15;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_15;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 15) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_15_observe() {
@@ -795,45 +903,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_15_send() {
         meta.next_15 = worker_next_15_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_15_send_first() {
+        meta.next_15 = worker_next_15_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_15_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_15_observe; worker_15_start_tensor; worker_15_send; }
+        actions = { worker_15_observe; worker_15_start_tensor; worker_15_send; worker_15_send_first; }
         const entries = {
-            (15, _) : worker_15_send();
-            (_, 1) : worker_15_start_tensor();
+            (15, 1, _) : worker_15_send_first();
+            (15, _, _) : worker_15_send();
+            (_, 1, 16 .. 255) : worker_15_start_tensor();
         }
         const default_action = worker_15_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_16;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_16;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 16) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_16_observe() {
@@ -845,45 +960,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_16_send() {
         meta.next_16 = worker_next_16_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_16_send_first() {
+        meta.next_16 = worker_next_16_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_16_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_16_observe; worker_16_start_tensor; worker_16_send; }
+        actions = { worker_16_observe; worker_16_start_tensor; worker_16_send; worker_16_send_first; }
         const entries = {
-            (16, _) : worker_16_send();
-            (_, 1) : worker_16_start_tensor();
+            (16, 1, _) : worker_16_send_first();
+            (16, _, _) : worker_16_send();
+            (_, 1, 17 .. 255) : worker_16_start_tensor();
         }
         const default_action = worker_16_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_17;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_17;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 17) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_17_observe() {
@@ -895,45 +1017,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_17_send() {
         meta.next_17 = worker_next_17_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_17_send_first() {
+        meta.next_17 = worker_next_17_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_17_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_17_observe; worker_17_start_tensor; worker_17_send; }
+        actions = { worker_17_observe; worker_17_start_tensor; worker_17_send; worker_17_send_first; }
         const entries = {
-            (17, _) : worker_17_send();
-            (_, 1) : worker_17_start_tensor();
+            (17, 1, _) : worker_17_send_first();
+            (17, _, _) : worker_17_send();
+            (_, 1, 18 .. 255) : worker_17_start_tensor();
         }
         const default_action = worker_17_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_18;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_18;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 18) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_18_observe() {
@@ -945,45 +1074,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_18_send() {
         meta.next_18 = worker_next_18_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_18_send_first() {
+        meta.next_18 = worker_next_18_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_18_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_18_observe; worker_18_start_tensor; worker_18_send; }
+        actions = { worker_18_observe; worker_18_start_tensor; worker_18_send; worker_18_send_first; }
         const entries = {
-            (18, _) : worker_18_send();
-            (_, 1) : worker_18_start_tensor();
+            (18, 1, _) : worker_18_send_first();
+            (18, _, _) : worker_18_send();
+            (_, 1, 19 .. 255) : worker_18_start_tensor();
         }
         const default_action = worker_18_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_19;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_19;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 19) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_19_observe() {
@@ -995,45 +1131,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_19_send() {
         meta.next_19 = worker_next_19_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_19_send_first() {
+        meta.next_19 = worker_next_19_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_19_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_19_observe; worker_19_start_tensor; worker_19_send; }
+        actions = { worker_19_observe; worker_19_start_tensor; worker_19_send; worker_19_send_first; }
         const entries = {
-            (19, _) : worker_19_send();
-            (_, 1) : worker_19_start_tensor();
+            (19, 1, _) : worker_19_send_first();
+            (19, _, _) : worker_19_send();
+            (_, 1, 20 .. 255) : worker_19_start_tensor();
         }
         const default_action = worker_19_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_20;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_20;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 20) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_20_observe() {
@@ -1045,45 +1188,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_20_send() {
         meta.next_20 = worker_next_20_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_20_send_first() {
+        meta.next_20 = worker_next_20_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_20_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_20_observe; worker_20_start_tensor; worker_20_send; }
+        actions = { worker_20_observe; worker_20_start_tensor; worker_20_send; worker_20_send_first; }
         const entries = {
-            (20, _) : worker_20_send();
-            (_, 1) : worker_20_start_tensor();
+            (20, 1, _) : worker_20_send_first();
+            (20, _, _) : worker_20_send();
+            (_, 1, 21 .. 255) : worker_20_start_tensor();
         }
         const default_action = worker_20_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_21;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_21;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 21) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_21_observe() {
@@ -1095,45 +1245,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_21_send() {
         meta.next_21 = worker_next_21_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_21_send_first() {
+        meta.next_21 = worker_next_21_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_21_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_21_observe; worker_21_start_tensor; worker_21_send; }
+        actions = { worker_21_observe; worker_21_start_tensor; worker_21_send; worker_21_send_first; }
         const entries = {
-            (21, _) : worker_21_send();
-            (_, 1) : worker_21_start_tensor();
+            (21, 1, _) : worker_21_send_first();
+            (21, _, _) : worker_21_send();
+            (_, 1, 22 .. 255) : worker_21_start_tensor();
         }
         const default_action = worker_21_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_22;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_22;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 22) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_22_observe() {
@@ -1145,45 +1302,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_22_send() {
         meta.next_22 = worker_next_22_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_22_send_first() {
+        meta.next_22 = worker_next_22_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_22_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_22_observe; worker_22_start_tensor; worker_22_send; }
+        actions = { worker_22_observe; worker_22_start_tensor; worker_22_send; worker_22_send_first; }
         const entries = {
-            (22, _) : worker_22_send();
-            (_, 1) : worker_22_start_tensor();
+            (22, 1, _) : worker_22_send_first();
+            (22, _, _) : worker_22_send();
+            (_, 1, 23 .. 255) : worker_22_start_tensor();
         }
         const default_action = worker_22_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_23;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_23;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 23) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_23_observe() {
@@ -1195,45 +1359,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_23_send() {
         meta.next_23 = worker_next_23_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_23_send_first() {
+        meta.next_23 = worker_next_23_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_23_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_23_observe; worker_23_start_tensor; worker_23_send; }
+        actions = { worker_23_observe; worker_23_start_tensor; worker_23_send; worker_23_send_first; }
         const entries = {
-            (23, _) : worker_23_send();
-            (_, 1) : worker_23_start_tensor();
+            (23, 1, _) : worker_23_send_first();
+            (23, _, _) : worker_23_send();
+            (_, 1, 24 .. 255) : worker_23_start_tensor();
         }
         const default_action = worker_23_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_24;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_24;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 24) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_24_observe() {
@@ -1245,45 +1416,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_24_send() {
         meta.next_24 = worker_next_24_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_24_send_first() {
+        meta.next_24 = worker_next_24_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_24_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_24_observe; worker_24_start_tensor; worker_24_send; }
+        actions = { worker_24_observe; worker_24_start_tensor; worker_24_send; worker_24_send_first; }
         const entries = {
-            (24, _) : worker_24_send();
-            (_, 1) : worker_24_start_tensor();
+            (24, 1, _) : worker_24_send_first();
+            (24, _, _) : worker_24_send();
+            (_, 1, 25 .. 255) : worker_24_start_tensor();
         }
         const default_action = worker_24_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_25;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_25;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 25) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_25_observe() {
@@ -1295,45 +1473,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_25_send() {
         meta.next_25 = worker_next_25_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_25_send_first() {
+        meta.next_25 = worker_next_25_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_25_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_25_observe; worker_25_start_tensor; worker_25_send; }
+        actions = { worker_25_observe; worker_25_start_tensor; worker_25_send; worker_25_send_first; }
         const entries = {
-            (25, _) : worker_25_send();
-            (_, 1) : worker_25_start_tensor();
+            (25, 1, _) : worker_25_send_first();
+            (25, _, _) : worker_25_send();
+            (_, 1, 26 .. 255) : worker_25_start_tensor();
         }
         const default_action = worker_25_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_26;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_26;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 26) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_26_observe() {
@@ -1345,45 +1530,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_26_send() {
         meta.next_26 = worker_next_26_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_26_send_first() {
+        meta.next_26 = worker_next_26_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_26_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_26_observe; worker_26_start_tensor; worker_26_send; }
+        actions = { worker_26_observe; worker_26_start_tensor; worker_26_send; worker_26_send_first; }
         const entries = {
-            (26, _) : worker_26_send();
-            (_, 1) : worker_26_start_tensor();
+            (26, 1, _) : worker_26_send_first();
+            (26, _, _) : worker_26_send();
+            (_, 1, 27 .. 255) : worker_26_start_tensor();
         }
         const default_action = worker_26_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_27;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_27;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 27) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_27_observe() {
@@ -1395,45 +1587,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_27_send() {
         meta.next_27 = worker_next_27_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_27_send_first() {
+        meta.next_27 = worker_next_27_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_27_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_27_observe; worker_27_start_tensor; worker_27_send; }
+        actions = { worker_27_observe; worker_27_start_tensor; worker_27_send; worker_27_send_first; }
         const entries = {
-            (27, _) : worker_27_send();
-            (_, 1) : worker_27_start_tensor();
+            (27, 1, _) : worker_27_send_first();
+            (27, _, _) : worker_27_send();
+            (_, 1, 28 .. 255) : worker_27_start_tensor();
         }
         const default_action = worker_27_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_28;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_28;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 28) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_28_observe() {
@@ -1445,45 +1644,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_28_send() {
         meta.next_28 = worker_next_28_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_28_send_first() {
+        meta.next_28 = worker_next_28_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_28_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_28_observe; worker_28_start_tensor; worker_28_send; }
+        actions = { worker_28_observe; worker_28_start_tensor; worker_28_send; worker_28_send_first; }
         const entries = {
-            (28, _) : worker_28_send();
-            (_, 1) : worker_28_start_tensor();
+            (28, 1, _) : worker_28_send_first();
+            (28, _, _) : worker_28_send();
+            (_, 1, 29 .. 255) : worker_28_start_tensor();
         }
         const default_action = worker_28_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_29;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_29;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 29) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_29_observe() {
@@ -1495,45 +1701,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_29_send() {
         meta.next_29 = worker_next_29_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_29_send_first() {
+        meta.next_29 = worker_next_29_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_29_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_29_observe; worker_29_start_tensor; worker_29_send; }
+        actions = { worker_29_observe; worker_29_start_tensor; worker_29_send; worker_29_send_first; }
         const entries = {
-            (29, _) : worker_29_send();
-            (_, 1) : worker_29_start_tensor();
+            (29, 1, _) : worker_29_send_first();
+            (29, _, _) : worker_29_send();
+            (_, 1, 30 .. 255) : worker_29_start_tensor();
         }
         const default_action = worker_29_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_30;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_30;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 30) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_30_observe() {
@@ -1545,45 +1758,52 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_30_send() {
         meta.next_30 = worker_next_30_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_30_send_first() {
+        meta.next_30 = worker_next_30_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_30_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_30_observe; worker_30_start_tensor; worker_30_send; }
+        actions = { worker_30_observe; worker_30_start_tensor; worker_30_send; worker_30_send_first; }
         const entries = {
-            (30, _) : worker_30_send();
-            (_, 1) : worker_30_start_tensor();
+            (30, 1, _) : worker_30_send_first();
+            (30, _, _) : worker_30_send();
+            (_, 1, 31 .. 255) : worker_30_start_tensor();
         }
         const default_action = worker_30_observe();
-        size = 2;
+        size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, 0) worker_next_31;
+    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_31;
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
-    // A new tensor: the job's workers will send the column's first block; lanes past worker_count hold
-    // END_OF_TENSOR so that they never hold the minimum down.
+    // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
-            if (hdr.bridge.worker_count > 31) {
-                value = hdr.omni.block_index;
-            } else {
-                value = END_OF_TENSOR;
-            }
+            value = meta.accept_block;
             lane = value;
         }
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
-    // CONTRIB's block (or the packet starts a new tensor). A REQUEST compares and writes END_OF_TENSOR.
+    // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
     RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
-            if (hdr.bridge.new_tensor == 1 || value == meta.accept_block) {
+            if (value == meta.accept_block) {
                 value = meta.accept_next;
             }
+        }
+    };
+    // The sender starting a new tensor: reset to this block and contributed at once.
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_start = {
+        void apply(inout block_index_t value, out block_index_t lane) {
+            lane = value;
+            value = meta.accept_next;
         }
     };
     action worker_31_observe() {
@@ -1595,18 +1815,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     action worker_31_send() {
         meta.next_31 = worker_next_31_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
     }
+    action worker_31_send_first() {
+        meta.next_31 = worker_next_31_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+    }
     table worker_31_access {
         key = {
-            hdr.bridge.worker_id  : ternary;
-            hdr.bridge.new_tensor : ternary;
+            hdr.bridge.worker_id    : ternary;
+            hdr.bridge.new_tensor   : ternary;
+            hdr.bridge.worker_count : range;
         }
-        actions = { worker_31_observe; worker_31_start_tensor; worker_31_send; }
+        actions = { worker_31_observe; worker_31_start_tensor; worker_31_send; worker_31_send_first; }
         const entries = {
-            (31, _) : worker_31_send();
-            (_, 1) : worker_31_start_tensor();
+            (31, 1, _) : worker_31_send_first();
+            (31, _, _) : worker_31_send();
+            (_, 1, 32 .. 255) : worker_31_start_tensor();
         }
         const default_action = worker_31_observe();
-        size = 2;
+        size = 3;
     }
     action quad_0_sender_0() {
         hdr.bridge.announced = meta.next_0;
