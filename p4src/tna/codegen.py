@@ -27,9 +27,9 @@ def announcement_fields_p4(workers: int) -> str:
 
 
 def round_values_p4(lanes: int) -> str:
-    registers = []
+    blocks = []
     for k in range(lanes):
-        registers.append(
+        blocks.append(
             f"    Register<value_t, round_index_t>(TNA_ROUND_COUNT, 0) round_value_{k};\n"
             f"    RegisterAction<value_t, round_index_t, value_t>(round_value_{k}) round_value_{k}_store = {{\n"
             f"        void apply(inout value_t value) {{\n"
@@ -44,25 +44,37 @@ def round_values_p4(lanes: int) -> str:
             f"        void apply(inout value_t value, out value_t sum) {{\n"
             f"            sum = value;\n"
             f"        }}\n    }};\n"
+            f"    action lane_{k}_store() {{\n"
+            f"        round_value_{k}_store.execute(meta.round_index);\n"
+            f"    }}\n"
+            f"    action lane_{k}_add() {{\n"
+            f"        hdr.lanes.value_{k} = round_value_{k}_add.execute(meta.round_index);\n"
+            f"    }}\n"
+            f"    action lane_{k}_load() {{\n"
+            f"        hdr.lanes.value_{k} = round_value_{k}_load.execute(meta.round_index);\n"
+            f"    }}\n"
+            f"    table lane_{k} {{\n"
+            f"        key = {{\n            meta.lane_op : exact;\n        }}\n"
+            f"        actions = {{ lane_{k}_store; lane_{k}_add; lane_{k}_load; NoAction; }}\n"
+            f"        const entries = {{\n"
+            f"            LANE_STORE : lane_{k}_store();\n"
+            f"            LANE_ADD : lane_{k}_add();\n"
+            f"            LANE_LOAD : lane_{k}_load();\n"
+            f"        }}\n"
+            f"        const default_action = NoAction();\n"
+            f"        size = 3;\n"
+            f"    }}\n"
         )
-    apply = "".join(
-        f"        if (meta.lane_op == LANE_STORE) {{\n"
-        f"            round_value_{k}_store.execute(meta.round_index);\n"
-        f"        }} else if (meta.lane_op == LANE_ADD) {{\n"
-        f"            hdr.lanes.value_{k} = round_value_{k}_add.execute(meta.round_index);\n"
-        f"        }} else if (meta.lane_op == LANE_LOAD) {{\n"
-        f"            hdr.lanes.value_{k} = round_value_{k}_load.execute(meta.round_index);\n"
-        f"        }}\n"
-        for k in range(lanes)
-    )
+    apply = "".join(f"        lane_{k}.apply();\n" for k in range(lanes))
     return (
         BANNER
         + "// The lanes of the round held in (slot, set) meta.round_index: one register per lane (a Tofino 1 stateful\n"
-        + "// ALU returns one 32-bit word, and a result needs every sum). LANE_STORE: the first contribution's lanes\n"
-        + "// are the sums; LANE_ADD: add (32-bit wrap-around) and leave the sums in the packet; LANE_LOAD: a replay.\n"
+        + "// ALU returns one 32-bit word, and a result needs every sum), one table per lane choosing its action from\n"
+        + "// meta.lane_op. LANE_STORE: the first contribution's lanes are the sums; LANE_ADD: add (32-bit\n"
+        + "// wrap-around) and leave the sums in the packet; LANE_LOAD: a replay reads them.\n"
         + "#ifndef OMNIREDUCE_TNA_GENERATED_ROUND_VALUES_P4\n#define OMNIREDUCE_TNA_GENERATED_ROUND_VALUES_P4\n\n"
         + "control RoundValues(inout tna_headers_t hdr,\n                    in ingress_metadata_t meta) {\n\n"
-        + "".join(registers)
+        + "".join(blocks)
         + "\n    apply {\n" + apply + "    }\n}\n\n#endif\n"
     )
 

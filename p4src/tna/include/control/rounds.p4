@@ -110,6 +110,51 @@ control Rounds(inout tna_headers_t hdr,
         }
     };
 
+    action exponent_max() {
+        meta.result_exponent = round_exponent_max.execute(meta.round_index);
+    }
+    action exponent_store() {
+        meta.result_exponent = round_exponent_store.execute(meta.round_index);
+    }
+    action exponent_load() {
+        meta.result_exponent = round_exponent_read.execute(meta.round_index);
+    }
+    // The round's exponent: the max of the claims (protocol section 5).
+    table exponent {
+        key = {
+            meta.lane_op : exact;
+        }
+        actions = { exponent_max; exponent_store; exponent_load; NoAction; }
+        const entries = {
+            LANE_ADD : exponent_max();
+            LANE_STORE : exponent_store();
+            LANE_LOAD : exponent_load();
+        }
+        const default_action = NoAction();
+        size = 3;
+    }
+
+    action next_write() {
+        round_next_write.execute(meta.round_index);
+    }
+    action next_load() {
+        meta.result_next = round_next_read.execute(meta.round_index);
+    }
+    // The round's next block: written by every contribution to it, read by a replay.
+    table next_block {
+        key = {
+            meta.lane_op : exact;
+        }
+        actions = { next_write; next_load; NoAction; }
+        const entries = {
+            LANE_ADD : next_write();
+            LANE_STORE : next_write();
+            LANE_LOAD : next_load();
+        }
+        const default_action = NoAction();
+        size = 3;
+    }
+
     // Turn the packet into a RESULT (sums or held lanes already in hdr.lanes).
     action make_result(block_index_t next_block, exponent_t exponent) {
         hdr.omni.msg_type = MSG_RESULT;
@@ -206,18 +251,8 @@ control Rounds(inout tna_headers_t hdr,
         }
 
         // 5. Exponent and next block. 6. Lanes.
-        if (meta.lane_op == LANE_ADD) {
-            meta.result_exponent = round_exponent_max.execute(meta.round_index);
-        } else if (meta.lane_op == LANE_STORE) {
-            meta.result_exponent = round_exponent_store.execute(meta.round_index);
-        } else if (meta.lane_op == LANE_LOAD) {
-            meta.result_exponent = round_exponent_read.execute(meta.round_index);
-        }
-        if (meta.lane_op == LANE_ADD || meta.lane_op == LANE_STORE) {
-            round_next_write.execute(meta.round_index);
-        } else if (meta.lane_op == LANE_LOAD) {
-            meta.result_next = round_next_read.execute(meta.round_index);
-        }
+        exponent.apply();
+        next_block.apply();
         if (meta.lane_op == LANE_LOAD) {
             hdr.lanes.setValid();
         }
