@@ -494,12 +494,13 @@ class TnaModel:
         index = ((bridge["global_slot"] & (C.TNA_SLOT_COUNT - 1)) << C.SET_INDEX_BITS) | (omni["flags"] & C.SET_MASK)
         cell = tensor_cell(omni["tensor_id"])
         block, min_next = omni["block_index"], bridge["min_next"]
-        first_done = min(min_next, block)
-        complete = first_done != min_next
+        block_floor = min(min_next, block)
+        complete = block_floor != min_next
         announced_floor = min(bridge["announced"], block)
         peer_max = max(omni["peer"], bridge["worker_count"])
         peer_valid = omni["peer"] != bridge["worker_id"] and peer_max != omni["peer"]
         accepted = bridge["accepted"] == 1
+        reuse_below = min(min_next, block) if accepted else 0
 
         def round_tensor_claim(value: int) -> tuple[int, int]:
             return cell, value
@@ -507,25 +508,21 @@ class TnaModel:
         def read(value: int) -> tuple[int, int]:
             return value, value
 
-        def round_block_start(value: int) -> tuple[int, str]:
-            return block, "DONE"
+        def round_block_start(value: int) -> tuple[int, int]:
+            return block, 0
 
-        def round_block_start_if_done(value: int) -> tuple[int, str]:
-            if value < first_done:
+        def round_block_update(value: int) -> tuple[int, str]:
+            if value < reuse_below:
                 return block, "DONE"
-            return value, "SAME" if value == block else "OTHER"
-
-        def round_block_match(value: int) -> tuple[int, str]:
             return value, "SAME" if value == block else "OTHER"
 
         held_tensor = reg["round_tensor"].execute(index, round_tensor_claim if accepted else read)
         same_tensor = held_tensor == cell
         if accepted and not same_tensor:
-            state = reg["round_block"].execute(index, round_block_start)
-        elif accepted:
-            state = reg["round_block"].execute(index, round_block_start_if_done)
+            reg["round_block"].execute(index, round_block_start)
+            state = "DONE"
         elif same_tensor:
-            state = reg["round_block"].execute(index, round_block_match)
+            state = reg["round_block"].execute(index, round_block_update)
         else:
             state = "OTHER"
         same_round, held_done = state == "SAME", state == "DONE"

@@ -66,7 +66,8 @@ struct ingress_metadata_t {
     round_index_t round_index;
     bit<32>       held_round_tensor;
     round_state_t round_state;        // from round_block
-    block_index_t first_done;         // min(min_next, block_index): round_block may be reused below it
+    block_index_t block_floor;        // min(min_next, block_index): complete when it is not min_next
+    block_index_t reuse_below;        // accepted: block_floor (a held block below it is complete); else 0
     block_index_t announced_floor;    // min(announced, block_index): announced > block_index when it is not announced
     bit<8>        lane_op;
     block_index_t next_to_store;      // round_next's new value: min_next if complete, else 0

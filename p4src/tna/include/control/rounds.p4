@@ -10,7 +10,9 @@
  *
  * NOTE: every register is accessed once, by one RegisterAction chosen from values computed before it: the
  * register's own comparisons are made inside the stateful ALU (round_block's outcome comes back as a
- * round_state_t on its predicate output), so the lanes can follow round_block one stage later.
+ * round_state_t on its predicate output), so the lanes can follow round_block one stage later. A Tofino 1 stateful
+ * ALU takes at most two words from the packet and has two comparators: round_block compares with
+ * meta.reuse_below, computed before it, rather than with min_next and block_index.
  */
 #ifndef OMNIREDUCE_TNA_ROUNDS_P4
 #define OMNIREDUCE_TNA_ROUNDS_P4
@@ -46,31 +48,23 @@ control Rounds(inout tna_headers_t hdr,
     };
 
     // The set held another tensor's round: this contribution starts the round.
-    RegisterAction<block_index_t, round_index_t, round_state_t>(round_block) round_block_start = {
-        void apply(inout block_index_t value, out round_state_t state) {
+    RegisterAction<block_index_t, round_index_t, block_index_t>(round_block) round_block_start = {
+        void apply(inout block_index_t value) {
             value = hdr.omni.block_index;
-            state = round_state_t.DONE;
         }
     };
 
-    // The set holds a round of this tensor: this contribution starts its round over it if the column's minimum has
-    // passed the held block and the held block is older (held < min(min_next, block)): that round is complete.
-    RegisterAction<block_index_t, round_index_t, round_state_t>(round_block) round_block_start_if_done = {
+    // The set holds a round of this tensor. An accepted contribution starts its round over it if the held block is
+    // older than the block and the column's minimum has passed it (held < meta.reuse_below = min(min_next, block)):
+    // that round is complete. For any other packet meta.reuse_below is 0, so this only tells whether the set holds
+    // the packet's round. NOTE: the one RegisterAction returning a round_state_t, so that bf-p4c's encoding of
+    // the enum on the predicate output (one bit per outcome of the two comparisons) is the same for every packet.
+    RegisterAction<block_index_t, round_index_t, round_state_t>(round_block) round_block_update = {
         void apply(inout block_index_t value, out round_state_t state) {
-            if (value < meta.first_done) {
+            if (value < meta.reuse_below) {
                 value = hdr.omni.block_index;
                 state = round_state_t.DONE;
             } else if (value == hdr.omni.block_index) {
-                state = round_state_t.SAME;
-            } else {
-                state = round_state_t.OTHER;
-            }
-        }
-    };
-
-    RegisterAction<block_index_t, round_index_t, round_state_t>(round_block) round_block_match = {
-        void apply(inout block_index_t value, out round_state_t state) {
-            if (value == hdr.omni.block_index) {
                 state = round_state_t.SAME;
             } else {
                 state = round_state_t.OTHER;
@@ -174,13 +168,18 @@ control Rounds(inout tna_headers_t hdr,
         meta.round_index = hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0] ++ hdr.omni.flags[SET_INDEX_BITS - 1:0];
         meta.tensor_cell = ((bit<32>)hdr.omni.tensor_id << 16) | TNA_TENSOR_MARK;
         // complete = min_next > block: min(min_next, block) is then the block, not min_next.
-        meta.first_done = min(hdr.bridge.min_next, hdr.omni.block_index);
-        bool complete = meta.first_done != hdr.bridge.min_next;
+        meta.block_floor = min(hdr.bridge.min_next, hdr.omni.block_index);
+        bool complete = meta.block_floor != hdr.bridge.min_next;
         // announced > block: min(announced, block) is then the block, not the announcement.
         meta.announced_floor = min(hdr.bridge.announced, hdr.omni.block_index);
         meta.peer_max = max(hdr.omni.peer, hdr.bridge.worker_count);
         bool peer_valid = hdr.omni.peer != hdr.bridge.worker_id && meta.peer_max != hdr.omni.peer;
         bool accepted = hdr.bridge.accepted == 1;
+        if (accepted) {
+            meta.reuse_below = min(hdr.bridge.min_next, hdr.omni.block_index);
+        } else {
+            meta.reuse_below = 0;
+        }
 
         // 3. The round held in the packet's set.
         if (accepted) {
@@ -190,11 +189,10 @@ control Rounds(inout tna_headers_t hdr,
         }
         bool same_tensor = meta.held_round_tensor == meta.tensor_cell;
         if (accepted && !same_tensor) {
-            meta.round_state = round_block_start.execute(meta.round_index);
-        } else if (accepted) {
-            meta.round_state = round_block_start_if_done.execute(meta.round_index);
+            round_block_start.execute(meta.round_index);
+            meta.round_state = round_state_t.DONE;
         } else if (same_tensor) {
-            meta.round_state = round_block_match.execute(meta.round_index);
+            meta.round_state = round_block_update.execute(meta.round_index);
         } else {
             meta.round_state = round_state_t.OTHER;
         }
