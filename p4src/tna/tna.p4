@@ -43,11 +43,7 @@ control Ingress(inout tna_headers_t hdr,
     Ipv4Forwarding() forwarding;
 
     apply {
-        meta.drop_reason = 0;
-        meta.outcome = OUTCOME_NONE;
-        meta.to_announce = 0;
-        meta.new_tensor = 0;
-
+        // meta.drop_reason, outcome, to_announce, new_tensor and lane_op start at 0 (IngressParser).
         if (hdr.bridge.isValid()) {
             // Second pass: back from the announcement pass with its findings in hdr.bridge.
             meta.job_id = hdr.bridge.job_id;

@@ -23,7 +23,14 @@ parser IngressParser(packet_in pkt,
         pkt.extract(ig_intr_md);
         // Per-port metadata (phase 0) is not used.
         pkt.advance(PORT_METADATA_SIZE);
+        // NOTE: set here rather than in ingress, so that the controls' branches are the only writers of these
+        // fields (two writes of a field in one path need two stages).
         meta.checksum_error = false;
+        meta.drop_reason = 0;
+        meta.outcome = OUTCOME_NONE;
+        meta.to_announce = 0;
+        meta.new_tensor = 0;
+        meta.lane_op = LANE_NONE;
         transition select(ig_intr_md.ingress_port) {
             recirculation_ports: parse_bridge;
             default: parse_ethernet;

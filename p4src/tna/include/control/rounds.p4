@@ -199,18 +199,33 @@ control Rounds(inout tna_headers_t hdr,
         bool same_round = meta.round_state == round_state_t.SAME;
         bool held_done = meta.round_state == round_state_t.DONE;
 
-        meta.lane_op = LANE_NONE;
+        // NOTE: every branch sets all it decides (lane_op, next_to_store, outcome or drop_reason) once, so that the
+        // branches are exclusive writers and the lanes can follow in the next stage; lane_op is LANE_NONE from the
+        // parser.
         if (hdr.omni.msg_type == MSG_CONTRIB) {
-            if (accepted && same_round) {
+            if (accepted && same_round && complete) {
                 meta.lane_op = LANE_ADD;
+                meta.next_to_store = hdr.bridge.min_next;
+                meta.outcome = OUTCOME_RESULT;
+            } else if (accepted && same_round) {
+                meta.lane_op = LANE_ADD;
+                meta.next_to_store = 0;
+                meta.outcome = OUTCOME_ABSORBED;
+            } else if (accepted && held_done && complete) {
+                meta.lane_op = LANE_STORE;
+                meta.next_to_store = hdr.bridge.min_next;
+                meta.outcome = OUTCOME_RESULT;
             } else if (accepted && held_done) {
                 meta.lane_op = LANE_STORE;
+                meta.next_to_store = 0;
+                meta.outcome = OUTCOME_ABSORBED;
             } else if (accepted) {
                 // The set still holds an unfinished or later round: the sender's set index is wrong.
                 meta.drop_reason = DROP_SET_BUSY;
             } else if (hdr.bridge.announced == hdr.omni.next_block && same_round) {
                 // A retransmission of a contribution already added: replayed once the round is complete.
                 if (complete) {
+                    meta.lane_op = LANE_LOAD;
                     meta.outcome = OUTCOME_REPLAY;
                 } else {
                     meta.drop_reason = DROP_DUPLICATE;
@@ -220,19 +235,10 @@ control Rounds(inout tna_headers_t hdr,
             } else {
                 meta.drop_reason = DROP_NOT_ANNOUNCED;
             }
-            if (meta.lane_op != LANE_NONE) {
-                // round_next stays 0 while the round aggregates, and holds the result's next once complete.
-                if (complete) {
-                    meta.next_to_store = hdr.bridge.min_next;
-                    meta.outcome = OUTCOME_RESULT;
-                } else {
-                    meta.next_to_store = 0;
-                    meta.outcome = OUTCOME_ABSORBED;
-                }
-            }
         } else {
             // MSG_REQUEST: the sender misses this round's result.
             if (same_round && complete) {
+                meta.lane_op = LANE_LOAD;
                 meta.outcome = OUTCOME_REPLAY;
             } else if (!same_round && complete) {
                 if (peer_valid) {
@@ -244,14 +250,12 @@ control Rounds(inout tna_headers_t hdr,
                 meta.drop_reason = DROP_ROUND_NOT_READY;
             }
         }
-        if (meta.outcome == OUTCOME_REPLAY) {
-            meta.lane_op = LANE_LOAD;
-        }
 
         // 5. Exponent and next block. 6. Lanes.
         exponent.apply();
         next_block.apply();
-        if (meta.lane_op == LANE_LOAD) {
+        if (meta.outcome == OUTCOME_REPLAY) {
+            // A REQUEST carries no lanes: the replay brings them.
             hdr.lanes.setValid();
         }
         values.apply(hdr, meta);
