@@ -77,11 +77,11 @@ class SampleResult:
 
 # -- discovery and compilation -------------------------------------------------------------------------------------
 
-def discover(samples: Path, pattern: str | None) -> list[Sample]:
+def discover(samples: Path, patterns: list[str] | None) -> list[Sample]:
     found = []
     for stf in sorted(samples.glob("*.stf")):
         source = stf.with_suffix(".p4")
-        if not source.exists() or (pattern and pattern not in stf.stem):
+        if not source.exists() or (patterns and not any(p in stf.stem for p in patterns)):
             continue
         if V1MODEL_INCLUDE.search(source.read_text(errors="replace")):
             found.append(Sample(stf.stem, source, stf))
@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p4c", default="p4c-bm2-ss", help="the p4c BMv2 compiler (default: p4c-bm2-ss on PATH)")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "omnireduce" / "stf-conformance"
     parser.add_argument("--work-dir", type=Path, default=cache, help=f"compiled programs (default {cache})")
-    parser.add_argument("-k", dest="pattern", help="only programs whose name contains this")
+    parser.add_argument("-k", dest="patterns", action="append", help="only programs whose name contains this "
+                        "(repeatable: any of them)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="programs run at once")
     parser.add_argument("--backend", action="append", choices=BACKENDS, help="softswitch pipelines (default both)")
     parser.add_argument("--bmv2", action="store_true", help="also run each STF on simple_switch and compare")
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if not simple_switch or not cli:
             parser.error("--bmv2: simple_switch and simple_switch_CLI must be on PATH")
     started = time.monotonic()
-    samples = discover(args.samples, args.pattern)
+    samples = discover(args.samples, args.patterns)
     version = p4c_version(args.p4c)
     print(f"stf: {len(samples)} programs, compiling with {args.p4c} ({version}) into {args.work_dir}", file=sys.stderr)
     with ThreadPoolExecutor(args.jobs) as pool:
