@@ -13,7 +13,7 @@ from typing import Any
 from ..codegen.actions import IDX, BodyInfo, PrimitiveCompiler
 from ..codegen.expressions import slot_code
 from ..errors import InvalidArgument
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .ccalc import calculation_function
 from .cexpr import CExpr, CExpressionCompiler, const_cexpr, store_c

@@ -4,6 +4,7 @@ the offset reached; select keys are packed byte-aligned into one value and compa
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..codegen.parser import MAX_PARSE_STATES, _key_width, extract_targets, invalidate_union_siblings, stack_push
@@ -123,7 +124,7 @@ def _compile_state(ctx: CContext, state: ParseState, labels: dict[str, str], w: 
                 if (header.type.varbit is not None) != (length is not None):
                     raise InvalidArgument(f"{where}: '{name}' {'needs' if length is None else 'takes no'} "
                                           "a varbit length (extract_VL)")
-                opener = w.block("") if guard is None else (
+                opener = contextlib.nullcontext() if guard is None else (
                     w.if_(_c_guard(guard)) if i == 0 else w.elif_(_c_guard(guard)))
                 with opener:
                     if length is None:
