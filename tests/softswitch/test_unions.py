@@ -11,8 +11,12 @@ re-emitted, and the copy.
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from switch_helpers import device_for, ethernet, only_output
+from switch_helpers import device_for, ethernet, only_output, program_json
+
+from omnireduce.softswitch.device import Device
 
 # Every test runs on the native and on the Python packet pipeline (conftest.py).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -103,3 +107,28 @@ def test_a_truncated_stacked_option_leaves_the_rest_invalid(device):
     sel = selector(0, first=True)
     out = send(device, ethernet(ETHERTYPE) + sel + option(False, 0x5A) + b"\x61")
     assert out == report(OPTION | OPTION_BYTE, 0) + ethernet(ETHERTYPE) + sel + option(False, 0x5A) + b"\x61"
+
+
+
+def test_a_select_on_the_last_stacked_union_member():
+    """BMv2's `union_stack_field` select key (p4c 1.2.4 writes `options.last.short.value` as a field of a header
+    named "options", which no target loads, so the JSON is edited here): when the second stacked option is
+    0xDEAD, the parser goes on to extract the byte after it into copy.byte."""
+    program = json.loads(program_json("union_test").read_text())
+    states = program["parsers"][0]["parse_states"]
+    second_short = next(s for s in states if s["name"] == "second_short")
+    second_short["transition_key"] = [{"type": "union_stack_field", "value": ["options", "short", "value"]}]
+    second_short["transitions"] = [
+        {"type": "hexstr", "value": "0xdead", "mask": None, "next_state": "extra"},
+        {"type": "default", "value": None, "mask": None, "next_state": None},
+    ]
+    states.append({"name": "extra", "id": 99, "transition_key": [],
+                   "parser_ops": [{"op": "extract", "parameters": [{"type": "regular", "value": "copy.byte"}]}],
+                   "transitions": [{"type": "default", "value": None, "mask": None, "next_state": None}]})
+    edited = Device()
+    edited.load_pipeline(json.dumps(program))
+    body = selector(0, second=True) + option(False, 0x5A) + option(False, 0x61)
+    for second, copied in ((0xDEAD, COPY | COPY_BYTE), (0xBEEF, 0)):
+        _, out = only_output(edited.process_packet(1, ethernet(ETHERTYPE) + body + option(True, second) + b"\x77"))
+        assert out == report(OPTION | OPTION_BYTE | copied, FIRST_BYTE | SECOND_SHORT) + ethernet(ETHERTYPE) + \
+            body + option(True, second) + b"\x77"
