@@ -29,7 +29,7 @@ p4: constants
 
 # Recompile the softswitch's test programs (construct tests and the P4Runtime test program).
 p4-tests:
-	sh tests/softswitch/p4/compile.sh $(P4C)
+	sh tests/softswitch/p4/compile.sh -p $(P4C)
 
 check-p4:
 	$(PYTHON) -m omnireduce.p4src.generate --check

@@ -12,7 +12,7 @@ from .codegen.actions import compile_action_function
 from .codegen.context import CompileContext
 from .codegen.control import PipelineCompiler
 from .codegen.deparser import compile_checksums, compile_deparser
-from .codegen.headers import HeaderCodec
+from .codegen.headers import HeaderCodec, VarbitCodec
 from .codegen.parser import compile_parser
 from .codegen.source import Namespace
 from .errors import InvalidArgument
@@ -77,10 +77,11 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
     direct_counters = {name: c.binding for name, c in program.counters.items() if c.is_direct and c.binding}
     ctx = CompileContext(program, layout, ns, registers, counters)
 
-    codecs: dict[str, HeaderCodec] = {}
+    codecs: dict[str, HeaderCodec | VarbitCodec] = {}
     for name, header in program.headers.items():
         if not header.metadata or name in program.deparser.order:
-            codecs[name] = HeaderCodec(header, layout, ns)
+            codec = VarbitCodec if header.type.varbit is not None else HeaderCodec
+            codecs[name] = codec(header, layout, ns)
 
     parse = compile_parser(ctx, codecs)
 

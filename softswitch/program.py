@@ -29,10 +29,6 @@ CORE_ERRORS = (
 
 # Top-level arrays that must be empty (or absent) because this target does not implement them.
 _UNSUPPORTED_IF_NONEMPTY = {
-    "header_stacks": "header stacks",
-    "header_union_types": "header unions",
-    "header_unions": "header unions",
-    "header_union_stacks": "header union stacks",
     "parse_vsets": "parser value sets",
     "meter_arrays": "meters",
     "learn_lists": "digests (learn lists)",
@@ -43,8 +39,9 @@ _UNSUPPORTED_IF_NONEMPTY = {
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     name: str
-    width: int
+    width: int  # a varbit field: its largest width (the header type's max_length less its fixed fields)
     signed: bool
+    varbit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +51,12 @@ class HeaderType:
 
     @property
     def bit_width(self) -> int:
-        return sum(f.width for f in self.fields)
+        """The width of the fixed fields (a varbit field adds its current width to a header's length)."""
+        return sum(f.width for f in self.fields if not f.varbit)
+
+    @property
+    def varbit(self) -> FieldSpec | None:
+        return next((f for f in self.fields if f.varbit), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,33 @@ class Header:
     name: str
     type: HeaderType
     metadata: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderStack:
+    """`header_stacks`: a stack's elements are ordinary headers, NAME[0] ... NAME[size - 1]."""
+
+    name: str
+    type: HeaderType
+    elements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderUnion:
+    """`header_unions`: at most one member header is valid; making one valid invalidates the others."""
+
+    name: str
+    type_name: str
+    members: tuple[tuple[str, str], ...]  # (member name, header instance), in the union type's order
+
+
+@dataclass(frozen=True, slots=True)
+class UnionStack:
+    """`header_union_stacks`: a stack whose elements are header unions."""
+
+    name: str
+    type_name: str
+    elements: tuple[str, ...]  # union names
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +255,19 @@ class Program:
     field_lists: dict[int, FieldList]
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
+    stacks: dict[str, HeaderStack] = field(default_factory=dict)
+    unions: dict[str, HeaderUnion] = field(default_factory=dict)
+    union_stacks: dict[str, UnionStack] = field(default_factory=dict)
+    # header -> (union, index of the member); union -> (union stack, index of the element)
+    union_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+    union_stack_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def union_member(self, union: str, member: str) -> int:
+        """The index of `member` in `union`'s type (InvalidArgument when it has none of that name)."""
+        for i, (name, _) in enumerate(self.unions[union].members):
+            if name == member:
+                return i
+        raise InvalidArgument(f"header union '{union}' has no member '{member}'")
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -301,14 +343,27 @@ def load_program(source: bytes | str | dict) -> Program:
     for ht in root["header_types"]:
         name = _req(ht, "name", "header type")
         fields = []
+        varbit = None
         for f in _req(ht, "fields", f"header type {name}"):
             if not isinstance(f, list) or len(f) < 2:
                 raise InvalidArgument(f"header type {name}: bad field {f!r}")
             if f[1] == "*":
-                raise UnsupportedProgram(f"variable-length field '{f[0]}' of header type '{name}' is not supported")
+                if varbit is not None:
+                    raise InvalidArgument(f"header type {name}: more than one variable-length field")
+                varbit = f[0]
+                fields.append(FieldSpec(f[0], 0, False, varbit=True))
+                continue
             if not isinstance(f[1], int) or f[1] <= 0:
                 raise InvalidArgument(f"header type {name}: bad width for field {f[0]!r}")
             fields.append(FieldSpec(f[0], f[1], bool(f[2]) if len(f) > 2 else False))
+        if varbit is not None:
+            # BMv2: max_length is the header's largest size in bytes, its fixed fields included.
+            max_length = ht.get("max_length")
+            fixed = sum(f.width for f in fields)
+            if not isinstance(max_length, int) or max_length * 8 <= fixed:
+                raise InvalidArgument(f"header type {name}: variable-length field '{varbit}' without a usable "
+                                      f"max_length ({max_length!r})")
+            fields = [FieldSpec(f.name, max_length * 8 - fixed, False, True) if f.varbit else f for f in fields]
         header_types[name] = HeaderType(name, tuple(fields))
 
     headers = {}
@@ -320,6 +375,7 @@ def load_program(source: bytes | str | dict) -> Program:
         headers[name] = Header(name, header_types[type_name], bool(h.get("metadata", False)))
         if not headers[name].metadata and header_types[type_name].bit_width % 8:
             raise InvalidArgument(f"header {name}: width {header_types[type_name].bit_width} is not a whole byte count")
+    stacks, unions, union_stacks, union_of, union_stack_of = _load_stacks_and_unions(root, header_types, headers)
 
     errors = {name: i for i, name in enumerate(CORE_ERRORS)}
     if root.get("errors"):
@@ -432,6 +488,11 @@ def load_program(source: bytes | str | dict) -> Program:
         field_lists=field_lists,
         field_aliases=aliases,
         tables=tables,
+        stacks=stacks,
+        unions=unions,
+        union_stacks=union_stacks,
+        union_of=union_of,
+        union_stack_of=union_stack_of,
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
@@ -439,6 +500,70 @@ def load_program(source: bytes | str | dict) -> Program:
         if c.is_direct and c.binding not in tables:
             raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
     return program
+
+
+def _header_names_by_id(root: Json) -> dict[int, str]:
+    names = {}
+    for position, h in enumerate(root["headers"]):
+        names[int(h.get("id", position))] = h["name"]
+    return names
+
+
+def _load_stacks_and_unions(root: Json, header_types: dict[str, HeaderType], headers: dict[str, Header]):
+    """header_stacks, header_union_types, header_unions and header_union_stacks, checked for consistency."""
+    by_id = _header_names_by_id(root)
+
+    def header_named(hid: Any, where: str) -> str:
+        if hid not in by_id:
+            raise InvalidArgument(f"{where} names unknown header id {hid!r}")
+        return by_id[hid]
+
+    stacks = {}
+    for st in root.get("header_stacks") or []:
+        name = _req(st, "name", "header stack")
+        htype = header_types.get(st.get("header_type"))
+        if htype is None:
+            raise InvalidArgument(f"header stack {name}: unknown header type {st.get('header_type')!r}")
+        elements = tuple(header_named(hid, f"header stack {name}") for hid in st.get("header_ids", []))
+        if not elements or any(headers[e].type is not htype or headers[e].metadata for e in elements):
+            raise InvalidArgument(f"header stack {name}: its elements must be headers of type {htype.name}")
+        stacks[name] = HeaderStack(name, htype, elements)
+    union_types = {}
+    for ut in root.get("header_union_types") or []:
+        union_types[_req(ut, "name", "header union type")] = tuple((m[0], m[1]) for m in ut.get("headers", []))
+    unions, union_of = {}, {}
+    for un in root.get("header_unions") or []:
+        name = _req(un, "name", "header union")
+        members_t = union_types.get(un.get("union_type"))
+        if members_t is None:
+            raise InvalidArgument(f"header union {name}: unknown union type {un.get('union_type')!r}")
+        instances = [header_named(hid, f"header union {name}") for hid in un.get("header_ids", [])]
+        if len(instances) != len(members_t):
+            raise InvalidArgument(f"header union {name}: {len(instances)} headers for {len(members_t)} members")
+        for (member, type_name), header in zip(members_t, instances):
+            if headers[header].type.name != type_name or headers[header].metadata:
+                raise InvalidArgument(f"header union {name}: member {member} is not a header of type {type_name}")
+            if header in union_of:
+                raise InvalidArgument(f"header {header} is a member of two unions")
+        unions[name] = HeaderUnion(name, un["union_type"], tuple((m, h) for (m, _), h in zip(members_t, instances)))
+        for i, header in enumerate(instances):
+            union_of[header] = (name, i)
+    union_stacks, union_stack_of = {}, {}
+    by_uid = {int(u.get("id", i)): u["name"] for i, u in enumerate(root.get("header_unions") or [])}
+    for us in root.get("header_union_stacks") or []:
+        name = _req(us, "name", "header union stack")
+        elements = []
+        for uid in us.get("header_union_ids", []):
+            if uid not in by_uid:
+                raise InvalidArgument(f"header union stack {name} names unknown union id {uid!r}")
+            elements.append(by_uid[uid])
+        if not elements or any(unions[e].type_name != us.get("union_type") for e in elements):
+            raise InvalidArgument(f"header union stack {name}: its elements must be unions of type "
+                                  f"{us.get('union_type')!r}")
+        union_stacks[name] = UnionStack(name, us["union_type"], tuple(elements))
+        for i, element in enumerate(elements):
+            union_stack_of[element] = (name, i)
+    return stacks, unions, union_stacks, union_of, union_stack_of
 
 
 def _key_width(table: str, match_type: str, target: tuple[str, str] | str, headers: dict[str, Header]) -> int:

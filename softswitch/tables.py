@@ -325,7 +325,11 @@ class TableRuntime:
             elif kind == "exact":
                 key.append(FieldMatch("exact", parse_hexstr(mk["key"])))
             elif kind == "lpm":
-                key.append(FieldMatch("lpm", parse_hexstr(mk["key"]), prefix_len=int(mk["prefix_length"])))
+                # p4c writes the key as the program spells it; bits past the prefix do not take part in the
+                # match (BMv2 masks them), so they are cleared here too.
+                plen = int(mk["prefix_length"])
+                mask = ((1 << width) - 1) ^ ((1 << max(width - plen, 0)) - 1)
+                key.append(FieldMatch("lpm", parse_hexstr(mk["key"]) & mask, prefix_len=plen))
             elif kind in ("ternary", "optional"):
                 value, mask = parse_hexstr(mk["key"]), parse_hexstr(mk["mask"])
                 key.append(FieldMatch(kind, value & mask, mask=mask))

@@ -30,6 +30,29 @@ class PipelineAssertion(Exception):
     """A P4 assert()/assume() failed (BMv2 aborts the process; this target drops the packet and counts it)."""
 
 
+class StackOutOfBounds(Exception):
+    """A control indexed a header stack out of its bounds (BMv2's std::vector::at throws and simple_switch
+    ends; this target drops the packet and counts it as drop:error:StackOutOfBounds)."""
+
+
+def stack_index(index: int, size: int) -> int:
+    """A stack index computed in a control, checked (generated code calls it as _ix)."""
+    if 0 <= index < size:
+        return index
+    raise StackOutOfBounds(f"index {index} of a stack of {size}")
+
+
+def parser_stack_index_fn(code: int):
+    """_pix: a stack index computed in the parser, checked; out of bounds is the StackOutOfBounds parser error."""
+
+    def parser_stack_index(index: int, size: int, offset: int) -> int:
+        if 0 <= index < size:
+            return index
+        raise ParserException(code, offset)
+
+    return parser_stack_index
+
+
 def log_msg(fmt: str, values: list[int]) -> None:
     """v1model log_msg(): substitute `{}` in order, `\\{` and `\\}` are literal braces (as BMv2 does)."""
     if not program_log.isEnabledFor(logging.INFO):
@@ -69,3 +92,5 @@ class CompileContext:
         self.ns.set("PipelineAssertion", PipelineAssertion)
         self.ns.set("_log_msg", log_msg)
         self.ns.set("_random_between", random_between)
+        self.ns.set("_ix", stack_index)
+        self.ns.set("_pix", parser_stack_index_fn(self.program.errors["StackOutOfBounds"]))

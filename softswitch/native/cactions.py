@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..codegen.actions import IDX, BodyInfo, PrimitiveCompiler
+from ..codegen.expressions import slot_code
 from ..errors import InvalidArgument
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .ccalc import calculation_function
 from .cexpr import CExpr, CExpressionCompiler, const_cexpr, store_c
@@ -61,51 +62,40 @@ class CPrimitiveCompiler(PrimitiveCompiler):
 
     _p_modify_field = _p_assign
 
-    def _p_assign_header(self, prim: Json) -> None:
-        dst, src = self._header(self._param(prim, 0)), self._header(self._param(prim, 1))
-        program, layout = self.ctx.program, self.ctx.layout
-        hd, hs = program.headers[dst], program.headers[src]
-        if hd.type.name != hs.type.name:
-            raise InvalidArgument(f"{self.where}: assign_header from '{src}' to '{dst}' of another type")
-        n = len(hd.type.fields)
-        d0, s0 = layout.first_field_slot(dst), layout.first_field_slot(src)
-        copy = f"memmove(&F[{d0}], &F[{s0}], {n} * sizeof(u64));"
-        if hs.metadata:
-            self.w.line(copy)
-            if not hd.metadata:
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 1;")
-            return
-        with self.w.if_(f"F[{layout.valid_slot(src)}]"):
-            if not hd.metadata:
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 1;")
-            self.w.line(copy)
-        if not hd.metadata:
-            with self.w.else_():
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 0;")
+    # -- statement hooks of PrimitiveCompiler (headers, stacks, unions, varbits) ------------------------------
+    TRUE, FALSE = "1", "0"
 
-    _p_copy_header = _p_assign_header
+    def _declare(self, var: str, code: str) -> None:
+        self.w.line(f"u64 {var} = (u64)({code});")
 
-    def _p_add_header(self, prim: Json) -> None:
-        name = self._header(self._param(prim, 0))
-        header = self.ctx.program.headers[name]
-        if header.metadata:
-            return
-        layout = self.ctx.layout
-        v, f0, n = layout.valid_slot(name), layout.first_field_slot(name), len(header.type.fields)
-        with self.w.if_(f"!F[{v}]"):
-            self.w.line(f"F[{v}] = 1;")
-            self.w.line(f"memset(&F[{f0}], 0, {n} * sizeof(u64));")
-            self.w.line(f"F[{H_PKTLEN}] += {header.type.bit_width // 8};")
+    def _stmt(self, text: str) -> None:
+        self.w.line(f"{text};")
 
-    def _p_remove_header(self, prim: Json) -> None:
-        name = self._header(self._param(prim, 0))
-        header = self.ctx.program.headers[name]
-        if header.metadata:
-            return
-        v = self.ctx.layout.valid_slot(name)
-        with self.w.if_(f"F[{v}]"):
-            self.w.line(f"F[{v}] = 0;")
-            self.w.line(f"F[{H_PKTLEN}] -= {header.type.bit_width // 8};")
+    def _not(self, code: str) -> str:
+        return f"!{code}"
+
+    def _copy(self, dst, src, offset: int, count: int) -> None:
+        self.w.line(f"memmove(&F[{slot_code(dst, offset)}], &F[{slot_code(src, offset)}], {count} * sizeof(u64));")
+
+    def _zero(self, header, offset: int, count: int) -> None:
+        self.w.line(f"memset(&F[{slot_code(header, offset)}], 0, {count} * sizeof(u64));")
+
+    def _zero_limbs(self, header, shape) -> None:
+        self._zero(header, shape.varbit_width + 1, shape.varbit_limbs - 1)
+
+    def _swap(self, a: int, b: int, count: int) -> None:
+        self.w.line(f"ss_swap(&F[{a}], &F[{b}], {count});")
+
+    def _add_capped(self, value: str, count: int, cap: int) -> str:
+        return f"({value} + {count} < {cap} ? {value} + {count} : {cap})"
+
+    def _sub_floored(self, value: str, count: int) -> str:
+        return f"({value} > {count} ? {value} - {count} : 0)"
+
+    def _copy_varbit(self, dst, src) -> None:
+        for i, limb in enumerate(dst[1]):
+            self._stmt(self._set(limb, f"F[{src[1][i]}]" if i < len(src[1]) else "0"))
+        self._stmt(self._set(dst[0], f"F[{src[0]}]"))
 
     def _p_mark_to_drop(self, prim: Json) -> None:
         std = self.ctx.layout.std

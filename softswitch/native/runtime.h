@@ -20,7 +20,7 @@ enum {
     R_RX, R_TX, R_RESUBMITTED, R_CLONED, R_RECIRCULATED,
     R_RECIRCULATION_LIMIT, R_ASSERT_FAILED, R_INGRESS_MARK_TO_DROP, R_EGRESS_MARK_TO_DROP,
     R_UNKNOWN_MULTICAST_GROUP, R_EMPTY_MULTICAST_GROUP, R_UNKNOWN_CLONE_SESSION,
-    R_ZERO_DIVISION_ERROR, R_VALUE_ERROR, R_BAD_INGRESS_PORT,
+    R_ZERO_DIVISION_ERROR, R_VALUE_ERROR, R_BAD_INGRESS_PORT, R_STACK_OUT_OF_BOUNDS,
     R_COUNT
 };
 
@@ -80,6 +80,9 @@ typedef struct St {
     struct timespec t0;
     jmp_buf jb;
     int reason;
+    /* the parser's way out of an expression that indexes a stack out of bounds (ss_pix) */
+    jmp_buf pjb;
+    u32 perr, poffset;
 } St;
 
 static void ss_py_log_msg(void *ud, int msg, const uint64_t *vals, int n, uint64_t signed_mask);
@@ -176,6 +179,47 @@ static inline W ss_random_between(St *st, W lo, W hi) {
     st->rng ^= st->rng << 17;
     W span = hi - lo + 1;
     return span ? lo + (W)st->rng % span : lo + (W)st->rng;
+}
+
+/* -- header stacks ----------------------------------------------------------------------------------------- */
+/* A stack index computed in a control: out of bounds drops the packet (BMv2's std::vector::at throws). */
+static inline u32 ss_ix(St *st, W index, u32 size) {
+    if (index >= size) ss_fail(st, R_STACK_OUT_OF_BOUNDS);
+    return (u32)index;
+}
+/* In the parser: out of bounds is the StackOutOfBounds parser error, at the offset parsed so far. */
+static inline u32 ss_pix(St *st, W index, u32 size, u32 offset, u32 error) {
+    if (index >= size) {
+        st->perr = error;
+        st->poffset = offset;
+        longjmp(st->pjb, 1);
+    }
+    return (u32)index;
+}
+static inline void ss_swap(u64 *a, u64 *b, u32 n) {
+    for (u32 i = 0; i < n; i++) {
+        u64 t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+/* -- varbit fields: a value of `bits` bits, least significant limb in F[limbs[0]] ------------------------- */
+static inline void ss_get_varbit(u64 *F, const u32 *limbs, u32 nlimbs, const u8 *p, u32 bit, u32 bits) {
+    for (u32 k = 0; k < nlimbs; k++) {
+        u32 lo = 64 * k; /* the limb holds value bits [lo, lo + 64) */
+        if (lo >= bits) { F[limbs[k]] = 0; continue; }
+        u32 width = bits - lo < 64 ? bits - lo : 64;
+        F[limbs[k]] = ss_get_bits(p, bit + (bits - lo - width), width);
+    }
+}
+static inline void ss_put_varbit(u8 *p, u32 bit, const u64 *F, const u32 *limbs, u32 nlimbs, u32 bits) {
+    for (u32 k = 0; k < nlimbs; k++) {
+        u32 lo = 64 * k;
+        if (lo >= bits) break;
+        u32 width = bits - lo < 64 ? bits - lo : 64;
+        ss_put_bits(p, bit + (bits - lo - width), width, F[limbs[k]]);
+    }
 }
 
 /* -- hashes: each runs over the packed input `a` followed by the payload `b` ------------------------------ */

@@ -152,10 +152,10 @@ def _match_field(table_name: str, position: int, mf: p4info_pb2.MatchField) -> M
         other = mf.other_match_type or p4info_pb2.MatchField.MatchType.Name(mf.match_type)
         raise P4RuntimeError.invalid_argument(
             f"table '{table_name}' field '{mf.name}': match type '{other}' is not supported")
-    if mf.bitwidth <= 0:
-        raise P4RuntimeError.invalid_argument(
-            f"table '{table_name}' field '{mf.name}': bitwidth must be positive (P4Runtime-translated "
-            f"types with type_name are not supported)")
+    if mf.bitwidth < 0:
+        raise P4RuntimeError.invalid_argument(f"table '{table_name}' field '{mf.name}': negative bitwidth")
+    # bitwidth 0: a type P4Runtime translates (an `error` key, say), whose width P4Info does not state; BMv2
+    # accepts such a program, and so does this server (only the value 0 fits such a field in a write).
     return MatchFieldInfo(mf.id, mf.name, mf.bitwidth, MATCH_KINDS[mf.match_type], position)
 
 
