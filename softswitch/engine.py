@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 
-from .codegen.context import PipelineAssertion
+from .codegen.context import LogMsgError, PipelineAssertion
 from .phv import (
     DROP_PORT,
     H_CLONE,
@@ -128,6 +128,8 @@ class PacketEngine:
                     self._egress(item[1], item[2], item[3], work, out)
             except PipelineAssertion as exc:
                 self._count_drop("assert_failed", exc)
+            except LogMsgError as exc:
+                self._count_drop("log_msg_error", exc)
             except Exception as exc:  # noqa: BLE001 - a packet must never take the switch down
                 self._count_drop(f"error:{type(exc).__name__}", exc)
         if out:

@@ -13,7 +13,7 @@ from ..errors import InvalidArgument, UnsupportedProgram
 from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .calculations import calculation_function
-from .context import CompileContext
+from .context import CompileContext, LogFormat, compile_log_format
 from .expressions import Expr, ExpressionCompiler, store_code
 from .source import CodeWriter
 
@@ -284,17 +284,31 @@ class PrimitiveCompiler:
     def _p_no_op(self, prim: Json) -> None:
         self.w.line("pass")
 
-    def _p_log_msg(self, prim: Json) -> None:
+    def _log_values(self, prim: Json) -> tuple[LogFormat, list[Json]]:
+        """The call's format, expanded the way BMv2 does it, and its value expressions."""
         fmt = self._param(prim, 0)
         if fmt.get("type") != "string":
             raise InvalidArgument(f"{self.where}: log_msg format is not a string")
         params = prim.get("parameters", [])
-        values = []
+        items: list[Json] = []
         if len(params) > 1:
             vec = params[1]
-            items = vec.get("value", []) if vec.get("type") == "parameters_vector" else [vec]
-            values = [self.exprs.compile_data(item).code for item in items]
-        self.w.line(f"_log_msg({fmt['value']!r}, [{', '.join(values)}])")
+            # p4c writes an empty vector as {} and a single value may come bare.
+            items = list(vec.get("value") or []) if vec.get("type") == "parameters_vector" else [vec]
+        compiled = compile_log_format(fmt["value"], len(items))
+        if compiled.error is not None:
+            self.ctx.warnings.append(f"{self.where}: log_msg({fmt['value']!r}) with {len(items)} value(s): "
+                                     f"{compiled.error}; BMv2 exits when it runs this, here the packet is dropped")
+        return compiled, items
+
+    def _p_log_msg(self, prim: Json) -> None:
+        compiled, items = self._log_values(prim)
+        name = self.ctx.ns.bind(compiled, "LOGFMT")
+        if compiled.error is not None:
+            self.w.line(f"_log_msg_failed({name})")
+            return
+        values = [self.exprs.compile_data(item).code for item in items]
+        self.w.line(f"_log_msg({name}, [{', '.join(values)}])")
 
     def _assert(self, prim: Json) -> None:
         cond = self.exprs.compile(self._param(prim, 0))

@@ -33,10 +33,10 @@ STAT_NAMES = (
     "rx_packets", "tx_packets", "resubmitted", "cloned", "recirculated",
     "drop:recirculation_limit", "drop:assert_failed", "drop:ingress_mark_to_drop", "drop:egress_mark_to_drop",
     "drop:unknown_multicast_group", "drop:empty_multicast_group", "drop:unknown_clone_session",
-    "drop:error:ZeroDivisionError", "drop:error:ValueError", "drop:bad_ingress_port",
+    "drop:error:ZeroDivisionError", "drop:error:ValueError", "drop:bad_ingress_port", "drop:log_msg_error",
 )
 # Drops worth a warning: the program hit something that Python would have raised.
-_WARN_STATS = {"drop:assert_failed", "drop:error:ZeroDivisionError", "drop:error:ValueError"}
+_WARN_STATS = {"drop:assert_failed", "drop:error:ZeroDivisionError", "drop:error:ValueError", "drop:log_msg_error"}
 _WARN_FIRST = 5
 _WARN_EVERY = 1000
 

@@ -199,18 +199,14 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         self.w.line(";")
 
     def _p_log_msg(self, prim: Json) -> None:
-        fmt = self._param(prim, 0)
-        if fmt.get("type") != "string":
-            raise InvalidArgument(f"{self.where}: log_msg format is not a string")
-        params = prim.get("parameters", [])
-        values: list[CExpr] = []
-        if len(params) > 1:
-            vec = params[1]
-            items = vec.get("value", []) if vec.get("type") == "parameters_vector" else [vec]
-            values = [self.exprs.compile_data(item) for item in items]
+        compiled, items = self._log_values(prim)
+        if compiled.error is not None:
+            self.w.line("ss_fail(st, R_LOG_MSG_ERROR);")
+            return
+        values = [self.exprs.compile_data(item) for item in items]
         self.exprs._window(*values)
         msg_id = len(self.ctx.log_formats)
-        self.ctx.log_formats.append(fmt["value"])
+        self.ctx.log_formats.append(compiled)
         with self.w.if_("st->log_enabled"):
             parts = ", ".join(f"(u64){v.code}, (u64)({v.code} >> 64)" for v in values) or "0"
             self.w.line(f"u64 _lv[] = {{{parts}}};")

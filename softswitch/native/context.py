@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
+from ..codegen.context import LogFormat
 from ..codegen.source import CodeWriter
 from ..phv import PhvLayout
 from ..program import Program
@@ -44,7 +45,7 @@ class CContext:
     functions: list[str] = field(default_factory=list)  # generated C functions, in definition order
     prototypes: list[str] = field(default_factory=list)
     calc_names: dict[str, str] = field(default_factory=dict)
-    log_formats: list[str] = field(default_factory=list)  # log_msg formats, by the id C passes back
+    log_formats: list[LogFormat] = field(default_factory=list)  # log_msg formats, by the id C passes back
     warnings: list[str] = field(default_factory=list)
 
     def add_function(self, prototype: str, w: CodeWriter) -> None:

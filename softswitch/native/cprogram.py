@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
+from ..codegen.context import LogFormat
 from ..phv import PhvLayout
 from ..program import Program
 from .cactions import compile_action_function
@@ -28,7 +29,7 @@ class CProgram:
     counter_index: dict[str, int]
     table_index: dict[str, int]
     max_params: int
-    log_formats: tuple[str, ...]
+    log_formats: tuple[LogFormat, ...]
     warnings: tuple[str, ...]
 
     @property
