@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backend import check_backend, default_backend, start_pipeline
-from .entries import FieldMatch, TableEntry, TableInfo
+from .entries import FieldMatch, TableEntry, TableInfo, ValueSetInfo
 from .errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from .pipeline import CompiledPipeline, compile_program
 from .pre import CloneSession, ReplicationEngine
@@ -245,6 +245,31 @@ class Device:
     def register_reset(self, name: str) -> None:
         with self._lock:
             self._register(name).reset()
+
+    # -- parser value sets --------------------------------------------------------------------------------
+    def value_set_names(self) -> list[str]:
+        with self._lock:
+            return list(self._p().value_sets)
+
+    def _value_set(self, name: str):
+        value_sets = self._p().value_sets
+        if name not in value_sets:
+            raise NotFound(f"no value set named '{name}'{_suggest(name, value_sets)}")
+        return value_sets[name]
+
+    def value_set_info(self, name: str) -> ValueSetInfo:
+        with self._lock:
+            return self._value_set(name).info
+
+    def value_set_write(self, name: str, members: list[tuple[FieldMatch, ...]]) -> None:
+        """Replace the members of a value set: one FieldMatch per key field each (exact, ternary, lpm, range or
+        optional); ResourceExhausted past its size, AlreadyExists for a repeated member."""
+        with self._lock:
+            self._value_set(name).write(members)
+
+    def value_set_read(self, name: str) -> list[tuple[FieldMatch, ...]]:
+        with self._lock:
+            return self._value_set(name).read()
 
     # -- packet replication engine ------------------------------------------------------------------------
     def mc_group_insert(self, group_id: int, replicas: list[tuple[int, int]]) -> None:

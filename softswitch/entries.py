@@ -49,3 +49,12 @@ class TableInfo:
     default_is_const: bool
     has_const_entries: bool = False
     needs_priority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSetInfo:
+    """A parser value set: the widths of the key fields a member matches, and how many members it holds."""
+
+    name: str
+    widths: tuple[int, ...]
+    size: int

@@ -20,6 +20,7 @@ from .phv import PhvLayout
 from .program import Program, load_program
 from .state import CounterArrayState, RegisterArrayState
 from .tables import TableRuntime
+from .valuesets import ValueSetRuntime
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class CompiledPipeline:
     deparse: Callable[[list], bytes]
     field_list_slots: dict[int, tuple[int, ...]]
     warnings: list[str]
+    value_sets: dict[str, ValueSetRuntime] = dataclasses.field(default_factory=dict)
 
     def reset_state(self) -> None:
         """Clear tables (back to JSON defaults and const entries), registers and counters."""
@@ -50,6 +52,8 @@ class CompiledPipeline:
             ctr.reset()
         for rt in self.tables.values():
             install_initial_entries(rt)
+        for value_set in self.value_sets.values():
+            value_set.clear()
 
 
 def install_initial_entries(rt: TableRuntime) -> None:
@@ -76,6 +80,7 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
     }
     direct_counters = {name: c.binding for name, c in program.counters.items() if c.is_direct and c.binding}
     ctx = CompileContext(program, layout, ns, registers, counters)
+    ctx.value_sets = {name: ValueSetRuntime(spec) for name, spec in program.value_sets.items()}
 
     codecs: dict[str, HeaderCodec] = {}
     for name, header in program.headers.items():
@@ -143,4 +148,5 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
         deparse=deparse,
         field_list_slots=field_list_slots,
         warnings=ctx.warnings,
+        value_sets=ctx.value_sets,
     )

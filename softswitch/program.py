@@ -33,7 +33,6 @@ _UNSUPPORTED_IF_NONEMPTY = {
     "header_union_types": "header unions",
     "header_unions": "header unions",
     "header_union_stacks": "header union stacks",
-    "parse_vsets": "parser value sets",
     "meter_arrays": "meters",
     "learn_lists": "digests (learn lists)",
     "extern_instances": "extern instances",
@@ -200,6 +199,19 @@ class CounterArray:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueSet:
+    """A parser value set: members the control plane writes, matched by `select` cases of type parse_vset."""
+
+    name: str
+    id: int
+    compressed_bitwidth: int
+    max_size: int
+    # Widths of the select key fields it is matched against (BMv2 pads each to whole bytes); their sum is the
+    # compressed bitwidth. One field of that width for a value set no select uses.
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FieldList:
     id: int
     name: str
@@ -226,6 +238,7 @@ class Program:
     field_lists: dict[int, FieldList]
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -432,6 +445,7 @@ def load_program(source: bytes | str | dict) -> Program:
         field_lists=field_lists,
         field_aliases=aliases,
         tables=tables,
+        value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
@@ -479,6 +493,49 @@ def _load_parser(p: Json) -> Parser:
             if nxt is not None and nxt not in states:
                 raise InvalidArgument(f"parse state '{state.name}' goes to unknown state '{nxt}'")
     return Parser(p.get("name", "parser"), init, states)
+
+
+def _select_key_width(key: Json, headers: dict[str, Header]) -> int | None:
+    """The width of one element of a select key, where it is a field or a lookahead; None otherwise."""
+    if key.get("type") == "lookahead":
+        return int(key["value"][1])
+    if key.get("type") == "field":
+        header = headers.get(key["value"][0])
+        for spec in header.type.fields if header is not None else ():
+            if spec.name == key["value"][1]:
+                return spec.width
+    return None
+
+
+def _load_value_sets(items: list[Json], parser: Parser, headers: dict[str, Header]) -> dict[str, ValueSet]:
+    declared: dict[str, Json] = {}
+    for item in items:
+        name = _req(item, "name", "parse_vset")
+        width, size = int(_req(item, "compressed_bitwidth", f"value set {name}")), int(item.get("max_size", 0))
+        if width <= 0 or size < 0:
+            raise InvalidArgument(f"value set '{name}' has compressed bitwidth {width} and size {size}")
+        declared[name] = item
+    widths: dict[str, tuple[int, ...]] = {}
+    for state in parser.states.values():
+        for t in state.transitions:
+            if t.get("type") != "parse_vset":
+                continue
+            name = t.get("value")
+            if name not in declared:
+                raise InvalidArgument(f"parse state '{state.name}' selects on unknown value set {name!r}")
+            key = tuple(_select_key_width(k, headers) for k in state.transition_key)
+            if not key or None in key:
+                raise UnsupportedProgram(f"parse state '{state.name}': value set '{name}' is matched against a "
+                                         "select key that is not made of fields and lookaheads")
+            if sum(key) != int(declared[name]["compressed_bitwidth"]):
+                raise InvalidArgument(f"value set '{name}' is {declared[name]['compressed_bitwidth']} bits wide but "
+                                      f"parse state '{state.name}' matches it against {sum(key)} bits")
+            if widths.setdefault(name, key) != key:
+                raise UnsupportedProgram(f"value set '{name}' is matched against select keys of different shapes "
+                                         f"({list(widths[name])} and {list(key)})")
+    return {name: ValueSet(name, int(item.get("id", 0)), int(item["compressed_bitwidth"]), int(item.get("max_size", 0)),
+                           widths.get(name, (int(item["compressed_bitwidth"]),)))
+            for name, item in declared.items()}
 
 
 def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str, Header]) -> Pipeline:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ..phv import PhvLayout
 from ..program import Program
 from ..state import CounterArrayState, RegisterArrayState
+from ..valuesets import ValueSetRuntime
 from .source import Namespace
 
 program_log = logging.getLogger("omnireduce.softswitch.p4")
@@ -117,6 +118,7 @@ class CompileContext:
     registers: dict[str, RegisterArrayState]
     counters: dict[str, CounterArrayState]
     calc_names: dict[str, str] = field(default_factory=dict)  # calculation name -> generated function name
+    value_sets: dict[str, ValueSetRuntime] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from ..codegen.context import log_msg, program_log
 from ..pipeline import CompiledPipeline
 from ..pre import ReplicationEngine
 from ..tables import TableRuntime
+from ..valuesets import ValueSetRuntime
 from .build import load_module
 from .cprogram import CProgram, generate
 from .state import NativeCounterArrayState, NativeRegisterArrayState
@@ -40,6 +41,7 @@ _WARN_STATS = {"drop:assert_failed", "drop:error:ZeroDivisionError", "drop:error
 _WARN_FIRST = 5
 _WARN_EVERY = 1000
 
+_U64 = (1 << 64) - 1
 _callbacks_installed: set[int] = set()
 
 
@@ -87,6 +89,8 @@ class NativeEngine:
         self.tables: list[TableRuntime] = [pipeline.tables[name] for name in cprog.table_index]
         self._table_versions: list[int | None] = [None] * len(self.tables)
         self._table_snapshot: list[list] = [[] for _ in self.tables]
+        self.value_sets = [pipeline.value_sets[name] for name in cprog.value_set_index]
+        self._value_set_versions: list[int | None] = [None] * len(self.value_sets)
         self._pre_version: int | None = None
         self._log_enabled: bool | None = None
         self._stats = self.ffi.cast("uint64_t *", self.lib.ss_stats(self.st))
@@ -101,6 +105,9 @@ class NativeEngine:
         for t, rt in enumerate(self.tables):
             if rt.version != self._table_versions[t]:
                 self._load_table(t, rt)
+        for k, value_set in enumerate(self.value_sets):
+            if value_set.version != self._value_set_versions[k]:
+                self._load_value_set(k, value_set)
         if self.pre.version != self._pre_version:
             self._load_pre()
         enabled = program_log.isEnabledFor(logging.INFO)
@@ -147,6 +154,29 @@ class NativeEngine:
             self.lib.ss_table_set_default(self.st, t, 1, action_id, ffi.new("uint64_t[]", self._params(default[1])))
         self._table_snapshot[t] = [stored.runtime[3] for stored in ordered]
         self._table_versions[t] = rt.version
+
+    def _load_value_set(self, k: int, value_set: ValueSetRuntime) -> None:
+        def halves(values: list[int]) -> list[int]:
+            return [part for v in values for part in (v & _U64, v >> 64)] or [0]
+
+        others = [(v, m, ()) for v, m in value_set.masked] + list(value_set.ranged)
+        nfields = len(value_set.widths)
+        lo = [0] * (len(others) * nfields)
+        hi = [(1 << w) - 1 for _ in others for w in value_set.widths]
+        for i, (_, _, bounds) in enumerate(others):
+            for shift, _, low, high in bounds:
+                f = value_set.shifts.index(shift)
+                lo[i * nfields + f], hi[i * nfields + f] = low, high
+        ffi = self.ffi
+        self.lib.ss_vset_load(
+            self.st, k, nfields, ffi.new("uint32_t[]", list(value_set.shifts)),
+            ffi.new("uint32_t[]", list(value_set.widths)),
+            len(value_set.exact), ffi.new("uint64_t[]", halves(sorted(value_set.exact))),
+            len(others), ffi.new("uint64_t[]", halves([v for v, _, _ in others])),
+            ffi.new("uint64_t[]", halves([m for _, m, _ in others])),
+            ffi.new("uint8_t[]", [1 if bounds else 0 for _, _, bounds in others] or [0]),
+            ffi.new("uint64_t[]", lo or [0]), ffi.new("uint64_t[]", hi or [0]))
+        self._value_set_versions[k] = value_set.version
 
     def _load_pre(self) -> None:
         groups = sorted(self.pre.groups.items())

@@ -37,6 +37,9 @@ void ss_table_set_default(St *st, int t, int has, uint32_t action, const uint64_
 int ss_pre_load(St *st, int ngroups, const uint32_t *gids, const uint32_t *gcounts, int nsessions,
                 const uint32_t *sids, const uint32_t *scounts, const uint32_t *struncs, const uint16_t *ports,
                 const uint16_t *rids);
+int ss_vset_load(St *st, int k, uint32_t nfields, const uint32_t *shifts, const uint32_t *widths,
+                 uint32_t n_exact, const uint64_t *exact, uint32_t n_other, const uint64_t *values,
+                 const uint64_t *masks, const uint8_t *has_range, const uint64_t *lo, const uint64_t *hi);
 int ss_process(St *st, const uint8_t *data, const uint32_t *lens, const uint16_t *ports, int n);
 extern "Python" void ss_py_log_msg(void *ud, int msg, const uint64_t *vals, int n, uint64_t signed_mask);
 """

@@ -16,7 +16,7 @@ from .cactions import compile_action_function
 from .ccontrol import CPipelineCompiler
 from .cparser import compile_checksums, compile_deparser, compile_parser
 from .context import CCodeWriter, CContext
-from .support import check_widths
+from .support import NativeUnsupported, check_widths
 
 # Bump when the generated C or the runtime changes meaning in a way the sources' hash would not show.
 GENERATOR_VERSION = "1"
@@ -28,6 +28,7 @@ class CProgram:
     register_index: dict[str, int]
     counter_index: dict[str, int]
     table_index: dict[str, int]
+    value_set_index: dict[str, int]
     max_params: int
     log_formats: tuple[LogFormat, ...]
     warnings: tuple[str, ...]
@@ -45,10 +46,14 @@ def _runtime(name: str) -> str:
 def generate(program: Program, layout: PhvLayout) -> CProgram:
     """The C source for `program`; raises NativeUnsupported for what the C emitter does not lower."""
     check_widths(program)
+    for value_set in program.value_sets.values():
+        if len(value_set.widths) > 8:
+            raise NativeUnsupported(f"value set {value_set.name} has {len(value_set.widths)} fields (native: <= 8)")
     registers = {name: i for i, name in enumerate(program.registers)}
     counters = {name: i for i, name in enumerate(n for n, c in program.counters.items() if not c.is_direct)}
     tables = {name: i for i, name in enumerate(program.tables)}
-    ctx = CContext(program, layout, registers, counters, tables)
+    value_sets = {name: i for i, name in enumerate(program.value_sets)}
+    ctx = CContext(program, layout, registers, counters, tables, value_sets)
 
     compile_parser(ctx)
     may_exit: dict[int, bool] = {}
@@ -71,6 +76,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define NREGS {max(len(registers), 1)}",
         f"#define NCTRS {max(len(counters), 1)}",
         f"#define NTABLES {max(len(tables), 1)}",
+        f"#define NVSETS {max(len(value_sets), 1)}",
         f"#define MAX_PARAMS {max_params}",
         f"#define MAX_HEADER_BYTES {max_header_bytes}",
         f"#define HAS_CHECKSUMS {1 if program.checksums else 0}",
@@ -118,6 +124,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         register_index=registers,
         counter_index=counters,
         table_index=tables,
+        value_set_index=value_sets,
         max_params=max_params,
         log_formats=tuple(ctx.log_formats),
         warnings=tuple(ctx.warnings),

@@ -311,8 +311,15 @@ static void ss_table_free(SsTable *t) {
     t->n = 0;
 }
 
+static void ss_vset_free(SsVset *vs) {
+    free(vs->exact); free(vs->values); free(vs->masks); free(vs->has_range); free(vs->lo); free(vs->hi);
+    vs->exact = vs->values = vs->masks = 0; vs->has_range = 0; vs->lo = vs->hi = 0;
+    vs->n_exact = vs->n_other = 0;
+}
+
 void ss_free(St *st) {
     if (!st) return;
+    for (int k = 0; k < NVSETS; k++) ss_vset_free(&st->vsets[k]);
     for (int k = 0; k < NREGS; k++) free(st->regs[k]);
     for (int k = 0; k < NCTRS; k++) { free(st->cpk[k]); free(st->cby[k]); }
     for (int t = 0; t < NTABLES; t++) ss_table_free(&st->tables[t]);
@@ -376,6 +383,35 @@ void ss_table_set_default(St *st, int t, int has, uint32_t action, const uint64_
     tb->deflt_store.action = action;
     tb->deflt_store.counter = 0;
     memcpy(tb->deflt_store.params, params, sizeof(u64) * MAX_PARAMS);
+}
+
+/* Replace value set k: W values travel as (low, high) u64 pairs; exact values sorted ascending. */
+int ss_vset_load(St *st, int k, uint32_t nfields, const uint32_t *shifts, const uint32_t *widths,
+                 uint32_t n_exact, const uint64_t *exact, uint32_t n_other, const uint64_t *values,
+                 const uint64_t *masks, const uint8_t *has_range, const uint64_t *lo, const uint64_t *hi) {
+    SsVset *vs = &st->vsets[k];
+    if (nfields > 8) return -1;
+    ss_vset_free(vs);
+    vs->nfields = nfields;
+    for (u32 f = 0; f < nfields; f++) { vs->shift[f] = shifts[f]; vs->width[f] = widths[f]; }
+    vs->n_exact = n_exact;
+    vs->n_other = n_other;
+    vs->exact = ss_xrealloc(0, sizeof(W) * (n_exact ? n_exact : 1));
+    vs->values = ss_xrealloc(0, sizeof(W) * (n_other ? n_other : 1));
+    vs->masks = ss_xrealloc(0, sizeof(W) * (n_other ? n_other : 1));
+    vs->has_range = ss_xrealloc(0, n_other ? n_other : 1);
+    size_t cells = (size_t)n_other * nfields;
+    vs->lo = ss_xrealloc(0, sizeof(u64) * (cells ? cells : 1));
+    vs->hi = ss_xrealloc(0, sizeof(u64) * (cells ? cells : 1));
+    for (u32 i = 0; i < n_exact; i++) vs->exact[i] = ((W)exact[2 * i + 1] << 64) | exact[2 * i];
+    for (u32 i = 0; i < n_other; i++) {
+        vs->values[i] = ((W)values[2 * i + 1] << 64) | values[2 * i];
+        vs->masks[i] = ((W)masks[2 * i + 1] << 64) | masks[2 * i];
+        vs->has_range[i] = has_range[i];
+    }
+    memcpy(vs->lo, lo, sizeof(u64) * cells);
+    memcpy(vs->hi, hi, sizeof(u64) * cells);
+    return 0;
 }
 
 /* Replace the PRE: groups then sessions, their replicas concatenated in ports/rids in that order. */

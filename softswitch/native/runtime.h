@@ -42,6 +42,16 @@ typedef struct SsTable {
     u64 *counters; /* 2 * n */
 } SsTable;
 
+/* A parser value set (valuesets.py packs its members): exact members sorted for a binary search, the others
+ * (masks, ranges) scanned; keys are select keys packed into a W, fields byte-aligned, the first one highest. */
+typedef struct SsVset {
+    u32 n_exact, n_other, nfields;
+    W *exact, *values, *masks;
+    u8 *has_range;
+    u32 shift[8], width[8];
+    u64 *lo, *hi; /* n_other * nfields */
+} SsVset;
+
 typedef struct SsItem {
     int ingress;
     u32 port, instance_type;
@@ -57,6 +67,7 @@ typedef struct St {
     u64 *regs[NREGS];
     u64 *cpk[NCTRS], *cby[NCTRS];
     SsTable tables[NTABLES];
+    SsVset vsets[NVSETS];
     /* PRE: multicast groups and clone sessions, indexed by id; replicas in rep_port/rep_rid */
     u32 grp_start[65536], ses_start[65536], ses_trunc[65536];
     u16 grp_count[65536], ses_count[65536];
@@ -296,6 +307,37 @@ static inline const SsEntry *ss_table_lookup(SsTable *t, const u64 *key) {
             if (r[j] ? (key[j] < v[j] || key[j] > h[j]) : ((key[j] & m[j]) != v[j])) break;
         }
         if (j == nk) return &t->entries[e];
+    }
+    return 0;
+}
+
+/* -- parser value sets ------------------------------------------------------------------------------------ */
+static int ss_vset_contains(const SsVset *vs, W k, W case_mask) {
+    W km = k & case_mask;
+    if (case_mask == ~(W)0) {
+        u32 lo = 0, hi = vs->n_exact;
+        while (lo < hi) {
+            u32 mid = (lo + hi) / 2;
+            if (vs->exact[mid] < km) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < vs->n_exact && vs->exact[lo] == km) return 1;
+    } else {
+        for (u32 i = 0; i < vs->n_exact; i++)
+            if (((km ^ vs->exact[i]) & case_mask) == 0) return 1;
+    }
+    for (u32 i = 0; i < vs->n_other; i++) {
+        if ((km ^ vs->values[i]) & vs->masks[i] & case_mask) continue;
+        if (vs->has_range[i]) {
+            u32 f = 0;
+            for (; f < vs->nfields; f++) {
+                u64 fmask = vs->width[f] >= 64 ? ~0ULL : (1ULL << vs->width[f]) - 1;
+                u64 x = (u64)(km >> vs->shift[f]) & fmask;
+                if (x < vs->lo[(size_t)i * vs->nfields + f] || x > vs->hi[(size_t)i * vs->nfields + f]) break;
+            }
+            if (f < vs->nfields) continue;
+        }
+        return 1;
     }
     return 0;
 }

@@ -88,6 +88,10 @@ def _decode_field(table: TableInfo, field: MatchFieldInfo, fm: p4runtime_pb2.Fie
     return FieldMatch("optional", decode_uint(fm.optional.value, width, what), mask=all_ones(width))
 
 
+# The rules of one field of a match, shared with other entities that match like table entries (value set members).
+decode_field = _decode_field
+
+
 def decode_match(table: TableInfo, match: Sequence[p4runtime_pb2.FieldMatch], priority: int,
                  device_kinds: Sequence[str] | None = None) -> tuple[tuple[FieldMatch, ...], int]:
     """The softswitch key (JSON key order, wildcards filled in) and priority of a P4Runtime match.

@@ -102,7 +102,18 @@ class DirectCounterInfo:
     unit: int
 
 
-T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo)
+@dataclass(frozen=True, slots=True)
+class ValueSetInfo:
+    """A parser value set: its members match like table entries (`match_fields`), without priorities."""
+
+    id: int
+    name: str
+    match_fields: tuple[MatchFieldInfo, ...]
+    fields_by_id: Mapping[int, MatchFieldInfo] = field(repr=False)
+    size: int
+
+
+T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo, ValueSetInfo)
 
 
 class _Catalog(Generic[T]):
@@ -179,6 +190,15 @@ def _table(table: p4info_pb2.Table, direct_counters: Mapping[int, int]) -> Table
     )
 
 
+def _value_set(value_set: p4info_pb2.ValueSet) -> ValueSetInfo:
+    name = value_set.preamble.name
+    fields = tuple(_match_field(f"value set {name}", i, mf) for i, mf in enumerate(value_set.match))
+    by_id = {f.id: f for f in fields}
+    if len(by_id) != len(fields):
+        raise P4RuntimeError.invalid_argument(f"value set '{name}' has duplicate match field ids")
+    return ValueSetInfo(value_set.preamble.id, name, fields, by_id, value_set.size)
+
+
 def _action(action: p4info_pb2.Action) -> ActionInfo:
     params = tuple(ParamInfo(p.id, p.name, p.bitwidth, i) for i, p in enumerate(action.params))
     by_id = {p.id: p for p in params}
@@ -213,6 +233,7 @@ class P4InfoMap:
         self.registers = _Catalog("register", _registers(p4info.registers))
         self.counters = _Catalog("counter", (
             CounterInfo(c.preamble.id, c.preamble.name, c.size, c.spec.unit) for c in p4info.counters))
+        self.value_sets = _Catalog("value set", (_value_set(v) for v in p4info.value_sets))
         self._check_references()
 
     def _check_references(self) -> None:

@@ -60,6 +60,7 @@ class _JsonProgram:
             self.actions.setdefault(action["name"], []).append(action)
         self.registers = {r["name"]: r for r in program.get("register_arrays", [])}
         self.counters = {c["name"]: c for c in program.get("counter_arrays", [])}
+        self.value_sets = {v["name"]: v for v in program.get("parse_vsets", []) or []}
         header_types = {t["name"]: t for t in program.get("header_types", [])}
         self.field_widths: dict[tuple[str, str], int] = {}
         for header in program.get("headers", []):
@@ -149,3 +150,14 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
         if json_counter.get("binding") != table_name:
             raise _mismatch(f"direct counter '{direct.name}' belongs to table '{table_name}' in the P4Info "
                             f"but to '{json_counter.get('binding')}' in the JSON")
+    for value_set in p4map.value_sets:
+        json_value_set = program.value_sets.get(value_set.name)
+        if json_value_set is None:
+            raise _mismatch(f"value set '{value_set.name}' is in the P4Info but not in the JSON")
+        width = sum(f.bitwidth for f in value_set.match_fields)
+        if json_value_set.get("compressed_bitwidth") != width:
+            raise _mismatch(f"value set '{value_set.name}' is {width} bits wide in the P4Info but "
+                            f"{json_value_set.get('compressed_bitwidth')} bits in the JSON")
+        if json_value_set.get("max_size") != value_set.size:
+            raise _mismatch(f"value set '{value_set.name}' holds {value_set.size} members in the P4Info but "
+                            f"{json_value_set.get('max_size')} in the JSON")

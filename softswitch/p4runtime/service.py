@@ -28,6 +28,7 @@ from omnireduce.softswitch.p4runtime.pre_ops import PreOps
 from omnireduce.softswitch.p4runtime.rich_status import batch_status, first_failures
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
 from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
+from omnireduce.softswitch.p4runtime.value_set_ops import ValueSetOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
@@ -76,6 +77,7 @@ class _Entities:
         self.tables = TableOps(device, p4map)
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
+        self.value_sets = ValueSetOps(device, p4map)
         self.unserved = UnservedOps(p4map)
         # Entity kind -> operation, built once per pipeline (a batch can hold thousands of updates).
         self._writers: dict[str, Callable] = {
@@ -84,6 +86,7 @@ class _Entities:
             "counter_entry": self.arrays.write_counter,
             "register_entry": self.arrays.write_register,
             "packet_replication_engine_entry": self.pre.write,
+            "value_set_entry": self.value_sets.write,
         }
         self._readers: dict[str, Callable] = {
             "table_entry": self.tables.read,
@@ -91,6 +94,7 @@ class _Entities:
             "counter_entry": self.arrays.read_counters,
             "register_entry": self.arrays.read_registers,
             "packet_replication_engine_entry": self.pre.read,
+            "value_set_entry": self.value_sets.read,
         }
 
     def write(self, update: p4runtime_pb2.Update) -> None:

@@ -1,5 +1,5 @@
-"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, meters, value sets,
-digests and externs.
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, meters, digests and
+externs.
 
 The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
 kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
@@ -38,7 +38,6 @@ class UnservedOps:
         p4info = p4map.p4info
         self._action_profiles = _ids(p4info.action_profiles)
         self._meters = _ids(p4info.meters)
-        self._value_sets = _ids(p4info.value_sets)
         self._digests = _ids(p4info.digests)
         self._externs = tuple((extern.extern_type_id, instance.preamble.id)
                               for extern in p4info.externs for instance in extern.instances)
@@ -52,8 +51,6 @@ class UnservedOps:
             return UnservedKind("action profile", self._action_profiles, query.action_profile_id)
         if kind == "meter_entry":
             return UnservedKind("meter", self._meters, entity.meter_entry.meter_id)
-        if kind == "value_set_entry":
-            return UnservedKind("value set", self._value_sets, entity.value_set_entry.value_set_id)
         if kind == "digest_entry":
             return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
         if kind == "direct_meter_entry":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import finsy as fy
 from finsy.p4client import P4ClientError
+from finsy.p4entity import P4ValueSetMember
 
 Scenario = Callable[[fy.Switch], Awaitable[dict]]
 SCENARIOS: dict[str, Scenario] = {}
@@ -109,6 +110,25 @@ async def delete_all(switch: fy.Switch) -> dict:
             "entries_after": len(await read_all(switch, fy.P4TableEntry())),
             "groups_after": len(await read_all(switch, fy.P4MulticastGroupEntry())),
             "lpm_default_restored": final_default == initial_default}
+
+
+def error_report(error: P4ClientError) -> dict:
+    return {"code": error.code.name, "details": {str(i): d.canonical_code.name for i, d in error.details.items()}}
+
+
+@scenario
+async def value_sets(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4ValueSetEntry("pairs", members=[P4ValueSetMember(a=7, b=0x102), P4ValueSetMember(a=1, b=2)]),
+                         fy.P4ValueSetEntry("ether_types", members=[P4ValueSetMember(0x1234)])])
+    (pairs,) = await read_all(switch, fy.P4ValueSetEntry("pairs", members=[]))
+    (ether_types,) = await read_all(switch, fy.P4ValueSetEntry("ether_types", members=[]))
+    try:
+        await switch.modify([fy.P4ValueSetEntry("ether_types", members=[P4ValueSetMember(v) for v in range(5)])])
+        too_many = None
+    except P4ClientError as error:
+        too_many = error_report(error)
+    return {"pairs": [dict(m) for m in pairs.members], "ether_types": [m.value for m in ether_types.members],
+            "too_many": too_many}
 
 
 async def run(args: argparse.Namespace) -> dict:

@@ -179,6 +179,34 @@ def insert_route() -> dict:
     return {"inserted": True}
 
 
+def p4info_object(kind: str, name: str):
+    """The P4Info object of `kind` ("value_sets", "meters", ...) named `name`."""
+    return next(o for o in getattr(sh.client.get_p4info(), kind) if o.preamble.name == name)
+
+
+def read_entities(entity: p4runtime_pb2.Entity) -> list:
+    return [e for reply in sh.client.read_one(entity) for e in reply.entities]
+
+
+@scenario
+def value_sets() -> dict:
+    """A two-field value set written with a raw ValueSetEntry (p4runtime-shell 0.0.6 has no helper for them)."""
+    pairs = p4info_object("value_sets", "VsetParser.pairs")
+    update = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+    update.entity.value_set_entry.value_set_id = pairs.preamble.id
+    for a, b in ((7, b"\x01\x02"), (1, b"\x00\x02")):
+        member = update.entity.value_set_entry.members.add()
+        member.match.add(field_id=1).exact.value = bytes([a])
+        member.match.add(field_id=2).exact.value = b   # the shell's own padding: the server answers canonically
+    sh.client.write_update(update)
+    query = p4runtime_pb2.Entity()
+    query.value_set_entry.value_set_id = pairs.preamble.id
+    members = [[[fm.field_id, fm.exact.value.hex()] for fm in member.match]
+               for e in read_entities(query) for member in e.value_set_entry.members]
+    update.type = p4runtime_pb2.Update.INSERT
+    return {"members": members, "insert_error": write_error(lambda: sh.client.write_update(update))}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

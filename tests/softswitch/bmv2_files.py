@@ -12,6 +12,7 @@ Used by tests/softswitch/test_*.py; they skip where the binaries are missing (`s
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import struct
@@ -130,6 +131,16 @@ class Bmv2Process:
             raise AssertionError(f"simple_switch_CLI failed: {errors or output[-800:]}")
         return output
 
+    def pvs_add(self, name: str, values: Sequence[int], nbytes: int) -> None:
+        """Add values to a parser value set through BMv2's Thrift API. simple_switch_CLI's `pvs_add` cannot be used:
+        under Python 3 it sizes the value with a float division and sends a byte too many unless the width is
+        8n+1 bits, which makes simple_switch abort (parser.cpp: Assertion `new_v.size() == width')."""
+        script = CLI_THRIFT_SCRIPT.format(site=_cli_site_packages(), port=self.thrift_port)
+        calls = "".join(f"client.bm_parse_vset_add(0, {name!r}, {v.to_bytes(nbytes, 'big')!r})\n" for v in values)
+        done = subprocess.run(["python3", "-c", script + calls], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"adding to value set {name} over Thrift failed: {done.stderr[-800:]}")
+
     def collect(self, expected: int | None, quiet_s: float = QUIET_S,
                 until: Callable[[Bmv2Result], bool] | None = None) -> Bmv2Result:
         """Wait until port 1 sent `expected` frames (None: until quiet), `until(result)` holds, the output stops
@@ -163,15 +174,40 @@ class Bmv2Process:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# The Thrift client simple_switch_CLI builds (bm_runtime, thrift), for what the CLI itself gets wrong.
+CLI_THRIFT_SCRIPT = """
+import sys
+sys.path.append({site!r})
+from bm_runtime.standard import Standard
+from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol
+from thrift.transport import TSocket, TTransport
+transport = TTransport.TBufferedTransport(TSocket.TSocket("127.0.0.1", {port}))
+protocol = TMultiplexedProtocol.TMultiplexedProtocol(TBinaryProtocol.TBinaryProtocol(transport), "standard")
+client = Standard.Client(protocol)
+transport.open()
+"""
+
+
+def _cli_site_packages() -> str:
+    """Where simple_switch_CLI finds its modules (the script appends the directory to sys.path)."""
+    found = re.search(r"sys\.path\.append\(['\"]([^'\"]+)['\"]\)", Path(SIMPLE_SWITCH_CLI).read_text())
+    return found.group(1) if found else ""
+
+
 def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequence[str] = (),
                       expected: int | None = None, log_level: str | None = None, wait_s: int = 3,
-                      until: Callable[[Bmv2Result], bool] | None = None) -> Bmv2Result:
-    """Frames into port 1 of simple_switch running `json_path`, configured with simple_switch_CLI `commands`."""
-    switch = Bmv2Process([SIMPLE_SWITCH], frames, wait_s if commands else 0, log_level, json_path)
+                      until: Callable[[Bmv2Result], bool] | None = None,
+                      configure: Callable[[Bmv2Process], None] | None = None) -> Bmv2Result:
+    """Frames into port 1 of simple_switch running `json_path`, configured with simple_switch_CLI `commands` and
+    then `configure(switch)`."""
+    switch = Bmv2Process([SIMPLE_SWITCH], frames, wait_s if commands or configure else 0, log_level, json_path)
     try:
-        if commands:
+        if commands or configure:
             switch.wait_for_port(switch.thrift_port, "simple_switch's Thrift port")
-            switch.cli(commands)
+            if commands:
+                switch.cli(commands)
+            if configure:
+                configure(switch)
             switch.check_in_time()
         return switch.collect(expected, until=until)
     finally:
