@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from .backend import check_backend, default_backend, start_pipeline
-from .entries import FieldMatch, TableEntry, TableInfo, ValueSetInfo
+from .entries import FieldMatch, MeterInfo, TableEntry, TableInfo, ValueSetInfo
 from .errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from .meters import MeterConfig
 from .pipeline import CompiledPipeline, compile_program
 from .pre import CloneSession, ReplicationEngine
 from .tables import TableRuntime
@@ -245,6 +246,75 @@ class Device:
     def register_reset(self, name: str) -> None:
         with self._lock:
             self._register(name).reset()
+
+    # -- meters -------------------------------------------------------------------------------------------
+    def meter_names(self) -> list[str]:
+        """Indirect and direct meters, by JSON name."""
+        with self._lock:
+            return list(self._p().program.meters)
+
+    def _meter_spec(self, name: str):
+        meters = self._p().program.meters
+        if name not in meters:
+            raise NotFound(f"no meter named '{name}'{_suggest(name, meters)}")
+        return meters[name]
+
+    def meter_info(self, name: str) -> MeterInfo:
+        with self._lock:
+            spec = self._meter_spec(name)
+            return MeterInfo(spec.name, spec.size if not spec.is_direct else 0, spec.unit,
+                             spec.binding if spec.is_direct else None)
+
+    def _indirect_meter(self, name: str):
+        spec = self._meter_spec(name)
+        if spec.is_direct:
+            raise InvalidArgument(f"meter '{name}' is a direct meter of table '{spec.binding}': address its cells "
+                                  "by table entry")
+        return self._p().meters[name]
+
+    def meter_set(self, name: str, index: int, config: MeterConfig | None) -> None:
+        """Configure one cell of an indirect meter; None: the default (every packet GREEN)."""
+        with self._lock:
+            self._indirect_meter(name).set(index, config)
+
+    def meter_get(self, name: str, index: int) -> MeterConfig | None:
+        with self._lock:
+            return self._indirect_meter(name).get(index)
+
+    def _direct_meter_cell(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int):
+        rt = self._table(table)
+        if rt.direct_meter is None:
+            raise InvalidArgument(f"table '{table}' has no direct meter")
+        return rt.direct_meter, rt.find(tuple(entry_key), priority).runtime[4]
+
+    def direct_meter_set(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int,
+                         config: MeterConfig | None) -> None:
+        """Configure the direct meter cell of a table entry; None: the default (every packet GREEN)."""
+        with self._lock:
+            meter, slot = self._direct_meter_cell(table, entry_key, priority)
+            meter.set(slot, config)
+
+    def direct_meter_get(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int = 0) -> MeterConfig | None:
+        with self._lock:
+            meter, slot = self._direct_meter_cell(table, entry_key, priority)
+            return meter.get(slot)
+
+    def direct_meter_of(self, meter: str) -> str:
+        """The table a direct meter (by JSON name) is bound to."""
+        with self._lock:
+            spec = self._meter_spec(meter)
+            if not spec.is_direct or spec.binding is None:
+                raise NotFound(f"no direct meter named '{meter}'")
+            return spec.binding
+
+    def freeze_clock(self, microseconds: int | None) -> None:
+        """Stop the target's clock (what meters and the global timestamps read) at `microseconds` after the pipeline
+        load, for reproducible tests; None lets it run again. Loading a pipeline starts a running clock."""
+        with self._lock:
+            if microseconds is not None and (not isinstance(microseconds, int) or microseconds < 0):
+                raise InvalidArgument(f"clock value {microseconds!r} must be an int >= 0")
+            self._p()
+            self._engine.set_clock(microseconds)
 
     # -- parser value sets --------------------------------------------------------------------------------
     def value_set_names(self) -> list[str]:

@@ -8,7 +8,6 @@ exception inside the generated code drops that packet (or that copy) and is coun
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 
 from .codegen.context import LogMsgError, PipelineAssertion
@@ -49,7 +48,7 @@ class PacketEngine:
         self.std = pipeline.layout.std
         self.initial = pipeline.layout.initial
         self.metadata_slots = pipeline.layout.metadata_slots
-        self._t0 = time.perf_counter_ns()
+        self._now_us = pipeline.clock.now_us
         # Hot-path shortcuts: bound functions and slot numbers looked up once.
         self._parse_fn = pipeline.parse
         self._verify_fn = pipeline.verify_checksums if pipeline.program.checksums else None
@@ -101,6 +100,9 @@ class PacketEngine:
                 continue
             out.extend(self.process(port, bytes(frame)))
         return out
+
+    def set_clock(self, frozen_us: int | None) -> None:
+        self.p.clock.frozen = frozen_us
 
     def fold_direct_counters(self) -> None:
         """Nothing to fold: generated Python counts straight into the entries' counters (see NativeEngine)."""
@@ -162,7 +164,7 @@ class PacketEngine:
         if self._s_packet_length is not None:
             phv[self._s_packet_length] = length
         if self._s_ingress_ts is not None:
-            phv[self._s_ingress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+            phv[self._s_ingress_ts] = self._now_us() & 0xFFFFFFFFFFFF
         phv[H_PKTLEN] = length
         phv[H_INGLEN] = length
         payload = self._parse(phv, frame)
@@ -242,7 +244,7 @@ class PacketEngine:
         if self._s_packet_length is not None:
             phv[self._s_packet_length] = phv[H_PKTLEN]
         if self._s_egress_ts is not None:
-            phv[self._s_egress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+            phv[self._s_egress_ts] = self._now_us() & 0xFFFFFFFFFFFF
         self._egress_fn(phv)
         phv[H_EXIT] = False
 

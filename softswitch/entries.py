@@ -58,3 +58,13 @@ class ValueSetInfo:
     name: str
     widths: tuple[int, ...]
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """A meter array: cells (0 for a direct meter, which has one per entry of `direct_table`) and unit."""
+
+    name: str
+    size: int
+    unit: str  # "packets" | "bytes"
+    direct_table: str | None

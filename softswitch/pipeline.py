@@ -16,6 +16,7 @@ from .codegen.headers import HeaderCodec
 from .codegen.parser import compile_parser
 from .codegen.source import Namespace
 from .errors import InvalidArgument
+from .meters import MeterArrayState, TargetClock
 from .phv import PhvLayout
 from .program import Program, load_program
 from .state import CounterArrayState, RegisterArrayState
@@ -43,6 +44,9 @@ class CompiledPipeline:
     field_list_slots: dict[int, tuple[int, ...]]
     warnings: list[str]
     value_sets: dict[str, ValueSetRuntime] = dataclasses.field(default_factory=dict)
+    # Meter arrays by name; a direct meter's array has a cell per entry slot of its table.
+    meters: dict[str, MeterArrayState] = dataclasses.field(default_factory=dict)
+    clock: TargetClock = dataclasses.field(default_factory=TargetClock)
 
     def reset_state(self) -> None:
         """Clear tables (back to JSON defaults and const entries), registers and counters."""
@@ -54,6 +58,8 @@ class CompiledPipeline:
             install_initial_entries(rt)
         for value_set in self.value_sets.values():
             value_set.clear()
+        for meter in self.meters.values():
+            meter.reset()
 
 
 def install_initial_entries(rt: TableRuntime) -> None:
@@ -81,6 +87,9 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
     direct_counters = {name: c.binding for name, c in program.counters.items() if c.is_direct and c.binding}
     ctx = CompileContext(program, layout, ns, registers, counters)
     ctx.value_sets = {name: ValueSetRuntime(spec) for name, spec in program.value_sets.items()}
+    ctx.meters = {name: MeterArrayState(name, m.size if not m.is_direct else program.tables[m.binding].size, m.unit)
+                  for name, m in program.meters.items()}
+    ctx.ns.set("_now", ctx.clock.now_us)
 
     codecs: dict[str, HeaderCodec] = {}
     for name, header in program.headers.items():
@@ -101,7 +110,7 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
                 may_exit[action.id] = info.may_exit
             fns[name] = action_fns[action.id]
             widths[name] = tuple(p.width for p in action.params)
-        rt = TableRuntime(table, fns, widths)
+        rt = TableRuntime(table, fns, widths, ctx.meters.get(table.direct_meter or ""))
         counter_name = next((c for c, t in direct_counters.items() if t == table.name), None)
         if table.with_counters or counter_name:
             rt.info = dataclasses.replace(rt.info, has_direct_counter=counter_name or f"{table.name}$counter")
@@ -149,4 +158,6 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
         field_list_slots=field_list_slots,
         warnings=ctx.warnings,
         value_sets=ctx.value_sets,
+        meters=ctx.meters,
+        clock=ctx.clock,
     )

@@ -33,7 +33,6 @@ _UNSUPPORTED_IF_NONEMPTY = {
     "header_union_types": "header unions",
     "header_unions": "header unions",
     "header_union_stacks": "header union stacks",
-    "meter_arrays": "meters",
     "learn_lists": "digests (learn lists)",
     "extern_instances": "extern instances",
 }
@@ -115,6 +114,7 @@ class Table:
     with_counters: bool
     default_entry: DefaultEntry | None
     const_entries: tuple[ConstEntry, ...]
+    direct_meter: str | None = None  # the meter array executed on every hit (BMv2 "direct_meters")
 
     @property
     def hit_miss_next(self) -> bool:
@@ -212,6 +212,19 @@ class ValueSet:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterArray:
+    """A two-rate three-color meter array (BMv2 meter_arrays). A direct meter has a cell per entry of the table it
+    is bound to, executed when the table hits, its color written to `result_target`."""
+
+    name: str
+    size: int
+    unit: str  # "packets" | "bytes"
+    is_direct: bool
+    binding: str | None
+    result_target: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldList:
     id: int
     name: str
@@ -239,6 +252,7 @@ class Program:
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
     value_sets: dict[str, ValueSet] = field(default_factory=dict)
+    meters: dict[str, MeterArray] = field(default_factory=dict)
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -446,13 +460,51 @@ def load_program(source: bytes | str | dict) -> Program:
         field_aliases=aliases,
         tables=tables,
         value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
+        meters=_load_meters(root.get("meter_arrays") or []),
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
     for c in counters.values():
         if c.is_direct and c.binding not in tables:
             raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
+    _check_direct_meters(program)
     return program
+
+
+def _load_meters(items: list[Json]) -> dict[str, MeterArray]:
+    meters = {}
+    for m in items:
+        name = _req(m, "name", "meter array")
+        unit = m.get("type")
+        if unit not in ("packets", "bytes"):
+            raise InvalidArgument(f"meter '{name}' has type {unit!r} (need 'packets' or 'bytes')")
+        if int(m.get("rate_count", 2)) != 2:
+            raise UnsupportedProgram(f"meter '{name}' has {m.get('rate_count')} rates (only two-rate meters)")
+        size = int(m.get("size", 0))
+        if size < 0:
+            raise InvalidArgument(f"meter '{name}' has size {size}")
+        target = m.get("result_target")
+        meters[name] = MeterArray(name, size, unit, bool(m.get("is_direct", False)), m.get("binding"),
+                                  (target[0], target[1]) if target else None)
+    return meters
+
+
+def _check_direct_meters(program: Program) -> None:
+    for meter in program.meters.values():
+        if not meter.is_direct:
+            continue
+        table = program.tables.get(meter.binding or "")
+        if table is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to unknown table {meter.binding!r}")
+        if table.direct_meter != meter.name:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to table '{table.name}', which names "
+                                  f"{table.direct_meter!r} as its direct meter")
+        if meter.result_target is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' has no result_target")
+        program.field_spec(*meter.result_target)   # InvalidArgument for an unknown field
+    for table in program.tables.values():
+        if table.direct_meter is not None and table.direct_meter not in program.meters:
+            raise InvalidArgument(f"table '{table.name}' names unknown direct meter '{table.direct_meter}'")
 
 
 def _key_width(table: str, match_type: str, target: tuple[str, str] | str, headers: dict[str, Header]) -> int:
@@ -549,8 +601,6 @@ def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str,
             raise UnsupportedProgram(f"table '{tname}' has implementation '{t.get('type')}' (only 'simple')")
         if t.get("support_timeout"):
             raise UnsupportedProgram(f"table '{tname}' supports idle timeout, which is not supported")
-        if t.get("direct_meters"):
-            raise UnsupportedProgram(f"table '{tname}' has direct meters, which are not supported")
         keys = []
         for k in t.get("key", []):
             mt = k["match_type"]
@@ -613,6 +663,7 @@ def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str,
             with_counters=bool(t.get("with_counters", False)),
             default_entry=default_entry,
             const_entries=tuple(const_entries),
+            direct_meter=t.get("direct_meters") or None,
         )
     conditionals = {}
     for c in p.get("conditionals", []):

@@ -240,6 +240,24 @@ class PrimitiveCompiler:
         pk, by = self.ctx.ns.bind(ctr.packets, "CP"), self.ctx.ns.bind(ctr.bytes, "CB")
         self._indexed(self._param(prim, 1), ctr.size, f"counter {ctr.name}", [f"{pk}[{IDX}] += 1", f"{by}[{IDX}] += F[{H_INGLEN}]"])
 
+    def _meter(self, node: Json):
+        if node.get("type") != "meter_array":
+            raise InvalidArgument(f"{self.where}: execute_meter of a {node.get('type')}")
+        spec = self.ctx.program.meters.get(node["value"])
+        if spec is None or spec.is_direct:
+            raise InvalidArgument(f"{self.where}: unknown (or direct) meter '{node['value']}'")
+        return spec
+
+    def _p_execute_meter(self, prim: Json) -> None:
+        spec = self._meter(self._param(prim, 0))
+        slot, width, signed = self._field_lvalue(self._param(prim, 2))
+        meter = self.ctx.ns.bind(self.ctx.meters[spec.name], "M")
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        # An index past the end leaves the destination as it was and the meters alone (BMv2).
+        color = Expr(f"{meter}.execute({IDX}, {amount}, _now())", "data", 0, 2)
+        self._indexed(self._param(prim, 1), spec.size, f"meter {spec.name}",
+                      [f"F[{slot}] = {store_code(color, width, signed)}"])
+
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         base = self.exprs.compile_data(self._param(prim, 1))

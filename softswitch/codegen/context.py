@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..phv import PhvLayout
 from ..program import Program
+from ..meters import MeterArrayState, TargetClock
 from ..state import CounterArrayState, RegisterArrayState
 from ..valuesets import ValueSetRuntime
 from .source import Namespace
@@ -119,6 +120,8 @@ class CompileContext:
     counters: dict[str, CounterArrayState]
     calc_names: dict[str, str] = field(default_factory=dict)  # calculation name -> generated function name
     value_sets: dict[str, ValueSetRuntime] = field(default_factory=dict)
+    meters: dict[str, MeterArrayState] = field(default_factory=dict)
+    clock: TargetClock = field(default_factory=TargetClock)
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

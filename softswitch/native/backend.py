@@ -25,7 +25,7 @@ from ..tables import TableRuntime
 from ..valuesets import ValueSetRuntime
 from .build import load_module
 from .cprogram import CProgram, generate
-from .state import NativeCounterArrayState, NativeRegisterArrayState
+from .state import NativeCounterArrayState, NativeMeterArrayState, NativeRegisterArrayState
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,22 @@ class NativeEngine:
             counters[name] = NativeCounterArrayState(name, size,
                                                      self._u64_view(self.lib.ss_counter_cells(self.st, k, 0), size),
                                                      self._u64_view(self.lib.ss_counter_cells(self.st, k, 1), size))
+        meters = {}
+        for name, k in cprog.meter_index.items():
+            size = pipeline.meters[name].size
+            view = self.ffi.cast("uint8_t *", self.lib.ss_meter_cells(self.st, k, 0))
+            configured = np.frombuffer(self.ffi.buffer(view, max(size, 1)), dtype=np.uint8)[:size]
+            rates = np.frombuffer(self.ffi.buffer(self.ffi.cast("double *", self.lib.ss_meter_cells(self.st, k, 1)),
+                                                  max(2 * size, 1) * 8), dtype=np.float64)[:2 * size]
+            u64 = [self._u64_view(self.ffi.cast("uint64_t *", self.lib.ss_meter_cells(self.st, k, which)), 2 * size)
+                   for which in (2, 3, 4)]
+            meters[name] = NativeMeterArrayState(name, size, pipeline.meters[name].unit, configured, rates, *u64)
+        # Direct meters count per entry slot: the tables (shared with the Python pipeline) now configure these.
+        for rt in pipeline.tables.values():
+            if rt.direct_meter is not None:
+                rt.direct_meter = meters[rt.direct_meter.name]
         # The Device sees the native arrays; tables stay the Python ones (the control plane's truth).
-        self.pipeline = dataclasses.replace(pipeline, registers=registers, counters=counters)
+        self.pipeline = dataclasses.replace(pipeline, registers=registers, counters=counters, meters=meters)
         self.tables: list[TableRuntime] = [pipeline.tables[name] for name in cprog.table_index]
         self._table_versions: list[int | None] = [None] * len(self.tables)
         self._table_snapshot: list[list] = [[] for _ in self.tables]
@@ -128,6 +142,7 @@ class NativeEngine:
         is_range: list[int] = []
         actions: list[int] = []
         params: list[int] = []
+        meters: list[int] = []
         for stored in ordered:
             for value, mask, high in zip(stored.values, stored.masks, stored.highs):
                 keys.append(value & mask if high is None else value)
@@ -137,6 +152,7 @@ class NativeEngine:
             runtime = stored.runtime
             actions.append(rt.spec.action_map[runtime[2]].id)
             params.extend(self._params(runtime[1]))
+            meters.append(0xFFFFFFFF if runtime[4] is None else runtime[4])
         n = len(ordered)
         ffi = self.ffi
         self.lib.ss_table_load(
@@ -144,6 +160,7 @@ class NativeEngine:
             ffi.new("uint64_t[]", keys or [0]), ffi.new("uint64_t[]", masks or [0]),
             ffi.new("uint64_t[]", highs or [0]), ffi.new("uint8_t[]", is_range or [0]),
             ffi.new("uint32_t[]", actions or [0]), ffi.new("uint64_t[]", params or [0]),
+            ffi.new("uint32_t[]", meters or [0]),
         )
         assert len(keys) == n * nkeys
         default = rt.default
@@ -193,6 +210,9 @@ class NativeEngine:
             ffi.new("uint16_t[]", ports or [0]), ffi.new("uint16_t[]", rids or [0]),
         )
         self._pre_version = self.pre.version
+
+    def set_clock(self, frozen_us: int | None) -> None:
+        self.lib.ss_set_clock(self.st, -1 if frozen_us is None else frozen_us)
 
     def fold_direct_counters(self, only: int | None = None) -> None:
         """Add what C counted per entry into the entries' Python [packets, bytes] cells, and zero it in C."""

@@ -147,6 +147,15 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         lines = [f"st->cpk[{k}][{IDX}] += 1;", f"st->cby[{k}][{IDX}] += F[{H_INGLEN}];"]
         self._indexed(self._param(prim, 1), size, f"counter {node['value']}", lines)
 
+    def _p_execute_meter(self, prim: Json) -> None:
+        spec = self._meter(self._param(prim, 0))
+        slot, width, signed = self._field_lvalue(self._param(prim, 2))
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        color = CExpr(f"((W)ss_meter_execute(st, &st->meters[{self.ctx.meter_index[spec.name]}], {IDX}, {amount}))",
+                      "data", 0, 2)
+        self._indexed(self._param(prim, 1), spec.size, f"meter {spec.name}",
+                      [f"F[{slot}] = {store_c(color, width, signed)};"])
+
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         base = self.exprs.compile_data(self._param(prim, 1))

@@ -11,7 +11,7 @@ from ..codegen.control import END, PipelineCompiler
 from ..phv import H_EXIT, H_INGLEN
 from ..program import Action, Pipeline, Table
 from .cactions import compile_action_body, constant_params
-from .cexpr import CExpressionCompiler
+from .cexpr import CExpr, CExpressionCompiler, store_c
 from .context import CCodeWriter, CContext
 
 
@@ -63,6 +63,14 @@ class CPipelineCompiler(PipelineCompiler):
             w.line("int _h = _e != 0;")
             if t.with_counters:
                 w.line(f"if (_e) {{ _e->counter[0] += 1; _e->counter[1] += F[{H_INGLEN}]; }}")
+            if t.direct_meter is not None:
+                spec = self.ctx.program.meters[t.direct_meter]
+                field = self.ctx.program.field_spec(*spec.result_target)
+                amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+                color = CExpr(f"((W)ss_meter_execute(st, &st->meters[{self.ctx.meter_index[spec.name]}], _e->meter, "
+                              f"{amount}))", "data", 0, 2)
+                w.line(f"if (_e) F[{self.ctx.layout.slot(*spec.result_target)}] = "
+                       f"{store_c(color, field.width, field.signed)};")
             w.line(f"if (!_e) _e = st->tables[{k}].deflt;")
         else:
             w.line(f"const SsEntry *_e = st->tables[{k}].deflt;")

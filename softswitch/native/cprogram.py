@@ -29,6 +29,7 @@ class CProgram:
     counter_index: dict[str, int]
     table_index: dict[str, int]
     value_set_index: dict[str, int]
+    meter_index: dict[str, int]
     max_params: int
     log_formats: tuple[LogFormat, ...]
     warnings: tuple[str, ...]
@@ -53,7 +54,8 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
     counters = {name: i for i, name in enumerate(n for n, c in program.counters.items() if not c.is_direct)}
     tables = {name: i for i, name in enumerate(program.tables)}
     value_sets = {name: i for i, name in enumerate(program.value_sets)}
-    ctx = CContext(program, layout, registers, counters, tables, value_sets)
+    meters = {name: i for i, name in enumerate(program.meters)}
+    ctx = CContext(program, layout, registers, counters, tables, value_sets, meters)
 
     compile_parser(ctx)
     may_exit: dict[int, bool] = {}
@@ -77,6 +79,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define NCTRS {max(len(counters), 1)}",
         f"#define NTABLES {max(len(tables), 1)}",
         f"#define NVSETS {max(len(value_sets), 1)}",
+        f"#define NMETERS {max(len(meters), 1)}",
         f"#define MAX_PARAMS {max_params}",
         f"#define MAX_HEADER_BYTES {max_header_bytes}",
         f"#define HAS_CHECKSUMS {1 if program.checksums else 0}",
@@ -96,6 +99,8 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
     metadata = ", ".join(str(s) for s in layout.metadata_slots) or "0"
     reg_sizes = ", ".join(str(r.size) for r in program.registers.values()) or "0"
     ctr_sizes = ", ".join(str(program.counters[n].size) for n in counters) or "0"
+    meter_sizes = ", ".join(str(m.size if not m.is_direct else program.tables[m.binding].size)
+                            for m in program.meters.values()) or "0"
     nkeys = ", ".join(str(len(t.keys)) for t in program.tables.values()) or "0"
     exact = ", ".join(
         "1" if all(k.match_type in ("exact", "valid") for k in t.keys) else "0" for t in program.tables.values()
@@ -106,6 +111,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define N_METADATA {len(layout.metadata_slots)}",
         f"static const u32 SS_REG_SIZE[NREGS] = {{{reg_sizes}}};",
         f"static const u32 SS_CTR_SIZE[NCTRS] = {{{ctr_sizes}}};",
+        f"static const u32 SS_METER_SIZE[NMETERS] = {{{meter_sizes}}};",
         f"static const int SS_TABLE_NKEYS[NTABLES] = {{{nkeys}}};",
         f"static const int SS_TABLE_EXACT[NTABLES] = {{{exact}}};",
     ]
@@ -125,6 +131,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         counter_index=counters,
         table_index=tables,
         value_set_index=value_sets,
+        meter_index=meters,
         max_params=max_params,
         log_formats=tuple(ctx.log_formats),
         warnings=tuple(ctx.warnings),

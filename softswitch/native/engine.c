@@ -43,10 +43,7 @@ static void ss_push(St *st, SsItem item) {
 }
 
 static inline u64 ss_now_us(St *st) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    u64 ns = (u64)(t.tv_sec - st->t0.tv_sec) * 1000000000ULL + (u64)t.tv_nsec - (u64)st->t0.tv_nsec;
-    return (ns / 1000) & 0xFFFFFFFFFFFFULL;
+    return (u64)ss_clock_us(st) & 0xFFFFFFFFFFFFULL;
 }
 
 static void ss_reset_metadata(u64 *F) {
@@ -291,7 +288,16 @@ St *ss_new(void *ud) {
     if (!st) return 0;
     st->ud = ud;
     st->rng = 0x2545F4914F6CDD1DULL;
+    st->frozen_us = -1;
     clock_gettime(CLOCK_MONOTONIC, &st->t0);
+    for (int k = 0; k < NMETERS; k++) {
+        size_t n = SS_METER_SIZE[k] ? SS_METER_SIZE[k] : 1;
+        st->meters[k].configured = calloc(n, 1);
+        st->meters[k].rate = calloc(2 * n, sizeof(double));
+        st->meters[k].burst = calloc(2 * n, sizeof(u64));
+        st->meters[k].tokens = calloc(2 * n, sizeof(u64));
+        st->meters[k].last = calloc(2 * n, sizeof(u64));
+    }
     for (int k = 0; k < NREGS; k++) st->regs[k] = calloc(SS_REG_SIZE[k] ? SS_REG_SIZE[k] : 1, sizeof(u64));
     for (int k = 0; k < NCTRS; k++) {
         st->cpk[k] = calloc(SS_CTR_SIZE[k] ? SS_CTR_SIZE[k] : 1, sizeof(u64));
@@ -320,6 +326,10 @@ static void ss_vset_free(SsVset *vs) {
 void ss_free(St *st) {
     if (!st) return;
     for (int k = 0; k < NVSETS; k++) ss_vset_free(&st->vsets[k]);
+    for (int k = 0; k < NMETERS; k++) {
+        free(st->meters[k].configured); free(st->meters[k].rate); free(st->meters[k].burst);
+        free(st->meters[k].tokens); free(st->meters[k].last);
+    }
     for (int k = 0; k < NREGS; k++) free(st->regs[k]);
     for (int k = 0; k < NCTRS; k++) { free(st->cpk[k]); free(st->cby[k]); }
     for (int t = 0; t < NTABLES; t++) ss_table_free(&st->tables[t]);
@@ -333,6 +343,18 @@ uint64_t *ss_register_cells(St *st, int k) { return st->regs[k]; }
 uint64_t *ss_counter_cells(St *st, int k, int bytes) { return bytes ? st->cby[k] : st->cpk[k]; }
 uint64_t *ss_table_counters(St *st, int t) { return st->tables[t].counters; }
 uint64_t *ss_stats(St *st) { return st->stats; }
+void ss_set_clock(St *st, int64_t frozen_us) { st->frozen_us = frozen_us; }
+/* Meter k's arrays, for numpy views: 0 configured (u8), 1 rates (double), 2 bursts, 3 tokens, 4 last (u64). */
+void *ss_meter_cells(St *st, int k, int which) {
+    SsMeters *m = &st->meters[k];
+    switch (which) {
+    case 0: return m->configured;
+    case 1: return m->rate;
+    case 2: return m->burst;
+    case 3: return m->tokens;
+    default: return m->last;
+    }
+}
 void ss_set_log(St *st, int enabled) { st->log_enabled = enabled; }
 int ss_max_params(void) { return MAX_PARAMS; }
 uint8_t *ss_out_data(St *st) { return st->out; }
@@ -341,7 +363,7 @@ uint16_t *ss_out_ports(St *st) { return st->out_ports; }
 
 /* Replace table t's entries (keys/masks/highs/is_range: n * nkeys, in match precedence order). */
 int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *masks, const uint64_t *highs,
-                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params) {
+                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params, const uint32_t *meters) {
     SsTable *tb = &st->tables[t];
     ss_table_free(tb);
     int nk = tb->nkeys;
@@ -359,6 +381,7 @@ int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *ma
     memcpy(tb->is_range, is_range, (size_t)n * nk);
     for (int e = 0; e < n; e++) {
         tb->entries[e].action = actions[e];
+        tb->entries[e].meter = meters[e];
         tb->entries[e].counter = &tb->counters[2 * e];
         memcpy(tb->entries[e].params, params + (size_t)e * MAX_PARAMS, sizeof(u64) * MAX_PARAMS);
     }

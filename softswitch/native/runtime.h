@@ -26,6 +26,7 @@ enum {
 
 typedef struct SsEntry {
     u32 action;
+    u32 meter; /* the entry's cell of its table's direct meter */
     u64 *counter; /* packets, bytes (direct counters), or 0 */
     u64 params[MAX_PARAMS];
 } SsEntry;
@@ -52,6 +53,14 @@ typedef struct SsVset {
     u64 *lo, *hi; /* n_other * nfields */
 } SsVset;
 
+/* A meter array (meters.py): per cell a configured flag and two buckets, 2*i the peak one, 2*i+1 the committed one;
+ * rates in units per microsecond (doubles, as BMv2 keeps them). */
+typedef struct SsMeters {
+    u8 *configured;
+    double *rate;
+    u64 *burst, *tokens, *last;
+} SsMeters;
+
 typedef struct SsItem {
     int ingress;
     u32 port, instance_type;
@@ -68,6 +77,7 @@ typedef struct St {
     u64 *cpk[NCTRS], *cby[NCTRS];
     SsTable tables[NTABLES];
     SsVset vsets[NVSETS];
+    SsMeters meters[NMETERS];
     /* PRE: multicast groups and clone sessions, indexed by id; replicas in rep_port/rep_rid */
     u32 grp_start[65536], ses_start[65536], ses_trunc[65536];
     u16 grp_count[65536], ses_count[65536];
@@ -89,6 +99,7 @@ typedef struct St {
     u64 stats[R_COUNT];
     u64 rng;
     struct timespec t0;
+    int64_t frozen_us; /* >= 0: the clock stands at this many microseconds (Device.freeze_clock) */
     jmp_buf jb;
     int reason;
 } St;
@@ -338,6 +349,34 @@ static int ss_vset_contains(const SsVset *vs, W k, W case_mask) {
             if (f < vs->nfields) continue;
         }
         return 1;
+    }
+    return 0;
+}
+
+/* -- the clock and meters (meters.py has the same arithmetic) --------------------------------------------- */
+static inline int64_t ss_clock_us(St *st) {
+    if (st->frozen_us >= 0) return st->frozen_us;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t ns = (int64_t)(t.tv_sec - st->t0.tv_sec) * 1000000000LL + (int64_t)t.tv_nsec - (int64_t)st->t0.tv_nsec;
+    return ns / 1000;
+}
+
+static u64 ss_meter_execute(St *st, SsMeters *m, size_t index, u64 amount) {
+    if (!m->configured[index]) return 0;
+    int64_t now = ss_clock_us(st);
+    for (int r = 0; r < 2; r++) {
+        size_t i = 2 * index + (size_t)r;
+        u64 since = (u64)((double)now * m->rate[i]);
+        u64 fresh = since > m->last[i] ? since - m->last[i] : 0;
+        m->last[i] = since;
+        u64 have = m->tokens[i] + fresh;
+        if (have > m->burst[i] || have < m->tokens[i]) have = m->burst[i];
+        if (have < amount) {
+            m->tokens[i] = have;
+            return r == 0 ? 2 : 1;
+        }
+        m->tokens[i] = have - amount;
     }
     return 0;
 }

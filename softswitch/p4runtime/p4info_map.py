@@ -103,6 +103,22 @@ class DirectCounterInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterInfo:
+    id: int
+    name: str
+    size: int
+    unit: int          # p4info MeterSpec.Unit
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMeterInfo:
+    id: int
+    name: str
+    table_id: int
+    unit: int
+
+
+@dataclass(frozen=True, slots=True)
 class ValueSetInfo:
     """A parser value set: its members match like table entries (`match_fields`), without priorities."""
 
@@ -113,7 +129,8 @@ class ValueSetInfo:
     size: int
 
 
-T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo, ValueSetInfo)
+T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo, ValueSetInfo, MeterInfo,
+            DirectMeterInfo)
 
 
 class _Catalog(Generic[T]):
@@ -234,6 +251,13 @@ class P4InfoMap:
         self.counters = _Catalog("counter", (
             CounterInfo(c.preamble.id, c.preamble.name, c.size, c.spec.unit) for c in p4info.counters))
         self.value_sets = _Catalog("value set", (_value_set(v) for v in p4info.value_sets))
+        self.meters = _Catalog("meter", (MeterInfo(m.preamble.id, m.preamble.name, m.size, m.spec.unit)
+                                         for m in p4info.meters))
+        self.direct_meters = _Catalog("direct meter", (
+            DirectMeterInfo(m.preamble.id, m.preamble.name, m.direct_table_id, m.spec.unit)
+            for m in p4info.direct_meters))
+        # table id -> its direct meter
+        self.table_direct_meter: dict[int, DirectMeterInfo] = {m.table_id: m for m in self.direct_meters}
         self._check_references()
 
     def _check_references(self) -> None:
@@ -242,6 +266,10 @@ class P4InfoMap:
                 if action_id not in self.actions.by_id:
                     raise P4RuntimeError.invalid_argument(
                         f"table '{table.name}' refers to action id {action_id}, which the P4Info lacks")
+        for meter in self.direct_meters:
+            if meter.table_id not in self.tables.by_id:
+                raise P4RuntimeError.invalid_argument(
+                    f"direct meter '{meter.name}' is bound to table id {meter.table_id}, which the P4Info lacks")
         for counter in self.direct_counters:
             if counter.table_id not in self.tables.by_id:
                 raise P4RuntimeError.invalid_argument(

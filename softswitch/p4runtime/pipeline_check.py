@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
+from omnireduce.p4proto import p4info_pb2
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 # BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
@@ -61,6 +62,7 @@ class _JsonProgram:
         self.registers = {r["name"]: r for r in program.get("register_arrays", [])}
         self.counters = {c["name"]: c for c in program.get("counter_arrays", [])}
         self.value_sets = {v["name"]: v for v in program.get("parse_vsets", []) or []}
+        self.meters = {m["name"]: m for m in program.get("meter_arrays", []) or []}
         header_types = {t["name"]: t for t in program.get("header_types", [])}
         self.field_widths: dict[tuple[str, str], int] = {}
         for header in program.get("headers", []):
@@ -161,3 +163,25 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
         if json_value_set.get("max_size") != value_set.size:
             raise _mismatch(f"value set '{value_set.name}' holds {value_set.size} members in the P4Info but "
                             f"{json_value_set.get('max_size')} in the JSON")
+    units = {p4info_pb2.MeterSpec.PACKETS: "packets", p4info_pb2.MeterSpec.BYTES: "bytes"}
+    for meter in p4map.meters:
+        json_meter = program.meters.get(meter.name)
+        if json_meter is None or json_meter.get("is_direct"):
+            raise _mismatch(f"meter '{meter.name}' is in the P4Info but not an indexed meter in the JSON")
+        if json_meter.get("size") != meter.size:
+            raise _mismatch(f"meter '{meter.name}' has size {meter.size} in the P4Info but {json_meter.get('size')} "
+                            f"in the JSON")
+        if units.get(meter.unit, json_meter.get("type")) != json_meter.get("type"):
+            raise _mismatch(f"meter '{meter.name}' counts {units[meter.unit]} in the P4Info but "
+                            f"{json_meter.get('type')} in the JSON")
+    for direct in p4map.direct_meters:
+        json_meter = program.meters.get(direct.name)
+        table_name = p4map.table(direct.table_id).name
+        if json_meter is None or not json_meter.get("is_direct"):
+            raise _mismatch(f"direct meter '{direct.name}' is in the P4Info but not a direct meter in the JSON")
+        if json_meter.get("binding") != table_name:
+            raise _mismatch(f"direct meter '{direct.name}' belongs to table '{table_name}' in the P4Info "
+                            f"but to '{json_meter.get('binding')}' in the JSON")
+        if units.get(direct.unit, json_meter.get("type")) != json_meter.get("type"):
+            raise _mismatch(f"direct meter '{direct.name}' counts {units[direct.unit]} in the P4Info but "
+                            f"{json_meter.get('type')} in the JSON")

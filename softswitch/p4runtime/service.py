@@ -22,6 +22,7 @@ from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
 from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
 from omnireduce.softswitch.p4runtime.array_ops import ArrayOps, RegisterCells
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.meter_ops import MeterOps
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
@@ -78,6 +79,7 @@ class _Entities:
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
         self.value_sets = ValueSetOps(device, p4map)
+        self.meters = MeterOps(device, p4map, self.tables.device_kinds)
         self.unserved = UnservedOps(p4map)
         # Entity kind -> operation, built once per pipeline (a batch can hold thousands of updates).
         self._writers: dict[str, Callable] = {
@@ -87,6 +89,8 @@ class _Entities:
             "register_entry": self.arrays.write_register,
             "packet_replication_engine_entry": self.pre.write,
             "value_set_entry": self.value_sets.write,
+            "meter_entry": self.meters.write_meter,
+            "direct_meter_entry": self.meters.write_direct_meter,
         }
         self._readers: dict[str, Callable] = {
             "table_entry": self.tables.read,
@@ -95,6 +99,8 @@ class _Entities:
             "register_entry": self.arrays.read_registers,
             "packet_replication_engine_entry": self.pre.read,
             "value_set_entry": self.value_sets.read,
+            "meter_entry": self.meters.read_meters,
+            "direct_meter_entry": self.meters.read_direct_meters,
         }
 
     def write(self, update: p4runtime_pb2.Update) -> None:

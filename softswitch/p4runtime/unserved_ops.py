@@ -1,5 +1,4 @@
-"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, meters, digests and
-externs.
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, digests and externs.
 
 The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
 kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
@@ -37,11 +36,9 @@ class UnservedOps:
         self.p4map = p4map
         p4info = p4map.p4info
         self._action_profiles = _ids(p4info.action_profiles)
-        self._meters = _ids(p4info.meters)
         self._digests = _ids(p4info.digests)
         self._externs = tuple((extern.extern_type_id, instance.preamble.id)
                               for extern in p4info.externs for instance in extern.instances)
-        self._direct_meter_tables = {meter.direct_table_id for meter in p4info.direct_meters}
 
     def kind_of(self, entity: p4runtime_pb2.Entity) -> UnservedKind | None:
         """The query of `entity`, when it is of an unserved kind."""
@@ -49,17 +46,8 @@ class UnservedOps:
         if kind in ("action_profile_member", "action_profile_group"):
             query = getattr(entity, kind)
             return UnservedKind("action profile", self._action_profiles, query.action_profile_id)
-        if kind == "meter_entry":
-            return UnservedKind("meter", self._meters, entity.meter_entry.meter_id)
         if kind == "digest_entry":
             return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
-        if kind == "direct_meter_entry":
-            table_id = entity.direct_meter_entry.table_entry.table_id
-            if table_id:
-                table = self.p4map.table(table_id)   # INVALID_ARGUMENT for an unknown table
-                if table_id not in self._direct_meter_tables:
-                    raise P4RuntimeError.invalid_argument(f"table '{table.name}' has no direct meter")
-            return UnservedKind("direct meter", tuple(self._direct_meter_tables), table_id)
         if kind == "extern_entry":
             query = entity.extern_entry
             type_ids = {type_id for type_id, _ in self._externs}

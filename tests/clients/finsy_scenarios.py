@@ -131,6 +131,31 @@ async def value_sets(switch: fy.Switch) -> dict:
             "too_many": too_many}
 
 
+@scenario
+async def meters(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4MeterEntry("pkt_meter", index=2, config=fy.P4MeterConfig(cir=0, cburst=1, pir=0,
+                                                                                       pburst=2))])
+    cells = await read_all(switch, fy.P4MeterEntry("pkt_meter"))
+    flows = [fy.P4TableEntry("flows", match=fy.Match({"hdr.probe.key": key}), action=fy.Action("metered"),
+                             meter_config=fy.P4MeterConfig(cir=0, cburst=0, pir=0, pburst=burst))
+             for key, burst in ((5, 1), (6, 0))]
+    await switch.insert(flows)
+    await switch.modify([fy.P4DirectMeterEntry(
+        table_entry=fy.P4TableEntry("flows", match=fy.Match({"hdr.probe.key": 5})),
+        config=fy.P4MeterConfig(cir=0, cburst=0, pir=0, pburst=0))])
+    direct = await read_all(switch, fy.P4DirectMeterEntry(table_entry=fy.P4TableEntry("flows")))
+    try:
+        await switch.modify([fy.P4MeterEntry("pkt_meter", index=8, config=fy.P4MeterConfig(cir=0, cburst=1, pir=0, pburst=1))])
+        past_the_end = None
+    except P4ClientError as error:
+        past_the_end = error_report(error)
+    return {"cells": {str(c.index): [c.config.cir, c.config.cburst, c.config.pir, c.config.pburst]
+                      for c in cells if c.config is not None},
+            "direct": sorted([next(iter(d.table_entry.match.values())), None if d.config is None else d.config.pburst]
+                             for d in direct),
+            "past_the_end": past_the_end}
+
+
 async def run(args: argparse.Namespace) -> dict:
     options = fy.SwitchOptions(p4info=Path(args.p4info), p4blob=Path(args.json), device_id=args.device_id)
     async with fy.Switch("softswitch", args.address, options) as switch:

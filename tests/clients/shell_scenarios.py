@@ -207,6 +207,37 @@ def value_sets() -> dict:
     return {"members": members, "insert_error": write_error(lambda: sh.client.write_update(update))}
 
 
+@scenario
+def meters() -> dict:
+    """An indirect meter cell, a table entry with a direct meter config, and a DirectMeterEntry."""
+    cell = sh.MeterEntry("MeterIngress.pkt_meter")
+    cell.index = 2
+    cell.cir, cell.cburst, cell.pir, cell.pburst = 0, 1, 0, 2
+    cell.modify()
+    cells = {c.index: [c.config.cir, c.config.cburst, c.config.pir, c.config.pburst]
+             for c in sh.MeterEntry("MeterIngress.pkt_meter").read() if c._entry.HasField("config")}
+    flow = sh.TableEntry("MeterIngress.flows")(action="MeterIngress.metered")
+    flow.match["hdr.probe.key"] = "5"
+    flow.meter_config.cburst = 1
+    flow.meter_config.pburst = 1
+    flow.insert()
+    other = sh.TableEntry("MeterIngress.flows")(action="MeterIngress.metered")
+    other.match["hdr.probe.key"] = "6"
+    other.insert()
+    direct = sh.DirectMeterEntry("MeterIngress.flow_meter")
+    direct.table_entry = other
+    direct.cburst, direct.pburst = 0, 0
+    direct.modify()
+    direct_reads = sorted([d.table_entry.match["hdr.probe.key"].exact.value.hex(), d.config.pburst]
+                          for d in sh.DirectMeterEntry("MeterIngress.flow_meter").read())
+    bad = sh.MeterEntry("MeterIngress.pkt_meter")
+    bad.index = 0
+    bad.cir, bad.cburst, bad.pir, bad.pburst = 10, 1, 5, 1
+    return {"cells": cells, "direct": direct_reads, "pir_below_cir": write_error(bad.modify),
+            "insert_error": write_error(lambda: sh.client.write_update(p4runtime_pb2.Update(
+                type=p4runtime_pb2.Update.INSERT, entity=p4runtime_pb2.Entity(meter_entry=cell._entry))))}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

@@ -215,7 +215,7 @@ def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequen
 
 
 @contextmanager
-def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 4) -> Iterator[tuple[Bmv2Process, str]]:
+def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2) -> Iterator[tuple[Bmv2Process, str]]:
     """simple_switch_grpc without a program, reading `frames` after `wait_s` seconds: yields the process and its
     P4Runtime address; the caller pushes the pipeline and configures it (within the wait, `check_in_time`), then
     `collect`s."""

@@ -6,6 +6,7 @@ and the test then checks what the client saw and what the packets do."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,3 +72,32 @@ def test_finsy_value_sets(finsy: Client) -> None:
     assert result.observed["ether_types"] == [0x1234]
     assert result.observed["too_many"] == {"code": "UNKNOWN", "details": {"0": "RESOURCE_EXHAUSTED"}}
     assert vset_path(result.device, ether_type=0x1234, a=1, b=2) == 0x11
+
+
+# --- meters (meter_test.p4) ---------------------------------------------------------------------------------
+def meter_colors(device: Device, index: int = 0, key: int = 0) -> list[int]:
+    sent = ethernet(0x88B8) + struct.pack(">IBBBB", index, key, 0x77, 0x77, 0x77)
+    return list(only_output(device.process_packet(1, sent))[1][-3:])
+
+
+def test_shell_meters(shell: Client) -> None:
+    result = run(shell, "meters", "meter_test")
+    assert result.observed["cells"] == {"2": [0, 1, 0, 2]}
+    assert result.observed["direct"] == [["05", 1], ["06", 0]]
+    assert "INVALID_ARGUMENT" in result.observed["pir_below_cir"]
+    assert "INVALID_ARGUMENT" in result.observed["insert_error"]
+    device = result.device
+    device.freeze_clock(1)
+    assert [meter_colors(device, index=2)[0] for _ in range(3)] == [0, 1, 2]
+    assert [meter_colors(device, key=5)[2] for _ in range(2)] == [0, 2]   # bursts of 1: GREEN, then RED
+    assert meter_colors(device, key=6)[2] == 2
+
+
+def test_finsy_meters(finsy: Client) -> None:
+    result = run(finsy, "meters", "meter_test")
+    assert result.observed["cells"] == {"2": [0, 1, 0, 2]}
+    assert result.observed["direct"] == [[5, 0], [6, 0]]
+    assert result.observed["past_the_end"] == {"code": "UNKNOWN", "details": {"0": "OUT_OF_RANGE"}}
+    device = result.device
+    device.freeze_clock(1)
+    assert [meter_colors(device, key=5)[2] for _ in range(1)] == [2]
