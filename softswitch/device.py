@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from .backend import check_backend, default_backend, start_pipeline
-from .entries import FieldMatch, MeterInfo, TableEntry, TableInfo, ValueSetInfo
+from .entries import (
+    FieldMatch,
+    MeterInfo,
+    ProfileGroupInfo,
+    ProfileInfo,
+    ProfileMemberInfo,
+    TableEntry,
+    TableInfo,
+    ValueSetInfo,
+)
 from .errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from .meters import MeterConfig
 from .pipeline import CompiledPipeline, compile_program
@@ -137,6 +146,9 @@ class Device:
     def table_set_default(self, table: str, action: str, params: tuple[int, ...] | list[int]) -> None:
         with self._lock:
             rt = self._table(table)
+            if rt.profile is not None:
+                raise InvalidArgument(f"table '{table}' uses action profile '{rt.profile.name}': it has no default "
+                                      "action (BMv2 runs nothing on a miss; p4c drops its default_action)")
             de = rt.spec.default_entry
             if de is not None and de.entry_const and (action != de.action or tuple(params) != de.params):
                 raise PermissionDenied(f"table '{table}' has a const default action")
@@ -246,6 +258,59 @@ class Device:
     def register_reset(self, name: str) -> None:
         with self._lock:
             self._register(name).reset()
+
+    # -- action profiles and selectors ----------------------------------------------------------------------
+    def action_profile_names(self) -> list[str]:
+        with self._lock:
+            return list(self._p().profiles)
+
+    def _profile(self, name: str):
+        profiles = self._p().profiles
+        if name not in profiles:
+            raise NotFound(f"no action profile named '{name}'{_suggest(name, profiles)}")
+        return profiles[name]
+
+    def action_profile_info(self, name: str) -> ProfileInfo:
+        with self._lock:
+            return self._profile(name).info
+
+    def profile_member_insert(self, profile: str, member_id: int, action: str, params: tuple[int, ...]) -> None:
+        with self._lock:
+            self._profile(profile).member_insert(member_id, action, tuple(params))
+
+    def profile_member_modify(self, profile: str, member_id: int, action: str, params: tuple[int, ...]) -> None:
+        """Change a member's action: every table entry and group that holds it runs the new one."""
+        with self._lock:
+            self._profile(profile).member_modify(member_id, action, tuple(params))
+
+    def profile_member_delete(self, profile: str, member_id: int) -> None:
+        """FailedPrecondition while a group or a table entry holds the member."""
+        with self._lock:
+            self._profile(profile).member_delete(member_id)
+
+    def profile_members(self, profile: str) -> list[ProfileMemberInfo]:
+        with self._lock:
+            return self._profile(profile).member_list()
+
+    def profile_group_insert(self, profile: str, group_id: int, members: list[tuple[int, int]],
+                             max_size: int = 0) -> None:
+        """A group of (member id, weight) of an action selector; `max_size` (0: none) bounds the weights' sum."""
+        with self._lock:
+            self._profile(profile).group_insert(group_id, members, max_size)
+
+    def profile_group_modify(self, profile: str, group_id: int, members: list[tuple[int, int]],
+                             max_size: int = 0) -> None:
+        with self._lock:
+            self._profile(profile).group_modify(group_id, members, max_size)
+
+    def profile_group_delete(self, profile: str, group_id: int) -> None:
+        """FailedPrecondition while a table entry points at the group."""
+        with self._lock:
+            self._profile(profile).group_delete(group_id)
+
+    def profile_groups(self, profile: str) -> list[ProfileGroupInfo]:
+        with self._lock:
+            return self._profile(profile).group_list()
 
     # -- meters -------------------------------------------------------------------------------------------
     def meter_names(self) -> list[str]:

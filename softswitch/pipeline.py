@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .codegen.actions import compile_action_function
+from .codegen.calculations import calculation_function
 from .codegen.context import CompileContext
 from .codegen.control import PipelineCompiler
 from .codegen.deparser import compile_checksums, compile_deparser
@@ -17,6 +18,7 @@ from .codegen.parser import compile_parser
 from .codegen.source import Namespace
 from .errors import InvalidArgument
 from .meters import MeterArrayState, TargetClock
+from .profiles import ActionProfileRuntime
 from .phv import PhvLayout
 from .program import Program, load_program
 from .state import CounterArrayState, RegisterArrayState
@@ -47,6 +49,7 @@ class CompiledPipeline:
     # Meter arrays by name; a direct meter's array has a cell per entry slot of its table.
     meters: dict[str, MeterArrayState] = dataclasses.field(default_factory=dict)
     clock: TargetClock = dataclasses.field(default_factory=TargetClock)
+    profiles: dict[str, ActionProfileRuntime] = dataclasses.field(default_factory=dict)
 
     def reset_state(self) -> None:
         """Clear tables (back to JSON defaults and const entries), registers and counters."""
@@ -56,6 +59,8 @@ class CompiledPipeline:
             ctr.reset()
         for rt in self.tables.values():
             install_initial_entries(rt)
+        for profile in self.profiles.values():
+            profile.reset()
         for value_set in self.value_sets.values():
             value_set.clear()
         for meter in self.meters.values():
@@ -101,6 +106,7 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
     action_fns: dict[int, Callable] = {}
     may_exit: dict[int, bool] = {}
     tables: dict[str, TableRuntime] = {}
+    profiles: dict[str, ActionProfileRuntime] = {}
     for table in program.tables.values():
         fns, widths = {}, {}
         for name, action in table.action_map.items():
@@ -110,12 +116,23 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
                 may_exit[action.id] = info.may_exit
             fns[name] = action_fns[action.id]
             widths[name] = tuple(p.width for p in action.params)
-        rt = TableRuntime(table, fns, widths, ctx.meters.get(table.direct_meter or ""))
+        profile = None
+        if table.action_profile is not None:
+            profile = profiles.get(table.action_profile)
+            if profile is None:   # the first table of the profile: its actions are the profile's
+                spec = program.action_profiles[table.action_profile]
+                profile = profiles[spec.name] = ActionProfileRuntime(spec, fns, widths)
+                if spec.selector is not None:
+                    profile.hash_fn = ns.globals[calculation_function(ctx, spec.selector.name)]
+        rt = TableRuntime(table, fns, widths, ctx.meters.get(table.direct_meter or ""), profile)
         counter_name = next((c for c, t in direct_counters.items() if t == table.name), None)
         if table.with_counters or counter_name:
             rt.info = dataclasses.replace(rt.info, has_direct_counter=counter_name or f"{table.name}$counter")
         install_initial_entries(rt)
         tables[table.name] = rt
+
+    for spec in program.action_profiles.values():   # profiles no table uses hold members of no action
+        profiles.setdefault(spec.name, ActionProfileRuntime(spec, {}, {}))
 
     ingress = PipelineCompiler(ctx, program.ingress, tables, may_exit).compile()
     egress = PipelineCompiler(ctx, program.egress, tables, may_exit).compile()
@@ -160,4 +177,5 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
         value_sets=ctx.value_sets,
         meters=ctx.meters,
         clock=ctx.clock,
+        profiles=profiles,
     )

@@ -115,6 +115,7 @@ class Table:
     default_entry: DefaultEntry | None
     const_entries: tuple[ConstEntry, ...]
     direct_meter: str | None = None  # the meter array executed on every hit (BMv2 "direct_meters")
+    action_profile: str | None = None  # tables of type indirect / indirect_ws: entries point at members/groups
 
     @property
     def hit_miss_next(self) -> bool:
@@ -212,6 +213,17 @@ class ValueSet:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionProfile:
+    """An action profile, or an action selector when it has a `selector` (the hash over the tables' selector
+    keys, as a calculation named '<profile>$selector')."""
+
+    name: str
+    size: int
+    selector: Calculation | None
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MeterArray:
     """A two-rate three-color meter array (BMv2 meter_arrays). A direct meter has a cell per entry of the table it
     is bound to, executed when the table hits, its color written to `result_target`."""
@@ -253,6 +265,7 @@ class Program:
     tables: dict[str, Table] = field(default_factory=dict)
     value_sets: dict[str, ValueSet] = field(default_factory=dict)
     meters: dict[str, MeterArray] = field(default_factory=dict)
+    action_profiles: dict[str, ActionProfile] = field(default_factory=dict)
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -386,8 +399,10 @@ def load_program(source: bytes | str | dict) -> Program:
     deparser = Deparser(dp.get("name", "deparser"), tuple(dp.get("order", [])))
 
     pipelines = {}
+    action_profiles: dict[str, ActionProfile] = {}
     for p in root["pipelines"]:
         pipelines[p["name"]] = _load_pipeline(p, actions_by_id, headers)
+        action_profiles.update(_load_action_profiles(p, pipelines[p["name"]]))
     if set(pipelines) != {"ingress", "egress"}:
         raise UnsupportedProgram(f"expected pipelines 'ingress' and 'egress' (v1model), found {sorted(pipelines)}")
     tables = {}
@@ -397,6 +412,9 @@ def load_program(source: bytes | str | dict) -> Program:
     calculations = {}
     for c in root.get("calculations", []):
         calculations[c["name"]] = Calculation(c["name"], c.get("algo", ""), tuple(c.get("input", [])))
+    for profile in action_profiles.values():
+        if profile.selector is not None:
+            calculations[profile.selector.name] = profile.selector
 
     checksums = []
     for c in root.get("checksums", []):
@@ -461,6 +479,7 @@ def load_program(source: bytes | str | dict) -> Program:
         tables=tables,
         value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
         meters=_load_meters(root.get("meter_arrays") or []),
+        action_profiles=action_profiles,
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
@@ -469,6 +488,36 @@ def load_program(source: bytes | str | dict) -> Program:
             raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
     _check_direct_meters(program)
     return program
+
+
+def _load_action_profiles(p: Json, pipeline: Pipeline) -> dict[str, ActionProfile]:
+    profiles: dict[str, ActionProfile] = {}
+    for item in p.get("action_profiles") or []:
+        name = _req(item, "name", "action profile")
+        size = int(item.get("max_size", 0))
+        if size < 0:
+            raise InvalidArgument(f"action profile '{name}' has size {size}")
+        selector = None
+        if item.get("selector") is not None:
+            sel = item["selector"]
+            selector = Calculation(f"{name}$selector", sel.get("algo", ""), tuple(sel.get("input", [])))
+        tables = tuple(t.name for t in pipeline.tables.values() if t.action_profile == name)
+        profiles[name] = ActionProfile(name, size, selector, tables)
+    implementations = {t.get("name"): t.get("type", "simple") for t in p.get("tables", [])}
+    for table in pipeline.tables.values():
+        if table.action_profile is None:
+            continue
+        profile = profiles.get(table.action_profile)
+        if profile is None:
+            raise InvalidArgument(f"table '{table.name}' uses unknown action profile '{table.action_profile}'")
+        if implementations.get(table.name) == "indirect_ws" and profile.selector is None:
+            raise InvalidArgument(f"table '{table.name}' needs a selector, but action profile '{profile.name}' "
+                                  "has none")
+        first = pipeline.tables[profile.tables[0]]
+        if set(table.actions) != set(first.actions):
+            raise UnsupportedProgram(f"tables '{first.name}' and '{table.name}' share action profile "
+                                     f"'{profile.name}' but not their actions")
+    return profiles
 
 
 def _load_meters(items: list[Json]) -> dict[str, MeterArray]:
@@ -592,13 +641,15 @@ def _load_value_sets(items: list[Json], parser: Parser, headers: dict[str, Heade
 
 def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str, Header]) -> Pipeline:
     name = p["name"]
-    if p.get("action_profiles"):
-        raise UnsupportedProgram(f"action profiles/selectors are not supported (pipeline {name})")
     tables = {}
     for t in p.get("tables", []):
         tname = t["name"]
-        if t.get("type", "simple") != "simple":
-            raise UnsupportedProgram(f"table '{tname}' has implementation '{t.get('type')}' (only 'simple')")
+        implementation = t.get("type", "simple")
+        if implementation not in ("simple", "indirect", "indirect_ws"):
+            raise UnsupportedProgram(f"table '{tname}' has implementation '{implementation}'")
+        if implementation != "simple" and t.get("default_entry") is not None:
+            raise UnsupportedProgram(f"table '{tname}' uses an action profile and has a default entry, which "
+                                     "the softswitch does not implement (p4c does not emit one)")
         if t.get("support_timeout"):
             raise UnsupportedProgram(f"table '{tname}' supports idle timeout, which is not supported")
         keys = []
@@ -664,6 +715,7 @@ def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str,
             default_entry=default_entry,
             const_entries=tuple(const_entries),
             direct_meter=t.get("direct_meters") or None,
+            action_profile=t.get("action_profile") if implementation != "simple" else None,
         )
     conditionals = {}
     for c in p.get("conditionals", []):

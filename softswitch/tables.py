@@ -23,6 +23,7 @@ from typing import Any
 from .entries import FieldMatch, TableEntry, TableInfo
 from .errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, PermissionDenied, ResourceExhausted
 from .meters import MeterArrayState
+from .profiles import ActionProfileRuntime
 from .program import ConstEntry, Table, parse_hexstr
 
 RuntimeEntry = tuple[Callable, tuple, str, list | None, int | None]
@@ -45,8 +46,11 @@ class _Stored:
 
 class TableRuntime:
     def __init__(self, spec: Table, action_fns: dict[str, Callable], action_widths: dict[str, tuple[int, ...]],
-                 direct_meter: MeterArrayState | None = None):
+                 direct_meter: MeterArrayState | None = None, profile: ActionProfileRuntime | None = None):
         self.spec = spec
+        # Tables implemented with an action profile: an entry's runtime holds the member or group it points at
+        # (which has `pick(F)`) where other tables hold the action function.
+        self.profile = profile
         self.name = spec.name
         self.kinds = tuple(k.match_type for k in spec.keys)
         self.widths = tuple(k.width for k in spec.keys)
@@ -201,7 +205,7 @@ class TableRuntime:
             raise AlreadyExists(f"table '{self.name}' already has this entry")
         if len(self._stored) >= self.spec.size:
             raise ResourceExhausted(f"table '{self.name}' is full ({self.spec.size} entries)")
-        runtime = self.make_runtime(entry.action, entry.params, counter)
+        runtime = self._entry_runtime(entry, counter, None)
         if self.direct_meter is not None:
             # The lowest free slot (like BMv2's entry handles), unconfigured: every packet GREEN until configured.
             slot = heapq.heappop(self._free_meter_slots)
@@ -218,7 +222,8 @@ class TableRuntime:
         stored = self._stored.get(identity)
         if stored is None:
             raise NotFound(f"table '{self.name}' has no such entry to modify")
-        runtime = self.make_runtime(entry.action, entry.params, stored.runtime[3], stored.runtime[4])
+        runtime = self._entry_runtime(entry, stored.runtime[3], stored.runtime[4])
+        self._detach(stored)
         stored.entry = entry
         stored.runtime = runtime
         self._rebuild_one(identity, added=False)
@@ -233,7 +238,24 @@ class TableRuntime:
         stored = self._stored.pop(identity)
         self._remove_from_index(stored)
         self._release_meter_slot(stored)
+        self._detach(stored)
         self.version += 1
+
+    def _entry_runtime(self, entry: TableEntry, counter: list | None, meter_slot: int | None) -> RuntimeEntry:
+        """The runtime of an entry being written: its action, or the member or group it points at (counted as a
+        reference, so that the profile refuses to delete it while the entry exists)."""
+        if self.profile is None:
+            if entry.member_id is not None or entry.group_id is not None:
+                raise InvalidArgument(f"table '{self.name}' has no action profile: give an action, not a member "
+                                      "or a group")
+            return self.make_runtime(entry.action, entry.params, counter, meter_slot)
+        target = self.profile.resolver(entry.member_id, entry.group_id)
+        self.profile.attach(target, 1)
+        return (target, (), "", counter, meter_slot)  # type: ignore[return-value]
+
+    def _detach(self, stored: _Stored) -> None:
+        if self.profile is not None:
+            self.profile.attach(stored.runtime[0], -1)  # type: ignore[arg-type]
 
     def _release_meter_slot(self, stored: _Stored) -> None:
         slot = stored.runtime[4]
@@ -255,6 +277,7 @@ class TableRuntime:
     def clear(self) -> None:
         for stored in self._stored.values():
             self._release_meter_slot(stored)
+            self._detach(stored)
         self._stored.clear()
         self.exact.clear()
         self._groups.clear()

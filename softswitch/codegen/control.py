@@ -243,6 +243,10 @@ class PipelineCompiler:
         else:
             w.line(f"_e = {table_name}.default")
             w.line("_h = False")
+        if rt.profile is not None:
+            # The entry points at a member or a group, which picks the action (None: an empty group).
+            with w.block("if _h:"):
+                w.line("_e = _e[0].pick(F)")
         with w.block("if _e is not None:"):
             w.line("_e[0](F, _e[1])")
             w.line("_a = _e[2]")

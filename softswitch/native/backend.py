@@ -22,6 +22,7 @@ from ..codegen.context import log_msg, program_log
 from ..pipeline import CompiledPipeline
 from ..pre import ReplicationEngine
 from ..tables import TableRuntime
+from ..profiles import ActionProfileRuntime, ProfileMember
 from ..valuesets import ValueSetRuntime
 from .build import load_module
 from .cprogram import CProgram, generate
@@ -42,6 +43,7 @@ _WARN_FIRST = 5
 _WARN_EVERY = 1000
 
 _U64 = (1 << 64) - 1
+_SS_MEMBER, _SS_GROUP = 0xFFFFFFFE, 0xFFFFFFFD   # runtime.h: what a table entry of a profile's table holds
 _callbacks_installed: set[int] = set()
 
 
@@ -103,6 +105,8 @@ class NativeEngine:
         self.tables: list[TableRuntime] = [pipeline.tables[name] for name in cprog.table_index]
         self._table_versions: list[int | None] = [None] * len(self.tables)
         self._table_snapshot: list[list] = [[] for _ in self.tables]
+        self.profiles = [pipeline.profiles[name] for name in cprog.profile_index]
+        self._profile_versions: list[int | None] = [None] * len(self.profiles)
         self.value_sets = [pipeline.value_sets[name] for name in cprog.value_set_index]
         self._value_set_versions: list[int | None] = [None] * len(self.value_sets)
         self._pre_version: int | None = None
@@ -119,6 +123,9 @@ class NativeEngine:
         for t, rt in enumerate(self.tables):
             if rt.version != self._table_versions[t]:
                 self._load_table(t, rt)
+        for k, profile in enumerate(self.profiles):
+            if profile.version != self._profile_versions[k]:
+                self._load_profile(k, profile)
         for k, value_set in enumerate(self.value_sets):
             if value_set.version != self._value_set_versions[k]:
                 self._load_value_set(k, value_set)
@@ -150,8 +157,13 @@ class NativeEngine:
                 highs.append(0 if high is None else high)
                 is_range.append(0 if high is None else 1)
             runtime = stored.runtime
-            actions.append(rt.spec.action_map[runtime[2]].id)
-            params.extend(self._params(runtime[1]))
+            if rt.profile is not None:   # a member or a group: its slot in the profile's native arrays
+                target = runtime[0]
+                actions.append(_SS_MEMBER if isinstance(target, ProfileMember) else _SS_GROUP)
+                params.extend(self._params((target.slot,)))
+            else:
+                actions.append(rt.spec.action_map[runtime[2]].id)
+                params.extend(self._params(runtime[1]))
             meters.append(0xFFFFFFFF if runtime[4] is None else runtime[4])
         n = len(ordered)
         ffi = self.ffi
@@ -171,6 +183,31 @@ class NativeEngine:
             self.lib.ss_table_set_default(self.st, t, 1, action_id, ffi.new("uint64_t[]", self._params(default[1])))
         self._table_snapshot[t] = [stored.runtime[3] for stored in ordered]
         self._table_versions[t] = rt.version
+
+    def _load_profile(self, k: int, profile: ActionProfileRuntime) -> None:
+        action_ids = self._profile_action_ids(profile)
+        member_slots = max((m.slot for m in profile.members.values()), default=-1) + 1
+        actions = [0] * member_slots
+        params = [0] * (member_slots * self._max_params)
+        for member in profile.members.values():
+            actions[member.slot] = action_ids[member.action]
+            params[member.slot * self._max_params:(member.slot + 1) * self._max_params] = self._params(member.params)
+        group_slots = max((g.slot for g in profile.groups.values()), default=-1) + 1
+        starts, counts, members = [0] * group_slots, [0] * group_slots, []
+        for group in profile.groups.values():
+            starts[group.slot], counts[group.slot] = len(members), len(group.picks)
+            members.extend(member.slot for member in group.picks)
+        ffi = self.ffi
+        self.lib.ss_profile_load(self.st, k, member_slots, ffi.new("uint32_t[]", actions or [0]),
+                                 ffi.new("uint64_t[]", params or [0]), group_slots,
+                                 ffi.new("uint32_t[]", starts or [0]), ffi.new("uint32_t[]", counts or [0]),
+                                 len(members), ffi.new("uint32_t[]", members or [0]))
+        self._profile_versions[k] = profile.version
+
+    def _profile_action_ids(self, profile: ActionProfileRuntime) -> dict[str, int]:
+        """Action name -> the id members carry: that of the profile's first table (ccontrol._dispatch_ids)."""
+        first = next(rt.spec for rt in self.tables if rt.name == profile.spec.tables[0])
+        return {name: action.id for name, action in first.action_map.items()}
 
     def _load_value_set(self, k: int, value_set: ValueSetRuntime) -> None:
         def halves(values: list[int]) -> list[int]:

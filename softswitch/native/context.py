@@ -44,6 +44,7 @@ class CContext:
     table_index: dict[str, int]
     value_set_index: dict[str, int] = field(default_factory=dict)
     meter_index: dict[str, int] = field(default_factory=dict)  # indirect and direct meter arrays
+    profile_index: dict[str, int] = field(default_factory=dict)  # action profiles and selectors
     functions: list[str] = field(default_factory=list)  # generated C functions, in definition order
     prototypes: list[str] = field(default_factory=list)
     calc_names: dict[str, str] = field(default_factory=dict)

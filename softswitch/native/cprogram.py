@@ -30,6 +30,7 @@ class CProgram:
     table_index: dict[str, int]
     value_set_index: dict[str, int]
     meter_index: dict[str, int]
+    profile_index: dict[str, int]
     max_params: int
     log_formats: tuple[LogFormat, ...]
     warnings: tuple[str, ...]
@@ -55,7 +56,8 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
     tables = {name: i for i, name in enumerate(program.tables)}
     value_sets = {name: i for i, name in enumerate(program.value_sets)}
     meters = {name: i for i, name in enumerate(program.meters)}
-    ctx = CContext(program, layout, registers, counters, tables, value_sets, meters)
+    profiles = {name: i for i, name in enumerate(program.action_profiles)}
+    ctx = CContext(program, layout, registers, counters, tables, value_sets, meters, profiles)
 
     compile_parser(ctx)
     may_exit: dict[int, bool] = {}
@@ -80,6 +82,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define NTABLES {max(len(tables), 1)}",
         f"#define NVSETS {max(len(value_sets), 1)}",
         f"#define NMETERS {max(len(meters), 1)}",
+        f"#define NPROFILES {max(len(profiles), 1)}",
         f"#define MAX_PARAMS {max_params}",
         f"#define MAX_HEADER_BYTES {max_header_bytes}",
         f"#define HAS_CHECKSUMS {1 if program.checksums else 0}",
@@ -132,6 +135,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         table_index=tables,
         value_set_index=value_sets,
         meter_index=meters,
+        profile_index=profiles,
         max_params=max_params,
         log_formats=tuple(ctx.log_formats),
         warnings=tuple(ctx.warnings),

@@ -326,6 +326,10 @@ static void ss_vset_free(SsVset *vs) {
 void ss_free(St *st) {
     if (!st) return;
     for (int k = 0; k < NVSETS; k++) ss_vset_free(&st->vsets[k]);
+    for (int k = 0; k < NPROFILES; k++) {
+        SsProfile *p = &st->profiles[k];
+        free(p->members); free(p->grp_start); free(p->grp_count); free(p->grp_members);
+    }
     for (int k = 0; k < NMETERS; k++) {
         free(st->meters[k].configured); free(st->meters[k].rate); free(st->meters[k].burst);
         free(st->meters[k].tokens); free(st->meters[k].last);
@@ -406,6 +410,30 @@ void ss_table_set_default(St *st, int t, int has, uint32_t action, const uint64_
     tb->deflt_store.action = action;
     tb->deflt_store.counter = 0;
     memcpy(tb->deflt_store.params, params, sizeof(u64) * MAX_PARAMS);
+}
+
+/* Replace action profile k: members by slot (action, MAX_PARAMS parameters each), groups by slot (a start and a
+ * count into grp_members, which holds member slots in BMv2 handle order). */
+int ss_profile_load(St *st, int k, uint32_t nmembers, const uint32_t *actions, const uint64_t *params,
+                    uint32_t ngroups, const uint32_t *starts, const uint32_t *counts, uint32_t total,
+                    const uint32_t *members) {
+    SsProfile *p = &st->profiles[k];
+    p->members = ss_xrealloc(p->members, sizeof(SsEntry) * (nmembers ? nmembers : 1));
+    for (u32 i = 0; i < nmembers; i++) {
+        p->members[i].action = actions[i];
+        p->members[i].meter = 0xFFFFFFFFu;
+        p->members[i].counter = 0;
+        memcpy(p->members[i].params, params + (size_t)i * MAX_PARAMS, sizeof(u64) * MAX_PARAMS);
+    }
+    p->grp_start = ss_xrealloc(p->grp_start, sizeof(u32) * (ngroups ? ngroups : 1));
+    p->grp_count = ss_xrealloc(p->grp_count, sizeof(u32) * (ngroups ? ngroups : 1));
+    p->grp_members = ss_xrealloc(p->grp_members, sizeof(u32) * (total ? total : 1));
+    memcpy(p->grp_start, starts, sizeof(u32) * ngroups);
+    memcpy(p->grp_count, counts, sizeof(u32) * ngroups);
+    memcpy(p->grp_members, members, sizeof(u32) * total);
+    p->nmembers = nmembers;
+    p->ngroups = ngroups;
+    return 0;
 }
 
 /* Replace value set k: W values travel as (low, high) u64 pairs; exact values sorted ascending. */

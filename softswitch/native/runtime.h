@@ -53,6 +53,17 @@ typedef struct SsVset {
     u64 *lo, *hi; /* n_other * nfields */
 } SsVset;
 
+/* An action profile (profiles.py): members by slot (their action and parameters, in SsEntry form) and, for
+ * selectors, groups by slot: each a run of member slots in BMv2 handle order. A table entry of a profile's table
+ * holds SS_MEMBER or SS_GROUP as its action and the slot as its first parameter. */
+#define SS_MEMBER 0xFFFFFFFEu
+#define SS_GROUP 0xFFFFFFFDu
+typedef struct SsProfile {
+    u32 nmembers, ngroups;
+    SsEntry *members;
+    u32 *grp_start, *grp_count, *grp_members;
+} SsProfile;
+
 /* A meter array (meters.py): per cell a configured flag and two buckets, 2*i the peak one, 2*i+1 the committed one;
  * rates in units per microsecond (doubles, as BMv2 keeps them). */
 typedef struct SsMeters {
@@ -78,6 +89,7 @@ typedef struct St {
     SsTable tables[NTABLES];
     SsVset vsets[NVSETS];
     SsMeters meters[NMETERS];
+    SsProfile profiles[NPROFILES];
     /* PRE: multicast groups and clone sessions, indexed by id; replicas in rep_port/rep_rid */
     u32 grp_start[65536], ses_start[65536], ses_trunc[65536];
     u16 grp_count[65536], ses_count[65536];
@@ -379,4 +391,15 @@ static u64 ss_meter_execute(St *st, SsMeters *m, size_t index, u64 amount) {
         m->tokens[i] = have - amount;
     }
     return 0;
+}
+
+/* -- action profiles: the entry a hit runs (0: an empty group, nothing runs) ------------------------------ */
+static inline const SsEntry *ss_profile_member(const SsProfile *p, const SsEntry *e) {
+    return &p->members[e->params[0]];
+}
+static inline const SsEntry *ss_group_pick(const SsProfile *p, const SsEntry *e, u64 hash) {
+    u32 g = (u32)e->params[0];
+    u32 n = p->grp_count[g];
+    if (!n) return 0;
+    return &p->members[p->grp_members[p->grp_start[g] + (u32)((hash & 0xFFFFFFFFULL) % n)]];
 }

@@ -119,6 +119,16 @@ class DirectMeterInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionProfileInfo:
+    id: int
+    name: str
+    table_ids: tuple[int, ...]
+    with_selector: bool
+    size: int
+    max_group_size: int        # 0: no static bound on a group's sum of weights
+
+
+@dataclass(frozen=True, slots=True)
 class ValueSetInfo:
     """A parser value set: its members match like table entries (`match_fields`), without priorities."""
 
@@ -130,7 +140,7 @@ class ValueSetInfo:
 
 
 T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo, ValueSetInfo, MeterInfo,
-            DirectMeterInfo)
+            DirectMeterInfo, ActionProfileInfo)
 
 
 class _Catalog(Generic[T]):
@@ -236,6 +246,18 @@ def _registers(registers: Iterable[p4info_pb2.Register]) -> Iterator[RegisterInf
         yield RegisterInfo(register.preamble.id, name, register.size, bits.bitwidth)
 
 
+@dataclass(frozen=True, slots=True)
+class _Implemented:
+    id: int
+    implementation_id: int
+
+
+def _tables_with_implementation(p4info: p4info_pb2.P4Info) -> Iterator[_Implemented]:
+    for table in p4info.tables:
+        if table.implementation_id:
+            yield _Implemented(table.preamble.id, table.implementation_id)
+
+
 class P4InfoMap:
     """Lookups over one P4Info message (immutable once built)."""
 
@@ -258,6 +280,13 @@ class P4InfoMap:
             for m in p4info.direct_meters))
         # table id -> its direct meter
         self.table_direct_meter: dict[int, DirectMeterInfo] = {m.table_id: m for m in self.direct_meters}
+        self.action_profiles = _Catalog("action profile", (
+            ActionProfileInfo(a.preamble.id, a.preamble.name, tuple(a.table_ids), a.with_selector, a.size,
+                              a.max_group_size) for a in p4info.action_profiles))
+        # table id -> the action profile implementing it
+        self.table_profile: dict[int, ActionProfileInfo] = {
+            t.id: self.action_profiles.by_id[t.implementation_id]
+            for t in _tables_with_implementation(p4info) if t.implementation_id in self.action_profiles.by_id}
         self._check_references()
 
     def _check_references(self) -> None:
@@ -266,6 +295,11 @@ class P4InfoMap:
                 if action_id not in self.actions.by_id:
                     raise P4RuntimeError.invalid_argument(
                         f"table '{table.name}' refers to action id {action_id}, which the P4Info lacks")
+        for table in _tables_with_implementation(self.p4info):
+            if table.implementation_id not in self.action_profiles.by_id:
+                raise P4RuntimeError.invalid_argument(
+                    f"table id {table.id} is implemented by action profile id {table.implementation_id}, which the "
+                    "P4Info lacks")
         for meter in self.direct_meters:
             if meter.table_id not in self.tables.by_id:
                 raise P4RuntimeError.invalid_argument(

@@ -63,6 +63,8 @@ class _JsonProgram:
         self.counters = {c["name"]: c for c in program.get("counter_arrays", [])}
         self.value_sets = {v["name"]: v for v in program.get("parse_vsets", []) or []}
         self.meters = {m["name"]: m for m in program.get("meter_arrays", []) or []}
+        self.action_profiles = {a["name"]: a for pipeline in program.get("pipelines", [])
+                                for a in pipeline.get("action_profiles", []) or []}
         header_types = {t["name"]: t for t in program.get("header_types", [])}
         self.field_widths: dict[tuple[str, str], int] = {}
         for header in program.get("headers", []):
@@ -185,3 +187,19 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
         if units.get(direct.unit, json_meter.get("type")) != json_meter.get("type"):
             raise _mismatch(f"direct meter '{direct.name}' counts {units[direct.unit]} in the P4Info but "
                             f"{json_meter.get('type')} in the JSON")
+    for profile in p4map.action_profiles:
+        json_profile = program.action_profiles.get(profile.name)
+        if json_profile is None:
+            raise _mismatch(f"action profile '{profile.name}' is in the P4Info but not in the JSON")
+        if bool(json_profile.get("selector")) != profile.with_selector:
+            raise _mismatch(f"action profile '{profile.name}' {'has' if profile.with_selector else 'has no'} "
+                            f"selector in the P4Info but {'not' if profile.with_selector else 'one'} in the JSON")
+        if json_profile.get("max_size") != profile.size:
+            raise _mismatch(f"action profile '{profile.name}' has size {profile.size} in the P4Info but "
+                            f"{json_profile.get('max_size')} in the JSON")
+        for table_id in profile.table_ids:
+            table_name = p4map.table(table_id).name
+            json_table = program.tables.get(table_name, {})
+            if json_table.get("action_profile") != profile.name:
+                raise _mismatch(f"table '{table_name}' is implemented by action profile '{profile.name}' in the "
+                                f"P4Info but not in the JSON")

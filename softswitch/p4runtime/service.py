@@ -26,6 +26,7 @@ from omnireduce.softswitch.p4runtime.meter_ops import MeterOps
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
+from omnireduce.softswitch.p4runtime.profile_ops import ProfileOps
 from omnireduce.softswitch.p4runtime.rich_status import batch_status, first_failures
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
 from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
@@ -80,6 +81,7 @@ class _Entities:
         self.pre = PreOps(device)
         self.value_sets = ValueSetOps(device, p4map)
         self.meters = MeterOps(device, p4map, self.tables.device_kinds)
+        self.profiles = ProfileOps(device, p4map)
         self.unserved = UnservedOps(p4map)
         # Entity kind -> operation, built once per pipeline (a batch can hold thousands of updates).
         self._writers: dict[str, Callable] = {
@@ -90,6 +92,8 @@ class _Entities:
             "packet_replication_engine_entry": self.pre.write,
             "value_set_entry": self.value_sets.write,
             "meter_entry": self.meters.write_meter,
+            "action_profile_member": self.profiles.write_member,
+            "action_profile_group": self.profiles.write_group,
             "direct_meter_entry": self.meters.write_direct_meter,
         }
         self._readers: dict[str, Callable] = {
@@ -100,6 +104,8 @@ class _Entities:
             "packet_replication_engine_entry": self.pre.read,
             "value_set_entry": self.value_sets.read,
             "meter_entry": self.meters.read_meters,
+            "action_profile_member": self.profiles.read_members,
+            "action_profile_group": self.profiles.read_groups,
             "direct_meter_entry": self.meters.read_direct_meters,
         }
 

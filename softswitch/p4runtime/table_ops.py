@@ -71,9 +71,12 @@ class TableOps:
         if msg.HasField("counter_data") and not table.direct_counter_id:
             raise P4RuntimeError.invalid_argument(
                 f"table '{table.name}' has no direct counter, yet the entry carries counter_data")
-        if table.has_action_profile:
-            raise P4RuntimeError.unimplemented(f"table '{table.name}' uses an action profile, which is not supported")
+        profile = self.p4map.table_profile.get(table.id)
         if msg.is_default_action:
+            if profile is not None:
+                raise P4RuntimeError.invalid_argument(
+                    f"table '{table.name}' is implemented by action profile '{profile.name}': it has no default "
+                    "action (BMv2 runs nothing on a miss)")
             self._write_default(update_type, table, msg)
             return
         if table.is_const:
@@ -90,8 +93,11 @@ class TableOps:
             return
         if update_type not in (Update.INSERT, Update.MODIFY):
             raise P4RuntimeError.invalid_argument(f"update type {update_type} is not INSERT, MODIFY or DELETE")
-        action, params = decode_action(self.p4map, table, msg.action, is_default=False)
-        entry = TableEntry(table.name, key, action.name, params, priority)
+        if profile is not None:
+            entry = TableEntry(table.name, key, "", (), priority, **self._profile_reference(table, profile, msg))
+        else:
+            action, params = decode_action(self.p4map, table, msg.action, is_default=False)
+            entry = TableEntry(table.name, key, action.name, params, priority)
         meter_config = None
         if msg.HasField("meter_config"):
             meter_config = decode_config(msg.meter_config, f"direct meter of table '{table.name}'")
@@ -111,6 +117,26 @@ class TableOps:
             self._opaque[entry_id] = (msg.controller_metadata, msg.metadata)
         else:
             self._opaque.pop(entry_id, None)
+
+    @staticmethod
+    def _profile_reference(table: TableInfo, profile, msg: p4runtime_pb2.TableEntry) -> dict:
+        """The member or group an entry of a table implemented by an action profile points at."""
+        kind = msg.action.WhichOneof("type")
+        if kind == "action_profile_member_id":
+            return {"member_id": msg.action.action_profile_member_id}
+        if kind == "action_profile_group_id":
+            if not profile.with_selector:
+                raise P4RuntimeError.invalid_argument(
+                    f"table '{table.name}': action profile '{profile.name}' has no selector, so no groups")
+            return {"group_id": msg.action.action_profile_group_id}
+        if kind == "action_profile_action_set":
+            raise P4RuntimeError.unimplemented(
+                f"table '{table.name}': one-shot action selector programming is not supported; write members "
+                f"and a group of action profile '{profile.name}' and point the entry at the group")
+        raise P4RuntimeError.invalid_argument(
+            f"table '{table.name}' is implemented by action profile '{profile.name}': give an "
+            "action_profile_member_id" + (" or an action_profile_group_id" if profile.with_selector else "")
+            + (", not an action" if kind == "action" else ""))
 
     def _write_default(self, update_type: int, table: TableInfo, msg: p4runtime_pb2.TableEntry) -> None:
         if msg.match or msg.priority:

@@ -1,4 +1,4 @@
-"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, digests and externs.
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: digests and externs.
 
 The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
 kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
@@ -35,7 +35,6 @@ class UnservedOps:
     def __init__(self, p4map: P4InfoMap) -> None:
         self.p4map = p4map
         p4info = p4map.p4info
-        self._action_profiles = _ids(p4info.action_profiles)
         self._digests = _ids(p4info.digests)
         self._externs = tuple((extern.extern_type_id, instance.preamble.id)
                               for extern in p4info.externs for instance in extern.instances)
@@ -43,9 +42,6 @@ class UnservedOps:
     def kind_of(self, entity: p4runtime_pb2.Entity) -> UnservedKind | None:
         """The query of `entity`, when it is of an unserved kind."""
         kind = entity.WhichOneof("entity")
-        if kind in ("action_profile_member", "action_profile_group"):
-            query = getattr(entity, kind)
-            return UnservedKind("action profile", self._action_profiles, query.action_profile_id)
         if kind == "digest_entry":
             return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
         if kind == "extern_entry":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import finsy as fy
 from finsy.p4client import P4ClientError
-from finsy.p4entity import P4ValueSetMember
+from finsy.p4entity import P4Member, P4ValueSetMember
 
 Scenario = Callable[[fy.Switch], Awaitable[dict]]
 SCENARIOS: dict[str, Scenario] = {}
@@ -154,6 +154,33 @@ async def meters(switch: fy.Switch) -> dict:
             "direct": sorted([next(iter(d.table_entry.match.values())), None if d.config is None else d.config.pburst]
                              for d in direct),
             "past_the_end": past_the_end}
+
+
+@scenario
+async def action_profiles(switch: fy.Switch) -> dict:
+    await switch.insert([fy.P4ActionProfileMember("sel", member_id=m, action=fy.Action("set_sel", v=m * 10))
+                         for m in (1, 2, 3)]
+                        + [fy.P4ActionProfileMember("prof", member_id=1, action=fy.Action("set_prof", v=7, p=0x1234))])
+    await switch.insert([fy.P4ActionProfileGroup("sel", group_id=100,
+                                                 members=[P4Member(1, weight=1), P4Member(3, weight=2)])])
+    await switch.insert([
+        fy.P4TableEntry("t_sel", match=fy.Match({"hdr.probe.key": (1, 0xFF)}), priority=1,
+                        action=fy.P4IndirectAction(group_id=100)),
+        fy.P4TableEntry("t_prof", match=fy.Match({"hdr.probe.key": 3}), action=fy.P4IndirectAction(member_id=1)),
+    ])
+    groups = await read_all(switch, fy.P4ActionProfileGroup())
+    try:
+        await switch.delete([fy.P4ActionProfileMember("sel", member_id=3)])
+        delete_in_use = None
+    except P4ClientError as error:
+        delete_in_use = error_report(error)
+    before = {"members": len(await read_all(switch, fy.P4ActionProfileMember())),
+              "groups": [[[m.member_id, m.weight] for m in g.members] for g in groups],
+              "delete_in_use": delete_in_use}
+    await switch.delete_all()   # entries first, then groups and members: nothing may be left
+    return {**before, "members_after": len(await read_all(switch, fy.P4ActionProfileMember())),
+            "groups_after": len(await read_all(switch, fy.P4ActionProfileGroup())),
+            "entries_after": len(await read_all(switch, fy.P4TableEntry()))}
 
 
 async def run(args: argparse.Namespace) -> dict:

@@ -238,6 +238,37 @@ def meters() -> dict:
                 type=p4runtime_pb2.Update.INSERT, entity=p4runtime_pb2.Entity(meter_entry=cell._entry))))}
 
 
+@scenario
+def action_profiles() -> dict:
+    """Members of a profile and a selector, a weighted group, entries pointing at a member and at the group."""
+    for member_id, value in ((1, "10"), (2, "20"), (3, "30")):
+        member = sh.ActionProfileMember("SelIngress.sel")(member_id=member_id, action="SelIngress.set_sel")
+        member.action["v"] = value
+        member.insert()
+    prof = sh.ActionProfileMember("SelIngress.prof")(member_id=1, action="SelIngress.set_prof")
+    prof.action["v"], prof.action["p"] = "7", "0x1234"
+    prof.insert()
+    group = sh.ActionProfileGroup("SelIngress.sel")(group_id=100)
+    group.add(1, weight=1).add(3, weight=2)
+    group.insert()
+    by_group = sh.TableEntry("SelIngress.t_sel")
+    by_group.match["hdr.probe.key"] = "1&&&0xff"
+    by_group.priority = 1
+    by_group.group_id = 100
+    by_group.insert()
+    by_member = sh.TableEntry("SelIngress.t_prof")
+    by_member.match["hdr.probe.key"] = "3"
+    by_member.member_id = 1
+    by_member.insert()
+    groups = [[[m.member_id, m.weight] for m in g.members] for g in sh.ActionProfileGroup("SelIngress.sel").read()]
+    entries = {"group_ids": [e.group_id for e in sh.TableEntry("SelIngress.t_sel").read()],
+               "member_ids": [e.member_id for e in sh.TableEntry("SelIngress.t_prof").read()]}
+    in_use = sh.ActionProfileMember("SelIngress.sel")(member_id=3, action="SelIngress.set_sel")
+    in_use.action["v"] = "1"
+    return {"members": sorted(m.member_id for m in sh.ActionProfileMember("SelIngress.sel").read()),
+            "groups": groups, "entries": entries, "delete_in_use": write_error(in_use.delete)}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))

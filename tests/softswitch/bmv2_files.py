@@ -3,7 +3,8 @@ and simple_switch_grpc (configured over P4Runtime), both in pcap-file mode, so n
 
 `--use-files WAIT -i 1@p1` makes the switch read p1_in.pcap WAIT seconds after it starts and append what port 1
 sends to p1_out.pcap; the configuration goes in during the wait (a run is refused when it took longer, since BMv2
-would have read frames before it was configured). The output file is then polled, with a deadline, until it holds
+would have read frames before it was configured), and with it deeper egress queues than BMv2's 64 packets, which
+a pcap file read at full speed overflows (BMv2 then drops frames). The output file is then polled, with a deadline, until it holds
 the expected frames or stops growing, or the switch exits (an assert aborts it). The switch's log (`--log-console`
 at the level asked) comes back with the frames.
 
@@ -34,7 +35,8 @@ SIMPLE_SWITCH_CLI = shutil.which("simple_switch_CLI")
 SIMPLE_SWITCH_GRPC = shutil.which("simple_switch_grpc")
 READY_TIMEOUT_S = 20.0
 DEADLINE_S = 60.0
-QUIET_S = 1.5  # no new output frame for this long (after the first, or after the wait): the switch is done
+QUIET_S = 1.5
+QUEUE_DEPTH = 100_000  # no new output frame for this long (after the first, or after the wait): the switch is done
 
 
 def skip_without(*tools: str | None, names: str = "BMv2") -> pytest.MarkDecorator:
@@ -131,6 +133,12 @@ class Bmv2Process:
             raise AssertionError(f"simple_switch_CLI failed: {errors or output[-800:]}")
         return output
 
+    def deepen_queues(self) -> None:
+        """BMv2's egress queues hold 64 packets by default and drop beyond, which a pcap file read at full speed
+        overflows: make them deep enough for a test's frames."""
+        self.wait_for_port(self.thrift_port, "the switch's Thrift port")
+        self.cli([f"set_queue_depth {QUEUE_DEPTH}"])
+
     def pvs_add(self, name: str, values: Sequence[int], nbytes: int) -> None:
         """Add values to a parser value set through BMv2's Thrift API. simple_switch_CLI's `pvs_add` cannot be used:
         under Python 3 it sizes the value with a float division and sends a byte too many unless the width is
@@ -195,20 +203,19 @@ def _cli_site_packages() -> str:
 
 
 def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequence[str] = (),
-                      expected: int | None = None, log_level: str | None = None, wait_s: int = 3,
+                      expected: int | None = None, log_level: str | None = None, wait_s: int = 2,
                       until: Callable[[Bmv2Result], bool] | None = None,
                       configure: Callable[[Bmv2Process], None] | None = None) -> Bmv2Result:
     """Frames into port 1 of simple_switch running `json_path`, configured with simple_switch_CLI `commands` and
     then `configure(switch)`."""
-    switch = Bmv2Process([SIMPLE_SWITCH], frames, wait_s if commands or configure else 0, log_level, json_path)
+    switch = Bmv2Process([SIMPLE_SWITCH], frames, wait_s, log_level, json_path)
     try:
-        if commands or configure:
-            switch.wait_for_port(switch.thrift_port, "simple_switch's Thrift port")
-            if commands:
-                switch.cli(commands)
-            if configure:
-                configure(switch)
-            switch.check_in_time()
+        switch.deepen_queues()
+        if commands:
+            switch.cli(commands)
+        if configure:
+            configure(switch)
+        switch.check_in_time()
         return switch.collect(expected, until=until)
     finally:
         switch.close()
@@ -223,6 +230,7 @@ def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2) -> Iterator[tup
     switch = Bmv2Process([SIMPLE_SWITCH_GRPC], frames, wait_s, None, None, grpc_port=grpc_port)
     try:
         switch.wait_for_port(grpc_port, "simple_switch_grpc's gRPC port")
+        switch.deepen_queues()
         yield switch, f"127.0.0.1:{grpc_port}"
     finally:
         switch.close()

@@ -101,3 +101,29 @@ def test_finsy_meters(finsy: Client) -> None:
     device = result.device
     device.freeze_clock(1)
     assert [meter_colors(device, key=5)[2] for _ in range(1)] == [2]
+
+
+# --- action profiles and selectors (selector_test.p4) -----------------------------------------------------
+def selector_results(device: Device, key: int, flow: int = 0, port: int = 0) -> tuple[int, int]:
+    """(r_prof, r_sel) of a probe."""
+    out = only_output(device.process_packet(1, ethernet(0x88B9) + struct.pack(">BIHBBBBH", key, flow, port, 0, 0, 0, 0,
+                                                                              0)))[1]
+    return out[-6], out[-5]
+
+
+def test_shell_action_profiles(shell: Client) -> None:
+    result = run(shell, "action-profiles", "selector_test")
+    assert result.observed["members"] == [1, 2, 3]
+    assert result.observed["groups"] == [[[1, 1], [3, 2]]]
+    assert result.observed["entries"] == {"group_ids": [100], "member_ids": [1]}
+    assert "FAILED_PRECONDITION" in result.observed["delete_in_use"]
+    assert selector_results(result.device, key=3) == (7, 0)
+    assert {selector_results(result.device, key=1, flow=f)[1] for f in range(64)} == {10, 30}
+
+
+def test_finsy_action_profiles(finsy: Client) -> None:
+    result = run(finsy, "action-profiles", "selector_test")
+    assert result.observed["members"] == 4 and result.observed["groups"] == [[[1, 1], [3, 2]]]
+    assert result.observed["delete_in_use"] == {"code": "UNKNOWN", "details": {"0": "FAILED_PRECONDITION"}}
+    assert (result.observed["members_after"], result.observed["groups_after"], result.observed["entries_after"]) == (
+        0, 0, 0)

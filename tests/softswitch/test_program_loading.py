@@ -71,7 +71,9 @@ def _bad_operator(p):
 
 
 def _action_profile(p):
-    p["pipelines"][0]["action_profiles"] = [{"name": "ap", "id": 0, "max_size": 4}]
+    table = p["pipelines"][0]["tables"][0]
+    table["type"], table["action_profile"] = "indirect", "ap"   # a profile the JSON does not declare
+    table.pop("default_entry", None)
 
 
 def _dangling_next(p):
@@ -100,7 +102,7 @@ def _variable_length(p):
         (_add_stack, "header stacks"),
         (_bad_primitive, "frobnicate"),
         (_bad_operator, r"\*\*"),
-        (_action_profile, "action profiles"),
+        (_action_profile, "unknown action profile 'ap'"),
         (_dangling_next, "no_such_node"),
         (_custom_hash, "crc16_custom"),
         (_variable_length, "variable-length"),
