@@ -11,12 +11,15 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .backend import check_backend, default_backend, start_pipeline
 from .entries import (
+    DigestInfo,
+    DigestSample,
     FieldMatch,
     MeterInfo,
     ProfileGroupInfo,
@@ -34,6 +37,9 @@ from .tables import TableRuntime
 
 log = logging.getLogger(__name__)
 
+# Digests kept for take_digests() while no listener takes them; past that the oldest go (counted in stats).
+DIGEST_BUFFER = 65536
+
 
 class Device:
     def __init__(self, name: str = "softswitch", backend: str | None = None) -> None:
@@ -48,6 +54,9 @@ class Device:
         self._engine = None
         self.pre = ReplicationEngine()
         self.stats: Counter[str] = Counter()
+        # Digests the engine sent and nobody took yet; a listener (set_digest_listener) takes them after every call.
+        self._digests: list[tuple[str, tuple[int, ...]]] = []
+        self._digest_listener: Callable[[list[DigestSample]], None] | None = None
 
     # -- pipeline -----------------------------------------------------------------------------------------
     def load_pipeline(self, bmv2_json: bytes | str | dict) -> None:
@@ -73,7 +82,8 @@ class Device:
             raise InvalidArgument(f"the pipeline JSON is nested too deeply to load: {error.msg} in the code "
                                   f"generated for {error.filename}") from None
         with self._lock:
-            running = start_pipeline(compiled, self.pre, self.stats, self.requested_backend, self.name)
+            self._digests.clear()
+            running = start_pipeline(compiled, self.pre, self.stats, self.requested_backend, self.name, self._digests)
             self._pipeline = running.pipeline
             self._pipeline_json = raw
             self.pre.clear()
@@ -450,7 +460,10 @@ class Device:
             if not isinstance(port, int) or not 0 <= port < 512:
                 self.stats["drop:bad_ingress_port"] += 1
                 return []
-            return engine.process(port, bytes(frame))
+            out = engine.process(port, bytes(frame))
+            if self._digests:
+                self._deliver_digests()
+            return out
 
     def process_batch(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """Run frames received as (port, frame), in order; return every (port, frame) sent, in order. The
@@ -461,7 +474,55 @@ class Device:
                 self.stats["drop:no_pipeline"] += len(frames)
                 return []
             # Frames go through as given: both engines take any bytes-like frame and return bytes.
-            return engine.process_batch(frames)
+            out = engine.process_batch(frames)
+            if self._digests:
+                self._deliver_digests()
+            return out
+
+    # -- digests ------------------------------------------------------------------------------------------
+    def digest_names(self) -> list[str]:
+        """The program's digests (learn lists), by name: for digest<T>, p4c names them after T."""
+        with self._lock:
+            return [learn.name for learn in self._p().program.learn_lists.values()]
+
+    def digest_info(self, name: str) -> DigestInfo:
+        with self._lock:
+            program = self._p().program
+            for learn in program.learn_lists.values():
+                if learn.name == name:
+                    return DigestInfo(name, tuple(program.field_spec(h, f).width for h, f in learn.fields))
+            raise NotFound(f"no digest named '{name}'"
+                           f"{_suggest(name, [l.name for l in program.learn_lists.values()])}")
+
+    def set_digest_listener(self, listener: Callable[[list[DigestSample]], None] | None) -> None:
+        """Have `listener` called with the digests of each process_packet/process_batch call, in order, while the
+        device lock is held (it should only queue them); None: keep them for take_digests()."""
+        with self._lock:
+            self._digest_listener = listener
+            if listener is not None and self._digests:
+                self._deliver_digests()
+
+    def take_digests(self) -> list[DigestSample]:
+        """The digests sent since the last call, in order (while no listener is set)."""
+        with self._lock:
+            samples = [DigestSample(name, values) for name, values in self._digests]
+            self._digests.clear()
+            return samples
+
+    def _deliver_digests(self) -> None:
+        listener = self._digest_listener
+        if listener is None:
+            excess = len(self._digests) - DIGEST_BUFFER
+            if excess > 0:
+                del self._digests[:excess]
+                self.stats["digest_dropped"] += excess
+            return
+        samples = [DigestSample(name, values) for name, values in self._digests]
+        self._digests.clear()
+        try:
+            listener(samples)
+        except Exception:  # noqa: BLE001 - a listener's bug must not stop the packets
+            log.exception("%s: the digest listener failed", self.name)
 
     def generated_sources(self) -> dict[str, str]:
         """The source generated for the loaded pipeline, by part (for debugging): the Python always (it is the

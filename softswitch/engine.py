@@ -14,6 +14,7 @@ from .codegen.context import LogMsgError, PipelineAssertion
 from .phv import (
     DROP_PORT,
     H_CLONE,
+    H_DIGEST,
     H_EXIT,
     H_INGLEN,
     H_PKTLEN,
@@ -40,10 +41,13 @@ LOG_EVERY = 1000
 
 
 class PacketEngine:
-    def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter) -> None:
+    def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter,
+                 digests: list | None = None) -> None:
         self.p = pipeline
         self.pre = pre
         self.stats = stats
+        # (learn list name, field values) of every digest sent, appended in order; the Device delivers them.
+        self.digests: list[tuple[str, tuple[int, ...]]] = digests if digests is not None else []
         self.layout = pipeline.layout
         self.std = pipeline.layout.std
         self.initial = pipeline.layout.initial
@@ -175,6 +179,8 @@ class PacketEngine:
         if clone is not None:
             phv[H_CLONE] = None
             self._ingress_clone(port, frame, phv, clone[0], clone[1], work)
+        if phv[H_DIGEST]:
+            self._learn(phv, phv[H_DIGEST])
         resubmit = phv[H_RESUBMIT]
         if resubmit is not None:
             # Start over with the original frame; keep ingress_port and the listed metadata.
@@ -194,6 +200,11 @@ class PacketEngine:
         if self._s_instance_type is not None:
             phv[self._s_instance_type] = PKT_INSTANCE_TYPE_NORMAL
         work.append((False, egress_spec, phv, payload))
+
+    def _learn(self, phv: list, list_id: int) -> None:
+        """BMv2's learn step after ingress (after the ingress clone, before a resubmit): the list's fields now."""
+        name, slots, masks = self.p.learn_lists[list_id]
+        self.digests.append((name, tuple(phv[slot] & mask for slot, mask in zip(slots, masks))))
 
     def _multicast(self, phv: list, payload: bytes, mgid: int, work: list) -> None:
         replicas = self.pre.groups.get(mgid)

@@ -98,3 +98,20 @@ class ProfileGroupInfo:
     group_id: int
     members: tuple[tuple[int, int], ...]  # (member id, weight), by member id
     max_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestInfo:
+    """A digest (learn list): the widths of the fields it sends."""
+
+    name: str
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSample:
+    """One digest a packet sent: its learn list's name and the fields' values (unsigned, two's complement for
+    signed fields), as they were at the end of ingress."""
+
+    name: str
+    values: tuple[int, ...]

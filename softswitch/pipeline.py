@@ -45,6 +45,8 @@ class CompiledPipeline:
     deparse: Callable[[list], bytes]
     field_list_slots: dict[int, tuple[int, ...]]
     warnings: list[str]
+    # learn list id -> (name, PHV slots of its fields, their masks): what a digest sends.
+    learn_lists: dict[int, tuple[str, tuple[int, ...], tuple[int, ...]]] = dataclasses.field(default_factory=dict)
     value_sets: dict[str, ValueSetRuntime] = dataclasses.field(default_factory=dict)
     # Meter arrays by name; a direct meter's array has a cell per entry slot of its table.
     meters: dict[str, MeterArrayState] = dataclasses.field(default_factory=dict)
@@ -148,6 +150,12 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
             slots.append(layout.slot(header, fname))
         field_list_slots[fl_id] = tuple(slots)
 
+    learn_lists = {}
+    for learn in program.learn_lists.values():
+        slots = tuple(layout.slot(h, f) for h, f in learn.fields)
+        masks = tuple((1 << program.field_spec(h, f).width) - 1 for h, f in learn.fields)
+        learn_lists[learn.id] = (learn.name, slots, masks)
+
     for warning in ctx.warnings:
         log.warning("%s", warning)
     log.info(
@@ -178,4 +186,5 @@ def compile_program(source: bytes | str | dict) -> CompiledPipeline:
         meters=ctx.meters,
         clock=ctx.clock,
         profiles=profiles,
+        learn_lists=learn_lists,
     )

@@ -33,7 +33,6 @@ _UNSUPPORTED_IF_NONEMPTY = {
     "header_union_types": "header unions",
     "header_unions": "header unions",
     "header_union_stacks": "header union stacks",
-    "learn_lists": "digests (learn lists)",
     "extern_instances": "extern instances",
 }
 
@@ -224,6 +223,15 @@ class ActionProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class LearnList:
+    """The fields a digest (generate_digest / digest<T>) sends, read at the end of ingress (BMv2 learn_lists)."""
+
+    id: int
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MeterArray:
     """A two-rate three-color meter array (BMv2 meter_arrays). A direct meter has a cell per entry of the table it
     is bound to, executed when the table hits, its color written to `result_target`."""
@@ -266,6 +274,7 @@ class Program:
     value_sets: dict[str, ValueSet] = field(default_factory=dict)
     meters: dict[str, MeterArray] = field(default_factory=dict)
     action_profiles: dict[str, ActionProfile] = field(default_factory=dict)
+    learn_lists: dict[int, LearnList] = field(default_factory=dict)
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -480,6 +489,7 @@ def load_program(source: bytes | str | dict) -> Program:
         value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
         meters=_load_meters(root.get("meter_arrays") or []),
         action_profiles=action_profiles,
+        learn_lists=_load_learn_lists(root.get("learn_lists") or [], headers),
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
@@ -518,6 +528,25 @@ def _load_action_profiles(p: Json, pipeline: Pipeline) -> dict[str, ActionProfil
             raise UnsupportedProgram(f"tables '{first.name}' and '{table.name}' share action profile "
                                      f"'{profile.name}' but not their actions")
     return profiles
+
+
+def _load_learn_lists(items: list[Json], headers: dict[str, Header]) -> dict[int, LearnList]:
+    lists = {}
+    for item in items:
+        name = _req(item, "name", "learn list")
+        list_id = int(_req(item, "id", f"learn list {name}"))
+        if list_id <= 0:
+            raise InvalidArgument(f"learn list '{name}' has id {list_id} (BMv2 takes 0 for no digest)")
+        fields = []
+        for element in item.get("elements", []):
+            if element.get("type") != "field":
+                raise UnsupportedProgram(f"learn list '{name}' holds a {element.get('type')!r} (only fields)")
+            header, fname = element["value"]
+            if header not in headers or not any(f.name == fname for f in headers[header].type.fields):
+                raise InvalidArgument(f"learn list '{name}' names unknown field '{header}.{fname}'")
+            fields.append((header, fname))
+        lists[list_id] = LearnList(list_id, name, tuple(fields))
+    return lists
 
 
 def _load_meters(items: list[Json]) -> dict[str, MeterArray]:

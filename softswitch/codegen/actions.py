@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgument, UnsupportedProgram
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_DIGEST, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .calculations import calculation_function
 from .context import CompileContext, LogFormat, compile_log_format
@@ -290,6 +290,19 @@ class PrimitiveCompiler:
         params = prim.get("parameters", [])
         field_list = self.exprs.compile_data(params[0]).code if params else "0"
         self.w.line(f"F[{H_RECIRC}] = {field_list}")
+
+    def _learn_list_id(self, prim: Json) -> int:
+        learn_id = self.exprs.compile_data(self._param(prim, 1))
+        if learn_id.const is None:
+            raise UnsupportedProgram(f"{self.where}: generate_digest of a computed learn list")
+        if learn_id.const not in self.ctx.program.learn_lists:
+            raise InvalidArgument(f"{self.where}: generate_digest of unknown learn list {learn_id.const}")
+        return learn_id.const
+
+    def _p_generate_digest(self, prim: Json) -> None:
+        # The receiver (parameter 0) is ignored, as BMv2 does; the last digest a packet asks for is the one sent,
+        # with the list's fields as they are at the end of ingress.
+        self.w.line(f"F[{H_DIGEST}] = {self._learn_list_id(prim)}")
 
     def _p_truncate(self, prim: Json) -> None:
         length = self.exprs.compile_data(self._param(prim, 0))

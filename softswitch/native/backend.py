@@ -63,10 +63,12 @@ class NativeEngine:
     """Runs frames through the compiled C pipeline; same results and stats as engine.PacketEngine."""
 
     def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter, cprog: CProgram,
-                 module: Any) -> None:
+                 module: Any, digests: list | None = None) -> None:
         self.cprog = cprog
         self.pre = pre
         self.stats = stats
+        self.digests: list[tuple[str, tuple[int, ...]]] = digests if digests is not None else []
+        self._learn_names = {list_id: learn[0] for list_id, learn in pipeline.learn_lists.items()}
         self.ffi, self.lib = module.ffi, module.lib
         _install_callbacks(module)
         self._handle = self.ffi.new_handle(self)
@@ -286,7 +288,18 @@ class NativeEngine:
         count = self.lib.ss_process(self.st, ffi.from_buffer(data), lens, ports, len(frames))
         out = self._outputs(count)
         self._fold_stats()
+        if self.lib.ss_digest_words(self.st):
+            self._take_digests()
         return out
+
+    def _take_digests(self) -> None:
+        words = self.ffi.unpack(self.lib.ss_digest_data(self.st), self.lib.ss_digest_words(self.st))
+        self.lib.ss_digest_clear(self.st)
+        at = 0
+        while at < len(words):
+            list_id, n = words[at], words[at + 1]
+            self.digests.append((self._learn_names[list_id], tuple(words[at + 2:at + 2 + n])))
+            at += 2 + n
 
     def _outputs(self, count: int) -> list[tuple[int, bytes]]:
         if not count:
@@ -322,7 +335,8 @@ class NativeEngine:
         log_msg(self.cprog.log_formats[msg], ints)
 
 
-def build_native_engine(pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter) -> NativeEngine:
+def build_native_engine(pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter,
+                        digests: list | None = None) -> NativeEngine:
     """Generate, compile (or find cached) and start the native pipeline for `pipeline`'s program.
 
     Raises NativeUnsupported (a construct the C emitter does not lower) or NativeBuildError (no compiler or
@@ -331,4 +345,4 @@ def build_native_engine(pipeline: CompiledPipeline, pre: ReplicationEngine, stat
     for warning in cprog.warnings:
         log.debug("native: %s", warning)
     module = load_module(cprog.source, cprog.digest)
-    return NativeEngine(pipeline, pre, stats, cprog, module)
+    return NativeEngine(pipeline, pre, stats, cprog, module, digests)

@@ -34,6 +34,9 @@ uint16_t *ss_out_ports(St *st);
 int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *masks, const uint64_t *highs,
                   const uint8_t *is_range, const uint32_t *actions, const uint64_t *params, const uint32_t *meters);
 void ss_set_clock(St *st, int64_t frozen_us);
+uint32_t ss_digest_words(St *st);
+uint64_t *ss_digest_data(St *st);
+void ss_digest_clear(St *st);
 int ss_profile_load(St *st, int k, uint32_t nmembers, const uint32_t *actions, const uint64_t *params,
                     uint32_t ngroups, const uint32_t *starts, const uint32_t *counts, uint32_t total,
                     const uint32_t *members);

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..codegen.actions import IDX, BodyInfo, PrimitiveCompiler
 from ..errors import InvalidArgument
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_DIGEST, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .ccalc import calculation_function
 from .cexpr import CExpr, CExpressionCompiler, const_cexpr, store_c
@@ -195,6 +195,9 @@ class CPrimitiveCompiler(PrimitiveCompiler):
 
     def _p_recirculate(self, prim: Json) -> None:
         self._field_list_request(prim, H_RECIRC)
+
+    def _p_generate_digest(self, prim: Json) -> None:
+        self.w.line(f"F[{H_DIGEST}] = {self._learn_list_id(prim)}ULL;")
 
     def _p_truncate(self, prim: Json) -> None:
         length = self.exprs.compile_data(self._param(prim, 0))

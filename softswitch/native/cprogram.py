@@ -124,6 +124,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         _runtime("runtime.h"),
         "\n".join(constants),
         _field_lists(program, layout),
+        _learn_lists(program, layout),
         "\n".join(ctx.prototypes),
         "\n".join(ctx.functions),
         _runtime("engine.c"),
@@ -140,6 +141,21 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         log_formats=tuple(ctx.log_formats),
         warnings=tuple(ctx.warnings),
     )
+
+
+def _learn_lists(program: Program, layout: PhvLayout) -> str:
+    """`ss_learn(st, F, id)`: push the digest of learn list `id` (its fields, masked to their widths)."""
+    w = CCodeWriter()
+    w.line("static void ss_digest_push(St *st, u64 id, const u64 *values, u32 n);")
+    with w.block("static void ss_learn(St *st, const u64 *F, u64 id)"):
+        with w.block("switch (id)"):
+            for learn in program.learn_lists.values():
+                values = ", ".join(
+                    f"F[{layout.slot(h, f)}] & {(1 << program.field_spec(h, f).width) - 1:#x}ULL" for h, f in learn.fields)
+                w.line(f"case {learn.id}ULL: {{ u64 v[] = {{{values or '0'}}}; "
+                       f"ss_digest_push(st, id, v, {len(learn.fields)}); break; }}")
+            w.line("default: (void)st; (void)F; break;")
+    return w.source()
 
 
 def _field_lists(program: Program, layout: PhvLayout) -> str:

@@ -9,6 +9,7 @@
 #define H_PKTLEN 4
 #define H_INGLEN 5
 #define H_TRUNC 6
+#define H_DIGEST 7
 #define REQUEST_FLAG 0x8000000000000000ULL
 #define DROP_PORT 511
 #define MAX_PASSES 32
@@ -44,6 +45,18 @@ static void ss_push(St *st, SsItem item) {
 
 static inline u64 ss_now_us(St *st) {
     return (u64)ss_clock_us(st) & 0xFFFFFFFFFFFFULL;
+}
+
+/* A digest record: the learn list id, the number of values, the values (ss_learn, generated, calls this). */
+static void ss_digest_push(St *st, u64 id, const u64 *values, u32 n) {
+    if (st->dig_n + n + 2 > st->dig_cap) {
+        st->dig_cap = (st->dig_n + n + 2) * 2;
+        st->dig = ss_xrealloc(st->dig, sizeof(u64) * st->dig_cap);
+    }
+    st->dig[st->dig_n++] = id;
+    st->dig[st->dig_n++] = n;
+    memcpy(st->dig + st->dig_n, values, sizeof(u64) * n);
+    st->dig_n += n;
 }
 
 static void ss_reset_metadata(u64 *F) {
@@ -138,6 +151,7 @@ static void ss_ingress(St *st, const SsItem *it) {
         F[H_CLONE] = 0;
         ss_ingress_clone(st, it, F, (u32)((c >> 32) & 0xFFFF), c & 0xFFFFFFFFULL);
     }
+    if (F[H_DIGEST]) ss_learn(st, F, F[H_DIGEST]);
     if (F[H_RESUBMIT]) {
         st->stats[R_RESUBMITTED]++;
         ss_push(st, (SsItem){1, it->port, IT_RESUBMIT, F[H_RESUBMIT] & 0xFFFFFFFFULL, it->data, it->len, F});
@@ -339,7 +353,7 @@ void ss_free(St *st) {
     for (int t = 0; t < NTABLES; t++) ss_table_free(&st->tables[t]);
     for (int i = 0; i < st->phv_cap; i++) free(st->phvs[i]);
     free(st->phvs); free(st->frames); free(st->work); free(st->out); free(st->out_lens); free(st->out_ports);
-    free(st->rep_port); free(st->rep_rid);
+    free(st->rep_port); free(st->rep_rid); free(st->dig);
     free(st);
 }
 
@@ -348,6 +362,9 @@ uint64_t *ss_counter_cells(St *st, int k, int bytes) { return bytes ? st->cby[k]
 uint64_t *ss_table_counters(St *st, int t) { return st->tables[t].counters; }
 uint64_t *ss_stats(St *st) { return st->stats; }
 void ss_set_clock(St *st, int64_t frozen_us) { st->frozen_us = frozen_us; }
+uint32_t ss_digest_words(St *st) { return st->dig_n; }
+uint64_t *ss_digest_data(St *st) { return st->dig; }
+void ss_digest_clear(St *st) { st->dig_n = 0; }
 /* Meter k's arrays, for numpy views: 0 configured (u8), 1 rates (double), 2 bursts, 3 tokens, 4 last (u64). */
 void *ss_meter_cells(St *st, int k, int which) {
     SsMeters *m = &st->meters[k];

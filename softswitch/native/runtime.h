@@ -108,6 +108,8 @@ typedef struct St {
     u32 *out_lens;
     u16 *out_ports;
     int out_n, out_max;
+    u64 *dig; /* digests of the current batch: records of (learn list id, n, n values) */
+    u32 dig_n, dig_cap;
     u64 stats[R_COUNT];
     u64 rng;
     struct timespec t0;

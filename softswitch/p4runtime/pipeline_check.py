@@ -14,6 +14,7 @@ from typing import Any
 
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
 from omnireduce.p4proto import p4info_pb2
+from omnireduce.softswitch.p4runtime.digest_ops import digest_shape
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 # BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
@@ -63,6 +64,7 @@ class _JsonProgram:
         self.counters = {c["name"]: c for c in program.get("counter_arrays", [])}
         self.value_sets = {v["name"]: v for v in program.get("parse_vsets", []) or []}
         self.meters = {m["name"]: m for m in program.get("meter_arrays", []) or []}
+        self.learn_lists = {item["name"]: item for item in program.get("learn_lists", []) or []}
         self.action_profiles = {a["name"]: a for pipeline in program.get("pipelines", [])
                                 for a in pipeline.get("action_profiles", []) or []}
         header_types = {t["name"]: t for t in program.get("header_types", [])}
@@ -203,3 +205,12 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
             if json_table.get("action_profile") != profile.name:
                 raise _mismatch(f"table '{table_name}' is implemented by action profile '{profile.name}' in the "
                                 f"P4Info but not in the JSON")
+    for digest in p4map.p4info.digests:
+        shape = digest_shape(digest, p4map.p4info.type_info)   # INVALID_ARGUMENT/UNIMPLEMENTED as PI
+        learn_list = program.learn_lists.get(digest.preamble.name)
+        if learn_list is None:
+            raise _mismatch(f"digest '{digest.preamble.name}' is in the P4Info but has no learn list in the JSON")
+        widths = tuple(program.field_widths.get(tuple(e.get("value", ())), 0) for e in learn_list.get("elements", []))
+        if widths != shape.widths:
+            raise _mismatch(f"digest '{digest.preamble.name}' has fields of {list(shape.widths)} bits in the P4Info "
+                            f"but {list(widths)} in the JSON")

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
-from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.arbitration import DEFAULT_ROLE, Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.digest_ops import DigestOps
 from omnireduce.softswitch.p4runtime.array_ops import ArrayOps, RegisterCells
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
 from omnireduce.softswitch.p4runtime.meter_ops import MeterOps
@@ -75,8 +76,10 @@ class Pipeline:
 class _Entities:
     """The entity operations of one committed pipeline (rebuilt, with their side state, on each commit)."""
 
-    def __init__(self, device: Device, p4map: P4InfoMap) -> None:
+    def __init__(self, device: Device, p4map: P4InfoMap, arbiter: Arbiter) -> None:
         self.tables = TableOps(device, p4map)
+        # Digests go to the primary controller of the default role.
+        self.digests = DigestOps(device, p4map.p4info, lambda: arbiter.primary_of(DEFAULT_ROLE))
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
         self.value_sets = ValueSetOps(device, p4map)
@@ -92,6 +95,7 @@ class _Entities:
             "packet_replication_engine_entry": self.pre.write,
             "value_set_entry": self.value_sets.write,
             "meter_entry": self.meters.write_meter,
+            "digest_entry": self.digests.write,
             "action_profile_member": self.profiles.write_member,
             "action_profile_group": self.profiles.write_group,
             "direct_meter_entry": self.meters.write_direct_meter,
@@ -104,10 +108,15 @@ class _Entities:
             "packet_replication_engine_entry": self.pre.read,
             "value_set_entry": self.value_sets.read,
             "meter_entry": self.meters.read_meters,
+            "digest_entry": self.digests.read,
             "action_profile_member": self.profiles.read_members,
             "action_profile_group": self.profiles.read_groups,
             "direct_meter_entry": self.meters.read_direct_meters,
         }
+
+    def close(self) -> None:
+        """Stop what runs on its own (the digest timer) when another pipeline replaces this one."""
+        self.digests.close()
 
     def write(self, update: p4runtime_pb2.Update) -> None:
         if update.type == p4runtime_pb2.Update.UNSPECIFIED:
@@ -186,7 +195,13 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             raise P4RuntimeError.failed_precondition("a P4Info was given but the device has no pipeline loaded")
         config = p4runtime_pb2.ForwardingPipelineConfig(p4info=p4info, p4_device_config=bmv2_json)
         self._pipeline = Pipeline.from_config(config)
-        self._entities = _Entities(self.device, self._pipeline.p4map)
+        self._entities = _Entities(self.device, self._pipeline.p4map, self.arbiter)
+
+    def close(self) -> None:
+        """Release what the served pipeline runs on its own (the digest timer, the Device's digest listener)."""
+        with self._lock:
+            if self._entities is not None:
+                self._entities.close()
 
     # --- common checks ---------------------------------------------------------------------------------
     def _check_device(self, device_id: int) -> None:
@@ -321,7 +336,9 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
         with device_errors():
             self.device.load_pipeline(pipeline.device_config)
         self._pipeline, self._saved = pipeline, None
-        self._entities = _Entities(self.device, pipeline.p4map)
+        if self._entities is not None:
+            self._entities.close()
+        self._entities = _Entities(self.device, pipeline.p4map, self.arbiter)
         log.info("pipeline committed: %d tables, %d actions, %d registers, %d counters",
                  len(pipeline.p4map.tables), len(pipeline.p4map.actions),
                  len(pipeline.p4map.registers), len(pipeline.p4map.counters))
@@ -411,6 +428,10 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
                         return
                 elif kind == "packet":
                     log.debug("%s: PacketOut ignored (packet I/O is not supported)", session)
+                elif kind == "digest_ack":
+                    entities = self._entities
+                    if entities is not None:
+                        entities.digests.ack(session, request.digest_ack)
                 else:
                     log.debug("%s: stream message '%s' ignored", session, kind)
         except Exception as error:   # the client went away (grpc raises on a cancelled stream)

@@ -1,4 +1,4 @@
-"""Reads of the P4Runtime entity kinds the softswitch does not implement: digests and externs.
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: externs.
 
 The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
 kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
@@ -20,13 +20,9 @@ from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 class UnservedKind:
     """One entity kind: what it is called, the objects of the P4Info it reads, and the query's id of one."""
 
-    what: str                      # "action profile", as errors name it
+    what: str                      # "extern", as errors name it
     objects: Sequence[int]         # ids of the P4Info's objects of this kind
     requested_id: int              # 0: all of them
-
-
-def _ids(objects) -> tuple[int, ...]:
-    return tuple(o.preamble.id for o in objects)
 
 
 class UnservedOps:
@@ -35,15 +31,12 @@ class UnservedOps:
     def __init__(self, p4map: P4InfoMap) -> None:
         self.p4map = p4map
         p4info = p4map.p4info
-        self._digests = _ids(p4info.digests)
         self._externs = tuple((extern.extern_type_id, instance.preamble.id)
                               for extern in p4info.externs for instance in extern.instances)
 
     def kind_of(self, entity: p4runtime_pb2.Entity) -> UnservedKind | None:
         """The query of `entity`, when it is of an unserved kind."""
         kind = entity.WhichOneof("entity")
-        if kind == "digest_entry":
-            return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
         if kind == "extern_entry":
             query = entity.extern_entry
             type_ids = {type_id for type_id, _ in self._externs}

@@ -20,6 +20,7 @@ from finsy.p4client import P4ClientError
 from finsy.p4entity import P4Member, P4ValueSetMember
 
 Scenario = Callable[[fy.Switch], Awaitable[dict]]
+ARGS: argparse.Namespace
 SCENARIOS: dict[str, Scenario] = {}
 
 
@@ -183,6 +184,25 @@ async def action_profiles(switch: fy.Switch) -> dict:
             "entries_after": len(await read_all(switch, fy.P4TableEntry()))}
 
 
+@scenario
+async def digests(switch: fy.Switch) -> dict:
+    """Configure mac_learn_t, then collect `--count` DigestLists of it (the test sends the packets), acking each."""
+    await switch.insert([fy.P4DigestEntry("mac_learn_t", max_list_size=1, max_timeout_ns=0,
+                                          ack_timeout_ns=2_000_000_000)])
+    received = []
+
+    async def collect() -> None:
+        async for digest_list in switch.read_digests("mac_learn_t"):
+            received.append([digest_list.list_id, [dict(data) for data in digest_list.data]])
+            await switch.write([digest_list.ack()])
+            if len(received) >= ARGS.count:
+                return
+
+    await asyncio.wait_for(collect(), timeout=30)
+    entries = await read_all(switch, fy.P4DigestEntry("mac_learn_t"))
+    return {"received": received, "configs": [[e.max_list_size, e.ack_timeout_ns] for e in entries]}
+
+
 async def run(args: argparse.Namespace) -> dict:
     options = fy.SwitchOptions(p4info=Path(args.p4info), p4blob=Path(args.json), device_id=args.device_id)
     async with fy.Switch("softswitch", args.address, options) as switch:
@@ -196,7 +216,9 @@ def main() -> None:
     parser.add_argument("--device-id", type=int, default=1)
     parser.add_argument("--p4info", required=True, help="P4Info (text) finsy pushes")
     parser.add_argument("--json", required=True, help="the BMv2 JSON finsy pushes with it")
-    args = parser.parse_args()
+    parser.add_argument("--count", type=int, default=0, help="how many messages a receiving scenario waits for")
+    global ARGS
+    ARGS = args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), default=str))
 
 

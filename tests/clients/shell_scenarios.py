@@ -269,6 +269,29 @@ def action_profiles() -> dict:
             "groups": groups, "entries": entries, "delete_in_use": write_error(in_use.delete)}
 
 
+@scenario
+def digests() -> dict:
+    """Configure both digests, then collect `--count` DigestLists (the test sends the packets; the shell acks)."""
+    import time
+
+    for name in ("mac_learn_t", "tag_t"):
+        entry = sh.DigestEntry(name)
+        entry.max_timeout_ns, entry.max_list_size, entry.ack_timeout_ns = 0, 1, 2_000_000_000
+        entry.insert()
+    configs = sorted([e.max_list_size, e.ack_timeout_ns] for e in sh.DigestEntry("mac_learn_t").read())
+    digest_lists = sh.DigestList()
+    names = {d.preamble.id: d.preamble.name for d in sh.client.get_p4info().digests}
+    received = []
+    deadline = time.time() + 30
+    while len(received) < ARGS.count and time.time() < deadline:
+        for message in digest_lists.sniff(timeout=0.2):
+            digest = message.digest
+            received.append([names[digest.digest_id], digest.list_id,
+                             [[m.bitstring.hex() for m in data.struct.members] for data in digest.data]])
+    sh.client.stream_in_q["digest"].put(None)   # ends the shell's digest thread
+    return {"configs": configs, "received": received}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
@@ -279,6 +302,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="the BMv2 JSON pushed with --p4info")
     parser.add_argument("--tables", nargs="*", default=[])
     parser.add_argument("--action")
+    parser.add_argument("--count", type=int, default=0, help="how many messages a receiving scenario waits for")
     return parser.parse_args()
 
 

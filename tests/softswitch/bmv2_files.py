@@ -80,13 +80,15 @@ class Bmv2Process:
     """One simple_switch(_grpc) in pcap-file mode in a temporary directory; stopped and removed by `close`."""
 
     def __init__(self, argv_head: list[str], frames: Sequence[bytes], wait_s: int, log_level: str | None,
-                 json_path: Path | None, grpc_port: int | None = None) -> None:
+                 json_path: Path | None, grpc_port: int | None = None, spacing_s: float = 0.0) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="omni-bmv2-test-"))
         self.wait_s = wait_s
         self.started = time.monotonic()
         writer = PcapWriter(self.workdir / "p1_in.pcap")
-        for frame in frames:
-            writer.write(frame)
+        # BMv2 reads the file at the pace of its timestamps: `spacing_s` apart, or as fast as it can.
+        first = time.time()
+        for i, frame in enumerate(frames):
+            writer.write(frame, timestamp=first + i * spacing_s)
         writer.close()
         self.thrift_port = free_tcp_port()
         argv = [*argv_head, "--use-files", str(wait_s), "-i", "1@p1", "--thrift-port", str(self.thrift_port)]
@@ -222,12 +224,13 @@ def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequen
 
 
 @contextmanager
-def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2) -> Iterator[tuple[Bmv2Process, str]]:
-    """simple_switch_grpc without a program, reading `frames` after `wait_s` seconds: yields the process and its
-    P4Runtime address; the caller pushes the pipeline and configures it (within the wait, `check_in_time`), then
-    `collect`s."""
+def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2,
+                       spacing_s: float = 0.0) -> Iterator[tuple[Bmv2Process, str]]:
+    """simple_switch_grpc without a program, reading `frames` (`spacing_s` apart) after `wait_s` seconds: yields the
+    process and its P4Runtime address; the caller pushes the pipeline and configures it (within the wait,
+    `check_in_time`), then `collect`s."""
     grpc_port = free_tcp_port()
-    switch = Bmv2Process([SIMPLE_SWITCH_GRPC], frames, wait_s, None, None, grpc_port=grpc_port)
+    switch = Bmv2Process([SIMPLE_SWITCH_GRPC], frames, wait_s, None, None, grpc_port=grpc_port, spacing_s=spacing_s)
     try:
         switch.wait_for_port(grpc_port, "simple_switch_grpc's gRPC port")
         switch.deepen_queues()

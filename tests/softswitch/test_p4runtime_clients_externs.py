@@ -7,17 +7,22 @@ and the test then checks what the client saw and what the packets do."""
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import grpc
 import pytest
 
-from conftest_p4rt import BUILD_DIR, running_server
+from conftest_p4rt import BUILD_DIR, RawClient, running_server
+from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.device import Device
 from switch_helpers import ethernet, only_output
 from tests.clients.venvs import FINSY, P4RUNTIME_SHELL, Client, client_or_skip
+from tests.polling import wait_until
 
+Entity = p4runtime_pb2.Entity
 DEVICE_ID = 1
 
 
@@ -127,3 +132,60 @@ def test_finsy_action_profiles(finsy: Client) -> None:
     assert result.observed["delete_in_use"] == {"code": "UNKNOWN", "details": {"0": "FAILED_PRECONDITION"}}
     assert (result.observed["members_after"], result.observed["groups_after"], result.observed["entries_after"]) == (
         0, 0, 0)
+
+
+# --- digests (digest_test.p4) ---------------------------------------------------------------------------
+def run_receiving(client: Client, scenario: str, frames: list[bytes], count: int) -> dict:
+    """Run a scenario that configures digests and then waits for `count` DigestLists; once the configuration shows
+    up on the server, the frames go through the device."""
+    with served() as (address, device):
+        result: dict = {}
+
+        def scenario_thread() -> None:
+            try:
+                result["observed"] = client.run(scenario, address, "--device-id", str(DEVICE_ID),
+                                                "--p4info", str(BUILD_DIR / "digest_test.p4info.txtpb"),
+                                                "--json", str(BUILD_DIR / "digest_test.json"), "--count", str(count))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+                result["error"] = error
+
+        thread = threading.Thread(target=scenario_thread)
+        thread.start()
+        reader = RawClient(address, DEVICE_ID, election_id=None)
+        try:
+            def configured() -> bool:
+                try:
+                    return bool(reader.read(Entity(digest_entry=p4runtime_pb2.DigestEntry())))
+                except grpc.RpcError:   # no pipeline pushed yet
+                    return False
+
+            wait_until(lambda: configured() or not thread.is_alive(), 60, "the client's DigestEntry")
+            for frame in frames:
+                device.process_packet(1, frame)
+        finally:
+            reader.close()
+        thread.join(120)
+        if "error" in result:
+            raise result["error"]
+        return result["observed"]
+
+
+def digest_probe(learn: int, nibble: int = 5, tag: int = 7, src: int = 1) -> bytes:
+    return ethernet(0x88BA, src=src) + struct.pack(">BBH", learn, nibble << 4, tag)
+
+
+def test_shell_receives_and_acks_digests(shell: Client) -> None:
+    frames = [digest_probe(1), digest_probe(1), digest_probe(2), digest_probe(1, nibble=9)]
+    observed = run_receiving(shell, "digests", frames, count=3)
+    assert observed["configs"] == [[1, 2_000_000_000]]
+    assert observed["received"] == [["mac_learn_t", 1, [["01", "01", "05"]]],   # the repeat is held back
+                                    ["tag_t", 1, [["07", "fd"]]],
+                                    ["mac_learn_t", 2, [["01", "01", "09"]]]]
+
+
+def test_finsy_receives_and_acks_digests(finsy: Client) -> None:
+    frames = [digest_probe(1, src=0x0A), digest_probe(1, src=0x0B)]
+    observed = run_receiving(finsy, "digests", frames, count=2)
+    assert observed["configs"] == [[1, 2_000_000_000]]
+    assert [[list_id, [sorted(d.values()) for d in data]] for list_id, data in observed["received"]] == [
+        [1, [sorted([0x0A, 1, 5])]], [2, [sorted([0x0B, 1, 5])]]]
