@@ -13,11 +13,13 @@ import random
 import struct
 import zlib
 
+import grpc
 import pytest
 from bmv2_files import SIMPLE_SWITCH_GRPC, simple_switch_grpc, skip_without
+from google.rpc import code_pb2
 from switch_helpers import crc16_arc_bitwise, device_for, ethernet, only_output, program_json
 
-from conftest_p4rt import RawClient, program_pipeline, serving, update
+from conftest_p4rt import RawClient, batch_codes, program_pipeline, serving, update
 from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
@@ -269,6 +271,7 @@ def test_bmv2_picks_the_same_members(backend):
             served.client.write(*batch)
         ours = [only_output(served.device.process_packet(1, f))[1] for f in frames]
         our_groups = served.client.read(p4runtime_pb2.Entity(action_profile_group=p4runtime_pb2.ActionProfileGroup()))
+        our_refusal = delete_member_in_use(served.client, served.pipeline.p4info)
     assert len({out[-5:-3] for out in ours}) >= 6   # the groups' members all show up
     pipeline = program_pipeline("selector_test")
     with simple_switch_grpc(frames) as (switch, address):
@@ -281,10 +284,24 @@ def test_bmv2_picks_the_same_members(backend):
             switch.check_in_time()
             theirs = switch.collect(len(frames)).outputs
             their_groups = client.read(p4runtime_pb2.Entity(action_profile_group=p4runtime_pb2.ActionProfileGroup()))
+            their_refusal = delete_member_in_use(client, pipeline.p4info)
         finally:
             client.close()
     assert theirs == ours
     assert sorted(g.SerializeToString() for g in our_groups) == sorted(g.SerializeToString() for g in their_groups)
+    # Both refuse to delete a member a group holds; the spec's code is FAILED_PRECONDITION, PI passes on BMv2's
+    # error as UNKNOWN.
+    assert (our_refusal, their_refusal) == (code_pb2.FAILED_PRECONDITION, code_pb2.UNKNOWN)
+
+
+def delete_member_in_use(client: RawClient, p4info) -> int:
+    """The google.rpc code of the refusal to delete member 1 of the selector (held by group 100)."""
+    profile_id = next(p.preamble.id for p in p4info.action_profiles if p.preamble.name == I + "sel")
+    with pytest.raises(grpc.RpcError) as info:
+        client.write(update("DELETE", action_profile_member=p4runtime_pb2.ActionProfileMember(
+            action_profile_id=profile_id, member_id=1)))
+    (code,) = batch_codes(info.value)
+    return code
 
 
 @pytest.mark.bmv2
