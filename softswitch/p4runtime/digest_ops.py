@@ -82,6 +82,31 @@ def digest_shape(digest: p4info_pb2.Digest, type_info: p4info_pb2.P4TypeInfo) ->
     return DigestShape("bitstring", (width(spec, "its type"),))
 
 
+def match_learn_lists(digests: list[tuple[int, str, tuple[int, ...]]],
+                      learn_lists: dict[str, tuple[int, ...]]) -> dict[int, str]:
+    """P4Info digest id -> the name of the JSON learn list that implements it: the list of the same name, else
+    (p4c names a digest of a tuple `digest_N` in the P4Info but `tuple_N` in the JSON) the one list no digest has
+    taken whose fields have the same widths. INVALID_ARGUMENT when there is none, or more than one."""
+    matched: dict[int, str] = {}
+    for digest_id, name, widths in digests:
+        if name in learn_lists:
+            if learn_lists[name] != widths:
+                raise P4RuntimeError.invalid_argument(
+                    f"P4Info and BMv2 JSON disagree: digest '{name}' has fields of {list(widths)} bits in the P4Info "
+                    f"but {list(learn_lists[name])} in the JSON")
+            matched[digest_id] = name
+    for digest_id, name, widths in digests:
+        if digest_id in matched:
+            continue
+        free = [n for n, w in learn_lists.items() if w == widths and n not in matched.values()]
+        if len(free) != 1:
+            raise P4RuntimeError.invalid_argument(
+                f"P4Info and BMv2 JSON disagree: digest '{name}' ({list(widths)} bits) has "
+                f"{'no' if not free else 'more than one'} learn list in the JSON")
+        matched[digest_id] = free[0]
+    return matched
+
+
 @dataclass(slots=True)
 class _Digest:
     id: int
@@ -109,11 +134,16 @@ class DigestOps:
         self._primary = primary
         self._clock = clock
         self._digests: dict[int, _Digest] = {}
-        self._by_name: dict[str, _Digest] = {}
+        self._by_name: dict[str, _Digest] = {}   # by the Device's (JSON learn list) name
+        shapes = {d.preamble.id: digest_shape(d, p4info.type_info) for d in p4info.digests}
+        learn_lists = ({name: device.digest_info(name).widths for name in device.digest_names()}
+                       if p4info.digests else {})
+        learned_as = match_learn_lists([(d.preamble.id, d.preamble.name, shapes[d.preamble.id].widths)
+                                        for d in p4info.digests], learn_lists)
         for digest in p4info.digests:
-            entry = _Digest(digest.preamble.id, digest.preamble.name, digest_shape(digest, p4info.type_info))
+            entry = _Digest(digest.preamble.id, digest.preamble.name, shapes[digest.preamble.id])
             self._digests[entry.id] = entry
-            self._by_name[entry.name] = entry
+            self._by_name[learned_as[entry.id]] = entry
         self._lock = threading.Condition()
         self._closed = False
         self._timer: threading.Thread | None = None

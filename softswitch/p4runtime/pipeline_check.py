@@ -14,7 +14,7 @@ from typing import Any
 
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
 from omnireduce.p4proto import p4info_pb2
-from omnireduce.softswitch.p4runtime.digest_ops import digest_shape
+from omnireduce.softswitch.p4runtime.digest_ops import digest_shape, match_learn_lists
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError
 
 # BMv2 JSON match_type -> the P4Info kinds it may realise. p4c-bm2-ss emits "optional" for optional
@@ -191,6 +191,8 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
                             f"{json_meter.get('type')} in the JSON")
     for profile in p4map.action_profiles:
         json_profile = program.action_profiles.get(profile.name)
+        if json_profile is None and not profile.table_ids:
+            continue   # p4c-bm2-ss leaves out a profile no table uses (the P4Info keeps it); nothing can use it
         if json_profile is None:
             raise _mismatch(f"action profile '{profile.name}' is in the P4Info but not in the JSON")
         if bool(json_profile.get("selector")) != profile.with_selector:
@@ -205,12 +207,8 @@ def check_p4info_matches_json(p4map: P4InfoMap, bmv2_json: Mapping[str, Any]) ->
             if json_table.get("action_profile") != profile.name:
                 raise _mismatch(f"table '{table_name}' is implemented by action profile '{profile.name}' in the "
                                 f"P4Info but not in the JSON")
-    for digest in p4map.p4info.digests:
-        shape = digest_shape(digest, p4map.p4info.type_info)   # INVALID_ARGUMENT/UNIMPLEMENTED as PI
-        learn_list = program.learn_lists.get(digest.preamble.name)
-        if learn_list is None:
-            raise _mismatch(f"digest '{digest.preamble.name}' is in the P4Info but has no learn list in the JSON")
-        widths = tuple(program.field_widths.get(tuple(e.get("value", ())), 0) for e in learn_list.get("elements", []))
-        if widths != shape.widths:
-            raise _mismatch(f"digest '{digest.preamble.name}' has fields of {list(shape.widths)} bits in the P4Info "
-                            f"but {list(widths)} in the JSON")
+    shapes = [(d.preamble.id, d.preamble.name, digest_shape(d, p4map.p4info.type_info).widths)
+              for d in p4map.p4info.digests]   # INVALID_ARGUMENT/UNIMPLEMENTED as PI for shapes BMv2 has not
+    match_learn_lists(shapes, {name: tuple(program.field_widths.get(tuple(e.get("value", ())), 0)
+                                           for e in item.get("elements", []))
+                               for name, item in program.learn_lists.items()})

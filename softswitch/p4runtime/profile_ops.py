@@ -40,13 +40,18 @@ class ProfileOps:
         self._watch: dict[tuple[int, int, int], Member] = {}
 
     def _profiles(self, profile_id: int) -> list[ActionProfileInfo]:
-        return list(self.p4map.action_profiles) if profile_id == 0 else [self.p4map.action_profiles.get(profile_id)]
+        """The profiles a read names; a profile no table uses (p4c leaves it out of the JSON) holds nothing."""
+        profiles = (list(self.p4map.action_profiles) if profile_id == 0
+                    else [self.p4map.action_profiles.get(profile_id)])
+        return [p for p in profiles if p.table_ids]
 
     # --- members ---------------------------------------------------------------------------------------
     def write_member(self, update_type: int, msg: p4runtime_pb2.ActionProfileMember) -> None:
         profile = self.p4map.action_profiles.get(msg.action_profile_id)
         if msg.member_id == 0:
             raise P4RuntimeError.invalid_argument(f"action profile '{profile.name}': member_id 0 is reserved")
+        if not profile.table_ids:
+            raise P4RuntimeError.invalid_argument(f"action profile '{profile.name}' implements no table")
         if update_type == Update.DELETE:
             with device_errors():
                 self.device.profile_member_delete(profile.name, msg.member_id)
@@ -56,8 +61,6 @@ class ProfileOps:
         if not msg.HasField("action"):
             raise P4RuntimeError.invalid_argument(
                 f"action profile '{profile.name}' member {msg.member_id}: the member has no action")
-        if not profile.table_ids:
-            raise P4RuntimeError.invalid_argument(f"action profile '{profile.name}' implements no table")
         table = self.p4map.table(profile.table_ids[0])   # the tables of a profile share their actions
         action, params = decode_action(self.p4map, table, p4runtime_pb2.TableAction(action=msg.action),
                                        is_default=False)
@@ -112,6 +115,8 @@ class ProfileOps:
                                                   "no groups")
         if msg.group_id == 0:
             raise P4RuntimeError.invalid_argument(f"action profile '{profile.name}': group_id 0 is reserved")
+        if not profile.table_ids:
+            raise P4RuntimeError.invalid_argument(f"action profile '{profile.name}' implements no table")
         if update_type == Update.DELETE:
             with device_errors():
                 self.device.profile_group_delete(profile.name, msg.group_id)

@@ -207,3 +207,23 @@ def test_bmv2_sends_the_same_digest_lists(backend, config):
         finally:
             client.close()
     assert ours and by_digest(ours) == by_digest(theirs)
+
+
+def test_a_digest_p4c_names_differently_in_the_p4info_maps_by_its_fields(backend):
+    """p4c names a digest of a tuple `digest_N` in the P4Info and `tuple_N` in the JSON (issue430-1-bmv2.p4); the
+    server matches it to the one learn list of the same field widths. (simple_switch_grpc cannot configure such a
+    digest: PI looks the learn list up by the P4Info's name.)"""
+    pipeline = program_pipeline("digest_test")
+    renamed = type(pipeline.p4info)()
+    renamed.CopyFrom(pipeline.p4info)
+    tag = next(d for d in renamed.digests if d.preamble.name == "tag_t")
+    tag.preamble.name = tag.preamble.alias = "digest_0"
+    with serving("digest_test") as served:
+        served.client.set_pipeline(renamed, pipeline.device_config)
+        served.client.write(update("INSERT", digest_entry=p4runtime_pb2.DigestEntry(
+            digest_id=tag.preamble.id, config=Config(max_list_size=1))))
+        served.device.process_packet(1, probe(2))
+        assert digest_lists(served.client.streams[0]) == [(tag.preamble.id, 1, [["07", "fd"]])]
+        tag.type_spec.struct.name = "mac_learn_t"   # now no learn list has its fields' widths
+        with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "digest 'digest_0'"):
+            served.client.set_pipeline(renamed, pipeline.device_config)

@@ -145,3 +145,18 @@ def test_bad_writes_get_the_spec_code(served, case):
 def test_reads_of_unknown_profiles(served):
     with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no action profile with id"):
         served.client.read(Entity(action_profile_member=p4runtime_pb2.ActionProfileMember(action_profile_id=0x11FFFFFF)))
+
+
+def test_a_p4info_profile_no_table_uses_may_be_missing_from_the_json(served):
+    """p4c-bm2-ss leaves an unused action selector out of the JSON and keeps it in the P4Info
+    (action_selector_unused-bmv2.p4): the pipeline is taken, the profile holds nothing and takes nothing."""
+    p4info = type(served.pipeline.p4info)()
+    p4info.CopyFrom(served.pipeline.p4info)
+    unused = p4info.action_profiles.add(with_selector=True, size=4)
+    unused.preamble.id, unused.preamble.name = 0x11ABCDEF, "SelIngress.unused"
+    served.client.set_pipeline(p4info, served.pipeline.device_config)
+    assert served.client.read(Entity(action_profile_member=p4runtime_pb2.ActionProfileMember())) == []
+    with rpc_error(grpc.StatusCode.UNKNOWN) as info:
+        served.client.write(update("INSERT", action_profile_group=p4runtime_pb2.ActionProfileGroup(
+            action_profile_id=0x11ABCDEF, group_id=1)))
+    assert batch_codes(info.value) == [code_pb2.INVALID_ARGUMENT]
