@@ -135,11 +135,11 @@ class Bmv2Process:
             raise AssertionError(f"simple_switch_CLI failed: {errors or output[-800:]}")
         return output
 
-    def deepen_queues(self) -> None:
-        """BMv2's egress queues hold 64 packets by default and drop beyond, which a pcap file read at full speed
-        overflows: make them deep enough for a test's frames."""
+    def configure(self, commands: Sequence[str] = ()) -> None:
+        """Run simple_switch_CLI `commands` in one session, after deepening BMv2's egress queues: they hold 64
+        packets by default and drop beyond, which a pcap file read at full speed overflows."""
         self.wait_for_port(self.thrift_port, "the switch's Thrift port")
-        self.cli([f"set_queue_depth {QUEUE_DEPTH}"])
+        self.cli([f"set_queue_depth {QUEUE_DEPTH}", *commands])
 
     def pvs_add(self, name: str, values: Sequence[int], nbytes: int) -> None:
         """Add values to a parser value set through BMv2's Thrift API. simple_switch_CLI's `pvs_add` cannot be used:
@@ -205,16 +205,14 @@ def _cli_site_packages() -> str:
 
 
 def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequence[str] = (),
-                      expected: int | None = None, log_level: str | None = None, wait_s: int = 2,
+                      expected: int | None = None, log_level: str | None = None, wait_s: int = 3,
                       until: Callable[[Bmv2Result], bool] | None = None,
                       configure: Callable[[Bmv2Process], None] | None = None) -> Bmv2Result:
     """Frames into port 1 of simple_switch running `json_path`, configured with simple_switch_CLI `commands` and
     then `configure(switch)`."""
     switch = Bmv2Process([SIMPLE_SWITCH], frames, wait_s, log_level, json_path)
     try:
-        switch.deepen_queues()
-        if commands:
-            switch.cli(commands)
+        switch.configure(commands)
         if configure:
             configure(switch)
         switch.check_in_time()
@@ -224,7 +222,7 @@ def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequen
 
 
 @contextmanager
-def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2,
+def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 3,
                        spacing_s: float = 0.0) -> Iterator[tuple[Bmv2Process, str]]:
     """simple_switch_grpc without a program, reading `frames` (`spacing_s` apart) after `wait_s` seconds: yields the
     process and its P4Runtime address; the caller pushes the pipeline and configures it (within the wait,
@@ -233,7 +231,7 @@ def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 2,
     switch = Bmv2Process([SIMPLE_SWITCH_GRPC], frames, wait_s, None, None, grpc_port=grpc_port, spacing_s=spacing_s)
     try:
         switch.wait_for_port(grpc_port, "simple_switch_grpc's gRPC port")
-        switch.deepen_queues()
+        switch.configure()
         yield switch, f"127.0.0.1:{grpc_port}"
     finally:
         switch.close()
