@@ -22,7 +22,8 @@ H_RECIRC = 3  # None, or the field list id given to recirculate
 H_PKTLEN = 4  # packet length BMv2 keeps in a packet register (add/remove_header adjust it)
 H_INGLEN = 5  # length of the packet as received (counters count these bytes, as BMv2 does)
 H_TRUNC = 6  # 0, or the length to truncate the packet to on output (v1model truncate())
-HIDDEN_SLOTS = 7
+H_DIGEST = 7  # 0, or the learn list id of the digest the packet sends at the end of ingress (the last one asked)
+HIDDEN_SLOTS = 8
 
 # BMv2 simple_switch packet instance types (standard_metadata.instance_type).
 PKT_INSTANCE_TYPE_NORMAL = 0
@@ -78,7 +79,7 @@ class PhvLayout:
         self._span: dict[str, int] = {}
         self._varbit: dict[str, tuple[int, int, tuple[int, ...]]] = {}  # header -> (value, width, limbs)
         self._next_slot: dict[str, int] = {}
-        initial: list[object] = [False, None, None, None, 0, 0, 0]
+        initial: list[object] = [False, None, None, None, 0, 0, 0, 0]
         assert len(initial) == HIDDEN_SLOTS
         for name in program.headers:
             for member in self._group(name):

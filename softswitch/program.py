@@ -29,9 +29,6 @@ CORE_ERRORS = (
 
 # Top-level arrays that must be empty (or absent) because this target does not implement them.
 _UNSUPPORTED_IF_NONEMPTY = {
-    "parse_vsets": "parser value sets",
-    "meter_arrays": "meters",
-    "learn_lists": "digests (learn lists)",
     "extern_instances": "extern instances",
 }
 
@@ -145,6 +142,8 @@ class Table:
     with_counters: bool
     default_entry: DefaultEntry | None
     const_entries: tuple[ConstEntry, ...]
+    direct_meter: str | None = None  # the meter array executed on every hit (BMv2 "direct_meters")
+    action_profile: str | None = None  # tables of type indirect / indirect_ws: entries point at members/groups
 
     @property
     def hit_miss_next(self) -> bool:
@@ -229,6 +228,52 @@ class CounterArray:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueSet:
+    """A parser value set: members the control plane writes, matched by `select` cases of type parse_vset."""
+
+    name: str
+    id: int
+    compressed_bitwidth: int
+    max_size: int
+    # Widths of the select key fields it is matched against (BMv2 pads each to whole bytes); their sum is the
+    # compressed bitwidth. One field of that width for a value set no select uses.
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionProfile:
+    """An action profile, or an action selector when it has a `selector` (the hash over the tables' selector
+    keys, as a calculation named '<profile>$selector')."""
+
+    name: str
+    size: int
+    selector: Calculation | None
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnList:
+    """The fields a digest (generate_digest / digest<T>) sends, read at the end of ingress (BMv2 learn_lists)."""
+
+    id: int
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterArray:
+    """A two-rate three-color meter array (BMv2 meter_arrays). A direct meter has a cell per entry of the table it
+    is bound to, executed when the table hits, its color written to `result_target`."""
+
+    name: str
+    size: int
+    unit: str  # "packets" | "bytes"
+    is_direct: bool
+    binding: str | None
+    result_target: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldList:
     id: int
     name: str
@@ -255,6 +300,10 @@ class Program:
     field_lists: dict[int, FieldList]
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)
+    meters: dict[str, MeterArray] = field(default_factory=dict)
+    action_profiles: dict[str, ActionProfile] = field(default_factory=dict)
+    learn_lists: dict[int, LearnList] = field(default_factory=dict)
     stacks: dict[str, HeaderStack] = field(default_factory=dict)
     unions: dict[str, HeaderUnion] = field(default_factory=dict)
     union_stacks: dict[str, UnionStack] = field(default_factory=dict)
@@ -415,8 +464,10 @@ def load_program(source: bytes | str | dict) -> Program:
     deparser = Deparser(dp.get("name", "deparser"), tuple(dp.get("order", [])))
 
     pipelines = {}
+    action_profiles: dict[str, ActionProfile] = {}
     for p in root["pipelines"]:
         pipelines[p["name"]] = _load_pipeline(p, actions_by_id, headers)
+        action_profiles.update(_load_action_profiles(p, pipelines[p["name"]]))
     if set(pipelines) != {"ingress", "egress"}:
         raise UnsupportedProgram(f"expected pipelines 'ingress' and 'egress' (v1model), found {sorted(pipelines)}")
     tables = {}
@@ -426,6 +477,9 @@ def load_program(source: bytes | str | dict) -> Program:
     calculations = {}
     for c in root.get("calculations", []):
         calculations[c["name"]] = Calculation(c["name"], c.get("algo", ""), tuple(c.get("input", [])))
+    for profile in action_profiles.values():
+        if profile.selector is not None:
+            calculations[profile.selector.name] = profile.selector
 
     checksums = []
     for c in root.get("checksums", []):
@@ -493,12 +547,17 @@ def load_program(source: bytes | str | dict) -> Program:
         union_stacks=union_stacks,
         union_of=union_of,
         union_stack_of=union_stack_of,
+        value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
+        meters=_load_meters(root.get("meter_arrays") or []),
+        action_profiles=action_profiles,
+        learn_lists=_load_learn_lists(root.get("learn_lists") or [], headers),
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
     for c in counters.values():
         if c.is_direct and c.binding not in tables:
             raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
+    _check_direct_meters(program)
     return program
 
 
@@ -566,6 +625,91 @@ def _load_stacks_and_unions(root: Json, header_types: dict[str, HeaderType], hea
     return stacks, unions, union_stacks, union_of, union_stack_of
 
 
+def _load_action_profiles(p: Json, pipeline: Pipeline) -> dict[str, ActionProfile]:
+    profiles: dict[str, ActionProfile] = {}
+    for item in p.get("action_profiles") or []:
+        name = _req(item, "name", "action profile")
+        size = int(item.get("max_size", 0))
+        if size < 0:
+            raise InvalidArgument(f"action profile '{name}' has size {size}")
+        selector = None
+        if item.get("selector") is not None:
+            sel = item["selector"]
+            selector = Calculation(f"{name}$selector", sel.get("algo", ""), tuple(sel.get("input", [])))
+        tables = tuple(t.name for t in pipeline.tables.values() if t.action_profile == name)
+        profiles[name] = ActionProfile(name, size, selector, tables)
+    implementations = {t.get("name"): t.get("type", "simple") for t in p.get("tables", [])}
+    for table in pipeline.tables.values():
+        if table.action_profile is None:
+            continue
+        profile = profiles.get(table.action_profile)
+        if profile is None:
+            raise InvalidArgument(f"table '{table.name}' uses unknown action profile '{table.action_profile}'")
+        if implementations.get(table.name) == "indirect_ws" and profile.selector is None:
+            raise InvalidArgument(f"table '{table.name}' needs a selector, but action profile '{profile.name}' "
+                                  "has none")
+        first = pipeline.tables[profile.tables[0]]
+        if set(table.actions) != set(first.actions):
+            raise UnsupportedProgram(f"tables '{first.name}' and '{table.name}' share action profile "
+                                     f"'{profile.name}' but not their actions")
+    return profiles
+
+
+def _load_learn_lists(items: list[Json], headers: dict[str, Header]) -> dict[int, LearnList]:
+    lists = {}
+    for item in items:
+        name = _req(item, "name", "learn list")
+        list_id = int(_req(item, "id", f"learn list {name}"))
+        if list_id <= 0:
+            raise InvalidArgument(f"learn list '{name}' has id {list_id} (BMv2 takes 0 for no digest)")
+        fields = []
+        for element in item.get("elements", []):
+            if element.get("type") != "field":
+                raise UnsupportedProgram(f"learn list '{name}' holds a {element.get('type')!r} (only fields)")
+            header, fname = element["value"]
+            if header not in headers or not any(f.name == fname for f in headers[header].type.fields):
+                raise InvalidArgument(f"learn list '{name}' names unknown field '{header}.{fname}'")
+            fields.append((header, fname))
+        lists[list_id] = LearnList(list_id, name, tuple(fields))
+    return lists
+
+
+def _load_meters(items: list[Json]) -> dict[str, MeterArray]:
+    meters = {}
+    for m in items:
+        name = _req(m, "name", "meter array")
+        unit = m.get("type")
+        if unit not in ("packets", "bytes"):
+            raise InvalidArgument(f"meter '{name}' has type {unit!r} (need 'packets' or 'bytes')")
+        if int(m.get("rate_count", 2)) != 2:
+            raise UnsupportedProgram(f"meter '{name}' has {m.get('rate_count')} rates (only two-rate meters)")
+        size = int(m.get("size", 0))
+        if size < 0:
+            raise InvalidArgument(f"meter '{name}' has size {size}")
+        target = m.get("result_target")
+        meters[name] = MeterArray(name, size, unit, bool(m.get("is_direct", False)), m.get("binding"),
+                                  (target[0], target[1]) if target else None)
+    return meters
+
+
+def _check_direct_meters(program: Program) -> None:
+    for meter in program.meters.values():
+        if not meter.is_direct:
+            continue
+        table = program.tables.get(meter.binding or "")
+        if table is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to unknown table {meter.binding!r}")
+        if table.direct_meter != meter.name:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to table '{table.name}', which names "
+                                  f"{table.direct_meter!r} as its direct meter")
+        if meter.result_target is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' has no result_target")
+        program.field_spec(*meter.result_target)   # InvalidArgument for an unknown field
+    for table in program.tables.values():
+        if table.direct_meter is not None and table.direct_meter not in program.meters:
+            raise InvalidArgument(f"table '{table.name}' names unknown direct meter '{table.direct_meter}'")
+
+
 def _key_width(table: str, match_type: str, target: tuple[str, str] | str, headers: dict[str, Header]) -> int:
     if match_type == "valid" or isinstance(target, str):
         if (target if isinstance(target, str) else target[0]) not in headers:
@@ -606,19 +750,62 @@ def _load_parser(p: Json) -> Parser:
     return Parser(p.get("name", "parser"), init, states)
 
 
+def _select_key_width(key: Json, headers: dict[str, Header]) -> int | None:
+    """The width of one element of a select key, where it is a field or a lookahead; None otherwise."""
+    if key.get("type") == "lookahead":
+        return int(key["value"][1])
+    if key.get("type") == "field":
+        header = headers.get(key["value"][0])
+        for spec in header.type.fields if header is not None else ():
+            if spec.name == key["value"][1]:
+                return spec.width
+    return None
+
+
+def _load_value_sets(items: list[Json], parser: Parser, headers: dict[str, Header]) -> dict[str, ValueSet]:
+    declared: dict[str, Json] = {}
+    for item in items:
+        name = _req(item, "name", "parse_vset")
+        width, size = int(_req(item, "compressed_bitwidth", f"value set {name}")), int(item.get("max_size", 0))
+        if width <= 0 or size < 0:
+            raise InvalidArgument(f"value set '{name}' has compressed bitwidth {width} and size {size}")
+        declared[name] = item
+    widths: dict[str, tuple[int, ...]] = {}
+    for state in parser.states.values():
+        for t in state.transitions:
+            if t.get("type") != "parse_vset":
+                continue
+            name = t.get("value")
+            if name not in declared:
+                raise InvalidArgument(f"parse state '{state.name}' selects on unknown value set {name!r}")
+            key = tuple(_select_key_width(k, headers) for k in state.transition_key)
+            if not key or None in key:
+                raise UnsupportedProgram(f"parse state '{state.name}': value set '{name}' is matched against a "
+                                         "select key that is not made of fields and lookaheads")
+            if sum(key) != int(declared[name]["compressed_bitwidth"]):
+                raise InvalidArgument(f"value set '{name}' is {declared[name]['compressed_bitwidth']} bits wide but "
+                                      f"parse state '{state.name}' matches it against {sum(key)} bits")
+            if widths.setdefault(name, key) != key:
+                raise UnsupportedProgram(f"value set '{name}' is matched against select keys of different shapes "
+                                         f"({list(widths[name])} and {list(key)})")
+    return {name: ValueSet(name, int(item.get("id", 0)), int(item["compressed_bitwidth"]), int(item.get("max_size", 0)),
+                           widths.get(name, (int(item["compressed_bitwidth"]),)))
+            for name, item in declared.items()}
+
+
 def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str, Header]) -> Pipeline:
     name = p["name"]
-    if p.get("action_profiles"):
-        raise UnsupportedProgram(f"action profiles/selectors are not supported (pipeline {name})")
     tables = {}
     for t in p.get("tables", []):
         tname = t["name"]
-        if t.get("type", "simple") != "simple":
-            raise UnsupportedProgram(f"table '{tname}' has implementation '{t.get('type')}' (only 'simple')")
+        implementation = t.get("type", "simple")
+        if implementation not in ("simple", "indirect", "indirect_ws"):
+            raise UnsupportedProgram(f"table '{tname}' has implementation '{implementation}'")
+        if implementation != "simple" and t.get("default_entry") is not None:
+            raise UnsupportedProgram(f"table '{tname}' uses an action profile and has a default entry, which "
+                                     "the softswitch does not implement (p4c does not emit one)")
         if t.get("support_timeout"):
             raise UnsupportedProgram(f"table '{tname}' supports idle timeout, which is not supported")
-        if t.get("direct_meters"):
-            raise UnsupportedProgram(f"table '{tname}' has direct meters, which are not supported")
         keys = []
         for k in t.get("key", []):
             mt = k["match_type"]
@@ -681,6 +868,8 @@ def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str,
             with_counters=bool(t.get("with_counters", False)),
             default_entry=default_entry,
             const_entries=tuple(const_entries),
+            direct_meter=t.get("direct_meters") or None,
+            action_profile=t.get("action_profile") if implementation != "simple" else None,
         )
     conditionals = {}
     for c in p.get("conditionals", []):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgument, UnsupportedProgram
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_DIGEST, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .calculations import calculation_function
-from .context import CompileContext
+from .context import CompileContext, LogFormat, compile_log_format
 from .expressions import Expr, ExpressionCompiler, slot_code, store_code
 from .source import CodeWriter
 
@@ -459,6 +459,24 @@ class PrimitiveCompiler:
         pk, by = self.ctx.ns.bind(ctr.packets, "CP"), self.ctx.ns.bind(ctr.bytes, "CB")
         self._indexed(self._param(prim, 1), ctr.size, f"counter {ctr.name}", [f"{pk}[{IDX}] += 1", f"{by}[{IDX}] += F[{H_INGLEN}]"])
 
+    def _meter(self, node: Json):
+        if node.get("type") != "meter_array":
+            raise InvalidArgument(f"{self.where}: execute_meter of a {node.get('type')}")
+        spec = self.ctx.program.meters.get(node["value"])
+        if spec is None or spec.is_direct:
+            raise InvalidArgument(f"{self.where}: unknown (or direct) meter '{node['value']}'")
+        return spec
+
+    def _p_execute_meter(self, prim: Json) -> None:
+        spec = self._meter(self._param(prim, 0))
+        slot, width, signed = self._field_lvalue(self._param(prim, 2))
+        meter = self.ctx.ns.bind(self.ctx.meters[spec.name], "M")
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        # An index past the end leaves the destination as it was and the meters alone (BMv2).
+        color = Expr(f"{meter}.execute({IDX}, {amount}, _now())", "data", 0, 2)
+        self._indexed(self._param(prim, 1), spec.size, f"meter {spec.name}",
+                      [f"F[{slot}] = {store_code(color, width, signed)}"])
+
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         base = self.exprs.compile_data(self._param(prim, 1))
@@ -492,6 +510,19 @@ class PrimitiveCompiler:
         field_list = self.exprs.compile_data(params[0]).code if params else "0"
         self.w.line(f"F[{H_RECIRC}] = {field_list}")
 
+    def _learn_list_id(self, prim: Json) -> int:
+        learn_id = self.exprs.compile_data(self._param(prim, 1))
+        if learn_id.const is None:
+            raise UnsupportedProgram(f"{self.where}: generate_digest of a computed learn list")
+        if learn_id.const not in self.ctx.program.learn_lists:
+            raise InvalidArgument(f"{self.where}: generate_digest of unknown learn list {learn_id.const}")
+        return learn_id.const
+
+    def _p_generate_digest(self, prim: Json) -> None:
+        # The receiver (parameter 0) is ignored, as BMv2 does; the last digest a packet asks for is the one sent,
+        # with the list's fields as they are at the end of ingress.
+        self.w.line(f"F[{H_DIGEST}] = {self._learn_list_id(prim)}")
+
     def _p_truncate(self, prim: Json) -> None:
         length = self.exprs.compile_data(self._param(prim, 0))
         self.w.line(f"F[{H_TRUNC}] = {length.code}")
@@ -503,17 +534,31 @@ class PrimitiveCompiler:
     def _p_no_op(self, prim: Json) -> None:
         self.w.line("pass")
 
-    def _p_log_msg(self, prim: Json) -> None:
+    def _log_values(self, prim: Json) -> tuple[LogFormat, list[Json]]:
+        """The call's format, expanded the way BMv2 does it, and its value expressions."""
         fmt = self._param(prim, 0)
         if fmt.get("type") != "string":
             raise InvalidArgument(f"{self.where}: log_msg format is not a string")
         params = prim.get("parameters", [])
-        values = []
+        items: list[Json] = []
         if len(params) > 1:
             vec = params[1]
-            items = vec.get("value", []) if vec.get("type") == "parameters_vector" else [vec]
-            values = [self.exprs.compile_data(item).code for item in items]
-        self.w.line(f"_log_msg({fmt['value']!r}, [{', '.join(values)}])")
+            # p4c writes an empty vector as {} and a single value may come bare.
+            items = list(vec.get("value") or []) if vec.get("type") == "parameters_vector" else [vec]
+        compiled = compile_log_format(fmt["value"], len(items))
+        if compiled.error is not None:
+            self.ctx.warnings.append(f"{self.where}: log_msg({fmt['value']!r}) with {len(items)} value(s): "
+                                     f"{compiled.error}; BMv2 exits when it runs this, here the packet is dropped")
+        return compiled, items
+
+    def _p_log_msg(self, prim: Json) -> None:
+        compiled, items = self._log_values(prim)
+        name = self.ctx.ns.bind(compiled, "LOGFMT")
+        if compiled.error is not None:
+            self.w.line(f"_log_msg_failed({name})")
+            return
+        values = [self.exprs.compile_data(item).code for item in items]
+        self.w.line(f"_log_msg({name}, [{', '.join(values)}])")
 
     def _assert(self, prim: Json) -> None:
         cond = self.exprs.compile(self._param(prim, 0))

@@ -49,8 +49,10 @@ def compile_parser(ctx: CompileContext, codecs: dict[str, HeaderCodec | VarbitCo
     ctx.ns.set("_lookahead", _lookahead_fn(too_short))
     state_fn = {name: f"PS_{i}" for i, name in enumerate(program.parser.states)}
     w = CodeWriter()
+    value_sets = {name: (ctx.ns.bind(vs.contains, "VS"), ctx.ns.bind(vs.contains_masked, "VSM"))
+                  for name, vs in ctx.value_sets.items()}
     for name, state in program.parser.states.items():
-        _compile_state(ctx, codecs, state, state_fn, w, too_short, invalid_arg)
+        _compile_state(ctx, codecs, state, state_fn, w, too_short, invalid_arg, value_sets)
     init = state_fn.get(program.parser.init_state) if program.parser.init_state else None
     with w.block("def parse(F, D):"):
         w.line("L = len(D)")
@@ -78,6 +80,7 @@ def _compile_state(
     w: CodeWriter,
     too_short: int,
     invalid_arg: int,
+    value_sets: dict[str, tuple[str, str]],
 ) -> None:
     program, layout = ctx.program, ctx.layout
     where = f"parse state '{state.name}'"
@@ -147,7 +150,7 @@ def _compile_state(
                 PrimitiveCompiler(ctx, exprs, w, where).primitive(params[0])
             else:
                 raise UnsupportedProgram(f"{where}: parser operation '{kind}' is not supported")
-        _compile_transitions(exprs, state, state_fn, w, where)
+        _compile_transitions(exprs, state, state_fn, w, where, value_sets)
 
 
 def extract_targets(program, layout, target: dict, where: str) -> list[tuple[str, str | None]]:
@@ -197,7 +200,8 @@ def invalidate_union_siblings(program, layout, header: str, w, false: str, end: 
 
 
 def _compile_transitions(
-    exprs: ExpressionCompiler, state: ParseState, state_fn: dict[str, str], w: CodeWriter, where: str
+    exprs: ExpressionCompiler, state: ParseState, state_fn: dict[str, str], w: CodeWriter, where: str,
+    value_sets: dict[str, tuple[str, str]],
 ) -> None:
     def target(t: dict) -> str:
         nxt = t.get("next_state")
@@ -226,8 +230,15 @@ def _compile_transitions(
                 # Cases after a default are unreachable, as in BMv2 (default ends the search).
                 w.line(f"return {target(t)}, o")
                 return
+            if kind == "parse_vset":
+                contains, contains_masked = value_sets[t["value"]]
+                test = (f"{contains}(k)" if t.get("mask") is None
+                        else f"{contains_masked}(k, {parse_hexstr(t['mask'])})")
+                with w.block(f"if {test}:"):
+                    w.line(f"return {target(t)}, o")
+                continue
             if kind != "hexstr":
-                raise UnsupportedProgram(f"{where}: transition of type '{kind}' (value sets) is not supported")
+                raise UnsupportedProgram(f"{where}: transition of type '{kind}' is not supported")
             value = parse_hexstr(t["value"])
             if t.get("mask") is None:
                 with w.block(f"if k == {value}:"):

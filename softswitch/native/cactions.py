@@ -13,7 +13,7 @@ from typing import Any
 from ..codegen.actions import IDX, BodyInfo, PrimitiveCompiler
 from ..codegen.expressions import slot_code
 from ..errors import InvalidArgument
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_DIGEST, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .ccalc import calculation_function
 from .cexpr import CExpr, CExpressionCompiler, const_cexpr, store_c
@@ -137,6 +137,15 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         lines = [f"st->cpk[{k}][{IDX}] += 1;", f"st->cby[{k}][{IDX}] += F[{H_INGLEN}];"]
         self._indexed(self._param(prim, 1), size, f"counter {node['value']}", lines)
 
+    def _p_execute_meter(self, prim: Json) -> None:
+        spec = self._meter(self._param(prim, 0))
+        slot, width, signed = self._field_lvalue(self._param(prim, 2))
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        color = CExpr(f"((W)ss_meter_execute(st, &st->meters[{self.ctx.meter_index[spec.name]}], {IDX}, {amount}))",
+                      "data", 0, 2)
+        self._indexed(self._param(prim, 1), spec.size, f"meter {spec.name}",
+                      [f"F[{slot}] = {store_c(color, width, signed)};"])
+
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         base = self.exprs.compile_data(self._param(prim, 1))
@@ -177,6 +186,9 @@ class CPrimitiveCompiler(PrimitiveCompiler):
     def _p_recirculate(self, prim: Json) -> None:
         self._field_list_request(prim, H_RECIRC)
 
+    def _p_generate_digest(self, prim: Json) -> None:
+        self.w.line(f"F[{H_DIGEST}] = {self._learn_list_id(prim)}ULL;")
+
     def _p_truncate(self, prim: Json) -> None:
         length = self.exprs.compile_data(self._param(prim, 0))
         self.w.line(f"F[{H_TRUNC}] = (u64)({length.code});")
@@ -189,18 +201,14 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         self.w.line(";")
 
     def _p_log_msg(self, prim: Json) -> None:
-        fmt = self._param(prim, 0)
-        if fmt.get("type") != "string":
-            raise InvalidArgument(f"{self.where}: log_msg format is not a string")
-        params = prim.get("parameters", [])
-        values: list[CExpr] = []
-        if len(params) > 1:
-            vec = params[1]
-            items = vec.get("value", []) if vec.get("type") == "parameters_vector" else [vec]
-            values = [self.exprs.compile_data(item) for item in items]
+        compiled, items = self._log_values(prim)
+        if compiled.error is not None:
+            self.w.line("ss_fail(st, R_LOG_MSG_ERROR);")
+            return
+        values = [self.exprs.compile_data(item) for item in items]
         self.exprs._window(*values)
         msg_id = len(self.ctx.log_formats)
-        self.ctx.log_formats.append(fmt["value"])
+        self.ctx.log_formats.append(compiled)
         with self.w.if_("st->log_enabled"):
             parts = ", ".join(f"(u64){v.code}, (u64)({v.code} >> 64)" for v in values) or "0"
             self.w.line(f"u64 _lv[] = {{{parts}}};")

@@ -166,7 +166,7 @@ def _compile_state(ctx: CContext, state: ParseState, labels: dict[str, str], w: 
             CPrimitiveCompiler(ctx, exprs, w, where).primitive(params[0])
         else:
             raise UnsupportedProgram(f"{where}: parser operation '{kind}' is not supported")
-    _compile_transitions(exprs, state, labels, w, where)
+    _compile_transitions(exprs, state, labels, w, where, ctx.value_set_index)
     return exprs.parser_index_used
 
 
@@ -209,7 +209,7 @@ def _extract_varbit(ctx: CContext, w: CCodeWriter, header: Header, length: str, 
 
 
 def _compile_transitions(exprs: CExpressionCompiler, state: ParseState, labels: dict[str, str], w: CCodeWriter,
-                         where: str) -> None:
+                         where: str, value_sets: dict[str, int]) -> None:
     def goto(t: dict) -> str:
         nxt = t.get("next_state")
         return "goto accept;" if nxt is None else f"goto {labels[nxt]};"
@@ -236,8 +236,12 @@ def _compile_transitions(exprs: CExpressionCompiler, state: ParseState, labels: 
             if kind == "default":
                 w.line(goto(t))
                 return
+            if kind == "parse_vset":
+                mask = (1 << 128) - 1 if t.get("mask") is None else parse_hexstr(t["mask"])
+                w.line(f"if (ss_vset_contains(&st->vsets[{value_sets[t['value']]}], k, {w_literal(mask)})) {goto(t)}")
+                continue
             if kind != "hexstr":
-                raise UnsupportedProgram(f"{where}: transition of type '{kind}' (value sets) is not supported")
+                raise UnsupportedProgram(f"{where}: transition of type '{kind}' is not supported")
             value = parse_hexstr(t["value"])
             if t.get("mask") is None:
                 w.line(f"if (k == {w_literal(value)}) {goto(t)}")

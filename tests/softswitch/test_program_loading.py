@@ -50,7 +50,8 @@ def test_p4info_given_instead_of_json():
 
 
 def _add_meter(p):
-    p["meter_arrays"] = [{"name": "m", "id": 0, "type": "bytes", "size": 4, "rate_count": 2, "is_direct": False}]
+    # v1model meters have two rates; BMv2's engine takes any number, the softswitch only two.
+    p["meter_arrays"] = [{"name": "m", "id": 0, "type": "bytes", "size": 4, "rate_count": 3, "is_direct": False}]
 
 
 def _stack_of_unknown_headers(p):
@@ -74,7 +75,9 @@ def _bad_operator(p):
 
 
 def _action_profile(p):
-    p["pipelines"][0]["action_profiles"] = [{"name": "ap", "id": 0, "max_size": 4}]
+    table = p["pipelines"][0]["tables"][0]
+    table["type"], table["action_profile"] = "indirect", "ap"   # a profile the JSON does not declare
+    table.pop("default_entry", None)
 
 
 def _dangling_next(p):
@@ -99,12 +102,12 @@ def _variable_length_without_max_length(p):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (_add_meter, "meters"),
+        (_add_meter, "only two-rate meters"),
         (_stack_of_unknown_headers, "header stack stk names unknown header id 98"),
         (_union_of_unknown_type, "unknown union type 'no_such_type'"),
         (_bad_primitive, "frobnicate"),
         (_bad_operator, r"\*\*"),
-        (_action_profile, "action profiles"),
+        (_action_profile, "unknown action profile 'ap'"),
         (_dangling_next, "no_such_node"),
         (_custom_hash, "crc16_custom"),
         (_variable_length_without_max_length, "variable-length field 'options' without a usable max_length"),
