@@ -5,9 +5,11 @@
     omnireduce-bench switch --plot-dir docs/img         # softswitch native/Python vs BMv2, and the e2e rate
     omnireduce-bench agent                              # the host agent's own cost
     omnireduce-bench model --from sweep.json --plot-dir docs/img   # line-rate model at 10 and 100 Gbit/s
+    omnireduce-bench faults                             # the fault suite: loss, duplication, reordering (~25 min)
 
-docs/performance.md shows what each prints on the project's machine. Exit status: 0 when every run worked,
-1 when a run failed (the table says which), 2 for bad arguments.
+docs/performance.md shows what each prints on the project's machine (docs/reliability.md for faults). Exit
+status: 0 when every run worked (faults: every result exact), 1 when a run failed (the table says which), 2 for bad
+arguments.
 """
 
 from __future__ import annotations
@@ -294,6 +296,82 @@ def run_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- faults --------------------------------------------------------------------------------------------------------
+
+def add_faults(sub) -> None:
+    from . import faults
+
+    parser = sub.add_parser("faults", help="the fault suite: all-reduces under loss, duplication, reordering and "
+                                           "delay, every result compared bit for bit with the fault-free run",
+                            description=faults.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = faults.FaultSuiteConfig()
+    parser.add_argument("--runs", type=argtypes.integer(minimum=1), default=default.runs,
+                        help="all-reduces per scenario (default %(default)s)")
+    parser.add_argument("--workers", type=argtypes.integer(minimum=1, maximum=32), default=default.workers,
+                        help="workers of the job (default %(default)s)")
+    parser.add_argument("--size", type=argtypes.integer(minimum=1), default=default.size,
+                        help="float32 values per tensor (default %(default)s)")
+    parser.add_argument("--density", type=argtypes.fraction, default=default.density,
+                        help="fraction of non-zero blocks per worker (default %(default)s)")
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1, maximum=512), default=None,
+                        help="slots of the job (default: the testbed's choice for the tensor)")
+    parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed,
+                        help="seed of the inputs and of every scenario's faults (default %(default)s)")
+    parser.add_argument("--scenarios", type=comma_list(_scenario, "scenario names"), default=default.scenarios,
+                        help=f"scenarios to run, the reference 'none' always first (default all: "
+                             f"{','.join(faults.SCENARIO_NAMES)})")
+    parser.add_argument("--json-out", type=Path, metavar="PATH", help="write every scenario as JSON (as they end)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/reliability.md)")
+    parser.add_argument("--from", dest="saved", type=argtypes.existing_file, metavar="FAULTS_JSON",
+                        help="report a suite written earlier with --json-out instead of running one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    parser.set_defaults(run=run_faults)
+
+
+def _scenario(text: str) -> str:
+    from .faults import SCENARIO_NAMES
+
+    if text not in SCENARIO_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown scenario {text!r}; choose from {', '.join(SCENARIO_NAMES)}")
+    return text
+
+
+def run_faults(args: argparse.Namespace) -> int:
+    from . import faults
+
+    if args.saved:
+        results = faults.load_results(args.saved)
+        print(faults.format_table(results, args.markdown))
+        return 0 if all(result.exact == result.runs for result in results) else 1
+    config = faults.FaultSuiteConfig(runs=args.runs, workers=args.workers, size=args.size, density=args.density,
+                                     slots=args.slots, seed=args.seed, scenarios=args.scenarios)
+    print(f"machine: {machine_line()}")
+    print(f"{config.workers} workers, {config.size:,} float32 values at density {config.density:g}, "
+          f"{config.slot_count()} slots, {config.runs} runs per scenario")
+    started = time.monotonic()
+    scenarios = 1 + len([name for name in config.scenarios if name != faults.REFERENCE.name])
+    bar = _progress_bar(scenarios * config.runs, not args.no_progress)
+    done: list = []
+
+    def on_scenario(result) -> None:
+        done.append(result)
+        if args.json_out:
+            args.json_out.write_text(json.dumps(faults.to_json(config, done, machine_line(),
+                                                               time.monotonic() - started), indent=1) + "\n")
+
+    def progress(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    try:
+        results = faults.run_suite(config, progress, on_scenario)
+    finally:
+        bar.close()
+    print(faults.format_table(results, args.markdown))
+    print(f"\nsuite took {time.monotonic() - started:.0f} s; machine after: {machine_line()}")
+    return 0 if all(result.exact == result.runs for result in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnireduce-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_switch(sub)
     add_agent(sub)
     add_model(sub)
+    add_faults(sub)
     return parser
 
 

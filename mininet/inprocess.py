@@ -188,8 +188,34 @@ class InProcessTestbed:
             switch.bind_pipeline_file(PipelineFiles().p4info)
             return counters_to_json(counter_reading.read_counters(switch))
 
+    def switch_counters(self) -> dict[str, int]:
+        """The switch's drop and job counters (packets), read from the device itself (cheap enough to read around
+        every frame): `ingress:<reason>`, `egress:<reason>` and `job<J>:<kind>` (contributions, results, replays,
+        forwards) for every job."""
+        return read_device_counters(self.device, [job.job_id for job in self.plan.jobs])
+
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Until no impaired frame is held any more (delays, reordering) or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while self.impaired.next_due() is not None and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def read_device_counters(device, job_ids: Sequence[int]) -> dict[str, int]:
+    """See `InProcessTestbed.switch_counters`."""
+    from omnireduce.controller import program
+    from omnireduce.p4src import constants
+
+    counters = {}
+    for pipe, name in (("ingress", program.INGRESS_DROPS), ("egress", program.EGRESS_DROPS)):
+        for code, reason in constants.DROP_REASONS.items():
+            counters[f"{pipe}:{reason}"] = device.counter_read(name, code)[0]
+    for job_id in job_ids:
+        for kind, name in program.JOB_COUNTERS.items():
+            counters[f"job{job_id}:{kind}"] = device.counter_read(name, job_id)[0]
+    return counters
+
+
+def counter_delta(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    """The counters that moved from `before` to `after`, by how much."""
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
