@@ -173,8 +173,9 @@ class InProcessTestbed:
     def reset_job(self, job_id: int) -> None:
         """`omnireduce-ctl reset`: clear the job's slots, then open fresh agents for it."""
         from omnireduce.controller import connect, reset_job
+        from omnireduce.p4src import artifacts
 
-        with connect(self.grpc_addr, timeout=SETUP_TIMEOUT_S) as switch:
+        with connect(self.grpc_addr, timeout=SETUP_TIMEOUT_S, p4info=artifacts.P4INFO) as switch:
             reset_job(switch, job_id)
         self.open_agents([job_id])
 
