@@ -6,6 +6,7 @@
     omnireduce-bench agent                              # the host agent's own cost
     omnireduce-bench model --from sweep.json --plot-dir docs/img   # line-rate model at 10 and 100 Gbit/s
     omnireduce-bench faults                             # the fault suite: loss, duplication, reordering (~25 min)
+    omnireduce-bench fuzz                               # 10,000 hostile packets into running jobs, all counted
 
 docs/performance.md shows what each prints on the project's machine (docs/reliability.md for faults). Exit
 status: 0 when every run worked (faults: every result exact), 1 when a run failed (the table says which), 2 for bad
@@ -372,6 +373,61 @@ def run_faults(args: argparse.Namespace) -> int:
     return 0 if all(result.exact == result.runs for result in results) else 1
 
 
+# --- fuzz ----------------------------------------------------------------------------------------------------------
+
+def add_fuzz(sub) -> None:
+    from . import fuzz
+
+    parser = sub.add_parser("fuzz", help="malformed and spoofed packets into running jobs: every one counted by the "
+                                         "switch, every result exact",
+                            description=fuzz.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = fuzz.FuzzConfig()
+    parser.add_argument("--packets", type=argtypes.integer(minimum=1), default=default.packets,
+                        help="fuzzed packets to send (default %(default)s)")
+    parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed,
+                        help="seed of the packets, the inputs and the jobs' link faults (default %(default)s)")
+    parser.add_argument("--time-limit", type=argtypes.seconds, default=default.time_limit_s,
+                        help="stop sending after this many seconds even if fewer packets went (default %(default)s)")
+    parser.add_argument("--rate", type=argtypes.number(minimum=1.0), default=default.rate,
+                        help="fuzzed packets per second at most (default %(default)s)")
+    parser.add_argument("--workers", type=argtypes.integer(minimum=2, maximum=32), default=default.workers,
+                        help="workers of each of the two jobs (default %(default)s)")
+    parser.add_argument("--json-out", type=Path, metavar="PATH", help="write the report as JSON")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the tables as Markdown (docs/reliability.md)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    parser.set_defaults(run=run_fuzz)
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    from . import fuzz
+
+    config = fuzz.FuzzConfig(packets=args.packets, seed=args.seed, time_limit_s=args.time_limit, rate=args.rate,
+                             workers=args.workers)
+    print(f"machine: {machine_line()}")
+    bar = _progress_bar(config.packets, not args.no_progress)
+    sent = [0]
+
+    def progress(label: str) -> None:
+        done = int(label.split("/", 1)[0])
+        bar.set_postfix_str(label)
+        bar.update(done - sent[0])
+        sent[0] = done
+
+    try:
+        report = fuzz.run_fuzzer(config, progress)
+    finally:
+        bar.close()
+    print(fuzz.format_report(report, args.markdown))
+    if args.markdown:
+        print()
+        print(fuzz.variant_table(report))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(fuzz.report_to_json(report), indent=1) + "\n")
+    print(f"machine after: {machine_line()}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnireduce-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -382,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent(sub)
     add_model(sub)
     add_faults(sub)
+    add_fuzz(sub)
     return parser
 
 

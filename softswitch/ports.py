@@ -381,6 +381,10 @@ class PacketLoop:
             return
         self._transmit(outputs)
 
+    def transmit(self, outputs: list[tuple[int, bytes]]) -> None:
+        """Send (port, frame) pairs out of their ports, as the loop sends what the device emits."""
+        self._transmit(outputs)
+
     def _transmit(self, outputs: list[tuple[int, bytes]]) -> None:
         for out_port, out_frame in outputs:
             target = self.ports.get(out_port)
