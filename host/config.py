@@ -26,7 +26,7 @@ class Timeouts:
     join: the scale round (first exchange of every all-reduce) must complete within it: a worker that never shows
     up, or a switch that ignores us, fails here. stall: in the middle of a tensor, no result for this long is an
     error; it leaves room for several recoveries at `retransmit_max`, since under loss the timers sit there and a
-    worker may wait for another's recovery (10 s, two attempts, failed 3 in 100 all-reduces at 5% loss:
+    worker may wait for another's recovery (10 s, two attempts, failed 2 of 81 all-reduces at 5% loss:
     docs/reliability.md). deadline: limit for one whole all-reduce (None: no limit beyond join and stall).
     """
 

@@ -54,7 +54,7 @@ def config(**changes) -> AgentConfig:
 
 
 def test_the_default_stall_limit_outlasts_several_recoveries_at_the_largest_timeout():
-    """Found by the fault suite at 5% loss (3 of 100 all-reduces failed with the old 10 s): under loss the timers sit
+    """Found by the fault suite at 5% loss (2 of 81 all-reduces failed with the old 10 s): under loss the timers sit
     at retransmit_max (4 s), so a lost packet is recovered 4 s later, and a worker waiting for another one's recovery
     (in a column, or in the closing round for the slowest worker) gets no result meanwhile; if that recovery or the
     result after it is lost once more, 10 s (two attempts) ran out and every worker of the job gave up, although
