@@ -124,7 +124,7 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
               for index, worker in enumerate(workers)}
     switch_argv = softswitch_loopback_argv(
         [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
-        loss=config.loss, loss_seed=config.seed)
+        impairments=config.impairment_plan(), impair_seed=config.seed)
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
     counters = None

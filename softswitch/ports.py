@@ -9,7 +9,10 @@ unprivileged use, a UDP socket on which each datagram carries one whole Ethernet
 
 The PacketLoop thread polls all port sockets, reads up to BATCH whole frames from a ready port, runs them through
 Device.process_batch in one call (the native pipeline takes the batch in one C call), and sends the results out
-of their ports. Nothing a frame does can stop the loop: failures are logged and counted.
+of their ports. Nothing a frame does can stop the loop: failures are logged and counted. A device that holds
+frames back (faults.ImpairedDevice: delays, reordering) is asked when the next one is due and releases them then;
+`PacketLoop.submit` runs a function on the packet thread between batches (a fuzzer that reads the counters around
+each frame it injects, with no other frame in between).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import os
 import select
 import socket
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
 from .pcap import PcapWriter
 
@@ -33,6 +38,9 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent (AF_PACKET sees its own transmissions)
 MAX_FRAME = 65535
 BATCH = 64  # frames read from one socket before looking at the others
+IDLE_POLL_MS = 1000  # longest poll when nothing is due: stop() also wakes the loop through its pipe
+
+_T = TypeVar("_T")
 
 
 class PortSpecError(ValueError):
@@ -116,6 +124,12 @@ class UdpPort:
         self.peer = spec.peer
         self.bound = self.sock.getsockname()
         self._pending: tuple[bytes, tuple] | None = None  # a frame of another sender, for the next batch
+
+    def connect_peer(self, peer: tuple[str, int]) -> None:
+        """Send to `peer` from now on, whoever sends to this port (as `-i N@udp:HOST:PORT,PEER:PORT` does): a frame
+        from a third party (a fuzzer) must not redirect the port's output to it."""
+        self.spec = PortSpec(self.spec.number, "udp", bind=self.spec.bind, peer=peer)
+        self.peer = peer
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -236,8 +250,43 @@ class PacketLoop:
                 self._pcap_out[number] = PcapWriter(Path(pcap_dir) / f"port{number}_out.pcap")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._calls: deque[tuple[Callable[[], object], Future]] = deque()
+        # A device that holds frames for later (faults.ImpairedDevice) says when they are due.
+        self._next_due: Callable[[], float | None] | None = getattr(device, "next_due", None)
+
+    def submit(self, work: Callable[[], _T]) -> "Future[_T]":
+        """Run `work()` on the packet thread, between two batches; its result (or exception) comes in the Future.
+        Frames `work` passes to `handle` are processed with no other frame in between."""
+        future: Future = Future()
+        self._calls.append((work, future))
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:  # the pipe is full (the loop is awake anyway) or closed (stopped)
+            pass
+
+    def _run_calls(self) -> None:
+        while self._calls:
+            work, future = self._calls.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(error)
+
+    def _poll_timeout_ms(self, held: bool) -> int:
+        if held or self._calls:
+            return 0
+        due = self._next_due() if self._next_due is not None else None
+        if due is None:
+            return IDLE_POLL_MS
+        return max(0, min(IDLE_POLL_MS, int((due - time.monotonic()) * 1000.0 + 0.999)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="softswitch-packets", daemon=True)
@@ -245,10 +294,7 @@ class PacketLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
         for port in self.ports.values():
@@ -257,6 +303,8 @@ class PacketLoop:
             writer.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        while self._calls:
+            self._calls.popleft()[1].cancel()
 
     def _run(self) -> None:
         poller = select.poll()
@@ -269,7 +317,7 @@ class PacketLoop:
             # A port holding a frame back for its next batch (UdpPort.receive_many) is drained without waiting.
             held = [port for port in self.ports.values() if getattr(port, "holds_frame", False)]
             try:
-                events = poller.poll(0 if held else 1000)
+                events = poller.poll(self._poll_timeout_ms(bool(held)))
             except InterruptedError:
                 continue
             ready = {id(port): port for port in held}
@@ -277,8 +325,29 @@ class PacketLoop:
                 port = by_fd.get(fd)
                 if port is not None:
                     ready[id(port)] = port
+                elif fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except OSError:
+                        pass
             for port in ready.values():
                 self._drain(port)
+            if self._next_due is not None:
+                self._release_held()
+            if self._calls:
+                self._run_calls()
+
+    def _release_held(self) -> None:
+        due = self._next_due()
+        if due is None or due > time.monotonic():
+            return
+        try:
+            outputs = self.device.release_due()
+        except Exception as exc:  # noqa: BLE001 - the loop must survive anything a frame does
+            self.stats["process_error"] += 1
+            log.exception("releasing held frames failed: %s", exc)
+            return
+        self._transmit(outputs)
 
     def _drain(self, port: Port) -> None:
         try:
@@ -310,6 +379,10 @@ class PacketLoop:
             self.stats["process_error"] += 1
             log.exception("port %d: processing %d frames failed: %s", number, len(frames), exc)
             return
+        self._transmit(outputs)
+
+    def transmit(self, outputs: list[tuple[int, bytes]]) -> None:
+        """Send (port, frame) pairs out of their ports, as the loop sends what the device emits."""
         self._transmit(outputs)
 
     def _transmit(self, outputs: list[tuple[int, bytes]]) -> None:
