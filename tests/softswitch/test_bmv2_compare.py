@@ -57,6 +57,9 @@ def run_bmv2(name: str, frames: list[bytes], workdir: Path, expected_count: int)
     writer.close()
     process = subprocess.Popen(
         [SIMPLE_SWITCH, "--use-files", "0", "-i", "1@p1", "--thrift-port", str(free_tcp_port()), "-L", "off",
+         # Its own notifications socket: BMv2's default (ipc:///tmp/bmv2-0-notifications.ipc) is taken by any other
+         # BMv2 running on the machine.
+         "--notifications-addr", f"ipc://{workdir}/notifications.ipc",
          str(program_json(name))],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
