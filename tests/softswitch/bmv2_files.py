@@ -91,7 +91,10 @@ class Bmv2Process:
             writer.write(frame, timestamp=first + i * spacing_s)
         writer.close()
         self.thrift_port = free_tcp_port()
-        argv = [*argv_head, "--use-files", str(wait_s), "-i", "1@p1", "--thrift-port", str(self.thrift_port)]
+        # Its own notifications socket: BMv2's default (ipc:///tmp/bmv2-0-notifications.ipc) is taken by any other
+        # BMv2 on the machine.
+        argv = [*argv_head, "--use-files", str(wait_s), "-i", "1@p1", "--thrift-port", str(self.thrift_port),
+                "--notifications-addr", f"ipc://{self.workdir}/notifications.ipc"]
         if log_level:
             argv += ["--log-console", "-L", log_level]
         argv.append(str(json_path) if json_path is not None else "--no-p4")

@@ -60,7 +60,11 @@ def run_bmv2(name: str, frames: list[bytes], workdir: Path, expected_count: int)
     # that runs beside other simple_switch processes do not collide.
     process = subprocess.Popen(
         [SIMPLE_SWITCH, "--use-files", "0", "-i", "1@p1", "--thrift-port", str(thrift_port), "--device-id",
-         str(thrift_port), "-L", "off", str(program_json(name))],
+         str(thrift_port), "-L", "off",
+         # Its own notifications socket too: BMv2's default (ipc:///tmp/bmv2-ID-notifications.ipc) may be taken by
+         # any other BMv2 running on the machine.
+         "--notifications-addr", f"ipc://{workdir}/notifications.ipc",
+         str(program_json(name))],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     out_file = workdir / "p1_out.pcap"
