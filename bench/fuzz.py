@@ -52,12 +52,10 @@ from omnireduce.host.wire import (
     DATA_FRAME_BYTES,
     ETHERNET_HEADER_BYTES,
     FRAME_OVERHEAD_BYTES,
-    HEADER,
     Endpoint,
     OmniHeader,
     frame_prefix,
     ipv4_checksum,
-    parse_mac,
 )
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.faults import ImpairmentPlan
