@@ -52,12 +52,10 @@ from omnireduce.host.wire import (
     DATA_FRAME_BYTES,
     ETHERNET_HEADER_BYTES,
     FRAME_OVERHEAD_BYTES,
-    HEADER,
     Endpoint,
     OmniHeader,
     frame_prefix,
     ipv4_checksum,
-    parse_mac,
 )
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.faults import ImpairmentPlan
@@ -661,13 +659,11 @@ def format_report(report: FuzzReport, markdown: bool = False) -> str:
     kinds = report.by_kind()
     dispositions = sorted(totals, key=lambda name: -totals[name])
     if markdown:
-        lines += ["", "| kind | " + " | ".join(dispositions) + " | total |",
-                  "|---|" + "---|" * (len(dispositions) + 1)]
-        for kind in KINDS:
-            counts = kinds.get(kind, Counter())
-            lines.append(f"| {kind} | " + " | ".join(f"{counts.get(name, 0):,}" for name in dispositions)
-                         + f" | {sum(counts.values()):,} |")
-        lines.append("| all | " + " | ".join(f"{totals[name]:,}" for name in dispositions)
+        lines += ["", "| counted as | " + " | ".join(KINDS) + " | all |", "|---|" + "---|" * (len(KINDS) + 1)]
+        for name in dispositions:
+            lines.append(f"| {name} | " + " | ".join(f"{kinds.get(kind, Counter()).get(name, 0):,}" for kind in KINDS)
+                         + f" | {totals[name]:,} |")
+        lines.append("| all | " + " | ".join(f"{sum(kinds.get(kind, Counter()).values()):,}" for kind in KINDS)
                      + f" | {report.packets:,} |")
     else:
         lines.append("")

@@ -260,6 +260,8 @@ class ImpairedDevice:
         self.injected: Counter[tuple[str, str, int]] = Counter()
         self._lock = threading.RLock()
         self._sequence = itertools.count()
+        #: frames held for later: (due, order, direction, port, [frame, sent]); a heap
+        self._timed: list[tuple[float, int, str, int, list]] = []
         self.reconfigure(plan, seed)
 
     def reconfigure(self, plan: ImpairmentPlan, seed: int) -> None:
@@ -269,8 +271,6 @@ class ImpairedDevice:
             self.plan = plan
             self.seed = seed
             self._links: dict[tuple[str, int], _Link] = {}
-            if not hasattr(self, "_timed"):
-                self._timed: list[tuple[float, int, str, int, list]] = []
 
     def injected_total(self, kind: str, direction: str | None = None) -> int:
         return sum(count for (what, way, _port), count in self.injected.items()
