@@ -49,8 +49,9 @@ class ProgramView:
 
 V1MODEL = ProgramView("IngressPipe", "EgressPipe", (("", "IngressPipe.aggregation."),))
 # The Tofino recirculation port of pipe 0 (ports 0-71): the tests' workers are on ports 1-32 of the same pipe.
-TNA = ProgramView("Ingress", "Egress", (("slot_tensor", "Ingress.admission."), ("round_value_", "Ingress.rounds.values."),
-                                        ("round_", "Ingress.rounds."), ("worker_next_", "Egress.announcements.workers.")),
+TNA = ProgramView("Ingress", "Egress",
+                  (("slot_tensor", "Ingress.admission."), ("round_value_", "Ingress.rounds.values."),
+                   ("round_", "Ingress.rounds."), ("worker_next_", "Egress.announcements.workers.")),
                   tna_tensor_cells=True, workers_per_register=1, recirculation_port=68)
 
 # The v1model program's tables (tests that talk to the softswitch directly use them).
@@ -112,7 +113,8 @@ class OmniSwitch:
 
     def add_worker(self, job_id: int, worker: Worker) -> None:
         self.device.table_insert(TableEntry(
-            f"{self.view.ingress}.identity.workers", (exact(worker.port), exact(_ip(worker.ip)), exact(worker.udp_port)),
+            f"{self.view.ingress}.identity.workers",
+            (exact(worker.port), exact(_ip(worker.ip)), exact(worker.udp_port)),
             f"{self.view.ingress}.identity.set_worker", (job_id, worker.worker_id)))
         self.device.table_insert(TableEntry(
             f"{self.view.egress}.delivery.result_destinations", (exact(job_id), exact(worker.worker_id)),

@@ -157,3 +157,15 @@ def test_every_aggregation_packet_takes_the_announcement_pass():
     repair = omni_frame(workers[0], C.MSG_REPAIR, 1, 1, 0, 0, 0, END, [1] * C.LANES, peer=1)
     assert [port for port, _ in model.send(workers[0].port, bytes(repair))] == [workers[1].port]
     assert model.device.passes == ["ingress"] + ["egress"] * len(workers)
+
+
+def test_the_model_holds_the_registers_the_program_declares():
+    import re
+
+    from omnireduce.p4src.tna import artifacts as tna
+
+    declared = set()
+    for path in tna.p4_sources():
+        declared |= set(re.findall(r"^\s*Register<.+>\([^)]*\)\s+(\w+);", path.read_text(), re.MULTILINE))
+    modelled = {name.rsplit(".", 1)[-1] for name in TnaModel().registers}
+    assert modelled == declared

@@ -220,7 +220,8 @@ class TnaModel:
         self.mc_groups: dict[int, list[tuple[int, int]]] = {}
         self.registers: dict[str, Register] = {SLOT_TENSOR: Register(C.TNA_SLOT_COUNT, 32)}
         for name in ROUND_REGISTERS:
-            self.registers["Ingress.rounds." + name] = Register(C.TNA_ROUND_COUNT, 8 if name == "round_exponent" else 32)
+            width = 8 if name == "round_exponent" else 32
+            self.registers["Ingress.rounds." + name] = Register(C.TNA_ROUND_COUNT, width)
         for k in range(C.LANES):
             self.registers[f"{ROUND_VALUE}{k}"] = Register(C.TNA_ROUND_COUNT, 32)
         for w in range(C.MAX_WORKERS):

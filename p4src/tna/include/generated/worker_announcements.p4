@@ -24,7 +24,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0)
+            worker_next_0_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -57,7 +58,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_0_observe; worker_0_start_tensor; worker_0_send; worker_0_send_first; }
+        actions = {
+            worker_0_observe; worker_0_start_tensor; worker_0_send; worker_0_send_first;
+        }
         const entries = {
             (0, 1, _) : worker_0_send_first();
             (0, _, _) : worker_0_send();
@@ -81,7 +84,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1)
+            worker_next_1_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -114,7 +118,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_1_observe; worker_1_start_tensor; worker_1_send; worker_1_send_first; }
+        actions = {
+            worker_1_observe; worker_1_start_tensor; worker_1_send; worker_1_send_first;
+        }
         const entries = {
             (1, 1, _) : worker_1_send_first();
             (1, _, _) : worker_1_send();
@@ -138,7 +144,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2)
+            worker_next_2_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -171,7 +178,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_2_observe; worker_2_start_tensor; worker_2_send; worker_2_send_first; }
+        actions = {
+            worker_2_observe; worker_2_start_tensor; worker_2_send; worker_2_send_first;
+        }
         const entries = {
             (2, 1, _) : worker_2_send_first();
             (2, _, _) : worker_2_send();
@@ -195,7 +204,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3)
+            worker_next_3_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -228,7 +238,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_3_observe; worker_3_start_tensor; worker_3_send; worker_3_send_first; }
+        actions = {
+            worker_3_observe; worker_3_start_tensor; worker_3_send; worker_3_send_first;
+        }
         const entries = {
             (3, 1, _) : worker_3_send_first();
             (3, _, _) : worker_3_send();
@@ -252,7 +264,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4)
+            worker_next_4_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -285,7 +298,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_4_observe; worker_4_start_tensor; worker_4_send; worker_4_send_first; }
+        actions = {
+            worker_4_observe; worker_4_start_tensor; worker_4_send; worker_4_send_first;
+        }
         const entries = {
             (4, 1, _) : worker_4_send_first();
             (4, _, _) : worker_4_send();
@@ -309,7 +324,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5)
+            worker_next_5_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -342,7 +358,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_5_observe; worker_5_start_tensor; worker_5_send; worker_5_send_first; }
+        actions = {
+            worker_5_observe; worker_5_start_tensor; worker_5_send; worker_5_send_first;
+        }
         const entries = {
             (5, 1, _) : worker_5_send_first();
             (5, _, _) : worker_5_send();
@@ -366,7 +384,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6)
+            worker_next_6_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -399,7 +418,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_6_observe; worker_6_start_tensor; worker_6_send; worker_6_send_first; }
+        actions = {
+            worker_6_observe; worker_6_start_tensor; worker_6_send; worker_6_send_first;
+        }
         const entries = {
             (6, 1, _) : worker_6_send_first();
             (6, _, _) : worker_6_send();
@@ -423,7 +444,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7)
+            worker_next_7_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -456,7 +478,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_7_observe; worker_7_start_tensor; worker_7_send; worker_7_send_first; }
+        actions = {
+            worker_7_observe; worker_7_start_tensor; worker_7_send; worker_7_send_first;
+        }
         const entries = {
             (7, 1, _) : worker_7_send_first();
             (7, _, _) : worker_7_send();
@@ -480,7 +504,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8)
+            worker_next_8_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -513,7 +538,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_8_observe; worker_8_start_tensor; worker_8_send; worker_8_send_first; }
+        actions = {
+            worker_8_observe; worker_8_start_tensor; worker_8_send; worker_8_send_first;
+        }
         const entries = {
             (8, 1, _) : worker_8_send_first();
             (8, _, _) : worker_8_send();
@@ -537,7 +564,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9)
+            worker_next_9_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -570,7 +598,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_9_observe; worker_9_start_tensor; worker_9_send; worker_9_send_first; }
+        actions = {
+            worker_9_observe; worker_9_start_tensor; worker_9_send; worker_9_send_first;
+        }
         const entries = {
             (9, 1, _) : worker_9_send_first();
             (9, _, _) : worker_9_send();
@@ -594,7 +624,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10)
+            worker_next_10_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -627,7 +658,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_10_observe; worker_10_start_tensor; worker_10_send; worker_10_send_first; }
+        actions = {
+            worker_10_observe; worker_10_start_tensor; worker_10_send; worker_10_send_first;
+        }
         const entries = {
             (10, 1, _) : worker_10_send_first();
             (10, _, _) : worker_10_send();
@@ -651,7 +684,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11)
+            worker_next_11_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -684,7 +718,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_11_observe; worker_11_start_tensor; worker_11_send; worker_11_send_first; }
+        actions = {
+            worker_11_observe; worker_11_start_tensor; worker_11_send; worker_11_send_first;
+        }
         const entries = {
             (11, 1, _) : worker_11_send_first();
             (11, _, _) : worker_11_send();
@@ -708,7 +744,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12)
+            worker_next_12_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -741,7 +778,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_12_observe; worker_12_start_tensor; worker_12_send; worker_12_send_first; }
+        actions = {
+            worker_12_observe; worker_12_start_tensor; worker_12_send; worker_12_send_first;
+        }
         const entries = {
             (12, 1, _) : worker_12_send_first();
             (12, _, _) : worker_12_send();
@@ -765,7 +804,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13)
+            worker_next_13_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -798,7 +838,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_13_observe; worker_13_start_tensor; worker_13_send; worker_13_send_first; }
+        actions = {
+            worker_13_observe; worker_13_start_tensor; worker_13_send; worker_13_send_first;
+        }
         const entries = {
             (13, 1, _) : worker_13_send_first();
             (13, _, _) : worker_13_send();
@@ -822,7 +864,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14)
+            worker_next_14_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -855,7 +898,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_14_observe; worker_14_start_tensor; worker_14_send; worker_14_send_first; }
+        actions = {
+            worker_14_observe; worker_14_start_tensor; worker_14_send; worker_14_send_first;
+        }
         const entries = {
             (14, 1, _) : worker_14_send_first();
             (14, _, _) : worker_14_send();
@@ -879,7 +924,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15)
+            worker_next_15_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -912,7 +958,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_15_observe; worker_15_start_tensor; worker_15_send; worker_15_send_first; }
+        actions = {
+            worker_15_observe; worker_15_start_tensor; worker_15_send; worker_15_send_first;
+        }
         const entries = {
             (15, 1, _) : worker_15_send_first();
             (15, _, _) : worker_15_send();
@@ -936,7 +984,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16)
+            worker_next_16_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -969,7 +1018,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_16_observe; worker_16_start_tensor; worker_16_send; worker_16_send_first; }
+        actions = {
+            worker_16_observe; worker_16_start_tensor; worker_16_send; worker_16_send_first;
+        }
         const entries = {
             (16, 1, _) : worker_16_send_first();
             (16, _, _) : worker_16_send();
@@ -993,7 +1044,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17)
+            worker_next_17_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1026,7 +1078,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_17_observe; worker_17_start_tensor; worker_17_send; worker_17_send_first; }
+        actions = {
+            worker_17_observe; worker_17_start_tensor; worker_17_send; worker_17_send_first;
+        }
         const entries = {
             (17, 1, _) : worker_17_send_first();
             (17, _, _) : worker_17_send();
@@ -1050,7 +1104,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18)
+            worker_next_18_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1083,7 +1138,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_18_observe; worker_18_start_tensor; worker_18_send; worker_18_send_first; }
+        actions = {
+            worker_18_observe; worker_18_start_tensor; worker_18_send; worker_18_send_first;
+        }
         const entries = {
             (18, 1, _) : worker_18_send_first();
             (18, _, _) : worker_18_send();
@@ -1107,7 +1164,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19)
+            worker_next_19_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1140,7 +1198,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_19_observe; worker_19_start_tensor; worker_19_send; worker_19_send_first; }
+        actions = {
+            worker_19_observe; worker_19_start_tensor; worker_19_send; worker_19_send_first;
+        }
         const entries = {
             (19, 1, _) : worker_19_send_first();
             (19, _, _) : worker_19_send();
@@ -1164,7 +1224,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20)
+            worker_next_20_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1197,7 +1258,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_20_observe; worker_20_start_tensor; worker_20_send; worker_20_send_first; }
+        actions = {
+            worker_20_observe; worker_20_start_tensor; worker_20_send; worker_20_send_first;
+        }
         const entries = {
             (20, 1, _) : worker_20_send_first();
             (20, _, _) : worker_20_send();
@@ -1221,7 +1284,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21)
+            worker_next_21_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1254,7 +1318,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_21_observe; worker_21_start_tensor; worker_21_send; worker_21_send_first; }
+        actions = {
+            worker_21_observe; worker_21_start_tensor; worker_21_send; worker_21_send_first;
+        }
         const entries = {
             (21, 1, _) : worker_21_send_first();
             (21, _, _) : worker_21_send();
@@ -1278,7 +1344,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22)
+            worker_next_22_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1311,7 +1378,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_22_observe; worker_22_start_tensor; worker_22_send; worker_22_send_first; }
+        actions = {
+            worker_22_observe; worker_22_start_tensor; worker_22_send; worker_22_send_first;
+        }
         const entries = {
             (22, 1, _) : worker_22_send_first();
             (22, _, _) : worker_22_send();
@@ -1335,7 +1404,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23)
+            worker_next_23_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1368,7 +1438,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_23_observe; worker_23_start_tensor; worker_23_send; worker_23_send_first; }
+        actions = {
+            worker_23_observe; worker_23_start_tensor; worker_23_send; worker_23_send_first;
+        }
         const entries = {
             (23, 1, _) : worker_23_send_first();
             (23, _, _) : worker_23_send();
@@ -1392,7 +1464,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24)
+            worker_next_24_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1425,7 +1498,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_24_observe; worker_24_start_tensor; worker_24_send; worker_24_send_first; }
+        actions = {
+            worker_24_observe; worker_24_start_tensor; worker_24_send; worker_24_send_first;
+        }
         const entries = {
             (24, 1, _) : worker_24_send_first();
             (24, _, _) : worker_24_send();
@@ -1449,7 +1524,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25)
+            worker_next_25_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1482,7 +1558,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_25_observe; worker_25_start_tensor; worker_25_send; worker_25_send_first; }
+        actions = {
+            worker_25_observe; worker_25_start_tensor; worker_25_send; worker_25_send_first;
+        }
         const entries = {
             (25, 1, _) : worker_25_send_first();
             (25, _, _) : worker_25_send();
@@ -1506,7 +1584,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26)
+            worker_next_26_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1539,7 +1618,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_26_observe; worker_26_start_tensor; worker_26_send; worker_26_send_first; }
+        actions = {
+            worker_26_observe; worker_26_start_tensor; worker_26_send; worker_26_send_first;
+        }
         const entries = {
             (26, 1, _) : worker_26_send_first();
             (26, _, _) : worker_26_send();
@@ -1563,7 +1644,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27)
+            worker_next_27_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1596,7 +1678,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_27_observe; worker_27_start_tensor; worker_27_send; worker_27_send_first; }
+        actions = {
+            worker_27_observe; worker_27_start_tensor; worker_27_send; worker_27_send_first;
+        }
         const entries = {
             (27, 1, _) : worker_27_send_first();
             (27, _, _) : worker_27_send();
@@ -1620,7 +1704,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28)
+            worker_next_28_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1653,7 +1738,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_28_observe; worker_28_start_tensor; worker_28_send; worker_28_send_first; }
+        actions = {
+            worker_28_observe; worker_28_start_tensor; worker_28_send; worker_28_send_first;
+        }
         const entries = {
             (28, 1, _) : worker_28_send_first();
             (28, _, _) : worker_28_send();
@@ -1677,7 +1764,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29)
+            worker_next_29_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1710,7 +1798,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_29_observe; worker_29_start_tensor; worker_29_send; worker_29_send_first; }
+        actions = {
+            worker_29_observe; worker_29_start_tensor; worker_29_send; worker_29_send_first;
+        }
         const entries = {
             (29, 1, _) : worker_29_send_first();
             (29, _, _) : worker_29_send();
@@ -1734,7 +1824,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30)
+            worker_next_30_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1767,7 +1858,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_30_observe; worker_30_start_tensor; worker_30_send; worker_30_send_first; }
+        actions = {
+            worker_30_observe; worker_30_start_tensor; worker_30_send; worker_30_send_first;
+        }
         const entries = {
             (30, 1, _) : worker_30_send_first();
             (30, _, _) : worker_30_send();
@@ -1791,7 +1884,8 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_contribute = {
+    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31)
+            worker_next_31_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             if (value == meta.accept_block) {
@@ -1824,7 +1918,9 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
             hdr.bridge.new_tensor   : ternary;
             hdr.bridge.worker_count : range;
         }
-        actions = { worker_31_observe; worker_31_start_tensor; worker_31_send; worker_31_send_first; }
+        actions = {
+            worker_31_observe; worker_31_start_tensor; worker_31_send; worker_31_send_first;
+        }
         const entries = {
             (31, 1, _) : worker_31_send_first();
             (31, _, _) : worker_31_send();
