@@ -144,15 +144,17 @@ class Bmv2Process:
         self.wait_for_port(self.thrift_port, "the switch's Thrift port")
         self.cli([f"set_queue_depth {QUEUE_DEPTH}", *commands])
 
-    def pvs_add(self, name: str, values: Sequence[int], nbytes: int) -> None:
-        """Add values to a parser value set through BMv2's Thrift API. simple_switch_CLI's `pvs_add` cannot be used:
-        under Python 3 it sizes the value with a float division and sends a byte too many unless the width is
-        8n+1 bits, which makes simple_switch abort (parser.cpp: Assertion `new_v.size() == width')."""
+    def pvs_add(self, members: Sequence[tuple[str, int, int]]) -> None:
+        """Add (value set name, value, byte width) members to parser value sets through BMv2's Thrift API, in one
+        client. simple_switch_CLI's `pvs_add` cannot be used: under Python 3 it sizes the value with a float division
+        and sends a byte too many unless the width is 8n+1 bits, which makes simple_switch abort (parser.cpp:
+        Assertion `new_v.size() == width')."""
         script = CLI_THRIFT_SCRIPT.format(site=_cli_site_packages(), port=self.thrift_port)
-        calls = "".join(f"client.bm_parse_vset_add(0, {name!r}, {v.to_bytes(nbytes, 'big')!r})\n" for v in values)
+        calls = "".join(f"client.bm_parse_vset_add(0, {name!r}, {value.to_bytes(nbytes, 'big')!r})\n"
+                        for name, value, nbytes in members)
         done = subprocess.run(["python3", "-c", script + calls], capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
-            raise AssertionError(f"adding to value set {name} over Thrift failed: {done.stderr[-800:]}")
+            raise AssertionError(f"adding value set members over Thrift failed: {done.stderr[-800:]}")
 
     def collect(self, expected: int | None, quiet_s: float = QUIET_S,
                 until: Callable[[Bmv2Result], bool] | None = None) -> Bmv2Result:
@@ -225,7 +227,7 @@ def run_simple_switch(json_path: Path, frames: Sequence[bytes], commands: Sequen
 
 
 @contextmanager
-def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 3,
+def simple_switch_grpc(frames: Sequence[bytes], wait_s: int = 4,
                        spacing_s: float = 0.0) -> Iterator[tuple[Bmv2Process, str]]:
     """simple_switch_grpc without a program, reading `frames` (`spacing_s` apart) after `wait_s` seconds: yields the
     process and its P4Runtime address; the caller pushes the pipeline and configures it (within the wait,

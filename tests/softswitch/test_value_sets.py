@@ -130,9 +130,8 @@ def test_bmv2_parses_the_same_way(device):
     device.value_set_write(P + "masked", [(exact(c),) for c in masked])
 
     def configure(switch) -> None:   # BMv2 takes a member as the key fields concatenated ("compressed")
-        switch.pvs_add(P + "ether_types", ether_types, 2)
-        switch.pvs_add(P + "pairs", [a << 16 | b for a, b in pairs], 3)
-        switch.pvs_add(P + "masked", masked, 1)
+        switch.pvs_add([(P + "ether_types", v, 2) for v in ether_types] + [(P + "pairs", a << 16 | b, 3) for a, b in pairs]
+                       + [(P + "masked", c, 1) for c in masked])
 
     frames = []
     for _ in range(60):
@@ -141,7 +140,8 @@ def test_bmv2_parses_the_same_way(device):
                             rng.choice(masked + [rng.randrange(256)])))
     ours = [only_output(device.process_packet(1, f))[1] for f in frames]
     assert {out[-1] for out in ours if out[12:14] != b"\x12\x35"} >= {0x10, 0x11, 0x12, 0x14, 0x05}
-    theirs = run_simple_switch(program_json("vset_test"), frames, configure=configure, expected=len(frames))
+    # Two client processes (the CLI, then a Thrift one) must start within the wait: a loaded machine needs seconds.
+    theirs = run_simple_switch(program_json("vset_test"), frames, configure=configure, expected=len(frames), wait_s=6)
     assert sorted(theirs.outputs) == sorted(ours)
 
 
