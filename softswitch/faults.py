@@ -52,6 +52,14 @@ class LossyDevice:
         self.lost["out"] += len(outputs) - len(kept)
         return kept
 
+    def process_arrays(self, *args) -> bool:
+        """Without a hook, the device's own array path; with one, False: the caller takes the per-frame path,
+        where frames can be lost one by one (forwarding it through __getattr__ would bypass the losses)."""
+        process_arrays = getattr(self.device, "process_arrays", None)
+        if self.lose is not None or process_arrays is None:
+            return False
+        return process_arrays(*args)
+
     def __getattr__(self, name: str):
         return getattr(self.device, name)
 
