@@ -53,7 +53,7 @@ from .quantize import (
     scale_shift,
 )
 from .stats import Stats
-from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, Transport
+from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, ShmTransport, Transport
 from .wire import DATA_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,12 @@ def open_transport(config: AgentConfig) -> Transport:
         return KernelUdpTransport(config.bind, switch)
     link = config.frame_link
     assert link is not None  # AgentConfig checks it
-    return FrameTransport(link.bind, link.peer, link.worker, Endpoint(link.switch_mac, config.switch_ip,
-                                                                      config.switch_port))
+    switch_end = Endpoint(link.switch_mac, config.switch_ip, config.switch_port)
+    if config.transport is TransportKind.SHM:
+        assert link.ring is not None
+        return ShmTransport(link.ring, link.worker, switch_end)
+    assert link.bind is not None and link.peer is not None
+    return FrameTransport(link.bind, link.peer, link.worker, switch_end)
 
 
 class AllReduce:
