@@ -27,6 +27,13 @@ class NetKind(enum.Enum):
     MININET = "mininet"  # a star of Mininet hosts (network namespaces, veth links) around the switch; root only
 
 
+class PortKind(enum.Enum):
+    """How the loopback softswitch's ports carry frames to and from the agents."""
+
+    SHM = "shm"  # shared-memory rings, a file per worker under /dev/shm (needs a C compiler, like the native pipeline)
+    UDP = "udp"  # a UDP socket per worker and per switch port on 127.0.0.1, one frame per datagram
+
+
 class FaultKind(enum.Enum):
     """Failures a run can inject on purpose, to test that the testbed reports them and cleans up."""
 
@@ -105,6 +112,8 @@ class TestbedConfig:
     timeout: float | None = None
     #: probability that the switch loses a frame on its way in or out (loopback softswitch only)
     loss: float = 0.0
+    #: the loopback softswitch's port kind; None: shared memory where its rings build, else UDP (saying why)
+    ports: PortKind | None = None
     keep_logs: Path | None = None
     fault: Fault | None = None
 
@@ -141,6 +150,8 @@ class TestbedConfig:
             problems.append(f"--loss must be in [0, 1), got {self.loss}")
         elif self.loss and self.net is not NetKind.LOOPBACK:
             problems.append("--loss is the loopback softswitch's fault injection; on Mininet use tc netem")
+        if self.ports is not None and self.net is not NetKind.LOOPBACK:
+            problems.append("--ports is the loopback softswitch's port kind; Mininet hosts use their interfaces")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
             problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
         if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT and self.dtype != "float32":
@@ -234,5 +245,7 @@ class TestbedReport:
     jobs: tuple[JobOutcome, ...] = ()
     drops: Mapping[str, int] = field(default_factory=dict)
     log_dir: Path | None = None
+    #: the port kind the loopback switch ran with ("shm" or "udp"); None on Mininet
+    ports: str | None = None
 
     __test__ = False

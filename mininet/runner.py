@@ -18,12 +18,23 @@ from typing import Iterator
 
 import numpy as np
 
+from omnireduce.shm import unavailable_reason as shm_unavailable
+
 from .agents import read_agent_report
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
 from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
 from .mininet_run import mininet_unavailable, run_mininet
-from .model import FaultKind, JobOutcome, NetKind, SwitchKind, TestbedConfig, TestbedReport, WorkerOutcome
+from .model import (
+    FaultKind,
+    JobOutcome,
+    NetKind,
+    PortKind,
+    SwitchKind,
+    TestbedConfig,
+    TestbedReport,
+    WorkerOutcome,
+)
 from .plan import JobPlace, NetworkPlan, plan_network
 from .processes import argv_of, tagged_processes
 from .progress import ProgressCallback, report_step
@@ -133,6 +144,11 @@ def unavailable_here(config: TestbedConfig) -> str | None:
         if config.switch is SwitchKind.BMV2 and bmv2_binary() is None:
             return ("--switch bmv2 cannot run here, simple_switch_grpc is not on PATH; install BMv2 (README.md, "
                     "'Mininet and BMv2') or use --switch softswitch")
+    if config.ports is PortKind.SHM:
+        problem = shm_unavailable()
+        if problem:
+            return (f"--ports shm cannot run here, the shared-memory rings need a C compiler and cffi ({problem}); "
+                    f"use --ports udp")
     return None
 
 
@@ -198,4 +214,4 @@ def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None)
     ok = failure is None and all(job.ok for job in jobs)
     return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
                          jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},
-                         log_dir=config.keep_logs)
+                         log_dir=config.keep_logs, ports=outcome.ports)

@@ -137,8 +137,9 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
 
 def format_report(report: TestbedReport) -> str:
     config = report.config
+    ports = f" ({report.ports} ports)" if report.ports else ""
     head = (f"omnireduce testbed: {config.jobs} job(s) x {config.workers} workers, {config.switch.value} over "
-            f"{config.net.value}, {config.size} x {config.dtype}, density {config.density:g}"
+            f"{config.net.value}{ports}, {config.size} x {config.dtype}, density {config.density:g}"
             f"{', dense mode' if config.dense else ''}, {config.slots} slots/job")
     lines = [head, f"setup {report.setup_s:.2f} s, agents {report.elapsed_s:.2f} s (start to last exit)"]
     for job in report.jobs:
