@@ -183,7 +183,7 @@ class AllReduce:
             log.warning("%s: refusing this input (%s); announcing it in the scale round of tensor %d",
                         self.config.name, refusal, scale_tensor)
         try:
-            self._reduce(values, result, scale_tensor, stats, deadline_at, refusal)
+            self._reduce(values, result, scale_tensor, stats, started, deadline_at, refusal)
         except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
             log.info("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
@@ -209,11 +209,12 @@ class AllReduce:
             raise InputError("out is read-only")
         return out
 
-    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats,
+    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats, started: float,
                 deadline_at: float | None, refusal: str | None) -> None:
         """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype).
 
-        refusal: why this worker refuses its values (announced in the scale round, which then raises), or None.
+        started: when the call began (stats.joined_s counts from it); refusal: why this worker refuses its values
+        (announced in the scale round, which then raises), or None.
         """
         config = self.config
         flat = values.reshape(-1)
@@ -224,6 +225,7 @@ class AllReduce:
         # A refusing worker claims the smallest exponent, leaving the max to the others (nothing is sent anyway).
         exponent = 0 if refusal is not None else exponent_claim(values)
         agreed = self._scale_round(scale_tensor, announcement, exponent, stats, deadline_at)
+        stats.joined_s = time.monotonic() - started
         self.last_exponent = agreed
         is_float = values.dtype.kind == "f"
         data_tensor = (scale_tensor + 1) % TENSOR_ID_MODULUS
