@@ -218,8 +218,13 @@ class _RingLink:
         """The frames waiting (waiting up to `timeout` for the first) into the pool; how many."""
         reader = self.reader
         count = reader.pop_rows(self.pool, self._lens)
-        if not count and timeout > 0 and reader.wait(timeout):
-            count = reader.pop_rows(self.pool, self._lens)
+        if not count and timeout > 0:
+            if reader.wait(timeout):
+                count = reader.pop_rows(self.pool, self._lens)
+            elif self.file.removed():
+                # What ECONNREFUSED is to the UDP transports: the switch closed the port (it stopped).
+                raise SwitchUnreachable(f"{self.description} is unreachable: the switch removed its ring file "
+                                        f"(it stopped)")
         self.sizes[:count] = self._lens[:count]
         return count
 

@@ -316,8 +316,13 @@ class PacketLoop:
             pass
         if self._thread is not None:
             self._thread.join(timeout)
+        running = self._thread is not None and self._thread.is_alive()
+        if running:
+            log.warning("the packet loop did not stop within %g s; its ring ports stay mapped", timeout)
         for port in self.ports.values():
-            port.close()
+            # Unmapping a ring under a loop that may be inside a C call on it could crash the process.
+            if not (running and isinstance(port, ShmPort)):
+                port.close()
         for writer in list(self._pcap_in.values()) + list(self._pcap_out.values()):
             writer.close()
         os.close(self._wake_r)

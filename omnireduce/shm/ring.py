@@ -186,6 +186,10 @@ class RingFile:
             raise
         return ring
 
+    def removed(self) -> bool:
+        """Whether the file was removed since it was mapped (its owner closed it: a switch that stopped)."""
+        return not self.closed and os.fstat(self._fd).st_nlink == 0
+
     def _check(self, index: int) -> Any:
         end = self.ffi.new("orr_ring *")
         code = self.lib.orr_attach(end, self._base, self.size, index, -1)

@@ -160,3 +160,16 @@ def test_shm_transport_keeps_only_frames_from_the_switch_to_this_worker(switch_p
 def test_shm_transport_without_its_ring_file_is_unreachable(tmp_path):
     with pytest.raises(SwitchUnreachable, match="does not exist"):
         ShmTransport(tmp_path / "port1", WORKER, SWITCH)
+
+
+@needs_rings
+def test_shm_transport_reports_a_stopped_switch_as_unreachable(tmp_path):
+    switch_port = RingFile.create(tmp_path / "port1")
+    transport = ShmTransport(switch_port.path, WORKER, SWITCH)
+    try:
+        assert len(transport.receive_batch(0.01)) == 0  # nothing yet, the switch is there
+        switch_port.close()  # the switch stops: it removes its ring file
+        with pytest.raises(SwitchUnreachable, match="removed its ring file"):
+            transport.receive_batch(0.01)
+    finally:
+        transport.close()
