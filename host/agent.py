@@ -173,6 +173,7 @@ class AllReduce:
         stats = Stats(blocks_total=count)
         self.current_stats = stats  # read by progress reporters while the all-reduce runs
         started = time.monotonic()
+        cpu_started = time.process_time()
         deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
         scale_tensor = self._tensor_id
         # The tensor ids are spent whatever happens below, identically on every worker.
@@ -194,6 +195,7 @@ class AllReduce:
             raise
         finally:
             stats.elapsed_s = time.monotonic() - started
+            stats.cpu_s = time.process_time() - cpu_started
             self.last_stats = stats
             self.total_stats.add(stats)
         log.debug("%s: done in %.3f s: %s", self.config.name, stats.elapsed_s, stats)

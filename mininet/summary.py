@@ -132,7 +132,10 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
     # (gloo's, in the bench) would take, without the agents' start-up skew.
     joined = [float(worker.stats["elapsed_s"]) - float(worker.stats["joined_s"]) for worker in job.workers
               if "joined_s" in worker.stats and "elapsed_s" in worker.stats]
-    after_join = f" ({max(joined):.2f} s after every worker joined)" if agent_seconds and joined else ""
+    cpu = [float(worker.stats["cpu_s"]) for worker in job.workers if "cpu_s" in worker.stats]
+    notes = ([f"{max(joined):.2f} s after every worker joined"] if agent_seconds and joined else []) + (
+        [f"agents' CPU {min(cpu):.2f}-{max(cpu):.2f} s each"] if agent_seconds and cpu else [])
+    after_join = f" ({'; '.join(notes)})" if notes else ""
     if seconds > 0 and job.measured is not None:
         lines.append(f"    all-reduce {seconds:.2f} s by the agents' clocks{after_join}: "
                      f"{job.blocks * BLOCK_BYTES / seconds / 2**20:.2f} MiB/s of tensor per worker, "
