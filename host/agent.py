@@ -53,7 +53,7 @@ from .quantize import (
     scale_shift,
 )
 from .stats import Stats
-from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, Transport
+from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, ShmTransport, Transport
 from .wire import DATA_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,12 @@ def open_transport(config: AgentConfig) -> Transport:
         return KernelUdpTransport(config.bind, switch)
     link = config.frame_link
     assert link is not None  # AgentConfig checks it
-    return FrameTransport(link.bind, link.peer, link.worker, Endpoint(link.switch_mac, config.switch_ip,
-                                                                      config.switch_port))
+    switch_end = Endpoint(link.switch_mac, config.switch_ip, config.switch_port)
+    if config.transport is TransportKind.SHM:
+        assert link.ring is not None
+        return ShmTransport(link.ring, link.worker, switch_end)
+    assert link.bind is not None and link.peer is not None
+    return FrameTransport(link.bind, link.peer, link.worker, switch_end)
 
 
 class AllReduce:
@@ -169,6 +173,7 @@ class AllReduce:
         stats = Stats(blocks_total=count)
         self.current_stats = stats  # read by progress reporters while the all-reduce runs
         started = time.monotonic()
+        cpu_started = time.process_time()
         deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
         scale_tensor = self._tensor_id
         # The tensor ids are spent whatever happens below, identically on every worker.
@@ -179,7 +184,7 @@ class AllReduce:
             log.warning("%s: refusing this input (%s); announcing it in the scale round of tensor %d",
                         self.config.name, refusal, scale_tensor)
         try:
-            self._reduce(values, result, scale_tensor, stats, deadline_at, refusal)
+            self._reduce(values, result, scale_tensor, stats, started, deadline_at, refusal)
         except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
             log.info("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
@@ -190,6 +195,7 @@ class AllReduce:
             raise
         finally:
             stats.elapsed_s = time.monotonic() - started
+            stats.cpu_s = time.process_time() - cpu_started
             self.last_stats = stats
             self.total_stats.add(stats)
         log.debug("%s: done in %.3f s: %s", self.config.name, stats.elapsed_s, stats)
@@ -205,11 +211,12 @@ class AllReduce:
             raise InputError("out is read-only")
         return out
 
-    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats,
+    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats, started: float,
                 deadline_at: float | None, refusal: str | None) -> None:
         """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype).
 
-        refusal: why this worker refuses its values (announced in the scale round, which then raises), or None.
+        started: when the call began (stats.joined_s counts from it); refusal: why this worker refuses its values
+        (announced in the scale round, which then raises), or None.
         """
         config = self.config
         flat = values.reshape(-1)
@@ -220,6 +227,7 @@ class AllReduce:
         # A refusing worker claims the smallest exponent, leaving the max to the others (nothing is sent anyway).
         exponent = 0 if refusal is not None else exponent_claim(values)
         agreed = self._scale_round(scale_tensor, announcement, exponent, stats, deadline_at)
+        stats.joined_s = time.monotonic() - started
         self.last_exponent = agreed
         is_float = values.dtype.kind == "f"
         data_tensor = (scale_tensor + 1) % TENSOR_ID_MODULUS

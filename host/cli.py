@@ -55,6 +55,10 @@ examples:
   omnireduce-agent --switch 10.0.0.254 --job 1 --worker-id 0 --workers 2 --slots 64 --synthetic 1000000 \\
       --transport frame --bind 127.0.0.1:9101 --frame-peer 127.0.0.1:9001 \\
       --worker-addr 10.0.0.1:{C.OMNI_UDP_PORT} --mac 02:00:00:00:00:01 --switch-mac 02:00:00:00:00:fe
+  # the same through the switch's shared-memory port 1 (omnireduce-switch -i 1@shm:/dev/shm/or/port1):
+  omnireduce-agent --switch 10.0.0.254 --job 1 --worker-id 0 --workers 2 --slots 64 --synthetic 1000000 \\
+      --transport shm --ring /dev/shm/or/port1 \\
+      --worker-addr 10.0.0.1:{C.OMNI_UDP_PORT} --mac 02:00:00:00:00:01 --switch-mac 02:00:00:00:00:fe
 
 progress: on a terminal a bar on stderr shows blocks done, packets/s and the time left; --progress-file FILE
   appends one JSON line per update for a supervising process (format: host/README.md, "Progress lines").
@@ -148,17 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="limit for each whole all-reduce (default: none; the join and stall limits still apply)")
 
     net = parser.add_argument_group("transport")
-    net.add_argument("--transport", choices=("udp", "frame"), default="udp",
+    net.add_argument("--transport", choices=("udp", "frame", "shm"), default="udp",
                      help="udp: kernel UDP socket (Mininet hosts); frame: Ethernet frames in UDP datagrams to a "
-                          "softswitch port (default udp)")
+                          "softswitch port; shm: the same frames through a softswitch shared-memory port (default "
+                          "udp)")
     net.add_argument("--bind", type=_endpoint, metavar="IP[:PORT]",
                      help=f"local socket (udp default 0.0.0.0:{C.OMNI_UDP_PORT}; frame: required, e.g. 127.0.0.1:9101)")
     net.add_argument("--frame-peer", type=argtypes.host_port(ipv4=True), metavar="IP:PORT",
                      help="frame: the softswitch port's socket")
+    net.add_argument("--ring", type=Path, metavar="PATH",
+                     help="shm: the softswitch port's ring file (the switch's -i N@shm:PATH)")
     net.add_argument("--worker-addr", type=_endpoint, metavar="IP[:PORT]",
-                     help="frame: this worker's IPv4 address and UDP port inside the frames (as registered)")
-    net.add_argument("--mac", type=_mac, help="frame: this worker's MAC address")
-    net.add_argument("--switch-mac", type=_mac, help="frame: the switch's MAC address")
+                     help="frame, shm: this worker's IPv4 address and UDP port inside the frames (as registered)")
+    net.add_argument("--mac", type=_mac, help="frame, shm: this worker's MAC address")
+    net.add_argument("--switch-mac", type=_mac, help="frame, shm: the switch's MAC address")
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object (stats, verification) on stdout")
@@ -173,15 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AgentConfig:
     frame_link = None
     transport = TransportKind(args.transport)
-    if transport is TransportKind.FRAME:
-        missing = [flag for flag, value in (("--bind", args.bind), ("--frame-peer", args.frame_peer),
-                                            ("--worker-addr", args.worker_addr), ("--mac", args.mac),
+    if transport in (TransportKind.FRAME, TransportKind.SHM):
+        where = ((("--bind", args.bind), ("--frame-peer", args.frame_peer)) if transport is TransportKind.FRAME
+                 else (("--ring", args.ring),))
+        missing = [flag for flag, value in (*where, ("--worker-addr", args.worker_addr), ("--mac", args.mac),
                                             ("--switch-mac", args.switch_mac)) if value is None]
         if missing:
-            parser.error(f"--transport frame needs {', '.join(missing)}")
+            parser.error(f"--transport {transport.value} needs {', '.join(missing)}")
         ip, port = args.worker_addr
-        frame_link = FrameLink(bind=args.bind, peer=args.frame_peer, worker=Endpoint(args.mac, IPv4Address(ip), port),
-                               switch_mac=args.switch_mac)
+        bind = args.bind if transport is TransportKind.FRAME else None
+        frame_link = FrameLink(bind=bind, peer=args.frame_peer, worker=Endpoint(args.mac, IPv4Address(ip), port),
+                               switch_mac=args.switch_mac, ring=args.ring)
     try:
         return AgentConfig(
             switch_ip=IPv4Address(args.switch[0]), switch_port=args.switch[1], job_id=args.job,

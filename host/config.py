@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from omnireduce.p4src import constants as C
 
@@ -71,25 +72,28 @@ class Pacing:
 
 class TransportKind(enum.Enum):
     """KERNEL_UDP: a plain UDP socket (the kernel builds Ethernet/IPv4/UDP; Mininet hosts).
-    FRAME: whole Ethernet frames carried in UDP datagrams to a softswitch port on loopback."""
+    FRAME: whole Ethernet frames carried in UDP datagrams to a softswitch port on loopback.
+    SHM: the same frames through a softswitch shared-memory port (a ring file the switch made)."""
 
     KERNEL_UDP = "udp"
     FRAME = "frame"
+    SHM = "shm"
 
 
 @dataclass(frozen=True, slots=True)
 class FrameLink:
-    """Where a FRAME transport sends its frames, and the addresses written inside them.
+    """Where a FRAME or SHM transport sends its frames, and the addresses written inside them.
 
-    bind: the local UDP socket (loopback); peer: the softswitch port's UDP endpoint; worker: this worker's MAC, IPv4
-    address and UDP port inside the frames (what the controller registered); switch_mac: destination MAC of
-    frames to the aggregator.
+    bind: the local UDP socket (loopback) and peer: the softswitch port's UDP endpoint (FRAME); ring: the
+    softswitch port's ring file (SHM); worker: this worker's MAC, IPv4 address and UDP port inside the frames (what
+    the controller registered); switch_mac: destination MAC of frames to the aggregator.
     """
 
-    bind: tuple[str, int]
-    peer: tuple[str, int]
+    bind: tuple[str, int] | None
+    peer: tuple[str, int] | None
     worker: Endpoint
     switch_mac: bytes
+    ring: Path | None = None
 
     def __post_init__(self) -> None:
         if len(self.switch_mac) != 6:
@@ -139,8 +143,11 @@ class AgentConfig:
             raise ValueError(f"worker id {self.worker_id} must be in 0..{self.workers - 1}")
         if not 1 <= self.slots <= C.SLOT_COUNT:
             raise ValueError(f"slot count {self.slots} must be in 1..{C.SLOT_COUNT}")
-        if self.transport is TransportKind.FRAME and self.frame_link is None:
+        link = self.frame_link
+        if self.transport is TransportKind.FRAME and (link is None or link.bind is None or link.peer is None):
             raise ValueError("the frame transport needs a frame_link (bind, peer, worker endpoint, switch MAC)")
+        if self.transport is TransportKind.SHM and (link is None or link.ring is None):
+            raise ValueError("the shm transport needs a frame_link (ring file, worker endpoint, switch MAC)")
         if self.zero_threshold is not None and not self.zero_threshold >= 0:
             raise ValueError("zero_threshold must be >= 0")
         if self.lookahead is not None and self.lookahead < 1:

@@ -17,7 +17,10 @@ class Stats:
     forwarded REQUESTs for a result we did not have; repairs_received: missed results that came from a peer.
     results: results consumed; duplicates: results for rounds already consumed (ignored); early: results that
     arrived before the one expected in their column (kept and used in turn); ignored: datagrams that were
-    malformed, for another job or worker, or of no known kind.
+    malformed, for another job or worker, or of no known kind. elapsed_s: the whole call; joined_s: from the call
+    until its scale round completed, i.e. until every worker of the job had joined: elapsed_s - joined_s is the
+    all-reduce as it would be timed after a barrier (what benchmarks of other all-reduces time); cpu_s: the agent
+    process's CPU time (user and system, all threads) during the call.
     On a loss-free path only contributions (and the results) travel: every other count stays 0.
     """
 
@@ -39,6 +42,8 @@ class Stats:
     early: int = 0
     ignored: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    joined_s: float = 0.0
 
     def add(self, other: "Stats") -> None:
         for item in fields(self):

@@ -5,13 +5,16 @@
 * :class:`FrameTransport`: the embedded softswitch's ports are UDP sockets on loopback that carry whole Ethernet
   frames, one per datagram. The agent builds Ethernet + IPv4 + UDP itself (addresses of the worker as the
   controller registered them; IPv4 checksum set; UDP checksum 0), and validates every frame it receives.
+* :class:`ShmTransport`: the same frames through a softswitch shared-memory port (`-i N@shm:PATH`): two rings in
+  a file the switch created (omnireduce/shm), a whole batch of frames per call and no system call per frame; the
+  agent sleeps in poll() on the ring's doorbell only when nothing is waiting.
 
-Both connect their socket to the peer, so the kernel drops datagrams from anyone else and reports an ICMP "port
-unreachable" as ConnectionRefusedError, which becomes :class:`SwitchUnreachable`.
+The UDP transports connect their socket to the peer, so the kernel drops datagrams from anyone else and reports
+an ICMP "port unreachable" as ConnectionRefusedError, which becomes :class:`SwitchUnreachable`.
 
-Both receive into one preallocated pool of RECEIVE_BATCH datagram buffers and hand the agent the whole batch as a
+All receive into one preallocated pool of RECEIVE_BATCH datagram buffers and hand the agent the whole batch as a
 :class:`PayloadBatch` (one numpy array, parsed by the engine at once); :meth:`send_batch` takes the CONTRIBs one
-batch of results triggered as one array, and the frame transport puts the frame headers in front of all of them
+batch of results triggered as one array, and the frame transports put the frame headers in front of all of them
 in one numpy assignment.
 """
 
@@ -22,6 +25,7 @@ import logging
 import select
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -166,6 +170,68 @@ class _DatagramSocket:
         self.sock.close()
 
 
+class _RingLink:
+    """The agent's end of a softswitch shared-memory port: frames to the switch on the file's TO_SWITCH ring, from
+    it on FROM_SWITCH; the same receive pool as _DatagramSocket. A full ring drops the frame, as a full socket
+    buffer does (counted in the ring's `dropped_full`); the retransmission timer recovers."""
+
+    def __init__(self, path: Path, description: str) -> None:
+        from omnireduce.shm import FROM_SWITCH, TO_SWITCH, RingFile, RingFileError, ShmUnavailable
+
+        self.description = description
+        self.path = path
+        try:
+            self.file = RingFile.open(path)
+        except RingFileError as error:
+            raise SwitchUnreachable(f"{description}: {error}") from None
+        except ShmUnavailable as error:
+            raise SwitchUnreachable(f"{description}: shared-memory rings cannot be built here ({error}); use "
+                                    f"--transport frame with a UDP port of the switch") from None
+        try:
+            self.writer = self.file.writer(TO_SWITCH)
+            self.reader = self.file.reader(FROM_SWITCH)
+        except BaseException:
+            self.file.close()
+            raise
+        self.pool = np.zeros((RECEIVE_BATCH, MAX_DATAGRAM_BYTES), dtype=np.uint8)
+        self.sizes = np.zeros(RECEIVE_BATCH, dtype=np.int64)
+        self._lens = np.zeros(RECEIVE_BATCH, dtype=np.uint32)
+        self._views = [memoryview(row) for row in self.pool]
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return (f"shm:{self.path}", 0)
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.writer.push([data]):
+            log.debug("%s: ring full, frame dropped", self.description)
+
+    def send_rows(self, rows: np.ndarray) -> None:
+        if self.writer.push_rows(rows, rows.shape[1]) < len(rows):
+            log.debug("%s: ring full, frames dropped", self.description)
+
+    def receive(self, timeout: float) -> list[memoryview]:
+        count = self.receive_into_pool(timeout)
+        return [self._views[row][:size] for row, size in enumerate(self.sizes[:count].tolist())]
+
+    def receive_into_pool(self, timeout: float) -> int:
+        """The frames waiting (waiting up to `timeout` for the first) into the pool; how many."""
+        reader = self.reader
+        count = reader.pop_rows(self.pool, self._lens)
+        if not count and timeout > 0:
+            if reader.wait(timeout):
+                count = reader.pop_rows(self.pool, self._lens)
+            elif self.file.removed():
+                # What ECONNREFUSED is to the UDP transports: the switch closed the port (it stopped).
+                raise SwitchUnreachable(f"{self.description} is unreachable: the switch removed its ring file "
+                                        f"(it stopped)")
+        self.sizes[:count] = self._lens[:count]
+        return count
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class KernelUdpTransport:
     """The omni payload as a UDP datagram from `bind` to the switch's (address, OMNI_UDP_PORT)."""
 
@@ -204,6 +270,9 @@ class FrameTransport:
     """
 
     def __init__(self, bind: tuple[str, int], peer: tuple[str, int], worker: Endpoint, switch: Endpoint) -> None:
+        self._setup(worker, switch, _DatagramSocket(bind, peer, f"softswitch port at {peer[0]}:{peer[1]}"))
+
+    def _setup(self, worker: Endpoint, switch: Endpoint, link: _DatagramSocket | _RingLink) -> None:
         self.worker = worker
         self.switch = switch
         self._prefixes = {
@@ -217,7 +286,7 @@ class FrameTransport:
             FRAME_OVERHEAD_BYTES + size: frame_prefix(switch, worker, size)
             for size in (DATA_PAYLOAD_BYTES, CONTROL_PAYLOAD_BYTES)
         }
-        self._socket = _DatagramSocket(bind, peer, f"softswitch port at {peer[0]}:{peer[1]}")
+        self._socket = link
         self.ignored = 0
         # The same prefixes as arrays, for whole batches: frames to send (prefix written once, payloads per
         # batch), and the frames from the switch that need no parsing.
@@ -298,3 +367,11 @@ class FrameTransport:
 
     def close(self) -> None:
         self._socket.close()
+
+
+class ShmTransport(FrameTransport):
+    """FrameTransport's frames through a softswitch shared-memory port: `ring` is the file the switch made for it
+    (`omnireduce-switch -i N@shm:PATH`). SwitchUnreachable if it does not exist or is not a ring file."""
+
+    def __init__(self, ring: Path, worker: Endpoint, switch: Endpoint) -> None:
+        self._setup(worker, switch, _RingLink(Path(ring), f"softswitch port at shm:{ring}"))

@@ -4,8 +4,8 @@ The folder is named mininet/ but is imported as omnireduce.testbed only; it must
 package (the Mininet driver, star_driver.py, runs under Debian's Python with -P for that reason).
 """
 
-from .model import Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, TestbedReport
+from .model import Fault, FaultKind, NetKind, PortKind, SwitchKind, TestbedConfig, TestbedReport
 from .runner import ConfigError, run_testbed
 
-__all__ = ["ConfigError", "Fault", "FaultKind", "NetKind", "SwitchKind", "TestbedConfig", "TestbedReport",
-           "run_testbed"]
+__all__ = ["ConfigError", "Fault", "FaultKind", "NetKind", "PortKind", "SwitchKind", "TestbedConfig",
+           "TestbedReport", "run_testbed"]

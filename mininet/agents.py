@@ -29,6 +29,13 @@ class FramePorts:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameRing:
+    """Loopback mode with shared-memory ports: the ring file of the worker's softswitch port."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
 class AgentFiles:
     input: Path
     output: Path
@@ -50,9 +57,10 @@ def _endpoint(address: tuple[str, int]) -> str:
 
 
 def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, workers: int, slots: int, dense: bool,
-               timeout_s: float | None, frame: FramePorts | None,
+               timeout_s: float | None, frame: FramePorts | FrameRing | None,
                python: str = sys.executable) -> tuple[str, ...]:
-    """The agent command line of one worker; `frame` selects the frame transport (loopback), else kernel UDP."""
+    """The agent command line of one worker; `frame` selects the frame transport over UDP (FramePorts) or shared
+    memory (FrameRing) to a loopback softswitch, None kernel UDP (Mininet)."""
     argv = [python, "-m", AGENT_MODULE,
             "--switch", str(plan.aggregator_ip), "--job", str(worker.job_id), "--worker-id", str(worker.worker_id),
             "--workers", str(workers), "--slots", str(slots),
@@ -64,7 +72,11 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
         argv += ["--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]
     if dense:
         argv.append("--dense")
-    if frame is not None:
+    if isinstance(frame, FrameRing):
+        argv += ["--transport", "shm", "--ring", str(frame.path),
+                 "--worker-addr", f"{worker.ip}:{worker.udp_port}", "--mac", worker.mac,
+                 "--switch-mac", plan.aggregator_mac]
+    elif frame is not None:
         argv += ["--transport", "frame", "--bind", _endpoint(frame.agent), "--frame-peer", _endpoint(frame.switch),
                  "--worker-addr", f"{worker.ip}:{worker.udp_port}", "--mac", worker.mac,
                  "--switch-mac", plan.aggregator_mac]

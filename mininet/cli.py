@@ -22,7 +22,7 @@ from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
 from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan, parse_rule
 
-from .model import Fault, ImpairSite, NetKind, SwitchKind, TestbedConfig
+from .model import Fault, ImpairSite, NetKind, PortKind, SwitchKind, TestbedConfig
 from .progress import ALL_REDUCE, RunProgress
 from .runner import ConfigError, run_testbed
 from .summary import format_report, report_to_json
@@ -46,8 +46,8 @@ the fixed-point bound of docs/protocol.md section 5 for float32). The summary se
 against the loss-free OmniReduce exchange and against dense aggregation.
 
 network modes:
-  loopback  the softswitch with one UDP port per worker on 127.0.0.1; agents send whole Ethernet frames to it.
-            No root needed. (default)
+  loopback  the softswitch with one port per worker (shared-memory rings, or UDP sockets on 127.0.0.1: --ports);
+            agents send whole Ethernet frames to it. No root needed. (default)
   mininet   a star of Mininet hosts around the switch (softswitch or BMv2 on the switch's interfaces), agents on
             kernel UDP sockets in the hosts. Needs root and Mininet (apt-get install mininet).
 
@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "--net mininet and simple_switch_grpc on PATH)")
     parser.add_argument("--net", type=NetKind, choices=list(NetKind), default=defaults.net,
                         metavar="{loopback,mininet}", help="network (default loopback)")
+    parser.add_argument("--ports", type=PortKind, choices=list(PortKind), default=None, metavar="{shm,udp}",
+                        help="loopback: how the softswitch's ports carry frames: shm, shared-memory rings under "
+                             "/dev/shm (no system call per frame; needs a C compiler, like the native pipeline), or "
+                             "udp, a UDP socket per worker on 127.0.0.1 (default: shm where it builds, else udp, "
+                             "saying why)")
     parser.add_argument("--size", type=argtypes.integer(minimum=1), default=defaults.size, metavar="ELEMENTS",
                         help=f"tensor length in values (default {defaults.size})")
     parser.add_argument("--density", type=argtypes.fraction, default=defaults.density, metavar="D",
@@ -150,7 +155,7 @@ def config_from_args(args: argparse.Namespace) -> TestbedConfig:
                          seed=args.seed, timeout=args.timeout, loss=args.loss,
                          impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
                          keep_logs=args.keep_logs,
-                         fault=args.fault)
+                         fault=args.fault, ports=args.ports)
 
 
 class ProgressView:

@@ -71,3 +71,5 @@ class RunOutcome:
     setup_s: float
     elapsed_s: float
     counters: dict[str, Any] | None
+    #: the loopback switch's port kind as run ("shm" or "udp"); None on Mininet
+    ports: str | None = None

@@ -1,5 +1,8 @@
-"""Loopback mode: the softswitch as a subprocess with one UDP port per worker on 127.0.0.1, the controller
-in-process, and one agent process per worker exchanging whole Ethernet frames with its switch port. No root needed.
+"""Loopback mode: the softswitch as a subprocess with one port per worker, the controller in-process, and one agent
+process per worker exchanging whole Ethernet frames with its switch port. No root needed.
+
+The ports are shared-memory ring files in a private folder under /dev/shm (PortKind.SHM, the default where the
+rings build) or UDP sockets on 127.0.0.1 (PortKind.UDP, and the fallback without a C compiler, logged).
 """
 
 from __future__ import annotations
@@ -7,20 +10,26 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
-from .agents import AgentFiles, FramePorts, agent_argv, agent_failure_reason, agent_time_limit
+from omnireduce.shm import unavailable_reason as shm_unavailable
+
+from .agents import AgentFiles, FramePorts, FrameRing, agent_argv, agent_failure_reason, agent_time_limit
 from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
-from .model import FaultKind, TestbedConfig
+from .model import FaultKind, PortKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
 from .ports import LOOPBACK, NotReady, free_ports, free_tcp_port, wait_for_grpc
 from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, last_line, wait_for_any_exit
 from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import read_counters, set_up_switch
-from .switches import grpc_server_addr, softswitch_loopback_argv
+from .switches import grpc_server_addr, softswitch_loopback_argv, softswitch_ring_argv
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +122,63 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
             kill_switch_at = None
 
 
+#: Where ring folders go: tmpfs, so the rings are plain memory (a file on disk would be written back).
+SHM_ROOT = Path("/dev/shm")
+
+
+def port_kind(config: TestbedConfig) -> PortKind:
+    """The port kind to run: the configured one, else shared memory where the rings build, else UDP (logged)."""
+    if config.ports is not None:
+        return config.ports
+    problem = shm_unavailable()
+    if problem is None:
+        return PortKind.SHM
+    log.warning("shared-memory ports unavailable (%s): the switch's ports are UDP sockets on loopback", problem)
+    return PortKind.UDP
+
+
+@contextmanager
+def ring_folder(layout: RunLayout) -> Iterator[Path]:
+    """A private folder for the run's ring files (under /dev/shm where it exists), removed afterwards: the switch
+    removes its files when it stops, this also takes what a killed switch left."""
+    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else layout.root
+    folder = Path(tempfile.mkdtemp(prefix="omnireduce-rings-", dir=root))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
                  progress: ProgressCallback | None = None) -> RunOutcome:
+    kind = port_kind(config)
+    if kind is PortKind.UDP:
+        return _run_loopback(config, plan, layout, progress, None)
+    with ring_folder(layout) as folder:
+        return _run_loopback(config, plan, layout, progress, folder)
+
+
+def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, progress: ProgressCallback | None,
+                  rings: Path | None) -> RunOutcome:
+    """One run; `rings`: the folder of the ring files (shared-memory ports), None for UDP ports."""
     started = time.monotonic()
     deadline = started + config.timeout if config.timeout is not None else math.inf
     workers = plan.workers
-    udp_ports = free_ports(2 * len(workers))
     grpc_port = free_tcp_port()
-    frames = {worker: FramePorts(agent=(LOOPBACK, udp_ports[2 * index]), switch=(LOOPBACK, udp_ports[2 * index + 1]))
-              for index, worker in enumerate(workers)}
-    switch_argv = softswitch_loopback_argv(
-        [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
-        impairments=config.impairment_plan(), impair_seed=config.seed)
+    frames: dict[WorkerPlace, FramePorts | FrameRing]
+    if rings is not None:
+        frames = {worker: FrameRing(rings / f"port{worker.port}") for worker in workers}
+        switch_argv = softswitch_ring_argv([(worker.port, frames[worker].path) for worker in workers], grpc_port,
+                                           impairments=config.impairment_plan(), impair_seed=config.seed)
+    else:
+        udp_ports = free_ports(2 * len(workers))
+        frames = {worker: FramePorts(agent=(LOOPBACK, udp_ports[2 * index]),
+                                     switch=(LOOPBACK, udp_ports[2 * index + 1]))
+                  for index, worker in enumerate(workers)}
+        switch_argv = softswitch_loopback_argv(
+            [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
+            impairments=config.impairment_plan(), impair_seed=config.seed)
+    ports = "shm" if rings is not None else "udp"
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
     counters = None
@@ -177,5 +231,5 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
                 raise RunFailed(f"could not read the switch's counters: {error}") from None
         except RunFailed as failure:
             log.info("run failed: %s", failure)
-            return RunOutcome(str(failure), setup_s, elapsed_s, counters)
-    return RunOutcome(None, setup_s, elapsed_s, counters)
+            return RunOutcome(str(failure), setup_s, elapsed_s, counters, ports)
+    return RunOutcome(None, setup_s, elapsed_s, counters, ports)

@@ -28,6 +28,13 @@ class NetKind(enum.Enum):
     MININET = "mininet"  # a star of Mininet hosts (network namespaces, veth links) around the switch; root only
 
 
+class PortKind(enum.Enum):
+    """How the loopback softswitch's ports carry frames to and from the agents."""
+
+    SHM = "shm"  # shared-memory rings, a file per worker under /dev/shm (needs a C compiler, like the native pipeline)
+    UDP = "udp"  # a UDP socket per worker and per switch port on 127.0.0.1, one frame per datagram
+
+
 class ImpairSite(enum.Enum):
     """Where a run's impairments (drop, duplicate, reorder, delay) act on frames."""
 
@@ -117,6 +124,8 @@ class TestbedConfig:
     impairments: ImpairmentPlan = ImpairmentPlan()
     #: where they act; None: the softswitch on loopback, the links (netem) on Mininet
     impair_at: ImpairSite | None = None
+    #: the loopback softswitch's port kind; None: shared memory where its rings build, else UDP (saying why)
+    ports: PortKind | None = None
     keep_logs: Path | None = None
     fault: Fault | None = None
 
@@ -177,6 +186,8 @@ class TestbedConfig:
             if not ports <= hosts:
                 problems.append(f"--impair names port(s) {', '.join(map(str, sorted(ports - hosts)))}, which no "
                                 f"worker uses (worker k of the run is on port k+1: ports 1..{len(hosts)})")
+        if self.ports is not None and self.net is not NetKind.LOOPBACK:
+            problems.append("--ports is the loopback softswitch's port kind; Mininet hosts use their interfaces")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:
             problems.append("--switch bmv2 needs --net mininet (BMv2 ports are network interfaces, not UDP sockets)")
         if self.fault is not None and self.fault.kind is FaultKind.NAN_INPUT and self.dtype != "float32":
@@ -270,5 +281,7 @@ class TestbedReport:
     jobs: tuple[JobOutcome, ...] = ()
     drops: Mapping[str, int] = field(default_factory=dict)
     log_dir: Path | None = None
+    #: the port kind the loopback switch ran with ("shm" or "udp"); None on Mininet
+    ports: str | None = None
 
     __test__ = False

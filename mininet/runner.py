@@ -18,12 +18,24 @@ from typing import Iterator
 
 import numpy as np
 
+from omnireduce.shm import unavailable_reason as shm_unavailable
+
 from .agents import read_agent_report
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
 from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
 from .mininet_run import mininet_unavailable, netem_unavailable, run_mininet
-from .model import FaultKind, ImpairSite, JobOutcome, NetKind, SwitchKind, TestbedConfig, TestbedReport, WorkerOutcome
+from .model import (
+    FaultKind,
+    ImpairSite,
+    JobOutcome,
+    NetKind,
+    PortKind,
+    SwitchKind,
+    TestbedConfig,
+    TestbedReport,
+    WorkerOutcome,
+)
 from .plan import JobPlace, NetworkPlan, plan_network
 from .processes import argv_of, tagged_processes
 from .progress import ProgressCallback, report_step
@@ -139,6 +151,11 @@ def unavailable_here(config: TestbedConfig) -> str | None:
                 hint = ("use --impair-at switch (the softswitch's own fault injection)"
                         if config.switch is SwitchKind.SOFTSWITCH else "run where the kernel has netem")
                 return f"--impair on Mininet links cannot run here, {problem}; {hint}"
+    if config.ports is PortKind.SHM:
+        problem = shm_unavailable()
+        if problem:
+            return (f"--ports shm cannot run here, the shared-memory rings need a C compiler and cffi ({problem}); "
+                    f"use --ports udp")
     return None
 
 
@@ -204,4 +221,4 @@ def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None)
     ok = failure is None and all(job.ok for job in jobs)
     return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
                          jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},
-                         log_dir=config.keep_logs)
+                         log_dir=config.keep_logs, ports=outcome.ports)

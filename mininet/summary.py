@@ -129,8 +129,16 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
     # The agents' own clocks exclude their process start-up (imports), which the run's wall time includes.
     agent_seconds = max((float(worker.stats.get("elapsed_s", 0.0)) for worker in job.workers), default=0.0)
     seconds = agent_seconds or elapsed_s
+    # After the scale round every worker has joined: from there on the time is what a barrier-started all-reduce
+    # (gloo's, in the bench) would take, without the agents' start-up skew.
+    joined = [float(worker.stats["elapsed_s"]) - float(worker.stats["joined_s"]) for worker in job.workers
+              if "joined_s" in worker.stats and "elapsed_s" in worker.stats]
+    cpu = [float(worker.stats["cpu_s"]) for worker in job.workers if "cpu_s" in worker.stats]
+    notes = ([f"{max(joined):.2f} s after every worker joined"] if agent_seconds and joined else []) + (
+        [f"agents' CPU {min(cpu):.2f}-{max(cpu):.2f} s each"] if agent_seconds and cpu else [])
+    after_join = f" ({'; '.join(notes)})" if notes else ""
     if seconds > 0 and job.measured is not None:
-        lines.append(f"    all-reduce {seconds:.2f} s by the agents' clocks: "
+        lines.append(f"    all-reduce {seconds:.2f} s by the agents' clocks{after_join}: "
                      f"{job.blocks * BLOCK_BYTES / seconds / 2**20:.2f} MiB/s of tensor per worker, "
                      f"{job.measured.to_switch_packets / seconds:.0f} packets/s into the switch")
     return lines
@@ -138,8 +146,9 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
 
 def format_report(report: TestbedReport) -> str:
     config = report.config
+    ports = f" ({report.ports} ports)" if report.ports else ""
     head = (f"omnireduce testbed: {config.jobs} job(s) x {config.workers} workers, {config.switch.value} over "
-            f"{config.net.value}, {config.size} x {config.dtype}, density {config.density:g}"
+            f"{config.net.value}{ports}, {config.size} x {config.dtype}, density {config.density:g}"
             f"{', dense mode' if config.dense else ''}, {config.slots} slots/job")
     lines = [head, f"setup {report.setup_s:.2f} s, agents {report.elapsed_s:.2f} s (start to last exit)"]
     for job in report.jobs:

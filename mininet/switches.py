@@ -3,7 +3,8 @@ BMv2's `simple_switch_grpc`.
 
 Both take one `-i PORT@INTERFACE` per port and a P4Runtime server address; the pipeline is pushed afterwards by
 the controller (BMv2 starts with `--no-p4`). The softswitch's loopback ports are UDP sockets carrying one Ethernet
-frame per datagram: `-i PORT@udp:LOCAL_IP:LOCAL_PORT,PEER_IP:PEER_PORT`.
+frame per datagram: `-i PORT@udp:LOCAL_IP:LOCAL_PORT,PEER_IP:PEER_PORT`, or shared-memory ring files the switch
+creates: `-i PORT@shm:PATH`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,24 @@ def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[s
                              impair_seed: int = 0) -> tuple[str, ...]:
     """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker; `impairments`: the
     softswitch's fault injection (softswitch/faults.py), seeded by `impair_seed`."""
+    return softswitch_argv([f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"
+                            for port, (local_ip, local_port), (peer_ip, peer_port) in ports],
+                           grpc_port, python, impairments=impairments, impair_seed=impair_seed)
+
+
+def softswitch_ring_argv(ports: Sequence[tuple[int, Path]], grpc_port: int, python: str = sys.executable, *,
+                         impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
+    """`ports`: (switch port, the ring file the switch creates for it) per worker; `impairments` as above."""
+    return softswitch_argv([f"{port}@shm:{path}" for port, path in ports], grpc_port, python,
+                           impairments=impairments, impair_seed=impair_seed)
+
+
+def softswitch_argv(interfaces: Sequence[str], grpc_port: int, python: str = sys.executable, *,
+                    impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
+    """The softswitch with one `-i` per entry of `interfaces` (`N@udp:...`, `N@shm:PATH`) and the impairments."""
     argv = softswitch_prefix(python)
-    for port, (local_ip, local_port), (peer_ip, peer_port) in ports:
-        argv += ["-i", f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"]
+    for interface in interfaces:
+        argv += ["-i", interface]
     argv += ["--grpc-server-addr", grpc_server_addr(grpc_port)]
     return tuple(argv + impairment_argv(impairments, impair_seed))
 

@@ -98,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         "  omnireduce-switch -i 1@udp:127.0.0.1:40001,127.0.0.1:50001 -i 2@udp:127.0.0.1:40002 "
         "p4src/build/omnireduce.json\n"
         "  omnireduce-switch --no-p4 -i 1@veth1 -i 2@veth2 --grpc-server-addr 127.0.0.1:50051\n"
+        "  omnireduce-switch -i 1@shm:/dev/shm/or/port1 -i 2@shm:/dev/shm/or/port2 p4src/build/omnireduce.json\n"
         "UDP ports carry one Ethernet frame per datagram; without a peer, a port answers the last sender.\n"
+        "shm ports are ring files the switch creates (and removes on exit) for `omnireduce-agent --transport shm`:\n"
+        "whole frames through shared memory, no system call per frame (needs a C compiler, like the native\n"
+        "pipeline).\n"
         "Started with a JSON, the switch serves its P4Info: --p4info, else the p4c output next to the JSON\n"
         "(NAME.p4info.txtpb or NAME.p4info.txt, as p4src/build/ holds for the project's program).\n"
         "\n"
@@ -113,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("json", nargs="?", type=Path, help="BMv2 JSON from p4c-bm2-ss (omit with --no-p4)")
     p.add_argument("--no-p4", action="store_true", help="start without a pipeline; a P4Runtime client pushes one")
     p.add_argument("-i", "--interface", action="append", default=[], metavar="N@IFACE",
-                   help="port N on interface IFACE (raw socket, needs root) or udp:HOST:PORT[,PEER:PORT]")
+                   help="port N on interface IFACE (raw socket, needs root), udp:HOST:PORT[,PEER:PORT] or shm:PATH (a "
+                        "shared-memory ring file the switch creates)")
     p.add_argument("--device-id", type=argtypes.integer(minimum=0), default=0, help="P4Runtime device id (default 0)")
     p.add_argument("--grpc-server-addr", default=DEFAULT_GRPC_ADDRESS,
                    help=f"P4Runtime server address (default {DEFAULT_GRPC_ADDRESS}; port 0 picks a free one)")
@@ -294,6 +299,16 @@ def check_before_start(config: SwitchConfig) -> None:
             except OSError:
                 raise StartError(f"cannot open port {spec.number} on interface {spec.iface}, no such interface; "
                                  f"give an existing one (ip link lists them) or udp:HOST:PORT") from None
+        if spec.kind == "shm":
+            if not spec.path.parent.is_dir():
+                raise StartError(f"cannot open port {spec.number} at shm:{spec.path}, the folder "
+                                 f"{spec.path.parent} does not exist; create it (e.g. under /dev/shm)")
+            from omnireduce.shm import unavailable_reason
+
+            problem = unavailable_reason()
+            if problem is not None:
+                raise StartError(f"cannot open port {spec.number} at shm:{spec.path}, the shared-memory rings "
+                                 f"need a C compiler and cffi ({problem}); use udp:HOST:PORT ports instead")
 
 
 class StartError(Exception):

@@ -524,6 +524,28 @@ class Device:
         except Exception:  # noqa: BLE001 - a listener's bug must not stop the packets
             log.exception("%s: the digest listener failed", self.name)
 
+    def process_arrays(self, data, lens, ports, count: int, emit) -> bool:
+        """Run `count` frames given as arrays (back to back in `data` uint8, lengths `lens` uint32, ingress ports
+        `ports` uint16) without making Python objects of them, and hand the outputs to `emit(outputs)` while the
+        device's lock is held (native.backend.NativeOutputs: addresses of the output buffers, valid only during
+        the call). False if the running pipeline cannot take arrays (the Python one): nothing was done, the
+        caller passes the frames to process_batch instead."""
+        with self._lock:
+            engine = self._engine
+            if engine is None:
+                self.stats["drop:no_pipeline"] += count
+                return True
+            run = getattr(engine, "process_arrays", None)
+            if run is None:
+                return False
+            try:
+                run(data, lens, ports, count, emit)
+            finally:
+                # The digests these frames sent, as process_batch delivers them (to the listener, or kept).
+                if self._digests:
+                    self._deliver_digests()
+            return True
+
     def generated_sources(self) -> dict[str, str]:
         """The source generated for the loaded pipeline, by part (for debugging): the Python always (it is the
         reference and the fallback), and `<native>`, the C, when the native pipeline runs."""

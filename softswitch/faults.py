@@ -288,6 +288,12 @@ class ImpairedDevice:
             outputs = self.device.process_batch(entering) if entering else []
             return self._impair("out", outputs, now)
 
+    def process_arrays(self, *args) -> bool:
+        """Always False: the caller (PacketLoop's ring ports) falls back to the per-frame path, process_batch, so
+        every frame passes through the impairments. Forwarding this to the wrapped Device through __getattr__
+        would run ring frames straight through the pipeline, bypassing drops, duplicates, reordering and delays."""
+        return False
+
     def next_due(self) -> float | None:
         """When the earliest held frame is due (monotonic seconds), None when nothing is held."""
         with self._lock:
@@ -411,6 +417,14 @@ class LossyDevice:
         kept = [(out_port, out) for out_port, out in outputs if not lose("out", out_port, out)]
         self.lost["out"] += len(outputs) - len(kept)
         return kept
+
+    def process_arrays(self, *args) -> bool:
+        """Without a hook, the device's own array path; with one, False: the caller takes the per-frame path,
+        where frames can be lost one by one (forwarding it through __getattr__ would bypass the losses)."""
+        process_arrays = getattr(self.device, "process_arrays", None)
+        if self.lose is not None or process_arrays is None:
+            return False
+        return process_arrays(*args)
 
     def __getattr__(self, name: str):
         return getattr(self.device, name)

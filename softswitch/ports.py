@@ -1,18 +1,24 @@
 """Switch ports and the packet loop.
 
-A port is either a real interface through an AF_PACKET raw socket (Mininet/veth; needs CAP_NET_RAW), or, for
-unprivileged use, a UDP socket on which each datagram carries one whole Ethernet frame:
+A port is a real interface through an AF_PACKET raw socket (Mininet/veth; needs CAP_NET_RAW), or, for
+unprivileged use, a UDP socket on which each datagram carries one whole Ethernet frame, or a shared-memory ring
+file (omnireduce/shm) that carries whole frames both ways without a system call per frame:
 
     -i 1@veth1                                   raw interface veth1 is port 1
     -i 1@udp:127.0.0.1:40001,127.0.0.1:50001     port 1 receives on 127.0.0.1:40001, sends to 127.0.0.1:50001
     -i 2@udp:127.0.0.1:40002                     port 2 sends back to wherever its last frame came from
+    -i 3@shm:/dev/shm/run/port3                  port 3 is the ring file /dev/shm/run/port3 (the switch creates it)
 
 The PacketLoop thread polls all port sockets, reads up to BATCH whole frames from a ready port, runs them through
 Device.process_batch in one call (the native pipeline takes the batch in one C call), and sends the results out
-of their ports. Nothing a frame does can stop the loop: failures are logged and counted. A device that holds
-frames back (faults.ImpairedDevice: delays, reordering) is asked when the next one is due and releases them then;
-`PacketLoop.submit` runs a function on the packet thread between batches (a fuzzer that reads the counters around
-each frame it injects, with no other frame in between).
+of their ports. Ring ports are read together, many frames per call, without waiting while any has frames; with
+the native pipeline their frames go from the rings through the pipeline into the output rings without becoming
+Python objects (Device.process_arrays). The loop sleeps in poll() on the sockets and the rings' doorbells only
+when every ring is empty, and then no longer than until the next frame a device holds back is due (a
+faults.ImpairedDevice: delays, reordering, which releases them then; such a device takes ring frames the per-frame
+way, so that they pass through its impairments). `PacketLoop.submit` runs a function on the packet thread between
+batches (a fuzzer that reads the counters around each frame it injects, with no other frame in between). Nothing a
+frame does can stop the loop: failures are logged and counted.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, TypeVar
+
+import numpy as np
 
 from .pcap import PcapWriter
 
@@ -50,14 +58,17 @@ class PortSpecError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PortSpec:
     number: int
-    kind: str  # "raw" | "udp"
+    kind: str  # "raw" | "udp" | "shm"
     iface: str | None = None
     bind: tuple[str, int] | None = None
     peer: tuple[str, int] | None = None
+    path: Path | None = None
 
     def describe(self) -> str:
         if self.kind == "raw":
             return f"raw:{self.iface}"
+        if self.kind == "shm":
+            return f"shm:{self.path}"
         text = f"udp:{self.bind[0]}:{self.bind[1]}"
         return text + (f",{self.peer[0]}:{self.peer[1]}" if self.peer else "")
 
@@ -76,10 +87,10 @@ def _host_port(text: str, spec: str) -> tuple[str, int]:
 
 
 def parse_port_spec(spec: str) -> PortSpec:
-    """Parse `N@IFACE` or `N@udp:HOST:PORT[,PEER_HOST:PEER_PORT]`."""
+    """Parse `N@IFACE`, `N@udp:HOST:PORT[,PEER_HOST:PEER_PORT]` or `N@shm:PATH`."""
     number_text, sep, where = spec.partition("@")
     if not sep or not where:
-        raise PortSpecError(f"'{spec}': expected N@IFACE or N@udp:HOST:PORT[,PEER:PORT]")
+        raise PortSpecError(f"'{spec}': expected N@IFACE, N@udp:HOST:PORT[,PEER:PORT] or N@shm:PATH")
     try:
         number = int(number_text)
     except ValueError:
@@ -91,6 +102,10 @@ def parse_port_spec(spec: str) -> PortSpec:
         bind = _host_port(bind_text, spec)
         peer = _host_port(peer_text, spec) if peer_text else None
         return PortSpec(number, "udp", bind=bind, peer=peer)
+    if where.startswith("shm:"):
+        if not where[4:]:
+            raise PortSpecError(f"'{spec}': expected N@shm:PATH, the ring file the switch creates")
+        return PortSpec(number, "shm", path=Path(where[4:]))
     return PortSpec(number, "raw", iface=where)
 
 
@@ -227,7 +242,48 @@ class RawPort:
         self.sock.close()
 
 
+class ShmPort:
+    """One switch port as a shared-memory ring file: frames from the agent on ring TO_SWITCH, to it on FROM_SWITCH.
+
+    The switch creates the file (replacing a stale one) and removes it when the port closes. The PacketLoop reads
+    all ring ports at once through a RingGroup and writes them through a RingScatter; receive_many/send are the
+    per-port forms (the Python pipeline, pcap captures, an impaired device).
+    """
+
+    def __init__(self, spec: PortSpec) -> None:
+        from omnireduce.shm import FROM_SWITCH, TO_SWITCH, RingFile
+
+        self.spec = spec
+        assert spec.path is not None
+        self.file = RingFile.create(spec.path)
+        try:
+            self.reader = self.file.reader(TO_SWITCH)
+            self.writer = self.file.writer(FROM_SWITCH)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def receive(self) -> bytes | None:
+        frames = self.reader.pop_frames(1)
+        return frames[0] if frames else None
+
+    def receive_many(self, limit: int) -> list[bytes]:
+        return self.reader.pop_frames(limit)
+
+    def send(self, frame: bytes) -> None:
+        if self.writer.push([frame]) != 1:
+            raise BlockingIOError(errno.ENOBUFS, f"port {self.spec.number}: ring full, frame dropped")
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def open_port(spec: PortSpec) -> Port:
+    if spec.kind == "shm":
+        return ShmPort(spec)
     return UdpPort(spec) if spec.kind == "udp" else RawPort(spec)
 
 
@@ -248,6 +304,16 @@ class PacketLoop:
             for number in self.ports:
                 self._pcap_in[number] = PcapWriter(Path(pcap_dir) / f"port{number}_in.pcap")
                 self._pcap_out[number] = PcapWriter(Path(pcap_dir) / f"port{number}_out.pcap")
+        rings = {number: port for number, port in self.ports.items() if isinstance(port, ShmPort)}
+        self._ring_group = None
+        self._ring_scatter = None
+        if rings:
+            from omnireduce.shm import RingGroup, RingScatter
+
+            self._ring_group = RingGroup([port.reader for port in rings.values()], list(rings),
+                                         per_ring=BATCH, max_frames=4 * BATCH)
+            self._ring_scatter = RingScatter({number: port.writer for number, port in rings.items()})
+        self._socket_ports = {number: port for number, port in self.ports.items() if number not in rings}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -297,8 +363,13 @@ class PacketLoop:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
+        running = self._thread is not None and self._thread.is_alive()
+        if running:
+            log.warning("the packet loop did not stop within %g s; its ring ports stay mapped", timeout)
         for port in self.ports.values():
-            port.close()
+            # Unmapping a ring under a loop that may be inside a C call on it could crash the process.
+            if not (running and isinstance(port, ShmPort)):
+                port.close()
         for writer in list(self._pcap_in.values()) + list(self._pcap_out.values()):
             writer.close()
         os.close(self._wake_r)
@@ -309,17 +380,44 @@ class PacketLoop:
     def _run(self) -> None:
         poller = select.poll()
         by_fd: dict[int, Port] = {}
-        for port in self.ports.values():
+        for port in self._socket_ports.values():
             poller.register(port.fileno(), select.POLLIN)
             by_fd[port.fileno()] = port
+        group = self._ring_group
+        if group is not None:
+            # The rings' bells only wake the loop; the rings themselves are read whenever the loop comes round.
+            for reader in group.readers:
+                poller.register(reader.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         while not self._stop.is_set():
+            moved = self._drain_rings() if group is not None else 0
             # A port holding a frame back for its next batch (UdpPort.receive_many) is drained without waiting.
-            held = [port for port in self.ports.values() if getattr(port, "holds_frame", False)]
-            try:
-                events = poller.poll(self._poll_timeout_ms(bool(held)))
-            except InterruptedError:
-                continue
+            held = [port for port in self._socket_ports.values() if getattr(port, "holds_frame", False)]
+            # The wait is the least of both needs: none while a ring had frames (rings are polled without waiting)
+            # and otherwise what _poll_timeout_ms allows (0 for a held socket frame or a submitted call, else until
+            # the impaired device's next held frame is due, at most IDLE_POLL_MS).
+            timeout = 0 if moved else self._poll_timeout_ms(bool(held))
+            events: list = []
+            if moved and not by_fd and not held:
+                # Rings only, and they had frames: go round again without a system call (held frames that are
+                # due and submitted calls still run below, so a busy ring cannot starve them).
+                pass
+            else:
+                sleeping = False
+                skip = False
+                if timeout and group is not None:
+                    if group.prepare_sleep():
+                        skip = True  # a frame arrived while the loop decided to sleep: read it, do not wait
+                    else:
+                        sleeping = True
+                if not skip:
+                    try:
+                        events = poller.poll(timeout)
+                    except InterruptedError:
+                        events = []
+                    finally:
+                        if sleeping:
+                            group.end_sleep()
             ready = {id(port): port for port in held}
             for fd, _ in events:
                 port = by_fd.get(fd)
@@ -359,6 +457,46 @@ class PacketLoop:
         if frames:
             self.handle_batch(port.spec.number, frames)
 
+    def _drain_rings(self) -> int:
+        """Frames waiting in any ring port, through the pipeline in one batch; how many there were."""
+        gathered = self._ring_group.gather()
+        count = gathered.count
+        if not count:
+            return 0
+        self.stats["rx"] += count
+        process_arrays = getattr(self.device, "process_arrays", None)
+        if not (self._pcap_in or self._pcap_out) and process_arrays is not None:
+            try:
+                if process_arrays(gathered.data, gathered.lens, gathered.ports, count, self._emit):
+                    return count
+            except Exception as exc:  # noqa: BLE001 - the loop must survive anything a frame does
+                self.stats["process_error"] += 1
+                log.exception("processing %d frames failed: %s", count, exc)
+                return count
+        # The per-frame path: captures, a device wrapper, or the Python pipeline.
+        ends = np.cumsum(gathered.lens, dtype=np.int64).tolist()
+        data = gathered.data
+        frames = [(port, data[end - length:end].tobytes())
+                  for port, length, end in zip(gathered.ports.tolist(), gathered.lens.tolist(), ends)]
+        for port, frame in frames:
+            if port in self._pcap_in:
+                self._pcap_in[port].write(frame)
+        self._process(frames)
+        return count
+
+    def _emit(self, outputs) -> None:
+        """The native pipeline's outputs (softswitch.native.backend.NativeOutputs) into the output rings; frames for
+        ports without a ring go out the per-frame way. Runs under the device's lock."""
+        scatter = self._ring_scatter
+        published, dropped = scatter.published, scatter.dropped
+        others = scatter.scatter_addresses(outputs.count, outputs.data_address, outputs.lens_address,
+                                           outputs.ports_address)
+        self.stats["tx"] += scatter.published - published
+        if scatter.dropped != dropped:
+            self.stats["tx_error"] += scatter.dropped - dropped
+        if len(others):
+            self._transmit(outputs.frames(others.tolist()))
+
     def handle(self, number: int, frame: bytes) -> None:
         """Process one received frame and transmit the results (also usable without the thread)."""
         self.handle_batch(number, [frame])
@@ -369,15 +507,18 @@ class PacketLoop:
         if number in self._pcap_in:
             for frame in frames:
                 self._pcap_in[number].write(frame)
+        self._process([(number, frame) for frame in frames])
+
+    def _process(self, frames: list[tuple[int, bytes]]) -> None:
         try:
             process_batch = getattr(self.device, "process_batch", None)
             if process_batch is not None:
-                outputs = process_batch([(number, frame) for frame in frames])
+                outputs = process_batch(frames)
             else:  # a device wrapper (tests' loss injection) that offers one frame at a time
-                outputs = [out for frame in frames for out in self.device.process_packet(number, frame)]
+                outputs = [out for number, frame in frames for out in self.device.process_packet(number, frame)]
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything a frame does
             self.stats["process_error"] += 1
-            log.exception("port %d: processing %d frames failed: %s", number, len(frames), exc)
+            log.exception("processing %d frames failed: %s", len(frames), exc)
             return
         self._transmit(outputs)
 

@@ -294,6 +294,24 @@ class NativeEngine:
             self._take_digests()
         return out
 
+    def process_arrays(self, data: np.ndarray, lens: np.ndarray, ports: np.ndarray, count: int, emit) -> None:
+        """Run `count` frames given as arrays (Device.process_arrays) and call `emit(NativeOutputs)` if any
+        frame came out; the outputs stay in the C state's buffers, which the next call reuses."""
+        if not count:
+            return
+        self.sync()
+        ffi = self.ffi
+        out = self.lib.ss_process(self.st, ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint32_t[]", lens),
+                                  ffi.from_buffer("uint16_t[]", ports), count)
+        try:
+            if out:
+                emit(NativeOutputs(self, out))
+        finally:
+            self._fold_stats()
+            # Digests the frames sent go to Device._digests like process_batch's (the Device delivers them).
+            if self.lib.ss_digest_words(self.st):
+                self._take_digests()
+
     def _take_digests(self) -> None:
         words = self.ffi.unpack(self.lib.ss_digest_data(self.st), self.lib.ss_digest_words(self.st))
         self.lib.ss_digest_clear(self.st)
@@ -335,6 +353,27 @@ class NativeEngine:
                 value -= 1 << 128
             ints.append(value)
         log_msg(self.cprog.log_formats[msg], ints)
+
+
+class NativeOutputs:
+    """The frames one ss_process call emitted, where C keeps them: `count` frames back to back at `data_address`,
+    uint32 lengths at `lens_address`, uint16 output ports at `ports_address`. For another C module to read during
+    the call that received them (omnireduce.shm's scatter into rings); `frames(indexes)` copies some out."""
+
+    __slots__ = ("engine", "count", "data_address", "lens_address", "ports_address")
+
+    def __init__(self, engine: NativeEngine, count: int) -> None:
+        ffi, lib, st = engine.ffi, engine.lib, engine.st
+        self.engine = engine
+        self.count = count
+        self.data_address = int(ffi.cast("uintptr_t", lib.ss_out_data(st)))
+        self.lens_address = int(ffi.cast("uintptr_t", lib.ss_out_lens(st)))
+        self.ports_address = int(ffi.cast("uintptr_t", lib.ss_out_ports(st)))
+
+    def frames(self, indexes: list[int]) -> list[tuple[int, bytes]]:
+        """(port, frame) of the outputs at `indexes`, in that order."""
+        every = self.engine._outputs(self.count)
+        return [every[i] for i in indexes]
 
 
 def build_native_engine(pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter,

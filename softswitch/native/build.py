@@ -4,16 +4,14 @@ of their complete source (which embeds the generator's version), and loaded from
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import shutil
-import sysconfig
-import tempfile
 import threading
 import time
 from pathlib import Path
 from types import ModuleType
+
+from omnireduce.cbuild import CBuildError, cache_root, compile_module, import_module, module_path
+from omnireduce.cbuild import compiler_available  # noqa: F401 - part of this module's API (tests ask it)
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +57,12 @@ _loaded: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 
 
-class NativeBuildError(Exception):
+class NativeBuildError(CBuildError):
     """No C compiler, no cffi, or the compiler refused the generated source."""
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "omnireduce" / "softswitch"
-
-
-def compiler_available() -> str | None:
-    """Why native modules cannot be built here, or None when they can."""
-    try:
-        import cffi  # noqa: F401
-    except ImportError:
-        return "cffi is not installed"
-    compiler = os.environ.get("CC", "cc").split()[0]
-    if shutil.which(compiler) is None:
-        return f"no C compiler ('{compiler}' is not on PATH)"
-    return None
+    return cache_root() / "softswitch"
 
 
 def load_module(source: str, digest: str) -> ModuleType:
@@ -86,40 +71,23 @@ def load_module(source: str, digest: str) -> ModuleType:
     with _lock:
         if name in _loaded:
             return _loaded[name]
-        path = cache_dir() / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+        path = module_path(cache_dir(), name)
         if path.exists():
             log.info("native pipeline: cached module %s", path)
         else:
             _compile(name, source, path)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise NativeBuildError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            module = import_module(name, path)
+        except CBuildError as exc:
+            raise NativeBuildError(str(exc)) from exc
         _loaded[name] = module
         return module
 
 
 def _compile(name: str, source: str, path: Path) -> None:
-    problem = compiler_available()
-    if problem is not None:
-        raise NativeBuildError(problem)
-    import cffi
-
     started = time.perf_counter()
-    ffi = cffi.FFI()
-    ffi.cdef(CDEF)
-    ffi.set_source(name, source, extra_compile_args=COMPILE_ARGS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="omnireduce-native-") as tmp:
-        try:
-            built = Path(ffi.compile(tmpdir=tmp, verbose=False))
-        except Exception as exc:  # noqa: BLE001 - distutils/setuptools raise many kinds; all mean "no module"
-            (Path(tmp) / "failed.c").write_text(source)
-            raise NativeBuildError(f"compiling the native pipeline failed: {exc}") from exc
-        # Another process may build the same module at the same time: both write a private file and rename it
-        # into place, so a reader never sees a half-written module.
-        staged = path.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(built, staged)
-        os.replace(staged, path)
+    try:
+        compile_module(name, CDEF, source, path, COMPILE_ARGS, "the native pipeline")
+    except CBuildError as exc:
+        raise NativeBuildError(str(exc)) from exc
     log.info("native pipeline: compiled %s in %.1f s", path, time.perf_counter() - started)

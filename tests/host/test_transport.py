@@ -1,5 +1,6 @@
 # Run: .venv/bin/pytest tests/host/test_transport.py
-"""Both transports on loopback, against a plain UDP socket playing the switch (or the softswitch port)."""
+"""The transports: the UDP ones on loopback against a plain UDP socket playing the switch (or the softswitch port),
+the shared-memory one against a ring file playing the softswitch port."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from omnireduce.host.errors import SwitchUnreachable
-from omnireduce.host.transport import FrameTransport, KernelUdpTransport
+from omnireduce.host.transport import FrameTransport, KernelUdpTransport, ShmTransport
 from omnireduce.host.wire import (
     Endpoint,
     OmniHeader,
@@ -19,6 +20,7 @@ from omnireduce.host.wire import (
     parse_udp_frame,
 )
 from omnireduce.p4src import constants as C
+from omnireduce.shm import FROM_SWITCH, TO_SWITCH, RingFile, unavailable_reason
 
 WORKER = Endpoint.of("02:00:00:00:00:01", "10.0.0.1", 5000)
 SWITCH = Endpoint.of("02:00:00:00:00:fe", "10.0.0.254", C.OMNI_UDP_PORT)
@@ -104,5 +106,70 @@ def test_frame_transport_keeps_only_frames_from_the_switch_to_this_worker(peer):
             payloads += [bytes(view) for view in transport.receive(5)]
         assert payloads == [PAYLOAD, PAYLOAD]
         assert transport.ignored == 4
+    finally:
+        transport.close()
+
+
+# --- the shared-memory transport, against a ring file playing the softswitch port ----------------------------------
+
+needs_rings = pytest.mark.skipif(unavailable_reason() is not None, reason=f"no ring module: {unavailable_reason()}")
+
+
+@pytest.fixture
+def switch_port(tmp_path):
+    """A ring file as the softswitch makes it for a port (the test plays the switch)."""
+    ring = RingFile.create(tmp_path / "port1")
+    yield ring
+    ring.close()
+
+
+@needs_rings
+def test_shm_transport_builds_the_same_whole_frames(switch_port):
+    transport = ShmTransport(switch_port.path, WORKER, SWITCH)
+    try:
+        transport.send(PAYLOAD)
+        rows = np.tile(np.frombuffer(PAYLOAD, dtype=np.uint8), (3, 1))
+        rows[:, 0] = [7, 8, 9]
+        transport.send_batch(rows)
+        frames = switch_port.reader(TO_SWITCH).pop_frames(8)
+        prefix = frame_prefix(WORKER, SWITCH, len(PAYLOAD))
+        assert frames == [prefix + PAYLOAD] + [prefix + row.tobytes() for row in rows]
+    finally:
+        transport.close()
+
+
+@needs_rings
+def test_shm_transport_keeps_only_frames_from_the_switch_to_this_worker(switch_port):
+    transport = ShmTransport(switch_port.path, WORKER, SWITCH)
+    other_worker = Endpoint.of("02:00:00:00:00:02", "10.0.0.2", 5001)
+    good = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + PAYLOAD
+    frames = [good, frame_prefix(SWITCH, other_worker, len(PAYLOAD)) + PAYLOAD, good[:30], good + b"\0" * 6]
+    try:
+        switch_port.writer(FROM_SWITCH).push(frames)
+        batch = transport.receive_batch(5)
+        assert [row.tobytes() for row in batch.data] == [PAYLOAD, PAYLOAD]
+        assert transport.ignored == 2
+        assert len(transport.receive_batch(0)) == 0
+        switch_port.writer(FROM_SWITCH).push([good])
+        assert [bytes(view) for view in transport.receive(5)] == [PAYLOAD]
+    finally:
+        transport.close()
+
+
+@needs_rings
+def test_shm_transport_without_its_ring_file_is_unreachable(tmp_path):
+    with pytest.raises(SwitchUnreachable, match="does not exist"):
+        ShmTransport(tmp_path / "port1", WORKER, SWITCH)
+
+
+@needs_rings
+def test_shm_transport_reports_a_stopped_switch_as_unreachable(tmp_path):
+    switch_port = RingFile.create(tmp_path / "port1")
+    transport = ShmTransport(switch_port.path, WORKER, SWITCH)
+    try:
+        assert len(transport.receive_batch(0.01)) == 0  # nothing yet, the switch is there
+        switch_port.close()  # the switch stops: it removes its ring file
+        with pytest.raises(SwitchUnreachable, match="removed its ring file"):
+            transport.receive_batch(0.01)
     finally:
         transport.close()

@@ -100,3 +100,19 @@ def test_a_digest_of_an_unknown_learn_list_is_refused_at_load(backend):
                 primitive["parameters"][1]["value"] = "0x9"
     with pytest.raises(InvalidArgument, match="unknown learn list 9"):
         Device().load_pipeline(program)
+
+
+def test_frames_given_as_arrays_send_their_digests_too(device):
+    # Device.process_arrays (the shared-memory ports' path) delivers digests as process_batch does.
+    import numpy as np
+
+    frames = [(1, probe(1, src=0xA)), (2, probe(2, tag=9)), (4, probe(1, src=0xB, nibble=1))]
+    data = np.frombuffer(b"".join(frame for _, frame in frames), dtype=np.uint8)
+    lens = np.array([len(frame) for _, frame in frames], dtype=np.uint32)
+    ports = np.array([port for port, _ in frames], dtype=np.uint16)
+    got, emitted = [], []
+    device.set_digest_listener(got.extend)
+    if not device.process_arrays(data, lens, ports, len(frames), lambda outputs: emitted.append(outputs.count)):
+        pytest.skip("the Python pipeline takes no arrays")
+    assert emitted == [3]
+    assert got == [mac(0xA, 1), tag(9), mac(0xB, 4, 1)]

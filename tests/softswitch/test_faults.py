@@ -305,3 +305,13 @@ def test_submit_runs_work_on_the_packet_thread_between_batches(mirror_switch):
     results = [loop.submit(lambda index=index: index) for index in range(200)]
     wait_until(lambda: all(result.done() for result in results), TIMEOUT, "200 submitted calls to run")
     assert [result.result() for result in results] == list(range(200))
+
+
+def test_an_impaired_device_sends_array_frames_the_per_frame_way():
+    # Forwarding process_arrays to the wrapped device would let ring ports' frames bypass the impairments.
+    class ArrayDevice(EchoDevice):
+        def process_arrays(self, *args):
+            raise AssertionError("the impairments were bypassed")
+
+    assert ImpairedDevice(ArrayDevice(), ImpairmentPlan.parse(["drop=0.5"])).process_arrays(None, None, None, 0,
+                                                                                            None) is False

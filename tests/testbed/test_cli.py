@@ -4,9 +4,11 @@ starts."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from omnireduce.testbed import Fault, FaultKind
+from omnireduce.testbed import Fault, FaultKind, NetKind, PortKind, TestbedConfig
 from omnireduce.testbed.model import ImpairSite
 from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, main
 
@@ -65,6 +67,55 @@ def test_an_unavailable_network_fails_up_front(monkeypatch: pytest.MonkeyPatch, 
     assert output.out == ""  # no report of a run that never was
     assert "omnireduce-testbed: error: " + message in output.err
     assert "writing the inputs" not in output.err  # nothing was done before the check
+
+
+def test_ports_reach_the_config_and_are_the_loopback_softswitchs_only() -> None:
+    assert config_from_args(build_parser().parse_args([])).ports is None
+    assert config_from_args(build_parser().parse_args(["--ports", "udp"])).ports is PortKind.UDP
+    assert config_from_args(build_parser().parse_args(["--ports", "shm"])).ports is PortKind.SHM
+    assert any("--ports is the loopback" in problem
+               for problem in TestbedConfig(net=NetKind.MININET, ports=PortKind.UDP).problems())
+
+
+def test_shm_ports_without_a_compiler_fall_back_to_udp_saying_why(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from omnireduce.testbed import loopback
+
+    monkeypatch.setattr(loopback, "shm_unavailable", lambda: "no C compiler ('cc' is not on PATH)")
+    with caplog.at_level(logging.WARNING, logger="omnireduce.testbed.loopback"):
+        assert loopback.port_kind(TestbedConfig()) is PortKind.UDP
+    assert "shared-memory ports unavailable (no C compiler ('cc' is not on PATH)): the switch's ports are UDP " \
+           "sockets on loopback" in caplog.text
+    assert loopback.port_kind(TestbedConfig(ports=PortKind.UDP)) is PortKind.UDP
+
+
+def test_both_port_kinds_carry_the_impairment_plan() -> None:
+    from pathlib import Path
+
+    from omnireduce.softswitch.faults import ImpairmentPlan
+    from omnireduce.testbed.switches import impairment_argv, softswitch_loopback_argv, softswitch_ring_argv
+
+    config = config_from_args(build_parser().parse_args(["--ports", "shm", "--loss", "0.01",
+                                                         "--impair", "2/out:delay=1ms", "--seed", "7"]))
+    plan = config.impairment_plan()
+    tail = tuple(impairment_argv(plan, 7))
+    assert tail and "--loss" not in tail
+    ring = softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, impairments=plan, impair_seed=7)
+    udp = softswitch_loopback_argv([(1, ("127.0.0.1", 1), ("127.0.0.1", 2))], 50051, impairments=plan,
+                                   impair_seed=7)
+    assert ring[-len(tail):] == tail == udp[-len(tail):]
+    assert "1@shm:/dev/shm/port1" in ring
+    assert "--impair" not in softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, impairments=ImpairmentPlan())
+
+
+def test_asking_for_shm_ports_without_a_compiler_fails_up_front(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from omnireduce.testbed import runner
+
+    monkeypatch.setattr(runner, "shm_unavailable", lambda: "cffi is not installed")
+    assert main(["--ports", "shm"]) == EXIT_USAGE
+    assert ("omnireduce-testbed: error: --ports shm cannot run here, the shared-memory rings need a C compiler and "
+            "cffi (cffi is not installed); use --ports udp") in capsys.readouterr().err
 
 
 def test_json_usage_errors_are_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from omnireduce.testbed import Fault, FaultKind, TestbedConfig, run_testbed
+from omnireduce.shm import unavailable_reason
+from omnireduce.testbed import Fault, FaultKind, PortKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_FAILED, EXIT_OK, main
+from omnireduce.testbed.loopback import SHM_ROOT
 
 from .conftest import survivors
 
@@ -57,6 +59,28 @@ def test_two_concurrent_int32_jobs(tmp_path):
     assert all(worker.max_error == 0 for job in report.jobs for worker in job.workers)
     check_traffic(report)
     assert survivors(tmp_path) == []
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"no ring module: {unavailable_reason()}")
+def test_shared_memory_ports_give_exact_results(tmp_path):
+    folders_before = set(SHM_ROOT.glob("omnireduce-rings-*"))
+    report = run_testbed(TestbedConfig(workers=3, size=60000, density=0.1, dtype="int32", slots=16,
+                                       ports=PortKind.SHM, timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    assert report.ports == "shm"
+    assert all(worker.max_error == 0 for worker in report.jobs[0].workers)
+    check_traffic(report)
+    assert survivors(tmp_path) == []
+    assert set(SHM_ROOT.glob("omnireduce-rings-*")) <= folders_before  # the run's ring folder is gone
+
+
+def test_udp_ports_still_give_exact_results(tmp_path):
+    report = run_testbed(TestbedConfig(workers=2, size=20000, density=0.1, dtype="int32", slots=8,
+                                       ports=PortKind.UDP, timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    assert report.ports == "udp"
+    assert all(worker.max_error == 0 for worker in report.jobs[0].workers)
+    check_traffic(report)
 
 
 def test_dense_mode_sends_every_block(tmp_path):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -88,3 +89,15 @@ def test_one_retransmission_is_singular_and_dense_rows_say_dense():
     text = format_report(report)
     assert "1 retransmission\n" in text and "1 retransmissions" not in text
     assert "loss-free dense" in text and "loss-free omnireduce" not in text
+
+
+def test_the_time_after_every_worker_joined_the_agents_cpu_and_the_ports_are_named():
+    report = _report(True)
+    job = report.jobs[0]
+    timed = (WorkerOutcome(0, 0, True, 0.0, 0.0, "", {"elapsed_s": 1.25, "joined_s": 0.5, "cpu_s": 0.4}),
+             WorkerOutcome(0, 1, True, 0.0, 0.0, "", {"elapsed_s": 1.0, "joined_s": 0.05, "cpu_s": 0.31}))
+    text = format_report(dataclasses.replace(report, jobs=(dataclasses.replace(job, workers=timed),), ports="shm"))
+    assert ("all-reduce 1.25 s by the agents' clocks (0.95 s after every worker joined; agents' CPU 0.31-0.40 s "
+            "each): ") in text
+    assert "softswitch over loopback (shm ports)" in text
+    assert "after every worker joined" not in format_report(report)  # agents that do not say: nothing invented
