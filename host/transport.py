@@ -117,6 +117,11 @@ class _DatagramSocket:
         self.pool = np.zeros((RECEIVE_BATCH, MAX_DATAGRAM_BYTES), dtype=np.uint8)
         self.sizes = np.zeros(RECEIVE_BATCH, dtype=np.int64)
         self._views = [memoryview(row) for row in self.pool]
+        # recvmmsg/sendmmsg where they build: a whole batch per system call (else one recv/send per datagram).
+        from omnireduce import dgram
+
+        self._batch = dgram.Datagrams(self.sock) if dgram.available() else None
+        self._lens = np.zeros(RECEIVE_BATCH, dtype=np.uint32)
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -134,8 +139,23 @@ class _DatagramSocket:
             raise
 
     def send_rows(self, rows: np.ndarray) -> None:
-        for row in rows:
-            self.send(row.data)
+        if self._batch is None or len(rows) < 2:
+            for row in rows:
+                self.send(row.data)
+            return
+        try:
+            sent = self._batch.send_rows(rows, rows.shape[1])
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            if error.errno in _UNREACHABLE_ERRNOS:
+                raise _unreachable(error, self.description) from error
+            if error.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                raise
+            sent = 0
+        if sent < len(rows):
+            # The socket buffer is full: drop, as the network would; the retransmission timer recovers.
+            log.debug("%s: send buffer full, %d datagrams dropped", self.description, len(rows) - sent)
 
     def receive(self, timeout: float) -> list[memoryview]:
         count = self.receive_into_pool(timeout)
@@ -143,6 +163,8 @@ class _DatagramSocket:
 
     def receive_into_pool(self, timeout: float) -> int:
         """Read the datagrams waiting (waiting up to `timeout` for the first) into the pool; how many."""
+        if self._batch is not None:
+            return self._receive_batch_into_pool(timeout)
         count = 0
         waited = False
         views = self._views
@@ -164,6 +186,23 @@ class _DatagramSocket:
                     raise _unreachable(error, self.description) from error
                 raise
             count += 1
+        return count
+
+    def _receive_batch_into_pool(self, timeout: float) -> int:
+        """receive_into_pool with recvmmsg: every datagram waiting in one call, after one wait for the first."""
+        for waited in (False, True):
+            try:
+                count = self._batch.receive(self.pool, self._lens)
+            except OSError as error:
+                if error.errno in _UNREACHABLE_ERRNOS:
+                    raise _unreachable(error, self.description) from error
+                raise
+            if count or waited or timeout <= 0:
+                break
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                break
+        self.sizes[:count] = self._lens[:count]
         return count
 
     def close(self) -> None:

@@ -7,13 +7,21 @@ by the caller after a hash of their complete source, and imported from there aft
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import sysconfig
 import tempfile
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
+
+log = logging.getLogger(__name__)
+_loaded: dict[str, ModuleType] = {}
+_lock = threading.Lock()
 
 
 class CBuildError(Exception):
@@ -71,3 +79,22 @@ def import_module(name: str, path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_cached(prefix: str, cdef: str, source: str, subdir: str, compile_args: list[str], what: str) -> ModuleType:
+    """The module for `source`, named `prefix` + a hash of everything that goes into it, compiled into
+    cache_root()/`subdir` on first use and imported from there afterwards (once per process). CBuildError says
+    why it cannot be had."""
+    digest = hashlib.sha256("\0".join([source, cdef, *compile_args]).encode()).hexdigest()[:16]
+    name = f"{prefix}_{digest}"
+    with _lock:
+        if name in _loaded:
+            return _loaded[name]
+        path = module_path(cache_root() / subdir, name)
+        if not path.exists():
+            started = time.perf_counter()
+            compile_module(name, cdef, source, path, compile_args, what)
+            log.info("%s: compiled %s in %.1f s", what, path, time.perf_counter() - started)
+        module = import_module(name, path)
+        _loaded[name] = module
+        return module

@@ -139,6 +139,15 @@ class UdpPort:
         self.peer = spec.peer
         self.bound = self.sock.getsockname()
         self._pending: tuple[bytes, tuple] | None = None  # a frame of another sender, for the next batch
+        # recvmmsg/sendmmsg where they build (omnireduce.dgram); receiving in batches needs a fixed peer, since
+        # without one a batch must hold one sender's frames (receive_many below).
+        self._batch = None
+        self._slots: np.ndarray | None = None
+        self._dest: tuple[tuple[str, int], bytes] | None = None
+        from omnireduce import dgram
+
+        if dgram.available():
+            self._batch = dgram.Datagrams(self.sock)
 
     def connect_peer(self, peer: tuple[str, int]) -> None:
         """Send to `peer` from now on, whoever sends to this port (as `-i N@udp:HOST:PORT,PEER:PORT` does): a frame
@@ -163,10 +172,18 @@ class UdpPort:
         return self._pending is not None
 
     def receive_many(self, limit: int) -> list[bytes]:
-        """Up to `limit` frames that are waiting, without blocking (a recvfrom loop).
+        """Up to `limit` frames that are waiting, without blocking (recvmmsg with a fixed peer, else a recvfrom
+        loop).
 
         Without a fixed peer the port answers the sender of the frames being processed, so a batch holds the
         frames of one sender: a frame from another one is kept for the next call."""
+        if self._batch is not None and self.spec.peer is not None:
+            if self._slots is None or len(self._slots) < limit:
+                self._slots = np.empty((limit, MAX_FRAME), dtype=np.uint8)
+                self._lens = np.empty(limit, dtype=np.uint32)
+            slots, lens = self._slots, self._lens
+            count = self._batch.receive(slots, lens, limit)
+            return [slots[row, :length].tobytes() for row, length in enumerate(lens[:count].tolist())]
         frames = []
         source = None
         if self._pending is not None:
@@ -192,6 +209,20 @@ class UdpPort:
         if self.peer is None:
             raise ConnectionError(f"port {self.spec.number} has no peer yet (no frame received)")
         self.sock.sendto(frame, self.peer)
+
+    def send_many(self, frames: list[bytes]) -> int:
+        """Send frames in order, in one sendmmsg where it builds; how many went (a full buffer drops the rest)."""
+        if self.peer is None:
+            raise ConnectionError(f"port {self.spec.number} has no peer yet (no frame received)")
+        if self._batch is None:
+            for frame in frames:
+                self.sock.sendto(frame, self.peer)
+            return len(frames)
+        if self._dest is None or self._dest[0] != self.peer:
+            from omnireduce.dgram import sockaddr_bytes
+
+            self._dest = (self.peer, sockaddr_bytes(self.peer))
+        return self._batch.send(frames, self._dest[1])
 
     def close(self) -> None:
         self.sock.close()
@@ -276,6 +307,9 @@ class ShmPort:
     def send(self, frame: bytes) -> None:
         if self.writer.push([frame]) != 1:
             raise BlockingIOError(errno.ENOBUFS, f"port {self.spec.number}: ring full, frame dropped")
+
+    def send_many(self, frames: list[bytes]) -> int:
+        return self.writer.push(frames)
 
     def close(self) -> None:
         self.file.close()
@@ -527,22 +561,51 @@ class PacketLoop:
         self._transmit(outputs)
 
     def _transmit(self, outputs: list[tuple[int, bytes]]) -> None:
+        """Send outputs out of their ports: each port's frames in order, in one batch call where the port has one
+        (UDP ports with batched datagram I/O, ring ports), else one by one."""
+        by_port: dict[int, list[bytes]] = {}
         for out_port, out_frame in outputs:
+            by_port.setdefault(out_port, []).append(out_frame)
+        for out_port, frames in by_port.items():
             target = self.ports.get(out_port)
             if target is None:
-                self.stats["tx_no_such_port"] += 1
+                self.stats["tx_no_such_port"] += len(frames)
+                continue
+            send_many = getattr(target, "send_many", None)
+            if send_many is None:
+                for frame in frames:
+                    self._send_one(target, out_port, frame)
                 continue
             try:
-                target.send(out_frame)
+                sent = send_many(frames)
+            except ConnectionError as exc:
+                self.stats["tx_no_peer"] += len(frames)
+                log.debug("%s", exc)
+                continue
             except OSError as exc:
-                self.stats["tx_error"] += 1
+                self.stats["tx_error"] += len(frames)
                 if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
                     log.warning("port %d: send failed: %s", out_port, exc)
                 continue
-            except ConnectionError as exc:
-                self.stats["tx_no_peer"] += 1
-                log.debug("%s", exc)
-                continue
-            self.stats["tx"] += 1
+            self.stats["tx"] += sent
+            if sent < len(frames):
+                self.stats["tx_error"] += len(frames) - sent
             if out_port in self._pcap_out:
-                self._pcap_out[out_port].write(out_frame)
+                for frame in frames[:sent]:
+                    self._pcap_out[out_port].write(frame)
+
+    def _send_one(self, target: Port, out_port: int, out_frame: bytes) -> None:
+        try:
+            target.send(out_frame)
+        except ConnectionError as exc:
+            self.stats["tx_no_peer"] += 1
+            log.debug("%s", exc)
+            return
+        except OSError as exc:
+            self.stats["tx_error"] += 1
+            if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                log.warning("port %d: send failed: %s", out_port, exc)
+            return
+        self.stats["tx"] += 1
+        if out_port in self._pcap_out:
+            self._pcap_out[out_port].write(out_frame)

@@ -3,16 +3,10 @@ cached under $XDG_CACHE_HOME/omnireduce/shm by a hash of its source, imported fr
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import threading
-import time
 from importlib import resources
 from types import ModuleType
 
-from omnireduce.cbuild import CBuildError, cache_root, compile_module, import_module, module_path
-
-log = logging.getLogger(__name__)
+from omnireduce.cbuild import CBuildError, load_cached
 
 CDEF = """
 struct orr_ctl { ...; };
@@ -44,37 +38,18 @@ void orr_layout(uint64_t *out);
 
 COMPILE_ARGS = ["-O2", "-std=gnu11"]
 
-_lock = threading.Lock()
-_module: ModuleType | None = None
-
 
 class ShmUnavailable(Exception):
     """The ring module cannot be built here (no C compiler, no cffi, or the compile failed)."""
 
 
-def _source() -> str:
-    return resources.files(__package__).joinpath("ring.c").read_text(encoding="utf-8")
-
-
 def load() -> ModuleType:
     """The compiled ring module (built on first use, cached per machine); ShmUnavailable saying why not."""
-    global _module
-    with _lock:
-        if _module is not None:
-            return _module
-        source = _source()
-        digest = hashlib.sha256((source + CDEF + " ".join(COMPILE_ARGS)).encode()).hexdigest()[:16]
-        name = f"_omnireduce_shm_{digest}"
-        path = module_path(cache_root() / "shm", name)
-        try:
-            if not path.exists():
-                started = time.perf_counter()
-                compile_module(name, CDEF, source, path, COMPILE_ARGS, "the shared-memory rings")
-                log.info("shared-memory rings: compiled %s in %.1f s", path, time.perf_counter() - started)
-            _module = import_module(name, path)
-        except CBuildError as error:
-            raise ShmUnavailable(str(error)) from error
-        return _module
+    source = resources.files(__package__).joinpath("ring.c").read_text(encoding="utf-8")
+    try:
+        return load_cached("_omnireduce_shm", CDEF, source, "shm", COMPILE_ARGS, "the shared-memory rings")
+    except CBuildError as error:
+        raise ShmUnavailable(str(error)) from error
 
 
 def unavailable_reason() -> str | None:
