@@ -362,15 +362,20 @@ class PrimitiveCompiler:
         return f"max({value} - {count}, 0)"
 
     def _p_assign_header_stack(self, prim: Json) -> None:
+        self._assign_stack(prim, "assign_header_stack", "header stack", self.ctx.program.stacks,
+                           lambda d, s: self._assign_header(self.exprs._header_expr(d), self.exprs._header_expr(s)))
+
+    def _assign_stack(self, prim: Json, primitive: str, kind: str, stacks: dict, assign_element) -> None:
+        """A whole stack copied (of headers or of unions): its next index, then element by element."""
         dst, src = self._stack(self._param(prim, 0)), self._stack(self._param(prim, 1))
-        program, layout = self.ctx.program, self.ctx.layout
-        if dst not in program.stacks or src not in program.stacks:
-            raise InvalidArgument(f"{self.where}: assign_header_stack of something that is not a header stack")
+        layout = self.ctx.layout
+        if dst not in stacks or src not in stacks:
+            raise InvalidArgument(f"{self.where}: {primitive} of something that is not a {kind}")
         if layout.stack_size(dst) != layout.stack_size(src):
-            raise InvalidArgument(f"{self.where}: assign_header_stack between stacks of different sizes")
+            raise InvalidArgument(f"{self.where}: {primitive} between stacks of different sizes")
         self._stmt(self._set(str(layout.stack_next_slot(dst)), f"F[{layout.stack_next_slot(src)}]"))
-        for d, s in zip(program.stacks[dst].elements, program.stacks[src].elements):
-            self._assign_header(self.exprs._header_expr(d), self.exprs._header_expr(s))
+        for d, s in zip(stacks[dst].elements, stacks[src].elements):
+            assign_element(d, s)
 
     def _p_assign_union(self, prim: Json) -> None:
         self._assign_union(self._header(self._param(prim, 0), "union"), self._header(self._param(prim, 1), "union"))
@@ -383,16 +388,11 @@ class PrimitiveCompiler:
             self._assign_header(self.exprs._union_member(dst, i), self.exprs._union_member(src, i))
 
     def _p_assign_union_stack(self, prim: Json) -> None:
-        dst, src = self._stack(self._param(prim, 0)), self._stack(self._param(prim, 1))
-        program, layout = self.ctx.program, self.ctx.layout
-        if dst not in program.union_stacks or src not in program.union_stacks:
-            raise InvalidArgument(f"{self.where}: assign_union_stack of something that is not a union stack")
-        if layout.stack_size(dst) != layout.stack_size(src):
-            raise InvalidArgument(f"{self.where}: assign_union_stack between stacks of different sizes")
-        self._stmt(self._set(str(layout.stack_next_slot(dst)), f"F[{layout.stack_next_slot(src)}]"))
-        for d, s in zip(program.union_stacks[dst].elements, program.union_stacks[src].elements):
-            self._assign_union(self.exprs.compile({"type": "header_union", "value": d}),
-                               self.exprs.compile({"type": "header_union", "value": s}))
+        def union(name: str) -> Expr:
+            return self.exprs.compile({"type": "header_union", "value": name})
+
+        self._assign_stack(prim, "assign_union_stack", "union stack", self.ctx.program.union_stacks,
+                           lambda d, s: self._assign_union(union(d), union(s)))
 
     def _p_assign_VL(self, prim: Json) -> None:
         """A varbit field's value and width from another varbit field (BMv2's assign_VL)."""
