@@ -1,9 +1,9 @@
 """The protocol's efficiency, measured end to end: packets per contributed block, bytes against the ideal exchange,
 recovery traffic, drops, and the switch's end-to-end packet rate beside its standalone rate, in one run.
 
-    .venv/bin/python -m bench.bench_efficiency                       # the sweep of docs/performance.md
-    .venv/bin/python -m bench.bench_efficiency --quick               # a few small points (under a minute)
-    .venv/bin/python -m bench.bench_efficiency --workers 4 --density 0.01 --size 26214400 --json-out out.json
+    .venv/bin/omnireduce-bench efficiency                            # the sweep of docs/performance.md
+    .venv/bin/omnireduce-bench efficiency --quick                    # a few small points (under a minute)
+    .venv/bin/omnireduce-bench efficiency --workers 4 --density 0.01 --size 26214400 --json-out out.json
 
 Each point is one `omnireduce-testbed` run (loopback, the softswitch running p4src/build/omnireduce.json as its own
 process, one agent process per worker, inputs with each block non-zero with probability `density` independently
@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from omnireduce import argtypes
 from omnireduce.testbed.model import TestbedConfig, TestbedReport
 from omnireduce.testbed.runner import run_testbed
 
@@ -144,22 +145,26 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this bench, on its own parser or on `omnireduce-bench efficiency`."""
     parser.add_argument("--quick", action="store_true", help="a few small points instead of the full sweep")
-    parser.add_argument("--workers", type=int, action="append", help="worker counts (repeatable)")
-    parser.add_argument("--density", type=float, action="append", help="densities (repeatable)")
-    parser.add_argument("--size", type=int, action="append", help="tensor sizes in values (repeatable)")
-    parser.add_argument("--slots", type=int, default=None,
+    parser.add_argument("--workers", type=argtypes.integer(minimum=1, maximum=32), action="append",
+                        help="worker counts 1..32 (repeatable)")
+    parser.add_argument("--density", type=argtypes.fraction, action="append",
+                        help="densities in [0, 1] (repeatable)")
+    parser.add_argument("--size", type=argtypes.integer(minimum=1), action="append",
+                        help="tensor sizes in values (repeatable)")
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1), default=None,
                         help="slots per job (default: the testbed's, chosen from the tensor)")
-    parser.add_argument("--loss", type=float, action="append",
+    parser.add_argument("--loss", type=argtypes.fraction, action="append",
                         help="also run every point with this loss probability (repeatable; loss-free always runs)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the inputs and of the loss (default 1)")
+    parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=1,
+                        help="seed of the inputs and of the loss (default 1)")
     parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rate")
     parser.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
+
+def run(args: argparse.Namespace) -> int:
     if args.workers or args.density or args.size:
         points = [(w, d, n) for n in (args.size or [4_194_304]) for d in (args.density or [0.01])
                   for w in (args.workers or [4])]
@@ -182,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json_out).write_text(json.dumps({"standalone": standalone, "points": [asdict(r) for r in results]},
                                                   indent=1))
     return 0 if all(r.ok for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,14 @@
     omnireduce-bench switch --plot-dir docs/img         # softswitch native/Python vs BMv2, and the e2e rate
     omnireduce-bench agent                              # the host agent's own cost
     omnireduce-bench model --from sweep.json --plot-dir docs/img   # line-rate model at 10 and 100 Gbit/s
+    omnireduce-bench efficiency --quick                 # packets per block, bytes against the ideal, retransmissions
+    omnireduce-bench gpu-scan --json scan.json          # the DDP hook's GPU block scan (a CUDA GPU and torch)
+    omnireduce-bench faults                             # the fault suite: loss, duplication, reordering (~25 min)
+    omnireduce-bench fuzz                               # 10,000 hostile packets into running jobs, all counted
 
-docs/performance.md shows what each prints on the project's machine. Exit status: 0 when every run worked,
-1 when a run failed (the table says which), 2 for bad arguments.
+docs/performance.md shows what each prints on the project's machine (docs/reliability.md for faults). Exit
+status: 0 when every run worked (faults: every result exact), 1 when a run failed (the table says which), 2 for bad
+arguments.
 """
 
 from __future__ import annotations
@@ -294,6 +299,165 @@ def run_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- efficiency, gpu-scan --------------------------------------------------------------------------------------------
+
+def add_efficiency(sub) -> None:
+    from . import bench_efficiency
+
+    parser = sub.add_parser("efficiency", help="the protocol's efficiency end to end: packets per contributed block, "
+                            "bytes against the ideal exchange, retransmissions, the switch's rate beside its "
+                            "standalone rate", description=bench_efficiency.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_efficiency.add_arguments(parser)
+    parser.set_defaults(run=bench_efficiency.run)
+
+
+def add_gpu_scan(sub) -> None:
+    # Listed here for --help; main() hands its arguments to bench_gpu_scan's own parser (which needs torch).
+    sub.add_parser("gpu-scan", help="the DDP hook's block scan on a CUDA GPU as a fraction of HBM bandwidth "
+                   "(needs torch; omnireduce-bench gpu-scan --help lists its options)", add_help=False)
+
+
+def run_gpu_scan(argv: list[str]) -> int:
+    try:
+        from . import bench_gpu_scan
+    except ImportError as error:  # torch is an optional extra
+        print(f"omnireduce-bench gpu-scan needs PyTorch ({error}); pip install -e '.[torch]'", file=sys.stderr)
+        return 2
+    return bench_gpu_scan.main(argv)
+
+
+# --- faults --------------------------------------------------------------------------------------------------------
+
+def add_faults(sub) -> None:
+    from . import faults
+
+    parser = sub.add_parser("faults", help="the fault suite: all-reduces under loss, duplication, reordering and "
+                                           "delay, every result compared bit for bit with the fault-free run",
+                            description=faults.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = faults.FaultSuiteConfig()
+    parser.add_argument("--runs", type=argtypes.integer(minimum=1), default=default.runs,
+                        help="all-reduces per scenario (default %(default)s)")
+    parser.add_argument("--workers", type=argtypes.integer(minimum=1, maximum=32), default=default.workers,
+                        help="workers of the job (default %(default)s)")
+    parser.add_argument("--size", type=argtypes.integer(minimum=1), default=default.size,
+                        help="float32 values per tensor (default %(default)s)")
+    parser.add_argument("--density", type=argtypes.fraction, default=default.density,
+                        help="fraction of non-zero blocks per worker (default %(default)s)")
+    parser.add_argument("--slots", type=argtypes.integer(minimum=1, maximum=512), default=None,
+                        help="slots of the job (default: the testbed's choice for the tensor)")
+    parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed,
+                        help="seed of the inputs and of every scenario's faults (default %(default)s)")
+    parser.add_argument("--scenarios", type=comma_list(_scenario, "scenario names"), default=default.scenarios,
+                        help=f"scenarios to run, the reference 'none' always first (default all: "
+                             f"{','.join(faults.SCENARIO_NAMES)})")
+    parser.add_argument("--json-out", type=Path, metavar="PATH", help="write every scenario as JSON (as they end)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/reliability.md)")
+    parser.add_argument("--from", dest="saved", type=argtypes.existing_file, metavar="FAULTS_JSON",
+                        help="report a suite written earlier with --json-out instead of running one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    parser.set_defaults(run=run_faults)
+
+
+def _scenario(text: str) -> str:
+    from .faults import SCENARIO_NAMES
+
+    if text not in SCENARIO_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown scenario {text!r}; choose from {', '.join(SCENARIO_NAMES)}")
+    return text
+
+
+def run_faults(args: argparse.Namespace) -> int:
+    from . import faults
+
+    if args.saved:
+        results = faults.load_results(args.saved)
+        print(faults.format_table(results, args.markdown))
+        return 0 if all(result.exact == result.runs for result in results) else 1
+    config = faults.FaultSuiteConfig(runs=args.runs, workers=args.workers, size=args.size, density=args.density,
+                                     slots=args.slots, seed=args.seed, scenarios=args.scenarios)
+    print(f"machine: {machine_line()}")
+    print(f"{config.workers} workers, {config.size:,} float32 values at density {config.density:g}, "
+          f"{config.slot_count()} slots, {config.runs} runs per scenario")
+    started = time.monotonic()
+    scenarios = 1 + len([name for name in config.scenarios if name != faults.REFERENCE.name])
+    bar = _progress_bar(scenarios * config.runs, not args.no_progress)
+    done: list = []
+
+    def on_scenario(result) -> None:
+        done.append(result)
+        if args.json_out:
+            args.json_out.write_text(json.dumps(faults.to_json(config, done, machine_line(),
+                                                               time.monotonic() - started), indent=1) + "\n")
+
+    def progress(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    try:
+        results = faults.run_suite(config, progress, on_scenario)
+    finally:
+        bar.close()
+    print(faults.format_table(results, args.markdown))
+    print(f"\nsuite took {time.monotonic() - started:.0f} s; machine after: {machine_line()}")
+    return 0 if all(result.exact == result.runs for result in results) else 1
+
+
+# --- fuzz ----------------------------------------------------------------------------------------------------------
+
+def add_fuzz(sub) -> None:
+    from . import fuzz
+
+    parser = sub.add_parser("fuzz", help="malformed and spoofed packets into running jobs: every one counted by the "
+                                         "switch, every result exact",
+                            description=fuzz.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = fuzz.FuzzConfig()
+    parser.add_argument("--packets", type=argtypes.integer(minimum=1), default=default.packets,
+                        help="fuzzed packets to send (default %(default)s)")
+    parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed,
+                        help="seed of the packets, the inputs and the jobs' link faults (default %(default)s)")
+    parser.add_argument("--time-limit", type=argtypes.seconds, default=default.time_limit_s,
+                        help="stop sending after this many seconds even if fewer packets went (default %(default)s)")
+    parser.add_argument("--rate", type=argtypes.number(minimum=1.0), default=default.rate,
+                        help="fuzzed packets per second at most (default %(default)s)")
+    parser.add_argument("--workers", type=argtypes.integer(minimum=2, maximum=32), default=default.workers,
+                        help="workers of each of the two jobs (default %(default)s)")
+    parser.add_argument("--json-out", type=Path, metavar="PATH", help="write the report as JSON")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the tables as Markdown (docs/reliability.md)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    parser.set_defaults(run=run_fuzz)
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    from . import fuzz
+
+    config = fuzz.FuzzConfig(packets=args.packets, seed=args.seed, time_limit_s=args.time_limit, rate=args.rate,
+                             workers=args.workers)
+    print(f"machine: {machine_line()}")
+    bar = _progress_bar(config.packets, not args.no_progress)
+    sent = [0]
+
+    def progress(label: str) -> None:
+        done = int(label.split("/", 1)[0])
+        bar.set_postfix_str(label)
+        bar.update(done - sent[0])
+        sent[0] = done
+
+    try:
+        report = fuzz.run_fuzzer(config, progress)
+    finally:
+        bar.close()
+    print(fuzz.format_report(report, args.markdown))
+    if args.markdown:
+        print()
+        print(fuzz.variant_table(report))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(fuzz.report_to_json(report), indent=1) + "\n")
+    print(f"machine after: {machine_line()}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnireduce-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,10 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_switch(sub)
     add_agent(sub)
     add_model(sub)
+    add_efficiency(sub)
+    add_gpu_scan(sub)
+    add_faults(sub)
+    add_fuzz(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu-scan"]:
+        return run_gpu_scan(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",

@@ -120,7 +120,8 @@ def status_text(statuses: Sequence[JobStatus], all_slots: bool = False,
                 rows.append((slot.slot if first else "", slot.global_slot if first else "",
                              _or_unknown(slot.tensor) if first else "", round_.set, round_.state_name,
                              _or_unknown(round_.tensor), round_.block,
-                             waiting if round_.aggregating else "",
+                             # the round in flight waits for them; with none in flight, the column does
+                             waiting if round_.aggregating or (first and not slot.in_flight) else "",
                              block_text(round_.next_block) if round_.state_name == "complete" else "",
                              round_.exponent,
                              " ".join(block_text(block) for block in slot.worker_next) if first else ""))

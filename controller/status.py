@@ -62,9 +62,14 @@ class SlotView:
         return self.tensor is None and all(round_.tensor is None for round_ in self.rounds)
 
     def waiting_for(self) -> tuple[int, ...]:
-        """Workers whose contribution the aggregating round still needs (their announced next is its block)."""
-        blocks = {round_.block for round_ in self.in_flight}
-        return tuple(worker for worker, announced in enumerate(self.worker_next) if announced in blocks)
+        """Workers the column waits for: those whose announced next block is the column's lowest, the block it
+        completes next (docs/protocol.md section 4.2), whether others have contributed to that round already (it is
+        in flight) or not yet (nobody else has that block). A crashed worker shows here, holding its columns."""
+        live = [announced for announced in self.worker_next if announced != constants.END_OF_TENSOR]
+        if not live:
+            return ()
+        lowest = min(live)
+        return tuple(worker for worker, announced in enumerate(self.worker_next) if announced == lowest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -404,9 +404,10 @@ class AllReduce:
             raise Stalled(
                 f"{name}: no result for {config.timeouts.stall} s in tensor {tensor_id} "
                 f"({exchange.open_columns} of {exchange.plan.columns} columns open): a worker or the switch went "
-                f"away, or the switch drops this worker's packets; check that every worker and the switch still run "
-                f"and the switch's drop counters (omnireduce-ctl counters), or allow more with --stall-timeout on a "
-                f"loaded machine"
+                f"away, or the switch drops this worker's packets; `omnireduce-ctl status --job {config.job_id}` "
+                f"names the workers the open columns wait for, `omnireduce-ctl counters` the switch's drops; once "
+                f"the cause is gone, `omnireduce-ctl reset --job {config.job_id}` and new agents go on (or allow more "
+                f"with --stall-timeout on a loaded machine)"
             )
         limits = [join_at if join_at is not None else stall_at]
         if deadline_at is not None:

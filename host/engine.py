@@ -454,7 +454,7 @@ class TensorExchange:
             waiting_slots = slots[waiting]
             columns.contributed[waiting_slots] = False
             columns.sent_at[waiting_slots] = math.nan
-            patience = np.maximum(REQUEST_PATIENCE * rtos[waiting], timeouts.request_fallback)
+            patience = request_patience(rtos[waiting], timeouts)
             columns.rto[waiting_slots] = patience
             columns.deadline[waiting_slots] = now + patience
         if contributing.any():
@@ -598,10 +598,19 @@ class TensorExchange:
         else:
             columns.contributed[slot] = False
             columns.sent_at[slot] = math.nan
-            patience = max(REQUEST_PATIENCE * self._round_trip.timeout(self._timeouts), self._timeouts.request_fallback)
+            patience = float(request_patience(np.float64(self._round_trip.timeout(self._timeouts)), self._timeouts))
             self._arm(slot, now, patience)
         if self._to_launch:
             self._launch(now)
+
+
+def request_patience(rto: np.ndarray, timeouts: Timeouts) -> np.ndarray:
+    """How long a worker that did not contribute to the round it awaits waits before its first REQUEST:
+    REQUEST_PATIENCE timeouts, at least request_fallback, and at most retransmit_max (unless the fallback is
+    longer). Without the ceiling, a timeout backed off to retransmit_max (4 s) made it 12 s, past the stall limit
+    (10 s): a worker that lost the result whose next block was its own never asked before every worker of the job
+    gave up (the fault suite at 5% loss)."""
+    return np.maximum(np.minimum(REQUEST_PATIENCE * rto, timeouts.retransmit_max), timeouts.request_fallback)
 
 
 def big_endian_lanes(values: np.ndarray) -> np.ndarray:

@@ -20,8 +20,9 @@ from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, report_e
 from omnireduce.host.config import Timeouts
 from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
+from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan, parse_rule
 
-from .model import Fault, NetKind, PortKind, SwitchKind, TestbedConfig
+from .model import Fault, ImpairSite, NetKind, PortKind, SwitchKind, TestbedConfig
 from .progress import ALL_REDUCE, RunProgress
 from .runner import ConfigError, run_testbed
 from .summary import format_report, report_to_json
@@ -120,8 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="limit for the run from the switch's start to the last agent's exit (default: none; "
                              "see 'time' below)")
     parser.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
-                        help="fault injection (loopback): the softswitch loses each frame in or out with "
-                             "probability P, seeded by --seed (default 0)")
+                        help="short for --impair drop=P: each frame to or from the switch is lost with "
+                             "probability P (default 0)")
+    parser.add_argument("--impair", action="append", default=[], metavar="SPEC",
+                        type=argtypes.from_parser(parse_rule, ImpairmentError),
+                        help="fault injection on the frames to and from the switch, netem's terms: "
+                             "[PORT[/in|out]:|in:|out:]KEY=VALUE,... with KEY drop, duplicate, reorder (0.01 or "
+                             "1%%), delay, jitter (5ms), hold; 'in' is towards the switch, worker k is on port k+1. "
+                             "Repeatable; the more specific spec wins per key. Seeded by --seed where the softswitch "
+                             "injects (docs/reliability.md)")
+    parser.add_argument("--impair-at", type=ImpairSite, choices=list(ImpairSite), default=None,
+                        metavar="{switch,links}",
+                        help="where --impair acts: switch (the softswitch, between ports and pipeline; the default "
+                             "on loopback) or links (tc netem on both ends of every Mininet link; the default on "
+                             "Mininet, needs the kernel's netem qdisc)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR",
                         help="keep inputs, outputs, logs and the switch's counters in DIR")
@@ -139,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TestbedConfig:
     return TestbedConfig(workers=args.workers, switch=args.switch, net=args.net, size=args.size,
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
-                         seed=args.seed, timeout=args.timeout, loss=args.loss, keep_logs=args.keep_logs,
+                         seed=args.seed, timeout=args.timeout, loss=args.loss,
+                         impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
+                         keep_logs=args.keep_logs,
                          fault=args.fault, ports=args.ports)
 
 

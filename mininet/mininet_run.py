@@ -15,21 +15,24 @@ import math
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from omnireduce.softswitch.faults import Impairment, ImpairmentPlan
+
 from .agents import AgentFiles, agent_argv, agent_failure_reason, agent_time_limit
 from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
-from .model import FaultKind, SwitchKind, TestbedConfig
+from .model import FaultKind, ImpairSite, SwitchKind, TestbedConfig
 from .plan import NetworkPlan
 from .ports import free_tcp_port
 from .processes import ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
 from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import plan_to_json
-from .switches import bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, softswitch_prefix
+from .switches import bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, impairment_argv, softswitch_prefix
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,56 @@ def mininet_unavailable() -> str | None:
     return None
 
 
+def netem_unavailable() -> str | None:
+    """Why the links of a Mininet run cannot be impaired with tc netem here (None when they can): the kernel may
+    lack the netem qdisc. Probed in a network namespace made for it and removed again."""
+    namespace = f"omnireduce-netem-probe-{os.getpid()}"
+    try:
+        subprocess.run(["ip", "netns", "add", namespace], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"cannot create a network namespace to probe netem ({error})"
+    try:
+        done = subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                               "delay", "1ms"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"tc could not run ({error})"
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+    if done.returncode != 0:
+        return (f"this kernel has no netem qdisc (tc: {done.stderr.strip() or done.returncode}; it needs "
+                f"CONFIG_NET_SCH_NETEM or the sch_netem module)")
+    return None
+
+
+def netem_args(impairment: Impairment) -> list[str]:
+    """tc's netem options for one direction of one link: `delay D [J] loss P% duplicate P% reorder P%`.
+
+    netem reorders by letting a fraction of frames skip the delay the others take, so reordering needs a delay;
+    without one, the reordered frames' `hold` is used as that delay (docs/reliability.md)."""
+    args: list[str] = []
+    delay = impairment.delay_s or (impairment.reorder_hold_s if impairment.reorder else 0.0)
+    if delay:
+        args += ["delay", f"{delay * 1e3:g}ms"] + ([f"{impairment.jitter_s * 1e3:g}ms"] if impairment.jitter_s else [])
+    for name, value in (("loss", impairment.drop), ("duplicate", impairment.duplicate),
+                        ("reorder", impairment.reorder)):
+        if value:
+            args += [name, f"{value * 100:g}%"]
+    return args
+
+
+def netem_spec(plan: ImpairmentPlan, network: NetworkPlan, seed: int) -> list[dict[str, Any]]:
+    """The driver's `netem` entries: per worker port, the host's side of the link impairs what goes to the switch
+    ("in"), the switch's side what comes from it ("out"). Each qdisc gets a seed of its own, where tc has one."""
+    entries = []
+    for worker in network.workers:
+        for direction, side in (("in", "host"), ("out", "switch")):
+            args = netem_args(plan.for_link(worker.port, direction))
+            if args:
+                entries.append({"port": worker.port, "side": side, "args": args,
+                                "seed": seed * 1024 + worker.port * 2 + (side == "switch")})
+    return entries
+
+
 def driver_command(spec_path: Path) -> tuple[str, ...]:
     # -P: do not put the driver's folder (named mininet/) on sys.path, where it would shadow the Mininet package.
     return (SYSTEM_PYTHON, "-P", str(DRIVER), "--spec", str(spec_path))
@@ -68,6 +121,8 @@ def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout,
         suffix = bmv2_suffix(grpc_port)
     else:
         prefix, suffix = softswitch_prefix(), ["--grpc-server-addr", grpc_server_addr(grpc_port)]
+        if config.impair_at is ImpairSite.SWITCH:
+            suffix += impairment_argv(config.impairment_plan(), config.seed)
     return {"kind": "process", "argv_prefix": prefix, "interface_flag": "-i", "interface_format": "{port}@{intf}",
             "argv_suffix": suffix, "grpc_port": grpc_port, "ready_timeout": 30.0}
 
@@ -107,6 +162,8 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         "agent_timeout": config.timeout,
         "after": [{"name": "controller-counters",
                    "argv": provision + ["counters", "--out", str(layout.root / "counters.json")], "timeout": 30.0}],
+        "netem": (netem_spec(config.impairment_plan(), plan, config.seed)
+                  if config.impair_at is ImpairSite.LINKS else []),
         "kill_switch_after_s": kill_after,
         "stop_agent": (plan.jobs[0].workers[config.fault.worker].name
                        if config.fault is not None and config.fault.kind is FaultKind.HANG_WORKER else None),

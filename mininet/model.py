@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from omnireduce.p4src import constants
+from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan
 
 from .inputs import SUPPORTED_DTYPES, block_count
 from .traffic import Exchange
@@ -32,6 +33,13 @@ class PortKind(enum.Enum):
 
     SHM = "shm"  # shared-memory rings, a file per worker under /dev/shm (needs a C compiler, like the native pipeline)
     UDP = "udp"  # a UDP socket per worker and per switch port on 127.0.0.1, one frame per datagram
+
+
+class ImpairSite(enum.Enum):
+    """Where a run's impairments (drop, duplicate, reorder, delay) act on frames."""
+
+    SWITCH = "switch"  # the softswitch's own fault injection, between its ports and its pipeline (seeded)
+    LINKS = "links"  # Linux's netem qdisc on both ends of every Mininet link (any switch; the kernel's draws)
 
 
 class FaultKind(enum.Enum):
@@ -110,8 +118,12 @@ class TestbedConfig:
     slots: int | None = None
     seed: int = 0
     timeout: float | None = None
-    #: probability that the switch loses a frame on its way in or out (loopback softswitch only)
+    #: probability that a frame is lost on its way into or out of the switch (short for a first rule drop=P)
     loss: float = 0.0
+    #: impairments of the frames to and from the switch (softswitch/faults.py), seeded by `seed`
+    impairments: ImpairmentPlan = ImpairmentPlan()
+    #: where they act; None: the softswitch on loopback, the links (netem) on Mininet
+    impair_at: ImpairSite | None = None
     #: the loopback softswitch's port kind; None: shared memory where its rings build, else UDP (saying why)
     ports: PortKind | None = None
     keep_logs: Path | None = None
@@ -122,6 +134,15 @@ class TestbedConfig:
     def __post_init__(self) -> None:
         if self.slots is None:
             object.__setattr__(self, "slots", auto_slots(self.size, self.density, self.jobs))
+        if self.impair_at is None:
+            object.__setattr__(self, "impair_at",
+                               ImpairSite.SWITCH if self.net is NetKind.LOOPBACK else ImpairSite.LINKS)
+
+    def impairment_plan(self) -> ImpairmentPlan:
+        """--loss (as a first rule drop=P) and --impair together."""
+        if not self.loss:
+            return self.impairments
+        return ImpairmentPlan.parse([f"drop={self.loss!r}"]).then(self.impairments)
 
     def problems(self) -> list[str]:
         """Everything wrong with this configuration (empty when it can run)."""
@@ -148,8 +169,23 @@ class TestbedConfig:
             problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if not 0.0 <= self.loss < 1.0:
             problems.append(f"--loss must be in [0, 1), got {self.loss}")
-        elif self.loss and self.net is not NetKind.LOOPBACK:
-            problems.append("--loss is the loopback softswitch's fault injection; on Mininet use tc netem")
+        elif self.impairment_plan().rules:
+            try:
+                self.impairment_plan().check()
+            except ImpairmentError as error:
+                problems.append(f"--impair: {error}")
+            if self.impair_at is ImpairSite.LINKS and self.net is NetKind.LOOPBACK:
+                problems.append("--impair-at links needs --net mininet (loopback has no links for netem); the "
+                                "softswitch impairs frames itself: --impair-at switch")
+            if self.impair_at is ImpairSite.SWITCH and self.switch is SwitchKind.BMV2:
+                problems.append("--impair-at switch is the softswitch's fault injection; BMv2 has none: use "
+                                "--impair-at links (netem)")
+            rules = self.impairment_plan().rules
+            ports = {rule.port for rule in rules if rule.port is not None}
+            hosts = set(range(1, self.workers * self.jobs + 1))
+            if not ports <= hosts:
+                problems.append(f"--impair names port(s) {', '.join(map(str, sorted(ports - hosts)))}, which no "
+                                f"worker uses (worker k of the run is on port k+1: ports 1..{len(hosts)})")
         if self.ports is not None and self.net is not NetKind.LOOPBACK:
             problems.append("--ports is the loopback softswitch's port kind; Mininet hosts use their interfaces")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:

@@ -24,9 +24,10 @@ from .agents import read_agent_report
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
 from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
-from .mininet_run import mininet_unavailable, run_mininet
+from .mininet_run import mininet_unavailable, netem_unavailable, run_mininet
 from .model import (
     FaultKind,
+    ImpairSite,
     JobOutcome,
     NetKind,
     PortKind,
@@ -144,6 +145,12 @@ def unavailable_here(config: TestbedConfig) -> str | None:
         if config.switch is SwitchKind.BMV2 and bmv2_binary() is None:
             return ("--switch bmv2 cannot run here, simple_switch_grpc is not on PATH; install BMv2 (README.md, "
                     "'Mininet and BMv2') or use --switch softswitch")
+        if config.impair_at is ImpairSite.LINKS and config.impairment_plan().rules:
+            problem = netem_unavailable()
+            if problem:
+                hint = ("use --impair-at switch (the softswitch's own fault injection)"
+                        if config.switch is SwitchKind.SOFTSWITCH else "run where the kernel has netem")
+                return f"--impair on Mininet links cannot run here, {problem}; {hint}"
     if config.ports is PortKind.SHM:
         problem = shm_unavailable()
         if problem:

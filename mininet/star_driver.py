@@ -12,7 +12,8 @@ reads the report this script writes.
 What it does, each step with a deadline, stopping at the first failure:
 1. builds the star: hosts `<prefix>h<i>` with the spec's IPv4/MAC addresses, each linked to switch port `port`;
    IPv6 off on every host and switch interface (no router solicitations or MLD reports on the links); static
-   ARP entries on every host for the aggregator's virtual address and for every other host;
+   ARP entries on every host for the aggregator's virtual address and for every other host; the `netem`
+   impairments on the links' ends (they go away with the interfaces);
 2. starts the switch on its interfaces (a process: BMv2's simple_switch_grpc or omnireduce-switch, built from the
    spec's argv template) and waits until its gRPC port accepts connections;
 3. runs the `setup` commands in the root namespace (the controller: pipeline and jobs), each to completion;
@@ -39,6 +40,9 @@ Spec (JSON object):
     agent_timeout: float | null         deadline for all agents, from their start (null: none; agents stop on their own
                                         stall limits)
     after: [{name, argv, timeout}]      run in the root namespace after the agents
+    netem: [{port, side, args, seed}]   impairments: `tc qdisc replace dev INTF root netem ARGS` on the link of switch
+                                        port `port`, on its host's side ("host": what the host sends) or the
+                                        switch's ("switch": what the switch sends); `seed N` is added where tc has it
     kill_switch_after_s: float | null   fault injection: SIGKILL the switch this long after the agents start
     stop_agent: str | null              fault injection: SIGSTOP this agent as soon as it starts (a hung worker)
 
@@ -364,6 +368,41 @@ def configure_hosts(net, spec):
                 raise DriverError("static ARP on {}: {}".format(host.name, output.strip()))
 
 
+NETEM_MISSING_HINT = ("; this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM, module sch_netem): impair in the "
+                      "softswitch instead (--impair-at switch)")
+
+
+def netem_command(intf, entry, seeded):
+    args = list(entry["args"])
+    if seeded and entry.get("seed") is not None:
+        args += ["seed", str(entry["seed"])]
+    return "tc qdisc replace dev {} root netem {}".format(intf, " ".join(args))
+
+
+def apply_netem(net, spec):
+    """Put the spec's netem qdiscs on the links' ends; raise DriverError saying which failed and why."""
+    entries = spec.get("netem") or []
+    if not entries:
+        return
+    from mininet.util import quietRun
+
+    # iproute2 reads `seed` only from 6.8 on (older versions refuse it): use it where `tc` lists it.
+    seeded = " seed " in quietRun("tc qdisc add dev lo root netem help")
+    switch = net.get(switch_name(spec))
+    hosts = {host["port"]: host for host in spec["hosts"]}
+    for entry in entries:
+        if entry["side"] == "host":
+            node = net.get(node_name(spec, hosts[entry["port"]]["name"]))
+            intf, run_command = node.defaultIntf().name, node.cmd
+        else:
+            intf, run_command = switch.intfs[entry["port"]].name, quietRun
+        command = netem_command(intf, entry, seeded)
+        output = run_command(command).strip()
+        if output:
+            hint = NETEM_MISSING_HINT if "qdisc kind is unknown" in output else ""
+            raise DriverError("{}: {}{}".format(command, output, hint))
+
+
 def run_agents(spec, net, runner, switch_process, report):
     agents = []
     titles = {}
@@ -424,6 +463,8 @@ def run(spec):
                       waitConnected=False)
         net.build()
         configure_hosts(net, spec)
+        report["phase"] = "netem"
+        apply_netem(net, spec)
         report["phase"] = "switch"
         net.start()
         switch = net.get(switch_name(spec))

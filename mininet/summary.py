@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
+from omnireduce.softswitch.faults import ImpairmentPlan
 
 from .model import JobOutcome, NetKind, TestbedReport, Traffic
 from .traffic import CONTROL_PACKET_BYTES, DATA_PACKET_BYTES
@@ -170,8 +171,8 @@ def explanation_lines(report: TestbedReport) -> list[str]:
             lines.append(f"  {name} {count}: {why}")
     retransmissions = sum(worker.retransmissions for job in report.jobs for worker in job.workers)
     if retransmissions:
-        if report.config.loss:
-            why = "mostly after the frames --loss dropped"
+        if report.config.impairment_plan().rules:
+            why = "mostly after the frames --loss or --impair dropped or delayed"
         elif report.config.net is NetKind.LOOPBACK:
             why = "loopback loses nothing, so CPU contention (agents and the switch share the cores) delayed it"
         else:
@@ -183,6 +184,8 @@ def explanation_lines(report: TestbedReport) -> list[str]:
 
 def _plain(value: Any) -> Any:
     """A JSON-able copy of dataclasses, enums, paths, mappings; inf/nan become strings (JSON has neither)."""
+    if isinstance(value, ImpairmentPlan):
+        return value.describe()  # the --impair specs, as the command line takes them
     if is_dataclass(value) and not isinstance(value, type):
         data = {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
         for name in ("ok", "to_switch_packets", "to_switch_bytes", "from_switch_packets", "from_switch_bytes",

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from omnireduce.softswitch.faults import ImpairmentPlan
+
 SOFTSWITCH_MODULE = "omnireduce.softswitch.cli"
 BMV2_BINARY = "simple_switch_grpc"
 
@@ -31,32 +33,40 @@ def softswitch_prefix(python: str = sys.executable) -> list[str]:
 
 
 def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[str, int]]], grpc_port: int,
-                             python: str = sys.executable, *, loss: float = 0.0,
-                             loss_seed: int = 0) -> tuple[str, ...]:
-    """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker; `loss`: probability
-    that the switch loses a frame on its way in or out (fault injection)."""
+                             python: str = sys.executable, *, impairments: ImpairmentPlan = ImpairmentPlan(),
+                             impair_seed: int = 0) -> tuple[str, ...]:
+    """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker; `impairments`: the
+    softswitch's fault injection (softswitch/faults.py), seeded by `impair_seed`."""
     return softswitch_argv([f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"
                             for port, (local_ip, local_port), (peer_ip, peer_port) in ports],
-                           grpc_port, python, loss=loss, loss_seed=loss_seed)
+                           grpc_port, python, impairments=impairments, impair_seed=impair_seed)
 
 
 def softswitch_ring_argv(ports: Sequence[tuple[int, Path]], grpc_port: int, python: str = sys.executable, *,
-                         loss: float = 0.0, loss_seed: int = 0) -> tuple[str, ...]:
-    """`ports`: (switch port, the ring file the switch creates for it) per worker; `loss` as above."""
-    return softswitch_argv([f"{port}@shm:{path}" for port, path in ports], grpc_port, python, loss=loss,
-                           loss_seed=loss_seed)
+                         impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
+    """`ports`: (switch port, the ring file the switch creates for it) per worker; `impairments` as above."""
+    return softswitch_argv([f"{port}@shm:{path}" for port, path in ports], grpc_port, python,
+                           impairments=impairments, impair_seed=impair_seed)
 
 
-def softswitch_argv(interfaces: Sequence[str], grpc_port: int, python: str = sys.executable, *, loss: float = 0.0,
-                    loss_seed: int = 0) -> tuple[str, ...]:
-    """The softswitch with one `-i` per entry of `interfaces` (`N@udp:...`, `N@shm:PATH`)."""
+def softswitch_argv(interfaces: Sequence[str], grpc_port: int, python: str = sys.executable, *,
+                    impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
+    """The softswitch with one `-i` per entry of `interfaces` (`N@udp:...`, `N@shm:PATH`) and the impairments."""
     argv = softswitch_prefix(python)
     for interface in interfaces:
         argv += ["-i", interface]
     argv += ["--grpc-server-addr", grpc_server_addr(grpc_port)]
-    if loss:
-        argv += ["--loss", repr(loss), "--loss-seed", str(loss_seed)]
-    return tuple(argv)
+    return tuple(argv + impairment_argv(impairments, impair_seed))
+
+
+def impairment_argv(impairments: ImpairmentPlan, seed: int) -> list[str]:
+    """`--impair SPEC ... --impair-seed N` for the softswitch; nothing when there is no impairment."""
+    if not impairments.rules:
+        return []
+    argv = []
+    for spec in impairments.describe():
+        argv += ["--impair", spec]
+    return argv + ["--impair-seed", str(seed)]
 
 
 def bmv2_binary() -> str | None:

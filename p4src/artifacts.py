@@ -19,8 +19,10 @@ SOURCES_DIGEST = BUILD / "SOURCES.sha256"
 
 
 def p4_sources(root: Path = P4SRC) -> list[Path]:
-    """Every P4 file the program is compiled from, in a stable order."""
-    return sorted(path for path in root.rglob("*.p4") if BUILD not in path.parents)
+    """Every P4 file the program is compiled from, in a stable order (the Tofino program under tna/ has its own
+    build and digest: omnireduce.p4src.tna.artifacts)."""
+    return sorted(path for path in root.rglob("*.p4")
+                  if BUILD not in path.parents and root / "tna" not in path.parents)
 
 
 def sources_digest(root: Path = P4SRC) -> str:

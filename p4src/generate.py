@@ -1,11 +1,14 @@
 """Generate the repetitive P4 code and the Python constants of omnireduce from the P4 sources.
 
 Sources of truth (p4src/include/): ``sizes.p4`` (``#define NAME <int>``), ``defines.p4`` (``const bit<N> NAME =
-<int>;`` and ``typedef bit<N> name_t;``) and the ``omni_t`` declaration in ``headers.p4``. Outputs:
+<int>;`` and ``typedef bit<N> name_t;``) and the ``omni_t`` declaration in ``headers.p4``; for the Tofino program
+also ``tna/include/sizes.p4`` and ``tna/include/defines.p4`` (same forms). Outputs:
 
-- ``include/generated/lanes_header.p4``: ``omni_lanes_t`` with ``LANES`` value fields;
+- ``include/generated/lanes_header.p4``: ``omni_lanes_t`` with ``LANES`` value fields (both programs);
 - ``include/generated/lane_state.p4``: one register per lane and the actions storing, adding and loading all lanes;
 - ``include/generated/worker_state.p4``: the worker_next registers and the action that updates them and takes their minimum;
+- ``tna/include/generated/*.p4``: the Tofino program's lane registers, worker registers and their minimum
+  (``omnireduce.p4src.tna.codegen``);
 - ``constants.py``: every size and constant above for the controller, the agent and the tests.
 
 Run ``python -m omnireduce.p4src.generate`` (``make constants``); ``--check`` exits 1 when an output is stale.
@@ -16,12 +19,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from omnireduce.p4src.tna import codegen as tna_codegen
 
 P4SRC = Path(__file__).resolve().parent
 INCLUDE = P4SRC / "include"
 GENERATED = INCLUDE / "generated"
+TNA_INCLUDE = P4SRC / "tna" / "include"
+TNA_GENERATED = TNA_INCLUDE / "generated"
 
 _DEFINE = re.compile(r"^\s*#define\s+([A-Z][A-Z0-9_]*)\s+(\d+)\s*$")
 _CONST = re.compile(r"^\s*const\s+bit<(\d+)>\s+([A-Z][A-Z0-9_]*)\s*=\s*(0[xX][0-9a-fA-F]+|\d+)\s*;")
@@ -38,35 +45,65 @@ class ProgramFacts:
     sizes: dict[str, int]
     constants: dict[str, tuple[int, int]]  # name -> (bit width, value)
     omni_fields: tuple[tuple[str, int], ...]  # (name, bit width) in wire order
+    # The Tofino program's own (tna/include/sizes.p4, tna/include/defines.p4).
+    tna_sizes: dict[str, int] = field(default_factory=dict)
+    tna_constants: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def read_facts(include: Path = INCLUDE) -> ProgramFacts:
-    sizes = {}
-    for line in (include / "sizes.p4").read_text().splitlines():
-        if match := _DEFINE.match(line):
-            sizes[match.group(1)] = int(match.group(2))
+def _read_defines(path: Path) -> dict[str, int]:
+    return {match.group(1): int(match.group(2))
+            for line in path.read_text().splitlines() if (match := _DEFINE.match(line))}
+
+
+def _read_consts(path: Path, typedefs: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     constants: dict[str, tuple[int, int]] = {}
-    typedefs: dict[str, int] = {}
-    for line in (include / "defines.p4").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if match := _CONST.match(line):
             constants[match.group(2)] = (int(match.group(1)), int(match.group(3), 0))
-        elif match := _TYPEDEF.match(line):
+        elif typedefs is not None and (match := _TYPEDEF.match(line)):
             typedefs[match.group(2)] = int(match.group(1))
-    return ProgramFacts(sizes, constants, _read_omni_fields((include / "headers.p4").read_text(), typedefs))
+    return constants
+
+
+def read_facts(include: Path = INCLUDE, tna_include: Path | None = TNA_INCLUDE) -> ProgramFacts:
+    typedefs: dict[str, int] = {}
+    constants = _read_consts(include / "defines.p4", typedefs)
+    tna_sizes = _read_defines(tna_include / "sizes.p4") if tna_include else {}
+    tna_constants = _read_consts(tna_include / "defines.p4") if tna_include else {}
+    return ProgramFacts(_read_defines(include / "sizes.p4"), constants,
+                        _read_omni_fields((include / "headers.p4").read_text(), typedefs), tna_sizes, tna_constants)
 
 
 def _read_omni_fields(headers_p4: str, typedefs: dict[str, int]) -> tuple[tuple[str, int], ...]:
-    body = re.search(r"header\s+omni_t\s*\{(.*?)\}", headers_p4, re.S)
+    return read_header_fields(headers_p4, "omni_t", typedefs)
+
+
+def read_header_fields(headers_p4: str, header: str, typedefs: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """The fields of `header header { ... }` in `headers_p4`, in wire order: (name, bits); one field per line,
+    `bit<N>` or a typedef of one, optionally annotated (`@padding bit<7> _pad0;`)."""
+    body = re.search(r"header\s+" + re.escape(header) + r"\s*\{(.*?)\}", headers_p4, re.S)
     if body is None:
-        raise ValueError("headers.p4 declares no `header omni_t`")
+        raise ValueError(f"no `header {header}` declared")
     fields = []
     for line in body.group(1).splitlines():
-        if match := _FIELD.match(line):
+        if match := _FIELD.match(re.sub(r"^\s*@\w+(\([^)]*\))?", "", line)):
             width = int(match.group(2)) if match.group(2) else typedefs.get(match.group(1))
             if width is None:
-                raise ValueError(f"omni_t field {match.group(3)!r} has type {match.group(1)!r}, not bit<N> or a known typedef")
+                raise ValueError(f"{header} field {match.group(3)!r} has type {match.group(1)!r}, not bit<N> or a known typedef")
             fields.append((match.group(3), width))
     return tuple(fields)
+
+
+def header_layout(header: str) -> tuple[tuple[str, int], ...]:
+    """A header's fields as the P4 sources declare them: the wire headers of include/headers.p4 and the Tofino
+    program's omni_bridge_t (tna/include/headers.p4). For tools that take packets apart (the TNA model)."""
+    typedefs: dict[str, int] = {}
+    _read_consts(INCLUDE / "defines.p4", typedefs)
+    _read_consts(TNA_INCLUDE / "defines.p4", typedefs)
+    for path in (INCLUDE / "headers.p4", TNA_INCLUDE / "headers.p4"):
+        if re.search(r"header\s+" + re.escape(header) + r"\s*\{", path.read_text()):
+            return read_header_fields(path.read_text(), header, typedefs)
+    raise ValueError(f"no `header {header}` in include/headers.p4 or tna/include/headers.p4")
 
 
 def _validate(facts: ProgramFacts) -> None:
@@ -90,6 +127,27 @@ def _validate(facts: ProgramFacts) -> None:
     header_bytes = sum(width for _, width in facts.omni_fields) // 8
     if header_bytes != facts.constants["OMNI_HEADER_BYTES"][1]:
         raise ValueError(f"omni_t is {header_bytes} bytes but OMNI_HEADER_BYTES says {facts.constants['OMNI_HEADER_BYTES'][1]}")
+    _validate_tna(facts)
+
+
+def _validate_tna(facts: ProgramFacts) -> None:
+    tna = facts.tna_sizes
+    if not tna:
+        return
+    for name in ("TNA_SLOT_COUNT", "TNA_SLOT_INDEX_BITS", "TNA_ROUND_COUNT", "TNA_ROUND_INDEX_BITS"):
+        if name not in tna:
+            raise ValueError(f"tna/include/sizes.p4 defines no {name}")
+    if 1 << tna["TNA_SLOT_INDEX_BITS"] != tna["TNA_SLOT_COUNT"]:
+        raise ValueError("TNA_SLOT_INDEX_BITS must be log2(TNA_SLOT_COUNT)")
+    if tna["TNA_ROUND_COUNT"] != tna["TNA_SLOT_COUNT"] * facts.sizes["SETS"]:
+        raise ValueError("TNA_ROUND_COUNT must be TNA_SLOT_COUNT * SETS")
+    if tna["TNA_ROUND_INDEX_BITS"] != tna["TNA_SLOT_INDEX_BITS"] + facts.sizes["SET_INDEX_BITS"]:
+        raise ValueError("TNA_ROUND_INDEX_BITS must be TNA_SLOT_INDEX_BITS + SET_INDEX_BITS")
+    if tna["TNA_SLOT_COUNT"] > 1 << 16:
+        raise ValueError("a global slot is 16 bits (slot_t)")
+    clash = facts.tna_constants.keys() & facts.constants.keys()
+    if clash:
+        raise ValueError(f"tna/include/defines.p4 redefines {sorted(clash)}")
 
 
 def lanes_header_p4(lanes: int) -> str:
@@ -168,7 +226,8 @@ def constants_py(facts: ProgramFacts) -> str:
     lines = [
         '"""Constants of the omnireduce P4 program, for Python.',
         "",
-        "GENERATED by p4src/generate.py from p4src/include/{sizes,defines,headers}.p4 -- do not edit;",
+        "GENERATED by p4src/generate.py from p4src/include/{sizes,defines,headers}.p4 and p4src/tna/include/",
+        "{sizes,defines}.p4 -- do not edit;",
         "run `make constants` (or `python -m omnireduce.p4src.generate`).",
         '"""',
         "",
@@ -178,6 +237,10 @@ def constants_py(facts: ProgramFacts) -> str:
     lines += ["", "# Constants (defines.p4)."]
     for name, (width, value) in facts.constants.items():
         lines.append(f"{name} = {value:#x}" if value > 0xFFFF else f"{name} = {value}")
+    if facts.tna_sizes or facts.tna_constants:
+        lines += ["", "# The Tofino program's sizes and codes (tna/include/sizes.p4, tna/include/defines.p4)."]
+        lines += [f"{name} = {value}" for name, value in facts.tna_sizes.items()]
+        lines += [f"{name} = {value}" for name, (_, value) in facts.tna_constants.items()]
     lines += ["", "# The omni header's fields in wire order: (name, bits) (headers.p4)."]
     lines.append("OMNI_HEADER_FIELDS = (")
     lines += [f"    ({name!r}, {width})," for name, width in facts.omni_fields]
@@ -198,6 +261,9 @@ def render_all(facts: ProgramFacts) -> dict[Path, str]:
         GENERATED / "lanes_header.p4": lanes_header_p4(facts.sizes["LANES"]),
         GENERATED / "lane_state.p4": lane_state_p4(facts.sizes["LANES"]),
         GENERATED / "worker_state.p4": worker_state_p4(facts.sizes["WORKER_GROUPS"], facts.sizes["WORKERS_PER_GROUP"]),
+        TNA_GENERATED / "round_values.p4": tna_codegen.round_values_p4(facts.sizes["LANES"]),
+        TNA_GENERATED / "worker_announcements.p4": tna_codegen.worker_announcements_p4(facts.sizes["MAX_WORKERS"]),
+        TNA_GENERATED / "announcement_fields.p4": tna_codegen.announcement_fields_p4(facts.sizes["MAX_WORKERS"]),
         P4SRC / "constants.py": constants_py(facts),
     }
 
@@ -216,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"stale: {path.relative_to(P4SRC.parent)}", file=sys.stderr)
         return 1 if stale else 0
-    GENERATED.mkdir(parents=True, exist_ok=True)
     for path, text in render_all(read_facts()).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
             print(f"wrote {path.relative_to(P4SRC.parent)}")

@@ -43,22 +43,24 @@ def check_backend(value: str) -> str:
 
 
 def start_pipeline(compiled: CompiledPipeline, pre: ReplicationEngine, stats: Counter, backend: str,
-                   name: str) -> RunningPipeline:
+                   name: str, digests: list | None = None) -> RunningPipeline:
+    """`digests`: the list the engine appends the digests of the packets it runs to."""
     if backend == "python":
-        return RunningPipeline(PacketEngine(compiled, pre, stats), compiled, "python", "the python backend was chosen")
+        return RunningPipeline(PacketEngine(compiled, pre, stats, digests), compiled, "python",
+                               "the python backend was chosen")
     from .native.build import NativeBuildError
     from .native.support import NativeUnsupported
 
     try:
         from .native.backend import build_native_engine
 
-        engine = build_native_engine(compiled, pre, stats)
+        engine = build_native_engine(compiled, pre, stats, digests)
     except (NativeUnsupported, NativeBuildError, ImportError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if backend == "native":
             raise FailedPrecondition(f"{name}: the native pipeline cannot run this program ({reason}); "
                                      "use backend 'auto' to fall back to the Python pipeline") from exc
         log.warning("%s: packet pipeline: python (native unavailable: %s)", name, reason)
-        return RunningPipeline(PacketEngine(compiled, pre, stats), compiled, "python", reason)
+        return RunningPipeline(PacketEngine(compiled, pre, stats, digests), compiled, "python", reason)
     log.info("%s: packet pipeline: native (module %s)", name, engine.cprog.digest)
     return RunningPipeline(engine, engine.pipeline, "native", None)

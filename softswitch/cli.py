@@ -1,7 +1,7 @@
 """omnireduce-switch: the softswitch as a process, with a command line close to simple_switch_grpc's.
 
     omnireduce-switch [--device-id N] [--grpc-server-addr HOST:PORT] [-i N@IFACE ...] [--log-level LEVEL]
-                      [--pcap DIR] [--p4info FILE] [--no-grpc] [JSON | --no-p4]
+                      [--pcap DIR] [--p4info FILE] [--no-grpc] [--impair SPEC ...] [JSON | --no-p4]
 
 Once everything listens it prints one line per listener and then `omnireduce-switch: ready` on stdout, so a
 parent process can wait for readiness by reading lines. SIGINT/SIGTERM stop it cleanly (exit status 0).
@@ -27,7 +27,7 @@ from omnireduce import argtypes
 from .backend import BACKEND_ENV, BACKENDS, default_backend
 from .device import Device
 from .errors import DeviceError
-from .faults import LossyDevice, random_loss
+from .faults import ImpairedDevice, ImpairmentError, ImpairmentPlan, parse_rule
 from .ports import PacketLoop, PortSpec, PortSpecError, open_port, parse_port_spec
 
 log = logging.getLogger("omnireduce.softswitch")
@@ -49,9 +49,10 @@ class SwitchConfig:
     p4info_path: Path | None = None
     pcap_dir: Path | None = None
     dump_code_dir: Path | None = None
-    #: probability that a frame is lost on its way into, or out of, the pipeline (fault injection; 0: none)
-    loss: float = 0.0
-    loss_seed: int = 0
+    #: fault injection between the ports and the pipeline (faults.py; None: no impairment layer at all; an empty
+    #: plan: the layer, passing every frame, so that a program can impair later), and the seed of its draws
+    impairments: ImpairmentPlan | None = None
+    impair_seed: int = 0
     backend: str = "auto"
 
 
@@ -80,6 +81,9 @@ class Switch:
             self.server.stop()
         self.loop.stop()
         log.info("stopped; packet loop stats %s, device stats %s", dict(self.loop.stats), self.device.stats_snapshot())
+        injected = getattr(self.loop.device, "injected", None)
+        if injected:
+            log.info("impairments injected (kind, direction, port): %s", dict(sorted(injected.items())))
 
     def wait(self) -> None:
         while not self._stop_requested.wait(0.5):
@@ -128,10 +132,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="packet pipeline: native (the program compiled to C at load, cached), python (the "
                         f"reference), or auto: native where it can be built, else python (default: ${BACKEND_ENV} "
                         "or auto); the log says which runs and why")
+    p.add_argument("--impair", action="append", default=[], type=argtypes.from_parser(parse_rule, ImpairmentError),
+                   metavar="SPEC",
+                   help="fault injection between the ports and the pipeline, as netem does on a link: "
+                        "[PORT[/in|out]:|in:|out:]KEY=VALUE,... with KEY drop, duplicate, reorder (probabilities: "
+                        "0.01 or 1%%), delay, jitter (times: 5ms), hold (longest a reordered frame waits for one to "
+                        "overtake it, default 20ms); 'in' is towards the pipeline. Repeatable: the more specific "
+                        "spec wins per key. Example: --impair drop=1%% --impair 2/out:delay=5ms,jitter=1ms")
+    p.add_argument("--impair-seed", "--loss-seed", dest="impair_seed", type=int, default=0, metavar="N",
+                   help="seed of the impairments' random draws (one generator per port and direction; default 0)")
     p.add_argument("--loss", type=argtypes.number(minimum=0.0, maximum=0.99), default=0.0, metavar="P",
-                   help="fault injection: lose each frame entering or leaving the pipeline with probability P "
-                        "(independently, both directions; default 0)")
-    p.add_argument("--loss-seed", type=int, default=0, metavar="N", help="seed of --loss (default 0)")
+                   help="short for --impair drop=P: lose each frame entering or leaving the pipeline with "
+                        "probability P (default 0)")
     p.add_argument("--log-level", default="info",
                    choices=["trace", "debug", "info", "warn", "warning", "error", "critical", "off"],
                    help="log level (default info)")
@@ -173,11 +185,25 @@ def parse_args(argv: list[str] | None) -> tuple[SwitchConfig, str]:
         p4info_path=args.p4info if args.p4info is not None or args.json is None else p4info_beside(args.json),
         pcap_dir=args.pcap,
         dump_code_dir=args.dump_code,
-        loss=args.loss,
-        loss_seed=args.loss_seed,
+        impairments=impairment_plan(p, args.loss, args.impair),
+        impair_seed=args.impair_seed,
         backend=args.backend or default_backend(),
     )
     return config, args.log_level
+
+
+def impairment_plan(parser: argparse.ArgumentParser, loss: float, rules) -> ImpairmentPlan | None:
+    """--loss P (as a first rule `drop=P`) and the --impair rules, checked together; None when there are none."""
+    if not loss and not rules:
+        return None
+    plan = ImpairmentPlan(tuple(rules))
+    if loss:
+        plan = ImpairmentPlan.parse([f"drop={loss!r}"]).then(plan)
+    try:
+        plan.check()
+    except ImpairmentError as error:
+        parser.error(f"argument --impair: {error}")
+    return plan
 
 
 def configure_logging(level: str) -> None:
@@ -229,9 +255,11 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
     try:
         for spec in config.ports:
             opened.append(open_port(spec))
-        # Loss sits between the ports and the pipeline, as on a lossy link; the P4Runtime server sees the device.
-        lossy = LossyDevice(device, random_loss(config.loss, config.loss_seed)) if config.loss else device
-        loop = PacketLoop(lossy, opened, config.pcap_dir)
+        # Impairments sit between the ports and the pipeline, as on a faulty link; the P4Runtime server sees the
+        # device itself.
+        impaired = (ImpairedDevice(device, config.impairments, config.impair_seed)
+                    if config.impairments is not None else device)
+        loop = PacketLoop(impaired, opened, config.pcap_dir)
     except Exception:
         for port in opened:
             port.close()
@@ -243,6 +271,9 @@ def setup(argv: list[str] | None = None, config: SwitchConfig | None = None) -> 
             host, number = port.bound
             where = f"udp:{host}:{number}"
         switch.listening.append(f"port {port.spec.number} listening on {where}")
+    if config.impairments is not None and config.impairments.rules:
+        switch.listening.append(f"impairing frames: {' '.join(config.impairments.describe())} "
+                                f"(seed {config.impair_seed})")
     loop.start()
     try:
         if config.grpc_address is not None:

@@ -11,18 +11,34 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .backend import check_backend, default_backend, start_pipeline
-from .entries import FieldMatch, TableEntry, TableInfo
+from .entries import (
+    DigestInfo,
+    DigestSample,
+    FieldMatch,
+    MeterInfo,
+    ProfileGroupInfo,
+    ProfileInfo,
+    ProfileMemberInfo,
+    TableEntry,
+    TableInfo,
+    ValueSetInfo,
+)
 from .errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from .meters import MeterConfig
 from .pipeline import CompiledPipeline, compile_program
 from .pre import CloneSession, ReplicationEngine
 from .tables import TableRuntime
 
 log = logging.getLogger(__name__)
+
+# Digests kept for take_digests() while no listener takes them; past that the oldest go (counted in stats).
+DIGEST_BUFFER = 65536
 
 
 class Device:
@@ -38,6 +54,9 @@ class Device:
         self._engine = None
         self.pre = ReplicationEngine()
         self.stats: Counter[str] = Counter()
+        # Digests the engine sent and nobody took yet; a listener (set_digest_listener) takes them after every call.
+        self._digests: list[tuple[str, tuple[int, ...]]] = []
+        self._digest_listener: Callable[[list[DigestSample]], None] | None = None
 
     # -- pipeline -----------------------------------------------------------------------------------------
     def load_pipeline(self, bmv2_json: bytes | str | dict) -> None:
@@ -63,7 +82,8 @@ class Device:
             raise InvalidArgument(f"the pipeline JSON is nested too deeply to load: {error.msg} in the code "
                                   f"generated for {error.filename}") from None
         with self._lock:
-            running = start_pipeline(compiled, self.pre, self.stats, self.requested_backend, self.name)
+            self._digests.clear()
+            running = start_pipeline(compiled, self.pre, self.stats, self.requested_backend, self.name, self._digests)
             self._pipeline = running.pipeline
             self._pipeline_json = raw
             self.pre.clear()
@@ -136,6 +156,9 @@ class Device:
     def table_set_default(self, table: str, action: str, params: tuple[int, ...] | list[int]) -> None:
         with self._lock:
             rt = self._table(table)
+            if rt.profile is not None:
+                raise InvalidArgument(f"table '{table}' uses action profile '{rt.profile.name}': it has no default "
+                                      "action (BMv2 runs nothing on a miss; p4c drops its default_action)")
             de = rt.spec.default_entry
             if de is not None and de.entry_const and (action != de.action or tuple(params) != de.params):
                 raise PermissionDenied(f"table '{table}' has a const default action")
@@ -246,6 +269,153 @@ class Device:
         with self._lock:
             self._register(name).reset()
 
+    # -- action profiles and selectors ----------------------------------------------------------------------
+    def action_profile_names(self) -> list[str]:
+        with self._lock:
+            return list(self._p().profiles)
+
+    def _profile(self, name: str):
+        profiles = self._p().profiles
+        if name not in profiles:
+            raise NotFound(f"no action profile named '{name}'{_suggest(name, profiles)}")
+        return profiles[name]
+
+    def action_profile_info(self, name: str) -> ProfileInfo:
+        with self._lock:
+            return self._profile(name).info
+
+    def profile_member_insert(self, profile: str, member_id: int, action: str, params: tuple[int, ...]) -> None:
+        with self._lock:
+            self._profile(profile).member_insert(member_id, action, tuple(params))
+
+    def profile_member_modify(self, profile: str, member_id: int, action: str, params: tuple[int, ...]) -> None:
+        """Change a member's action: every table entry and group that holds it runs the new one."""
+        with self._lock:
+            self._profile(profile).member_modify(member_id, action, tuple(params))
+
+    def profile_member_delete(self, profile: str, member_id: int) -> None:
+        """FailedPrecondition while a group or a table entry holds the member."""
+        with self._lock:
+            self._profile(profile).member_delete(member_id)
+
+    def profile_members(self, profile: str) -> list[ProfileMemberInfo]:
+        with self._lock:
+            return self._profile(profile).member_list()
+
+    def profile_group_insert(self, profile: str, group_id: int, members: list[tuple[int, int]],
+                             max_size: int = 0) -> None:
+        """A group of (member id, weight) of an action selector; `max_size` (0: none) bounds the weights' sum."""
+        with self._lock:
+            self._profile(profile).group_insert(group_id, members, max_size)
+
+    def profile_group_modify(self, profile: str, group_id: int, members: list[tuple[int, int]],
+                             max_size: int = 0) -> None:
+        with self._lock:
+            self._profile(profile).group_modify(group_id, members, max_size)
+
+    def profile_group_delete(self, profile: str, group_id: int) -> None:
+        """FailedPrecondition while a table entry points at the group."""
+        with self._lock:
+            self._profile(profile).group_delete(group_id)
+
+    def profile_groups(self, profile: str) -> list[ProfileGroupInfo]:
+        with self._lock:
+            return self._profile(profile).group_list()
+
+    # -- meters -------------------------------------------------------------------------------------------
+    def meter_names(self) -> list[str]:
+        """Indirect and direct meters, by JSON name."""
+        with self._lock:
+            return list(self._p().program.meters)
+
+    def _meter_spec(self, name: str):
+        meters = self._p().program.meters
+        if name not in meters:
+            raise NotFound(f"no meter named '{name}'{_suggest(name, meters)}")
+        return meters[name]
+
+    def meter_info(self, name: str) -> MeterInfo:
+        with self._lock:
+            spec = self._meter_spec(name)
+            return MeterInfo(spec.name, spec.size if not spec.is_direct else 0, spec.unit,
+                             spec.binding if spec.is_direct else None)
+
+    def _indirect_meter(self, name: str):
+        spec = self._meter_spec(name)
+        if spec.is_direct:
+            raise InvalidArgument(f"meter '{name}' is a direct meter of table '{spec.binding}': address its cells "
+                                  "by table entry")
+        return self._p().meters[name]
+
+    def meter_set(self, name: str, index: int, config: MeterConfig | None) -> None:
+        """Configure one cell of an indirect meter; None: the default (every packet GREEN)."""
+        with self._lock:
+            self._indirect_meter(name).set(index, config)
+
+    def meter_get(self, name: str, index: int) -> MeterConfig | None:
+        with self._lock:
+            return self._indirect_meter(name).get(index)
+
+    def _direct_meter_cell(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int):
+        rt = self._table(table)
+        if rt.direct_meter is None:
+            raise InvalidArgument(f"table '{table}' has no direct meter")
+        return rt.direct_meter, rt.find(tuple(entry_key), priority).runtime[4]
+
+    def direct_meter_set(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int,
+                         config: MeterConfig | None) -> None:
+        """Configure the direct meter cell of a table entry; None: the default (every packet GREEN)."""
+        with self._lock:
+            meter, slot = self._direct_meter_cell(table, entry_key, priority)
+            meter.set(slot, config)
+
+    def direct_meter_get(self, table: str, entry_key: tuple[FieldMatch, ...], priority: int = 0) -> MeterConfig | None:
+        with self._lock:
+            meter, slot = self._direct_meter_cell(table, entry_key, priority)
+            return meter.get(slot)
+
+    def direct_meter_of(self, meter: str) -> str:
+        """The table a direct meter (by JSON name) is bound to."""
+        with self._lock:
+            spec = self._meter_spec(meter)
+            if not spec.is_direct or spec.binding is None:
+                raise NotFound(f"no direct meter named '{meter}'")
+            return spec.binding
+
+    def freeze_clock(self, microseconds: int | None) -> None:
+        """Stop the target's clock (what meters and the global timestamps read) at `microseconds` after the pipeline
+        load, for reproducible tests; None lets it run again. Loading a pipeline starts a running clock."""
+        with self._lock:
+            if microseconds is not None and (not isinstance(microseconds, int) or microseconds < 0):
+                raise InvalidArgument(f"clock value {microseconds!r} must be an int >= 0")
+            self._p()
+            self._engine.set_clock(microseconds)
+
+    # -- parser value sets --------------------------------------------------------------------------------
+    def value_set_names(self) -> list[str]:
+        with self._lock:
+            return list(self._p().value_sets)
+
+    def _value_set(self, name: str):
+        value_sets = self._p().value_sets
+        if name not in value_sets:
+            raise NotFound(f"no value set named '{name}'{_suggest(name, value_sets)}")
+        return value_sets[name]
+
+    def value_set_info(self, name: str) -> ValueSetInfo:
+        with self._lock:
+            return self._value_set(name).info
+
+    def value_set_write(self, name: str, members: list[tuple[FieldMatch, ...]]) -> None:
+        """Replace the members of a value set: one FieldMatch per key field each (exact, ternary, lpm, range or
+        optional); ResourceExhausted past its size, AlreadyExists for a repeated member."""
+        with self._lock:
+            self._value_set(name).write(members)
+
+    def value_set_read(self, name: str) -> list[tuple[FieldMatch, ...]]:
+        with self._lock:
+            return self._value_set(name).read()
+
     # -- packet replication engine ------------------------------------------------------------------------
     def mc_group_insert(self, group_id: int, replicas: list[tuple[int, int]]) -> None:
         with self._lock:
@@ -290,7 +460,10 @@ class Device:
             if not isinstance(port, int) or not 0 <= port < 512:
                 self.stats["drop:bad_ingress_port"] += 1
                 return []
-            return engine.process(port, bytes(frame))
+            out = engine.process(port, bytes(frame))
+            if self._digests:
+                self._deliver_digests()
+            return out
 
     def process_batch(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """Run frames received as (port, frame), in order; return every (port, frame) sent, in order. The
@@ -301,7 +474,55 @@ class Device:
                 self.stats["drop:no_pipeline"] += len(frames)
                 return []
             # Frames go through as given: both engines take any bytes-like frame and return bytes.
-            return engine.process_batch(frames)
+            out = engine.process_batch(frames)
+            if self._digests:
+                self._deliver_digests()
+            return out
+
+    # -- digests ------------------------------------------------------------------------------------------
+    def digest_names(self) -> list[str]:
+        """The program's digests (learn lists), by name: for digest<T>, p4c names them after T."""
+        with self._lock:
+            return [learn.name for learn in self._p().program.learn_lists.values()]
+
+    def digest_info(self, name: str) -> DigestInfo:
+        with self._lock:
+            program = self._p().program
+            for learn in program.learn_lists.values():
+                if learn.name == name:
+                    return DigestInfo(name, tuple(program.field_spec(h, f).width for h, f in learn.fields))
+            raise NotFound(f"no digest named '{name}'"
+                           f"{_suggest(name, [l.name for l in program.learn_lists.values()])}")
+
+    def set_digest_listener(self, listener: Callable[[list[DigestSample]], None] | None) -> None:
+        """Have `listener` called with the digests of each process_packet/process_batch call, in order, while the
+        device lock is held (it should only queue them); None: keep them for take_digests()."""
+        with self._lock:
+            self._digest_listener = listener
+            if listener is not None and self._digests:
+                self._deliver_digests()
+
+    def take_digests(self) -> list[DigestSample]:
+        """The digests sent since the last call, in order (while no listener is set)."""
+        with self._lock:
+            samples = [DigestSample(name, values) for name, values in self._digests]
+            self._digests.clear()
+            return samples
+
+    def _deliver_digests(self) -> None:
+        listener = self._digest_listener
+        if listener is None:
+            excess = len(self._digests) - DIGEST_BUFFER
+            if excess > 0:
+                del self._digests[:excess]
+                self.stats["digest_dropped"] += excess
+            return
+        samples = [DigestSample(name, values) for name, values in self._digests]
+        self._digests.clear()
+        try:
+            listener(samples)
+        except Exception:  # noqa: BLE001 - a listener's bug must not stop the packets
+            log.exception("%s: the digest listener failed", self.name)
 
     def process_arrays(self, data, lens, ports, count: int, emit) -> bool:
         """Run `count` frames given as arrays (back to back in `data` uint8, lengths `lens` uint32, ingress ports
@@ -317,7 +538,12 @@ class Device:
             run = getattr(engine, "process_arrays", None)
             if run is None:
                 return False
-            run(data, lens, ports, count, emit)
+            try:
+                run(data, lens, ports, count, emit)
+            finally:
+                # The digests these frames sent, as process_batch delivers them (to the listener, or kept).
+                if self._digests:
+                    self._deliver_digests()
             return True
 
     def generated_sources(self) -> dict[str, str]:

@@ -8,13 +8,13 @@ exception inside the generated code drops that packet (or that copy) and is coun
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 
-from .codegen.context import PipelineAssertion
+from .codegen.context import LogMsgError, PipelineAssertion
 from .phv import (
     DROP_PORT,
     H_CLONE,
+    H_DIGEST,
     H_EXIT,
     H_INGLEN,
     H_PKTLEN,
@@ -41,15 +41,18 @@ LOG_EVERY = 1000
 
 
 class PacketEngine:
-    def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter) -> None:
+    def __init__(self, pipeline: CompiledPipeline, pre: ReplicationEngine, stats: Counter,
+                 digests: list | None = None) -> None:
         self.p = pipeline
         self.pre = pre
         self.stats = stats
+        # (learn list name, field values) of every digest sent, appended in order; the Device delivers them.
+        self.digests: list[tuple[str, tuple[int, ...]]] = digests if digests is not None else []
         self.layout = pipeline.layout
         self.std = pipeline.layout.std
         self.initial = pipeline.layout.initial
         self.metadata_slots = pipeline.layout.metadata_slots
-        self._t0 = time.perf_counter_ns()
+        self._now_us = pipeline.clock.now_us
         # Hot-path shortcuts: bound functions and slot numbers looked up once.
         self._parse_fn = pipeline.parse
         self._verify_fn = pipeline.verify_checksums if pipeline.program.checksums else None
@@ -102,6 +105,9 @@ class PacketEngine:
             out.extend(self.process(port, bytes(frame)))
         return out
 
+    def set_clock(self, frozen_us: int | None) -> None:
+        self.p.clock.frozen = frozen_us
+
     def fold_direct_counters(self) -> None:
         """Nothing to fold: generated Python counts straight into the entries' counters (see NativeEngine)."""
 
@@ -128,6 +134,8 @@ class PacketEngine:
                     self._egress(item[1], item[2], item[3], work, out)
             except PipelineAssertion as exc:
                 self._count_drop("assert_failed", exc)
+            except LogMsgError as exc:
+                self._count_drop("log_msg_error", exc)
             except Exception as exc:  # noqa: BLE001 - a packet must never take the switch down
                 self._count_drop(f"error:{type(exc).__name__}", exc)
         if out:
@@ -160,7 +168,7 @@ class PacketEngine:
         if self._s_packet_length is not None:
             phv[self._s_packet_length] = length
         if self._s_ingress_ts is not None:
-            phv[self._s_ingress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+            phv[self._s_ingress_ts] = self._now_us() & 0xFFFFFFFFFFFF
         phv[H_PKTLEN] = length
         phv[H_INGLEN] = length
         payload = self._parse(phv, frame)
@@ -171,6 +179,8 @@ class PacketEngine:
         if clone is not None:
             phv[H_CLONE] = None
             self._ingress_clone(port, frame, phv, clone[0], clone[1], work)
+        if phv[H_DIGEST]:
+            self._learn(phv, phv[H_DIGEST])
         resubmit = phv[H_RESUBMIT]
         if resubmit is not None:
             # Start over with the original frame; keep ingress_port and the listed metadata.
@@ -190,6 +200,11 @@ class PacketEngine:
         if self._s_instance_type is not None:
             phv[self._s_instance_type] = PKT_INSTANCE_TYPE_NORMAL
         work.append((False, egress_spec, phv, payload))
+
+    def _learn(self, phv: list, list_id: int) -> None:
+        """BMv2's learn step after ingress (after the ingress clone, before a resubmit): the list's fields now."""
+        name, slots, masks = self.p.learn_lists[list_id]
+        self.digests.append((name, tuple(phv[slot] & mask for slot, mask in zip(slots, masks))))
 
     def _multicast(self, phv: list, payload: bytes, mgid: int, work: list) -> None:
         replicas = self.pre.groups.get(mgid)
@@ -240,7 +255,7 @@ class PacketEngine:
         if self._s_packet_length is not None:
             phv[self._s_packet_length] = phv[H_PKTLEN]
         if self._s_egress_ts is not None:
-            phv[self._s_egress_ts] = ((time.perf_counter_ns() - self._t0) // 1000) & 0xFFFFFFFFFFFF
+            phv[self._s_egress_ts] = self._now_us() & 0xFFFFFFFFFFFF
         self._egress_fn(phv)
         phv[H_EXIT] = False
 

@@ -14,7 +14,11 @@ Device.process_batch in one call (the native pipeline takes the batch in one C c
 of their ports. Ring ports are read together, many frames per call, without waiting while any has frames; with
 the native pipeline their frames go from the rings through the pipeline into the output rings without becoming
 Python objects (Device.process_arrays). The loop sleeps in poll() on the sockets and the rings' doorbells only
-when every ring is empty. Nothing a frame does can stop the loop: failures are logged and counted.
+when every ring is empty, and then no longer than until the next frame a device holds back is due (a
+faults.ImpairedDevice: delays, reordering, which releases them then; such a device takes ring frames the per-frame
+way, so that they pass through its impairments). `PacketLoop.submit` runs a function on the packet thread between
+batches (a fuzzer that reads the counters around each frame it injects, with no other frame in between). Nothing a
+frame does can stop the loop: failures are logged and counted.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import os
 import select
 import socket
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,6 +46,9 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent (AF_PACKET sees its own transmissions)
 MAX_FRAME = 65535
 BATCH = 64  # frames read from one socket before looking at the others
+IDLE_POLL_MS = 1000  # longest poll when nothing is due: stop() also wakes the loop through its pipe
+
+_T = TypeVar("_T")
 
 
 class PortSpecError(ValueError):
@@ -130,6 +139,12 @@ class UdpPort:
         self.peer = spec.peer
         self.bound = self.sock.getsockname()
         self._pending: tuple[bytes, tuple] | None = None  # a frame of another sender, for the next batch
+
+    def connect_peer(self, peer: tuple[str, int]) -> None:
+        """Send to `peer` from now on, whoever sends to this port (as `-i N@udp:HOST:PORT,PEER:PORT` does): a frame
+        from a third party (a fuzzer) must not redirect the port's output to it."""
+        self.spec = PortSpec(self.spec.number, "udp", bind=self.spec.bind, peer=peer)
+        self.peer = peer
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -232,7 +247,7 @@ class ShmPort:
 
     The switch creates the file (replacing a stale one) and removes it when the port closes. The PacketLoop reads
     all ring ports at once through a RingGroup and writes them through a RingScatter; receive_many/send are the
-    per-port forms (the Python pipeline, pcap captures, loss injection).
+    per-port forms (the Python pipeline, pcap captures, an impaired device).
     """
 
     def __init__(self, spec: PortSpec) -> None:
@@ -301,8 +316,43 @@ class PacketLoop:
         self._socket_ports = {number: port for number, port in self.ports.items() if number not in rings}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._calls: deque[tuple[Callable[[], object], Future]] = deque()
+        # A device that holds frames for later (faults.ImpairedDevice) says when they are due.
+        self._next_due: Callable[[], float | None] | None = getattr(device, "next_due", None)
+
+    def submit(self, work: Callable[[], _T]) -> "Future[_T]":
+        """Run `work()` on the packet thread, between two batches; its result (or exception) comes in the Future.
+        Frames `work` passes to `handle` are processed with no other frame in between."""
+        future: Future = Future()
+        self._calls.append((work, future))
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:  # the pipe is full (the loop is awake anyway) or closed (stopped)
+            pass
+
+    def _run_calls(self) -> None:
+        while self._calls:
+            work, future = self._calls.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(error)
+
+    def _poll_timeout_ms(self, held: bool) -> int:
+        if held or self._calls:
+            return 0
+        due = self._next_due() if self._next_due is not None else None
+        if due is None:
+            return IDLE_POLL_MS
+        return max(0, min(IDLE_POLL_MS, int((due - time.monotonic()) * 1000.0 + 0.999)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="softswitch-packets", daemon=True)
@@ -310,10 +360,7 @@ class PacketLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
         running = self._thread is not None and self._thread.is_alive()
@@ -327,6 +374,8 @@ class PacketLoop:
             writer.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        while self._calls:
+            self._calls.popleft()[1].cancel()
 
     def _run(self) -> None:
         poller = select.poll()
@@ -344,31 +393,59 @@ class PacketLoop:
             moved = self._drain_rings() if group is not None else 0
             # A port holding a frame back for its next batch (UdpPort.receive_many) is drained without waiting.
             held = [port for port in self._socket_ports.values() if getattr(port, "holds_frame", False)]
-            if moved or held:
-                if not by_fd and not held:
-                    continue  # rings only, and they had frames: go round again without a system call
-                timeout = 0
+            # The wait is the least of both needs: none while a ring had frames (rings are polled without waiting)
+            # and otherwise what _poll_timeout_ms allows (0 for a held socket frame or a submitted call, else until
+            # the impaired device's next held frame is due, at most IDLE_POLL_MS).
+            timeout = 0 if moved else self._poll_timeout_ms(bool(held))
+            events: list = []
+            if moved and not by_fd and not held:
+                # Rings only, and they had frames: go round again without a system call (held frames that are
+                # due and submitted calls still run below, so a busy ring cannot starve them).
+                pass
             else:
-                timeout = 1000
-            sleeping = False
-            if timeout and group is not None:
-                if group.prepare_sleep():
-                    continue  # a frame arrived while the loop decided to sleep
-                sleeping = True
-            try:
-                events = poller.poll(timeout)
-            except InterruptedError:
-                events = []
-            finally:
-                if sleeping:
-                    group.end_sleep()
+                sleeping = False
+                skip = False
+                if timeout and group is not None:
+                    if group.prepare_sleep():
+                        skip = True  # a frame arrived while the loop decided to sleep: read it, do not wait
+                    else:
+                        sleeping = True
+                if not skip:
+                    try:
+                        events = poller.poll(timeout)
+                    except InterruptedError:
+                        events = []
+                    finally:
+                        if sleeping:
+                            group.end_sleep()
             ready = {id(port): port for port in held}
             for fd, _ in events:
                 port = by_fd.get(fd)
                 if port is not None:
                     ready[id(port)] = port
+                elif fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except OSError:
+                        pass
             for port in ready.values():
                 self._drain(port)
+            if self._next_due is not None:
+                self._release_held()
+            if self._calls:
+                self._run_calls()
+
+    def _release_held(self) -> None:
+        due = self._next_due()
+        if due is None or due > time.monotonic():
+            return
+        try:
+            outputs = self.device.release_due()
+        except Exception as exc:  # noqa: BLE001 - the loop must survive anything a frame does
+            self.stats["process_error"] += 1
+            log.exception("releasing held frames failed: %s", exc)
+            return
+        self._transmit(outputs)
 
     def _drain(self, port: Port) -> None:
         try:
@@ -443,6 +520,10 @@ class PacketLoop:
             self.stats["process_error"] += 1
             log.exception("processing %d frames failed: %s", len(frames), exc)
             return
+        self._transmit(outputs)
+
+    def transmit(self, outputs: list[tuple[int, bytes]]) -> None:
+        """Send (port, frame) pairs out of their ports, as the loop sends what the device emits."""
         self._transmit(outputs)
 
     def _transmit(self, outputs: list[tuple[int, bytes]]) -> None:

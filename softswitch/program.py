@@ -29,13 +29,6 @@ CORE_ERRORS = (
 
 # Top-level arrays that must be empty (or absent) because this target does not implement them.
 _UNSUPPORTED_IF_NONEMPTY = {
-    "header_stacks": "header stacks",
-    "header_union_types": "header unions",
-    "header_unions": "header unions",
-    "header_union_stacks": "header union stacks",
-    "parse_vsets": "parser value sets",
-    "meter_arrays": "meters",
-    "learn_lists": "digests (learn lists)",
     "extern_instances": "extern instances",
 }
 
@@ -43,8 +36,9 @@ _UNSUPPORTED_IF_NONEMPTY = {
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     name: str
-    width: int
+    width: int  # a varbit field: its largest width (the header type's max_length less its fixed fields)
     signed: bool
+    varbit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +48,12 @@ class HeaderType:
 
     @property
     def bit_width(self) -> int:
-        return sum(f.width for f in self.fields)
+        """The width of the fixed fields (a varbit field adds its current width to a header's length)."""
+        return sum(f.width for f in self.fields if not f.varbit)
+
+    @property
+    def varbit(self) -> FieldSpec | None:
+        return next((f for f in self.fields if f.varbit), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +61,33 @@ class Header:
     name: str
     type: HeaderType
     metadata: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderStack:
+    """`header_stacks`: a stack's elements are ordinary headers, NAME[0] ... NAME[size - 1]."""
+
+    name: str
+    type: HeaderType
+    elements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderUnion:
+    """`header_unions`: at most one member header is valid; making one valid invalidates the others."""
+
+    name: str
+    type_name: str
+    members: tuple[tuple[str, str], ...]  # (member name, header instance), in the union type's order
+
+
+@dataclass(frozen=True, slots=True)
+class UnionStack:
+    """`header_union_stacks`: a stack whose elements are header unions."""
+
+    name: str
+    type_name: str
+    elements: tuple[str, ...]  # union names
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +142,8 @@ class Table:
     with_counters: bool
     default_entry: DefaultEntry | None
     const_entries: tuple[ConstEntry, ...]
+    direct_meter: str | None = None  # the meter array executed on every hit (BMv2 "direct_meters")
+    action_profile: str | None = None  # tables of type indirect / indirect_ws: entries point at members/groups
 
     @property
     def hit_miss_next(self) -> bool:
@@ -200,6 +228,52 @@ class CounterArray:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueSet:
+    """A parser value set: members the control plane writes, matched by `select` cases of type parse_vset."""
+
+    name: str
+    id: int
+    compressed_bitwidth: int
+    max_size: int
+    # Widths of the select key fields it is matched against (BMv2 pads each to whole bytes); their sum is the
+    # compressed bitwidth. One field of that width for a value set no select uses.
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionProfile:
+    """An action profile, or an action selector when it has a `selector` (the hash over the tables' selector
+    keys, as a calculation named '<profile>$selector')."""
+
+    name: str
+    size: int
+    selector: Calculation | None
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnList:
+    """The fields a digest (generate_digest / digest<T>) sends, read at the end of ingress (BMv2 learn_lists)."""
+
+    id: int
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterArray:
+    """A two-rate three-color meter array (BMv2 meter_arrays). A direct meter has a cell per entry of the table it
+    is bound to, executed when the table hits, its color written to `result_target`."""
+
+    name: str
+    size: int
+    unit: str  # "packets" | "bytes"
+    is_direct: bool
+    binding: str | None
+    result_target: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldList:
     id: int
     name: str
@@ -226,6 +300,23 @@ class Program:
     field_lists: dict[int, FieldList]
     field_aliases: dict[str, tuple[str, str]]
     tables: dict[str, Table] = field(default_factory=dict)
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)
+    meters: dict[str, MeterArray] = field(default_factory=dict)
+    action_profiles: dict[str, ActionProfile] = field(default_factory=dict)
+    learn_lists: dict[int, LearnList] = field(default_factory=dict)
+    stacks: dict[str, HeaderStack] = field(default_factory=dict)
+    unions: dict[str, HeaderUnion] = field(default_factory=dict)
+    union_stacks: dict[str, UnionStack] = field(default_factory=dict)
+    # header -> (union, index of the member); union -> (union stack, index of the element)
+    union_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+    union_stack_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def union_member(self, union: str, member: str) -> int:
+        """The index of `member` in `union`'s type (InvalidArgument when it has none of that name)."""
+        for i, (name, _) in enumerate(self.unions[union].members):
+            if name == member:
+                return i
+        raise InvalidArgument(f"header union '{union}' has no member '{member}'")
 
     def field_spec(self, header: str, name: str) -> FieldSpec:
         hdr = self.headers.get(header)
@@ -301,14 +392,27 @@ def load_program(source: bytes | str | dict) -> Program:
     for ht in root["header_types"]:
         name = _req(ht, "name", "header type")
         fields = []
+        varbit = None
         for f in _req(ht, "fields", f"header type {name}"):
             if not isinstance(f, list) or len(f) < 2:
                 raise InvalidArgument(f"header type {name}: bad field {f!r}")
             if f[1] == "*":
-                raise UnsupportedProgram(f"variable-length field '{f[0]}' of header type '{name}' is not supported")
+                if varbit is not None:
+                    raise InvalidArgument(f"header type {name}: more than one variable-length field")
+                varbit = f[0]
+                fields.append(FieldSpec(f[0], 0, False, varbit=True))
+                continue
             if not isinstance(f[1], int) or f[1] <= 0:
                 raise InvalidArgument(f"header type {name}: bad width for field {f[0]!r}")
             fields.append(FieldSpec(f[0], f[1], bool(f[2]) if len(f) > 2 else False))
+        if varbit is not None:
+            # BMv2: max_length is the header's largest size in bytes, its fixed fields included.
+            max_length = ht.get("max_length")
+            fixed = sum(f.width for f in fields)
+            if not isinstance(max_length, int) or max_length * 8 <= fixed:
+                raise InvalidArgument(f"header type {name}: variable-length field '{varbit}' without a usable "
+                                      f"max_length ({max_length!r})")
+            fields = [FieldSpec(f.name, max_length * 8 - fixed, False, True) if f.varbit else f for f in fields]
         header_types[name] = HeaderType(name, tuple(fields))
 
     headers = {}
@@ -320,6 +424,7 @@ def load_program(source: bytes | str | dict) -> Program:
         headers[name] = Header(name, header_types[type_name], bool(h.get("metadata", False)))
         if not headers[name].metadata and header_types[type_name].bit_width % 8:
             raise InvalidArgument(f"header {name}: width {header_types[type_name].bit_width} is not a whole byte count")
+    stacks, unions, union_stacks, union_of, union_stack_of = _load_stacks_and_unions(root, header_types, headers)
 
     errors = {name: i for i, name in enumerate(CORE_ERRORS)}
     if root.get("errors"):
@@ -359,8 +464,10 @@ def load_program(source: bytes | str | dict) -> Program:
     deparser = Deparser(dp.get("name", "deparser"), tuple(dp.get("order", [])))
 
     pipelines = {}
+    action_profiles: dict[str, ActionProfile] = {}
     for p in root["pipelines"]:
         pipelines[p["name"]] = _load_pipeline(p, actions_by_id, headers)
+        action_profiles.update(_load_action_profiles(p, pipelines[p["name"]]))
     if set(pipelines) != {"ingress", "egress"}:
         raise UnsupportedProgram(f"expected pipelines 'ingress' and 'egress' (v1model), found {sorted(pipelines)}")
     tables = {}
@@ -370,6 +477,9 @@ def load_program(source: bytes | str | dict) -> Program:
     calculations = {}
     for c in root.get("calculations", []):
         calculations[c["name"]] = Calculation(c["name"], c.get("algo", ""), tuple(c.get("input", [])))
+    for profile in action_profiles.values():
+        if profile.selector is not None:
+            calculations[profile.selector.name] = profile.selector
 
     checksums = []
     for c in root.get("checksums", []):
@@ -432,13 +542,172 @@ def load_program(source: bytes | str | dict) -> Program:
         field_lists=field_lists,
         field_aliases=aliases,
         tables=tables,
+        stacks=stacks,
+        unions=unions,
+        union_stacks=union_stacks,
+        union_of=union_of,
+        union_stack_of=union_stack_of,
+        value_sets=_load_value_sets(root.get("parse_vsets") or [], parser, headers),
+        meters=_load_meters(root.get("meter_arrays") or []),
+        action_profiles=action_profiles,
+        learn_lists=_load_learn_lists(root.get("learn_lists") or [], headers),
     )
     if program.resolve_alias("standard_metadata.egress_spec") is None:
         raise UnsupportedProgram("no standard_metadata.egress_spec: this does not look like a v1model program")
     for c in counters.values():
         if c.is_direct and c.binding not in tables:
             raise InvalidArgument(f"direct counter '{c.name}' is bound to unknown table '{c.binding}'")
+    _check_direct_meters(program)
     return program
+
+
+def _header_names_by_id(root: Json) -> dict[int, str]:
+    names = {}
+    for position, h in enumerate(root["headers"]):
+        names[int(h.get("id", position))] = h["name"]
+    return names
+
+
+def _load_stacks_and_unions(root: Json, header_types: dict[str, HeaderType], headers: dict[str, Header]):
+    """header_stacks, header_union_types, header_unions and header_union_stacks, checked for consistency."""
+    by_id = _header_names_by_id(root)
+
+    def header_named(hid: Any, where: str) -> str:
+        if hid not in by_id:
+            raise InvalidArgument(f"{where} names unknown header id {hid!r}")
+        return by_id[hid]
+
+    stacks = {}
+    for st in root.get("header_stacks") or []:
+        name = _req(st, "name", "header stack")
+        htype = header_types.get(st.get("header_type"))
+        if htype is None:
+            raise InvalidArgument(f"header stack {name}: unknown header type {st.get('header_type')!r}")
+        elements = tuple(header_named(hid, f"header stack {name}") for hid in st.get("header_ids", []))
+        if not elements or any(headers[e].type is not htype or headers[e].metadata for e in elements):
+            raise InvalidArgument(f"header stack {name}: its elements must be headers of type {htype.name}")
+        stacks[name] = HeaderStack(name, htype, elements)
+    union_types = {}
+    for ut in root.get("header_union_types") or []:
+        union_types[_req(ut, "name", "header union type")] = tuple((m[0], m[1]) for m in ut.get("headers", []))
+    unions, union_of = {}, {}
+    for un in root.get("header_unions") or []:
+        name = _req(un, "name", "header union")
+        members_t = union_types.get(un.get("union_type"))
+        if members_t is None:
+            raise InvalidArgument(f"header union {name}: unknown union type {un.get('union_type')!r}")
+        instances = [header_named(hid, f"header union {name}") for hid in un.get("header_ids", [])]
+        if len(instances) != len(members_t):
+            raise InvalidArgument(f"header union {name}: {len(instances)} headers for {len(members_t)} members")
+        for (member, type_name), header in zip(members_t, instances):
+            if headers[header].type.name != type_name or headers[header].metadata:
+                raise InvalidArgument(f"header union {name}: member {member} is not a header of type {type_name}")
+            if header in union_of:
+                raise InvalidArgument(f"header {header} is a member of two unions")
+        unions[name] = HeaderUnion(name, un["union_type"], tuple((m, h) for (m, _), h in zip(members_t, instances)))
+        for i, header in enumerate(instances):
+            union_of[header] = (name, i)
+    union_stacks, union_stack_of = {}, {}
+    by_uid = {int(u.get("id", i)): u["name"] for i, u in enumerate(root.get("header_unions") or [])}
+    for us in root.get("header_union_stacks") or []:
+        name = _req(us, "name", "header union stack")
+        elements = []
+        for uid in us.get("header_union_ids", []):
+            if uid not in by_uid:
+                raise InvalidArgument(f"header union stack {name} names unknown union id {uid!r}")
+            elements.append(by_uid[uid])
+        if not elements or any(unions[e].type_name != us.get("union_type") for e in elements):
+            raise InvalidArgument(f"header union stack {name}: its elements must be unions of type "
+                                  f"{us.get('union_type')!r}")
+        union_stacks[name] = UnionStack(name, us["union_type"], tuple(elements))
+        for i, element in enumerate(elements):
+            union_stack_of[element] = (name, i)
+    return stacks, unions, union_stacks, union_of, union_stack_of
+
+
+def _load_action_profiles(p: Json, pipeline: Pipeline) -> dict[str, ActionProfile]:
+    profiles: dict[str, ActionProfile] = {}
+    for item in p.get("action_profiles") or []:
+        name = _req(item, "name", "action profile")
+        size = int(item.get("max_size", 0))
+        if size < 0:
+            raise InvalidArgument(f"action profile '{name}' has size {size}")
+        selector = None
+        if item.get("selector") is not None:
+            sel = item["selector"]
+            selector = Calculation(f"{name}$selector", sel.get("algo", ""), tuple(sel.get("input", [])))
+        tables = tuple(t.name for t in pipeline.tables.values() if t.action_profile == name)
+        profiles[name] = ActionProfile(name, size, selector, tables)
+    implementations = {t.get("name"): t.get("type", "simple") for t in p.get("tables", [])}
+    for table in pipeline.tables.values():
+        if table.action_profile is None:
+            continue
+        profile = profiles.get(table.action_profile)
+        if profile is None:
+            raise InvalidArgument(f"table '{table.name}' uses unknown action profile '{table.action_profile}'")
+        if implementations.get(table.name) == "indirect_ws" and profile.selector is None:
+            raise InvalidArgument(f"table '{table.name}' needs a selector, but action profile '{profile.name}' "
+                                  "has none")
+        first = pipeline.tables[profile.tables[0]]
+        if set(table.actions) != set(first.actions):
+            raise UnsupportedProgram(f"tables '{first.name}' and '{table.name}' share action profile "
+                                     f"'{profile.name}' but not their actions")
+    return profiles
+
+
+def _load_learn_lists(items: list[Json], headers: dict[str, Header]) -> dict[int, LearnList]:
+    lists = {}
+    for item in items:
+        name = _req(item, "name", "learn list")
+        list_id = int(_req(item, "id", f"learn list {name}"))
+        if list_id <= 0:
+            raise InvalidArgument(f"learn list '{name}' has id {list_id} (BMv2 takes 0 for no digest)")
+        fields = []
+        for element in item.get("elements", []):
+            if element.get("type") != "field":
+                raise UnsupportedProgram(f"learn list '{name}' holds a {element.get('type')!r} (only fields)")
+            header, fname = element["value"]
+            if header not in headers or not any(f.name == fname for f in headers[header].type.fields):
+                raise InvalidArgument(f"learn list '{name}' names unknown field '{header}.{fname}'")
+            fields.append((header, fname))
+        lists[list_id] = LearnList(list_id, name, tuple(fields))
+    return lists
+
+
+def _load_meters(items: list[Json]) -> dict[str, MeterArray]:
+    meters = {}
+    for m in items:
+        name = _req(m, "name", "meter array")
+        unit = m.get("type")
+        if unit not in ("packets", "bytes"):
+            raise InvalidArgument(f"meter '{name}' has type {unit!r} (need 'packets' or 'bytes')")
+        if int(m.get("rate_count", 2)) != 2:
+            raise UnsupportedProgram(f"meter '{name}' has {m.get('rate_count')} rates (only two-rate meters)")
+        size = int(m.get("size", 0))
+        if size < 0:
+            raise InvalidArgument(f"meter '{name}' has size {size}")
+        target = m.get("result_target")
+        meters[name] = MeterArray(name, size, unit, bool(m.get("is_direct", False)), m.get("binding"),
+                                  (target[0], target[1]) if target else None)
+    return meters
+
+
+def _check_direct_meters(program: Program) -> None:
+    for meter in program.meters.values():
+        if not meter.is_direct:
+            continue
+        table = program.tables.get(meter.binding or "")
+        if table is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to unknown table {meter.binding!r}")
+        if table.direct_meter != meter.name:
+            raise InvalidArgument(f"direct meter '{meter.name}' is bound to table '{table.name}', which names "
+                                  f"{table.direct_meter!r} as its direct meter")
+        if meter.result_target is None:
+            raise InvalidArgument(f"direct meter '{meter.name}' has no result_target")
+        program.field_spec(*meter.result_target)   # InvalidArgument for an unknown field
+    for table in program.tables.values():
+        if table.direct_meter is not None and table.direct_meter not in program.meters:
+            raise InvalidArgument(f"table '{table.name}' names unknown direct meter '{table.direct_meter}'")
 
 
 def _key_width(table: str, match_type: str, target: tuple[str, str] | str, headers: dict[str, Header]) -> int:
@@ -481,19 +750,62 @@ def _load_parser(p: Json) -> Parser:
     return Parser(p.get("name", "parser"), init, states)
 
 
+def _select_key_width(key: Json, headers: dict[str, Header]) -> int | None:
+    """The width of one element of a select key, where it is a field or a lookahead; None otherwise."""
+    if key.get("type") == "lookahead":
+        return int(key["value"][1])
+    if key.get("type") == "field":
+        header = headers.get(key["value"][0])
+        for spec in header.type.fields if header is not None else ():
+            if spec.name == key["value"][1]:
+                return spec.width
+    return None
+
+
+def _load_value_sets(items: list[Json], parser: Parser, headers: dict[str, Header]) -> dict[str, ValueSet]:
+    declared: dict[str, Json] = {}
+    for item in items:
+        name = _req(item, "name", "parse_vset")
+        width, size = int(_req(item, "compressed_bitwidth", f"value set {name}")), int(item.get("max_size", 0))
+        if width <= 0 or size < 0:
+            raise InvalidArgument(f"value set '{name}' has compressed bitwidth {width} and size {size}")
+        declared[name] = item
+    widths: dict[str, tuple[int, ...]] = {}
+    for state in parser.states.values():
+        for t in state.transitions:
+            if t.get("type") != "parse_vset":
+                continue
+            name = t.get("value")
+            if name not in declared:
+                raise InvalidArgument(f"parse state '{state.name}' selects on unknown value set {name!r}")
+            key = tuple(_select_key_width(k, headers) for k in state.transition_key)
+            if not key or None in key:
+                raise UnsupportedProgram(f"parse state '{state.name}': value set '{name}' is matched against a "
+                                         "select key that is not made of fields and lookaheads")
+            if sum(key) != int(declared[name]["compressed_bitwidth"]):
+                raise InvalidArgument(f"value set '{name}' is {declared[name]['compressed_bitwidth']} bits wide but "
+                                      f"parse state '{state.name}' matches it against {sum(key)} bits")
+            if widths.setdefault(name, key) != key:
+                raise UnsupportedProgram(f"value set '{name}' is matched against select keys of different shapes "
+                                         f"({list(widths[name])} and {list(key)})")
+    return {name: ValueSet(name, int(item.get("id", 0)), int(item["compressed_bitwidth"]), int(item.get("max_size", 0)),
+                           widths.get(name, (int(item["compressed_bitwidth"]),)))
+            for name, item in declared.items()}
+
+
 def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str, Header]) -> Pipeline:
     name = p["name"]
-    if p.get("action_profiles"):
-        raise UnsupportedProgram(f"action profiles/selectors are not supported (pipeline {name})")
     tables = {}
     for t in p.get("tables", []):
         tname = t["name"]
-        if t.get("type", "simple") != "simple":
-            raise UnsupportedProgram(f"table '{tname}' has implementation '{t.get('type')}' (only 'simple')")
+        implementation = t.get("type", "simple")
+        if implementation not in ("simple", "indirect", "indirect_ws"):
+            raise UnsupportedProgram(f"table '{tname}' has implementation '{implementation}'")
+        if implementation != "simple" and t.get("default_entry") is not None:
+            raise UnsupportedProgram(f"table '{tname}' uses an action profile and has a default entry, which "
+                                     "the softswitch does not implement (p4c does not emit one)")
         if t.get("support_timeout"):
             raise UnsupportedProgram(f"table '{tname}' supports idle timeout, which is not supported")
-        if t.get("direct_meters"):
-            raise UnsupportedProgram(f"table '{tname}' has direct meters, which are not supported")
         keys = []
         for k in t.get("key", []):
             mt = k["match_type"]
@@ -556,6 +868,8 @@ def _load_pipeline(p: Json, actions_by_id: dict[int, Action], headers: dict[str,
             with_counters=bool(t.get("with_counters", False)),
             default_entry=default_entry,
             const_entries=tuple(const_entries),
+            direct_meter=t.get("direct_meters") or None,
+            action_profile=t.get("action_profile") if implementation != "simple" else None,
         )
     conditionals = {}
     for c in p.get("conditionals", []):

@@ -2,8 +2,9 @@
 
 Generated pipeline code builds the lookup key (an int for one key field, a tuple otherwise) and either indexes
 `exact` directly (tables whose fields are all exact/valid) or calls `lookup`. A hit yields the runtime entry
-tuple `(action_fn, params, action_name, counter_cell)`; `counter_cell` is a `[packets, bytes]` list for
-tables with direct counters.
+tuple `(action_fn, params, action_name, counter_cell, meter_slot)`; `counter_cell` is a `[packets, bytes]` list for
+tables with direct counters, `meter_slot` the entry's cell of the table's direct meter (None without one). An
+entry keeps its meter slot while it exists (a modify keeps it); a new entry gets a free slot, unconfigured.
 
 Non-exact tables use tuple-space search: entries are grouped by their mask tuple (one dict per distinct mask),
 groups are visited in decreasing order of their best priority, and the search stops as soon as no remaining
@@ -13,6 +14,7 @@ entry's priority (P4Runtime: higher wins). Tables with a range field fall back t
 
 from __future__ import annotations
 
+import heapq
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +22,11 @@ from typing import Any
 
 from .entries import FieldMatch, TableEntry, TableInfo
 from .errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, PermissionDenied, ResourceExhausted
+from .meters import MeterArrayState
+from .profiles import ActionProfileRuntime
 from .program import ConstEntry, Table, parse_hexstr
 
-RuntimeEntry = tuple[Callable, tuple, str, list | None]
+RuntimeEntry = tuple[Callable, tuple, str, list | None, int | None]
 
 # BMv2 JSON const entries use "lower number wins"; stored priorities use P4Runtime's "higher wins".
 CONST_PRIORITY_BASE = (1 << 31) - 1
@@ -41,8 +45,12 @@ class _Stored:
 
 
 class TableRuntime:
-    def __init__(self, spec: Table, action_fns: dict[str, Callable], action_widths: dict[str, tuple[int, ...]]):
+    def __init__(self, spec: Table, action_fns: dict[str, Callable], action_widths: dict[str, tuple[int, ...]],
+                 direct_meter: MeterArrayState | None = None, profile: ActionProfileRuntime | None = None):
         self.spec = spec
+        # Tables implemented with an action profile: an entry's runtime holds the member or group it points at
+        # (which has `pick(F)`) where other tables hold the action function.
+        self.profile = profile
         self.name = spec.name
         self.kinds = tuple(k.match_type for k in spec.keys)
         self.widths = tuple(k.width for k in spec.keys)
@@ -60,6 +68,8 @@ class TableRuntime:
         self._groups: list[tuple[int, Any, dict]] = []
         self._scan: list[_Stored] = []
         self.immutable = bool(spec.const_entries)
+        self.direct_meter = direct_meter
+        self._free_meter_slots: list[int] = list(range(direct_meter.size)) if direct_meter else []  # a heap
         # Bumped by every change of entries or default, so that a native pipeline knows when to reload its copy.
         self.version = 0
         self.info = TableInfo(
@@ -108,7 +118,8 @@ class TableRuntime:
         return None
 
     # -- control plane ------------------------------------------------------------------------------------
-    def make_runtime(self, action: str, params: tuple[int, ...], counter: list | None) -> RuntimeEntry:
+    def make_runtime(self, action: str, params: tuple[int, ...], counter: list | None,
+                     meter_slot: int | None = None) -> RuntimeEntry:
         if action not in self.action_fns:
             raise InvalidArgument(f"table '{self.name}' has no action '{action}' (actions: {', '.join(self.spec.actions)})")
         widths = self.action_widths[action]
@@ -117,7 +128,7 @@ class TableRuntime:
         for i, (value, width) in enumerate(zip(params, widths)):
             if not isinstance(value, int) or not 0 <= value < (1 << width):
                 raise InvalidArgument(f"action '{action}' parameter {i} ({width} bits) cannot hold {value!r}")
-        return (self.action_fns[action], tuple(params), action, counter)
+        return (self.action_fns[action], tuple(params), action, counter, meter_slot)
 
     def _canonical(self, entry: TableEntry) -> tuple[tuple, tuple[int, ...], tuple[int, ...], tuple, int]:
         """(identity key, masks, masked values, range highs, effective priority) of an entry, validated."""
@@ -194,7 +205,12 @@ class TableRuntime:
             raise AlreadyExists(f"table '{self.name}' already has this entry")
         if len(self._stored) >= self.spec.size:
             raise ResourceExhausted(f"table '{self.name}' is full ({self.spec.size} entries)")
-        runtime = self.make_runtime(entry.action, entry.params, counter)
+        runtime = self._entry_runtime(entry, counter, None)
+        if self.direct_meter is not None:
+            # The lowest free slot (like BMv2's entry handles), unconfigured: every packet GREEN until configured.
+            slot = heapq.heappop(self._free_meter_slots)
+            self.direct_meter.set(slot, None)
+            runtime = runtime[:4] + (slot,)
         self._stored[identity] = _Stored(entry, runtime, priority, masks, values, highs)
         self._rebuild_one(identity, added=True)
         self.version += 1
@@ -206,7 +222,8 @@ class TableRuntime:
         stored = self._stored.get(identity)
         if stored is None:
             raise NotFound(f"table '{self.name}' has no such entry to modify")
-        runtime = self.make_runtime(entry.action, entry.params, stored.runtime[3])
+        runtime = self._entry_runtime(entry, stored.runtime[3], stored.runtime[4])
+        self._detach(stored)
         stored.entry = entry
         stored.runtime = runtime
         self._rebuild_one(identity, added=False)
@@ -220,7 +237,31 @@ class TableRuntime:
             raise NotFound(f"table '{self.name}' has no such entry to delete")
         stored = self._stored.pop(identity)
         self._remove_from_index(stored)
+        self._release_meter_slot(stored)
+        self._detach(stored)
         self.version += 1
+
+    def _entry_runtime(self, entry: TableEntry, counter: list | None, meter_slot: int | None) -> RuntimeEntry:
+        """The runtime of an entry being written: its action, or the member or group it points at (counted as a
+        reference, so that the profile refuses to delete it while the entry exists)."""
+        if self.profile is None:
+            if entry.member_id is not None or entry.group_id is not None:
+                raise InvalidArgument(f"table '{self.name}' has no action profile: give an action, not a member "
+                                      "or a group")
+            return self.make_runtime(entry.action, entry.params, counter, meter_slot)
+        target = self.profile.resolver(entry.member_id, entry.group_id)
+        self.profile.attach(target, 1)
+        return (target, (), "", counter, meter_slot)  # type: ignore[return-value]
+
+    def _detach(self, stored: _Stored) -> None:
+        if self.profile is not None:
+            self.profile.attach(stored.runtime[0], -1)  # type: ignore[arg-type]
+
+    def _release_meter_slot(self, stored: _Stored) -> None:
+        slot = stored.runtime[4]
+        if slot is not None and self.direct_meter is not None:
+            self.direct_meter.set(slot, None)
+            heapq.heappush(self._free_meter_slots, slot)
 
     def find(self, key: tuple[FieldMatch, ...], priority: int) -> _Stored:
         probe = TableEntry(self.name, key, "", (), priority)
@@ -234,6 +275,9 @@ class TableRuntime:
         return [s.entry for s in self._stored.values()]
 
     def clear(self) -> None:
+        for stored in self._stored.values():
+            self._release_meter_slot(stored)
+            self._detach(stored)
         self._stored.clear()
         self.exact.clear()
         self._groups.clear()
@@ -325,7 +369,11 @@ class TableRuntime:
             elif kind == "exact":
                 key.append(FieldMatch("exact", parse_hexstr(mk["key"])))
             elif kind == "lpm":
-                key.append(FieldMatch("lpm", parse_hexstr(mk["key"]), prefix_len=int(mk["prefix_length"])))
+                # p4c writes the key as the program spells it; bits past the prefix do not take part in the
+                # match (BMv2 masks them), so they are cleared here too.
+                plen = int(mk["prefix_length"])
+                mask = ((1 << width) - 1) ^ ((1 << max(width - plen, 0)) - 1)
+                key.append(FieldMatch("lpm", parse_hexstr(mk["key"]) & mask, prefix_len=plen))
             elif kind in ("ternary", "optional"):
                 value, mask = parse_hexstr(mk["key"]), parse_hexstr(mk["mask"])
                 key.append(FieldMatch(kind, value & mask, mask=mask))

@@ -6,7 +6,7 @@ job = 0                        # job id, as installed on the switch (omnireduce-
 slots = 16                     # the job's slot count, as installed
 workers = 2                    # optional: checked against torch.distributed's world size
 join_timeout = 30.0            # optional, seconds: the scale round of every bucket (peers must arrive by then)
-stall_timeout = 10.0           # optional, seconds: no result for this long in the middle of a bucket
+stall_timeout = 30.0           # optional, seconds: no result for this long in the middle of a bucket
 deadline = 120.0               # optional, seconds: one bucket's whole all-reduce
 
 [[rank]]                       # optional, one table per rank, in rank order

@@ -53,29 +53,35 @@ def _emit_inputs(ctx: CompileContext, calc: Calculation, w: CodeWriter) -> bool:
     program, layout = ctx.program, ctx.layout
     with_payload = False
     group_header: str | None = None
-    group: list[tuple[str, int]] = []  # (value code, width)
+    group: list[tuple[str, int | str]] = []  # (value code, width: bits, or code for a varbit's current width)
 
     def flush() -> None:
         nonlocal group, group_header
         if not group:
             return
-        total = sum(width for _, width in group)
-        parts = []
-        shift = total
-        for code, width in group:
-            shift -= width
-            parts.append(f"({code} << {shift})" if shift else code)
-        packed = " | ".join(parts)
+        if any(isinstance(width, str) for _, width in group):
+            lines = []
+            for code, width in group:
+                lines += [f"acc = (acc << {width}) | {code}", f"nb += {width}"]
+        else:
+            total = sum(width for _, width in group)
+            parts = []
+            shift = total
+            for code, width in group:
+                shift -= width
+                parts.append(f"({code} << {shift})" if shift else code)
+            lines = [f"acc = (acc << {total}) | {' | '.join(parts)}", f"nb += {total}"]
         header = program.headers[group_header]
         if header.metadata:
-            w.line(f"acc = (acc << {total}) | {packed}")
-            w.line(f"nb += {total}")
+            w.extend(lines)
         else:
             with w.block(f"if F[{layout.valid_slot(group_header)}]:"):
-                w.line(f"acc = (acc << {total}) | {packed}")
-                w.line(f"nb += {total}")
+                w.extend(lines)
         group = []
         group_header = None
+
+    def width_of(header: str, spec) -> int | str:
+        return f"F[{layout.varbit_slots(header)[1]}]" if spec.varbit else spec.width
 
     for item in calc.inputs:
         kind = item.get("type")
@@ -91,7 +97,7 @@ def _emit_inputs(ctx: CompileContext, calc: Calculation, w: CodeWriter) -> bool:
             if header != group_header:
                 flush()
                 group_header = header
-            group.append((code, spec.width))
+            group.append((code, width_of(header, spec)))
         elif kind == "hexstr":
             flush()
             width = int(item.get("bitwidth", 0))
@@ -109,7 +115,7 @@ def _emit_inputs(ctx: CompileContext, calc: Calculation, w: CodeWriter) -> bool:
             for spec in header.type.fields:
                 slot = layout.slot(header.name, spec.name)
                 code = f"F[{slot}]" if not spec.signed else f"(F[{slot}] & {(1 << spec.width) - 1})"
-                group.append((code, spec.width))
+                group.append((code, width_of(header.name, spec)))
             flush()
         elif kind == "payload":
             flush()

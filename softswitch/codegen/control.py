@@ -18,7 +18,7 @@ from ..program import Action, Pipeline, Table
 from ..tables import TableRuntime
 from .actions import compile_action_body, constant_params
 from .context import CompileContext
-from .expressions import ExpressionCompiler
+from .expressions import Expr, ExpressionCompiler, store_code
 from .source import CodeWriter
 
 END = "$END"
@@ -235,6 +235,7 @@ class PipelineCompiler:
                     w.line("_c = _e[3]")
                     w.line("_c[0] += 1")
                     w.line(f"_c[1] += F[{H_INGLEN}]")
+                self._direct_meter(t)
                 w.line("_h = True")
             with w.block("else:"):
                 w.line(f"_e = {table_name}.default")
@@ -242,6 +243,10 @@ class PipelineCompiler:
         else:
             w.line(f"_e = {table_name}.default")
             w.line("_h = False")
+        if rt.profile is not None:
+            # The entry points at a member or a group, which picks the action (None: an empty group).
+            with w.block("if _h:"):
+                w.line("_e = _e[0].pick(F)")
         with w.block("if _e is not None:"):
             w.line("_e[0](F, _e[1])")
             w.line("_a = _e[2]")
@@ -249,6 +254,18 @@ class PipelineCompiler:
             w.line("_a = None")
         if may_exit:
             self._exit_check()
+
+    def _direct_meter(self, t: Table) -> None:
+        """On a hit, before the action: the entry's cell of the table's direct meter colors the packet (BMv2)."""
+        if t.direct_meter is None:
+            return
+        spec = self.ctx.program.meters[t.direct_meter]
+        slot = self.ctx.layout.slot(*spec.result_target)
+        field = self.ctx.program.field_spec(*spec.result_target)
+        meter = self.ctx.ns.bind(self.ctx.meters[spec.name], "M")
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        color = Expr(f"{meter}.execute(_e[4], {amount}, _now())", "data", 0, 2)
+        self.w.line(f"F[{slot}] = {store_code(color, field.width, field.signed)}")
 
     def _key_code(self, t: Table) -> str:
         layout, program = self.ctx.layout, self.ctx.program

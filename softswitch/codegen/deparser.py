@@ -12,11 +12,11 @@ from collections.abc import Callable
 from .calculations import calculation_function
 from .context import CompileContext
 from .expressions import Expr, ExpressionCompiler, store_code
-from .headers import HeaderCodec
+from .headers import HeaderCodec, VarbitCodec
 from .source import CodeWriter
 
 
-def compile_deparser(ctx: CompileContext, codecs: dict[str, HeaderCodec]) -> Callable[[list], bytes]:
+def compile_deparser(ctx: CompileContext, codecs: dict[str, HeaderCodec | VarbitCodec]) -> Callable[[list], bytes]:
     w = CodeWriter()
     with w.block("def deparse(F):"):
         w.line("out = []")

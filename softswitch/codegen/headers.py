@@ -152,3 +152,74 @@ class HeaderCodec:
 
 def _ident(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+class VarbitCodec:
+    """Extract and emit for a header with a varbit field (BMv2's extract_VL and deparse): the varbit's width
+    comes from the parser's length expression when extracted and sits in the header's width slot; the whole
+    header is read and written as one big-endian integer of its current length."""
+
+    def __init__(self, header: Header, layout: PhvLayout, ns: Namespace) -> None:
+        if header.type.bit_width % 8:
+            raise InvalidArgument(f"header '{header.name}' has {header.type.bit_width} fixed bits, not whole bytes")
+        self.header = header
+        self.fixed_bytes = header.type.bit_width // 8
+        self.varbit = header.type.varbit
+        assert self.varbit is not None
+        self.max_bytes = self.fixed_bytes + self.varbit.width // 8
+        self.valid_slot = layout.valid_slot(header.name)
+        self.value_slot, self.width_slot, _ = layout.varbit_slots(header.name)
+        # (slot, width or None for the varbit, signed), in wire order
+        self.fields = tuple((layout.slot(header.name, f.name), None if f.varbit else f.width, f.signed)
+                            for f in header.type.fields)
+
+    def extract_vl(self, w: CodeWriter, data: str, offset: str, length: str, errors: dict[str, int]) -> None:
+        """Lines that extract the header with a varbit of `length` bits, with BMv2's checks in its order:
+        ParserInvalidArgument (not whole bytes), PacketTooShort, HeaderTooShort (longer than max_length)."""
+        n, v = w.temp("n"), w.temp("v")
+        w.line(f"{n} = {length}")
+        with w.block(f"if {n} % 8:"):
+            w.line(f"raise ParserException({errors['ParserInvalidArgument']}, {offset})")
+        w.line(f"{n} = {self.fixed_bytes} + ({n} >> 3)")
+        with w.block(f"if {offset} + {n} > L:"):
+            w.line(f"raise ParserException({errors['PacketTooShort']}, {offset})")
+        with w.block(f"if {n} > {self.max_bytes}:"):
+            w.line(f"raise ParserException({errors['HeaderTooShort']}, {offset})")
+        w.line(f"{v} = int.from_bytes({data}[{offset}:{offset} + {n}], 'big')")
+        w.line(f"F[{self.width_slot}] = ({n} - {self.fixed_bytes}) << 3")
+        vl = self._vl_index()
+        # A field before the varbit lies at a fixed distance from the start, one after it from the end.
+        start = 0
+        for i, (slot, width, signed) in enumerate(self.fields):
+            if i == vl:
+                after = sum(width for _, width, _ in self.fields[vl + 1:])
+                value = f"({v} >> {after})" if after else v
+                w.line(f"F[{slot}] = {value} & ((1 << F[{self.width_slot}]) - 1)")
+                continue
+            if i < vl:
+                start += width
+                shift = f"({n} << 3) - {start}"
+            else:
+                shift = str(sum(width for _, width, _ in self.fields[i + 1:]))
+            value = f"(({v} >> ({shift})) & {(1 << width) - 1})" if shift != "0" else f"({v} & {(1 << width) - 1})"
+            if signed:
+                half = 1 << (width - 1)
+                value = f"(({value} ^ {half}) - {half})"
+            w.line(f"F[{slot}] = {value}")
+        if not self.header.metadata:
+            w.line(f"F[{self.valid_slot}] = True")
+        w.line(f"{offset} += {n}")
+
+    def _vl_index(self) -> int:
+        return next(i for i, (_, width, _) in enumerate(self.fields) if width is None)
+
+    def emit_expr(self, w: CodeWriter) -> str:
+        acc = w.temp("c")
+        w.line(f"{acc} = 0")
+        for slot, width, signed in self.fields:
+            if width is None:
+                w.line(f"{acc} = ({acc} << F[{self.width_slot}]) | F[{slot}]")
+            else:
+                value = f"(F[{slot}] & {(1 << width) - 1})" if signed else f"F[{slot}]"
+                w.line(f"{acc} = ({acc} << {width}) | {value}")
+        return f"{acc}.to_bytes({self.fixed_bytes} + (F[{self.width_slot}] >> 3), 'big')"

@@ -30,11 +30,22 @@ uint8_t *ss_out_data(St *st);
 uint32_t *ss_out_lens(St *st);
 uint16_t *ss_out_ports(St *st);
 int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *masks, const uint64_t *highs,
-                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params);
+                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params, const uint32_t *meters);
+void ss_set_clock(St *st, int64_t frozen_us);
+uint32_t ss_digest_words(St *st);
+uint64_t *ss_digest_data(St *st);
+void ss_digest_clear(St *st);
+int ss_profile_load(St *st, int k, uint32_t nmembers, const uint32_t *actions, const uint64_t *params,
+                    uint32_t ngroups, const uint32_t *starts, const uint32_t *counts, uint32_t total,
+                    const uint32_t *members);
+void *ss_meter_cells(St *st, int k, int which);
 void ss_table_set_default(St *st, int t, int has, uint32_t action, const uint64_t *params);
 int ss_pre_load(St *st, int ngroups, const uint32_t *gids, const uint32_t *gcounts, int nsessions,
                 const uint32_t *sids, const uint32_t *scounts, const uint32_t *struncs, const uint16_t *ports,
                 const uint16_t *rids);
+int ss_vset_load(St *st, int k, uint32_t nfields, const uint32_t *shifts, const uint32_t *widths,
+                 uint32_t n_exact, const uint64_t *exact, uint32_t n_other, const uint64_t *values,
+                 const uint64_t *masks, const uint8_t *has_range, const uint64_t *lo, const uint64_t *hi);
 int ss_process(St *st, const uint8_t *data, const uint32_t *lens, const uint16_t *ports, int n);
 extern "Python" void ss_py_log_msg(void *ud, int msg, const uint64_t *vals, int n, uint64_t signed_mask);
 """

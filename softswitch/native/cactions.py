@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..codegen.actions import IDX, BodyInfo, PrimitiveCompiler
+from ..codegen.expressions import slot_code
 from ..errors import InvalidArgument
-from ..phv import DROP_PORT, H_CLONE, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
+from ..phv import DROP_PORT, H_CLONE, H_DIGEST, H_EXIT, H_INGLEN, H_PKTLEN, H_RECIRC, H_RESUBMIT, H_TRUNC
 from ..program import Action
 from .ccalc import calculation_function
 from .cexpr import CExpr, CExpressionCompiler, const_cexpr, store_c
@@ -61,51 +62,40 @@ class CPrimitiveCompiler(PrimitiveCompiler):
 
     _p_modify_field = _p_assign
 
-    def _p_assign_header(self, prim: Json) -> None:
-        dst, src = self._header(self._param(prim, 0)), self._header(self._param(prim, 1))
-        program, layout = self.ctx.program, self.ctx.layout
-        hd, hs = program.headers[dst], program.headers[src]
-        if hd.type.name != hs.type.name:
-            raise InvalidArgument(f"{self.where}: assign_header from '{src}' to '{dst}' of another type")
-        n = len(hd.type.fields)
-        d0, s0 = layout.first_field_slot(dst), layout.first_field_slot(src)
-        copy = f"memmove(&F[{d0}], &F[{s0}], {n} * sizeof(u64));"
-        if hs.metadata:
-            self.w.line(copy)
-            if not hd.metadata:
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 1;")
-            return
-        with self.w.if_(f"F[{layout.valid_slot(src)}]"):
-            if not hd.metadata:
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 1;")
-            self.w.line(copy)
-        if not hd.metadata:
-            with self.w.else_():
-                self.w.line(f"F[{layout.valid_slot(dst)}] = 0;")
+    # -- statement hooks of PrimitiveCompiler (headers, stacks, unions, varbits) ------------------------------
+    TRUE, FALSE = "1", "0"
 
-    _p_copy_header = _p_assign_header
+    def _declare(self, var: str, code: str) -> None:
+        self.w.line(f"u64 {var} = (u64)({code});")
 
-    def _p_add_header(self, prim: Json) -> None:
-        name = self._header(self._param(prim, 0))
-        header = self.ctx.program.headers[name]
-        if header.metadata:
-            return
-        layout = self.ctx.layout
-        v, f0, n = layout.valid_slot(name), layout.first_field_slot(name), len(header.type.fields)
-        with self.w.if_(f"!F[{v}]"):
-            self.w.line(f"F[{v}] = 1;")
-            self.w.line(f"memset(&F[{f0}], 0, {n} * sizeof(u64));")
-            self.w.line(f"F[{H_PKTLEN}] += {header.type.bit_width // 8};")
+    def _stmt(self, text: str) -> None:
+        self.w.line(f"{text};")
 
-    def _p_remove_header(self, prim: Json) -> None:
-        name = self._header(self._param(prim, 0))
-        header = self.ctx.program.headers[name]
-        if header.metadata:
-            return
-        v = self.ctx.layout.valid_slot(name)
-        with self.w.if_(f"F[{v}]"):
-            self.w.line(f"F[{v}] = 0;")
-            self.w.line(f"F[{H_PKTLEN}] -= {header.type.bit_width // 8};")
+    def _not(self, code: str) -> str:
+        return f"!{code}"
+
+    def _copy(self, dst, src, offset: int, count: int) -> None:
+        self.w.line(f"memmove(&F[{slot_code(dst, offset)}], &F[{slot_code(src, offset)}], {count} * sizeof(u64));")
+
+    def _zero(self, header, offset: int, count: int) -> None:
+        self.w.line(f"memset(&F[{slot_code(header, offset)}], 0, {count} * sizeof(u64));")
+
+    def _zero_limbs(self, header, shape) -> None:
+        self._zero(header, shape.varbit_width + 1, shape.varbit_limbs - 1)
+
+    def _swap(self, a: int, b: int, count: int) -> None:
+        self.w.line(f"ss_swap(&F[{a}], &F[{b}], {count});")
+
+    def _add_capped(self, value: str, count: int, cap: int) -> str:
+        return f"({value} + {count} < {cap} ? {value} + {count} : {cap})"
+
+    def _sub_floored(self, value: str, count: int) -> str:
+        return f"({value} > {count} ? {value} - {count} : 0)"
+
+    def _copy_varbit(self, dst, src) -> None:
+        for i, limb in enumerate(dst[1]):
+            self._stmt(self._set(limb, f"F[{src[1][i]}]" if i < len(src[1]) else "0"))
+        self._stmt(self._set(dst[0], f"F[{src[0]}]"))
 
     def _p_mark_to_drop(self, prim: Json) -> None:
         std = self.ctx.layout.std
@@ -147,6 +137,15 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         lines = [f"st->cpk[{k}][{IDX}] += 1;", f"st->cby[{k}][{IDX}] += F[{H_INGLEN}];"]
         self._indexed(self._param(prim, 1), size, f"counter {node['value']}", lines)
 
+    def _p_execute_meter(self, prim: Json) -> None:
+        spec = self._meter(self._param(prim, 0))
+        slot, width, signed = self._field_lvalue(self._param(prim, 2))
+        amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+        color = CExpr(f"((W)ss_meter_execute(st, &st->meters[{self.ctx.meter_index[spec.name]}], {IDX}, {amount}))",
+                      "data", 0, 2)
+        self._indexed(self._param(prim, 1), spec.size, f"meter {spec.name}",
+                      [f"F[{slot}] = {store_c(color, width, signed)};"])
+
     def _p_modify_field_with_hash_based_offset(self, prim: Json) -> None:
         slot, width, signed = self._field_lvalue(self._param(prim, 0))
         base = self.exprs.compile_data(self._param(prim, 1))
@@ -187,6 +186,9 @@ class CPrimitiveCompiler(PrimitiveCompiler):
     def _p_recirculate(self, prim: Json) -> None:
         self._field_list_request(prim, H_RECIRC)
 
+    def _p_generate_digest(self, prim: Json) -> None:
+        self.w.line(f"F[{H_DIGEST}] = {self._learn_list_id(prim)}ULL;")
+
     def _p_truncate(self, prim: Json) -> None:
         length = self.exprs.compile_data(self._param(prim, 0))
         self.w.line(f"F[{H_TRUNC}] = (u64)({length.code});")
@@ -199,18 +201,14 @@ class CPrimitiveCompiler(PrimitiveCompiler):
         self.w.line(";")
 
     def _p_log_msg(self, prim: Json) -> None:
-        fmt = self._param(prim, 0)
-        if fmt.get("type") != "string":
-            raise InvalidArgument(f"{self.where}: log_msg format is not a string")
-        params = prim.get("parameters", [])
-        values: list[CExpr] = []
-        if len(params) > 1:
-            vec = params[1]
-            items = vec.get("value", []) if vec.get("type") == "parameters_vector" else [vec]
-            values = [self.exprs.compile_data(item) for item in items]
+        compiled, items = self._log_values(prim)
+        if compiled.error is not None:
+            self.w.line("ss_fail(st, R_LOG_MSG_ERROR);")
+            return
+        values = [self.exprs.compile_data(item) for item in items]
         self.exprs._window(*values)
         msg_id = len(self.ctx.log_formats)
-        self.ctx.log_formats.append(fmt["value"])
+        self.ctx.log_formats.append(compiled)
         with self.w.if_("st->log_enabled"):
             parts = ", ".join(f"(u64){v.code}, (u64)({v.code} >> 64)" for v in values) or "0"
             self.w.line(f"u64 _lv[] = {{{parts}}};")

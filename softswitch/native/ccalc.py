@@ -81,7 +81,8 @@ def _emit_inputs(ctx: CContext, calc: Calculation, w: CCodeWriter) -> bool:
         if not group:
             return
         header = program.headers[group_header]
-        puts = [f"ss_put_bits(buf, nb, {width}, {code}); nb += {width};" for code, width in group]
+        puts = [code if width is None else f"ss_put_bits(buf, nb, {width}, {code}); nb += {width};"
+                for code, width in group]
         if header.metadata:
             w.extend(puts)
         else:
@@ -90,9 +91,15 @@ def _emit_inputs(ctx: CContext, calc: Calculation, w: CCodeWriter) -> bool:
         group = []
         group_header = None
 
-    def value_code(header: str, fname: str) -> tuple[str, int]:
+    def value_code(header: str, fname: str) -> tuple[str, int | None]:
+        """(code that gives the field's value, its width), or for a varbit (a statement that appends it, None)."""
         spec = program.field_spec(header, fname)
         slot = layout.slot(header, fname)
+        if spec.varbit:
+            _, width, limbs = layout.varbit_slots(header)
+            limb_list = ", ".join(map(str, limbs))
+            return (f"{{ static const u32 _l[] = {{{limb_list}}}; ss_put_varbit(buf, nb, F, _l, {len(limbs)}, "
+                    f"(u32)F[{width}]); nb += (u32)F[{width}]; }}"), None
         if fname == "$valid$":
             return f"(F[{slot}] ? 1 : 0)", 1
         if spec.signed and spec.width < 64:

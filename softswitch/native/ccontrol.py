@@ -11,7 +11,8 @@ from ..codegen.control import END, PipelineCompiler
 from ..phv import H_EXIT, H_INGLEN
 from ..program import Action, Pipeline, Table
 from .cactions import compile_action_body, constant_params
-from .cexpr import CExpressionCompiler
+from .ccalc import calculation_function
+from .cexpr import CExpr, CExpressionCompiler, store_c
 from .context import CCodeWriter, CContext
 
 
@@ -50,9 +51,18 @@ class CPipelineCompiler(PipelineCompiler):
     def _hit_test(self) -> str:
         return "_h"
 
+    def _dispatch_ids(self, t: Table) -> dict[str, int]:
+        """The id the table's entries carry for each of its actions: the action's own, except in tables of an
+        action profile, where members carry the ids of the profile's first table (p4c gives each table its own
+        copy of an action, under its own id)."""
+        if t.action_profile is None:
+            return {name: action.id for name, action in t.action_map.items()}
+        first = self.ctx.program.tables[self.ctx.program.action_profiles[t.action_profile].tables[0]]
+        return {name: first.action_map[name].id for name in t.action_map}
+
     def _action_test(self, t: Table, actions: list[str | None]) -> str:
-        ids = [-1 if a is None else t.action_map[a].id for a in actions]
-        return " || ".join(f"_a == {i}" for i in ids)
+        ids = self._dispatch_ids(t)
+        return " || ".join(f"_a == {-1 if a is None else ids[a]}" for a in actions)
 
     def _lookup_and_run(self, t: Table) -> None:
         w = self.w
@@ -63,16 +73,35 @@ class CPipelineCompiler(PipelineCompiler):
             w.line("int _h = _e != 0;")
             if t.with_counters:
                 w.line(f"if (_e) {{ _e->counter[0] += 1; _e->counter[1] += F[{H_INGLEN}]; }}")
+            if t.direct_meter is not None:
+                spec = self.ctx.program.meters[t.direct_meter]
+                field = self.ctx.program.field_spec(*spec.result_target)
+                amount = f"F[{H_INGLEN}]" if spec.unit == "bytes" else "1"
+                color = CExpr(f"((W)ss_meter_execute(st, &st->meters[{self.ctx.meter_index[spec.name]}], _e->meter, "
+                              f"{amount}))", "data", 0, 2)
+                w.line(f"if (_e) F[{self.ctx.layout.slot(*spec.result_target)}] = "
+                       f"{store_c(color, field.width, field.signed)};")
             w.line(f"if (!_e) _e = st->tables[{k}].deflt;")
         else:
             w.line(f"const SsEntry *_e = st->tables[{k}].deflt;")
             w.line("int _h = 0;")
+        profile = t.action_profile
+        if profile is not None:
+            # The entry points at a member or a group, which picks the entry whose action runs (0: empty group).
+            k = self.ctx.profile_index[profile]
+            selector = self.ctx.program.action_profiles[profile].selector
+            pick = "0"
+            if selector is not None:
+                fn = calculation_function(self.ctx, selector.name)
+                pick = f"ss_group_pick(&st->profiles[{k}], _e, {fn}(st, F, 0, 0))"
+            w.line(f"if (_e) _e = _e->action == SS_MEMBER ? ss_profile_member(&st->profiles[{k}], _e) : {pick};")
         w.line("int _a = _e ? (int)_e->action : -1;")
         w.line("(void)_h; (void)_a;")
         if t.action_map:
+            ids = self._dispatch_ids(t)
             with w.block("if (_e) switch (_e->action)"):
-                for action in {a.id: a for a in t.action_map.values()}.values():
-                    w.line(f"case {action.id}: A_{action.id}(st, F, _e->params); break;")
+                for name, action in {ids[n]: (n, a) for n, a in t.action_map.items()}.values():
+                    w.line(f"case {ids[name]}: A_{action.id}(st, F, _e->params); break;")
                 w.line("default: break;")
         if any(self.action_may_exit.get(a.id, False) for a in t.action_map.values()):
             self._exit_check()

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..codegen.expressions import ExpressionCompiler, _fold
+from ..codegen.expressions import ExpressionCompiler, _fold, slot_code
 from ..errors import InvalidArgument
 from ..phv import PhvLayout
-from ..program import Program, parse_hexstr
+from ..program import FieldSpec, Program, parse_hexstr
 from .support import NativeUnsupported
 
 WINDOW_LO = -(1 << 127)
@@ -41,6 +41,7 @@ class CExpr:
     hi: int | None = None
     header: str | None = None
     const: int | None = None
+    varbit: tuple[str, ...] | None = None
 
     def within(self, lo: int, hi: int) -> bool:
         return self.lo is not None and self.hi is not None and lo <= self.lo and self.hi <= hi
@@ -94,23 +95,54 @@ class CExpressionCompiler(ExpressionCompiler):
         params: list[CExpr] | None = None,
         lookahead: Callable[[int, int], CExpr] | None = None,
         where: str = "",
+        in_parser: bool = False,
     ) -> None:
-        super().__init__(program, layout, params, lookahead, where)  # type: ignore[arg-type]
+        super().__init__(program, layout, params, lookahead, where, in_parser)  # type: ignore[arg-type]
+        self.parser_index_used = False
 
-    # -- leaves -------------------------------------------------------------------------------------------
-    def field(self, header: str, name: str) -> CExpr:  # type: ignore[override]
-        if header not in self.program.headers:
-            raise InvalidArgument(f"{self.where}: unknown header '{header}'")
-        slot = self.layout.slot(header, name)
-        if name == "$valid$":
-            return CExpr(f"((W)F[{slot}])", "data", 0, 1)
-        spec = self.program.field_spec(header, name)
+    # -- target hooks (see ExpressionCompiler) -------------------------------------------------------------
+    def _make(self, code: str, kind: str, lo: int | None = None, hi: int | None = None,  # type: ignore[override]
+              header: str | None = None, const: int | None = None,
+              varbit: tuple[str, ...] | None = None) -> CExpr:
+        return CExpr(code, kind, lo, hi, header, const, varbit)
+
+    def _load(self, slot: str, spec: FieldSpec) -> CExpr:  # type: ignore[override]
+        if spec.varbit and spec.width > 64:
+            # The slot holds the value's low 64 bits (the other limbs follow the width slot): exact for whatever
+            # is then stored into a field of at most 64 bits; comparisons and shifts need the range, which is
+            # left unknown, so _window refuses them (== over two varbits compares every limb instead).
+            return CExpr(f"((W)F[{slot}])", "data")
         if spec.width > 64:
-            raise NativeUnsupported(f"{self.where}: field {header}.{name} is {spec.width} bits")
+            raise NativeUnsupported(f"{self.where}: field {spec.name} is {spec.width} bits")
         if spec.signed:
             half = 1 << (spec.width - 1)
             return CExpr(f"((W)(SW)(int64_t)F[{slot}])", "data", -half, half - 1)
         return CExpr(f"((W)F[{slot}])", "data", 0, (1 << spec.width) - 1)
+
+    def _load_valid(self, slot: str) -> CExpr:  # type: ignore[override]
+        return CExpr(f"(F[{slot}] != 0)", "bool")
+
+    def _index(self, index: CExpr, size: int) -> str:  # type: ignore[override]
+        if index.const is not None and 0 <= index.const < size:
+            return str(index.const)
+        self._window(index)
+        if self.in_parser:
+            # ss_pix longjmps to the parser's error exit, which ss_parse then sets up (cparser.py).
+            self.parser_index_used = True
+            return f"ss_pix(st, {index.code}, {size}, o, {self.program.errors['StackOutOfBounds']})"
+        return f"ss_ix(st, {index.code}, {size})"
+
+    def _select_code(self, cond: str, a: str, b: str) -> str:
+        return f"(({cond}) ? ({a}) : ({b}))"
+
+    def _any(self, tests: list[str]) -> str:
+        return "(" + " || ".join(tests) + ")"
+
+    def _all(self, tests: list[str]) -> str:
+        return "(" + " && ".join(tests) + ")"
+
+    def _const(self, value: int) -> CExpr:  # type: ignore[override]
+        return const_cexpr(value)
 
     def compile(self, node: Any) -> CExpr:  # type: ignore[override]
         if isinstance(node, dict) and node.get("type") == "hexstr":
@@ -118,11 +150,6 @@ class CExpressionCompiler(ExpressionCompiler):
         if isinstance(node, dict) and node.get("type") == "bool":
             value = 1 if node.get("value") else 0
             return CExpr(str(value), "bool", const=value)
-        if isinstance(node, dict) and node.get("type") == "header":
-            value = node.get("value")
-            if value not in self.program.headers:
-                raise InvalidArgument(f"{self.where}: unknown header '{value}'")
-            return CExpr(f"F[{self.layout.valid_slot(value)}]", "header", header=value)
         return super().compile(node)  # type: ignore[return-value]
 
     def compile_bool(self, node: Any) -> str:
@@ -131,7 +158,7 @@ class CExpressionCompiler(ExpressionCompiler):
             return expr.code
         if expr.kind == "data":
             return f"({expr.code} != 0)"
-        raise InvalidArgument(f"{self.where}: a header is not a condition")
+        raise InvalidArgument(f"{self.where}: a {expr.kind} is not a condition")
 
     def compile_data(self, node: Any) -> CExpr:  # type: ignore[override]
         return self._as_data(self.compile(node))
@@ -141,8 +168,8 @@ class CExpressionCompiler(ExpressionCompiler):
             if e.const is not None:
                 return const_cexpr(e.const)
             return CExpr(f"((W)(({e.code}) ? 1 : 0))", "data", 0, 1)
-        if e.kind == "header":
-            raise InvalidArgument(f"{self.where}: a header where a value was expected")
+        if e.kind != "data":
+            raise InvalidArgument(f"{self.where}: a {e.kind} where a value was expected")
         return e
 
     def _window(self, *exprs: CExpr) -> None:
@@ -160,6 +187,9 @@ class CExpressionCompiler(ExpressionCompiler):
         op = node["op"]
         left = node.get("left")
         right = node.get("right")
+        structural = self._structural_op(op, node)
+        if structural is not None:
+            return structural  # type: ignore[return-value]
         if op in ("and", "or"):
             a, b = self.compile_bool(left), self.compile_bool(right)
             return CExpr(f"({a} {'&&' if op == 'and' else '||'} {b})", "bool")
@@ -177,14 +207,19 @@ class CExpressionCompiler(ExpressionCompiler):
             return CExpr(f"((W)(({c.code}) ? 1 : 0))", "data", 0, 1)
         if op == "valid":
             h = self.compile(right)
+            if h.kind == "union":
+                return self._valid_union(h)  # type: ignore[return-value]
             if h.kind != "header":
                 raise InvalidArgument(f"{self.where}: valid() of something that is not a header")
             if self.program.headers[h.header].metadata:
                 return CExpr("1", "bool", const=1)
-            return CExpr(f"(F[{self.layout.valid_slot(h.header)}] != 0)", "bool")
+            return CExpr(f"(F[{slot_code(h, 0)}] != 0)", "bool")  # type: ignore[arg-type]
         if op == "?":
             cond = self.compile_bool(node.get("cond"))
             a, b = self.compile(left), self.compile(right)
+            selected = self._header_select(cond, a, b)  # type: ignore[arg-type]
+            if selected is not None:
+                return selected  # type: ignore[return-value]
             if a.kind == "bool" and b.kind == "bool":
                 return CExpr(f"(({cond}) ? ({a.code}) : ({b.code}))", "bool")
             a, b = self._as_data(a), self._as_data(b)
@@ -193,11 +228,15 @@ class CExpressionCompiler(ExpressionCompiler):
             return CExpr(f"(({cond}) ? {a.code} : {b.code})", "data", lo, hi)
         if op in ("==", "!="):
             a, b = self.compile(left), self.compile(right)
-            if a.kind == "header" and b.kind == "header":
-                return self._header_eq(a.header, b.header, op == "!=")
+            if a.kind in ("header", "union") and b.kind == a.kind:
+                eq = self._header_eq(a, b) if a.kind == "header" else self._union_eq(a, b)  # type: ignore[arg-type]
+                return CExpr(f"(!{eq})" if op == "!=" else eq, "bool")
             if a.kind == "bool" and b.kind == "bool":
                 return CExpr(f"((!!({a.code})) {op} (!!({b.code})))", "bool")
             a, b = self._as_data(a), self._as_data(b)
+            if a.varbit is not None and b.varbit is not None and (len(a.varbit) > 1 or len(b.varbit) > 1):
+                eq = self._varbit_eq(a.varbit, b.varbit)
+                return CExpr(f"(!{eq})" if op == "!=" else eq, "bool")
             self._window(a, b)
             return CExpr(f"({a.code} {op} {b.code})", "bool")
         if op in ("<", ">", "<=", ">="):
@@ -240,16 +279,30 @@ class CExpressionCompiler(ExpressionCompiler):
             return CExpr(f"ss_clamp({src.code}, {w_literal(lo)}, {w_literal(hi)})", "data", lo, hi)
         raise NativeUnsupported(f"{self.where}: expression operator '{op}'")
 
-    def _header_eq(self, a: str, b: str, negate: bool) -> CExpr:  # type: ignore[override]
-        ha, hb = self.program.headers[a], self.program.headers[b]
+    def _header_eq(self, a: CExpr, b: CExpr) -> str:  # type: ignore[override]
+        """BMv2's header ==: same type, both valid, equal field values (a varbit's width is not compared)."""
+        ha, hb = self.program.headers[a.header], self.program.headers[b.header]
         if ha.type.name != hb.type.name:
-            raise InvalidArgument(f"{self.where}: comparing headers '{a}' and '{b}' of different types")
+            raise InvalidArgument(f"{self.where}: comparing headers '{a.header}' and '{b.header}' of different types")
         n = len(ha.type.fields)
-        fa, fb = self.layout.first_field_slot(a), self.layout.first_field_slot(b)
-        va, vb = self.layout.valid_slot(a), self.layout.valid_slot(b)
-        eq = (f"((!F[{va}] && !F[{vb}]) || (F[{va}] && F[{vb}] && "
-              f"memcmp(&F[{fa}], &F[{fb}], {n} * sizeof(u64)) == 0))")
-        return CExpr(f"(!{eq})" if negate else eq, "bool")
+        test = (f"(F[{slot_code(a, 0)}] && F[{slot_code(b, 0)}] && "
+                f"memcmp(&F[{slot_code(a, 1)}], &F[{slot_code(b, 1)}], {n} * sizeof(u64)) == 0")
+        if ha.type.varbit is not None:
+            _, width, limbs = self.layout.varbit_slots(a.header)
+            if len(limbs) > 1:
+                extra = limbs[1] - self.layout.valid_slot(a.header)
+                test += (f" && memcmp(&F[{slot_code(a, extra)}], &F[{slot_code(b, extra)}], "
+                         f"{len(limbs) - 1} * sizeof(u64)) == 0")
+        return test + ")"
+
+    def _varbit_eq(self, a: tuple[str, ...], b: tuple[str, ...]) -> str:
+        """Two varbit values, limb by limb (a limb one side lacks must be zero on the other)."""
+        tests = []
+        for i in range(max(len(a), len(b))):
+            left = f"F[{a[i]}]" if i < len(a) else "0"
+            right = f"F[{b[i]}]" if i < len(b) else "0"
+            tests.append(f"{left} == {right}")
+        return "(" + " && ".join(tests) + ")"
 
     def _arith(self, op: str, a: CExpr, b: CExpr) -> CExpr:  # type: ignore[override]
         if a.const is not None and b.const is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
+from ..codegen.context import LogFormat
 from ..codegen.source import CodeWriter
 from ..phv import PhvLayout
 from ..program import Program
@@ -41,10 +42,13 @@ class CContext:
     register_index: dict[str, int]
     counter_index: dict[str, int]  # indirect counters
     table_index: dict[str, int]
+    value_set_index: dict[str, int] = field(default_factory=dict)
+    meter_index: dict[str, int] = field(default_factory=dict)  # indirect and direct meter arrays
+    profile_index: dict[str, int] = field(default_factory=dict)  # action profiles and selectors
     functions: list[str] = field(default_factory=list)  # generated C functions, in definition order
     prototypes: list[str] = field(default_factory=list)
     calc_names: dict[str, str] = field(default_factory=dict)
-    log_formats: list[str] = field(default_factory=list)  # log_msg formats, by the id C passes back
+    log_formats: list[LogFormat] = field(default_factory=list)  # log_msg formats, by the id C passes back
     warnings: list[str] = field(default_factory=list)
 
     def add_function(self, prototype: str, w: CodeWriter) -> None:

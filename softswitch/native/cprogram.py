@@ -9,13 +9,14 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
+from ..codegen.context import LogFormat
 from ..phv import PhvLayout
 from ..program import Program
 from .cactions import compile_action_function
 from .ccontrol import CPipelineCompiler
 from .cparser import compile_checksums, compile_deparser, compile_parser
 from .context import CCodeWriter, CContext
-from .support import check_widths
+from .support import NativeUnsupported, check_widths
 
 # Bump when the generated C or the runtime changes meaning in a way the sources' hash would not show.
 GENERATOR_VERSION = "1"
@@ -27,8 +28,11 @@ class CProgram:
     register_index: dict[str, int]
     counter_index: dict[str, int]
     table_index: dict[str, int]
+    value_set_index: dict[str, int]
+    meter_index: dict[str, int]
+    profile_index: dict[str, int]
     max_params: int
-    log_formats: tuple[str, ...]
+    log_formats: tuple[LogFormat, ...]
     warnings: tuple[str, ...]
 
     @property
@@ -44,10 +48,16 @@ def _runtime(name: str) -> str:
 def generate(program: Program, layout: PhvLayout) -> CProgram:
     """The C source for `program`; raises NativeUnsupported for what the C emitter does not lower."""
     check_widths(program)
+    for value_set in program.value_sets.values():
+        if len(value_set.widths) > 8:
+            raise NativeUnsupported(f"value set {value_set.name} has {len(value_set.widths)} fields (native: <= 8)")
     registers = {name: i for i, name in enumerate(program.registers)}
     counters = {name: i for i, name in enumerate(n for n, c in program.counters.items() if not c.is_direct)}
     tables = {name: i for i, name in enumerate(program.tables)}
-    ctx = CContext(program, layout, registers, counters, tables)
+    value_sets = {name: i for i, name in enumerate(program.value_sets)}
+    meters = {name: i for i, name in enumerate(program.meters)}
+    profiles = {name: i for i, name in enumerate(program.action_profiles)}
+    ctx = CContext(program, layout, registers, counters, tables, value_sets, meters, profiles)
 
     compile_parser(ctx)
     may_exit: dict[int, bool] = {}
@@ -70,6 +80,9 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define NREGS {max(len(registers), 1)}",
         f"#define NCTRS {max(len(counters), 1)}",
         f"#define NTABLES {max(len(tables), 1)}",
+        f"#define NVSETS {max(len(value_sets), 1)}",
+        f"#define NMETERS {max(len(meters), 1)}",
+        f"#define NPROFILES {max(len(profiles), 1)}",
         f"#define MAX_PARAMS {max_params}",
         f"#define MAX_HEADER_BYTES {max_header_bytes}",
         f"#define HAS_CHECKSUMS {1 if program.checksums else 0}",
@@ -89,6 +102,8 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
     metadata = ", ".join(str(s) for s in layout.metadata_slots) or "0"
     reg_sizes = ", ".join(str(r.size) for r in program.registers.values()) or "0"
     ctr_sizes = ", ".join(str(program.counters[n].size) for n in counters) or "0"
+    meter_sizes = ", ".join(str(m.size if not m.is_direct else program.tables[m.binding].size)
+                            for m in program.meters.values()) or "0"
     nkeys = ", ".join(str(len(t.keys)) for t in program.tables.values()) or "0"
     exact = ", ".join(
         "1" if all(k.match_type in ("exact", "valid") for k in t.keys) else "0" for t in program.tables.values()
@@ -99,6 +114,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         f"#define N_METADATA {len(layout.metadata_slots)}",
         f"static const u32 SS_REG_SIZE[NREGS] = {{{reg_sizes}}};",
         f"static const u32 SS_CTR_SIZE[NCTRS] = {{{ctr_sizes}}};",
+        f"static const u32 SS_METER_SIZE[NMETERS] = {{{meter_sizes}}};",
         f"static const int SS_TABLE_NKEYS[NTABLES] = {{{nkeys}}};",
         f"static const int SS_TABLE_EXACT[NTABLES] = {{{exact}}};",
     ]
@@ -108,6 +124,7 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         _runtime("runtime.h"),
         "\n".join(constants),
         _field_lists(program, layout),
+        _learn_lists(program, layout),
         "\n".join(ctx.prototypes),
         "\n".join(ctx.functions),
         _runtime("engine.c"),
@@ -117,10 +134,28 @@ def generate(program: Program, layout: PhvLayout) -> CProgram:
         register_index=registers,
         counter_index=counters,
         table_index=tables,
+        value_set_index=value_sets,
+        meter_index=meters,
+        profile_index=profiles,
         max_params=max_params,
         log_formats=tuple(ctx.log_formats),
         warnings=tuple(ctx.warnings),
     )
+
+
+def _learn_lists(program: Program, layout: PhvLayout) -> str:
+    """`ss_learn(st, F, id)`: push the digest of learn list `id` (its fields, masked to their widths)."""
+    w = CCodeWriter()
+    w.line("static void ss_digest_push(St *st, u64 id, const u64 *values, u32 n);")
+    with w.block("static void ss_learn(St *st, const u64 *F, u64 id)"):
+        with w.block("switch (id)"):
+            for learn in program.learn_lists.values():
+                values = ", ".join(
+                    f"F[{layout.slot(h, f)}] & {(1 << program.field_spec(h, f).width) - 1:#x}ULL" for h, f in learn.fields)
+                w.line(f"case {learn.id}ULL: {{ u64 v[] = {{{values or '0'}}}; "
+                       f"ss_digest_push(st, id, v, {len(learn.fields)}); break; }}")
+            w.line("default: (void)st; (void)F; break;")
+    return w.source()
 
 
 def _field_lists(program: Program, layout: PhvLayout) -> str:

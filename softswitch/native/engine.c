@@ -9,6 +9,7 @@
 #define H_PKTLEN 4
 #define H_INGLEN 5
 #define H_TRUNC 6
+#define H_DIGEST 7
 #define REQUEST_FLAG 0x8000000000000000ULL
 #define DROP_PORT 511
 #define MAX_PASSES 32
@@ -43,10 +44,19 @@ static void ss_push(St *st, SsItem item) {
 }
 
 static inline u64 ss_now_us(St *st) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    u64 ns = (u64)(t.tv_sec - st->t0.tv_sec) * 1000000000ULL + (u64)t.tv_nsec - (u64)st->t0.tv_nsec;
-    return (ns / 1000) & 0xFFFFFFFFFFFFULL;
+    return (u64)ss_clock_us(st) & 0xFFFFFFFFFFFFULL;
+}
+
+/* A digest record: the learn list id, the number of values, the values (ss_learn, generated, calls this). */
+static void ss_digest_push(St *st, u64 id, const u64 *values, u32 n) {
+    if (st->dig_n + n + 2 > st->dig_cap) {
+        st->dig_cap = (st->dig_n + n + 2) * 2;
+        st->dig = ss_xrealloc(st->dig, sizeof(u64) * st->dig_cap);
+    }
+    st->dig[st->dig_n++] = id;
+    st->dig[st->dig_n++] = n;
+    memcpy(st->dig + st->dig_n, values, sizeof(u64) * n);
+    st->dig_n += n;
 }
 
 static void ss_reset_metadata(u64 *F) {
@@ -141,6 +151,7 @@ static void ss_ingress(St *st, const SsItem *it) {
         F[H_CLONE] = 0;
         ss_ingress_clone(st, it, F, (u32)((c >> 32) & 0xFFFF), c & 0xFFFFFFFFULL);
     }
+    if (F[H_DIGEST]) ss_learn(st, F, F[H_DIGEST]);
     if (F[H_RESUBMIT]) {
         st->stats[R_RESUBMITTED]++;
         ss_push(st, (SsItem){1, it->port, IT_RESUBMIT, F[H_RESUBMIT] & 0xFFFFFFFFULL, it->data, it->len, F});
@@ -291,7 +302,16 @@ St *ss_new(void *ud) {
     if (!st) return 0;
     st->ud = ud;
     st->rng = 0x2545F4914F6CDD1DULL;
+    st->frozen_us = -1;
     clock_gettime(CLOCK_MONOTONIC, &st->t0);
+    for (int k = 0; k < NMETERS; k++) {
+        size_t n = SS_METER_SIZE[k] ? SS_METER_SIZE[k] : 1;
+        st->meters[k].configured = calloc(n, 1);
+        st->meters[k].rate = calloc(2 * n, sizeof(double));
+        st->meters[k].burst = calloc(2 * n, sizeof(u64));
+        st->meters[k].tokens = calloc(2 * n, sizeof(u64));
+        st->meters[k].last = calloc(2 * n, sizeof(u64));
+    }
     for (int k = 0; k < NREGS; k++) st->regs[k] = calloc(SS_REG_SIZE[k] ? SS_REG_SIZE[k] : 1, sizeof(u64));
     for (int k = 0; k < NCTRS; k++) {
         st->cpk[k] = calloc(SS_CTR_SIZE[k] ? SS_CTR_SIZE[k] : 1, sizeof(u64));
@@ -311,14 +331,29 @@ static void ss_table_free(SsTable *t) {
     t->n = 0;
 }
 
+static void ss_vset_free(SsVset *vs) {
+    free(vs->exact); free(vs->values); free(vs->masks); free(vs->has_range); free(vs->lo); free(vs->hi);
+    vs->exact = vs->values = vs->masks = 0; vs->has_range = 0; vs->lo = vs->hi = 0;
+    vs->n_exact = vs->n_other = 0;
+}
+
 void ss_free(St *st) {
     if (!st) return;
+    for (int k = 0; k < NVSETS; k++) ss_vset_free(&st->vsets[k]);
+    for (int k = 0; k < NPROFILES; k++) {
+        SsProfile *p = &st->profiles[k];
+        free(p->members); free(p->grp_start); free(p->grp_count); free(p->grp_members);
+    }
+    for (int k = 0; k < NMETERS; k++) {
+        free(st->meters[k].configured); free(st->meters[k].rate); free(st->meters[k].burst);
+        free(st->meters[k].tokens); free(st->meters[k].last);
+    }
     for (int k = 0; k < NREGS; k++) free(st->regs[k]);
     for (int k = 0; k < NCTRS; k++) { free(st->cpk[k]); free(st->cby[k]); }
     for (int t = 0; t < NTABLES; t++) ss_table_free(&st->tables[t]);
     for (int i = 0; i < st->phv_cap; i++) free(st->phvs[i]);
     free(st->phvs); free(st->frames); free(st->work); free(st->out); free(st->out_lens); free(st->out_ports);
-    free(st->rep_port); free(st->rep_rid);
+    free(st->rep_port); free(st->rep_rid); free(st->dig);
     free(st);
 }
 
@@ -326,6 +361,21 @@ uint64_t *ss_register_cells(St *st, int k) { return st->regs[k]; }
 uint64_t *ss_counter_cells(St *st, int k, int bytes) { return bytes ? st->cby[k] : st->cpk[k]; }
 uint64_t *ss_table_counters(St *st, int t) { return st->tables[t].counters; }
 uint64_t *ss_stats(St *st) { return st->stats; }
+void ss_set_clock(St *st, int64_t frozen_us) { st->frozen_us = frozen_us; }
+uint32_t ss_digest_words(St *st) { return st->dig_n; }
+uint64_t *ss_digest_data(St *st) { return st->dig; }
+void ss_digest_clear(St *st) { st->dig_n = 0; }
+/* Meter k's arrays, for numpy views: 0 configured (u8), 1 rates (double), 2 bursts, 3 tokens, 4 last (u64). */
+void *ss_meter_cells(St *st, int k, int which) {
+    SsMeters *m = &st->meters[k];
+    switch (which) {
+    case 0: return m->configured;
+    case 1: return m->rate;
+    case 2: return m->burst;
+    case 3: return m->tokens;
+    default: return m->last;
+    }
+}
 void ss_set_log(St *st, int enabled) { st->log_enabled = enabled; }
 int ss_max_params(void) { return MAX_PARAMS; }
 uint8_t *ss_out_data(St *st) { return st->out; }
@@ -334,7 +384,7 @@ uint16_t *ss_out_ports(St *st) { return st->out_ports; }
 
 /* Replace table t's entries (keys/masks/highs/is_range: n * nkeys, in match precedence order). */
 int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *masks, const uint64_t *highs,
-                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params) {
+                  const uint8_t *is_range, const uint32_t *actions, const uint64_t *params, const uint32_t *meters) {
     SsTable *tb = &st->tables[t];
     ss_table_free(tb);
     int nk = tb->nkeys;
@@ -352,6 +402,7 @@ int ss_table_load(St *st, int t, int n, const uint64_t *keys, const uint64_t *ma
     memcpy(tb->is_range, is_range, (size_t)n * nk);
     for (int e = 0; e < n; e++) {
         tb->entries[e].action = actions[e];
+        tb->entries[e].meter = meters[e];
         tb->entries[e].counter = &tb->counters[2 * e];
         memcpy(tb->entries[e].params, params + (size_t)e * MAX_PARAMS, sizeof(u64) * MAX_PARAMS);
     }
@@ -376,6 +427,59 @@ void ss_table_set_default(St *st, int t, int has, uint32_t action, const uint64_
     tb->deflt_store.action = action;
     tb->deflt_store.counter = 0;
     memcpy(tb->deflt_store.params, params, sizeof(u64) * MAX_PARAMS);
+}
+
+/* Replace action profile k: members by slot (action, MAX_PARAMS parameters each), groups by slot (a start and a
+ * count into grp_members, which holds member slots in BMv2 handle order). */
+int ss_profile_load(St *st, int k, uint32_t nmembers, const uint32_t *actions, const uint64_t *params,
+                    uint32_t ngroups, const uint32_t *starts, const uint32_t *counts, uint32_t total,
+                    const uint32_t *members) {
+    SsProfile *p = &st->profiles[k];
+    p->members = ss_xrealloc(p->members, sizeof(SsEntry) * (nmembers ? nmembers : 1));
+    for (u32 i = 0; i < nmembers; i++) {
+        p->members[i].action = actions[i];
+        p->members[i].meter = 0xFFFFFFFFu;
+        p->members[i].counter = 0;
+        memcpy(p->members[i].params, params + (size_t)i * MAX_PARAMS, sizeof(u64) * MAX_PARAMS);
+    }
+    p->grp_start = ss_xrealloc(p->grp_start, sizeof(u32) * (ngroups ? ngroups : 1));
+    p->grp_count = ss_xrealloc(p->grp_count, sizeof(u32) * (ngroups ? ngroups : 1));
+    p->grp_members = ss_xrealloc(p->grp_members, sizeof(u32) * (total ? total : 1));
+    memcpy(p->grp_start, starts, sizeof(u32) * ngroups);
+    memcpy(p->grp_count, counts, sizeof(u32) * ngroups);
+    memcpy(p->grp_members, members, sizeof(u32) * total);
+    p->nmembers = nmembers;
+    p->ngroups = ngroups;
+    return 0;
+}
+
+/* Replace value set k: W values travel as (low, high) u64 pairs; exact values sorted ascending. */
+int ss_vset_load(St *st, int k, uint32_t nfields, const uint32_t *shifts, const uint32_t *widths,
+                 uint32_t n_exact, const uint64_t *exact, uint32_t n_other, const uint64_t *values,
+                 const uint64_t *masks, const uint8_t *has_range, const uint64_t *lo, const uint64_t *hi) {
+    SsVset *vs = &st->vsets[k];
+    if (nfields > 8) return -1;
+    ss_vset_free(vs);
+    vs->nfields = nfields;
+    for (u32 f = 0; f < nfields; f++) { vs->shift[f] = shifts[f]; vs->width[f] = widths[f]; }
+    vs->n_exact = n_exact;
+    vs->n_other = n_other;
+    vs->exact = ss_xrealloc(0, sizeof(W) * (n_exact ? n_exact : 1));
+    vs->values = ss_xrealloc(0, sizeof(W) * (n_other ? n_other : 1));
+    vs->masks = ss_xrealloc(0, sizeof(W) * (n_other ? n_other : 1));
+    vs->has_range = ss_xrealloc(0, n_other ? n_other : 1);
+    size_t cells = (size_t)n_other * nfields;
+    vs->lo = ss_xrealloc(0, sizeof(u64) * (cells ? cells : 1));
+    vs->hi = ss_xrealloc(0, sizeof(u64) * (cells ? cells : 1));
+    for (u32 i = 0; i < n_exact; i++) vs->exact[i] = ((W)exact[2 * i + 1] << 64) | exact[2 * i];
+    for (u32 i = 0; i < n_other; i++) {
+        vs->values[i] = ((W)values[2 * i + 1] << 64) | values[2 * i];
+        vs->masks[i] = ((W)masks[2 * i + 1] << 64) | masks[2 * i];
+        vs->has_range[i] = has_range[i];
+    }
+    memcpy(vs->lo, lo, sizeof(u64) * cells);
+    memcpy(vs->hi, hi, sizeof(u64) * cells);
+    return 0;
 }
 
 /* Replace the PRE: groups then sessions, their replicas concatenated in ports/rids in that order. */

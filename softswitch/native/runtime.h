@@ -20,12 +20,13 @@ enum {
     R_RX, R_TX, R_RESUBMITTED, R_CLONED, R_RECIRCULATED,
     R_RECIRCULATION_LIMIT, R_ASSERT_FAILED, R_INGRESS_MARK_TO_DROP, R_EGRESS_MARK_TO_DROP,
     R_UNKNOWN_MULTICAST_GROUP, R_EMPTY_MULTICAST_GROUP, R_UNKNOWN_CLONE_SESSION,
-    R_ZERO_DIVISION_ERROR, R_VALUE_ERROR, R_BAD_INGRESS_PORT,
+    R_ZERO_DIVISION_ERROR, R_VALUE_ERROR, R_BAD_INGRESS_PORT, R_STACK_OUT_OF_BOUNDS, R_LOG_MSG_ERROR,
     R_COUNT
 };
 
 typedef struct SsEntry {
     u32 action;
+    u32 meter; /* the entry's cell of its table's direct meter */
     u64 *counter; /* packets, bytes (direct counters), or 0 */
     u64 params[MAX_PARAMS];
 } SsEntry;
@@ -42,6 +43,35 @@ typedef struct SsTable {
     u64 *counters; /* 2 * n */
 } SsTable;
 
+/* A parser value set (valuesets.py packs its members): exact members sorted for a binary search, the others
+ * (masks, ranges) scanned; keys are select keys packed into a W, fields byte-aligned, the first one highest. */
+typedef struct SsVset {
+    u32 n_exact, n_other, nfields;
+    W *exact, *values, *masks;
+    u8 *has_range;
+    u32 shift[8], width[8];
+    u64 *lo, *hi; /* n_other * nfields */
+} SsVset;
+
+/* An action profile (profiles.py): members by slot (their action and parameters, in SsEntry form) and, for
+ * selectors, groups by slot: each a run of member slots in BMv2 handle order. A table entry of a profile's table
+ * holds SS_MEMBER or SS_GROUP as its action and the slot as its first parameter. */
+#define SS_MEMBER 0xFFFFFFFEu
+#define SS_GROUP 0xFFFFFFFDu
+typedef struct SsProfile {
+    u32 nmembers, ngroups;
+    SsEntry *members;
+    u32 *grp_start, *grp_count, *grp_members;
+} SsProfile;
+
+/* A meter array (meters.py): per cell a configured flag and two buckets, 2*i the peak one, 2*i+1 the committed one;
+ * rates in units per microsecond (doubles, as BMv2 keeps them). */
+typedef struct SsMeters {
+    u8 *configured;
+    double *rate;
+    u64 *burst, *tokens, *last;
+} SsMeters;
+
 typedef struct SsItem {
     int ingress;
     u32 port, instance_type;
@@ -57,6 +87,9 @@ typedef struct St {
     u64 *regs[NREGS];
     u64 *cpk[NCTRS], *cby[NCTRS];
     SsTable tables[NTABLES];
+    SsVset vsets[NVSETS];
+    SsMeters meters[NMETERS];
+    SsProfile profiles[NPROFILES];
     /* PRE: multicast groups and clone sessions, indexed by id; replicas in rep_port/rep_rid */
     u32 grp_start[65536], ses_start[65536], ses_trunc[65536];
     u16 grp_count[65536], ses_count[65536];
@@ -75,11 +108,17 @@ typedef struct St {
     u32 *out_lens;
     u16 *out_ports;
     int out_n, out_max;
+    u64 *dig; /* digests of the current batch: records of (learn list id, n, n values) */
+    u32 dig_n, dig_cap;
     u64 stats[R_COUNT];
     u64 rng;
     struct timespec t0;
+    int64_t frozen_us; /* >= 0: the clock stands at this many microseconds (Device.freeze_clock) */
     jmp_buf jb;
     int reason;
+    /* the parser's way out of an expression that indexes a stack out of bounds (ss_pix) */
+    jmp_buf pjb;
+    u32 perr, poffset;
 } St;
 
 static void ss_py_log_msg(void *ud, int msg, const uint64_t *vals, int n, uint64_t signed_mask);
@@ -176,6 +215,47 @@ static inline W ss_random_between(St *st, W lo, W hi) {
     st->rng ^= st->rng << 17;
     W span = hi - lo + 1;
     return span ? lo + (W)st->rng % span : lo + (W)st->rng;
+}
+
+/* -- header stacks ----------------------------------------------------------------------------------------- */
+/* A stack index computed in a control: out of bounds drops the packet (BMv2's std::vector::at throws). */
+static inline u32 ss_ix(St *st, W index, u32 size) {
+    if (index >= size) ss_fail(st, R_STACK_OUT_OF_BOUNDS);
+    return (u32)index;
+}
+/* In the parser: out of bounds is the StackOutOfBounds parser error, at the offset parsed so far. */
+static inline u32 ss_pix(St *st, W index, u32 size, u32 offset, u32 error) {
+    if (index >= size) {
+        st->perr = error;
+        st->poffset = offset;
+        longjmp(st->pjb, 1);
+    }
+    return (u32)index;
+}
+static inline void ss_swap(u64 *a, u64 *b, u32 n) {
+    for (u32 i = 0; i < n; i++) {
+        u64 t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+/* -- varbit fields: a value of `bits` bits, least significant limb in F[limbs[0]] ------------------------- */
+static inline void ss_get_varbit(u64 *F, const u32 *limbs, u32 nlimbs, const u8 *p, u32 bit, u32 bits) {
+    for (u32 k = 0; k < nlimbs; k++) {
+        u32 lo = 64 * k; /* the limb holds value bits [lo, lo + 64) */
+        if (lo >= bits) { F[limbs[k]] = 0; continue; }
+        u32 width = bits - lo < 64 ? bits - lo : 64;
+        F[limbs[k]] = ss_get_bits(p, bit + (bits - lo - width), width);
+    }
+}
+static inline void ss_put_varbit(u8 *p, u32 bit, const u64 *F, const u32 *limbs, u32 nlimbs, u32 bits) {
+    for (u32 k = 0; k < nlimbs; k++) {
+        u32 lo = 64 * k;
+        if (lo >= bits) break;
+        u32 width = bits - lo < 64 ? bits - lo : 64;
+        ss_put_bits(p, bit + (bits - lo - width), width, F[limbs[k]]);
+    }
 }
 
 /* -- hashes: each runs over the packed input `a` followed by the payload `b` ------------------------------ */
@@ -298,4 +378,74 @@ static inline const SsEntry *ss_table_lookup(SsTable *t, const u64 *key) {
         if (j == nk) return &t->entries[e];
     }
     return 0;
+}
+
+/* -- parser value sets ------------------------------------------------------------------------------------ */
+static int ss_vset_contains(const SsVset *vs, W k, W case_mask) {
+    W km = k & case_mask;
+    if (case_mask == ~(W)0) {
+        u32 lo = 0, hi = vs->n_exact;
+        while (lo < hi) {
+            u32 mid = (lo + hi) / 2;
+            if (vs->exact[mid] < km) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < vs->n_exact && vs->exact[lo] == km) return 1;
+    } else {
+        for (u32 i = 0; i < vs->n_exact; i++)
+            if (((km ^ vs->exact[i]) & case_mask) == 0) return 1;
+    }
+    for (u32 i = 0; i < vs->n_other; i++) {
+        if ((km ^ vs->values[i]) & vs->masks[i] & case_mask) continue;
+        if (vs->has_range[i]) {
+            u32 f = 0;
+            for (; f < vs->nfields; f++) {
+                u64 fmask = vs->width[f] >= 64 ? ~0ULL : (1ULL << vs->width[f]) - 1;
+                u64 x = (u64)(km >> vs->shift[f]) & fmask;
+                if (x < vs->lo[(size_t)i * vs->nfields + f] || x > vs->hi[(size_t)i * vs->nfields + f]) break;
+            }
+            if (f < vs->nfields) continue;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* -- the clock and meters (meters.py has the same arithmetic) --------------------------------------------- */
+static inline int64_t ss_clock_us(St *st) {
+    if (st->frozen_us >= 0) return st->frozen_us;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t ns = (int64_t)(t.tv_sec - st->t0.tv_sec) * 1000000000LL + (int64_t)t.tv_nsec - (int64_t)st->t0.tv_nsec;
+    return ns / 1000;
+}
+
+static u64 ss_meter_execute(St *st, SsMeters *m, size_t index, u64 amount) {
+    if (!m->configured[index]) return 0;
+    int64_t now = ss_clock_us(st);
+    for (int r = 0; r < 2; r++) {
+        size_t i = 2 * index + (size_t)r;
+        u64 since = (u64)((double)now * m->rate[i]);
+        u64 fresh = since > m->last[i] ? since - m->last[i] : 0;
+        m->last[i] = since;
+        u64 have = m->tokens[i] + fresh;
+        if (have > m->burst[i] || have < m->tokens[i]) have = m->burst[i];
+        if (have < amount) {
+            m->tokens[i] = have;
+            return r == 0 ? 2 : 1;
+        }
+        m->tokens[i] = have - amount;
+    }
+    return 0;
+}
+
+/* -- action profiles: the entry a hit runs (0: an empty group, nothing runs) ------------------------------ */
+static inline const SsEntry *ss_profile_member(const SsProfile *p, const SsEntry *e) {
+    return &p->members[e->params[0]];
+}
+static inline const SsEntry *ss_group_pick(const SsProfile *p, const SsEntry *e, u64 hash) {
+    u32 g = (u32)e->params[0];
+    u32 n = p->grp_count[g];
+    if (!n) return 0;
+    return &p->members[p->grp_members[p->grp_start[g] + (u32)((hash & 0xFFFFFFFFULL) % n)]];
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArgument, OutOfRange
+from ..meters import MeterArrayState, MeterConfig
 
 
 def _check_index(kind: str, name: str, size: int, index: int) -> None:
@@ -62,3 +63,22 @@ class NativeCounterArrayState:
     def reset(self) -> None:
         self.packets[:] = 0
         self.bytes[:] = 0
+
+
+class NativeMeterArrayState(MeterArrayState):
+    """A meter array whose buckets live in the native pipeline's memory (numpy views); the configurations written
+    stay here, for reads. `execute` is the C code's (runtime.h), with the same arithmetic."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, size: int, unit: str, configured: np.ndarray, rates: np.ndarray,
+                 bursts: np.ndarray, tokens: np.ndarray, last: np.ndarray) -> None:
+        self.name = name
+        self.size = size
+        self.unit = unit
+        self.configs: list[MeterConfig | None] = [None] * size
+        self.configured = configured
+        self.rates = rates
+        self.bursts = bursts
+        self.tokens = tokens
+        self.last = last

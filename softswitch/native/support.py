@@ -17,7 +17,8 @@ def check_widths(program: Program) -> None:
     """Refuse, naming the first one, anything wider than the native slots."""
     for header in program.headers.values():
         for spec in header.type.fields:
-            if spec.width > MAX_NATIVE_WIDTH:
+            # A varbit field is kept in as many 64-bit limbs as it needs (phv.varbit_limbs).
+            if spec.width > MAX_NATIVE_WIDTH and not spec.varbit:
                 raise NativeUnsupported(f"field {header.name}.{spec.name} is {spec.width} bits (native: <= 64)")
     for reg in program.registers.values():
         if reg.width > MAX_NATIVE_WIDTH:

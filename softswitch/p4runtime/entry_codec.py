@@ -88,6 +88,10 @@ def _decode_field(table: TableInfo, field: MatchFieldInfo, fm: p4runtime_pb2.Fie
     return FieldMatch("optional", decode_uint(fm.optional.value, width, what), mask=all_ones(width))
 
 
+# The rules of one field of a match, shared with other entities that match like table entries (value set members).
+decode_field = _decode_field
+
+
 def decode_match(table: TableInfo, match: Sequence[p4runtime_pb2.FieldMatch], priority: int,
                  device_kinds: Sequence[str] | None = None) -> tuple[tuple[FieldMatch, ...], int]:
     """The softswitch key (JSON key order, wildcards filled in) and priority of a P4Runtime match.
@@ -168,7 +172,7 @@ def decode_action(p4map: P4InfoMap, table: TableInfo, table_action: p4runtime_pb
         raise P4RuntimeError.invalid_argument(f"table '{table.name}': the entry has no action")
     if kind != "action":
         raise P4RuntimeError.invalid_argument(
-            f"table '{table.name}' is a direct table: give an action, not {kind} (action profiles are not supported)")
+            f"table '{table.name}' is a direct table: give an action, not {kind}")
     action_id = table_action.action.action_id
     scope = table.action_scopes.get(action_id)
     if scope is None:
@@ -216,5 +220,10 @@ def encode_entry(p4map: P4InfoMap, table: TableInfo, entry: TableEntry) -> p4run
     else:
         msg.match.extend(encode_match(table, entry.key))
         msg.priority = entry.priority
-    msg.action.CopyFrom(encode_action(p4map, entry.action, entry.params))
+    if entry.member_id is not None:
+        msg.action.action_profile_member_id = entry.member_id
+    elif entry.group_id is not None:
+        msg.action.action_profile_group_id = entry.group_id
+    else:
+        msg.action.CopyFrom(encode_action(p4map, entry.action, entry.params))
     return msg

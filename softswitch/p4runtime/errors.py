@@ -51,6 +51,10 @@ class P4RuntimeError(Exception):
         return cls(grpc.StatusCode.OUT_OF_RANGE, message)
 
     @classmethod
+    def resource_exhausted(cls, message: str) -> P4RuntimeError:
+        return cls(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    @classmethod
     def unimplemented(cls, message: str) -> P4RuntimeError:
         return cls(grpc.StatusCode.UNIMPLEMENTED, message)
 

@@ -102,7 +102,45 @@ class DirectCounterInfo:
     unit: int
 
 
-T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo)
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    id: int
+    name: str
+    size: int
+    unit: int          # p4info MeterSpec.Unit
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMeterInfo:
+    id: int
+    name: str
+    table_id: int
+    unit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionProfileInfo:
+    id: int
+    name: str
+    table_ids: tuple[int, ...]
+    with_selector: bool
+    size: int
+    max_group_size: int        # 0: no static bound on a group's sum of weights
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSetInfo:
+    """A parser value set: its members match like table entries (`match_fields`), without priorities."""
+
+    id: int
+    name: str
+    match_fields: tuple[MatchFieldInfo, ...]
+    fields_by_id: Mapping[int, MatchFieldInfo] = field(repr=False)
+    size: int
+
+
+T = TypeVar("T", TableInfo, ActionInfo, RegisterInfo, CounterInfo, DirectCounterInfo, ValueSetInfo, MeterInfo,
+            DirectMeterInfo, ActionProfileInfo)
 
 
 class _Catalog(Generic[T]):
@@ -152,10 +190,10 @@ def _match_field(table_name: str, position: int, mf: p4info_pb2.MatchField) -> M
         other = mf.other_match_type or p4info_pb2.MatchField.MatchType.Name(mf.match_type)
         raise P4RuntimeError.invalid_argument(
             f"table '{table_name}' field '{mf.name}': match type '{other}' is not supported")
-    if mf.bitwidth <= 0:
-        raise P4RuntimeError.invalid_argument(
-            f"table '{table_name}' field '{mf.name}': bitwidth must be positive (P4Runtime-translated "
-            f"types with type_name are not supported)")
+    if mf.bitwidth < 0:
+        raise P4RuntimeError.invalid_argument(f"table '{table_name}' field '{mf.name}': negative bitwidth")
+    # bitwidth 0: a type P4Runtime translates (an `error` key, say), whose width P4Info does not state; BMv2
+    # accepts such a program, and so does this server (only the value 0 fits such a field in a write).
     return MatchFieldInfo(mf.id, mf.name, mf.bitwidth, MATCH_KINDS[mf.match_type], position)
 
 
@@ -179,6 +217,15 @@ def _table(table: p4info_pb2.Table, direct_counters: Mapping[int, int]) -> Table
     )
 
 
+def _value_set(value_set: p4info_pb2.ValueSet) -> ValueSetInfo:
+    name = value_set.preamble.name
+    fields = tuple(_match_field(f"value set {name}", i, mf) for i, mf in enumerate(value_set.match))
+    by_id = {f.id: f for f in fields}
+    if len(by_id) != len(fields):
+        raise P4RuntimeError.invalid_argument(f"value set '{name}' has duplicate match field ids")
+    return ValueSetInfo(value_set.preamble.id, name, fields, by_id, value_set.size)
+
+
 def _action(action: p4info_pb2.Action) -> ActionInfo:
     params = tuple(ParamInfo(p.id, p.name, p.bitwidth, i) for i, p in enumerate(action.params))
     by_id = {p.id: p for p in params}
@@ -199,6 +246,18 @@ def _registers(registers: Iterable[p4info_pb2.Register]) -> Iterator[RegisterInf
         yield RegisterInfo(register.preamble.id, name, register.size, bits.bitwidth)
 
 
+@dataclass(frozen=True, slots=True)
+class _Implemented:
+    id: int
+    implementation_id: int
+
+
+def _tables_with_implementation(p4info: p4info_pb2.P4Info) -> Iterator[_Implemented]:
+    for table in p4info.tables:
+        if table.implementation_id:
+            yield _Implemented(table.preamble.id, table.implementation_id)
+
+
 class P4InfoMap:
     """Lookups over one P4Info message (immutable once built)."""
 
@@ -213,6 +272,21 @@ class P4InfoMap:
         self.registers = _Catalog("register", _registers(p4info.registers))
         self.counters = _Catalog("counter", (
             CounterInfo(c.preamble.id, c.preamble.name, c.size, c.spec.unit) for c in p4info.counters))
+        self.value_sets = _Catalog("value set", (_value_set(v) for v in p4info.value_sets))
+        self.meters = _Catalog("meter", (MeterInfo(m.preamble.id, m.preamble.name, m.size, m.spec.unit)
+                                         for m in p4info.meters))
+        self.direct_meters = _Catalog("direct meter", (
+            DirectMeterInfo(m.preamble.id, m.preamble.name, m.direct_table_id, m.spec.unit)
+            for m in p4info.direct_meters))
+        # table id -> its direct meter
+        self.table_direct_meter: dict[int, DirectMeterInfo] = {m.table_id: m for m in self.direct_meters}
+        self.action_profiles = _Catalog("action profile", (
+            ActionProfileInfo(a.preamble.id, a.preamble.name, tuple(a.table_ids), a.with_selector, a.size,
+                              a.max_group_size) for a in p4info.action_profiles))
+        # table id -> the action profile implementing it
+        self.table_profile: dict[int, ActionProfileInfo] = {
+            t.id: self.action_profiles.by_id[t.implementation_id]
+            for t in _tables_with_implementation(p4info) if t.implementation_id in self.action_profiles.by_id}
         self._check_references()
 
     def _check_references(self) -> None:
@@ -221,6 +295,15 @@ class P4InfoMap:
                 if action_id not in self.actions.by_id:
                     raise P4RuntimeError.invalid_argument(
                         f"table '{table.name}' refers to action id {action_id}, which the P4Info lacks")
+        for table in _tables_with_implementation(self.p4info):
+            if table.implementation_id not in self.action_profiles.by_id:
+                raise P4RuntimeError.invalid_argument(
+                    f"table id {table.id} is implemented by action profile id {table.implementation_id}, which the "
+                    "P4Info lacks")
+        for meter in self.direct_meters:
+            if meter.table_id not in self.tables.by_id:
+                raise P4RuntimeError.invalid_argument(
+                    f"direct meter '{meter.name}' is bound to table id {meter.table_id}, which the P4Info lacks")
         for counter in self.direct_counters:
             if counter.table_id not in self.tables.by_id:
                 raise P4RuntimeError.invalid_argument(

@@ -115,6 +115,7 @@ class P4RuntimeServer:
         server, self._server = self._server, None
         if server is not None:
             server.stop(grace).wait()
+            self.service.close()
             log.info("P4Runtime server on %s stopped", self.address)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:

@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING
 import grpc
 
 from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
-from omnireduce.softswitch.p4runtime.arbitration import Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.arbitration import DEFAULT_ROLE, Arbiter, StreamEnd, StreamSession
+from omnireduce.softswitch.p4runtime.digest_ops import DigestOps
 from omnireduce.softswitch.p4runtime.array_ops import ArrayOps, RegisterCells
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.meter_ops import MeterOps
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 from omnireduce.softswitch.p4runtime.pipeline_check import check_p4info_matches_json, parse_bmv2_json
 from omnireduce.softswitch.p4runtime.pre_ops import PreOps
+from omnireduce.softswitch.p4runtime.profile_ops import ProfileOps
 from omnireduce.softswitch.p4runtime.rich_status import batch_status, first_failures
 from omnireduce.softswitch.p4runtime.table_ops import TableOps
 from omnireduce.softswitch.p4runtime.unserved_ops import UnservedOps
+from omnireduce.softswitch.p4runtime.value_set_ops import ValueSetOps
 
 if TYPE_CHECKING:   # only for annotations: the Device module needs nothing from the server
     from omnireduce.softswitch.device import Device
@@ -72,10 +76,15 @@ class Pipeline:
 class _Entities:
     """The entity operations of one committed pipeline (rebuilt, with their side state, on each commit)."""
 
-    def __init__(self, device: Device, p4map: P4InfoMap) -> None:
+    def __init__(self, device: Device, p4map: P4InfoMap, arbiter: Arbiter) -> None:
         self.tables = TableOps(device, p4map)
+        # Digests go to the primary controller of the default role.
+        self.digests = DigestOps(device, p4map.p4info, lambda: arbiter.primary_of(DEFAULT_ROLE))
         self.arrays = ArrayOps(device, p4map)
         self.pre = PreOps(device)
+        self.value_sets = ValueSetOps(device, p4map)
+        self.meters = MeterOps(device, p4map, self.tables.device_kinds)
+        self.profiles = ProfileOps(device, p4map)
         self.unserved = UnservedOps(p4map)
         # Entity kind -> operation, built once per pipeline (a batch can hold thousands of updates).
         self._writers: dict[str, Callable] = {
@@ -84,6 +93,12 @@ class _Entities:
             "counter_entry": self.arrays.write_counter,
             "register_entry": self.arrays.write_register,
             "packet_replication_engine_entry": self.pre.write,
+            "value_set_entry": self.value_sets.write,
+            "meter_entry": self.meters.write_meter,
+            "digest_entry": self.digests.write,
+            "action_profile_member": self.profiles.write_member,
+            "action_profile_group": self.profiles.write_group,
+            "direct_meter_entry": self.meters.write_direct_meter,
         }
         self._readers: dict[str, Callable] = {
             "table_entry": self.tables.read,
@@ -91,7 +106,17 @@ class _Entities:
             "counter_entry": self.arrays.read_counters,
             "register_entry": self.arrays.read_registers,
             "packet_replication_engine_entry": self.pre.read,
+            "value_set_entry": self.value_sets.read,
+            "meter_entry": self.meters.read_meters,
+            "digest_entry": self.digests.read,
+            "action_profile_member": self.profiles.read_members,
+            "action_profile_group": self.profiles.read_groups,
+            "direct_meter_entry": self.meters.read_direct_meters,
         }
+
+    def close(self) -> None:
+        """Stop what runs on its own (the digest timer) when another pipeline replaces this one."""
+        self.digests.close()
 
     def write(self, update: p4runtime_pb2.Update) -> None:
         if update.type == p4runtime_pb2.Update.UNSPECIFIED:
@@ -170,7 +195,13 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
             raise P4RuntimeError.failed_precondition("a P4Info was given but the device has no pipeline loaded")
         config = p4runtime_pb2.ForwardingPipelineConfig(p4info=p4info, p4_device_config=bmv2_json)
         self._pipeline = Pipeline.from_config(config)
-        self._entities = _Entities(self.device, self._pipeline.p4map)
+        self._entities = _Entities(self.device, self._pipeline.p4map, self.arbiter)
+
+    def close(self) -> None:
+        """Release what the served pipeline runs on its own (the digest timer, the Device's digest listener)."""
+        with self._lock:
+            if self._entities is not None:
+                self._entities.close()
 
     # --- common checks ---------------------------------------------------------------------------------
     def _check_device(self, device_id: int) -> None:
@@ -305,7 +336,9 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
         with device_errors():
             self.device.load_pipeline(pipeline.device_config)
         self._pipeline, self._saved = pipeline, None
-        self._entities = _Entities(self.device, pipeline.p4map)
+        if self._entities is not None:
+            self._entities.close()
+        self._entities = _Entities(self.device, pipeline.p4map, self.arbiter)
         log.info("pipeline committed: %d tables, %d actions, %d registers, %d counters",
                  len(pipeline.p4map.tables), len(pipeline.p4map.actions),
                  len(pipeline.p4map.registers), len(pipeline.p4map.counters))
@@ -395,6 +428,10 @@ class P4RuntimeService(p4runtime_grpc.P4RuntimeServicer):
                         return
                 elif kind == "packet":
                     log.debug("%s: PacketOut ignored (packet I/O is not supported)", session)
+                elif kind == "digest_ack":
+                    entities = self._entities
+                    if entities is not None:
+                        entities.digests.ack(session, request.digest_ack)
                 else:
                     log.debug("%s: stream message '%s' ignored", session, kind)
         except Exception as error:   # the client went away (grpc raises on a cancelled stream)

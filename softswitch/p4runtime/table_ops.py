@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from omnireduce.p4proto import p4runtime_pb2
 from omnireduce.softswitch.entries import TableEntry
 from omnireduce.softswitch.p4runtime.errors import P4RuntimeError, device_errors
+from omnireduce.softswitch.p4runtime.meter_ops import decode_config, encode_config
 from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap, TableInfo
 from omnireduce.softswitch.p4runtime.entry_codec import (
     decode_action,
@@ -42,7 +43,7 @@ class TableOps:
         self._opaque: dict[_EntryId, tuple[int, bytes]] = {}   # controller_metadata, metadata
         self._kinds: dict[str, tuple[str, ...]] = {}
 
-    def _device_kinds(self, table: TableInfo) -> tuple[str, ...]:
+    def device_kinds(self, table: TableInfo) -> tuple[str, ...]:
         """The match kinds of `table`'s key as the Device (BMv2 JSON) has them."""
         kinds = self._kinds.get(table.name)
         if kinds is None:
@@ -59,16 +60,23 @@ class TableOps:
         if msg.HasField("time_since_last_hit"):
             raise P4RuntimeError.invalid_argument(
                 f"table '{table.name}': time_since_last_hit must not be set in a write")
-        if msg.HasField("meter_config") or msg.HasField("meter_counter_data"):
-            raise P4RuntimeError.unimplemented("meters are not supported by the softswitch")
+        if msg.HasField("meter_counter_data"):
+            raise P4RuntimeError.unimplemented("per-color meter counters (meter_counter_data) are not supported")
+        metered = table.id in self.p4map.table_direct_meter
+        if msg.HasField("meter_config") and not metered:
+            raise P4RuntimeError.invalid_argument(
+                f"table '{table.name}' has no direct meter, yet the entry carries meter_config")
         if msg.idle_timeout_ns:
             raise P4RuntimeError.invalid_argument(f"table '{table.name}' does not support idle timeout")
         if msg.HasField("counter_data") and not table.direct_counter_id:
             raise P4RuntimeError.invalid_argument(
                 f"table '{table.name}' has no direct counter, yet the entry carries counter_data")
-        if table.has_action_profile:
-            raise P4RuntimeError.unimplemented(f"table '{table.name}' uses an action profile, which is not supported")
+        profile = self.p4map.table_profile.get(table.id)
         if msg.is_default_action:
+            if profile is not None:
+                raise P4RuntimeError.invalid_argument(
+                    f"table '{table.name}' is implemented by action profile '{profile.name}': it has no default "
+                    "action (BMv2 runs nothing on a miss)")
             self._write_default(update_type, table, msg)
             return
         if table.is_const:
@@ -76,7 +84,7 @@ class TableOps:
         if not table.match_fields and update_type == Update.INSERT:
             raise P4RuntimeError.invalid_argument(
                 f"table '{table.name}' has no key: it holds no entries, only its default entry (MODIFY that)")
-        key, priority = decode_match(table, msg.match, msg.priority, self._device_kinds(table))
+        key, priority = decode_match(table, msg.match, msg.priority, self.device_kinds(table))
         entry_id = (table.id, match_fingerprint(encode_match(table, key)), priority)
         if update_type == Update.DELETE:
             with device_errors():
@@ -85,8 +93,14 @@ class TableOps:
             return
         if update_type not in (Update.INSERT, Update.MODIFY):
             raise P4RuntimeError.invalid_argument(f"update type {update_type} is not INSERT, MODIFY or DELETE")
-        action, params = decode_action(self.p4map, table, msg.action, is_default=False)
-        entry = TableEntry(table.name, key, action.name, params, priority)
+        if profile is not None:
+            entry = TableEntry(table.name, key, "", (), priority, **self._profile_reference(table, profile, msg))
+        else:
+            action, params = decode_action(self.p4map, table, msg.action, is_default=False)
+            entry = TableEntry(table.name, key, action.name, params, priority)
+        meter_config = None
+        if msg.HasField("meter_config"):
+            meter_config = decode_config(msg.meter_config, f"direct meter of table '{table.name}'")
         with device_errors():
             if update_type == Update.INSERT:
                 self.device.table_insert(entry)
@@ -95,10 +109,34 @@ class TableOps:
             if msg.HasField("counter_data"):
                 self.device.direct_counter_write(table.name, key, priority,
                                                  msg.counter_data.packet_count, msg.counter_data.byte_count)
+            # The spec: an INSERT without meter_config leaves the (new, default) meter alone; a MODIFY without it
+            # resets the meter to its default.
+            if metered and (meter_config is not None or update_type == Update.MODIFY):
+                self.device.direct_meter_set(table.name, key, priority, meter_config)
         if msg.controller_metadata or msg.metadata:
             self._opaque[entry_id] = (msg.controller_metadata, msg.metadata)
         else:
             self._opaque.pop(entry_id, None)
+
+    @staticmethod
+    def _profile_reference(table: TableInfo, profile, msg: p4runtime_pb2.TableEntry) -> dict:
+        """The member or group an entry of a table implemented by an action profile points at."""
+        kind = msg.action.WhichOneof("type")
+        if kind == "action_profile_member_id":
+            return {"member_id": msg.action.action_profile_member_id}
+        if kind == "action_profile_group_id":
+            if not profile.with_selector:
+                raise P4RuntimeError.invalid_argument(
+                    f"table '{table.name}': action profile '{profile.name}' has no selector, so no groups")
+            return {"group_id": msg.action.action_profile_group_id}
+        if kind == "action_profile_action_set":
+            raise P4RuntimeError.unimplemented(
+                f"table '{table.name}': one-shot action selector programming is not supported; write members "
+                f"and a group of action profile '{profile.name}' and point the entry at the group")
+        raise P4RuntimeError.invalid_argument(
+            f"table '{table.name}' is implemented by action profile '{profile.name}': give an "
+            "action_profile_member_id" + (" or an action_profile_group_id" if profile.with_selector else "")
+            + (", not an action" if kind == "action" else ""))
 
     def _write_default(self, update_type: int, table: TableInfo, msg: p4runtime_pb2.TableEntry) -> None:
         if msg.match or msg.priority:
@@ -112,6 +150,9 @@ class TableOps:
             raise P4RuntimeError.permission_denied(f"table '{table.name}' has a const default action")
         if msg.HasField("counter_data"):
             raise P4RuntimeError.unimplemented("direct counters of default entries are not supported")
+        if msg.HasField("meter_config"):
+            raise P4RuntimeError.unimplemented(
+                f"table '{table.name}': BMv2 runs direct meters on hits only; the default entry has none")
         with device_errors():
             if msg.HasField("action"):
                 action, params = decode_action(self.p4map, table, msg.action, is_default=True)
@@ -135,7 +176,7 @@ class TableOps:
             raise P4RuntimeError.invalid_argument(f"table '{table.name}' has no direct counter")
         if te.is_default_action:
             raise P4RuntimeError.unimplemented("direct counters of default entries are not supported")
-        key, priority = decode_match(table, te.match, te.priority, self._device_kinds(table))
+        key, priority = decode_match(table, te.match, te.priority, self.device_kinds(table))
         return table, key, priority
 
     # --- reads -----------------------------------------------------------------------------------------
@@ -162,7 +203,7 @@ class TableOps:
         wanted = None
         if query.match:
             key, _ = decode_match(table, query.match, query.priority or (1 if table.needs_priority else 0),
-                                  self._device_kinds(table))
+                                  self.device_kinds(table))
             wanted = match_fingerprint(encode_match(table, key))
         action_id = query.action.action.action_id if query.action.WhichOneof("type") == "action" else 0
         with device_errors():
@@ -186,6 +227,11 @@ class TableOps:
                 with device_errors():
                     packets, octets = self.device.direct_counter_read(table.name, entry.key, entry.priority)
                 msg.counter_data.packet_count, msg.counter_data.byte_count = packets, octets
+            if query.HasField("meter_config") and table.id in self.p4map.table_direct_meter:
+                with device_errors():
+                    config = self.device.direct_meter_get(table.name, entry.key, entry.priority)
+                if config is not None:   # a meter at its default leaves meter_config unset (read-write symmetry)
+                    encode_config(config, msg.meter_config)
             yield p4runtime_pb2.Entity(table_entry=msg)
 
     def read_direct_counters(self, query: p4runtime_pb2.DirectCounterEntry) -> Iterator[p4runtime_pb2.Entity]:

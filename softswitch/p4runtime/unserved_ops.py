@@ -1,5 +1,4 @@
-"""Reads of the P4Runtime entity kinds the softswitch does not implement: action profiles, meters, value sets,
-digests and externs.
+"""Reads of the P4Runtime entity kinds the softswitch does not implement: externs.
 
 The softswitch refuses programs that use them, so a program it runs has none of them. A wildcard read of such a
 kind must then answer what is certainly true, that there are none (generic clients such as finsy's `delete_all()`
@@ -21,13 +20,9 @@ from omnireduce.softswitch.p4runtime.p4info_map import P4InfoMap
 class UnservedKind:
     """One entity kind: what it is called, the objects of the P4Info it reads, and the query's id of one."""
 
-    what: str                      # "action profile", as errors name it
+    what: str                      # "extern", as errors name it
     objects: Sequence[int]         # ids of the P4Info's objects of this kind
     requested_id: int              # 0: all of them
-
-
-def _ids(objects) -> tuple[int, ...]:
-    return tuple(o.preamble.id for o in objects)
 
 
 class UnservedOps:
@@ -36,33 +31,12 @@ class UnservedOps:
     def __init__(self, p4map: P4InfoMap) -> None:
         self.p4map = p4map
         p4info = p4map.p4info
-        self._action_profiles = _ids(p4info.action_profiles)
-        self._meters = _ids(p4info.meters)
-        self._value_sets = _ids(p4info.value_sets)
-        self._digests = _ids(p4info.digests)
         self._externs = tuple((extern.extern_type_id, instance.preamble.id)
                               for extern in p4info.externs for instance in extern.instances)
-        self._direct_meter_tables = {meter.direct_table_id for meter in p4info.direct_meters}
 
     def kind_of(self, entity: p4runtime_pb2.Entity) -> UnservedKind | None:
         """The query of `entity`, when it is of an unserved kind."""
         kind = entity.WhichOneof("entity")
-        if kind in ("action_profile_member", "action_profile_group"):
-            query = getattr(entity, kind)
-            return UnservedKind("action profile", self._action_profiles, query.action_profile_id)
-        if kind == "meter_entry":
-            return UnservedKind("meter", self._meters, entity.meter_entry.meter_id)
-        if kind == "value_set_entry":
-            return UnservedKind("value set", self._value_sets, entity.value_set_entry.value_set_id)
-        if kind == "digest_entry":
-            return UnservedKind("digest", self._digests, entity.digest_entry.digest_id)
-        if kind == "direct_meter_entry":
-            table_id = entity.direct_meter_entry.table_entry.table_id
-            if table_id:
-                table = self.p4map.table(table_id)   # INVALID_ARGUMENT for an unknown table
-                if table_id not in self._direct_meter_tables:
-                    raise P4RuntimeError.invalid_argument(f"table '{table.name}' has no direct meter")
-            return UnservedKind("direct meter", tuple(self._direct_meter_tables), table_id)
         if kind == "extern_entry":
             query = entity.extern_entry
             type_ids = {type_id for type_id, _ in self._externs}

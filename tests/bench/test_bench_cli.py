@@ -74,3 +74,22 @@ def test_comma_list_names_itself_in_errors():
     assert parse_list("1,2") == (1, 2)
     with pytest.raises(Exception, match="comma-separated list of positive integers"):
         parse_list("1,")
+
+
+def test_efficiency_is_a_subcommand_with_typed_options(capsys):
+    args = parse("efficiency", "--workers", "4", "--workers", "8", "--density", "0.01", "--size", "4096",
+                 "--loss", "0.05", "--no-standalone")
+    assert args.workers == [4, 8] and args.density == [0.01] and args.size == [4096] and args.loss == [0.05]
+    assert args.no_standalone and callable(args.run)
+    assert "fraction" in refused(capsys, "efficiency", "--density", "1.5")
+    assert "33" in refused(capsys, "efficiency", "--workers", "33")
+    assert "--size" in refused(capsys, "efficiency", "--size", "0")
+
+
+def test_gpu_scan_hands_its_options_to_the_gpu_bench(capsys):
+    from omnireduce.bench import cli
+
+    pytest.importorskip("torch", reason="omnireduce-bench gpu-scan needs PyTorch")
+    assert cli.main(["gpu-scan", "--device", "cpu", "--sizes-mb", "0.03125", "--warmup", "0", "--repeats", "1",
+                     "--no-compile"]) == 0
+    assert "variant=library_block_scores" in capsys.readouterr().out

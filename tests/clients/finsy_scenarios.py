@@ -17,8 +17,10 @@ from pathlib import Path
 
 import finsy as fy
 from finsy.p4client import P4ClientError
+from finsy.p4entity import P4Member, P4ValueSetMember
 
 Scenario = Callable[[fy.Switch], Awaitable[dict]]
+ARGS: argparse.Namespace
 SCENARIOS: dict[str, Scenario] = {}
 
 
@@ -111,6 +113,96 @@ async def delete_all(switch: fy.Switch) -> dict:
             "lpm_default_restored": final_default == initial_default}
 
 
+def error_report(error: P4ClientError) -> dict:
+    return {"code": error.code.name, "details": {str(i): d.canonical_code.name for i, d in error.details.items()}}
+
+
+@scenario
+async def value_sets(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4ValueSetEntry("pairs", members=[P4ValueSetMember(a=7, b=0x102), P4ValueSetMember(a=1, b=2)]),
+                         fy.P4ValueSetEntry("ether_types", members=[P4ValueSetMember(0x1234)])])
+    (pairs,) = await read_all(switch, fy.P4ValueSetEntry("pairs", members=[]))
+    (ether_types,) = await read_all(switch, fy.P4ValueSetEntry("ether_types", members=[]))
+    try:
+        await switch.modify([fy.P4ValueSetEntry("ether_types", members=[P4ValueSetMember(v) for v in range(5)])])
+        too_many = None
+    except P4ClientError as error:
+        too_many = error_report(error)
+    return {"pairs": [dict(m) for m in pairs.members], "ether_types": [m.value for m in ether_types.members],
+            "too_many": too_many}
+
+
+@scenario
+async def meters(switch: fy.Switch) -> dict:
+    await switch.modify([fy.P4MeterEntry("pkt_meter", index=2, config=fy.P4MeterConfig(cir=0, cburst=1, pir=0,
+                                                                                       pburst=2))])
+    cells = await read_all(switch, fy.P4MeterEntry("pkt_meter"))
+    flows = [fy.P4TableEntry("flows", match=fy.Match({"hdr.probe.key": key}), action=fy.Action("metered"),
+                             meter_config=fy.P4MeterConfig(cir=0, cburst=0, pir=0, pburst=burst))
+             for key, burst in ((5, 1), (6, 0))]
+    await switch.insert(flows)
+    await switch.modify([fy.P4DirectMeterEntry(
+        table_entry=fy.P4TableEntry("flows", match=fy.Match({"hdr.probe.key": 5})),
+        config=fy.P4MeterConfig(cir=0, cburst=0, pir=0, pburst=0))])
+    direct = await read_all(switch, fy.P4DirectMeterEntry(table_entry=fy.P4TableEntry("flows")))
+    try:
+        await switch.modify([fy.P4MeterEntry("pkt_meter", index=8, config=fy.P4MeterConfig(cir=0, cburst=1, pir=0, pburst=1))])
+        past_the_end = None
+    except P4ClientError as error:
+        past_the_end = error_report(error)
+    return {"cells": {str(c.index): [c.config.cir, c.config.cburst, c.config.pir, c.config.pburst]
+                      for c in cells if c.config is not None},
+            "direct": sorted([next(iter(d.table_entry.match.values())), None if d.config is None else d.config.pburst]
+                             for d in direct),
+            "past_the_end": past_the_end}
+
+
+@scenario
+async def action_profiles(switch: fy.Switch) -> dict:
+    await switch.insert([fy.P4ActionProfileMember("sel", member_id=m, action=fy.Action("set_sel", v=m * 10))
+                         for m in (1, 2, 3)]
+                        + [fy.P4ActionProfileMember("prof", member_id=1, action=fy.Action("set_prof", v=7, p=0x1234))])
+    await switch.insert([fy.P4ActionProfileGroup("sel", group_id=100,
+                                                 members=[P4Member(1, weight=1), P4Member(3, weight=2)])])
+    await switch.insert([
+        fy.P4TableEntry("t_sel", match=fy.Match({"hdr.probe.key": (1, 0xFF)}), priority=1,
+                        action=fy.P4IndirectAction(group_id=100)),
+        fy.P4TableEntry("t_prof", match=fy.Match({"hdr.probe.key": 3}), action=fy.P4IndirectAction(member_id=1)),
+    ])
+    groups = await read_all(switch, fy.P4ActionProfileGroup())
+    try:
+        await switch.delete([fy.P4ActionProfileMember("sel", member_id=3)])
+        delete_in_use = None
+    except P4ClientError as error:
+        delete_in_use = error_report(error)
+    before = {"members": len(await read_all(switch, fy.P4ActionProfileMember())),
+              "groups": [[[m.member_id, m.weight] for m in g.members] for g in groups],
+              "delete_in_use": delete_in_use}
+    await switch.delete_all()   # entries first, then groups and members: nothing may be left
+    return {**before, "members_after": len(await read_all(switch, fy.P4ActionProfileMember())),
+            "groups_after": len(await read_all(switch, fy.P4ActionProfileGroup())),
+            "entries_after": len(await read_all(switch, fy.P4TableEntry()))}
+
+
+@scenario
+async def digests(switch: fy.Switch) -> dict:
+    """Configure mac_learn_t, then collect `--count` DigestLists of it (the test sends the packets), acking each."""
+    await switch.insert([fy.P4DigestEntry("mac_learn_t", max_list_size=1, max_timeout_ns=0,
+                                          ack_timeout_ns=2_000_000_000)])
+    received = []
+
+    async def collect() -> None:
+        async for digest_list in switch.read_digests("mac_learn_t"):
+            received.append([digest_list.list_id, [dict(data) for data in digest_list.data]])
+            await switch.write([digest_list.ack()])
+            if len(received) >= ARGS.count:
+                return
+
+    await asyncio.wait_for(collect(), timeout=30)
+    entries = await read_all(switch, fy.P4DigestEntry("mac_learn_t"))
+    return {"received": received, "configs": [[e.max_list_size, e.ack_timeout_ns] for e in entries]}
+
+
 async def run(args: argparse.Namespace) -> dict:
     options = fy.SwitchOptions(p4info=Path(args.p4info), p4blob=Path(args.json), device_id=args.device_id)
     async with fy.Switch("softswitch", args.address, options) as switch:
@@ -124,7 +216,9 @@ def main() -> None:
     parser.add_argument("--device-id", type=int, default=1)
     parser.add_argument("--p4info", required=True, help="P4Info (text) finsy pushes")
     parser.add_argument("--json", required=True, help="the BMv2 JSON finsy pushes with it")
-    args = parser.parse_args()
+    parser.add_argument("--count", type=int, default=0, help="how many messages a receiving scenario waits for")
+    global ARGS
+    ARGS = args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), default=str))
 
 

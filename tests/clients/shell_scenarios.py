@@ -179,6 +179,119 @@ def insert_route() -> dict:
     return {"inserted": True}
 
 
+def p4info_object(kind: str, name: str):
+    """The P4Info object of `kind` ("value_sets", "meters", ...) named `name`."""
+    return next(o for o in getattr(sh.client.get_p4info(), kind) if o.preamble.name == name)
+
+
+def read_entities(entity: p4runtime_pb2.Entity) -> list:
+    return [e for reply in sh.client.read_one(entity) for e in reply.entities]
+
+
+@scenario
+def value_sets() -> dict:
+    """A two-field value set written with a raw ValueSetEntry (p4runtime-shell 0.0.6 has no helper for them)."""
+    pairs = p4info_object("value_sets", "VsetParser.pairs")
+    update = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+    update.entity.value_set_entry.value_set_id = pairs.preamble.id
+    for a, b in ((7, b"\x01\x02"), (1, b"\x00\x02")):
+        member = update.entity.value_set_entry.members.add()
+        member.match.add(field_id=1).exact.value = bytes([a])
+        member.match.add(field_id=2).exact.value = b   # the shell's own padding: the server answers canonically
+    sh.client.write_update(update)
+    query = p4runtime_pb2.Entity()
+    query.value_set_entry.value_set_id = pairs.preamble.id
+    members = [[[fm.field_id, fm.exact.value.hex()] for fm in member.match]
+               for e in read_entities(query) for member in e.value_set_entry.members]
+    update.type = p4runtime_pb2.Update.INSERT
+    return {"members": members, "insert_error": write_error(lambda: sh.client.write_update(update))}
+
+
+@scenario
+def meters() -> dict:
+    """An indirect meter cell, a table entry with a direct meter config, and a DirectMeterEntry."""
+    cell = sh.MeterEntry("MeterIngress.pkt_meter")
+    cell.index = 2
+    cell.cir, cell.cburst, cell.pir, cell.pburst = 0, 1, 0, 2
+    cell.modify()
+    cells = {c.index: [c.config.cir, c.config.cburst, c.config.pir, c.config.pburst]
+             for c in sh.MeterEntry("MeterIngress.pkt_meter").read() if c._entry.HasField("config")}
+    flow = sh.TableEntry("MeterIngress.flows")(action="MeterIngress.metered")
+    flow.match["hdr.probe.key"] = "5"
+    flow.meter_config.cburst = 1
+    flow.meter_config.pburst = 1
+    flow.insert()
+    other = sh.TableEntry("MeterIngress.flows")(action="MeterIngress.metered")
+    other.match["hdr.probe.key"] = "6"
+    other.insert()
+    direct = sh.DirectMeterEntry("MeterIngress.flow_meter")
+    direct.table_entry = other
+    direct.cburst, direct.pburst = 0, 0
+    direct.modify()
+    direct_reads = sorted([d.table_entry.match["hdr.probe.key"].exact.value.hex(), d.config.pburst]
+                          for d in sh.DirectMeterEntry("MeterIngress.flow_meter").read())
+    bad = sh.MeterEntry("MeterIngress.pkt_meter")
+    bad.index = 0
+    bad.cir, bad.cburst, bad.pir, bad.pburst = 10, 1, 5, 1
+    return {"cells": cells, "direct": direct_reads, "pir_below_cir": write_error(bad.modify),
+            "insert_error": write_error(lambda: sh.client.write_update(p4runtime_pb2.Update(
+                type=p4runtime_pb2.Update.INSERT, entity=p4runtime_pb2.Entity(meter_entry=cell._entry))))}
+
+
+@scenario
+def action_profiles() -> dict:
+    """Members of a profile and a selector, a weighted group, entries pointing at a member and at the group."""
+    for member_id, value in ((1, "10"), (2, "20"), (3, "30")):
+        member = sh.ActionProfileMember("SelIngress.sel")(member_id=member_id, action="SelIngress.set_sel")
+        member.action["v"] = value
+        member.insert()
+    prof = sh.ActionProfileMember("SelIngress.prof")(member_id=1, action="SelIngress.set_prof")
+    prof.action["v"], prof.action["p"] = "7", "0x1234"
+    prof.insert()
+    group = sh.ActionProfileGroup("SelIngress.sel")(group_id=100)
+    group.add(1, weight=1).add(3, weight=2)
+    group.insert()
+    by_group = sh.TableEntry("SelIngress.t_sel")
+    by_group.match["hdr.probe.key"] = "1&&&0xff"
+    by_group.priority = 1
+    by_group.group_id = 100
+    by_group.insert()
+    by_member = sh.TableEntry("SelIngress.t_prof")
+    by_member.match["hdr.probe.key"] = "3"
+    by_member.member_id = 1
+    by_member.insert()
+    groups = [[[m.member_id, m.weight] for m in g.members] for g in sh.ActionProfileGroup("SelIngress.sel").read()]
+    entries = {"group_ids": [e.group_id for e in sh.TableEntry("SelIngress.t_sel").read()],
+               "member_ids": [e.member_id for e in sh.TableEntry("SelIngress.t_prof").read()]}
+    in_use = sh.ActionProfileMember("SelIngress.sel")(member_id=3, action="SelIngress.set_sel")
+    in_use.action["v"] = "1"
+    return {"members": sorted(m.member_id for m in sh.ActionProfileMember("SelIngress.sel").read()),
+            "groups": groups, "entries": entries, "delete_in_use": write_error(in_use.delete)}
+
+
+@scenario
+def digests() -> dict:
+    """Configure both digests, then collect `--count` DigestLists (the test sends the packets; the shell acks)."""
+    import time
+
+    for name in ("mac_learn_t", "tag_t"):
+        entry = sh.DigestEntry(name)
+        entry.max_timeout_ns, entry.max_list_size, entry.ack_timeout_ns = 0, 1, 2_000_000_000
+        entry.insert()
+    configs = sorted([e.max_list_size, e.ack_timeout_ns] for e in sh.DigestEntry("mac_learn_t").read())
+    digest_lists = sh.DigestList()
+    names = {d.preamble.id: d.preamble.name for d in sh.client.get_p4info().digests}
+    received = []
+    deadline = time.time() + 30
+    while len(received) < ARGS.count and time.time() < deadline:
+        for message in digest_lists.sniff(timeout=0.2):
+            digest = message.digest
+            received.append([names[digest.digest_id], digest.list_id,
+                             [[m.bitstring.hex() for m in data.struct.members] for data in digest.data]])
+    sh.client.stream_in_q["digest"].put(None)   # ends the shell's digest thread
+    return {"configs": configs, "received": received}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
@@ -189,6 +302,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="the BMv2 JSON pushed with --p4info")
     parser.add_argument("--tables", nargs="*", default=[])
     parser.add_argument("--action")
+    parser.add_argument("--count", type=int, default=0, help="how many messages a receiving scenario waits for")
     return parser.parse_args()
 
 

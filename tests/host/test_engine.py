@@ -165,6 +165,29 @@ def test_waiting_without_contribution_requests_after_patience_asking_a_different
     assert script.exchange.done and script.stats.requests_sent == 2
 
 
+@pytest.mark.parametrize("path", ["per packet", "batch"])
+def test_patience_never_exceeds_the_largest_retransmission_timeout(path):
+    """Found by the fault suite at 5% loss: after losses had backed the timeout off to retransmit_max (4 s by
+    default), a worker that lost a result whose next block was its own waited REQUEST_PATIENCE x 4 = 12 s before
+    asking, past the agents' stall limit (10 s): the column waited for it, every worker stalled, the all-reduce
+    failed. The first REQUEST comes within retransmit_max (and request_fallback) whatever the backoff."""
+    estimate = RoundTripEstimator()
+    estimate.timed_out(TIMEOUTS.retransmit_max, TIMEOUTS)  # heavy loss so far: backed off to the ceiling
+    assert estimate.timeout(TIMEOUTS) == TIMEOUTS.retransmit_max
+    script = Script(sparse_blocks(4, [0, 3]), slots=1, worker_id=1, workers=3, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.take()
+    result = script.result(0, 0, 1)  # someone else has block 1; this worker's next is 3: it waits
+    if path == "per packet":
+        script.exchange.on_payload(result, 1.0)
+    else:
+        script.exchange.on_batch(np.frombuffer(result, np.uint8).reshape(1, -1), np.array([len(result)]), 1.0)
+    assert script.take() == []
+    assert script.exchange.next_wakeup() == pytest.approx(1.0 + TIMEOUTS.retransmit_max)
+    script.exchange.on_timer(1.0 + TIMEOUTS.retransmit_max)
+    assert script.take() == [("REQUEST", 1, 0, 1, 0, 2)]
+
+
 def test_a_result_that_overtakes_the_expected_one_is_kept_and_the_gap_requested_at_once():
     script = Script(sparse_blocks(3, [0]), slots=1)
     script.exchange.start(0.0)

@@ -20,11 +20,44 @@ from omnireduce.softswitch.entries import FieldMatch, TableEntry
 SWITCH_MAC = "02:00:00:00:00:fe"
 SWITCH_IP = "10.0.0.254"
 
-WORKERS_TABLE = "IngressPipe.identity.workers"
-JOBS_TABLE = "IngressPipe.identity.jobs"
-ROUTES_TABLE = "IngressPipe.forwarding.ipv4_routes"
-DESTINATIONS_TABLE = "EgressPipe.delivery.result_destinations"
-REGISTER_PREFIX = "IngressPipe.aggregation."
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramView:
+    """One program's control-plane names and register encodings, as the tests use them: the v1model program
+    (p4src/omnireduce.p4) or the Tofino program (p4src/tna/tna.p4, on tests/p4/tna_model.py)."""
+
+    ingress: str  # the ingress control's name: tables, actions and counters are under it
+    egress: str
+    # Register name prefixes: the first whose key the short name starts with.
+    register_prefixes: tuple[tuple[str, str], ...]
+    # Tofino stores (tensor_id << 16) | TNA_TENSOR_MARK in slot_tensor and round_tensor (p4src/tna/include/defines.p4).
+    tna_tensor_cells: bool = False
+    workers_per_register: int = C.WORKERS_PER_GROUP
+    # Tofino: the port the job's packets take their second pass through (set_job's last parameter).
+    recirculation_port: int | None = None
+
+    def register_name(self, name: str) -> str:
+        return next(prefix for start, prefix in self.register_prefixes if name.startswith(start)) + name
+
+    def decode_register(self, name: str, value: int) -> int:
+        """A register cell as the v1model program would hold it (only the tensor cells differ)."""
+        if self.tna_tensor_cells and name in ("slot_tensor", "round_tensor") and value:
+            return C.TENSOR_VALID | (value >> 16)
+        return value
+
+
+V1MODEL = ProgramView("IngressPipe", "EgressPipe", (("", "IngressPipe.aggregation."),))
+# The Tofino recirculation port of pipe 0 (ports 0-71): the tests' workers are on ports 1-32 of the same pipe.
+TNA = ProgramView("Ingress", "Egress", (("slot_tensor", "Ingress.admission."), ("round_value_", "Ingress.rounds.values."),
+                                        ("round_", "Ingress.rounds."), ("worker_next_", "Egress.announcements.workers.")),
+                  tna_tensor_cells=True, workers_per_register=1, recirculation_port=68)
+
+# The v1model program's tables (tests that talk to the softswitch directly use them).
+WORKERS_TABLE = f"{V1MODEL.ingress}.identity.workers"
+JOBS_TABLE = f"{V1MODEL.ingress}.identity.jobs"
+ROUTES_TABLE = f"{V1MODEL.ingress}.forwarding.ipv4_routes"
+DESTINATIONS_TABLE = f"{V1MODEL.egress}.delivery.result_destinations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,49 +96,54 @@ class OmniSwitch:
 
     device: object
     jobs: dict[int, list[Worker]] = field(default_factory=dict)
+    view: ProgramView = V1MODEL
 
     # --- control plane -------------------------------------------------------------------------------------------
     def add_job(self, job_id: int, workers: list[Worker], slot_base: int, slot_count: int, mcast_grp: int) -> None:
         for worker in workers:
             self.add_worker(job_id, worker)
-        self.device.table_insert(TableEntry(JOBS_TABLE, (exact(job_id),), "IngressPipe.identity.set_job",
-                                            (slot_base, slot_count, len(workers), mcast_grp)))
+        params = (slot_base, slot_count, len(workers), mcast_grp)
+        if self.view.recirculation_port is not None:
+            params += (self.view.recirculation_port,)
+        self.device.table_insert(TableEntry(f"{self.view.ingress}.identity.jobs", (exact(job_id),),
+                                            f"{self.view.ingress}.identity.set_job", params))
         self.device.mc_group_insert(mcast_grp, [(w.port, w.worker_id) for w in workers])
         self.jobs[job_id] = workers
 
     def add_worker(self, job_id: int, worker: Worker) -> None:
         self.device.table_insert(TableEntry(
-            WORKERS_TABLE, (exact(worker.port), exact(_ip(worker.ip)), exact(worker.udp_port)),
-            "IngressPipe.identity.set_worker", (job_id, worker.worker_id)))
+            f"{self.view.ingress}.identity.workers", (exact(worker.port), exact(_ip(worker.ip)), exact(worker.udp_port)),
+            f"{self.view.ingress}.identity.set_worker", (job_id, worker.worker_id)))
         self.device.table_insert(TableEntry(
-            DESTINATIONS_TABLE, (exact(job_id), exact(worker.worker_id)),
-            "EgressPipe.delivery.set_result_destination", (_mac(worker.mac), _ip(worker.ip), worker.udp_port)))
+            f"{self.view.egress}.delivery.result_destinations", (exact(job_id), exact(worker.worker_id)),
+            f"{self.view.egress}.delivery.set_result_destination", (_mac(worker.mac), _ip(worker.ip), worker.udp_port)))
 
     def add_route(self, prefix: str, prefix_len: int, port: int, dst_mac: str) -> None:
         self.device.table_insert(TableEntry(
-            ROUTES_TABLE, (FieldMatch("lpm", _ip(prefix), prefix_len=prefix_len),),
-            "IngressPipe.forwarding.route", (port, _mac(SWITCH_MAC), _mac(dst_mac))))
+            f"{self.view.ingress}.forwarding.ipv4_routes", (FieldMatch("lpm", _ip(prefix), prefix_len=prefix_len),),
+            f"{self.view.ingress}.forwarding.route", (port, _mac(SWITCH_MAC), _mac(dst_mac))))
 
     # --- state -----------------------------------------------------------------------------------------------
     def register(self, name: str, index: int) -> int:
-        return self.device.register_read(REGISTER_PREFIX + name, index)
+        """A register cell, in the v1model program's encoding whichever program runs."""
+        return self.view.decode_register(name, self.device.register_read(self.view.register_name(name), index))
 
     def round_register(self, name: str, global_slot: int, shadow_set: int) -> int:
         return self.register(name, (global_slot << C.SET_INDEX_BITS) | shadow_set)
 
     def worker_next(self, global_slot: int, workers: int) -> list[int]:
         """The announced next block of workers 0 .. workers-1 in the slot (lanes of the worker_next_<g> cells)."""
-        cells = [self.register(f"worker_next_{group}", global_slot) for group in range(C.WORKER_GROUPS)]
-        return [(cells[w // C.WORKERS_PER_GROUP] >> (32 * (w % C.WORKERS_PER_GROUP))) & 0xFFFFFFFF
-                for w in range(workers)]
+        per = self.view.workers_per_register
+        cells = [self.register(f"worker_next_{group}", global_slot) for group in range(C.MAX_WORKERS // per)]
+        return [(cells[w // per] >> (32 * (w % per))) & 0xFFFFFFFF for w in range(workers)]
 
     def drops(self, reason: int) -> int:
-        ingress, _ = self.device.counter_read("IngressPipe.drops", reason)
-        egress, _ = self.device.counter_read("EgressPipe.drops", reason)
+        ingress, _ = self.device.counter_read(f"{self.view.ingress}.drops", reason)
+        egress, _ = self.device.counter_read(f"{self.view.egress}.drops", reason)
         return ingress + egress
 
     def job_counter(self, name: str, job_id: int) -> int:
-        return self.device.counter_read(f"IngressPipe.job_{name}", job_id)[0]
+        return self.device.counter_read(f"{self.view.ingress}.job_{name}", job_id)[0]
 
     # --- data plane ------------------------------------------------------------------------------------------
     def send(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:

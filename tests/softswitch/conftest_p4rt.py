@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pytest
 from google.protobuf import text_format
 
 from omnireduce.p4proto import p4info_pb2, p4runtime_grpc, p4runtime_pb2
@@ -61,6 +62,12 @@ def pipeline_under_test() -> PipelineUnderTest:
     return PipelineUnderTest(basic_p4info(), basic_bmv2_json(), Device)
 
 
+def program_pipeline(name: str) -> PipelineUnderTest:
+    """tests/softswitch/p4/<name>.p4 as p4c compiled it (P4Info and JSON), on the softswitch Device."""
+    p4info = text_format.Parse((BUILD_DIR / f"{name}.p4info.txtpb").read_text(), p4info_pb2.P4Info())
+    return PipelineUnderTest(p4info, (BUILD_DIR / f"{name}.json").read_bytes(), Device)
+
+
 def table_entry(p4map: P4InfoMap, table: str, match: dict | None = None, action: str | None = None,
                 params: dict | None = None, priority: int = 0, is_default: bool = False) -> p4runtime_pb2.TableEntry:
     """A P4Runtime TableEntry by names. Match values: exact/optional int, lpm (value, prefix_len),
@@ -99,6 +106,49 @@ def running_server(device, device_id: int = 1, **kwargs) -> Iterator[P4RuntimeSe
         yield server
     finally:
         server.stop(grace=0)
+
+
+@dataclass
+class Served:
+    """A Device running a test program, served over P4Runtime; `client` is primary and pushed the pipeline."""
+
+    device: Device
+    server: P4RuntimeServer
+    client: RawClient
+    p4map: P4InfoMap
+    pipeline: PipelineUnderTest
+
+    def id(self, kind: str, name: str) -> int:
+        """The P4Info id of the object `name` of `kind` ("table", "action", "value_set", "meter", ...)."""
+        for item in getattr(self.p4map.p4info, kind + "s"):
+            if item.preamble.name == name:
+                return item.preamble.id
+        raise KeyError(f"no {kind} named {name} in the P4Info")
+
+
+@contextlib.contextmanager
+def serving(name: str, device_id: int = 1, election_id: int = 10) -> Iterator[Served]:
+    """tests/softswitch/p4/<name>.p4 on a fresh Device behind a P4Runtime server, with a primary client that pushed
+    it."""
+    pipeline = program_pipeline(name)
+    device = Device(name=name)
+    with running_server(device, device_id=device_id) as server:
+        client = RawClient(server.bound_address, device_id, election_id=election_id)
+        try:
+            client.become_primary()
+            client.set_pipeline(pipeline.p4info, pipeline.device_config)
+            yield Served(device, server, client, P4InfoMap(pipeline.p4info), pipeline)
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def rpc_error(code: grpc.StatusCode, fragment: str = "") -> Iterator:
+    """The block fails with gRPC status `code` whose details contain `fragment`."""
+    with pytest.raises(grpc.RpcError) as info:
+        yield info
+    assert info.value.code() == code, info.value.details()
+    assert fragment in info.value.details(), info.value.details()
 
 
 def uint128(value: int) -> p4runtime_pb2.Uint128:
@@ -217,6 +267,6 @@ def batch_codes(error: grpc.RpcError) -> list[int]:
     return [e.canonical_code for e in unpack_batch_errors(error.trailing_metadata())]
 
 
-__all__ = ["PipelineUnderTest", "RawClient", "Stream", "basic_bmv2_json",
-           "basic_p4info", "batch_codes", "pipeline_under_test", "running_server", "table_entry",
-           "uint128", "update"]
+__all__ = ["PipelineUnderTest", "RawClient", "Served", "Stream", "basic_bmv2_json",
+           "basic_p4info", "batch_codes", "pipeline_under_test", "program_pipeline", "rpc_error", "running_server",
+           "serving", "table_entry", "uint128", "update"]

@@ -484,7 +484,7 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(switch):
     with rpc_error(grpc.StatusCode.UNKNOWN) as info:
         switch.client.write(p4runtime_pb2.Update(),                                    # nothing set
                             p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT),    # no entity
-                            update("INSERT", value_set_entry=p4runtime_pb2.ValueSetEntry(value_set_id=1)))
+                            update("INSERT", extern_entry=p4runtime_pb2.ExternEntry(extern_type_id=1)))
     assert batch_codes(info.value) == [code_pb2.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT,
                                        code_pb2.UNIMPLEMENTED]
     with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "no type set"):

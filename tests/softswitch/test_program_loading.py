@@ -50,11 +50,16 @@ def test_p4info_given_instead_of_json():
 
 
 def _add_meter(p):
-    p["meter_arrays"] = [{"name": "m", "id": 0, "type": "bytes", "size": 4, "rate_count": 2, "is_direct": False}]
+    # v1model meters have two rates; BMv2's engine takes any number, the softswitch only two.
+    p["meter_arrays"] = [{"name": "m", "id": 0, "type": "bytes", "size": 4, "rate_count": 3, "is_direct": False}]
 
 
-def _add_stack(p):
-    p["header_stacks"] = [{"name": "stk", "id": 0, "header_type": "ethernet_t", "size": 2, "header_ids": []}]
+def _stack_of_unknown_headers(p):
+    p["header_stacks"] = [{"name": "stk", "id": 0, "header_type": "ethernet_t", "size": 2, "header_ids": [98, 99]}]
+
+
+def _union_of_unknown_type(p):
+    p["header_unions"] = [{"name": "u", "id": 0, "union_type": "no_such_type", "header_ids": [2]}]
 
 
 def _bad_primitive(p):
@@ -70,7 +75,9 @@ def _bad_operator(p):
 
 
 def _action_profile(p):
-    p["pipelines"][0]["action_profiles"] = [{"name": "ap", "id": 0, "max_size": 4}]
+    table = p["pipelines"][0]["tables"][0]
+    table["type"], table["action_profile"] = "indirect", "ap"   # a profile the JSON does not declare
+    table.pop("default_entry", None)
 
 
 def _dangling_next(p):
@@ -88,21 +95,22 @@ def _custom_hash(p):
     )
 
 
-def _variable_length(p):
+def _variable_length_without_max_length(p):
     p["header_types"][-1]["fields"].append(["options", "*"])
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (_add_meter, "meters"),
-        (_add_stack, "header stacks"),
+        (_add_meter, "only two-rate meters"),
+        (_stack_of_unknown_headers, "header stack stk names unknown header id 98"),
+        (_union_of_unknown_type, "unknown union type 'no_such_type'"),
         (_bad_primitive, "frobnicate"),
         (_bad_operator, r"\*\*"),
-        (_action_profile, "action profiles"),
+        (_action_profile, "unknown action profile 'ap'"),
         (_dangling_next, "no_such_node"),
         (_custom_hash, "crc16_custom"),
-        (_variable_length, "variable-length"),
+        (_variable_length_without_max_length, "variable-length field 'options' without a usable max_length"),
     ],
 )
 def test_unsupported_or_broken_programs_are_refused(base, change, message):

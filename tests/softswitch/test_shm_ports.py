@@ -1,7 +1,8 @@
 # Run: .venv/bin/pytest tests/softswitch/test_shm_ports.py -q
 """Shared-memory ports of the softswitch (`-i N@shm:PATH`): frames through the packet loop on both pipelines (the
 native one takes the rings' arrays without Python objects, the Python one the per-frame path), with captures and
-loss injection (per-frame path), multicast between ring and UDP ports, bursts in order, the CLI's port lines."""
+impairments (drops and delays, on the per-frame path), multicast between ring and UDP ports, bursts in order, the
+CLI's port lines."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from switch_helpers import ethernet, program_json
 
 from omnireduce.shm import FROM_SWITCH, TO_SWITCH, RingFile, RingReader, unavailable_reason
 from omnireduce.softswitch.cli import SwitchConfig, main, setup
+from omnireduce.softswitch.faults import ImpairmentPlan
 from omnireduce.softswitch.pcap import read_pcap
 from omnireduce.softswitch.ports import parse_port_spec
 from tests.polling import wait_until
@@ -89,19 +91,39 @@ def test_captures_see_the_frames_of_ring_ports(tmp_path, backend):
     assert read_pcap(tmp_path / "port1_out.pcap") == [reply]
 
 
-def test_loss_injection_loses_frames_of_ring_ports_too(tmp_path, backend):
-    switch = setup(config=SwitchConfig(json_path=program_json("parser_test"), grpc_address=None, loss=0.5,
+def test_impairments_drop_frames_of_ring_ports_too(tmp_path, backend):
+    switch = setup(config=SwitchConfig(json_path=program_json("parser_test"), grpc_address=None,
+                                       impairments=ImpairmentPlan.parse(["drop=0.5"]), impair_seed=3,
                                        backend=backend,
                                        ports=(parse_port_spec(f"1@shm:{tmp_path / 'port1'}"),)))
     try:
         with RingFile.open(tmp_path / "port1") as agent:
             agent.writer(TO_SWITCH).push([ethernet(0x8900) + bytes([i]) for i in range(200)])
             wait_until(lambda: switch.loop.stats["rx"] == 200, TIMEOUT, "the switch to take every frame")
-            lost = switch.loop.device.lost
-            wait_until(lambda: switch.loop.stats["tx"] == 200 - lost["in"] - lost["out"], TIMEOUT,
-                       "the switch to send what it did not lose")
-            assert 0 < lost["in"] + lost["out"] < 200
+            device = switch.loop.device
+            wait_until(lambda: switch.loop.stats["tx"] == 200 - device.injected_total("drop"), TIMEOUT,
+                       "the switch to send what it did not drop")
+            assert 0 < device.injected_total("drop", "in") and 0 < device.injected_total("drop", "out")
+            assert device.injected_total("drop") < 200
             assert len(receive(agent.reader(FROM_SWITCH), switch.loop.stats["tx"])) == switch.loop.stats["tx"]
+    finally:
+        switch.stop()
+
+
+def test_delayed_frames_of_ring_ports_are_released_when_due(tmp_path, backend):
+    # The impaired device holds every frame 50 ms; the loop, with only ring ports, must wake to release them.
+    switch = setup(config=SwitchConfig(json_path=program_json("parser_test"), grpc_address=None,
+                                       impairments=ImpairmentPlan.parse(["1/in:delay=50ms"]), backend=backend,
+                                       ports=(parse_port_spec(f"1@shm:{tmp_path / 'port1'}"),)))
+    try:
+        with RingFile.open(tmp_path / "port1") as agent:
+            frames = [ethernet(0x8900) + bytes([i]) for i in range(20)]
+            started = time.monotonic()
+            agent.writer(TO_SWITCH).push(frames)
+            replies = receive(agent.reader(FROM_SWITCH), len(frames))
+            assert time.monotonic() - started >= 0.05
+            assert len(replies) == len(frames)
+            assert switch.loop.device.injected_total("delay", "in") == len(frames)
     finally:
         switch.stop()
 

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from omnireduce.testbed import Fault, FaultKind, NetKind, PortKind, TestbedConfig
+from omnireduce.testbed.model import ImpairSite
 from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, main
 
 
@@ -22,6 +23,9 @@ from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, m
     (["--fault", "explode"], "argument --fault: unknown fault 'explode'"),
     (["--loss", "1"], "argument --loss: 1 is not"),
     (["--fault", "nan-input@x"], "argument --fault: fault 'nan-input@x': 'x' is not a number"),
+    (["--impair", "drop=5"], "argument --impair: 'drop=5': drop must be a probability in [0, 1), got 5.0"),
+    (["--impair", "3/sideways:drop=0.1"], "argument --impair: '3/sideways:drop=0.1': direction must be 'in' or"),
+    (["--impair-at", "wire"], "argument --impair-at: invalid ImpairSite value: 'wire'"),
 ])
 def test_bad_values_exit_2_naming_the_argument(capsys: pytest.CaptureFixture[str], argv: list[str],
                                               message: str) -> None:
@@ -38,12 +42,18 @@ def test_values_reach_the_config() -> None:
     assert (config.workers, config.density, config.timeout, config.loss) == (3, 0.25, 7.5, 0.01)
     assert config_from_args(build_parser().parse_args([])).timeout is None
     assert config.fault == Fault(FaultKind.KILL_SWITCH, after_s=1.5)
+    config = config_from_args(build_parser().parse_args(["--impair", "drop=1%", "--impair", "2/out:delay=5ms",
+                                                         "--net", "mininet", "--impair-at", "switch"]))
+    assert config.impairment_plan().describe() == ["drop=0.01", "2/out:delay=5ms"]
+    assert config.impair_at is ImpairSite.SWITCH
 
 
 @pytest.mark.parametrize("argv, problem, message", [
     (["--net", "mininet"], "Mininet mode needs root", "--net mininet cannot run here, Mininet mode needs root; run it "
                                                        "as root where Mininet is installed"),
     (["--net", "mininet", "--switch", "bmv2"], None, "--switch bmv2 cannot run here, simple_switch_grpc is not on PATH"),
+    (["--net", "mininet", "--loss", "0.01"], None, "--impair on Mininet links cannot run here, no netem here; use "
+                                                   "--impair-at switch (the softswitch's own fault injection)"),
 ])
 def test_an_unavailable_network_fails_up_front(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                argv: list[str], problem: str | None, message: str) -> None:
@@ -51,6 +61,7 @@ def test_an_unavailable_network_fails_up_front(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(runner, "mininet_unavailable", lambda: problem)
     monkeypatch.setattr(runner, "bmv2_binary", lambda: None)
+    monkeypatch.setattr(runner, "netem_unavailable", lambda: "no netem here")
     assert main(argv) == EXIT_USAGE
     output = capsys.readouterr()
     assert output.out == ""  # no report of a run that never was
@@ -76,6 +87,25 @@ def test_shm_ports_without_a_compiler_fall_back_to_udp_saying_why(monkeypatch: p
     assert "shared-memory ports unavailable (no C compiler ('cc' is not on PATH)): the switch's ports are UDP " \
            "sockets on loopback" in caplog.text
     assert loopback.port_kind(TestbedConfig(ports=PortKind.UDP)) is PortKind.UDP
+
+
+def test_both_port_kinds_carry_the_impairment_plan() -> None:
+    from pathlib import Path
+
+    from omnireduce.softswitch.faults import ImpairmentPlan
+    from omnireduce.testbed.switches import impairment_argv, softswitch_loopback_argv, softswitch_ring_argv
+
+    config = config_from_args(build_parser().parse_args(["--ports", "shm", "--loss", "0.01",
+                                                         "--impair", "2/out:delay=1ms", "--seed", "7"]))
+    plan = config.impairment_plan()
+    tail = tuple(impairment_argv(plan, 7))
+    assert tail and "--loss" not in tail
+    ring = softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, impairments=plan, impair_seed=7)
+    udp = softswitch_loopback_argv([(1, ("127.0.0.1", 1), ("127.0.0.1", 2))], 50051, impairments=plan,
+                                   impair_seed=7)
+    assert ring[-len(tail):] == tail == udp[-len(tail):]
+    assert "1@shm:/dev/shm/port1" in ring
+    assert "--impair" not in softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, impairments=ImpairmentPlan())
 
 
 def test_asking_for_shm_ports_without_a_compiler_fails_up_front(monkeypatch: pytest.MonkeyPatch,
@@ -119,4 +149,4 @@ def test_help_has_no_speed_figures_only_the_cost_and_where_rates_are(capsys: pyt
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "packets/s:" not in text and "10-30k" not in text and "W*(N/32)*d" not in text
-    assert "docs/performance.md" in text and "exit codes:" in text and "10 s without a result (Stalled)" in text
+    assert "docs/performance.md" in text and "exit codes:" in text and "30 s without a result (Stalled)" in text

@@ -9,7 +9,8 @@ from omnireduce.controller.model import validate_jobs_together
 from omnireduce.p4src import constants
 from omnireduce.testbed import ConfigError, Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_USAGE, main
-from omnireduce.testbed.model import auto_slots
+from omnireduce.softswitch.faults import ImpairmentPlan, parse_rule
+from omnireduce.testbed.model import ImpairSite, auto_slots
 from omnireduce.testbed.plan import plan_network
 from omnireduce.testbed.provision import controller_jobs, plan_from_json, plan_to_json
 
@@ -30,13 +31,27 @@ def test_default_config_is_valid():
     (TestbedConfig(dtype="int32", fault=Fault(FaultKind.NAN_INPUT)), "float32"),
     (TestbedConfig(timeout=0), "--timeout"),
     (TestbedConfig(loss=1.0), "--loss"),
-    (TestbedConfig(loss=0.01, net=NetKind.MININET), "tc netem"),
+    (TestbedConfig(impairments=ImpairmentPlan.parse(["drop=0.1"]), impair_at=ImpairSite.LINKS), "--net mininet"),
+    (TestbedConfig(loss=0.01, net=NetKind.MININET, switch=SwitchKind.BMV2, impair_at=ImpairSite.SWITCH),
+     "BMv2 has none"),
+    (TestbedConfig(workers=2, impairments=ImpairmentPlan.parse(["3:drop=0.1"])), "which no worker uses"),
+    (TestbedConfig(impairments=ImpairmentPlan((parse_rule("out:delay=1ms"), parse_rule("2:jitter=2ms")))),
+     "must not exceed the delay"),
 ])
 def test_bad_configs_name_their_problem(config, needle):
     problems = config.problems()
     assert any(needle in problem for problem in problems), problems
     with pytest.raises(ConfigError, match=needle.replace("-", r"\-")):
         run_testbed(config)
+
+
+def test_impairments_act_in_the_switch_on_loopback_and_on_the_links_on_mininet():
+    assert TestbedConfig().impair_at is ImpairSite.SWITCH
+    assert TestbedConfig(net=NetKind.MININET).impair_at is ImpairSite.LINKS
+    # --loss is a first rule drop=P, under the --impair rules.
+    config = TestbedConfig(loss=0.05, impairments=ImpairmentPlan.parse(["2/in:drop=0", "reorder=0.1"]))
+    assert config.impairment_plan().describe() == ["drop=0.05", "2/in:drop=0", "reorder=0.1"]
+    assert config.impairment_plan().for_link(2, "in").drop == 0 and config.problems() == []
 
 
 def test_fault_parsing():

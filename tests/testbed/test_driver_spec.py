@@ -12,8 +12,9 @@ import pytest
 
 from omnireduce.testbed import star_driver
 from omnireduce.testbed.layout import RunLayout
-from omnireduce.testbed.mininet_run import build_spec, driver_command, unique_prefix
-from omnireduce.testbed.model import NetKind, TestbedConfig
+from omnireduce.softswitch.faults import ImpairmentPlan
+from omnireduce.testbed.mininet_run import build_spec, driver_command, netem_args, unique_prefix
+from omnireduce.testbed.model import ImpairSite, NetKind, TestbedConfig
 from omnireduce.testbed.plan import plan_network
 
 
@@ -36,6 +37,36 @@ def test_venv_spec_satisfies_the_driver(tmp_path):
     assert spec["switch"]["argv_suffix"] == ["--grpc-server-addr", "127.0.0.1:50123"]
     assert argv == (spec["switch"]["argv_prefix"] + ["-i", "1@t0a1bs1-eth1", "-i", "2@t0a1bs1-eth2"]
                     + spec["switch"]["argv_suffix"])
+
+
+def test_impairments_become_netem_on_each_side_of_each_link(tmp_path):
+    config = TestbedConfig(workers=2, net=NetKind.MININET, seed=3, loss=0.01,
+                           impairments=ImpairmentPlan.parse(["2/out:delay=5ms,jitter=1ms,duplicate=0.5%",
+                                                             "1/in:reorder=10%"]))
+    spec = build_spec(config, plan_network(config), RunLayout(tmp_path).create(), 50000, "t0a1b")
+    spec = json.loads(json.dumps(spec))
+    star_driver.check_spec(spec)
+    by_link = {(entry["port"], entry["side"]): entry for entry in spec["netem"]}
+    assert by_link[1, "host"]["args"] == ["delay", "20ms", "loss", "1%", "reorder", "10%"]  # reordering needs a delay
+    assert by_link[1, "switch"]["args"] == ["loss", "1%"]
+    assert by_link[2, "host"]["args"] == ["loss", "1%"]
+    assert by_link[2, "switch"]["args"] == ["delay", "5ms", "1ms", "loss", "1%", "duplicate", "0.5%"]
+    assert len({entry["seed"] for entry in spec["netem"]}) == 4
+    assert star_driver.netem_command("t0a1bh1-eth0", by_link[1, "host"], seeded=False) == (
+        "tc qdisc replace dev t0a1bh1-eth0 root netem delay 20ms loss 1% reorder 10%")
+    assert star_driver.netem_command("x", by_link[1, "host"], seeded=True).endswith(f" seed {by_link[1, 'host']['seed']}")
+    # The switch's argv is untouched: the links impair.
+    assert spec["switch"]["argv_suffix"] == ["--grpc-server-addr", "127.0.0.1:50000"]
+
+
+def test_impairing_in_the_softswitch_on_mininet_goes_on_its_command_line(tmp_path):
+    config = TestbedConfig(workers=2, net=NetKind.MININET, seed=4, impair_at=ImpairSite.SWITCH,
+                           impairments=ImpairmentPlan.parse(["drop=0.02"]))
+    spec = build_spec(config, plan_network(config), RunLayout(tmp_path).create(), 50000, "t0a1b")
+    assert spec["netem"] == []
+    assert spec["switch"]["argv_suffix"] == ["--grpc-server-addr", "127.0.0.1:50000", "--impair", "drop=0.02",
+                                             "--impair-seed", "4"]
+    assert netem_args(ImpairmentPlan().for_link(1, "in")) == []
 
 
 def test_driver_runs_under_system_python_without_our_folder_on_its_path(tmp_path):

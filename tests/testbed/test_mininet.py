@@ -14,7 +14,9 @@ import pytest
 
 from omnireduce.testbed import Fault, FaultKind, NetKind, SwitchKind, TestbedConfig, run_testbed
 from omnireduce.testbed.layout import RunLayout
-from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_leftovers, unique_prefix
+from omnireduce.softswitch.faults import ImpairmentPlan
+from omnireduce.testbed.mininet_run import build_spec, driver_command, kill_leftovers, netem_unavailable, unique_prefix
+from omnireduce.testbed.model import ImpairSite
 from omnireduce.testbed.plan import plan_network
 from omnireduce.testbed.switches import bmv2_binary
 
@@ -84,6 +86,50 @@ def test_softswitch_run_on_mininet(tmp_path):
     assert job.counters.get("results", 0) == job.expected.results
     assert survivors(tmp_path) == []
     spec = json.loads((tmp_path / "driver-spec.json").read_text())
+    assert interfaces_named(spec["name_prefix"]) == []
+
+
+IMPAIRMENTS = ImpairmentPlan.parse(["drop=2%", "duplicate=2%", "1/out:reorder=10%", "2/in:delay=2ms,jitter=1ms"])
+
+
+def impaired_run(tmp_path, impair_at: ImpairSite):
+    report = run_testbed(TestbedConfig(workers=3, net=NetKind.MININET, size=16384, density=0.1, slots=8,
+                                       impairments=IMPAIRMENTS, impair_at=impair_at, timeout=120, keep_logs=tmp_path))
+    assert report.ok, report.failure  # every result verified against numpy despite the faults
+    assert sum(report.drops.values()) + report.jobs[0].counters.get("replays", 0) > 0  # the faults did show
+    assert survivors(tmp_path) == []
+    spec = json.loads((tmp_path / "driver-spec.json").read_text())
+    assert interfaces_named(spec["name_prefix"]) == []
+    return spec
+
+
+def test_impairments_in_the_softswitch_on_mininet(tmp_path):
+    spec = impaired_run(tmp_path, ImpairSite.SWITCH)
+    assert "--impair" in spec["switch"]["argv_suffix"] and spec["netem"] == []
+
+
+_NETEM_PROBLEM = netem_unavailable() if os.geteuid() == 0 else "needs root"
+
+
+@pytest.mark.skipif(_NETEM_PROBLEM is not None, reason=f"netem on Mininet links: {_NETEM_PROBLEM}")
+def test_impairments_on_the_links_with_netem(tmp_path):
+    spec = impaired_run(tmp_path, ImpairSite.LINKS)
+    assert len(spec["netem"]) == 6 and "--impair" not in spec["switch"]["argv_suffix"]
+
+
+@pytest.mark.skipif(_NETEM_PROBLEM is None, reason="this kernel has netem: the missing-netem path cannot be seen")
+def test_a_kernel_without_netem_fails_the_driver_clearly_and_leaves_nothing(tmp_path):
+    config = TestbedConfig(workers=2, net=NetKind.MININET, impairments=ImpairmentPlan.parse(["drop=1%"]))
+    spec = build_spec(config, plan_network(config), RunLayout(tmp_path).create(), 1, unique_prefix())
+    spec["switch"] = {"kind": "linux-bridge"}
+    spec["setup"], spec["after"], spec["agents"] = [], [], []
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(driver_command(spec_path), capture_output=True, text=True, timeout=120)
+    report = json.loads(Path(spec["report"]).read_text())
+    assert result.returncode == 1 and report["phase"] == "netem"
+    assert "root netem loss 1%: Error: Specified qdisc kind is unknown." in report["failure"]
+    assert "impair in the softswitch instead (--impair-at switch)" in report["failure"]
     assert interfaces_named(spec["name_prefix"]) == []
 
 

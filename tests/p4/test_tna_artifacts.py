@@ -1,0 +1,131 @@
+# Run: .venv/bin/pytest tests/p4/test_tna_artifacts.py   (TOFINO_P4C=/path/to/p4c for the compile check)
+"""p4src/tna/build/ must match the Tofino program's sources, and the program must pass what checks it here.
+
+- The digest test runs everywhere (CI has no Tofino compiler): once a build is recorded, a change to any P4 file
+  tna.p4 includes (its own or the shared wire format) without `make tofino` fails it. Before the first recorded
+  build it skips, saying so.
+- p4test (the P4 front and mid end) checks the program's syntax and types where it is installed.
+- The compile check runs the open Tofino compiler where there is one (TOFINO_P4C, or p4c-barefoot on PATH with
+  its driver beside it) and compares its stages and stateful ALUs with the recorded summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from omnireduce.p4src import constants as C
+from omnireduce.p4src.tna import artifacts, summary
+
+REPO = artifacts.P4SRC.parent
+TNA_INCLUDE = Path(os.environ.get("TOFINO_P4INCLUDE", "/opt/tofino-build/src/p4c/backends/tofino/bf-p4c/p4include"))
+
+
+def tofino_compiler() -> Path | None:
+    """The p4c driver of a Tofino-enabled p4c build: $TOFINO_P4C, or the `p4c` beside a p4c-barefoot on PATH."""
+    if os.environ.get("TOFINO_P4C"):
+        return Path(os.environ["TOFINO_P4C"])
+    backend = shutil.which("p4c-barefoot")
+    if backend and (Path(backend).parent / "p4c").exists():
+        return Path(backend).parent / "p4c"
+    return None
+
+
+def test_tna_build_matches_its_sources():
+    recorded = artifacts.recorded_digest()
+    if recorded is None:
+        pytest.skip("no Tofino build is recorded yet (p4src/tna/build/SOURCES.sha256): run `make tofino` where the "
+                    "open Tofino compiler is installed and commit p4src/tna/build/")
+    assert artifacts.RESOURCES.exists() and artifacts.CONTEXT_JSON.exists() and artifacts.BFRT_JSON.exists()
+    assert artifacts.sources_digest() == recorded, (
+        "the Tofino program's sources changed since p4src/tna/build/ was compiled: run `make tofino` and commit it")
+
+
+def test_tna_digest_follows_the_includes(tmp_path):
+    sources = artifacts.p4_sources()
+    names = {path.relative_to(artifacts.P4SRC).as_posix() for path in sources}
+    # Its own files, the shared wire format and the generated code; none of the v1model program's controls.
+    assert {"tna/tna.p4", "include/headers.p4", "include/defines.p4", "include/sizes.p4",
+            "include/generated/lanes_header.p4", "tna/include/generated/worker_announcements.p4"} <= names
+    assert not any(name.startswith("include/control/") for name in names)
+    # A copy with one shared size changed digests differently.
+    for path in sources:
+        target = tmp_path / path.relative_to(artifacts.P4SRC)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    program = tmp_path / "tna" / "tna.p4"
+    assert artifacts.sources_digest(program, tmp_path) == artifacts.sources_digest()
+    sizes = tmp_path / "include" / "sizes.p4"
+    sizes.write_text(sizes.read_text().replace("#define LANES 32", "#define LANES 33"))
+    assert artifacts.sources_digest(program, tmp_path) != artifacts.sources_digest()
+
+
+def test_v1model_digest_ignores_the_tna_program():
+    from omnireduce.p4src import artifacts as v1model
+
+    assert not any("tna" in path.relative_to(v1model.P4SRC).parts for path in v1model.p4_sources())
+
+
+@pytest.mark.skipif(shutil.which("p4test") is None or not (TNA_INCLUDE / "tna.p4").exists(),
+                    reason="p4test or the TNA includes (TOFINO_P4INCLUDE) are absent")
+def test_tna_program_passes_the_p4_front_and_mid_end():
+    result = subprocess.run(["p4test", "--std", "p4-16", "-D__TARGET_TOFINO__=1", "-I", str(TNA_INCLUDE),
+                             str(artifacts.PROGRAM)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(tofino_compiler() is None, reason="no Tofino compiler (TOFINO_P4C, or p4c-barefoot on PATH)")
+def test_tna_program_compiles_to_the_recorded_resources(tmp_path):
+    compiler = tofino_compiler()
+    result = subprocess.run([str(compiler), "--target", "tofino", "--arch", "tna", "--std", "p4-16",
+                             "--bf-rt-schema", str(tmp_path / "bf-rt.json"), "-o", str(tmp_path),
+                             str(artifacts.PROGRAM)], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    context = json.loads(next(tmp_path.rglob("context.json")).read_text())
+    compiled = summary.summarize(context, None)
+    if artifacts.recorded_digest() is not None:
+        recorded = json.loads(artifacts.RESOURCES.read_text())
+        assert compiled["stages"] == recorded["stages"]
+        assert compiled["stateful_alus"] == recorded["stateful_alus"]
+
+
+def test_summary_counts_stages_and_stateful_alus_per_gress():
+    context = {"tables": [
+        {"name": "Ingress.identity.workers", "direction": "ingress", "table_type": "match",
+         "stage_tables": [{"stage_number": 0}]},
+        {"name": "Ingress.rounds.values.round_value_0", "direction": "ingress", "table_type": "stateful",
+         "size": C.TNA_ROUND_COUNT, "alu_width": 32, "stage_tables": [{"stage_number": 3}]},
+        {"name": "Egress.announcements.workers.worker_next_0", "direction": "egress", "table_type": "stateful",
+         "size": C.TNA_SLOT_COUNT, "alu_width": 32, "stage_tables": [{"stage_number": 0}]},
+        {"name": "Egress.announcements.workers.worker_next_1", "direction": "egress", "table_type": "stateful",
+         "stage_tables": [{"stage_number": 0}]},
+    ]}
+    metrics = {"mau": {"srams": 300, "tcams": 4, "map_rams": 290, "logical_tables": 120}, "phv": {"normal": []}}
+    result = summary.summarize(context, metrics)
+    assert result["stages"]["available"] == 12
+    assert result["stages"]["ingress"] == {"used": 2, "numbers": [0, 3]}
+    assert result["stateful_alus"]["available_per_gress"] == 48
+    assert (result["stateful_alus"]["ingress"], result["stateful_alus"]["egress"]) == (1, 2)
+    assert result["memories"]["sram"] == {"used": 300, "available": 960}
+    assert [r["name"] for r in result["registers"]] == [
+        "Egress.announcements.workers.worker_next_0", "Egress.announcements.workers.worker_next_1",
+        "Ingress.rounds.values.round_value_0"]
+
+
+def test_recorded_bf_rt_names_are_the_ones_the_docs_and_the_model_use():
+    if not artifacts.BFRT_JSON.exists():
+        pytest.skip("no Tofino build is recorded yet (p4src/tna/build/bf-rt.json)")
+    from . import tna_model
+
+    names = {table["name"] for table in json.loads(artifacts.BFRT_JSON.read_text())["tables"]}
+    expected = [tna_model.WORKERS, tna_model.JOBS, tna_model.ROUTES, tna_model.DESTINATIONS, tna_model.SLOT_TENSOR,
+                tna_model.WORKER_NEXT + "0", tna_model.ROUND_VALUE + "0", "Ingress.rounds.round_block"]
+    missing = [name for name in expected if f"pipe.{name}" not in names]
+    assert not missing, f"bf-rt.json has no {missing}; it has {sorted(names)[:40]}"
