@@ -47,10 +47,13 @@ from .quantize import (
     dequantize,
     dequantize_blocks,
     describe_non_finite,
+    FloatScan,
     exponent_claim,
+    from_wire_in_place,
     int_lanes,
     quantize_blocks,
     scale_shift,
+    scan_float32,
 )
 from .stats import Stats
 from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, ShmTransport, Transport
@@ -167,8 +170,10 @@ class AllReduce:
         count = block_count(values.size)
         if count > MAX_BLOCKS:
             raise InputError(f"{values.size} values make {count} blocks; at most {MAX_BLOCKS} fit block indices")
+        # One pass over a float tensor: its non-zero blocks, its largest magnitude, and whether it is finite.
+        scan = scan_float32(values) if values.dtype.kind == "f" else None
         # Bad values are one worker's data, not the call: they are announced, not raised here (agreement.py).
-        refusal = describe_non_finite(values)
+        refusal = describe_non_finite(values) if scan is not None and not scan.finite else None
 
         stats = Stats(blocks_total=count)
         self.current_stats = stats  # read by progress reporters while the all-reduce runs
@@ -184,7 +189,7 @@ class AllReduce:
             log.warning("%s: refusing this input (%s); announcing it in the scale round of tensor %d",
                         self.config.name, refusal, scale_tensor)
         try:
-            self._reduce(values, result, scale_tensor, stats, started, deadline_at, refusal)
+            self._reduce(values, scan, result, scale_tensor, stats, started, deadline_at, refusal)
         except (InputError, JobMismatch, OverflowRisk, PeerRefused) as error:
             log.info("%s: all-reduce refused by every worker: %s", self.config.name, error)
             raise
@@ -211,9 +216,10 @@ class AllReduce:
             raise InputError("out is read-only")
         return out
 
-    def _reduce(self, values: np.ndarray, result: np.ndarray, scale_tensor: int, stats: Stats, started: float,
-                deadline_at: float | None, refusal: str | None) -> None:
+    def _reduce(self, values: np.ndarray, scan: FloatScan | None, result: np.ndarray, scale_tensor: int,
+                stats: Stats, started: float, deadline_at: float | None, refusal: str | None) -> None:
         """Scale round, then the data tensor; the sums are written into `result` (values' shape and dtype).
+        scan: scan_float32(values) for a float tensor, else None.
 
         started: when the call began (stats.joined_s counts from it); refusal: why this worker refuses its values
         (announced in the scale round, which then raises), or None.
@@ -225,7 +231,7 @@ class AllReduce:
                             block_count=count)
         announcement = Announcement(claim, config.worker_id, refusal)
         # A refusing worker claims the smallest exponent, leaving the max to the others (nothing is sent anyway).
-        exponent = 0 if refusal is not None else exponent_claim(values)
+        exponent = 0 if refusal is not None else exponent_claim(values, scan.magnitude if scan is not None else None)
         agreed = self._scale_round(scale_tensor, announcement, exponent, stats, deadline_at)
         stats.joined_s = time.monotonic() - started
         self.last_exponent = agreed
@@ -235,7 +241,8 @@ class AllReduce:
         length = planned_blocks * C.LANES
         if is_float:
             shift = scale_shift(agreed, config.workers)
-            lanes, significant = quantize_blocks(flat, shift, length)
+            assert scan is not None
+            lanes, significant = quantize_blocks(flat, shift, length, scan.candidates)
         else:
             check_int_sum(agreed, config.workers)
             lanes = int_lanes(flat, length)
@@ -243,12 +250,24 @@ class AllReduce:
         if config.zero_threshold is not None:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
-        sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
+        # The sums are received straight into `result`'s memory where it is a separate, contiguous buffer of whole
+        # blocks (the input was quantized above, so an overlap is what stops it): no second buffer of the tensor's
+        # size to fault in and convert from, and only the blocks that received a result are converted.
+        in_place = (result.flags.c_contiguous and result.size == planned_blocks * C.LANES
+                    and not np.may_share_memory(result, values))
+        if in_place:
+            sums = result.reshape(-1).view(LANE_DTYPE)
+            sums[:] = 0
+        else:
+            sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
         data = self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
             stats=stats, deadline_at=deadline_at, joining=False,
         )
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
+        if in_place:
+            from_wire_in_place(result.reshape(-1), shift if is_float else None, data.result_blocks())
+            return
         reduced = sums[: flat.size].reshape(values.shape)
         if is_float and result.flags.c_contiguous:
             dequantize_blocks(sums, shift, data.result_blocks(), result.reshape(-1))

@@ -64,7 +64,8 @@ class ColumnState:
     the awaited round left if it was never retransmitted (NaN: not timed, Karn); first_sent_at, retransmitted_at: when
     it first left and was last retransmitted (NaN: not), to recognise a spurious timeout; rto, deadline: the awaited round's
     timer; timeouts: its expiries; gap_requested: a REQUEST for it already went out on a gap; contrib: each column's
-    last CONTRIB payload, resent as it is on a timeout; early: results that overtook the awaited one, by block.
+    last CONTRIB payload, resent as it is on a timeout; early: results that overtook the awaited one, by block;
+    has_early: whether early holds any.
     """
 
     expected: np.ndarray
@@ -79,6 +80,7 @@ class ColumnState:
     gap_requested: np.ndarray
     contrib: np.ndarray
     early: list[dict[int, bytes]]
+    has_early: np.ndarray  # uint8: 1 where early[slot] is not empty (read by the compiled path, host/exchange.c)
 
     @classmethod
     def create(cls, columns: int, *, job_id: int, tensor_id: int, exponent: int) -> "ColumnState":
@@ -104,6 +106,7 @@ class ColumnState:
             gap_requested=np.zeros(columns, dtype=bool),
             contrib=contrib,
             early=[{} for _ in range(columns)],
+            has_early=np.zeros(columns, dtype=np.uint8),
         )
 
 

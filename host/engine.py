@@ -180,6 +180,7 @@ class TensorExchange:
         worker_id: int = 0,
         workers: int = 1,
         repair_source: "TensorExchange | None" = None,
+        compiled: bool = True,
     ) -> None:
         if len(lanes) != plan.count * LANES_BYTES or len(result) != plan.count * LANES_BYTES:
             raise ValueError("lanes and result must hold plan.count blocks of big-endian int32 lanes")
@@ -209,7 +210,6 @@ class TensorExchange:
         self._repair_source = repair_source
         self._peers = [(worker_id + k) % workers for k in range(1, workers)] or [worker_id]
         self._next_block_array = plan.next_block.astype(np.int64)
-        self._next_block = plan.next_block.tolist()  # Python ints: indexed once per block sent one at a time
         # What this worker can tell a peer about each consumed round (served on forwarded REQUESTs): its next
         # block and set index; -1: not consumed (yet).
         self._result_next = np.full(plan.count, -1, dtype=np.int64)
@@ -229,6 +229,13 @@ class TensorExchange:
         self.last_progress = 0.0
         #: exponent field of the last result consumed (the scale round's agreed exponent).
         self.result_exponent = 0
+        #: the compiled common case (host/exchange.c) bound to this exchange's arrays, or None: numpy's batch path.
+        self._compiled = CompiledConsumer.bind(self) if compiled else None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether batches are consumed by the compiled path (host/exchange.c) rather than numpy's."""
+        return self._compiled is not None
 
     # --- state ---------------------------------------------------------------------------------------------------
 
@@ -296,7 +303,9 @@ class TensorExchange:
 
     def _contribute(self, slot: int, block: int, now: float) -> None:
         """Send `block` with this worker's next block in the column, on the slot's current set."""
-        following = self._next_block[block]
+        # NOTE: indexed here, not through a list of Python ints made up front: that list took 20-25 ms per 100 MB
+        # tensor, more than all the blocks the per-packet path ever sends.
+        following = int(self._next_block_array[block])
         buffer = self._contrib_views[slot]
         HEADER.pack_into(
             buffer, 0, C.MSG_CONTRIB, int(self._channels.set_index[slot]), self.job_id, self.tensor_id, slot, block,
@@ -371,6 +380,9 @@ class TensorExchange:
         payloads: (n, DATA_PAYLOAD_BYTES) uint8, C-contiguous; row i holds a payload of sizes[i] bytes (a row of a
         payload longer than a row is cut short, and such a payload is ignored as on_payload would).
         """
+        if self._compiled is not None:
+            self._on_batch_compiled(payloads, sizes, now)
+            return
         count = len(sizes)
         headers = Headers.parse(payloads)
         index = 0
@@ -393,6 +405,26 @@ class TensorExchange:
                 else:
                     self.on_payload(memoryview(payloads[row, :size]), now)
             index = stop
+
+    def _on_batch_compiled(self, payloads: np.ndarray, sizes: np.ndarray, now: float) -> None:
+        """on_batch through exchange.c: it consumes rows up to the first that is not the plain case, which goes
+        through on_payload, and so on. While first-round launches are queued, rows go one by one (as in numpy's
+        batch path: launches under pacing interleave with consumption)."""
+        payloads = np.ascontiguousarray(payloads)
+        sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+        count = len(sizes)
+        index = 0
+        while index < count:
+            if not self._to_launch:
+                index += self._compiled.consume(self, payloads[index:], sizes[index:], now)
+                if index >= count:
+                    return
+            size = int(sizes[index])
+            if size > DATA_PAYLOAD_BYTES:
+                self.stats.ignored += 1
+            else:
+                self.on_payload(memoryview(payloads[index, :size]), now)
+            index += 1
 
     def _fast_rows(self, headers: Headers, sizes: np.ndarray) -> np.ndarray:
         if self._to_launch:
@@ -512,6 +544,7 @@ class TensorExchange:
             # Keep this one for its turn, and ask for the missing one now rather than at the timer.
             columns.early[slot][block] = bytes(payload)
             self._early_slots.add(slot)
+            columns.has_early[slot] = 1
             self.stats.early += 1
             if not columns.gap_requested[slot]:
                 self._request(slot)
@@ -525,6 +558,7 @@ class TensorExchange:
             self._consume(slot, header[1] & _SET_MASK, header[5], header[6], header[7], kept, now)
         if not early:
             self._early_slots.discard(slot)
+            columns.has_early[slot] = 0
 
     def _serve(self, payload: memoryview | bytes) -> None:
         """A peer's REQUEST, forwarded by the switch because the set no longer holds the round: answer with a
@@ -602,6 +636,90 @@ class TensorExchange:
             self._arm(slot, now, patience)
         if self._to_launch:
             self._launch(now)
+
+
+class CompiledConsumer:
+    """One exchange's arrays bound to host/exchange.c's orx_consume (the structs point into them: they must not be
+    reallocated while the exchange runs, and they are not).
+
+    NOTE: it holds no reference to the exchange (consume() is given it), and points only into numpy arrays: a
+    reference cycle through cffi's buffers would let the garbage collector clear a memoryview that still exports
+    its buffer, which crashes the interpreter.
+    """
+
+    def __init__(self, module, exchange: TensorExchange) -> None:
+        ffi = module.ffi
+        self._ffi, self._lib = ffi, module.lib
+        self._keep: list[object] = []  # the buffers' cdata, alive as long as the structs point into them
+        plan, timeouts = exchange.plan, exchange._timeouts
+        x = ffi.new("orx_exchange *")
+        x.constant = int(exchange._result_constant)
+        x.slots, x.count, x.columns = plan.slots, plan.count, plan.columns
+        x.expected_exponent = -1 if exchange._expected_exponent is None else exchange._expected_exponent
+        x.initial, x.ceiling = timeouts.retransmit_initial, timeouts.retransmit_max
+        x.first, x.fallback = timeouts.retransmit_first, timeouts.request_fallback
+        columns = exchange._columns
+        c = ffi.new("orx_columns *")
+        for field, kind, array in (
+            ("expected", "int64_t[]", columns.expected), ("own_next", "int64_t[]", columns.own_next),
+            ("timeouts", "int64_t[]", columns.timeouts), ("contributed", "uint8_t[]", columns.contributed),
+            ("gap_requested", "uint8_t[]", columns.gap_requested), ("has_early", "uint8_t[]", columns.has_early),
+            ("sent_at", "double[]", columns.sent_at), ("first_sent_at", "double[]", columns.first_sent_at),
+            ("retransmitted_at", "double[]", columns.retransmitted_at), ("rto", "double[]", columns.rto),
+            ("deadline", "double[]", columns.deadline), ("contrib", "uint8_t[]", columns.contrib),
+            ("set_index", "uint8_t[]", exchange._channels.set_index),
+            ("lanes", "uint8_t[]", exchange._lanes_by_block),
+            ("next_block", "int64_t[]", exchange._next_block_array),
+            ("result", "uint8_t[]", exchange._result_by_block), ("result_next", "int64_t[]", exchange._result_next),
+            ("result_set", "uint8_t[]", exchange._result_set),
+        ):
+            pointer = ffi.from_buffer(kind, array)
+            self._keep.append(pointer)
+            setattr(c, field, pointer)
+        self._x, self._c = x, c
+        self._out = np.zeros((0, DATA_PAYLOAD_BYTES), dtype=np.uint8)
+        self._out_pointer = ffi.from_buffer("uint8_t[]", self._out)
+
+    @classmethod
+    def bind(cls, exchange: TensorExchange) -> "CompiledConsumer | None":
+        from . import native
+
+        module = native.available()
+        return cls(module, exchange) if module is not None else None
+
+    def consume(self, exchange: TensorExchange, payloads: np.ndarray, sizes: np.ndarray, now: float) -> int:
+        """Consume the leading plain rows (all of exchange.c's checks passed) into `exchange` (the one bound);
+        returns how many."""
+        count = len(sizes)
+        if count > len(self._out):
+            self._out = np.zeros((max(count, 2 * len(self._out)), DATA_PAYLOAD_BYTES), dtype=np.uint8)
+            self._out_pointer = self._ffi.from_buffer("uint8_t[]", self._out)
+        x = self._x
+        estimator = exchange._round_trip
+        x.srtt = math.nan if estimator.srtt is None else estimator.srtt
+        x.rttvar, x.peak = estimator.rttvar, estimator.peak
+        x.backed_off = math.nan if estimator.backed_off is None else estimator.backed_off
+        ffi = self._ffi
+        consumed = self._lib.orx_consume(x, self._c, ffi.from_buffer("uint8_t[]", payloads),
+                                         ffi.from_buffer("int64_t[]", sizes), count, now, self._out_pointer)
+        if not consumed:
+            return 0
+        estimator.srtt = None if math.isnan(x.srtt) else x.srtt
+        estimator.rttvar, estimator.peak = x.rttvar, x.peak
+        estimator.backed_off = None if math.isnan(x.backed_off) else x.backed_off
+        stats = exchange.stats
+        stats.results += consumed
+        exchange.result_exponent = x.exponent
+        exchange.last_progress = now
+        exchange._awaiting_first -= x.first_round
+        exchange._open -= x.closed
+        sent = x.sent
+        if sent:
+            exchange._send_batch(self._out[:sent])
+            stats.contribs_sent += sent
+            if exchange._count_blocks:
+                stats.blocks_sent += sent
+        return consumed
 
 
 def request_patience(rto: np.ndarray, timeouts: Timeouts) -> np.ndarray:

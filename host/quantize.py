@@ -8,10 +8,14 @@ An int32 tensor is sent unchanged, after a check that W of them cannot overflow.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from . import native
 from .blocks import block_count
 
 from .errors import InputError, OverflowRisk
@@ -55,6 +59,45 @@ def describe_non_finite(values: np.ndarray) -> str | None:
             f"({flat[first]})")
 
 
+@dataclass(frozen=True, slots=True)
+class FloatScan:
+    """What one pass over a float32 tensor tells before it is quantized: candidates, per block of LANES values,
+    whether any bit is set (-0.0 counts; the last block may be partial); magnitude, max |x| (Inf or NaN where the
+    tensor holds one); finite, whether every value is."""
+
+    candidates: np.ndarray
+    magnitude: float
+    finite: bool
+
+
+#: Bits of float32 +Inf: a magnitude's bits at or above it are an Inf or a NaN.
+_INF_BITS = 0x7F800000
+
+
+def scan_float32(values: np.ndarray) -> FloatScan:
+    """FloatScan of a float32 tensor: one pass in C (host/exchange.c) where it builds, else three with numpy."""
+    flat = np.ascontiguousarray(values.reshape(-1), dtype=np.float32)
+    count = block_count(flat.size)
+    words = flat.view(np.uint32)
+    module = native.available()
+    if module is not None:
+        candidates = np.empty(count, dtype=np.bool_)
+        ffi = module.ffi
+        bits = module.lib.orx_scan_f32(ffi.from_buffer("uint32_t[]", words), flat.size,
+                                       ffi.from_buffer("uint8_t[]", candidates))
+        return FloatScan(candidates, float(np.uint32(bits).view(np.float32)), bits < _INF_BITS)
+    full = flat.size // C.LANES
+    candidates = np.zeros(count, dtype=bool)
+    candidates[:full] = np.bitwise_or.reduce(words[:full * C.LANES].reshape(full, C.LANES), axis=1) != 0
+    if full < count:
+        candidates[full] = bool(np.any(words[full * C.LANES:]))
+    if not flat.size:
+        return FloatScan(candidates, 0.0, True)
+    highest, lowest = flat.max(), flat.min()  # max/min propagate NaN and show Inf
+    finite = bool(np.isfinite(highest) and np.isfinite(lowest))
+    return FloatScan(candidates, float(max(highest, -lowest)) if finite else math.inf, finite)
+
+
 def check_values(values: np.ndarray) -> None:
     """Both checks at once, raising InputError: for callers outside a job (bench/bench_agent.py times them)."""
     check_dtype(values)
@@ -72,13 +115,14 @@ def largest_magnitude(values: np.ndarray) -> float | int:
     return float(max(values.max(), -values.min()))
 
 
-def exponent_claim(values: np.ndarray) -> int:
+def exponent_claim(values: np.ndarray, magnitude: float | int | None = None) -> int:
     """This worker's biased exponent claim e_w for the scale round, in [0, 255].
 
     float32: E_w = floor(log2 max|x|) + 1 (so max|x| < 2^E_w), e_w = 0 for an all-zero tensor.
-    int32: E_w = bit length of max|x|.
+    int32: E_w = bit length of max|x|. magnitude: max|x| where already known (FloatScan), else computed.
     """
-    magnitude = largest_magnitude(values)
+    if magnitude is None:
+        magnitude = largest_magnitude(values)
     if values.dtype.kind == "i":
         unbiased = int(magnitude).bit_length()
     elif magnitude == 0:
@@ -128,7 +172,8 @@ def quantize(values: np.ndarray, shift: int, length: int | None = None) -> np.nd
     return scaled.astype(LANE_DTYPE)
 
 
-def quantize_blocks(values: np.ndarray, shift: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_blocks(values: np.ndarray, shift: int, length: int,
+                    candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """quantize(values, shift, length) and the mask of its non-zero blocks, touching only the blocks that hold a
     non-zero bit.
 
@@ -136,22 +181,35 @@ def quantize_blocks(values: np.ndarray, shift: int, length: int) -> tuple[np.nda
     bits (cheaper than a float comparison, and -0.0 just counts as a candidate), and only the candidates are
     scaled, rounded and byte-swapped (the byte-swapping cast alone costs more than everything else over a dense
     100 MB tensor). The lanes of the other blocks stay in zero pages never written. The same lanes and mask as
-    quantize() followed by nonzero_blocks().
+    quantize() followed by nonzero_blocks(). candidates: FloatScan.candidates of `values`, where already known.
     """
     flat = np.ascontiguousarray(values.reshape(-1), dtype=np.float32)
     count = length // C.LANES
     lanes = np.zeros(length, dtype=LANE_DTYPE)
     by_block = lanes.reshape(count, C.LANES)
     full = flat.size // C.LANES
+    scanned = candidates
     candidates = np.zeros(count, dtype=bool)
-    words = flat[:full * C.LANES].view(np.uint32).reshape(full, C.LANES)
-    candidates[:full] = np.bitwise_or.reduce(words, axis=1) != 0
-    if full * C.LANES < flat.size:
-        candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
+    if scanned is not None:
+        candidates[:len(scanned)] = scanned
+    else:
+        words = flat[:full * C.LANES].view(np.uint32).reshape(full, C.LANES)
+        candidates[:full] = np.bitwise_or.reduce(words, axis=1) != 0
+        if full * C.LANES < flat.size:
+            candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
     chosen = np.flatnonzero(candidates)
     if len(chosen) * 2 > count:  # dense: gathering and scattering blocks would cost more than it saves
         lanes = quantize(flat, shift, length)
         return lanes, lanes.reshape(count, C.LANES).any(axis=1)
+    module = native.available()
+    if len(chosen) and module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT:
+        significant = np.zeros(count, dtype=bool)
+        blocks = chosen.astype(np.int64, copy=False)
+        ffi = module.ffi
+        module.lib.orx_quantize_f32(ffi.from_buffer("float[]", flat), flat.size, ffi.from_buffer("int64_t[]", blocks),
+                                    len(blocks), 2.0**shift, ffi.from_buffer("uint8_t[]", lanes),
+                                    ffi.from_buffer("uint8_t[]", significant))
+        return lanes, significant
     if len(chosen):
         padded = np.zeros((len(chosen), C.LANES), dtype=np.float32)
         whole = chosen[chosen < full]
@@ -199,6 +257,32 @@ def dequantize_blocks(sums: np.ndarray, shift: int, blocks: np.ndarray, out: np.
         sums[:full * C.LANES].reshape(full, C.LANES)[whole], shift)
     if len(whole) < len(blocks) and full * C.LANES < out.size:  # the last, partial block received a result
         dequantize(sums[full * C.LANES:out.size], shift, out=out[full * C.LANES:])
+    return out
+
+
+def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray) -> np.ndarray:
+    """Turn the all-reduce's sums, received into `out`'s own bytes, into `out`'s values, in place.
+
+    out: float32 or int32, flat, contiguous, a whole number of blocks; its bytes hold big-endian int32 sums that are
+    zero except in `blocks` (sorted block indices: the blocks that received a result). shift: the float32 scale
+    (dequantize's), None for int32. Only `blocks` are read and written (zero bits are 0.0 and 0 already), unless
+    they are most of the tensor, where one pass over all of it is cheaper. The same values as dequantize() (float32)
+    or a byte-order conversion (int32) of the whole buffer would give.
+    """
+    sums = out.view(LANE_DTYPE)
+    if len(blocks) * 2 > out.size // C.LANES:
+        wide = dequantize(sums, shift) if shift is not None else sums.astype(np.int32)  # a copy, then written back
+        np.copyto(out, wide, casting="same_kind")
+        return out
+    module = native.available() if shift is not None else None
+    if module is not None:
+        blocks = np.ascontiguousarray(blocks, dtype=np.int64)
+        ffi = module.ffi
+        module.lib.orx_dequantize_f32(ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int64_t[]", blocks),
+                                      len(blocks), shift)
+        return out
+    rows = sums.reshape(-1, C.LANES)[blocks]  # gathered: a copy
+    out.reshape(-1, C.LANES)[blocks] = dequantize(rows, shift) if shift is not None else rows.astype(np.int32)
     return out
 
 

@@ -32,7 +32,8 @@ TIMEOUTS = Timeouts(retransmit_initial=0.01, retransmit_first=0.02, retransmit_m
 class Worker:
     """One exchange of worker 0 of a 3-worker job, recording what it sends."""
 
-    def __init__(self, values: np.ndarray, slots: int, *, expected_exponent: int | None = None) -> None:
+    def __init__(self, values: np.ndarray, slots: int, *, expected_exponent: int | None = None,
+                 compiled: bool = False) -> None:
         self.plan = plan_blocks(values.any(axis=1), slots)
         self.sent: list[bytes] = []
         self.stats = Stats()
@@ -43,8 +44,9 @@ class Worker:
             job_id=JOB, tensor_id=TENSOR, plan=self.plan, lanes=memoryview(big_endian_lanes(values)).cast("B"),
             result=memoryview(self.sums).cast("B"), exponent=5, channels=self.channels,
             send=lambda payload: self.sent.append(bytes(payload)), stats=self.stats, timeouts=TIMEOUTS,
-            round_trip=self.round_trip, expected_exponent=expected_exponent, workers=3,
+            round_trip=self.round_trip, expected_exponent=expected_exponent, workers=3, compiled=compiled,
         )
+        assert self.exchange.compiled == compiled
 
     def state(self) -> dict:
         exchange = self.exchange
@@ -60,7 +62,11 @@ class Worker:
             "early": [sorted(early.items()) for early in columns.early], "open": exchange.open_columns,
             "result_next": exchange._result_next.tolist(), "result_set": exchange._result_set.tolist(),
             "result_exponent": exchange.result_exponent, "last_progress": exchange.last_progress,
-            "round_trip": (self.round_trip.srtt, self.round_trip.rttvar, self.round_trip.backed_off),
+            "round_trip": (self.round_trip.srtt, self.round_trip.rttvar, self.round_trip.peak,
+                           self.round_trip.backed_off),
+            "first_sent_at": columns.first_sent_at.tolist(),
+            "retransmitted_at": [None if math.isnan(t) else t for t in columns.retransmitted_at.tolist()],
+            "has_early": columns.has_early.tolist(), "awaiting_first": exchange._awaiting_first,
         }
 
 
@@ -141,22 +147,38 @@ def feed_both(one: Worker, batched: Worker, payloads: list[bytes], rng: np.rando
             batched.exchange.on_timer(now)
 
 
+def compiled_available() -> bool:
+    from omnireduce.host import native
+
+    return native.available() is not None
+
+
+#: numpy's batch path, and the compiled one (host/exchange.c) where a C compiler and cffi are installed.
+BATCH_PATHS = [
+    pytest.param(False, id="numpy"),
+    pytest.param(True, id="compiled", marks=pytest.mark.skipif(
+        not compiled_available(), reason="the compiled exchange does not build here (no C compiler or cffi)")),
+]
+
+
+@pytest.mark.parametrize("compiled", BATCH_PATHS)
 @pytest.mark.parametrize("seed", range(40))
-def test_batches_leave_the_same_state_and_send_the_same_packets_as_one_by_one(seed):
+def test_batches_leave_the_same_state_and_send_the_same_packets_as_one_by_one(seed, compiled):
     rng = np.random.default_rng(seed)
     slots = int(rng.choice([1, 3, 8, 16]))
     count = int(rng.integers(slots, 12 * slots + 2))
     values = np.where(rng.random((count, 1)) < 0.3, rng.integers(-9, 9, (count, C.LANES)), 0).astype(np.int32)
-    one, batched = Worker(values, slots), Worker(values, slots)
+    one, batched = Worker(values, slots), Worker(values, slots, compiled=compiled)
     payloads = stream(rng, one.plan.send.copy(), slots)
     feed_both(one, batched, payloads, rng)
     assert batched.state() == one.state()
     assert batched.stats.results > 0
 
 
-def test_an_in_order_batch_is_consumed_whole_and_answers_with_one_batch_of_contribs():
+@pytest.mark.parametrize("compiled", BATCH_PATHS)
+def test_an_in_order_batch_is_consumed_whole_and_answers_with_one_batch_of_contribs(compiled):
     values = np.ones((8, C.LANES), dtype=np.int32)
-    worker = Worker(values, slots=4)
+    worker = Worker(values, slots=4, compiled=compiled)
     sent_batches: list[int] = []
     worker.exchange._send_batch = lambda rows: sent_batches.append(len(rows))
     worker.exchange.start(0.0)
@@ -168,9 +190,11 @@ def test_an_in_order_batch_is_consumed_whole_and_answers_with_one_batch_of_contr
     assert worker.channels.set_index.tolist() == [1, 1, 1, 1]
 
 
-def test_a_protocol_error_in_a_batch_stops_where_one_by_one_would():
+@pytest.mark.parametrize("compiled", BATCH_PATHS)
+def test_a_protocol_error_in_a_batch_stops_where_one_by_one_would(compiled):
     values = np.ones((8, C.LANES), dtype=np.int32)
-    one, batched = Worker(values, slots=4, expected_exponent=5), Worker(values, slots=4, expected_exponent=5)
+    one = Worker(values, slots=4, expected_exponent=5)
+    batched = Worker(values, slots=4, expected_exponent=5, compiled=compiled)
     payloads = [result(0, 0, 0, 4), result(0, 1, 1, 5), result(0, 2, 2, 6, exponent=9), result(0, 3, 3, 7)]
     for worker in (one, batched):
         worker.exchange.start(0.0)

@@ -1,6 +1,8 @@
 # Run: .venv/bin/pytest tests/host/test_quantize.py
 """Fixed point with a shared scale (docs/protocol.md section 5): claims, shift, error bound, no overflow."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from omnireduce.host.quantize import (
     describe_non_finite,
     error_bound,
     exponent_claim,
+    from_wire_in_place,
     quantize,
     scale_shift,
 )
@@ -23,6 +26,17 @@ from omnireduce.host.blocks import nonzero_blocks
 from omnireduce.host.wire import LANE_DTYPE
 from omnireduce.p4src import constants as C
 from omnireduce.p4src.constants import EXPONENT_BIAS as BIAS
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request, monkeypatch):
+    """Runs a test with the agent's compiled kernels (host/exchange.c) and with numpy's (the fallback)."""
+    from omnireduce.host import native
+
+    if request.param == "compiled" and native.available() is None:
+        pytest.skip("the compiled exchange does not build here (no C compiler or cffi)")
+    monkeypatch.setenv(native.NATIVE_ENV, "1" if request.param == "compiled" else "0")
+    return request.param
 
 
 @pytest.mark.parametrize(
@@ -137,14 +151,54 @@ def test_dequantize_blocks_writes_what_dequantize_writes(length):
     assert out.tobytes() == dequantize(sums[:length], 9).tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("result_blocks", [[1, 4], [0, 1, 2, 4, 5]])  # sparse: only those blocks; dense: one pass
+def test_from_wire_in_place_gives_what_converting_all_the_sums_gives(dtype, result_blocks, kernels):
+    rng = np.random.default_rng(len(result_blocks))
+    sums = np.zeros(C.LANES * 6, dtype=LANE_DTYPE)
+    for block in result_blocks:
+        sums[block * C.LANES:(block + 1) * C.LANES] = rng.integers(-2**30, 2**30, C.LANES)
+    out = np.empty(sums.size, dtype=dtype)
+    out.view(LANE_DTYPE)[:] = sums  # the sums received into out's bytes
+    from_wire_in_place(out, 9 if dtype is np.float32 else None, np.array(result_blocks))
+    expected = dequantize(sums, 9) if dtype is np.float32 else sums.astype(np.int32)
+    assert out.dtype == dtype and out.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("size, blocks, density", [(C.LANES * 40, 40, 0.05), (C.LANES * 40 + 7, 41, 0.05),
                                                    (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5)])
-def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks, density):
+def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks, density, kernels):
     rng = np.random.default_rng(size)
     values = np.where(rng.random(size) < density, rng.standard_normal(size), 0).astype(np.float32)
     values[3] = -0.0
     values[size // 2] = 1e-30  # rounds to zero: its block is not significant (unless it holds another value)
-    lanes, significant = quantize_blocks(values, 12, blocks * C.LANES)
+    values[5], values[6], values[7] = 2.5 / 4096, -3.5 / 4096, 0.5 / 4096  # ties: round half to even
     expected = quantize(values, 12, blocks * C.LANES)
-    assert lanes.dtype == expected.dtype and lanes.tobytes() == expected.tobytes()
-    assert significant.tolist() == nonzero_blocks(expected.reshape(blocks, C.LANES)).tolist()
+    from omnireduce.host.quantize import scan_float32
+
+    for candidates in (None, scan_float32(values).candidates):
+        lanes, significant = quantize_blocks(values, 12, blocks * C.LANES, candidates)
+        assert lanes.dtype == expected.dtype and lanes.tobytes() == expected.tobytes()
+        assert significant.tolist() == nonzero_blocks(expected.reshape(blocks, C.LANES)).tolist()
+
+
+@pytest.mark.parametrize("size", [C.LANES * 5, C.LANES * 5 + 7, 3])
+@pytest.mark.parametrize("special", [None, "nan", "inf", "-inf", "-0.0", "tiny"])
+def test_scan_float32_finds_the_blocks_the_magnitude_and_non_finite_values(size, special, kernels):
+    from omnireduce.host.quantize import scan_float32
+
+    rng = np.random.default_rng(size)
+    values = np.where(rng.random(size) < 0.3, rng.standard_normal(size) * 100, 0).astype(np.float32)
+    last = size - 1
+    values[last] = {None: values[last], "nan": np.nan, "inf": np.inf, "-inf": -np.inf, "-0.0": -0.0,
+                    "tiny": 1e-44}[special]
+    scan = scan_float32(values)
+    padded = np.zeros(-(-size // C.LANES) * C.LANES, dtype=np.float32)
+    padded[:size] = values
+    assert scan.candidates.tolist() == (padded.view(np.uint32).reshape(-1, C.LANES) != 0).any(axis=1).tolist()
+    assert scan.finite == bool(np.isfinite(values).all())
+    if scan.finite:
+        assert scan.magnitude == float(np.abs(values).max())
+        assert exponent_claim(values, scan.magnitude) == exponent_claim(values)
+    else:
+        assert not math.isfinite(scan.magnitude)

@@ -1,0 +1,115 @@
+"""The agent's hot loops compiled (exchange.c: consuming results; scanning, quantizing and dequantizing float32
+blocks): built with the system C compiler through cffi on first use, cached under $XDG_CACHE_HOME/omnireduce/host by
+a hash of its source, imported from there afterwards.
+
+Where it cannot be built (no compiler, no cffi) the agent does the same with numpy (host/batch.py,
+host/quantize.py), with the same results, and says so once in its log; OMNIREDUCE_AGENT_NATIVE=0 chooses numpy on
+purpose (the tests run both).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from types import ModuleType
+
+from omnireduce.cbuild import CBuildError, load_cached
+from omnireduce.p4src import constants as C
+
+log = logging.getLogger(__name__)
+
+#: "0" turns the compiled path off (the numpy batch path runs); anything else, or unset, uses it where it builds.
+NATIVE_ENV = "OMNIREDUCE_AGENT_NATIVE"
+
+CDEF = """
+typedef struct orx_exchange {
+    uint64_t constant;
+    int64_t slots, count, columns, expected_exponent;
+    double initial, ceiling, first, fallback;
+    double srtt, rttvar, peak, backed_off;
+    int64_t consumed, sent, first_round, closed, exponent;
+} orx_exchange;
+typedef struct orx_columns {
+    int64_t *expected, *own_next, *timeouts;
+    uint8_t *contributed, *gap_requested, *has_early;
+    double *sent_at, *first_sent_at, *retransmitted_at, *rto, *deadline;
+    uint8_t *contrib;
+    uint8_t *set_index;
+    const uint8_t *lanes;
+    const int64_t *next_block;
+    uint8_t *result;
+    int64_t *result_next;
+    uint8_t *result_set;
+} orx_columns;
+int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, const int64_t *sizes, int64_t n,
+                    double now, uint8_t *out_rows);
+uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates);
+void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int64_t nblocks, float scale,
+                      uint8_t *lanes, uint8_t *significant);
+void orx_dequantize_f32(uint8_t *buffer, const int64_t *blocks, int64_t nblocks, int shift);
+"""
+
+#: -O3 vectorises the scan; -ffp-contract=off: no fused multiply-add, so the estimator's doubles are exactly Python's.
+COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=off"]
+
+_unavailable: str | None = None
+
+
+def header_defines() -> str:
+    """#defines of the header layout and protocol constants, from the generated constants (one source), and the
+    round-trip estimator's constants from host/engine.py (imported here: engine loads this module)."""
+    from .engine import PEAK_DECAY, PEAK_MARGIN, REQUEST_PATIENCE
+
+    offsets: dict[str, int] = {}
+    position = 0
+    for name, bits in C.OMNI_HEADER_FIELDS:
+        offsets[name] = position
+        position += bits // 8
+    # Bytes 0..7 that are the same in every RESULT of one exchange: msg_type, job_id, tensor_id (not flags, slot).
+    constant_bits = 0
+    for name in ("msg_type", "job_id", "tensor_id"):
+        width = dict(C.OMNI_HEADER_FIELDS)[name] // 8
+        for byte in range(offsets[name], offsets[name] + width):
+            constant_bits |= 0xFF << (8 * (7 - byte))
+    lines = {
+        "ORX_HEADER": C.OMNI_HEADER_BYTES,
+        "ORX_LANES": C.LANES,
+        "ORX_LANE_BYTES": 4 * C.LANES,
+        "ORX_PAYLOAD": C.OMNI_HEADER_BYTES + 4 * C.LANES,
+        "ORX_FLAGS": offsets["flags"],
+        "ORX_SLOT": offsets["slot"],
+        "ORX_BLOCK": offsets["block_index"],
+        "ORX_NEXT": offsets["next_block"],
+        "ORX_EXPONENT": offsets["exponent"],
+        "ORX_LANE_COUNT": offsets["lane_count"],
+        "ORX_SET_MASK": C.SET_MASK,
+        "ORX_END": f"{C.END_OF_TENSOR:#x}LL",
+        "ORX_CONSTANT_BITS": f"{constant_bits:#x}ULL",
+        "ORX_PEAK_DECAY": repr(PEAK_DECAY),
+        "ORX_PEAK_MARGIN": repr(PEAK_MARGIN),
+        "ORX_REQUEST_PATIENCE": repr(float(REQUEST_PATIENCE)),
+    }
+    return "".join(f"#define {name} {value}\n" for name, value in lines.items())
+
+
+def load() -> ModuleType:
+    """The compiled module; CBuildError saying why it cannot be had."""
+    source = resources.files(__package__).joinpath("exchange.c").read_text(encoding="utf-8")
+    return load_cached("_omnireduce_exchange", CDEF, header_defines() + source, "host", COMPILE_ARGS,
+                       "the agent's compiled exchange")
+
+
+def available() -> ModuleType | None:
+    """The module where it is wanted and builds, else None (the reason logged once per process)."""
+    global _unavailable
+    if os.environ.get(NATIVE_ENV, "1") == "0":
+        return None
+    if _unavailable is not None:
+        return None
+    try:
+        return load()
+    except CBuildError as error:
+        _unavailable = str(error)
+        log.info("the agent consumes results with numpy: %s", error)
+        return None
