@@ -3,18 +3,20 @@
     omnireduce-bench agent [--values 16000000] [--blocks 200000] [--slots 64] [--json]
 
 1. Preparing a tensor (NaN/Inf check, exponent claim, quantisation, block scan, next-block hints, big-endian lanes)
-   in GB/s of float32 input, per density.
+   in GB/s of float32 input, per density, with the agent's compiled kernels (host/exchange.c) and with numpy's.
 2. Packets per second per core through the worker state machine (host/engine.py): a one-worker job whose "switch"
    turns each CONTRIB into its RESULT in place, so every packet is built, handed over, parsed and its lanes
    written into the result: the agent's whole per-packet cost, one datagram per call (on_payload) and a batch of
    results per call (on_batch, what the agent does: a batch is every result a wave of CONTRIBs brought back, i.e.
-   one per slot). Also the cost of building alone, one at a time.
+   one per slot), with numpy's batch path and the compiled one. Also the cost of building alone, one at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import time
 
 import numpy as np
@@ -24,7 +26,9 @@ from omnireduce.host.blocks import block_count, plan_blocks
 from omnireduce.host.config import Timeouts
 from omnireduce.host.columns import SlotChannels
 from omnireduce.host.engine import TensorExchange, big_endian_lanes
-from omnireduce.host.quantize import check_values, exponent_claim, quantize_blocks, scale_shift
+from omnireduce.host import native
+from omnireduce.host.errors import InputError
+from omnireduce.host.quantize import exponent_claim, quantize_blocks, scale_shift, scan_float32
 from omnireduce.host.stats import Stats
 from omnireduce.host.synthetic import synthetic_tensor
 from omnireduce.host.wire import DATA_FRAME_BYTES, DATA_PAYLOAD_BYTES, LANE_DTYPE
@@ -44,22 +48,45 @@ def best_of(repeats: int, work) -> float:
 
 def prepare(values: np.ndarray, slots: int, workers: int = 8) -> None:
     """What AllReduce does to a float32 tensor before the first packet of the data tensor."""
-    check_values(values)
-    shift = scale_shift(exponent_claim(values), workers)
+    scan = scan_float32(values)  # NaN/Inf, largest magnitude, blocks with a non-zero bit: one pass
+    if not scan.finite:
+        raise InputError("NaN or Inf in the tensor")
+    shift = scale_shift(exponent_claim(values, scan.magnitude), workers)
     count = block_count(values.size)
     # Big-endian lanes (packets copy them as they are), only the blocks with a non-zero bit converted.
-    _lanes, significant = quantize_blocks(values, shift, count * C.LANES)
+    _lanes, significant = quantize_blocks(values, shift, count * C.LANES, scan.candidates)
     plan = plan_blocks(significant, slots)
     assert plan.count == count
+
+
+@contextlib.contextmanager
+def kernels(kind: str):
+    """Run the agent's code with its compiled kernels ("compiled") or numpy's ("numpy") for a while."""
+    before = os.environ.get(native.NATIVE_ENV)
+    os.environ[native.NATIVE_ENV] = "1" if kind == "compiled" else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[native.NATIVE_ENV]
+        else:
+            os.environ[native.NATIVE_ENV] = before
+
+
+def kernel_kinds() -> list[str]:
+    """numpy always; compiled where it builds."""
+    return ["compiled", "numpy"] if native.available() is not None else ["numpy"]
 
 
 def bench_prepare(count: int, densities: list[float], slots: int) -> list[dict]:
     rows = []
     for density in densities:
         values = synthetic_tensor(count, density, 0, 0)
-        seconds = best_of(3, lambda: prepare(values, slots))
-        rows.append({"density": density, "values": count, "seconds": seconds,
-                     "gb_per_s": values.nbytes / seconds / 1e9})
+        for kind in kernel_kinds():
+            with kernels(kind):
+                seconds = best_of(3, lambda: prepare(values, slots))
+            rows.append({"density": density, "values": count, "kernels": kind, "seconds": seconds,
+                         "gb_per_s": values.nbytes / seconds / 1e9})
     return rows
 
 
@@ -114,14 +141,15 @@ def bench_packets(blocks: int, slots: int) -> dict:
 
     cycle_seconds = best_of(3, full_cycle)
 
-    def batch_cycle() -> None:
+    def batch_cycle(compiled: bool) -> None:
         switch = BatchLoopbackSwitch()
         result = np.zeros(values.size, dtype=LANE_DTYPE)
         exchange = TensorExchange(
             job_id=1, tensor_id=1, plan=plan, lanes=memoryview(lanes).cast("B"), result=memoryview(result).cast("B"),
             exponent=0, channels=SlotChannels.create(slots), send=switch.send, send_batch=switch.send_batch,
-            stats=Stats(), timeouts=timeouts,
+            stats=Stats(), timeouts=timeouts, compiled=compiled,
         )
+        assert exchange.compiled == compiled
         exchange.start(0.0)
         while switch.pending:
             batch = np.concatenate(switch.pending)
@@ -129,7 +157,8 @@ def bench_packets(blocks: int, slots: int) -> dict:
             exchange.on_batch(batch, np.full(len(batch), DATA_PAYLOAD_BYTES), 0.0)
         assert exchange.done and np.array_equal(result.astype(np.int32), values)
 
-    batch_seconds = best_of(3, batch_cycle)
+    batch_seconds = best_of(3, lambda: batch_cycle(False))
+    compiled_seconds = best_of(3, lambda: batch_cycle(True)) if native.available() is not None else None
 
     def build_only() -> None:
         sent: list[int] = []
@@ -147,6 +176,7 @@ def bench_packets(blocks: int, slots: int) -> dict:
         "blocks": blocks,
         "packets_per_s_build_and_consume": blocks / cycle_seconds,
         "packets_per_s_build_and_consume_batched": blocks / batch_seconds,
+        "packets_per_s_build_and_consume_compiled": blocks / compiled_seconds if compiled_seconds else None,
         "packets_per_s_build_only": blocks / build_seconds,
         "frame_gbit_per_s_at_that_rate": blocks / cycle_seconds * DATA_FRAME_BYTES * 8 / 1e9,
     }
@@ -171,13 +201,17 @@ def run(args: argparse.Namespace) -> dict:
 def table(report: dict, args: argparse.Namespace) -> str:
     lines = [f"tensor preparation ({args.values} float32 values, {args.slots} slots), CPU time, best of 3:"]
     for row in report["prepare"]:
-        lines.append(f"  density {row['density']:<6} {row['seconds'] * 1e3:8.1f} ms  {row['gb_per_s']:6.2f} GB/s")
+        lines.append(f"  density {row['density']:<6} {row.get('kernels', 'numpy'):<9} {row['seconds'] * 1e3:8.1f} ms  "
+                     f"{row['gb_per_s']:6.2f} GB/s")
     packets = report["packets"]
     lines.append(f"worker state machine, one core, CPU time ({packets['blocks']} blocks):")
     lines.append(f"  build + consume  {packets['packets_per_s_build_and_consume']:>12,.0f} packets/s "
                  f"({packets['frame_gbit_per_s_at_that_rate']:.2f} Gbit/s of 190-byte frames each way)")
     lines.append(f"  batched          {packets['packets_per_s_build_and_consume_batched']:>12,.0f} packets/s "
-                 f"(on_batch, {args.slots} results a batch)")
+                 f"(on_batch, numpy, {args.slots} results a batch)")
+    compiled = packets.get("packets_per_s_build_and_consume_compiled")
+    lines.append(f"  batched, C       {compiled:>12,.0f} packets/s (on_batch, host/exchange.c)" if compiled
+                 else "  batched, C       not built here (no C compiler or cffi)")
     lines.append(f"  build only       {packets['packets_per_s_build_only']:>12,.0f} packets/s")
     return "\n".join(lines)
 

@@ -77,3 +77,17 @@ def test_model_runs_from_a_sweep_file(tmp_path, capsys):
     assert "OmniReduce's conditions" in printed and "DeepLight" in printed
     report = json.loads((tmp_path / "model.json").read_text())
     assert {row["gbps"] for row in report["training"]} == {10.0, 100.0}
+
+
+def test_the_agent_bench_measures_both_kernels_and_both_batch_paths(capsys):
+    from omnireduce.host import native
+
+    main(["agent", "--values", "100000", "--blocks", "2000", "--slots", "16", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    compiled = native.available() is not None
+    kinds = {row["kernels"] for row in report["prepare"]}
+    assert kinds == ({"compiled", "numpy"} if compiled else {"numpy"})
+    assert all(row["seconds"] > 0 for row in report["prepare"])
+    packets = report["packets"]
+    assert packets["packets_per_s_build_and_consume_batched"] > 0
+    assert (packets["packets_per_s_build_and_consume_compiled"] is not None) == compiled
