@@ -12,8 +12,10 @@ port 1, so that BMv2's pcap-file mode keeps the exact order (see bench/frame_gen
 control-plane calls are recorded and replayed into every switch measured (bench/control_plane.py).
 
 Softswitch: each timed run gets a freshly loaded device with that state and sends the whole trace, for each
-of: the native pipeline through Device.process_batch in batches of --batch frames (what the port loop hands it
-after recvmmsg), the native pipeline one frame per Device.process_packet call, and the Python pipeline one frame
+of: the native pipeline through Device.process_arrays in arrays of --batch frames (what the shared-memory port
+loop hands it: frames in arrays, outputs left in C for the rings' scatter, no Python object per frame), the
+native pipeline through Device.process_batch in batches of --batch frames (what the UDP port loop hands it
+after recvmmsg: a bytes object per frame in and out), the native pipeline one frame per Device.process_packet call, and the Python pipeline one frame
 per call. The best of --repeat runs is reported, in CPU time (process_time, the steadier number on a shared
 machine) and in wall time. The Python pipeline's output is the reference; the native one must equal it, byte for
 byte and in order.
@@ -36,6 +38,8 @@ import logging
 import shutil
 import sys
 import time
+
+import numpy as np
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +84,7 @@ class SoftswitchMode:
     label: str
     backend: str  # Device backend: "native" | "python"
     batch: int  # frames per Device.process_batch call; 0: one Device.process_packet call per frame
+    arrays: bool = False  # Device.process_arrays instead of process_batch (batch frames per call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,7 @@ def fresh_device(raw: bytes, ops: list[ControlOp], backend: str = "python") -> D
 
 def softswitch_modes(batch: int) -> list[SoftswitchMode]:
     return [
+        SoftswitchMode(f"native, arrays of {batch}", "native", batch, arrays=True),
         SoftswitchMode(f"native, batches of {batch}", "native", batch),
         SoftswitchMode("native, per packet", "native", 0),
         SoftswitchMode("python, per packet", "python", 0),
@@ -143,6 +149,8 @@ def reference_run(raw: bytes, trace: Trace) -> Reference:
 
 def time_softswitch(raw: bytes, trace: Trace, repeats: int, mode: SoftswitchMode) -> tuple[float, float, list]:
     """Best wall and best CPU seconds for the whole trace, each on a fresh device, and the first run's output."""
+    if mode.arrays:
+        return time_arrays(raw, trace, repeats, mode.batch)
     best_wall = best_cpu = float("inf")
     first_outputs: list | None = None
     frames = trace.batch
@@ -165,6 +173,42 @@ def time_softswitch(raw: bytes, trace: Trace, repeats: int, mode: SoftswitchMode
         if first_outputs is None:
             first_outputs = outputs
     return best_wall, best_cpu, first_outputs or []
+
+
+def time_arrays(raw: bytes, trace: Trace, repeats: int, size: int) -> tuple[float, float, list]:
+    """time_softswitch for Device.process_arrays: what the softswitch's shared-memory port loop calls. The frames
+    come as arrays (the rings' gather writes them so) and the outputs stay in the pipeline's C buffers for the
+    rings' scatter, so no Python object is made per frame: the timed runs only count the outputs; one more,
+    untimed run copies them out for the comparison with the reference."""
+    chunks = []
+    for start in range(0, len(trace.batch), size):
+        part = trace.batch[start:start + size]
+        data = np.frombuffer(b"".join(frame for _, frame in part), dtype=np.uint8)
+        lens = np.array([len(frame) for _, frame in part], dtype=np.uint32)
+        ports = np.array([port for port, _ in part], dtype=np.uint16)
+        chunks.append((data, lens, ports, len(part)))
+
+    def run(emit) -> None:
+        for data, lens, ports, count in chunks:
+            if not device.process_arrays(data, lens, ports, count, emit):
+                raise FailedPrecondition("the native pipeline is not running: process_arrays needs it")
+
+    best_wall = best_cpu = float("inf")
+    emitted = [0]
+
+    def count_outputs(outputs) -> None:
+        emitted[0] += outputs.count
+
+    for _ in range(repeats):
+        device = fresh_device(raw, trace.ops, "native")
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(count_outputs)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    device = fresh_device(raw, trace.ops, "native")
+    outputs: list = []
+    run(lambda out: outputs.extend(out.frames(list(range(out.count)))))
+    return best_wall, best_cpu, outputs
 
 
 def compare_outputs(ours: list[bytes], theirs: list[bytes]) -> dict:
