@@ -23,7 +23,9 @@ class Timeouts:
     waits for every worker's whole first burst, which a guess from nothing would cut short (RFC 6298 starts at
     1 s for the same reason); it is capped at `retransmit_max` like every timeout. `request_fallback`: a worker
     waiting for a round it did not contribute to detects a lost result from the gap when the column's next result
-    arrives; its own REQUEST waits at least this long (for the two losses that leave no gap).
+    arrives; its own REQUEST waits at least this long (for the two losses that leave no gap). 0.25 s: with the
+    agents' compiled path a round takes milliseconds, and 1 s made a 1% loss cost 16x the loss-free time (0.25 s:
+    8x), with no more REQUESTs on a loss-free path up to 16 workers (docs/performance.md, efficiency).
     join: the scale round (first exchange of every all-reduce) must complete within it: a worker that never shows
     up, or a switch that ignores us, fails here. stall: in the middle of a tensor, no result for this long is an
     error; it leaves room for several recoveries at `retransmit_max`, since under loss the timers sit there and a
@@ -33,7 +35,7 @@ class Timeouts:
 
     retransmit_initial: float = 0.02
     retransmit_first: float = 0.25
-    request_fallback: float = 1.0
+    request_fallback: float = 0.25
     backoff: float = 2.0
     retransmit_max: float = 4.0
     join: float = 30.0
