@@ -14,6 +14,8 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from . import native
+
 #: dtype of block indices and announced next blocks (END_OF_TENSOR = 0xFFFFFFFF fits).
 BLOCK_INDEX_DTYPE = np.dtype(np.uint32)
 
@@ -65,7 +67,8 @@ def next_in_column(send: np.ndarray, slots: int) -> np.ndarray:
     """next[b] = the smallest b' > b with b' = b (mod slots) and send[b'], or END_OF_TENSOR if there is none.
 
     Vectorised: the blocks are laid out as rows of `slots` columns, and a reversed running minimum down each column
-    gives every block the first sent block at or after it; shifting that by one row gives the next one.
+    gives every block the first sent block at or after it; shifting that by one row gives the next one. The
+    compiled path (host/exchange.c) makes one pass backwards instead.
     """
     if slots < 1:
         raise ValueError(f"slot count must be positive, got {slots}")
@@ -74,6 +77,15 @@ def next_in_column(send: np.ndarray, slots: int) -> np.ndarray:
         raise ValueError(f"{count} blocks do not fit 32-bit block indices")
     if count == 0:
         return np.empty(0, dtype=BLOCK_INDEX_DTYPE)
+    module = native.available()
+    if module is not None:  # one pass in C (host/exchange.c), without the grid's temporaries
+        mask = np.ascontiguousarray(send, dtype=np.bool_)
+        following = np.empty(count, dtype=BLOCK_INDEX_DTYPE)
+        ffi = module.ffi
+        module.lib.orx_next_in_column(ffi.from_buffer("uint8_t[]", mask), count, slots,
+                                      ffi.from_buffer("uint32_t[]", following),
+                                      ffi.from_buffer("uint32_t[]", np.empty(slots, dtype=BLOCK_INDEX_DTYPE)))
+        return following
     rows = -(-count // slots)
     candidates = np.full(rows * slots, C.END_OF_TENSOR, dtype=BLOCK_INDEX_DTYPE)
     sent_indices = np.flatnonzero(send).astype(BLOCK_INDEX_DTYPE)

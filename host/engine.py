@@ -209,7 +209,8 @@ class TensorExchange:
         #: the exchange before this one, which serves peers' REQUESTs for its results while this one runs.
         self._repair_source = repair_source
         self._peers = [(worker_id + k) % workers for k in range(1, workers)] or [worker_id]
-        self._next_block_array = plan.next_block.astype(np.int64)
+        # uint32 as planned (END_OF_TENSOR fits): no int64 copy of a per-block array.
+        self._next_block_array = np.ascontiguousarray(plan.next_block, dtype=np.uint32)
         # What this worker can tell a peer about each consumed round (served on forwarded REQUESTs): its next
         # block and set index; -1: not consumed (yet).
         self._result_next = np.full(plan.count, -1, dtype=np.int64)
@@ -492,7 +493,7 @@ class TensorExchange:
         if contributing.any():
             sending = slots[contributing]
             sent_blocks = nexts[contributing]
-            following = self._next_block_array[sent_blocks]
+            following = self._next_block_array[sent_blocks].astype(np.int64)
             contrib = self._contrib_fields
             contrib["flags"][sending] = new_sets[contributing]
             contrib["block_index"][sending] = sent_blocks
@@ -669,7 +670,7 @@ class CompiledConsumer:
             ("deadline", "double[]", columns.deadline), ("contrib", "uint8_t[]", columns.contrib),
             ("set_index", "uint8_t[]", exchange._channels.set_index),
             ("lanes", "uint8_t[]", exchange._lanes_by_block),
-            ("next_block", "int64_t[]", exchange._next_block_array),
+            ("next_block", "uint32_t[]", exchange._next_block_array),
             ("result", "uint8_t[]", exchange._result_by_block), ("result_next", "int64_t[]", exchange._result_next),
             ("result_set", "uint8_t[]", exchange._result_set),
         ):

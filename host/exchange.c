@@ -42,7 +42,7 @@ typedef struct orx_columns {
     uint8_t *set_index;         /* SlotChannels.set_index */
     /* the tensor, indexed by block */
     const uint8_t *lanes;       /* count x ORX_LANE_BYTES, big-endian int32 */
-    const int64_t *next_block;  /* the plan's next block in the column */
+    const uint32_t *next_block; /* the plan's next block in the column */
     uint8_t *result;            /* count x ORX_LANE_BYTES */
     int64_t *result_next;
     uint8_t *result_set;
@@ -230,12 +230,32 @@ void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int
  * ldexp of the float64 followed by a cast to float32.
  */
 void orx_dequantize_f32(uint8_t *buffer, const int64_t *blocks, int64_t nblocks, int shift) {
+    /* sum * 2^-shift is exact in a double (31 significant bits, |shift| far from the exponent range's ends), so
+       one multiplication by the power of two gives ldexp's value without a libm call per lane. */
+    const double scale = ldexp(1.0, -shift);
     for (int64_t k = 0; k < nblocks; k++) {
         uint8_t *p = buffer + blocks[k] * ORX_LANE_BYTES;
         for (int i = 0; i < ORX_LANES; i++) {
             int32_t sum = (int32_t)be32(p + 4 * i);
-            float value = (float)ldexp((double)sum, -shift);
+            float value = (float)((double)sum * scale);
             memcpy(p + 4 * i, &value, 4);
+        }
+    }
+}
+
+/*
+ * blocks.next_in_column: next[b] = the smallest b' > b in b's column (b' = b mod slots) with send[b'], or
+ * ORX_END. One pass backwards, row by row (no division per block); `following` is scratch for `slots` values.
+ */
+void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint32_t *next, uint32_t *following) {
+    for (int64_t s = 0; s < slots; s++) following[s] = (uint32_t)ORX_END;
+    int64_t rows = (count + slots - 1) / slots;
+    for (int64_t row = rows - 1; row >= 0; row--) {
+        int64_t start = row * slots, stop = start + slots < count ? start + slots : count;
+        for (int64_t b = start; b < stop; b++) {
+            int64_t s = b - start;
+            next[b] = following[s];
+            if (send[b]) following[s] = (uint32_t)b;
         }
     }
 }

@@ -37,7 +37,7 @@ typedef struct orx_columns {
     uint8_t *contrib;
     uint8_t *set_index;
     const uint8_t *lanes;
-    const int64_t *next_block;
+    const uint32_t *next_block;
     uint8_t *result;
     int64_t *result_next;
     uint8_t *result_set;
@@ -48,6 +48,7 @@ uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates);
 void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int64_t nblocks, float scale,
                       uint8_t *lanes, uint8_t *significant);
 void orx_dequantize_f32(uint8_t *buffer, const int64_t *blocks, int64_t nblocks, int shift);
+void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint32_t *next, uint32_t *following);
 """
 
 #: -O3 vectorises the scan; -ffp-contract=off: no fused multiply-add, so the estimator's doubles are exactly Python's.

@@ -1,7 +1,8 @@
-"""Fixtures of the agent's end-to-end tests: the switch they run against.
+"""Fixtures of the agent's tests: the switch they run against, and the kernels they run with.
 
 `device` is the embedded softswitch running the compiled P4 program p4src/build/omnireduce.json, the same program
 BMv2 runs: the agent is always tested against the real data plane, never against a second copy of its logic.
+`kernels` runs a test once with the agent's compiled kernels and once with numpy's.
 """
 
 from __future__ import annotations
@@ -22,3 +23,15 @@ def make_device():
 @pytest.fixture
 def device():
     return make_device()
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request, monkeypatch):
+    """Runs a test with the agent's compiled kernels (host/exchange.c) and with numpy's (the fallback); the
+    compiled run is skipped, saying why, where they do not build."""
+    from omnireduce.host import native
+
+    if request.param == "compiled" and native.available() is None:
+        pytest.skip("the compiled exchange does not build here (no C compiler or cffi)")
+    monkeypatch.setenv(native.NATIVE_ENV, "1" if request.param == "compiled" else "0")
+    return request.param

@@ -15,6 +15,9 @@ from omnireduce.host.blocks import (
 from omnireduce.p4src.constants import END_OF_TENSOR as END
 from omnireduce.p4src.constants import LANES
 
+#: Every test here runs with the compiled kernels and with numpy's (tests/host/conftest.py).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 def reference_next(send: np.ndarray, slots: int) -> list[int]:
     """The definition, one block at a time."""

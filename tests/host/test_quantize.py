@@ -28,17 +28,6 @@ from omnireduce.p4src import constants as C
 from omnireduce.p4src.constants import EXPONENT_BIAS as BIAS
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def kernels(request, monkeypatch):
-    """Runs a test with the agent's compiled kernels (host/exchange.c) and with numpy's (the fallback)."""
-    from omnireduce.host import native
-
-    if request.param == "compiled" and native.available() is None:
-        pytest.skip("the compiled exchange does not build here (no C compiler or cffi)")
-    monkeypatch.setenv(native.NATIVE_ENV, "1" if request.param == "compiled" else "0")
-    return request.param
-
-
 @pytest.mark.parametrize(
     "values, unbiased",
     [
