@@ -414,8 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "register_write, process_packet) and returning [(port, frame), ...] "
                                          "(default: the built-in one for --json, see bench/frame_generators.py)")
     parser.add_argument("--blocks", type=argtypes.integer(minimum=1), default=6144,
-                        help="blocks per worker in the recorded all-reduce (omnireduce.json; default 6144, about "
-                             "23,000 frames)")
+                        help="blocks per worker in the recorded all-reduce (omnireduce.json; default 6144: about "
+                             "12,300 frames in, 23,000 out)")
     parser.add_argument("--packets", type=argtypes.integer(minimum=0), default=0,
                         help="frames per run, cycling the generator's frames (default 0: each recorded frame once; "
                              f"{STATELESS_PACKETS} for the stateless test programs)")
