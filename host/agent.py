@@ -24,6 +24,7 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from . import native
 from .agreement import Announcement, TensorClaim, announcement_lanes, check_agreement
 from .blocks import BlockPlan, as_blocks, block_count, blocks_above, nonzero_blocks, plan_blocks
 from .config import AgentConfig, TransportKind
@@ -101,6 +102,9 @@ class AllReduce:
     def __init__(self, config: AgentConfig, transport: Transport | None = None, *, progress: Progress | None = None,
                  progress_interval: float = 0.2) -> None:
         self.config = config
+        # Load (on a new machine: compile, once, cached) the compiled kernels now rather than inside the first
+        # all-reduce, whose time and join deadline would otherwise include the C compiler's run.
+        native.available()
         self._transport = transport if transport is not None else open_transport(config)
         self._channels = SlotChannels.create(config.slots)
         self._round_trip = RoundTripEstimator()
