@@ -37,6 +37,19 @@ control Ingress(inout tna_headers_t hdr,
     Counter<bit<64>, job_id_t>(MAX_JOBS, CounterType_t.PACKETS_AND_BYTES)        job_replays;
     Counter<bit<64>, job_id_t>(MAX_JOBS, CounterType_t.PACKETS_AND_BYTES)        job_forwards;
 
+    // The packet's tensor as slot_tensor and round_tensor cells hold it. NOTE: a table's action rather than a
+    // statement: the mid end substitutes a computed field's expression into its later uses, and a shift or
+    // concatenation inside the subtraction and comparisons that use the cell would take more than one stage.
+    action make_tensor_cell() {
+        meta.tensor_cell = hdr.omni.tensor_id ++ TNA_TENSOR_MARK[15:0];
+    }
+
+    table tensor_cell {
+        actions = { make_tensor_cell; }
+        const default_action = make_tensor_cell();
+        size = 1;
+    }
+
     WorkerIdentity() identity;
     Admission() admission;
     Rounds() rounds;
@@ -44,6 +57,9 @@ control Ingress(inout tna_headers_t hdr,
 
     apply {
         // meta.drop_reason, outcome, to_announce, new_tensor and lane_op start at 0 (IngressParser).
+        if (hdr.omni.isValid()) {
+            tensor_cell.apply();
+        }
         if (hdr.bridge.isValid()) {
             // Second pass: back from the announcement pass with its findings in hdr.bridge.
             meta.job_id = hdr.bridge.job_id;
@@ -58,7 +74,13 @@ control Ingress(inout tna_headers_t hdr,
                 meta.drop_reason = DROP_BAD_CHECKSUM;
             } else if (hdr.omni.isValid()) {
                 // Shape of the packet: type, then lane count for that type, then lengths for that lane count.
-                meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + (((bit<16>)hdr.omni.lane_count) << 2);
+                // NOTE: once the lane count is checked it is LANES with the lanes and 0 without, so the UDP length
+                // is one of two constants (lane_count << 2 plus a constant would be two instructions in one action).
+                if (hdr.lanes.isValid()) {
+                    meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
+                } else {
+                    meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES;
+                }
                 meta.expected_ipv4_length = IPV4_HEADER_BYTES + hdr.udp.length;
                 if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_REQUEST
                         && hdr.omni.msg_type != MSG_REPAIR) {
@@ -113,6 +135,9 @@ control Ingress(inout tna_headers_t hdr,
             hdr.bridge.ingress_port = ig_intr_md.ingress_port;
             hdr.bridge.forward_to = 0;
             hdr.bridge.deliver_by_multicast = 0;
+            // NOTE: the padding too, so that no bit of the container is left as it was (its other fields are
+            // written from a constant and from meta.new_tensor: one PHV source and a constant at most).
+            hdr.bridge._pad1 = 0;
             hdr.bridge.new_tensor = meta.new_tensor;
             hdr.bridge.accepted = 0;
             hdr.bridge.announced = 0;

@@ -344,7 +344,7 @@ class TnaModel:
             elif meta.checksum_error:
                 meta.drop_reason = C.DROP_BAD_CHECKSUM
             elif pkt.omni.valid:
-                expected_udp_length = (C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + (omni["lane_count"] << 2)) & U16
+                expected_udp_length = C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + (C.LANES << 2 if pkt.lanes.valid else 0)
                 expected_ipv4_length = (C.IPV4_HEADER_BYTES + udp["length"]) & U16
                 if omni["msg_type"] not in (C.MSG_CONTRIB, C.MSG_REQUEST, C.MSG_REPAIR):
                     meta.drop_reason = C.DROP_BAD_MSG_TYPE
@@ -418,6 +418,7 @@ class TnaModel:
             else:
                 (meta.slot_base, meta.slot_count, meta.worker_count, meta.mcast_grp,
                  meta.recirculation_port) = job
+                meta.global_slot = (meta.slot_base + pkt.omni.f["slot"]) & U16  # set_job
         slot_max = max(pkt.omni.f["slot"], meta.slot_count)
         if meta.drop_reason == 0 and pkt.omni.f["job_id"] != meta.job_id:
             meta.drop_reason = C.DROP_JOB_MISMATCH
@@ -427,7 +428,6 @@ class TnaModel:
     # Admission (control/admission.p4).
     def _admission(self, pkt: Packet, meta: IngressMeta) -> None:
         omni = pkt.omni.f
-        meta.global_slot = (meta.slot_base + omni["slot"]) & U16
         meta.tensor_cell = tensor_cell(omni["tensor_id"])
         peer_max = max(omni["peer"], meta.worker_count)
         peer_valid = omni["peer"] != meta.worker_id and peer_max != omni["peer"]
@@ -512,21 +512,21 @@ class TnaModel:
         def round_block_start(value: int) -> tuple[int, int]:
             return block, 0
 
-        def round_block_update(value: int) -> tuple[int, str]:
-            if value < reuse_below:
-                return block, "DONE"
-            return value, "SAME" if value == block else "OTHER"
+        def round_block_update(value: int) -> tuple[int, int]:
+            cmplo, cmphi = value < reuse_below, value == block
+            predicate = 1 << (int(cmplo) + 2 * int(cmphi))  # the stateful ALU's predicate output
+            return (block if cmplo else value), predicate
 
         held_tensor = reg["round_tensor"].execute(index, round_tensor_claim if accepted else read)
         same_tensor = held_tensor == cell
         if accepted and not same_tensor:
             reg["round_block"].execute(index, round_block_start)
-            state = "DONE"
+            state = C.ROUND_DONE
         elif same_tensor:
             state = reg["round_block"].execute(index, round_block_update)
         else:
-            state = "OTHER"
-        same_round, held_done = state == "SAME", state == "DONE"
+            state = C.ROUND_OTHER
+        same_round, held_done = state == C.ROUND_SAME, state & C.ROUND_DONE_MASK != 0
 
         lane_op = C.LANE_NONE
         next_to_store = 0

@@ -65,7 +65,7 @@ struct ingress_metadata_t {
     // Second pass: the round.
     round_index_t round_index;
     bit<32>       held_round_tensor;
-    round_state_t round_state;        // from round_block
+    bit<4>        round_state;        // ROUND_* from round_block's predicate output
     block_index_t block_floor;        // min(min_next, block_index): complete when it is not min_next
     block_index_t reuse_below;        // accepted: block_floor (a held block below it is complete); else 0
     block_index_t announced_floor;    // min(announced, block_index): announced > block_index when it is not announced

@@ -9,14 +9,14 @@
 control WorkerAnnouncements(inout tna_headers_t hdr,
                             inout egress_metadata_t meta) {
 
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_0;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_0;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_0) worker_next_0_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_0) worker_next_0_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -24,7 +24,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_0)
             worker_next_0_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -34,23 +34,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_0) worker_next_0_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_0) worker_next_0_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_0_observe() {
-        meta.next_0 = worker_next_0_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_0 = worker_next_0_read.execute(hdr.bridge.global_slot);
     }
     action worker_0_start_tensor() {
-        meta.next_0 = worker_next_0_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_0 = worker_next_0_reset.execute(hdr.bridge.global_slot);
     }
     action worker_0_send() {
-        meta.next_0 = worker_next_0_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_0 = worker_next_0_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_0_send_first() {
-        meta.next_0 = worker_next_0_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_0 = worker_next_0_start.execute(hdr.bridge.global_slot);
     }
     table worker_0_access {
         key = {
@@ -69,14 +69,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_0_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_1;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_1;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_1) worker_next_1_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_1) worker_next_1_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -84,7 +84,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_1)
             worker_next_1_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -94,23 +94,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_1) worker_next_1_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_1) worker_next_1_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_1_observe() {
-        meta.next_1 = worker_next_1_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_1 = worker_next_1_read.execute(hdr.bridge.global_slot);
     }
     action worker_1_start_tensor() {
-        meta.next_1 = worker_next_1_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_1 = worker_next_1_reset.execute(hdr.bridge.global_slot);
     }
     action worker_1_send() {
-        meta.next_1 = worker_next_1_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_1 = worker_next_1_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_1_send_first() {
-        meta.next_1 = worker_next_1_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_1 = worker_next_1_start.execute(hdr.bridge.global_slot);
     }
     table worker_1_access {
         key = {
@@ -129,14 +129,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_1_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_2;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_2;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_2) worker_next_2_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_2) worker_next_2_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -144,7 +144,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_2)
             worker_next_2_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -154,23 +154,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_2) worker_next_2_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_2) worker_next_2_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_2_observe() {
-        meta.next_2 = worker_next_2_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_2 = worker_next_2_read.execute(hdr.bridge.global_slot);
     }
     action worker_2_start_tensor() {
-        meta.next_2 = worker_next_2_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_2 = worker_next_2_reset.execute(hdr.bridge.global_slot);
     }
     action worker_2_send() {
-        meta.next_2 = worker_next_2_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_2 = worker_next_2_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_2_send_first() {
-        meta.next_2 = worker_next_2_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_2 = worker_next_2_start.execute(hdr.bridge.global_slot);
     }
     table worker_2_access {
         key = {
@@ -189,14 +189,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_2_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_3;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_3;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_3) worker_next_3_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_3) worker_next_3_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -204,7 +204,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_3)
             worker_next_3_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -214,23 +214,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_3) worker_next_3_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_3) worker_next_3_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_3_observe() {
-        meta.next_3 = worker_next_3_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_3 = worker_next_3_read.execute(hdr.bridge.global_slot);
     }
     action worker_3_start_tensor() {
-        meta.next_3 = worker_next_3_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_3 = worker_next_3_reset.execute(hdr.bridge.global_slot);
     }
     action worker_3_send() {
-        meta.next_3 = worker_next_3_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_3 = worker_next_3_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_3_send_first() {
-        meta.next_3 = worker_next_3_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_3 = worker_next_3_start.execute(hdr.bridge.global_slot);
     }
     table worker_3_access {
         key = {
@@ -249,14 +249,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_3_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_4;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_4;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_4) worker_next_4_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_4) worker_next_4_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -264,7 +264,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_4)
             worker_next_4_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -274,23 +274,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_4) worker_next_4_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_4) worker_next_4_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_4_observe() {
-        meta.next_4 = worker_next_4_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_4 = worker_next_4_read.execute(hdr.bridge.global_slot);
     }
     action worker_4_start_tensor() {
-        meta.next_4 = worker_next_4_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_4 = worker_next_4_reset.execute(hdr.bridge.global_slot);
     }
     action worker_4_send() {
-        meta.next_4 = worker_next_4_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_4 = worker_next_4_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_4_send_first() {
-        meta.next_4 = worker_next_4_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_4 = worker_next_4_start.execute(hdr.bridge.global_slot);
     }
     table worker_4_access {
         key = {
@@ -309,14 +309,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_4_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_5;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_5;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_5) worker_next_5_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_5) worker_next_5_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -324,7 +324,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_5)
             worker_next_5_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -334,23 +334,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_5) worker_next_5_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_5) worker_next_5_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_5_observe() {
-        meta.next_5 = worker_next_5_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_5 = worker_next_5_read.execute(hdr.bridge.global_slot);
     }
     action worker_5_start_tensor() {
-        meta.next_5 = worker_next_5_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_5 = worker_next_5_reset.execute(hdr.bridge.global_slot);
     }
     action worker_5_send() {
-        meta.next_5 = worker_next_5_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_5 = worker_next_5_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_5_send_first() {
-        meta.next_5 = worker_next_5_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_5 = worker_next_5_start.execute(hdr.bridge.global_slot);
     }
     table worker_5_access {
         key = {
@@ -369,14 +369,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_5_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_6;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_6;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_6) worker_next_6_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_6) worker_next_6_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -384,7 +384,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_6)
             worker_next_6_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -394,23 +394,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_6) worker_next_6_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_6) worker_next_6_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_6_observe() {
-        meta.next_6 = worker_next_6_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_6 = worker_next_6_read.execute(hdr.bridge.global_slot);
     }
     action worker_6_start_tensor() {
-        meta.next_6 = worker_next_6_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_6 = worker_next_6_reset.execute(hdr.bridge.global_slot);
     }
     action worker_6_send() {
-        meta.next_6 = worker_next_6_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_6 = worker_next_6_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_6_send_first() {
-        meta.next_6 = worker_next_6_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_6 = worker_next_6_start.execute(hdr.bridge.global_slot);
     }
     table worker_6_access {
         key = {
@@ -429,14 +429,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_6_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_7;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_7;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_7) worker_next_7_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_7) worker_next_7_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -444,7 +444,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_7)
             worker_next_7_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -454,23 +454,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_7) worker_next_7_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_7) worker_next_7_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_7_observe() {
-        meta.next_7 = worker_next_7_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_7 = worker_next_7_read.execute(hdr.bridge.global_slot);
     }
     action worker_7_start_tensor() {
-        meta.next_7 = worker_next_7_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_7 = worker_next_7_reset.execute(hdr.bridge.global_slot);
     }
     action worker_7_send() {
-        meta.next_7 = worker_next_7_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_7 = worker_next_7_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_7_send_first() {
-        meta.next_7 = worker_next_7_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_7 = worker_next_7_start.execute(hdr.bridge.global_slot);
     }
     table worker_7_access {
         key = {
@@ -489,14 +489,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_7_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_8;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_8;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_8) worker_next_8_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_8) worker_next_8_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -504,7 +504,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_8)
             worker_next_8_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -514,23 +514,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_8) worker_next_8_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_8) worker_next_8_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_8_observe() {
-        meta.next_8 = worker_next_8_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_8 = worker_next_8_read.execute(hdr.bridge.global_slot);
     }
     action worker_8_start_tensor() {
-        meta.next_8 = worker_next_8_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_8 = worker_next_8_reset.execute(hdr.bridge.global_slot);
     }
     action worker_8_send() {
-        meta.next_8 = worker_next_8_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_8 = worker_next_8_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_8_send_first() {
-        meta.next_8 = worker_next_8_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_8 = worker_next_8_start.execute(hdr.bridge.global_slot);
     }
     table worker_8_access {
         key = {
@@ -549,14 +549,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_8_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_9;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_9;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_9) worker_next_9_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_9) worker_next_9_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -564,7 +564,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_9)
             worker_next_9_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -574,23 +574,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_9) worker_next_9_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_9) worker_next_9_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_9_observe() {
-        meta.next_9 = worker_next_9_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_9 = worker_next_9_read.execute(hdr.bridge.global_slot);
     }
     action worker_9_start_tensor() {
-        meta.next_9 = worker_next_9_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_9 = worker_next_9_reset.execute(hdr.bridge.global_slot);
     }
     action worker_9_send() {
-        meta.next_9 = worker_next_9_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_9 = worker_next_9_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_9_send_first() {
-        meta.next_9 = worker_next_9_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_9 = worker_next_9_start.execute(hdr.bridge.global_slot);
     }
     table worker_9_access {
         key = {
@@ -609,14 +609,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_9_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_10;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_10;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_10) worker_next_10_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_10) worker_next_10_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -624,7 +624,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_10)
             worker_next_10_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -634,23 +634,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_10) worker_next_10_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_10) worker_next_10_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_10_observe() {
-        meta.next_10 = worker_next_10_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_10 = worker_next_10_read.execute(hdr.bridge.global_slot);
     }
     action worker_10_start_tensor() {
-        meta.next_10 = worker_next_10_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_10 = worker_next_10_reset.execute(hdr.bridge.global_slot);
     }
     action worker_10_send() {
-        meta.next_10 = worker_next_10_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_10 = worker_next_10_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_10_send_first() {
-        meta.next_10 = worker_next_10_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_10 = worker_next_10_start.execute(hdr.bridge.global_slot);
     }
     table worker_10_access {
         key = {
@@ -669,14 +669,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_10_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_11;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_11;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_11) worker_next_11_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_11) worker_next_11_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -684,7 +684,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_11)
             worker_next_11_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -694,23 +694,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_11) worker_next_11_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_11) worker_next_11_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_11_observe() {
-        meta.next_11 = worker_next_11_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_11 = worker_next_11_read.execute(hdr.bridge.global_slot);
     }
     action worker_11_start_tensor() {
-        meta.next_11 = worker_next_11_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_11 = worker_next_11_reset.execute(hdr.bridge.global_slot);
     }
     action worker_11_send() {
-        meta.next_11 = worker_next_11_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_11 = worker_next_11_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_11_send_first() {
-        meta.next_11 = worker_next_11_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_11 = worker_next_11_start.execute(hdr.bridge.global_slot);
     }
     table worker_11_access {
         key = {
@@ -729,14 +729,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_11_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_12;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_12;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_12) worker_next_12_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_12) worker_next_12_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -744,7 +744,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_12)
             worker_next_12_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -754,23 +754,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_12) worker_next_12_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_12) worker_next_12_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_12_observe() {
-        meta.next_12 = worker_next_12_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_12 = worker_next_12_read.execute(hdr.bridge.global_slot);
     }
     action worker_12_start_tensor() {
-        meta.next_12 = worker_next_12_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_12 = worker_next_12_reset.execute(hdr.bridge.global_slot);
     }
     action worker_12_send() {
-        meta.next_12 = worker_next_12_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_12 = worker_next_12_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_12_send_first() {
-        meta.next_12 = worker_next_12_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_12 = worker_next_12_start.execute(hdr.bridge.global_slot);
     }
     table worker_12_access {
         key = {
@@ -789,14 +789,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_12_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_13;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_13;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_13) worker_next_13_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_13) worker_next_13_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -804,7 +804,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_13)
             worker_next_13_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -814,23 +814,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_13) worker_next_13_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_13) worker_next_13_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_13_observe() {
-        meta.next_13 = worker_next_13_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_13 = worker_next_13_read.execute(hdr.bridge.global_slot);
     }
     action worker_13_start_tensor() {
-        meta.next_13 = worker_next_13_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_13 = worker_next_13_reset.execute(hdr.bridge.global_slot);
     }
     action worker_13_send() {
-        meta.next_13 = worker_next_13_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_13 = worker_next_13_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_13_send_first() {
-        meta.next_13 = worker_next_13_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_13 = worker_next_13_start.execute(hdr.bridge.global_slot);
     }
     table worker_13_access {
         key = {
@@ -849,14 +849,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_13_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_14;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_14;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_14) worker_next_14_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_14) worker_next_14_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -864,7 +864,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_14)
             worker_next_14_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -874,23 +874,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_14) worker_next_14_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_14) worker_next_14_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_14_observe() {
-        meta.next_14 = worker_next_14_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_14 = worker_next_14_read.execute(hdr.bridge.global_slot);
     }
     action worker_14_start_tensor() {
-        meta.next_14 = worker_next_14_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_14 = worker_next_14_reset.execute(hdr.bridge.global_slot);
     }
     action worker_14_send() {
-        meta.next_14 = worker_next_14_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_14 = worker_next_14_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_14_send_first() {
-        meta.next_14 = worker_next_14_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_14 = worker_next_14_start.execute(hdr.bridge.global_slot);
     }
     table worker_14_access {
         key = {
@@ -909,14 +909,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_14_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_15;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_15;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_15) worker_next_15_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_15) worker_next_15_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -924,7 +924,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_15)
             worker_next_15_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -934,23 +934,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_15) worker_next_15_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_15) worker_next_15_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_15_observe() {
-        meta.next_15 = worker_next_15_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_15 = worker_next_15_read.execute(hdr.bridge.global_slot);
     }
     action worker_15_start_tensor() {
-        meta.next_15 = worker_next_15_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_15 = worker_next_15_reset.execute(hdr.bridge.global_slot);
     }
     action worker_15_send() {
-        meta.next_15 = worker_next_15_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_15 = worker_next_15_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_15_send_first() {
-        meta.next_15 = worker_next_15_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_15 = worker_next_15_start.execute(hdr.bridge.global_slot);
     }
     table worker_15_access {
         key = {
@@ -969,14 +969,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_15_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_16;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_16;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_16) worker_next_16_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_16) worker_next_16_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -984,7 +984,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_16)
             worker_next_16_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -994,23 +994,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_16) worker_next_16_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_16) worker_next_16_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_16_observe() {
-        meta.next_16 = worker_next_16_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_16 = worker_next_16_read.execute(hdr.bridge.global_slot);
     }
     action worker_16_start_tensor() {
-        meta.next_16 = worker_next_16_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_16 = worker_next_16_reset.execute(hdr.bridge.global_slot);
     }
     action worker_16_send() {
-        meta.next_16 = worker_next_16_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_16 = worker_next_16_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_16_send_first() {
-        meta.next_16 = worker_next_16_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_16 = worker_next_16_start.execute(hdr.bridge.global_slot);
     }
     table worker_16_access {
         key = {
@@ -1029,14 +1029,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_16_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_17;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_17;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_17) worker_next_17_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_17) worker_next_17_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1044,7 +1044,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_17)
             worker_next_17_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1054,23 +1054,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_17) worker_next_17_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_17) worker_next_17_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_17_observe() {
-        meta.next_17 = worker_next_17_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_17 = worker_next_17_read.execute(hdr.bridge.global_slot);
     }
     action worker_17_start_tensor() {
-        meta.next_17 = worker_next_17_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_17 = worker_next_17_reset.execute(hdr.bridge.global_slot);
     }
     action worker_17_send() {
-        meta.next_17 = worker_next_17_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_17 = worker_next_17_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_17_send_first() {
-        meta.next_17 = worker_next_17_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_17 = worker_next_17_start.execute(hdr.bridge.global_slot);
     }
     table worker_17_access {
         key = {
@@ -1089,14 +1089,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_17_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_18;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_18;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_18) worker_next_18_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_18) worker_next_18_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1104,7 +1104,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_18)
             worker_next_18_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1114,23 +1114,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_18) worker_next_18_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_18) worker_next_18_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_18_observe() {
-        meta.next_18 = worker_next_18_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_18 = worker_next_18_read.execute(hdr.bridge.global_slot);
     }
     action worker_18_start_tensor() {
-        meta.next_18 = worker_next_18_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_18 = worker_next_18_reset.execute(hdr.bridge.global_slot);
     }
     action worker_18_send() {
-        meta.next_18 = worker_next_18_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_18 = worker_next_18_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_18_send_first() {
-        meta.next_18 = worker_next_18_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_18 = worker_next_18_start.execute(hdr.bridge.global_slot);
     }
     table worker_18_access {
         key = {
@@ -1149,14 +1149,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_18_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_19;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_19;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_19) worker_next_19_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_19) worker_next_19_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1164,7 +1164,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_19)
             worker_next_19_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1174,23 +1174,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_19) worker_next_19_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_19) worker_next_19_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_19_observe() {
-        meta.next_19 = worker_next_19_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_19 = worker_next_19_read.execute(hdr.bridge.global_slot);
     }
     action worker_19_start_tensor() {
-        meta.next_19 = worker_next_19_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_19 = worker_next_19_reset.execute(hdr.bridge.global_slot);
     }
     action worker_19_send() {
-        meta.next_19 = worker_next_19_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_19 = worker_next_19_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_19_send_first() {
-        meta.next_19 = worker_next_19_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_19 = worker_next_19_start.execute(hdr.bridge.global_slot);
     }
     table worker_19_access {
         key = {
@@ -1209,14 +1209,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_19_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_20;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_20;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_20) worker_next_20_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_20) worker_next_20_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1224,7 +1224,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_20)
             worker_next_20_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1234,23 +1234,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_20) worker_next_20_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_20) worker_next_20_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_20_observe() {
-        meta.next_20 = worker_next_20_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_20 = worker_next_20_read.execute(hdr.bridge.global_slot);
     }
     action worker_20_start_tensor() {
-        meta.next_20 = worker_next_20_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_20 = worker_next_20_reset.execute(hdr.bridge.global_slot);
     }
     action worker_20_send() {
-        meta.next_20 = worker_next_20_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_20 = worker_next_20_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_20_send_first() {
-        meta.next_20 = worker_next_20_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_20 = worker_next_20_start.execute(hdr.bridge.global_slot);
     }
     table worker_20_access {
         key = {
@@ -1269,14 +1269,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_20_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_21;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_21;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_21) worker_next_21_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_21) worker_next_21_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1284,7 +1284,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_21)
             worker_next_21_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1294,23 +1294,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_21) worker_next_21_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_21) worker_next_21_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_21_observe() {
-        meta.next_21 = worker_next_21_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_21 = worker_next_21_read.execute(hdr.bridge.global_slot);
     }
     action worker_21_start_tensor() {
-        meta.next_21 = worker_next_21_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_21 = worker_next_21_reset.execute(hdr.bridge.global_slot);
     }
     action worker_21_send() {
-        meta.next_21 = worker_next_21_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_21 = worker_next_21_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_21_send_first() {
-        meta.next_21 = worker_next_21_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_21 = worker_next_21_start.execute(hdr.bridge.global_slot);
     }
     table worker_21_access {
         key = {
@@ -1329,14 +1329,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_21_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_22;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_22;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_22) worker_next_22_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_22) worker_next_22_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1344,7 +1344,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_22)
             worker_next_22_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1354,23 +1354,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_22) worker_next_22_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_22) worker_next_22_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_22_observe() {
-        meta.next_22 = worker_next_22_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_22 = worker_next_22_read.execute(hdr.bridge.global_slot);
     }
     action worker_22_start_tensor() {
-        meta.next_22 = worker_next_22_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_22 = worker_next_22_reset.execute(hdr.bridge.global_slot);
     }
     action worker_22_send() {
-        meta.next_22 = worker_next_22_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_22 = worker_next_22_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_22_send_first() {
-        meta.next_22 = worker_next_22_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_22 = worker_next_22_start.execute(hdr.bridge.global_slot);
     }
     table worker_22_access {
         key = {
@@ -1389,14 +1389,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_22_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_23;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_23;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_23) worker_next_23_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_23) worker_next_23_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1404,7 +1404,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_23)
             worker_next_23_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1414,23 +1414,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_23) worker_next_23_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_23) worker_next_23_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_23_observe() {
-        meta.next_23 = worker_next_23_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_23 = worker_next_23_read.execute(hdr.bridge.global_slot);
     }
     action worker_23_start_tensor() {
-        meta.next_23 = worker_next_23_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_23 = worker_next_23_reset.execute(hdr.bridge.global_slot);
     }
     action worker_23_send() {
-        meta.next_23 = worker_next_23_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_23 = worker_next_23_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_23_send_first() {
-        meta.next_23 = worker_next_23_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_23 = worker_next_23_start.execute(hdr.bridge.global_slot);
     }
     table worker_23_access {
         key = {
@@ -1449,14 +1449,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_23_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_24;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_24;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_24) worker_next_24_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_24) worker_next_24_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1464,7 +1464,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_24)
             worker_next_24_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1474,23 +1474,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_24) worker_next_24_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_24) worker_next_24_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_24_observe() {
-        meta.next_24 = worker_next_24_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_24 = worker_next_24_read.execute(hdr.bridge.global_slot);
     }
     action worker_24_start_tensor() {
-        meta.next_24 = worker_next_24_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_24 = worker_next_24_reset.execute(hdr.bridge.global_slot);
     }
     action worker_24_send() {
-        meta.next_24 = worker_next_24_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_24 = worker_next_24_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_24_send_first() {
-        meta.next_24 = worker_next_24_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_24 = worker_next_24_start.execute(hdr.bridge.global_slot);
     }
     table worker_24_access {
         key = {
@@ -1509,14 +1509,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_24_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_25;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_25;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_25) worker_next_25_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_25) worker_next_25_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1524,7 +1524,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_25)
             worker_next_25_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1534,23 +1534,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_25) worker_next_25_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_25) worker_next_25_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_25_observe() {
-        meta.next_25 = worker_next_25_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_25 = worker_next_25_read.execute(hdr.bridge.global_slot);
     }
     action worker_25_start_tensor() {
-        meta.next_25 = worker_next_25_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_25 = worker_next_25_reset.execute(hdr.bridge.global_slot);
     }
     action worker_25_send() {
-        meta.next_25 = worker_next_25_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_25 = worker_next_25_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_25_send_first() {
-        meta.next_25 = worker_next_25_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_25 = worker_next_25_start.execute(hdr.bridge.global_slot);
     }
     table worker_25_access {
         key = {
@@ -1569,14 +1569,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_25_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_26;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_26;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_26) worker_next_26_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_26) worker_next_26_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1584,7 +1584,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_26)
             worker_next_26_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1594,23 +1594,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_26) worker_next_26_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_26) worker_next_26_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_26_observe() {
-        meta.next_26 = worker_next_26_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_26 = worker_next_26_read.execute(hdr.bridge.global_slot);
     }
     action worker_26_start_tensor() {
-        meta.next_26 = worker_next_26_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_26 = worker_next_26_reset.execute(hdr.bridge.global_slot);
     }
     action worker_26_send() {
-        meta.next_26 = worker_next_26_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_26 = worker_next_26_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_26_send_first() {
-        meta.next_26 = worker_next_26_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_26 = worker_next_26_start.execute(hdr.bridge.global_slot);
     }
     table worker_26_access {
         key = {
@@ -1629,14 +1629,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_26_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_27;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_27;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_27) worker_next_27_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_27) worker_next_27_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1644,7 +1644,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_27)
             worker_next_27_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1654,23 +1654,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_27) worker_next_27_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_27) worker_next_27_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_27_observe() {
-        meta.next_27 = worker_next_27_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_27 = worker_next_27_read.execute(hdr.bridge.global_slot);
     }
     action worker_27_start_tensor() {
-        meta.next_27 = worker_next_27_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_27 = worker_next_27_reset.execute(hdr.bridge.global_slot);
     }
     action worker_27_send() {
-        meta.next_27 = worker_next_27_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_27 = worker_next_27_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_27_send_first() {
-        meta.next_27 = worker_next_27_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_27 = worker_next_27_start.execute(hdr.bridge.global_slot);
     }
     table worker_27_access {
         key = {
@@ -1689,14 +1689,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_27_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_28;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_28;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_28) worker_next_28_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_28) worker_next_28_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1704,7 +1704,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_28)
             worker_next_28_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1714,23 +1714,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_28) worker_next_28_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_28) worker_next_28_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_28_observe() {
-        meta.next_28 = worker_next_28_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_28 = worker_next_28_read.execute(hdr.bridge.global_slot);
     }
     action worker_28_start_tensor() {
-        meta.next_28 = worker_next_28_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_28 = worker_next_28_reset.execute(hdr.bridge.global_slot);
     }
     action worker_28_send() {
-        meta.next_28 = worker_next_28_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_28 = worker_next_28_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_28_send_first() {
-        meta.next_28 = worker_next_28_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_28 = worker_next_28_start.execute(hdr.bridge.global_slot);
     }
     table worker_28_access {
         key = {
@@ -1749,14 +1749,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_28_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_29;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_29;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_29) worker_next_29_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_29) worker_next_29_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1764,7 +1764,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_29)
             worker_next_29_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1774,23 +1774,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_29) worker_next_29_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_29) worker_next_29_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_29_observe() {
-        meta.next_29 = worker_next_29_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_29 = worker_next_29_read.execute(hdr.bridge.global_slot);
     }
     action worker_29_start_tensor() {
-        meta.next_29 = worker_next_29_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_29 = worker_next_29_reset.execute(hdr.bridge.global_slot);
     }
     action worker_29_send() {
-        meta.next_29 = worker_next_29_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_29 = worker_next_29_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_29_send_first() {
-        meta.next_29 = worker_next_29_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_29 = worker_next_29_start.execute(hdr.bridge.global_slot);
     }
     table worker_29_access {
         key = {
@@ -1809,14 +1809,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_29_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_30;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_30;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_30) worker_next_30_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_30) worker_next_30_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1824,7 +1824,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_30)
             worker_next_30_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1834,23 +1834,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_30) worker_next_30_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_30) worker_next_30_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_30_observe() {
-        meta.next_30 = worker_next_30_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_30 = worker_next_30_read.execute(hdr.bridge.global_slot);
     }
     action worker_30_start_tensor() {
-        meta.next_30 = worker_next_30_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_30 = worker_next_30_reset.execute(hdr.bridge.global_slot);
     }
     action worker_30_send() {
-        meta.next_30 = worker_next_30_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_30 = worker_next_30_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_30_send_first() {
-        meta.next_30 = worker_next_30_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_30 = worker_next_30_start.execute(hdr.bridge.global_slot);
     }
     table worker_30_access {
         key = {
@@ -1869,14 +1869,14 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         const default_action = worker_30_observe();
         size = 3;
     }
-    Register<block_index_t, slot_index_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_31;
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_read = {
+    Register<block_index_t, slot_t>(TNA_SLOT_COUNT, END_OF_TENSOR) worker_next_31;
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_31) worker_next_31_read = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
         }
     };
     // A new tensor: a worker of the job will send the column's first block (the CONTRIB's block).
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_reset = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_31) worker_next_31_reset = {
         void apply(inout block_index_t value, out block_index_t lane) {
             value = meta.accept_block;
             lane = value;
@@ -1884,7 +1884,7 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
     };
     // The sender's lane: returned as it was, and replaced by the CONTRIB's next block when it holds the
     // CONTRIB's block. A REQUEST compares and writes END_OF_TENSOR, which changes nothing.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31)
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_31)
             worker_next_31_contribute = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
@@ -1894,23 +1894,23 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         }
     };
     // The sender starting a new tensor: reset to this block and contributed at once.
-    RegisterAction<block_index_t, slot_index_t, block_index_t>(worker_next_31) worker_next_31_start = {
+    RegisterAction<block_index_t, slot_t, block_index_t>(worker_next_31) worker_next_31_start = {
         void apply(inout block_index_t value, out block_index_t lane) {
             lane = value;
             value = meta.accept_next;
         }
     };
     action worker_31_observe() {
-        meta.next_31 = worker_next_31_read.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_31 = worker_next_31_read.execute(hdr.bridge.global_slot);
     }
     action worker_31_start_tensor() {
-        meta.next_31 = worker_next_31_reset.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_31 = worker_next_31_reset.execute(hdr.bridge.global_slot);
     }
     action worker_31_send() {
-        meta.next_31 = worker_next_31_contribute.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_31 = worker_next_31_contribute.execute(hdr.bridge.global_slot);
     }
     action worker_31_send_first() {
-        meta.next_31 = worker_next_31_start.execute(hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+        meta.next_31 = worker_next_31_start.execute(hdr.bridge.global_slot);
     }
     table worker_31_access {
         key = {
