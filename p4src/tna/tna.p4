@@ -23,6 +23,7 @@
 #include "include/control/announcements.p4"
 #include "include/control/delivery.p4"
 
+#include "include/generated/lane_containers.p4"
 control Ingress(inout tna_headers_t hdr,
                 inout ingress_metadata_t meta,
                 in ingress_intrinsic_metadata_t ig_intr_md,
@@ -74,14 +75,18 @@ control Ingress(inout tna_headers_t hdr,
                 meta.drop_reason = DROP_BAD_CHECKSUM;
             } else if (hdr.omni.isValid()) {
                 // Shape of the packet: type, then lane count for that type, then lengths for that lane count.
-                // NOTE: once the lane count is checked it is LANES with the lanes and 0 without, so the UDP length
-                // is one of two constants (lane_count << 2 plus a constant would be two instructions in one action).
+                // NOTE: once the lane count is checked it is LANES with the lanes and 0 without, so each length is
+                // one of two constants (lane_count << 2 plus a constant would be two instructions in one action; the
+                // IPv4 length, checked once the UDP length is, is IPV4_HEADER_BYTES more; as a sum with the UDP
+                // length the mid end would put the addition into the gateway).
                 if (hdr.lanes.isValid()) {
                     meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
+                    meta.expected_ipv4_length =
+                        IPV4_HEADER_BYTES + UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
                 } else {
                     meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES;
+                    meta.expected_ipv4_length = IPV4_HEADER_BYTES + UDP_HEADER_BYTES + OMNI_HEADER_BYTES;
                 }
-                meta.expected_ipv4_length = IPV4_HEADER_BYTES + hdr.udp.length;
                 if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_REQUEST
                         && hdr.omni.msg_type != MSG_REPAIR) {
                     meta.drop_reason = DROP_BAD_MSG_TYPE;
@@ -89,8 +94,10 @@ control Ingress(inout tna_headers_t hdr,
                         || (hdr.omni.msg_type != MSG_REQUEST && !hdr.lanes.isValid())
                         || (!hdr.lanes.isValid() && hdr.omni.lane_count != 0)) {
                     meta.drop_reason = DROP_BAD_LANE_COUNT;
-                } else if (hdr.udp.length != meta.expected_udp_length
-                        || hdr.ipv4.total_len != meta.expected_ipv4_length) {
+                } else if (hdr.udp.length != meta.expected_udp_length) {
+                    // NOTE: one length a branch: a gateway reads 4 bytes, two 16-bit comparisons each.
+                    meta.drop_reason = DROP_BAD_LENGTH;
+                } else if (hdr.ipv4.total_len != meta.expected_ipv4_length) {
                     meta.drop_reason = DROP_BAD_LENGTH;
                 } else {
                     identity.apply(hdr, meta, ig_intr_md.ingress_port);
@@ -135,10 +142,14 @@ control Ingress(inout tna_headers_t hdr,
             hdr.bridge.ingress_port = ig_intr_md.ingress_port;
             hdr.bridge.forward_to = 0;
             hdr.bridge.deliver_by_multicast = 0;
-            // NOTE: the padding too, so that no bit of the container is left as it was (its other fields are
-            // written from a constant and from meta.new_tensor: one PHV source and a constant at most).
-            hdr.bridge._pad1 = 0;
-            hdr.bridge.new_tensor = meta.new_tensor;
+            // NOTE: new_tensor as a constant in either branch, so that its byte is written from constants only
+            // (copied from meta.new_tensor, both fields would have to sit at the same bit of their containers,
+            // next to fields written otherwise).
+            if (meta.new_tensor == 1) {
+                hdr.bridge.new_tensor = 1;
+            } else {
+                hdr.bridge.new_tensor = 0;
+            }
             hdr.bridge.accepted = 0;
             hdr.bridge.announced = 0;
             hdr.bridge.min_next = 0;

@@ -19,6 +19,9 @@ typedef bit<TNA_ROUND_INDEX_BITS> round_index_t;
 // v1model program stores TENSOR_VALID | tensor_id; Tofino's stateful ALU compares 32-bit words, and with the id in
 // the upper half "newer in 16-bit serial arithmetic" becomes one signed 32-bit comparison, (new - held) > 0.
 const bit<32> TNA_TENSOR_MARK = 1;
+// What slot_tensor's RegisterActions return for a never used slot in place of tensor_cell - held: any positive
+// value ("newer"); the cell of tensor 0 is 1.
+const bit<32> TNA_UNUSED_DELTA = 1;
 
 // Which part of the program a packet is in, carried in omni_bridge_t.phase (docs/tofino.md, "Passes").
 // Ingress to egress, to be delivered: a result, a replay, a forwarded REQUEST or REPAIR, or routed traffic.

@@ -109,6 +109,15 @@ parser EgressParser(packet_in pkt,
     state start {
         pkt.extract(eg_intr_md);
         pkt.extract(hdr.bridge);
+        // The announcement pass's running minima start with no lane in them (generated/worker_announcements.p4).
+        meta.chain_0 = END_OF_TENSOR;
+        meta.chain_1 = END_OF_TENSOR;
+        meta.chain_2 = END_OF_TENSOR;
+        meta.chain_3 = END_OF_TENSOR;
+        meta.lane_0 = END_OF_TENSOR;
+        meta.lane_1 = END_OF_TENSOR;
+        meta.lane_2 = END_OF_TENSOR;
+        meta.lane_3 = END_OF_TENSOR;
         transition parse_ethernet;
     }
 
