@@ -17,7 +17,8 @@ not taken inside the stateful ALU: a Tofino 1 stateful ALU reads at most two wor
 RegisterActions, and the sender's needs both (accept_block, accept_next). The sender's own ALU returns its lane as it
 was into ``announced_<w % 4>`` instead, leaving ``lane_<c>`` as it was (folding it again changes nothing); four
 fields, so that no two tables of a stage write the same field; ``sender_announcement`` copies the sender's into
-``hdr.bridge.announced``. Afterwards the four chains are reduced to one, ``chain_0``: the minimum over every lane but the sender's.
+``hdr.bridge.announced``. Afterwards the four chains are reduced to one, ``chain_0``: the minimum over every lane
+but the sender's.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ def announcement_fields_p4(workers: int) -> str:
     fields = "".join(f"block_index_t lane_{c};\n" for c in range(QUAD))
     fields += "".join(f"block_index_t chain_{c};\n" for c in range(QUAD))
     fields += "".join(f"block_index_t announced_{c};\n" for c in range(QUAD))
-    return (BANNER + "// Included inside struct egress_metadata_t: lane_<c>, the lane last read in chain c (workers c,\n"
-            + "// c + 4, ...); chain_<c>, the running minimum over them but the sender; announced_<c>, the sender's\n"
-            + "// lane if it is in chain c.\n" + fields)
+    return (BANNER + "// Included inside struct egress_metadata_t: lane_<c>, the lane last read in chain c\n"
+            + "// (workers c, c + 4, ...); chain_<c>, the running minimum over them but the sender; announced_<c>,\n"
+            + "// the sender's lane if it is in chain c.\n" + fields)
 
 
 def lane_containers_p4(lanes: int) -> str:
@@ -41,10 +42,10 @@ def lane_containers_p4(lanes: int) -> str:
     half = lanes // 2
     pragmas = "".join(f'@pa_container_size("ingress", "hdr.lanes.value_{k}", 16, 16)\n' for k in range(half, lanes))
     return (BANNER
-            + "// Placed before control Ingress. NOTE: a Tofino 1 pipe has 64 32-bit PHV containers, assigned to ingress\n"
-            + "// or egress sixteen at a time; the announcement pass needs two groups in egress (running minima take\n"
-            + "// 32-bit containers), so half of the lanes, which are only stored, added and loaded by stateful ALUs,\n"
-            + "// go to two 16-bit containers each and ingress keeps to two groups.\n"
+            + "// Placed before control Ingress. NOTE: a Tofino 1 pipe has 64 32-bit PHV containers, assigned to\n"
+            + "// ingress or egress sixteen at a time; the announcement pass needs two groups in egress (running\n"
+            + "// minima take 32-bit containers), so half of the lanes, which are only stored, added and loaded by\n"
+            + "// stateful ALUs, go to two 16-bit containers each and ingress keeps to two groups.\n"
             + pragmas)
 
 
@@ -171,14 +172,15 @@ def _worker_lane(w: int) -> str:
 
 
 def _sender_announcement() -> str:
-    actions = "".join(f"    action announced_in_chain_{c}() {{\n        hdr.bridge.announced = meta.announced_{c};\n    }}\n"
-                      for c in range(QUAD))
+    actions = "".join(f"    action announced_in_chain_{c}() {{\n"
+                      f"        hdr.bridge.announced = meta.announced_{c};\n    }}\n" for c in range(QUAD))
     entries = "".join(f"            {c} : announced_in_chain_{c}();\n" for c in range(QUAD))
     return (
         "    // The sender's lane before this packet, from the chain its ALU is in.\n"
         + actions
         + "    table sender_announcement {\n"
-        + f"        key = {{\n            hdr.bridge.worker_id[{QUAD.bit_length() - 2}:0] : exact @name(\"worker_chain\");\n        }}\n"
+        + "        key = {\n"
+        + f"            hdr.bridge.worker_id[{QUAD.bit_length() - 2}:0] : exact @name(\"worker_chain\");\n        }}\n"
         + "        actions = { " + " ".join(f"announced_in_chain_{c};" for c in range(QUAD)) + " }\n"
         + "        const entries = {\n" + entries + "        }\n"
         + f"        size = {QUAD};\n    }}\n"
@@ -189,7 +191,8 @@ def worker_announcements_p4(workers: int) -> str:
     if workers % QUAD:
         raise ValueError(f"the TNA program takes workers {QUAD} at a time: MAX_WORKERS must be a multiple of {QUAD}")
     body = "".join(_worker_lane(w) for w in range(workers)) + _sender_announcement()
-    apply = "".join(f"        worker_{w}_access.apply();\n        meta.chain_{w % QUAD} = min(meta.chain_{w % QUAD}, meta.lane_{w % QUAD});\n"
+    apply = "".join(f"        worker_{w}_access.apply();\n"
+                    f"        meta.chain_{w % QUAD} = min(meta.chain_{w % QUAD}, meta.lane_{w % QUAD});\n"
                     for w in range(workers))
     apply += "        sender_announcement.apply();\n"
     apply += "".join(f"        meta.chain_{c} = min(meta.chain_{c}, meta.chain_{c + 1});\n" for c in range(0, QUAD, 2))

@@ -344,7 +344,8 @@ class TnaModel:
             elif meta.checksum_error:
                 meta.drop_reason = C.DROP_BAD_CHECKSUM
             elif pkt.omni.valid:
-                expected_udp_length = C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + (C.LANES << 2 if pkt.lanes.valid else 0)
+                lanes_bytes = C.LANES << 2 if pkt.lanes.valid else 0
+                expected_udp_length = C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + lanes_bytes
                 expected_ipv4_length = C.IPV4_HEADER_BYTES + expected_udp_length
                 if omni["msg_type"] not in (C.MSG_CONTRIB, C.MSG_REQUEST, C.MSG_REPAIR):
                     meta.drop_reason = C.DROP_BAD_MSG_TYPE

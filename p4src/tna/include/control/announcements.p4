@@ -4,9 +4,10 @@
  * minimum over all of them after this packet.
  *
  * NOTE on why this runs in egress: a Tofino 1 stateful ALU hands one 32-bit word to the pipeline per packet, so the
- * minimum over 32 announcements needs 32 of them (each folds its lane into a running minimum: codegen.py), and the lanes need 32 more (SwitchML pays the same for its
- * value pairs with extra passes). Ingress has 48; so the announcements take the egress pipeline of the job's
- * recirculation port and the packet comes back into ingress for the round (docs/protocol.md section 8).
+ * minimum over 32 announcements needs 32 of them (each lane is folded into a running minimum: codegen.py), and the
+ * lanes need 32 more (SwitchML pays the same for its value pairs with extra passes). Ingress has 48; so the
+ * announcements take the egress pipeline of the job's recirculation port and the packet comes back into ingress
+ * for the round (docs/protocol.md section 8).
  *
  * Input: hdr.bridge from the first pass (worker_id, worker_count, global_slot, new_tensor), meta.accept_block and
  * accept_next from the parser. Output: hdr.bridge.announced, accepted and min_next, phase = PHASE_ROUND.
