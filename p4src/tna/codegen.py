@@ -16,7 +16,7 @@ the chain's next ALU overwrites ``lane_<c>``); both start at END_OF_TENSOR in th
 not taken inside the stateful ALU: a Tofino 1 stateful ALU reads at most two words from the packet across its
 RegisterActions, and the sender's needs both (accept_block, accept_next). The sender's own ALU returns its lane as it
 was into ``announced_<w % 4>`` instead, leaving ``lane_<c>`` as it was (folding it again changes nothing); four
-fields, so that no two tables of a stage write the same field; ``sender_announcement`` copies the sender's into
+fields, so that no two tables of a stage write the same field; ``announced_in_chain_<c>`` copies the sender's into
 ``hdr.bridge.announced``. Afterwards the four chains are reduced to one, ``chain_0``: the minimum over every lane
 but the sender's.
 """
@@ -172,19 +172,24 @@ def _worker_lane(w: int) -> str:
 
 
 def _sender_announcement() -> str:
+    # NOTE: the copy goes through the hash unit (an identity hash), not an ALU move: a move's source must share
+    # the destination's PHV group, and with the four announced_<c> the running minima's group needs 13 containers
+    # that take ALU operations; a Tofino 2 group of 32-bit containers has 12 (and 4 mocha, 4 dark), so bf-p4c
+    # cannot allocate the PHV for --target tofino2. Through the hash the announced_<c> stay out of that group.
+    # The four copies are exclusive branches (one table each, which may share a stage), not one table's four
+    # actions: bf-p4c sums a table's hash outputs on its 32-bit immediate path (4 x 32 bits do not fit).
+    hashes = "".join(f"    Hash<block_index_t>(HashAlgorithm_t.IDENTITY) announced_copy_{c};\n" for c in range(QUAD))
     actions = "".join(f"    action announced_in_chain_{c}() {{\n"
-                      f"        hdr.bridge.announced = meta.announced_{c};\n    }}\n" for c in range(QUAD))
-    entries = "".join(f"            {c} : announced_in_chain_{c}();\n" for c in range(QUAD))
-    return (
-        "    // The sender's lane before this packet, from the chain its ALU is in.\n"
-        + actions
-        + "    table sender_announcement {\n"
-        + "        key = {\n"
-        + f"            hdr.bridge.worker_id[{QUAD.bit_length() - 2}:0] : exact @name(\"worker_chain\");\n        }}\n"
-        + "        actions = { " + " ".join(f"announced_in_chain_{c};" for c in range(QUAD)) + " }\n"
-        + "        const entries = {\n" + entries + "        }\n"
-        + f"        size = {QUAD};\n    }}\n"
-    )
+                      f"        hdr.bridge.announced = announced_copy_{c}.get({{meta.announced_{c}}});\n"
+                      f"    }}\n" for c in range(QUAD))
+    return "    // The sender's lane before this packet, from the chain its ALU is in.\n" + hashes + actions
+
+
+def _sender_announcement_apply() -> str:
+    bits = f"hdr.bridge.worker_id[{QUAD.bit_length() - 2}:0]"
+    branches = [f"if ({bits} == {c}) {{\n            announced_in_chain_{c}();\n        }}" for c in range(QUAD - 1)]
+    branches.append(f"{{\n            announced_in_chain_{QUAD - 1}();\n        }}")
+    return "        " + " else ".join(branches) + "\n"
 
 
 def worker_announcements_p4(workers: int) -> str:
@@ -194,7 +199,7 @@ def worker_announcements_p4(workers: int) -> str:
     apply = "".join(f"        worker_{w}_access.apply();\n"
                     f"        meta.chain_{w % QUAD} = min(meta.chain_{w % QUAD}, meta.lane_{w % QUAD});\n"
                     for w in range(workers))
-    apply += "        sender_announcement.apply();\n"
+    apply += _sender_announcement_apply()
     apply += "".join(f"        meta.chain_{c} = min(meta.chain_{c}, meta.chain_{c + 1});\n" for c in range(0, QUAD, 2))
     apply += "".join(f"        meta.chain_0 = min(meta.chain_0, meta.chain_{c});\n" for c in range(2, QUAD, 2))
     return (

@@ -12,7 +12,13 @@
  * per-worker code from p4src/generate.py (include/generated/). Build: `make tofino` (p4c-barefoot, bfas).
  */
 #include <core.p4>
+// One source for both targets: the driver defines __TARGET_TOFINO__ (1 for `--target tofino`, 2 for
+// `--target tofino2`); Tofino 2 builds use its own architecture, T2NA (`make tofino2`).
+#if __TARGET_TOFINO__ == 2
+#include <t2na.p4>
+#else
 #include <tna.p4>
+#endif
 
 #include "include/headers.p4"
 #include "include/parser.p4"

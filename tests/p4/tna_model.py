@@ -678,7 +678,7 @@ class TnaModel:
             else:
                 lane[c] = register.execute(slot, read)
             chain[c] = min(chain[c], lane[c])
-        bridge["announced"] = announced[bridge["worker_id"] % 4]  # table sender_announcement
+        bridge["announced"] = announced[bridge["worker_id"] % 4]  # announced_in_chain_<worker_id % 4> (identity hash)
         lowest = min(min(chain[0], chain[1]), min(chain[2], chain[3]))
 
         if contrib and (bridge["new_tensor"] == 1 or bridge["announced"] == accept_block):

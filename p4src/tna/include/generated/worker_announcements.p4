@@ -2027,30 +2027,21 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         size = 4;
     }
     // The sender's lane before this packet, from the chain its ALU is in.
+    Hash<block_index_t>(HashAlgorithm_t.IDENTITY) announced_copy_0;
+    Hash<block_index_t>(HashAlgorithm_t.IDENTITY) announced_copy_1;
+    Hash<block_index_t>(HashAlgorithm_t.IDENTITY) announced_copy_2;
+    Hash<block_index_t>(HashAlgorithm_t.IDENTITY) announced_copy_3;
     action announced_in_chain_0() {
-        hdr.bridge.announced = meta.announced_0;
+        hdr.bridge.announced = announced_copy_0.get({meta.announced_0});
     }
     action announced_in_chain_1() {
-        hdr.bridge.announced = meta.announced_1;
+        hdr.bridge.announced = announced_copy_1.get({meta.announced_1});
     }
     action announced_in_chain_2() {
-        hdr.bridge.announced = meta.announced_2;
+        hdr.bridge.announced = announced_copy_2.get({meta.announced_2});
     }
     action announced_in_chain_3() {
-        hdr.bridge.announced = meta.announced_3;
-    }
-    table sender_announcement {
-        key = {
-            hdr.bridge.worker_id[1:0] : exact @name("worker_chain");
-        }
-        actions = { announced_in_chain_0; announced_in_chain_1; announced_in_chain_2; announced_in_chain_3; }
-        const entries = {
-            0 : announced_in_chain_0();
-            1 : announced_in_chain_1();
-            2 : announced_in_chain_2();
-            3 : announced_in_chain_3();
-        }
-        size = 4;
+        hdr.bridge.announced = announced_copy_3.get({meta.announced_3});
     }
 
     apply {
@@ -2118,7 +2109,15 @@ control WorkerAnnouncements(inout tna_headers_t hdr,
         meta.chain_2 = min(meta.chain_2, meta.lane_2);
         worker_31_access.apply();
         meta.chain_3 = min(meta.chain_3, meta.lane_3);
-        sender_announcement.apply();
+        if (hdr.bridge.worker_id[1:0] == 0) {
+            announced_in_chain_0();
+        } else if (hdr.bridge.worker_id[1:0] == 1) {
+            announced_in_chain_1();
+        } else if (hdr.bridge.worker_id[1:0] == 2) {
+            announced_in_chain_2();
+        } else {
+            announced_in_chain_3();
+        }
         meta.chain_0 = min(meta.chain_0, meta.chain_1);
         meta.chain_2 = min(meta.chain_2, meta.chain_3);
         meta.chain_0 = min(meta.chain_0, meta.chain_2);
