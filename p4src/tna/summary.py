@@ -9,7 +9,7 @@ the BF Runtime JSON. Writes, into p4src/tna/build/ (``--target tofino``) or p4sr
   per stage of the four each stage has (ingress and egress share a stage's ALUs and memories: Tofino 1 has 48 in
   all, Tofino 2 80); SRAM, map RAM and TCAM blocks used of those available; PHV containers by kind and width; each
   register's stage and size;
-- ``context.json`` and ``bf-rt.json``: copies (what the driver and a BF Runtime server load);
+- ``context.json`` and ``bf-rt.json``: copies without indentation (what the driver and a BF Runtime server load);
 - ``SOURCES.sha256``: the digest of the sources compiled, and the compiler's version.
 
 A compile that does not fit the target (a gress using more stages than it has, or a stage more stateful ALUs than
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -137,7 +136,10 @@ def summarize(context: dict, metrics: dict | None = None, target: str = "tofino"
         "program": "p4src/tna/tna.p4",
         "target": target,
         "stages": {"available": chip.stages,
-                   **{gress: {"used": len(stages), "numbers": sorted(stages)} for gress, stages in used.items()}},
+                   # "used": the stages a gress's packets pass through, up to its last table (the compiler's "Number of
+                   # stages for <gress> table allocation"), though some before it may hold none of its tables.
+                   **{gress: {"used": max(stages) + 1 if stages else 0, "numbers": sorted(stages)}
+                      for gress, stages in used.items()}},
         "stateful_alus": {
             # NOTE: a stage's four stateful ALUs serve its ingress and egress tables together, so the chip's
             # total (stages x 4) bounds both gresses' sum, and no stage may hold more than four.
@@ -173,9 +175,8 @@ def over_limits(summary: dict) -> list[str]:
     available = summary["stages"]["available"]
     for gress in ("ingress", "egress"):
         numbers = summary["stages"].get(gress, {}).get("numbers", [])
-        if numbers and (len(numbers) > available or max(numbers) >= available):
-            problems.append(f"{gress} uses {max(len(numbers), max(numbers) + 1)} stages, "
-                            f"{summary['target']} has {available}")
+        if numbers and max(numbers) >= available:
+            problems.append(f"{gress} uses {max(numbers) + 1} stages, {summary['target']} has {available}")
     salus = summary["stateful_alus"]
     per_stage: Counter[int] = Counter()
     for entry in salus["by_stage"]:
@@ -210,8 +211,9 @@ def record(out: Path, compiler: str, target: str = "tofino") -> dict:
     build = artifacts.BUILDS[target]
     build.folder.mkdir(parents=True, exist_ok=True)
     build.resources.write_text(json.dumps(summary, indent=1) + "\n")
-    shutil.copyfile(context_path, build.context_json)
-    shutil.copyfile(bfrt_path, build.bfrt_json)
+    # NOTE: the copies are the same JSON without the compiler's indentation (context.json: 8.6 MB -> 3.8 MB).
+    for source, copy in ((context_path, build.context_json), (bfrt_path, build.bfrt_json)):
+        copy.write_text(json.dumps(json.loads(source.read_text()), separators=(",", ":")) + "\n")
     build.sources_digest.write_text(f"{artifacts.sources_digest()}  p4src/tna, compiled by {compiler} "
                                     f"(--target {target})\n")
     return summary

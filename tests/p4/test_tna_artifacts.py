@@ -127,7 +127,8 @@ def test_summary_counts_stages_and_stateful_alus_per_gress():
     metrics = {"mau": {"srams": 300, "tcams": 4, "map_rams": 290, "logical_tables": 120}, "phv": {"normal": []}}
     result = summary.summarize(context, metrics)
     assert result["stages"]["available"] == 12
-    assert result["stages"]["ingress"] == {"used": 2, "numbers": [0, 3]}
+    # Ingress passes through stages 0-3, though 1 and 2 hold none of its tables.
+    assert result["stages"]["ingress"] == {"used": 4, "numbers": [0, 3]}
     # A stage's four stateful ALUs serve both gresses: Tofino 1 has 48 in all, not 48 a gress.
     assert (result["stateful_alus"]["available"], result["stateful_alus"]["per_stage"]) == (48, 4)
     assert (result["stateful_alus"]["ingress"], result["stateful_alus"]["egress"]) == (1, 2)
