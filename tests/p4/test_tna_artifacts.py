@@ -1,12 +1,14 @@
 # Run: .venv/bin/pytest tests/p4/test_tna_artifacts.py   (TOFINO_P4C=/path/to/p4c for the compile check)
-"""p4src/tna/build/ and build-t2/ must match the Tofino program's sources, and the program must pass what checks it here.
+"""p4src/tna/build/ and build-t2/ must match the Tofino program's sources, and the program must pass what checks it
+here.
 
 - The digest test runs everywhere (CI has no Tofino compiler): once a build is recorded, a change to any P4 file
-  tna.p4 includes (its own or the shared wire format) without `make tofino` fails it. Before the first recorded
-  build it skips, saying so.
+  tna.p4 includes (its own or the shared wire format) without `make tofino2` (`make tofino`) fails it. Before a
+  target's first recorded build it skips, saying so.
 - p4test (the P4 front and mid end) checks the program's syntax and types where it is installed.
 - The compile check runs the open Tofino compiler where there is one (TOFINO_P4C, or p4c-barefoot on PATH with
-  its driver beside it) and compares its stages and stateful ALUs with the recorded summary.
+  its driver beside it) for each recorded target and compares its stages and stateful ALUs with the recorded
+  summary.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def test_summary_reads_memories_and_phv_from_the_compiler_logs():
     phv = {"containers": [
         {"phv_number": 0, "bit_width": 32, "container_type": "normal",
          "slices": [{"slice_info": {"lsb": 0, "msb": 15}}, {"slice_info": {"lsb": 8, "msb": 23}}]},
-        {"phv_number": 1, "bit_width": 32, "container_type": "normal", "slices": [{"slice_info": {"lsb": 0, "msb": 31}}]},
+        {"phv_number": 1, "bit_width": 32, "container_type": "normal",
+         "slices": [{"slice_info": {"lsb": 0, "msb": 31}}]},
         {"phv_number": 64, "bit_width": 8, "container_type": "mocha", "slices": []}]}
     result = summary.summarize({"tables": []}, None, "tofino2", resources=resources, phv=phv)
     assert result["memories"]["sram"] == {"used": 4, "available": 1600, "by_stage": {"0": 2, "1": 2}}
