@@ -12,7 +12,8 @@ P4C_VERSION = $(shell $(P4C) --version 2>&1 | grep -m1 -o 'Version [^ ]*')
 TOFINO_P4C ?= p4c
 TNA_OUT ?= .tofino-out
 TNA2_OUT ?= .tofino2-out
-# For `make tofino-check` without a Tofino compiler: the TNA includes (tna.p4, tofino1_*.p4) of a p4c source tree.
+# For `make tofino-check` without a Tofino compiler: the TNA/T2NA includes (tna.p4, t2na.p4, tofino*_*.p4) of a p4c
+# source tree.
 TOFINO_P4INCLUDE ?= /opt/tofino-build/src/p4c/backends/tofino/bf-p4c/p4include
 P4TEST ?= p4test
 
@@ -58,3 +59,4 @@ tofino2: constants
 # Where no Tofino compiler is installed: the P4 front and mid end (p4test) over the Tofino program.
 tofino-check: constants
 	$(P4TEST) --std p4-16 -D__TARGET_TOFINO__=1 -I $(TOFINO_P4INCLUDE) p4src/tna/tna.p4
+	$(P4TEST) --std p4-16 -D__TARGET_TOFINO__=2 -I $(TOFINO_P4INCLUDE) p4src/tna/tna.p4

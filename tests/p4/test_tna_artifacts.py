@@ -85,8 +85,9 @@ def test_v1model_digest_ignores_the_tna_program():
 
 @pytest.mark.skipif(shutil.which("p4test") is None or not (TNA_INCLUDE / "tna.p4").exists(),
                     reason="p4test or the TNA includes (TOFINO_P4INCLUDE) are absent")
-def test_tna_program_passes_the_p4_front_and_mid_end():
-    result = subprocess.run(["p4test", "--std", "p4-16", "-D__TARGET_TOFINO__=1", "-I", str(TNA_INCLUDE),
+@pytest.mark.parametrize("generation", [1, 2])  # tna.p4 includes tna.p4 or t2na.p4 by __TARGET_TOFINO__
+def test_tna_program_passes_the_p4_front_and_mid_end(generation):
+    result = subprocess.run(["p4test", "--std", "p4-16", f"-D__TARGET_TOFINO__={generation}", "-I", str(TNA_INCLUDE),
                              str(artifacts.PROGRAM)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr.lower(), result.stderr
