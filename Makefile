@@ -6,14 +6,18 @@ P4C_VERSION = $(shell $(P4C) --version 2>&1 | grep -m1 -o 'Version [^ ]*')
 
 # The open Tofino compiler: the p4c driver of a p4lang/p4c build with -DENABLE_TOFINO=ON (p4c-barefoot and bfas
 # beside it), e.g. `make tofino TOFINO_P4C=/opt/tofino-build/build/p4c`. Its compile output goes to TNA_OUT (not
-# committed); p4src/tna/build/ keeps the summary, the context and BF Runtime JSON and the sources' digest.
+# committed); p4src/tna/build/ (Tofino 1) and p4src/tna/build-t2/ (Tofino 2, `make tofino2`) keep the summary, the
+# context and BF Runtime JSON and the sources' digest. -g makes the compiler write the resource and PHV logs
+# (pipe/logs/resources.json, phv.json) that the summary reads.
 TOFINO_P4C ?= p4c
 TNA_OUT ?= .tofino-out
-# For `make tofino-check` without a Tofino compiler: the TNA includes (tna.p4, tofino1_*.p4) of a p4c source tree.
+TNA2_OUT ?= .tofino2-out
+# For `make tofino-check` without a Tofino compiler: the TNA/T2NA includes (tna.p4, t2na.p4, tofino*_*.p4) of a p4c
+# source tree.
 TOFINO_P4INCLUDE ?= /opt/tofino-build/src/p4c/backends/tofino/bf-p4c/p4include
 P4TEST ?= p4test
 
-.PHONY: constants p4 p4-tests check-p4 tofino tofino-check
+.PHONY: constants p4 p4-tests check-p4 tofino tofino2 tofino-check
 
 # Regenerate the per-lane/per-worker P4 code and omnireduce.p4src.constants from sizes.p4/defines.p4/headers.p4.
 constants:
@@ -36,13 +40,23 @@ check-p4:
 	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; assert a.sources_digest() == a.recorded_digest(), 'p4src/build is stale: run make p4'"
 
 # Compile the Tofino program for Tofino 1 and record its resources, context/bf-rt JSON and sources' digest
-# (commit p4src/tna/build/ afterwards).
+# (commit p4src/tna/build/ afterwards). The summary step fails if the compile uses more than the chip has.
 tofino: constants
 	rm -rf $(TNA_OUT) && mkdir -p $(TNA_OUT)
-	$(TOFINO_P4C) --target tofino --arch tna --std p4-16 --bf-rt-schema $(TNA_OUT)/bf-rt.json -o $(TNA_OUT) \
+	$(TOFINO_P4C) --target tofino --arch tna --std p4-16 -g --bf-rt-schema $(TNA_OUT)/bf-rt.json -o $(TNA_OUT) \
 	    p4src/tna/tna.p4
-	$(PYTHON) -m omnireduce.p4src.tna.summary $(TNA_OUT) --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
+	$(PYTHON) -m omnireduce.p4src.tna.summary $(TNA_OUT) --target tofino \
+	    --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
+
+# The same source for Tofino 2 (T2NA; tna.p4 includes t2na.p4 when __TARGET_TOFINO__ is 2): p4src/tna/build-t2/.
+tofino2: constants
+	rm -rf $(TNA2_OUT) && mkdir -p $(TNA2_OUT)
+	$(TOFINO_P4C) --target tofino2 --arch t2na --std p4-16 -g --bf-rt-schema $(TNA2_OUT)/bf-rt.json -o $(TNA2_OUT) \
+	    p4src/tna/tna.p4
+	$(PYTHON) -m omnireduce.p4src.tna.summary $(TNA2_OUT) --target tofino2 \
+	    --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
 
 # Where no Tofino compiler is installed: the P4 front and mid end (p4test) over the Tofino program.
 tofino-check: constants
 	$(P4TEST) --std p4-16 -D__TARGET_TOFINO__=1 -I $(TOFINO_P4INCLUDE) p4src/tna/tna.p4
+	$(P4TEST) --std p4-16 -D__TARGET_TOFINO__=2 -I $(TOFINO_P4INCLUDE) p4src/tna/tna.p4

@@ -262,6 +262,7 @@ def render_all(facts: ProgramFacts) -> dict[Path, str]:
         GENERATED / "lane_state.p4": lane_state_p4(facts.sizes["LANES"]),
         GENERATED / "worker_state.p4": worker_state_p4(facts.sizes["WORKER_GROUPS"], facts.sizes["WORKERS_PER_GROUP"]),
         TNA_GENERATED / "round_values.p4": tna_codegen.round_values_p4(facts.sizes["LANES"]),
+        TNA_GENERATED / "lane_containers.p4": tna_codegen.lane_containers_p4(facts.sizes["LANES"]),
         TNA_GENERATED / "worker_announcements.p4": tna_codegen.worker_announcements_p4(facts.sizes["MAX_WORKERS"]),
         TNA_GENERATED / "announcement_fields.p4": tna_codegen.announcement_fields_p4(facts.sizes["MAX_WORKERS"]),
         P4SRC / "constants.py": constants_py(facts),

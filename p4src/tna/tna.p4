@@ -12,7 +12,13 @@
  * per-worker code from p4src/generate.py (include/generated/). Build: `make tofino` (p4c-barefoot, bfas).
  */
 #include <core.p4>
+// One source for both targets: the driver defines __TARGET_TOFINO__ (1 for `--target tofino`, 2 for
+// `--target tofino2`); Tofino 2 builds use its own architecture, T2NA (`make tofino2`).
+#if __TARGET_TOFINO__ == 2
+#include <t2na.p4>
+#else
 #include <tna.p4>
+#endif
 
 #include "include/headers.p4"
 #include "include/parser.p4"
@@ -23,6 +29,7 @@
 #include "include/control/announcements.p4"
 #include "include/control/delivery.p4"
 
+#include "include/generated/lane_containers.p4"
 control Ingress(inout tna_headers_t hdr,
                 inout ingress_metadata_t meta,
                 in ingress_intrinsic_metadata_t ig_intr_md,
@@ -37,6 +44,19 @@ control Ingress(inout tna_headers_t hdr,
     Counter<bit<64>, job_id_t>(MAX_JOBS, CounterType_t.PACKETS_AND_BYTES)        job_replays;
     Counter<bit<64>, job_id_t>(MAX_JOBS, CounterType_t.PACKETS_AND_BYTES)        job_forwards;
 
+    // The packet's tensor as slot_tensor and round_tensor cells hold it. NOTE: a table's action rather than a
+    // statement: the mid end substitutes a computed field's expression into its later uses, and a shift or
+    // concatenation inside the subtraction and comparisons that use the cell would take more than one stage.
+    action make_tensor_cell() {
+        meta.tensor_cell = hdr.omni.tensor_id ++ TNA_TENSOR_MARK[15:0];
+    }
+
+    table tensor_cell {
+        actions = { make_tensor_cell; }
+        const default_action = make_tensor_cell();
+        size = 1;
+    }
+
     WorkerIdentity() identity;
     Admission() admission;
     Rounds() rounds;
@@ -44,6 +64,9 @@ control Ingress(inout tna_headers_t hdr,
 
     apply {
         // meta.drop_reason, outcome, to_announce, new_tensor and lane_op start at 0 (IngressParser).
+        if (hdr.omni.isValid()) {
+            tensor_cell.apply();
+        }
         if (hdr.bridge.isValid()) {
             // Second pass: back from the announcement pass with its findings in hdr.bridge.
             meta.job_id = hdr.bridge.job_id;
@@ -58,8 +81,18 @@ control Ingress(inout tna_headers_t hdr,
                 meta.drop_reason = DROP_BAD_CHECKSUM;
             } else if (hdr.omni.isValid()) {
                 // Shape of the packet: type, then lane count for that type, then lengths for that lane count.
-                meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + (((bit<16>)hdr.omni.lane_count) << 2);
-                meta.expected_ipv4_length = IPV4_HEADER_BYTES + hdr.udp.length;
+                // NOTE: once the lane count is checked it is LANES with the lanes and 0 without, so each length is
+                // one of two constants (lane_count << 2 plus a constant would be two instructions in one action; the
+                // IPv4 length, checked once the UDP length is, is IPV4_HEADER_BYTES more; as a sum with the UDP
+                // length the mid end would put the addition into the gateway).
+                if (hdr.lanes.isValid()) {
+                    meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
+                    meta.expected_ipv4_length =
+                        IPV4_HEADER_BYTES + UDP_HEADER_BYTES + OMNI_HEADER_BYTES + ((bit<16>)LANES << 2);
+                } else {
+                    meta.expected_udp_length = UDP_HEADER_BYTES + OMNI_HEADER_BYTES;
+                    meta.expected_ipv4_length = IPV4_HEADER_BYTES + UDP_HEADER_BYTES + OMNI_HEADER_BYTES;
+                }
                 if (hdr.omni.msg_type != MSG_CONTRIB && hdr.omni.msg_type != MSG_REQUEST
                         && hdr.omni.msg_type != MSG_REPAIR) {
                     meta.drop_reason = DROP_BAD_MSG_TYPE;
@@ -67,8 +100,10 @@ control Ingress(inout tna_headers_t hdr,
                         || (hdr.omni.msg_type != MSG_REQUEST && !hdr.lanes.isValid())
                         || (!hdr.lanes.isValid() && hdr.omni.lane_count != 0)) {
                     meta.drop_reason = DROP_BAD_LANE_COUNT;
-                } else if (hdr.udp.length != meta.expected_udp_length
-                        || hdr.ipv4.total_len != meta.expected_ipv4_length) {
+                } else if (hdr.udp.length != meta.expected_udp_length) {
+                    // NOTE: one length a branch: a gateway reads 4 bytes, two 16-bit comparisons each.
+                    meta.drop_reason = DROP_BAD_LENGTH;
+                } else if (hdr.ipv4.total_len != meta.expected_ipv4_length) {
                     meta.drop_reason = DROP_BAD_LENGTH;
                 } else {
                     identity.apply(hdr, meta, ig_intr_md.ingress_port);
@@ -113,7 +148,14 @@ control Ingress(inout tna_headers_t hdr,
             hdr.bridge.ingress_port = ig_intr_md.ingress_port;
             hdr.bridge.forward_to = 0;
             hdr.bridge.deliver_by_multicast = 0;
-            hdr.bridge.new_tensor = meta.new_tensor;
+            // NOTE: new_tensor as a constant in either branch, so that its byte is written from constants only
+            // (copied from meta.new_tensor, both fields would have to sit at the same bit of their containers,
+            // next to fields written otherwise).
+            if (meta.new_tensor == 1) {
+                hdr.bridge.new_tensor = 1;
+            } else {
+                hdr.bridge.new_tensor = 0;
+            }
             hdr.bridge.accepted = 0;
             hdr.bridge.announced = 0;
             hdr.bridge.min_next = 0;

@@ -1,12 +1,14 @@
 # Run: .venv/bin/pytest tests/p4/test_tna_artifacts.py   (TOFINO_P4C=/path/to/p4c for the compile check)
-"""p4src/tna/build/ must match the Tofino program's sources, and the program must pass what checks it here.
+"""p4src/tna/build/ and build-t2/ must match the Tofino program's sources, and the program must pass what checks it
+here.
 
 - The digest test runs everywhere (CI has no Tofino compiler): once a build is recorded, a change to any P4 file
-  tna.p4 includes (its own or the shared wire format) without `make tofino` fails it. Before the first recorded
-  build it skips, saying so.
+  tna.p4 includes (its own or the shared wire format) without `make tofino2` (`make tofino`) fails it. Before a
+  target's first recorded build it skips, saying so.
 - p4test (the P4 front and mid end) checks the program's syntax and types where it is installed.
 - The compile check runs the open Tofino compiler where there is one (TOFINO_P4C, or p4c-barefoot on PATH with
-  its driver beside it) and compares its stages and stateful ALUs with the recorded summary.
+  its driver beside it) for each recorded target and compares its stages and stateful ALUs with the recorded
+  summary.
 """
 
 from __future__ import annotations
@@ -36,14 +38,24 @@ def tofino_compiler() -> Path | None:
     return None
 
 
-def test_tna_build_matches_its_sources():
-    recorded = artifacts.recorded_digest()
+TARGET_MAKE = {"tofino": "make tofino", "tofino2": "make tofino2"}
+
+
+@pytest.mark.parametrize("target", sorted(artifacts.BUILDS))
+def test_tna_build_matches_its_sources(target):
+    build = artifacts.BUILDS[target]
+    folder = build.folder.relative_to(REPO)
+    recorded = build.recorded_digest()
     if recorded is None:
-        pytest.skip("no Tofino build is recorded yet (p4src/tna/build/SOURCES.sha256): run `make tofino` where the "
-                    "open Tofino compiler is installed and commit p4src/tna/build/")
-    assert artifacts.RESOURCES.exists() and artifacts.CONTEXT_JSON.exists() and artifacts.BFRT_JSON.exists()
+        pytest.skip(f"no {target} build is recorded ({folder}/SOURCES.sha256): run `{TARGET_MAKE[target]}` where the "
+                    f"open Tofino compiler is installed and commit {folder}/")
+    assert build.resources.exists() and build.context_json.exists() and build.bfrt_json.exists()
     assert artifacts.sources_digest() == recorded, (
-        "the Tofino program's sources changed since p4src/tna/build/ was compiled: run `make tofino` and commit it")
+        f"the Tofino program's sources changed since {folder}/ was compiled: run `{TARGET_MAKE[target]}` and commit it")
+    resources = json.loads(build.resources.read_text())
+    assert resources["target"] == target
+    # What is recorded fits the chip: the summary refuses to record anything else.
+    assert summary.over_limits(resources) == []
 
 
 def test_tna_digest_follows_the_includes(tmp_path):
@@ -73,25 +85,33 @@ def test_v1model_digest_ignores_the_tna_program():
 
 @pytest.mark.skipif(shutil.which("p4test") is None or not (TNA_INCLUDE / "tna.p4").exists(),
                     reason="p4test or the TNA includes (TOFINO_P4INCLUDE) are absent")
-def test_tna_program_passes_the_p4_front_and_mid_end():
-    result = subprocess.run(["p4test", "--std", "p4-16", "-D__TARGET_TOFINO__=1", "-I", str(TNA_INCLUDE),
+@pytest.mark.parametrize("generation", [1, 2])  # tna.p4 includes tna.p4 or t2na.p4 by __TARGET_TOFINO__
+def test_tna_program_passes_the_p4_front_and_mid_end(generation):
+    result = subprocess.run(["p4test", "--std", "p4-16", f"-D__TARGET_TOFINO__={generation}", "-I", str(TNA_INCLUDE),
                              str(artifacts.PROGRAM)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr.lower(), result.stderr
 
 
+def recorded_targets() -> list[str]:
+    return [target for target, build in sorted(artifacts.BUILDS.items()) if build.recorded_digest() is not None]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(tofino_compiler() is None, reason="no Tofino compiler (TOFINO_P4C, or p4c-barefoot on PATH)")
-def test_tna_program_compiles_to_the_recorded_resources(tmp_path):
+@pytest.mark.parametrize("target", recorded_targets() or ["tofino"])
+def test_tna_program_compiles_to_the_recorded_resources(tmp_path, target):
     compiler = tofino_compiler()
-    result = subprocess.run([str(compiler), "--target", "tofino", "--arch", "tna", "--std", "p4-16",
+    arch = {"tofino": "tna", "tofino2": "t2na"}[target]
+    result = subprocess.run([str(compiler), "--target", target, "--arch", arch, "--std", "p4-16", "-g",
                              "--bf-rt-schema", str(tmp_path / "bf-rt.json"), "-o", str(tmp_path),
                              str(artifacts.PROGRAM)], capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr[-4000:]
     context = json.loads(next(tmp_path.rglob("context.json")).read_text())
-    compiled = summary.summarize(context, None)
-    if artifacts.recorded_digest() is not None:
-        recorded = json.loads(artifacts.RESOURCES.read_text())
+    compiled = summary.summarize(context, None, target)
+    build = artifacts.BUILDS[target]
+    if build.recorded_digest() is not None:
+        recorded = json.loads(build.resources.read_text())
         assert compiled["stages"] == recorded["stages"]
         assert compiled["stateful_alus"] == recorded["stateful_alus"]
 
@@ -110,21 +130,76 @@ def test_summary_counts_stages_and_stateful_alus_per_gress():
     metrics = {"mau": {"srams": 300, "tcams": 4, "map_rams": 290, "logical_tables": 120}, "phv": {"normal": []}}
     result = summary.summarize(context, metrics)
     assert result["stages"]["available"] == 12
-    assert result["stages"]["ingress"] == {"used": 2, "numbers": [0, 3]}
-    assert result["stateful_alus"]["available_per_gress"] == 48
+    # Ingress passes through stages 0-3, though 1 and 2 hold none of its tables.
+    assert result["stages"]["ingress"] == {"used": 4, "numbers": [0, 3]}
+    # A stage's four stateful ALUs serve both gresses: Tofino 1 has 48 in all, not 48 a gress.
+    assert (result["stateful_alus"]["available"], result["stateful_alus"]["per_stage"]) == (48, 4)
     assert (result["stateful_alus"]["ingress"], result["stateful_alus"]["egress"]) == (1, 2)
+    assert result["stateful_alus"]["total"] == 3
     assert result["memories"]["sram"] == {"used": 300, "available": 960}
     assert [r["name"] for r in result["registers"]] == [
         "Egress.announcements.workers.worker_next_0", "Egress.announcements.workers.worker_next_1",
         "Ingress.rounds.values.round_value_0"]
+    assert result["over_limits"] == []
+    assert summary.summarize(context, metrics, "tofino2")["stateful_alus"]["available"] == 80
 
 
-def test_recorded_bf_rt_names_are_the_ones_the_docs_and_the_model_use():
-    if not artifacts.BFRT_JSON.exists():
-        pytest.skip("no Tofino build is recorded yet (p4src/tna/build/bf-rt.json)")
+def stateful(name: str, gress: str, stage: int) -> dict:
+    return {"name": name, "direction": gress, "table_type": "stateful", "stage_tables": [{"stage_number": stage}]}
+
+
+def test_summary_refuses_a_compile_that_does_not_fit(tmp_path, capsys, monkeypatch):
+    # 13 ingress stages, and stage 0 with five stateful ALUs (three ingress, two egress), on Tofino 1.
+    tables = [stateful(f"Ingress.r{stage}", "ingress", stage) for stage in range(13)]
+    tables += [stateful("Ingress.a", "ingress", 0), stateful("Ingress.b", "ingress", 0)]
+    tables += [stateful(f"Egress.w{n}", "egress", 0) for n in range(2)]
+    problems = summary.summarize({"tables": tables})["over_limits"]
+    assert problems == ["ingress uses 13 stages, tofino has 12", "stage 0 holds 5 stateful ALUs, tofino has 4"]
+    assert summary.summarize({"tables": tables}, target="tofino2")["over_limits"] == [
+        "stage 0 holds 5 stateful ALUs, tofino2 has 4"]
+    # The command exits 1 with the reasons, and writes no build.
+    out = tmp_path / "out"
+    (out / "pipe").mkdir(parents=True)
+    (out / "pipe" / "context.json").write_text(json.dumps({"tables": tables}))
+    (out / "bf-rt.json").write_text("{}")
+    folder = tmp_path / "build"
+    monkeypatch.setitem(artifacts.BUILDS, "tofino", artifacts.Build("tofino", folder))
+    assert summary.main([str(out), "--compiler", "p4c test"]) == 1
+    assert "does not fit tofino: ingress uses 13 stages, tofino has 12" in capsys.readouterr().err
+    assert not folder.exists()
+
+
+def test_summary_reads_memories_and_phv_from_the_compiler_logs():
+    stage = {"stage_number": 0,
+             "rams": {"nRows": 8, "nColumns": 10, "srams": [{"row": 0, "column": 2}, {"row": 1, "column": 2}]},
+             "map_rams": {"nRows": 8, "nUnits": 6, "maprams": [{"row": 0, "unit_id": 0}]},
+             "tcams": {"nRows": 12, "nColumns": 2, "tcams": []},
+             "meter_alus": {"nAlus": 4, "meters": [{"row": 1}, {"row": 3}]}}
+    resources = {"resources": {"mau": {"nStages": 20, "mau_stages": [stage, {**stage, "stage_number": 1}]}}}
+    phv = {"containers": [
+        {"phv_number": 0, "bit_width": 32, "container_type": "normal",
+         "slices": [{"slice_info": {"lsb": 0, "msb": 15}}, {"slice_info": {"lsb": 8, "msb": 23}}]},
+        {"phv_number": 1, "bit_width": 32, "container_type": "normal",
+         "slices": [{"slice_info": {"lsb": 0, "msb": 31}}]},
+        {"phv_number": 64, "bit_width": 8, "container_type": "mocha", "slices": []}]}
+    result = summary.summarize({"tables": []}, None, "tofino2", resources=resources, phv=phv)
+    assert result["memories"]["sram"] == {"used": 4, "available": 1600, "by_stage": {"0": 2, "1": 2}}
+    assert result["memories"]["map_ram"]["used"] == 2 and result["memories"]["map_ram"]["available"] == 960
+    assert result["memories"]["tcam"] == {"used": 0, "available": 480, "by_stage": {}}
+    assert result["memories"]["stateful_alus"]["used"] == 4
+    assert result["phv"]["containers"] == [{"kind": "mocha", "bits": 8, "count": 1, "bits_used": 0},
+                                           {"kind": "normal", "bits": 32, "count": 2, "bits_used": 56}]
+    assert result["phv"]["containers_total"] == 3
+
+
+@pytest.mark.parametrize("target", sorted(artifacts.BUILDS))
+def test_recorded_bf_rt_names_are_the_ones_the_docs_and_the_model_use(target):
+    bfrt = artifacts.BUILDS[target].bfrt_json
+    if not bfrt.exists():
+        pytest.skip(f"no {target} build is recorded ({bfrt.relative_to(REPO)})")
     from . import tna_model
 
-    names = {table["name"] for table in json.loads(artifacts.BFRT_JSON.read_text())["tables"]}
+    names = {table["name"] for table in json.loads(bfrt.read_text())["tables"]}
     expected = [tna_model.WORKERS, tna_model.JOBS, tna_model.ROUTES, tna_model.DESTINATIONS, tna_model.SLOT_TENSOR,
                 tna_model.WORKER_NEXT + "0", tna_model.ROUND_VALUE + "0", "Ingress.rounds.round_block"]
     missing = [name for name in expected if f"pipe.{name}" not in names]

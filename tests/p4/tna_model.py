@@ -344,8 +344,9 @@ class TnaModel:
             elif meta.checksum_error:
                 meta.drop_reason = C.DROP_BAD_CHECKSUM
             elif pkt.omni.valid:
-                expected_udp_length = (C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + (omni["lane_count"] << 2)) & U16
-                expected_ipv4_length = (C.IPV4_HEADER_BYTES + udp["length"]) & U16
+                lanes_bytes = C.LANES << 2 if pkt.lanes.valid else 0
+                expected_udp_length = C.UDP_HEADER_BYTES + C.OMNI_HEADER_BYTES + lanes_bytes
+                expected_ipv4_length = C.IPV4_HEADER_BYTES + expected_udp_length
                 if omni["msg_type"] not in (C.MSG_CONTRIB, C.MSG_REQUEST, C.MSG_REPAIR):
                     meta.drop_reason = C.DROP_BAD_MSG_TYPE
                 elif ((omni["msg_type"] != C.MSG_REQUEST) != pkt.lanes.valid
@@ -418,6 +419,7 @@ class TnaModel:
             else:
                 (meta.slot_base, meta.slot_count, meta.worker_count, meta.mcast_grp,
                  meta.recirculation_port) = job
+                meta.global_slot = (meta.slot_base + pkt.omni.f["slot"]) & U16  # set_job
         slot_max = max(pkt.omni.f["slot"], meta.slot_count)
         if meta.drop_reason == 0 and pkt.omni.f["job_id"] != meta.job_id:
             meta.drop_reason = C.DROP_JOB_MISMATCH
@@ -427,18 +429,20 @@ class TnaModel:
     # Admission (control/admission.p4).
     def _admission(self, pkt: Packet, meta: IngressMeta) -> None:
         omni = pkt.omni.f
-        meta.global_slot = (meta.slot_base + omni["slot"]) & U16
         meta.tensor_cell = tensor_cell(omni["tensor_id"])
         peer_max = max(omni["peer"], meta.worker_count)
         peer_valid = omni["peer"] != meta.worker_id and peer_max != omni["peer"]
 
+        def tensor_delta(value: int) -> int:  # what both RegisterActions return
+            return C.TNA_UNUSED_DELTA if value == 0 else (meta.tensor_cell - value) & U32
+
         def slot_tensor_claim(value: int) -> tuple[int, int]:
             if value == 0 or signed32(meta.tensor_cell - value) > 0:
-                return meta.tensor_cell, value
-            return value, value
+                return meta.tensor_cell, tensor_delta(value)
+            return value, tensor_delta(value)
 
         def slot_tensor_read(value: int) -> tuple[int, int]:
-            return value, value
+            return value, tensor_delta(value)
 
         def forward_to_peer() -> None:
             meta.forward_to = omni["peer"]
@@ -453,13 +457,11 @@ class TnaModel:
             return
         first_block_contribution = omni["msg_type"] == C.MSG_CONTRIB and omni["block_index"] == omni["slot"]
         index = meta.global_slot & (C.TNA_SLOT_COUNT - 1)
-        held = self.registers[SLOT_TENSOR].execute(
+        delta = self.registers[SLOT_TENSOR].execute(
             index, slot_tensor_claim if first_block_contribution else slot_tensor_read)
-        delta = (meta.tensor_cell - held) & U32
         same_tensor = delta == 0
-        used = held != 0
-        older_tensor = used and delta >> 31 == 1
-        newer_tensor = not used or (not same_tensor and delta >> 31 == 0)
+        older_tensor = delta >> 31 == 1
+        newer_tensor = not same_tensor and delta >> 31 == 0
         meta.new_tensor = int(first_block_contribution and newer_tensor)
         if not same_tensor and not meta.new_tensor and omni["msg_type"] == C.MSG_REQUEST and older_tensor:
             if peer_valid:
@@ -512,21 +514,21 @@ class TnaModel:
         def round_block_start(value: int) -> tuple[int, int]:
             return block, 0
 
-        def round_block_update(value: int) -> tuple[int, str]:
-            if value < reuse_below:
-                return block, "DONE"
-            return value, "SAME" if value == block else "OTHER"
+        def round_block_update(value: int) -> tuple[int, int]:
+            cmplo, cmphi = value < reuse_below, value == block
+            predicate = 1 << (int(cmplo) + 2 * int(cmphi))  # the stateful ALU's predicate output
+            return (block if cmplo else value), predicate
 
         held_tensor = reg["round_tensor"].execute(index, round_tensor_claim if accepted else read)
         same_tensor = held_tensor == cell
         if accepted and not same_tensor:
             reg["round_block"].execute(index, round_block_start)
-            state = "DONE"
+            state = C.ROUND_DONE
         elif same_tensor:
             state = reg["round_block"].execute(index, round_block_update)
         else:
-            state = "OTHER"
-        same_round, held_done = state == "SAME", state == "DONE"
+            state = C.ROUND_OTHER
+        same_round, held_done = state == C.ROUND_SAME, state & C.ROUND_DONE_MASK != 0
 
         lane_op = C.LANE_NONE
         next_to_store = 0
@@ -649,6 +651,12 @@ class TnaModel:
         accept_block = omni["block_index"] if contrib else C.END_OF_TENSOR
         accept_next = omni["next_block"] if contrib else C.END_OF_TENSOR
 
+        # Four running minima (chain c: workers c, c + 4, ...): each lane read into lane_<c> is folded into chain_<c>;
+        # the sender's ALU returns its lane into announced_<c> instead (generated/worker_announcements.p4).
+        chain = [C.END_OF_TENSOR] * 4
+        lane = [C.END_OF_TENSOR] * 4
+        announced = [0] * 4
+
         def read(value: int) -> tuple[int, int]:
             return value, value
 
@@ -661,37 +669,20 @@ class TnaModel:
         def start(value: int) -> tuple[int, int]:
             return accept_next, value
 
-        lane = [0] * C.MAX_WORKERS
         for w in range(C.MAX_WORKERS):  # table worker_<w>_access
-            register = self.registers[f"{WORKER_NEXT}{w}"]
+            register, c = self.registers[f"{WORKER_NEXT}{w}"], w % 4
             if bridge["worker_id"] == w:
-                lane[w] = register.execute(slot, start if bridge["new_tensor"] == 1 else contribute)
+                announced[c] = register.execute(slot, start if bridge["new_tensor"] == 1 else contribute)
             elif bridge["new_tensor"] == 1 and bridge["worker_count"] > w:
-                lane[w] = register.execute(slot, reset)
+                lane[c] = register.execute(slot, reset)
             else:
-                lane[w] = register.execute(slot, read)
-        for k in range(C.MAX_WORKERS // 4):  # table quad_<k>_extract, then the quad's pair
-            a, b, c, d = (4 * k + i for i in range(4))
-            sender = bridge["worker_id"] - a if a <= bridge["worker_id"] <= d else None
-            if sender is not None:
-                bridge["announced"] = lane[a + sender]
-            if sender == 0:
-                lane[a], lane[c] = lane[b], min(lane[c], lane[d])
-            elif sender == 1:
-                lane[c] = min(lane[c], lane[d])
-            elif sender == 2:
-                lane[a], lane[c] = min(lane[a], lane[b]), lane[d]
-            elif sender == 3:
-                lane[a] = min(lane[a], lane[b])
-            else:
-                lane[a], lane[c] = min(lane[a], lane[b]), min(lane[c], lane[d])
-            lane[a] = min(lane[a], lane[c])
-        for k in range(1, C.MAX_WORKERS // 4):
-            lane[0] = min(lane[0], lane[4 * k])
+                lane[c] = register.execute(slot, read)
+            chain[c] = min(chain[c], lane[c])
+        bridge["announced"] = announced[bridge["worker_id"] % 4]  # announced_in_chain_<worker_id % 4> (identity hash)
+        lowest = min(min(chain[0], chain[1]), min(chain[2], chain[3]))
 
-        if contrib and (bridge["new_tensor"] == 1 or bridge["announced"] == omni["block_index"]):
-            bridge["accepted"], sender_next = 1, omni["next_block"]
+        if contrib and (bridge["new_tensor"] == 1 or bridge["announced"] == accept_block):
+            bridge["accepted"], bridge["min_next"] = 1, min(lowest, accept_next)
         else:
-            bridge["accepted"], sender_next = 0, bridge["announced"]
-        bridge["min_next"] = min(lane[0], sender_next)
+            bridge["accepted"], bridge["min_next"] = 0, min(lowest, bridge["announced"])
         bridge["phase"] = C.PHASE_ROUND

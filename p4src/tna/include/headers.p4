@@ -57,15 +57,14 @@ struct ingress_metadata_t {
     bit<8>        peer_max;           // max(peer, worker_count): peer is a worker of the job when it is not the peer
     // First pass: the slot's tensor.
     bit<32>       tensor_cell;        // (tensor_id << 16) | TNA_TENSOR_MARK
-    bit<32>       held_slot_tensor;
-    bit<32>       tensor_delta;       // tensor_cell - held_slot_tensor: 0 same, > 0 newer, < 0 older (signed)
+    bit<32>       tensor_delta;       // from slot_tensor: tensor_cell - held: 0 same, > 0 newer, < 0 older (signed)
     bit<1>        new_tensor;
     bit<1>        to_announce;        // on to the announcement pass (egress of the job's recirculation port)
     bit<16>       global_slot;        // slot_base + slot
     // Second pass: the round.
     round_index_t round_index;
     bit<32>       held_round_tensor;
-    round_state_t round_state;        // from round_block
+    bit<4>        round_state;        // ROUND_* from round_block's predicate output
     block_index_t block_floor;        // min(min_next, block_index): complete when it is not min_next
     block_index_t reuse_below;        // accepted: block_floor (a held block below it is complete); else 0
     block_index_t announced_floor;    // min(announced, block_index): announced > block_index when it is not announced
@@ -84,9 +83,8 @@ struct egress_metadata_t {
     // block_index and next_block; REQUEST: END_OF_TENSOR twice, which changes nothing).
     block_index_t accept_block;
     block_index_t accept_next;
-    // One per worker lane (generated): the lane after this packet, END_OF_TENSOR for the sender's own lane.
+    // The running minima over the workers' lanes and the sender's lane (generated, codegen.py).
     #include "generated/announcement_fields.p4"
-    block_index_t sender_next;        // the sender's lane after this packet
     drop_reason_t drop_reason;
 }
 

@@ -109,9 +109,15 @@ parser EgressParser(packet_in pkt,
     state start {
         pkt.extract(eg_intr_md);
         pkt.extract(hdr.bridge);
-        // A REQUEST compares and replaces the sender's lane with END_OF_TENSOR: nothing changes (announcements.p4).
-        meta.accept_block = END_OF_TENSOR;
-        meta.accept_next = END_OF_TENSOR;
+        // The announcement pass's running minima start with no lane in them (generated/worker_announcements.p4).
+        meta.chain_0 = END_OF_TENSOR;
+        meta.chain_1 = END_OF_TENSOR;
+        meta.chain_2 = END_OF_TENSOR;
+        meta.chain_3 = END_OF_TENSOR;
+        meta.lane_0 = END_OF_TENSOR;
+        meta.lane_1 = END_OF_TENSOR;
+        meta.lane_2 = END_OF_TENSOR;
+        meta.lane_3 = END_OF_TENSOR;
         transition parse_ethernet;
     }
 
@@ -143,14 +149,24 @@ parser EgressParser(packet_in pkt,
         pkt.extract(hdr.omni);
         transition select(hdr.omni.msg_type) {
             MSG_CONTRIB: parse_contribution;
-            default: accept;
+            default: parse_request;
         }
     }
 
+    // NOTE: each of these fields is written once on a path: a Tofino 1 parser ORs a second write into the first
+    // (no clear-on-write), so a default set in `start` and overwritten here would not be replaced.
     // A CONTRIB replaces the sender's lane by its next_block if the lane holds its block_index.
     state parse_contribution {
         meta.accept_block = hdr.omni.block_index;
         meta.accept_next = hdr.omni.next_block;
+        transition accept;
+    }
+
+    // A REQUEST compares and replaces the sender's lane with END_OF_TENSOR: nothing changes (announcements.p4).
+    // (Packets without omni never take the announcement pass.)
+    state parse_request {
+        meta.accept_block = END_OF_TENSOR;
+        meta.accept_next = END_OF_TENSOR;
         transition accept;
     }
 }

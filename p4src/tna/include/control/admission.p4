@@ -12,22 +12,34 @@ control Admission(inout tna_headers_t hdr,
                   inout ingress_metadata_t meta) {
 
     // Per slot: the tensor its announcements belong to, (tensor_id << 16) | TNA_TENSOR_MARK; 0: never used.
-    Register<bit<32>, slot_index_t>(TNA_SLOT_COUNT, 0) slot_tensor;
+    Register<bit<32>, slot_t>(TNA_SLOT_COUNT, 0) slot_tensor;
 
+    // Both return the packet's tensor relative to the slot's, tensor_cell - held: 0 the same tensor; sign bit clear
+    // newer, set older (16-bit serial arithmetic on the ids in the upper half); a never used slot (0) gives
+    // TNA_UNUSED_DELTA, "newer". NOTE: the difference comes out of the stateful ALU so that the decisions below
+    // test one 32-bit word: a Tofino 1 gateway reads at most 4 bytes (held != 0, delta == 0 and the sign were 8).
     // A CONTRIB for the column's first block takes the slot for its tensor when the slot was never used or holds an
-    // older one: with the id in the upper half, "newer in 16-bit serial arithmetic" is (new - held) > 0, signed.
-    RegisterAction<bit<32>, slot_index_t, bit<32>>(slot_tensor) slot_tensor_claim = {
-        void apply(inout bit<32> value, out bit<32> held) {
-            held = value;
+    // older one.
+    RegisterAction<bit<32>, slot_t, bit<32>>(slot_tensor) slot_tensor_claim = {
+        void apply(inout bit<32> value, out bit<32> delta) {
+            if (value == 0) {
+                delta = TNA_UNUSED_DELTA;
+            } else {
+                delta = meta.tensor_cell - value;
+            }
             if (value == 0 || (int<32>)(meta.tensor_cell - value) > 0) {
                 value = meta.tensor_cell;
             }
         }
     };
 
-    RegisterAction<bit<32>, slot_index_t, bit<32>>(slot_tensor) slot_tensor_read = {
-        void apply(inout bit<32> value, out bit<32> held) {
-            held = value;
+    RegisterAction<bit<32>, slot_t, bit<32>>(slot_tensor) slot_tensor_read = {
+        void apply(inout bit<32> value, out bit<32> delta) {
+            if (value == 0) {
+                delta = TNA_UNUSED_DELTA;
+            } else {
+                delta = meta.tensor_cell - value;
+            }
         }
     };
 
@@ -39,8 +51,6 @@ control Admission(inout tna_headers_t hdr,
     }
 
     apply {
-        meta.global_slot = meta.slot_base + hdr.omni.slot;
-        meta.tensor_cell = ((bit<32>)hdr.omni.tensor_id << 16) | TNA_TENSOR_MARK;
         // peer < worker_count: max(peer, worker_count) is not the peer.
         meta.peer_max = max(hdr.omni.peer, meta.worker_count);
         bool peer_valid = hdr.omni.peer != meta.worker_id && meta.peer_max != hdr.omni.peer;
@@ -56,16 +66,13 @@ control Admission(inout tna_headers_t hdr,
             bool first_block_contribution = hdr.omni.msg_type == MSG_CONTRIB
                 && hdr.omni.block_index == (block_index_t)hdr.omni.slot;
             if (first_block_contribution) {
-                meta.held_slot_tensor = slot_tensor_claim.execute(meta.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+                meta.tensor_delta = slot_tensor_claim.execute(meta.global_slot);
             } else {
-                meta.held_slot_tensor = slot_tensor_read.execute(meta.global_slot[TNA_SLOT_INDEX_BITS - 1:0]);
+                meta.tensor_delta = slot_tensor_read.execute(meta.global_slot);
             }
-            // 0: the slot's tensor; sign bit clear: newer; set: older (only meaningful for a used slot).
-            meta.tensor_delta = meta.tensor_cell - meta.held_slot_tensor;
             bool same_tensor = meta.tensor_delta == 0;
-            bool used = meta.held_slot_tensor != 0;
-            bool older_tensor = used && meta.tensor_delta[31:31] == 1;
-            bool newer_tensor = !used || (!same_tensor && meta.tensor_delta[31:31] == 0);
+            bool older_tensor = meta.tensor_delta[31:31] == 1;
+            bool newer_tensor = !same_tensor && meta.tensor_delta[31:31] == 0;
             if (first_block_contribution && newer_tensor) {
                 meta.new_tensor = 1;
             } else {

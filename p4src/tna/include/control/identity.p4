@@ -42,6 +42,10 @@ control WorkerIdentity(inout tna_headers_t hdr,
         meta.worker_count = worker_count;
         meta.mcast_grp = mcast_grp;
         meta.recirculation_port = recirculation_port;
+        // NOTE: computed here rather than in Admission's apply block, where the mid end would substitute the sum
+        // for the field in the slot registers' index, which bf-p4c rejects ("the index is too complex"): a
+        // stateful ALU's address is a field (or a hash of fields), not an arithmetic result.
+        meta.global_slot = slot_base + hdr.omni.slot;
     }
 
     table jobs {

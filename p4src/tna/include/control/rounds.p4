@@ -9,8 +9,8 @@
  * header and lanes already hold the result.
  *
  * NOTE: every register is accessed once, by one RegisterAction chosen from values computed before it: the
- * register's own comparisons are made inside the stateful ALU (round_block's outcome comes back as a
- * round_state_t on its predicate output), so the lanes can follow round_block one stage later. A Tofino 1 stateful
+ * register's own comparisons are made inside the stateful ALU (round_block's outcome comes back on its predicate
+ * output), so the lanes can follow round_block one stage later. A Tofino 1 stateful
  * ALU takes at most two words from the packet and has two comparators: round_block compares with
  * meta.reuse_below, computed before it, rather than with min_next and block_index.
  */
@@ -57,17 +57,12 @@ control Rounds(inout tna_headers_t hdr,
     // The set holds a round of this tensor. An accepted contribution starts its round over it if the held block is
     // older than the block and the column's minimum has passed it (held < meta.reuse_below = min(min_next, block)):
     // that round is complete. For any other packet meta.reuse_below is 0, so this only tells whether the set holds
-    // the packet's round. NOTE: the one RegisterAction returning a round_state_t, so that bf-p4c's encoding of
-    // the enum on the predicate output (one bit per outcome of the two comparisons) is the same for every packet.
-    RegisterAction<block_index_t, round_index_t, round_state_t>(round_block) round_block_update = {
-        void apply(inout block_index_t value, out round_state_t state) {
+    // the packet's round. Returns the predicate (defines.p4: ROUND_*).
+    RegisterAction<block_index_t, round_index_t, bit<4>>(round_block) round_block_update = {
+        void apply(inout block_index_t value, out bit<4> state) {
+            state = this.predicate(value < meta.reuse_below, value == hdr.omni.block_index);
             if (value < meta.reuse_below) {
                 value = hdr.omni.block_index;
-                state = round_state_t.DONE;
-            } else if (value == hdr.omni.block_index) {
-                state = round_state_t.SAME;
-            } else {
-                state = round_state_t.OTHER;
             }
         }
     };
@@ -114,7 +109,7 @@ control Rounds(inout tna_headers_t hdr,
         meta.result_exponent = round_exponent_read.execute(meta.round_index);
     }
     // The round's exponent: the max of the claims (protocol section 5).
-    table exponent {
+    table exponent_access {
         key = {
             meta.lane_op : exact;
         }
@@ -135,7 +130,7 @@ control Rounds(inout tna_headers_t hdr,
         meta.result_next = round_next_read.execute(meta.round_index);
     }
     // The round's next block: written by every contribution to it, read by a replay.
-    table next_block {
+    table next_access {
         key = {
             meta.lane_op : exact;
         }
@@ -150,10 +145,10 @@ control Rounds(inout tna_headers_t hdr,
     }
 
     // Turn the packet into a RESULT (sums or held lanes already in hdr.lanes).
-    action make_result(block_index_t next_block, exponent_t exponent) {
+    action make_result(block_index_t result_next, exponent_t result_exponent) {
         hdr.omni.msg_type = MSG_RESULT;
-        hdr.omni.next_block = next_block;
-        hdr.omni.exponent = exponent;
+        hdr.omni.next_block = result_next;
+        hdr.omni.exponent = result_exponent;
         hdr.omni.lane_count = LANES;
         hdr.omni.peer = 0;
     }
@@ -166,7 +161,6 @@ control Rounds(inout tna_headers_t hdr,
 
     apply {
         meta.round_index = hdr.bridge.global_slot[TNA_SLOT_INDEX_BITS - 1:0] ++ hdr.omni.flags[SET_INDEX_BITS - 1:0];
-        meta.tensor_cell = ((bit<32>)hdr.omni.tensor_id << 16) | TNA_TENSOR_MARK;
         // complete = min_next > block: min(min_next, block) is then the block, not min_next.
         meta.block_floor = min(hdr.bridge.min_next, hdr.omni.block_index);
         bool complete = meta.block_floor != hdr.bridge.min_next;
@@ -190,14 +184,14 @@ control Rounds(inout tna_headers_t hdr,
         bool same_tensor = meta.held_round_tensor == meta.tensor_cell;
         if (accepted && !same_tensor) {
             round_block_start.execute(meta.round_index);
-            meta.round_state = round_state_t.DONE;
+            meta.round_state = (bit<4>)ROUND_DONE;
         } else if (same_tensor) {
             meta.round_state = round_block_update.execute(meta.round_index);
         } else {
-            meta.round_state = round_state_t.OTHER;
+            meta.round_state = (bit<4>)ROUND_OTHER;
         }
-        bool same_round = meta.round_state == round_state_t.SAME;
-        bool held_done = meta.round_state == round_state_t.DONE;
+        bool same_round = meta.round_state == (bit<4>)ROUND_SAME;
+        bool held_done = (meta.round_state & (bit<4>)ROUND_DONE_MASK) != 0;
 
         // NOTE: every branch sets all it decides (lane_op, next_to_store, outcome or drop_reason) once, so that the
         // branches are exclusive writers and the lanes can follow in the next stage; lane_op is LANE_NONE from the
@@ -252,8 +246,8 @@ control Rounds(inout tna_headers_t hdr,
         }
 
         // 5. Exponent and next block. 6. Lanes.
-        exponent.apply();
-        next_block.apply();
+        exponent_access.apply();
+        next_access.apply();
         if (meta.outcome == OUTCOME_REPLAY) {
             // A REQUEST carries no lanes: the replay brings them.
             hdr.lanes.setValid();
