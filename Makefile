@@ -39,22 +39,21 @@ check-p4:
 	$(PYTHON) -m omnireduce.p4src.generate --check
 	$(PYTHON) -c "from omnireduce.p4src import artifacts as a; assert a.sources_digest() == a.recorded_digest(), 'p4src/build is stale: run make p4'"
 
-# Compile the Tofino program for Tofino 1 and record its resources, context/bf-rt JSON and sources' digest
-# (commit p4src/tna/build/ afterwards). The summary step fails if the compile uses more than the chip has.
+# $(call tofino_compile,TARGET,ARCH,OUT): compile the Tofino program for TARGET into OUT and record its resources,
+# context/bf-rt JSON and sources' digest; the summary step fails if the compile uses more than the chip has.
+define tofino_compile
+	rm -rf $(3) && mkdir -p $(3)
+	$(TOFINO_P4C) --target $(1) --arch $(2) --std p4-16 -g --bf-rt-schema $(3)/bf-rt.json -o $(3) p4src/tna/tna.p4
+	$(PYTHON) -m omnireduce.p4src.tna.summary $(3) --target $(1) --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
+endef
+
+# Tofino 1 (commit p4src/tna/build/ afterwards).
 tofino: constants
-	rm -rf $(TNA_OUT) && mkdir -p $(TNA_OUT)
-	$(TOFINO_P4C) --target tofino --arch tna --std p4-16 -g --bf-rt-schema $(TNA_OUT)/bf-rt.json -o $(TNA_OUT) \
-	    p4src/tna/tna.p4
-	$(PYTHON) -m omnireduce.p4src.tna.summary $(TNA_OUT) --target tofino \
-	    --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
+	$(call tofino_compile,tofino,tna,$(TNA_OUT))
 
 # The same source for Tofino 2 (T2NA; tna.p4 includes t2na.p4 when __TARGET_TOFINO__ is 2): p4src/tna/build-t2/.
 tofino2: constants
-	rm -rf $(TNA2_OUT) && mkdir -p $(TNA2_OUT)
-	$(TOFINO_P4C) --target tofino2 --arch t2na --std p4-16 -g --bf-rt-schema $(TNA2_OUT)/bf-rt.json -o $(TNA2_OUT) \
-	    p4src/tna/tna.p4
-	$(PYTHON) -m omnireduce.p4src.tna.summary $(TNA2_OUT) --target tofino2 \
-	    --compiler "$$($(TOFINO_P4C) --version 2>&1 | head -n1)"
+	$(call tofino_compile,tofino2,t2na,$(TNA2_OUT))
 
 # Where no Tofino compiler is installed: the P4 front and mid end (p4test) over the Tofino program.
 tofino-check: constants
