@@ -198,11 +198,12 @@ def quantize_blocks(values: np.ndarray, shift: int, length: int,
         if full * C.LANES < flat.size:
             candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
     chosen = np.flatnonzero(candidates)
-    if len(chosen) * 2 > count:  # dense: gathering and scattering blocks would cost more than it saves
+    module = native.available()
+    compiled = module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT
+    if len(chosen) * 2 > count and not compiled:  # dense: numpy's gather and scatter would cost more than they save
         lanes = quantize(flat, shift, length)
         return lanes, lanes.reshape(count, C.LANES).any(axis=1)
-    module = native.available()
-    if len(chosen) and module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT:
+    if len(chosen) and compiled:  # one pass over the chosen blocks, however many, with no temporaries
         significant = np.zeros(count, dtype=bool)
         blocks = chosen.astype(np.int64, copy=False)
         ffi = module.ffi
@@ -270,12 +271,12 @@ def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray) -
     or a byte-order conversion (int32) of the whole buffer would give.
     """
     sums = out.view(LANE_DTYPE)
-    if len(blocks) * 2 > out.size // C.LANES:
+    module = native.available() if shift is not None else None
+    if len(blocks) * 2 > out.size // C.LANES and module is None:
         wide = dequantize(sums, shift) if shift is not None else sums.astype(np.int32)  # a copy, then written back
         np.copyto(out, wide, casting="same_kind")
         return out
-    module = native.available() if shift is not None else None
-    if module is not None:
+    if module is not None:  # in place, block by block, however many
         blocks = np.ascontiguousarray(blocks, dtype=np.int64)
         ffi = module.ffi
         module.lib.orx_dequantize_f32(ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int64_t[]", blocks),
