@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import time
 
 import numpy as np
@@ -59,20 +57,6 @@ def prepare(values: np.ndarray, slots: int, workers: int = 8) -> None:
     assert plan.count == count
 
 
-@contextlib.contextmanager
-def kernels(kind: str):
-    """Run the agent's code with its compiled kernels ("compiled") or numpy's ("numpy") for a while."""
-    before = os.environ.get(native.NATIVE_ENV)
-    os.environ[native.NATIVE_ENV] = "1" if kind == "compiled" else "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[native.NATIVE_ENV]
-        else:
-            os.environ[native.NATIVE_ENV] = before
-
-
 def kernel_kinds() -> list[str]:
     """numpy always; compiled where it builds."""
     return ["compiled", "numpy"] if native.available() is not None else ["numpy"]
@@ -83,7 +67,7 @@ def bench_prepare(count: int, densities: list[float], slots: int) -> list[dict]:
     for density in densities:
         values = synthetic_tensor(count, density, 0, 0)
         for kind in kernel_kinds():
-            with kernels(kind):
+            with native.kernels(kind):
                 seconds = best_of(3, lambda: prepare(values, slots))
             rows.append({"density": density, "values": count, "kernels": kind, "seconds": seconds,
                          "gb_per_s": values.nbytes / seconds / 1e9})

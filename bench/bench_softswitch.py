@@ -15,7 +15,8 @@ Softswitch: each timed run gets a freshly loaded device with that state and send
 of: the native pipeline through Device.process_arrays in arrays of --batch frames (what the shared-memory port
 loop hands it: frames in arrays, outputs left in C for the rings' scatter, no Python object per frame), the
 native pipeline through Device.process_batch in batches of --batch frames (what the UDP port loop hands it
-after recvmmsg: a bytes object per frame in and out), the native pipeline one frame per Device.process_packet call, and the Python pipeline one frame
+after recvmmsg: a bytes object per frame in and out), the native pipeline one frame per Device.process_packet
+call, and the Python pipeline one frame
 per call. The best of --repeat runs is reported, in CPU time (process_time, the steadier number on a shared
 machine) and in wall time. The Python pipeline's output is the reference; the native one must equal it, byte for
 byte and in order.

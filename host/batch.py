@@ -75,8 +75,7 @@ def result_constant(job_id: int, tensor_id: int) -> np.uint64:
 
 
 def fast_rows(headers: Headers, sizes: np.ndarray, *, constant: np.uint64, slots: int, count: int,
-              columns: ColumnState, set_index: np.ndarray, expected_exponent: int | None,
-              early_slots: set[int]) -> np.ndarray:
+              columns: ColumnState, set_index: np.ndarray, expected_exponent: int | None) -> np.ndarray:
     """Mask of the rows that the batch path may consume (see above); constant: result_constant() of the exchange."""
     slot, block, following = headers.slot, headers.block, headers.following
     column_count = len(columns.expected)
@@ -90,8 +89,7 @@ def fast_rows(headers: Headers, sizes: np.ndarray, *, constant: np.uint64, slots
     passed &= following <= columns.own_next[safe_slot]
     if expected_exponent is not None:
         passed &= headers.exponent == expected_exponent
-    if early_slots:
-        passed &= ~np.isin(slot, np.fromiter(early_slots, dtype=np.int64))
+    passed &= columns.has_early[safe_slot] == 0
     # Only the first row of a column in the batch can be consumed with the others (for the leading run that is all
     # that matters: a failing row ends the run anyway). Written backwards, the first row of each slot wins.
     rows = np.arange(len(slot))

@@ -80,7 +80,7 @@ class ColumnState:
     gap_requested: np.ndarray
     contrib: np.ndarray
     early: list[dict[int, bytes]]
-    has_early: np.ndarray  # uint8: 1 where early[slot] is not empty (read by the compiled path, host/exchange.c)
+    has_early: np.ndarray  # uint8: 1 where early[slot] is not empty (both batch paths leave such columns alone)
 
     @classmethod
     def create(cls, columns: int, *, job_id: int, tensor_id: int, exponent: int) -> "ColumnState":

@@ -24,6 +24,7 @@ import numpy as np
 
 from omnireduce.p4src import constants as C
 
+from . import native
 from .batch import Headers, fast_rows, result_constant
 from .blocks import BlockPlan
 from .columns import END, NO_DEADLINE, ColumnState, SlotChannels, contrib_fields
@@ -219,8 +220,6 @@ class TensorExchange:
         self._contrib_fields = contrib_fields(self._columns.contrib)
         self._result_constant = result_constant(job_id, tensor_id)
         self._contrib_views = [memoryview(row) for row in self._columns.contrib]  # for one-at-a-time packing
-        #: slots whose column holds early results (the batch path leaves those columns to the per-packet path).
-        self._early_slots: set[int] = set()
         self._open = plan.columns
         self._to_launch: deque[int] = deque()
         self._awaiting_first = 0  # launched columns still waiting for their first result (max_burst)
@@ -432,7 +431,7 @@ class TensorExchange:
             return np.zeros(len(sizes), dtype=bool)
         fast = fast_rows(headers, sizes, constant=self._result_constant, slots=self.plan.slots,
                          count=self.plan.count, columns=self._columns, set_index=self._channels.set_index,
-                         expected_exponent=self._expected_exponent, early_slots=self._early_slots)
+                         expected_exponent=self._expected_exponent)
         if fast.any():
             # A result for a retransmitted round may show the timeout spurious (a sample of the original's time):
             # rare, and order-dependent, so such rows take the per-packet path.
@@ -544,7 +543,6 @@ class TensorExchange:
             # A later round of the column completed first from our point of view: we missed the one expected.
             # Keep this one for its turn, and ask for the missing one now rather than at the timer.
             columns.early[slot][block] = bytes(payload)
-            self._early_slots.add(slot)
             columns.has_early[slot] = 1
             self.stats.early += 1
             if not columns.gap_requested[slot]:
@@ -558,7 +556,6 @@ class TensorExchange:
             header = HEADER.unpack_from(kept)
             self._consume(slot, header[1] & _SET_MASK, header[5], header[6], header[7], kept, now)
         if not early:
-            self._early_slots.discard(slot)
             columns.has_early[slot] = 0
 
     def _serve(self, payload: memoryview | bytes) -> None:
@@ -683,8 +680,6 @@ class CompiledConsumer:
 
     @classmethod
     def bind(cls, exchange: TensorExchange) -> "CompiledConsumer | None":
-        from . import native
-
         module = native.available()
         return cls(module, exchange) if module is not None else None
 

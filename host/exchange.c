@@ -90,11 +90,17 @@ static double patience(const orx_exchange *x, double rto) {
     return max2(min2(ORX_REQUEST_PATIENCE * rto, x->ceiling), x->fallback);
 }
 
-/* Whether row p (size bytes) is a RESULT that on_payload would consume with no side path. */
-static int plain(const orx_exchange *x, const orx_columns *c, const uint8_t *p, int64_t size) {
+/* The fields of a RESULT that the plain case reads. */
+typedef struct orx_result {
+    int64_t slot, block, next;
+} orx_result;
+
+/* Whether row p (size bytes) is a RESULT that on_payload would consume with no side path; its fields into r. */
+static int plain(const orx_exchange *x, const orx_columns *c, const uint8_t *p, int64_t size, orx_result *r) {
     if (size != ORX_PAYLOAD) return 0;
     if ((be64(p) & ORX_CONSTANT_BITS) != x->constant || p[ORX_LANE_COUNT] != ORX_LANES) return 0;
-    int64_t slot = be16(p + ORX_SLOT), block = be32(p + ORX_BLOCK), next = be32(p + ORX_NEXT);
+    int64_t slot = r->slot = be16(p + ORX_SLOT), block = r->block = be32(p + ORX_BLOCK);
+    int64_t next = r->next = be32(p + ORX_NEXT);
     if (slot >= x->columns || block >= x->count || block % x->slots != slot) return 0;
     int64_t expected = c->expected[slot];
     if (expected == ORX_END || block != expected || c->has_early[slot]) return 0;
@@ -139,8 +145,9 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
     x->consumed = x->sent = x->first_round = x->closed = 0;
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *p = payloads + i * ORX_PAYLOAD;
-        if (!plain(x, c, p, sizes[i])) break;
-        int64_t slot = be16(p + ORX_SLOT), block = be32(p + ORX_BLOCK), next = be32(p + ORX_NEXT);
+        orx_result r;
+        if (!plain(x, c, p, sizes[i], &r)) break;
+        int64_t slot = r.slot, block = r.block, next = r.next;
         uint8_t set_bit = p[ORX_FLAGS] & ORX_SET_MASK;
         if (c->contributed[slot] && !isnan(c->sent_at[slot])) sample(x, now - c->sent_at[slot]);
         memcpy(c->result + block * ORX_LANE_BYTES, p + ORX_HEADER, ORX_LANE_BYTES);

@@ -9,8 +9,10 @@ purpose (the tests run both).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from importlib import resources
 from types import ModuleType
 
@@ -114,3 +116,18 @@ def available() -> ModuleType | None:
         _unavailable = str(error)
         log.info("the agent consumes results with numpy: %s", error)
         return None
+
+
+@contextlib.contextmanager
+def kernels(kind: str) -> Iterator[None]:
+    """Within it, the agent's code runs with the compiled kernels ("compiled", where they build) or numpy's
+    ("numpy"): for benches and tests that measure or check both."""
+    before = os.environ.get(NATIVE_ENV)
+    os.environ[NATIVE_ENV] = "1" if kind == "compiled" else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[NATIVE_ENV]
+        else:
+            os.environ[NATIVE_ENV] = before

@@ -86,16 +86,24 @@ def scan_float32(values: np.ndarray) -> FloatScan:
         bits = module.lib.orx_scan_f32(ffi.from_buffer("uint32_t[]", words), flat.size,
                                        ffi.from_buffer("uint8_t[]", candidates))
         return FloatScan(candidates, float(np.uint32(bits).view(np.float32)), bits < _INF_BITS)
-    full = flat.size // C.LANES
-    candidates = np.zeros(count, dtype=bool)
-    candidates[:full] = np.bitwise_or.reduce(words[:full * C.LANES].reshape(full, C.LANES), axis=1) != 0
-    if full < count:
-        candidates[full] = bool(np.any(words[full * C.LANES:]))
+    candidates = candidate_blocks(words)
     if not flat.size:
         return FloatScan(candidates, 0.0, True)
     highest, lowest = flat.max(), flat.min()  # max/min propagate NaN and show Inf
     finite = bool(np.isfinite(highest) and np.isfinite(lowest))
     return FloatScan(candidates, float(max(highest, -lowest)) if finite else math.inf, finite)
+
+
+def candidate_blocks(words: np.ndarray) -> np.ndarray:
+    """Per block of LANES of these 32-bit words (a float32 tensor's bits; the last block may be partial), whether
+    any bit is set: one OR over the raw bits, cheaper than a float comparison (-0.0 just counts as a candidate)."""
+    count = block_count(words.size)
+    full = words.size // C.LANES
+    candidates = np.zeros(count, dtype=bool)
+    candidates[:full] = np.bitwise_or.reduce(words[:full * C.LANES].reshape(full, C.LANES), axis=1) != 0
+    if full < count:
+        candidates[full] = bool(np.any(words[full * C.LANES:]))
+    return candidates
 
 
 def check_values(values: np.ndarray) -> None:
@@ -188,15 +196,9 @@ def quantize_blocks(values: np.ndarray, shift: int, length: int,
     lanes = np.zeros(length, dtype=LANE_DTYPE)
     by_block = lanes.reshape(count, C.LANES)
     full = flat.size // C.LANES
-    scanned = candidates
-    candidates = np.zeros(count, dtype=bool)
-    if scanned is not None:
-        candidates[:len(scanned)] = scanned
-    else:
-        words = flat[:full * C.LANES].view(np.uint32).reshape(full, C.LANES)
-        candidates[:full] = np.bitwise_or.reduce(words, axis=1) != 0
-        if full * C.LANES < flat.size:
-            candidates[full] = bool(np.any(flat[full * C.LANES:].view(np.uint32)))
+    scanned = candidates if candidates is not None else candidate_blocks(flat.view(np.uint32))
+    candidates = np.zeros(count, dtype=bool)  # `length` may pad the tensor with whole zero blocks
+    candidates[:len(scanned)] = scanned
     chosen = np.flatnonzero(candidates)
     module = native.available()
     compiled = module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT

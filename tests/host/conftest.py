@@ -26,12 +26,12 @@ def device():
 
 
 @pytest.fixture(params=["compiled", "numpy"])
-def kernels(request, monkeypatch):
+def kernels(request):
     """Runs a test with the agent's compiled kernels (host/exchange.c) and with numpy's (the fallback); the
     compiled run is skipped, saying why, where they do not build."""
     from omnireduce.host import native
 
     if request.param == "compiled" and native.available() is None:
         pytest.skip("the compiled exchange does not build here (no C compiler or cffi)")
-    monkeypatch.setenv(native.NATIVE_ENV, "1" if request.param == "compiled" else "0")
-    return request.param
+    with native.kernels(request.param):
+        yield request.param
