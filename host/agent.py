@@ -56,6 +56,7 @@ from .quantize import (
     scale_shift,
     scan_float32,
 )
+from .lanes import BlockLanes
 from .stats import Stats
 from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, ShmTransport, Transport
 from .wire import DATA_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
@@ -249,19 +250,20 @@ class AllReduce:
             lanes, significant = quantize_blocks(flat, shift, length, scan.candidates)
         else:
             check_int_sum(agreed, config.workers)
-            lanes = int_lanes(flat, length)
-            significant = nonzero_blocks(lanes.reshape(planned_blocks, C.LANES))
+            int_values = int_lanes(flat, length)
+            significant = nonzero_blocks(int_values.reshape(planned_blocks, C.LANES))
+            lanes = BlockLanes.tensor_sized(int_values)
         if config.zero_threshold is not None:
             significant &= blocks_above(as_blocks(flat, planned_blocks), config.zero_threshold)
         plan = plan_blocks(significant, config.slots, dense=config.dense, lookahead=config.lookahead)
         # The sums are received straight into `result`'s memory where it is a separate, contiguous buffer of whole
-        # blocks (the input was quantized above, so an overlap is what stops it): no second buffer of the tensor's
-        # size to fault in and convert from, and only the blocks that received a result are converted.
+        # blocks: no second buffer of the tensor's size to fault in and convert from, and no clearing beforehand
+        # (from_wire_in_place writes every block once, converting those that received a result and zeroing the
+        # others). Not where it overlaps the input: a failed call must leave the caller's input as it was.
         in_place = (result.flags.c_contiguous and result.size == planned_blocks * C.LANES
                     and not np.may_share_memory(result, values))
         if in_place:
             sums = result.reshape(-1).view(LANE_DTYPE)
-            sums[:] = 0
         else:
             sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
         data = self._exchange(
@@ -289,7 +291,8 @@ class AllReduce:
         plan = plan_blocks(np.ones(1, dtype=bool), self.config.slots)
         sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
         exchange = self._exchange(
-            tensor_id=tensor_id, plan=plan, lanes=big_endian_lanes(announcement_lanes(announcement)), result=sums,
+            tensor_id=tensor_id, plan=plan, result=sums,
+            lanes=BlockLanes.tensor_sized(big_endian_lanes(announcement_lanes(announcement))),
             exponent=exponent, expected_exponent=None, stats=stats, deadline_at=deadline_at, joining=True,
         )
         check_agreement(sums.astype(np.int32), announcement, self.config.workers, tensor_id=tensor_id)
@@ -306,7 +309,8 @@ class AllReduce:
         sums = np.zeros(C.LANES, dtype=LANE_DTYPE)
         self._exchange(
             tensor_id=tensor_id, plan=plan_blocks(np.ones(1, dtype=bool), self.config.slots),
-            lanes=big_endian_lanes(lanes), result=sums, exponent=exponent, expected_exponent=None,
+            lanes=BlockLanes.tensor_sized(big_endian_lanes(lanes)), result=sums, exponent=exponent,
+            expected_exponent=None,
             stats=stats, deadline_at=deadline_at, joining=False, closing=True,
         )
         if int(sums[0]) != self.config.workers:
@@ -326,7 +330,7 @@ class AllReduce:
 
     # --- the event loop ------------------------------------------------------------------------------------------
 
-    def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: np.ndarray, result: np.ndarray, exponent: int,
+    def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: BlockLanes, result: np.ndarray, exponent: int,
                   expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool,
                   closing: bool = False) -> TensorExchange:
         """Run one tensor to completion and return its exchange (result_exponent: the max over claims).
@@ -355,7 +359,7 @@ class AllReduce:
             stats.bytes_sent += len(payloads) * (DATA_PAYLOAD_BYTES + overhead)
 
         exchange = TensorExchange(
-            job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
+            job_id=config.job_id, tensor_id=tensor_id, plan=plan, lanes=lanes,
             result=memoryview(result).cast("B"), exponent=exponent, channels=self._channels, send=send, stats=stats,
             send_batch=send_batch,
             timeouts=config.timeouts, pacing=config.pacing,

@@ -30,6 +30,7 @@ from .blocks import BlockPlan
 from .columns import END, NO_DEADLINE, ColumnState, SlotChannels, contrib_fields
 from .config import Pacing, Timeouts
 from .errors import ProtocolError
+from .lanes import BlockLanes
 from .stats import Stats
 from .wire import DATA_PAYLOAD_BYTES, HEADER, LANE_DTYPE, LANES_BYTES
 
@@ -149,8 +150,9 @@ def send_rows(send: Send) -> SendBatch:
 class TensorExchange:
     """All-reduce one tensor of `plan.count` blocks over `plan.slots` slots.
 
-    lanes: the worker's values, big-endian int32, plan.count * LANES of them. result: writable buffer of the same
-    size that receives the sums (big-endian), blocks never completed (zero in every worker) are left untouched.
+    lanes: the worker's values by block (BlockLanes), or their bytes laid out block after block (big-endian int32,
+    plan.count * LANES of them). result: writable buffer of plan.count blocks that receives the sums (big-endian);
+    a block that never receives a result (zero in every worker) is left untouched.
     exponent: the exponent field of this worker's CONTRIBs; expected_exponent: if given, every RESULT must carry
     it (the data tensor after a scale round), else the exchange stops with ProtocolError. send_batch: sends the
     CONTRIBs that one batch of results triggers (default: each through `send`).
@@ -165,7 +167,7 @@ class TensorExchange:
         job_id: int,
         tensor_id: int,
         plan: BlockPlan,
-        lanes: memoryview,
+        lanes: BlockLanes | memoryview,
         result: memoryview,
         exponent: int,
         channels: SlotChannels,
@@ -183,7 +185,11 @@ class TensorExchange:
         repair_source: "TensorExchange | None" = None,
         compiled: bool = True,
     ) -> None:
-        if len(lanes) != plan.count * LANES_BYTES or len(result) != plan.count * LANES_BYTES:
+        if not isinstance(lanes, BlockLanes):
+            if len(lanes) != plan.count * LANES_BYTES:
+                raise ValueError("lanes must hold plan.count blocks of big-endian int32 lanes")
+            lanes = BlockLanes.tensor_sized(np.frombuffer(lanes, dtype=LANE_DTYPE))
+        if lanes.count != plan.count or len(result) != plan.count * LANES_BYTES:
             raise ValueError("lanes and result must hold plan.count blocks of big-endian int32 lanes")
         if len(channels) < plan.slots:
             raise ValueError(f"{len(channels)} slot channels for {plan.slots} slots")
@@ -191,9 +197,9 @@ class TensorExchange:
         self.tensor_id = tensor_id
         self.plan = plan
         self._lanes = lanes
+        self._lane_bytes = memoryview(lanes.rows.reshape(-1).view(np.uint8))  # for one-at-a-time packing
         self._result = result
-        # The same buffers as (block, lane) arrays, for the batch path's gathers and scatters.
-        self._lanes_by_block = np.frombuffer(lanes, dtype=LANE_DTYPE).reshape(plan.count, C.LANES)
+        # The result buffer as (block, lane), for the batch path's scatters.
         self._result_by_block = np.frombuffer(result, dtype=LANE_DTYPE).reshape(plan.count, C.LANES)
         self._exponent = exponent
         self._expected_exponent = expected_exponent
@@ -311,8 +317,8 @@ class TensorExchange:
             buffer, 0, C.MSG_CONTRIB, int(self._channels.set_index[slot]), self.job_id, self.tensor_id, slot, block,
             following, self._exponent, C.LANES, 0, 0,
         )
-        start = block * LANES_BYTES
-        buffer[_HEADER_BYTES:] = self._lanes[start:start + LANES_BYTES]
+        start = self._lanes.row(block) * LANES_BYTES
+        buffer[_HEADER_BYTES:] = self._lane_bytes[start:start + LANES_BYTES]
         columns = self._columns
         columns.own_next[slot] = following
         columns.contributed[slot] = True
@@ -497,7 +503,7 @@ class TensorExchange:
             contrib["flags"][sending] = new_sets[contributing]
             contrib["block_index"][sending] = sent_blocks
             contrib["next_block"][sending] = following
-            contrib["lanes"][sending] = self._lanes_by_block[sent_blocks]
+            contrib["lanes"][sending] = self._lanes.gather(sent_blocks)
             columns.own_next[sending] = following
             columns.contributed[sending] = True
             columns.sent_at[sending] = now
@@ -666,7 +672,7 @@ class CompiledConsumer:
             ("retransmitted_at", "double[]", columns.retransmitted_at), ("rto", "double[]", columns.rto),
             ("deadline", "double[]", columns.deadline), ("contrib", "uint8_t[]", columns.contrib),
             ("set_index", "uint8_t[]", exchange._channels.set_index),
-            ("lanes", "uint8_t[]", exchange._lanes_by_block),
+            ("lanes", "uint8_t[]", exchange._lanes.rows),
             ("next_block", "uint32_t[]", exchange._next_block_array),
             ("result", "uint8_t[]", exchange._result_by_block), ("result_next", "int64_t[]", exchange._result_next),
             ("result_set", "uint8_t[]", exchange._result_set),
@@ -674,6 +680,11 @@ class CompiledConsumer:
             pointer = ffi.from_buffer(kind, array)
             self._keep.append(pointer)
             setattr(c, field, pointer)
+        row_of = exchange._lanes.row_of
+        if row_of is not None:
+            pointer = ffi.from_buffer("int32_t[]", row_of)
+            self._keep.append(pointer)
+            c.lane_row = pointer  # else NULL: tensor-sized lanes
         self._x, self._c = x, c
         self._out = np.zeros((0, DATA_PAYLOAD_BYTES), dtype=np.uint8)
         self._out_pointer = ffi.from_buffer("uint8_t[]", self._out)

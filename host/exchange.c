@@ -41,7 +41,8 @@ typedef struct orx_columns {
     uint8_t *contrib;           /* columns x ORX_PAYLOAD: each column's last CONTRIB */
     uint8_t *set_index;         /* SlotChannels.set_index */
     /* the tensor, indexed by block */
-    const uint8_t *lanes;       /* count x ORX_LANE_BYTES, big-endian int32 */
+    const uint8_t *lanes;       /* rows of ORX_LANE_BYTES, big-endian int32 (host/lanes.py, BlockLanes) */
+    const int32_t *lane_row;    /* block b's row in lanes; NULL: row b (tensor-sized) */
     const uint32_t *next_block; /* the plan's next block in the column */
     uint8_t *result;            /* count x ORX_LANE_BYTES */
     int64_t *result_next;
@@ -120,7 +121,8 @@ static void contribute(orx_exchange *x, orx_columns *c, int64_t slot, int64_t bl
     row[ORX_FLAGS] = c->set_index[slot];
     put_be32(row + ORX_BLOCK, (uint32_t)block);
     put_be32(row + ORX_NEXT, (uint32_t)following);
-    memcpy(row + ORX_HEADER, c->lanes + block * ORX_LANE_BYTES, ORX_LANE_BYTES);
+    int64_t lanes_row = c->lane_row ? c->lane_row[block] : block;
+    memcpy(row + ORX_HEADER, c->lanes + lanes_row * ORX_LANE_BYTES, ORX_LANE_BYTES);
     c->own_next[slot] = following;
     c->contributed[slot] = 1;
     c->sent_at[slot] = now;
@@ -210,17 +212,18 @@ uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates) {
 }
 
 /*
- * quantize() of the chosen blocks only (host/quantize.py, quantize_blocks): lanes[b] = round(x * scale) as
- * big-endian int32, round half to even (rintf in the default rounding mode, as numpy's rint), for each block b in
- * `blocks` (sorted, of the n values; a partial last block is padded with zeros); significant[b]: whether any lane
- * is non-zero. scale is 2^shift, a normal float32, so x * scale is exact as in numpy's float32 multiply.
+ * quantize() of the chosen blocks only (host/quantize.py, quantize_blocks): round(x * scale) as big-endian int32,
+ * round half to even (rintf in the default rounding mode, as numpy's rint), for each block b in `blocks` (sorted,
+ * of the n values; a partial last block is padded with zeros), written to row b of `rows` if by_block, else to
+ * row k for blocks[k] (BlockLanes.compact); significant[b]: whether any lane is non-zero. scale is 2^shift, a
+ * normal float32, so x * scale is exact as in numpy's float32 multiply.
  */
 void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int64_t nblocks, float scale,
-                      uint8_t *lanes, uint8_t *significant) {
+                      uint8_t *rows, int by_block, uint8_t *significant) {
     for (int64_t k = 0; k < nblocks; k++) {
         int64_t b = blocks[k], start = b * ORX_LANES;
         int64_t stop = start + ORX_LANES < n ? start + ORX_LANES : n;
-        uint8_t *out = lanes + b * ORX_LANE_BYTES;
+        uint8_t *out = rows + (by_block ? b : k) * ORX_LANE_BYTES;
         uint32_t any = 0;
         for (int64_t i = start; i < start + ORX_LANES; i++) {
             int32_t v = i < stop ? (int32_t)rintf(values[i] * scale) : 0;
@@ -232,22 +235,34 @@ void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int
 }
 
 /*
- * dequantize() in place (host/quantize.py, from_wire_in_place): each block in `blocks` of `buffer` holds
- * big-endian int32 sums and becomes float32 sum * 2^-shift, rounded once from the exact double, as numpy's
- * ldexp of the float64 followed by a cast to float32.
+ * The sums, received big-endian into `buffer` (count blocks), become its values in one pass from start to end
+ * (host/quantize.py, from_wire_in_place): each block in `blocks` (sorted) is converted in place, as float32
+ * sum * 2^-shift rounded once from the exact double (numpy's ldexp of the float64, cast to float32) where
+ * is_float, else as native int32; every other block is written zero, whatever it held. One sequential pass
+ * costs what zeroing the buffer beforehand would alone, and reads each received block while it is in cache.
  */
-void orx_dequantize_f32(uint8_t *buffer, const int64_t *blocks, int64_t nblocks, int shift) {
+void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift) {
     /* sum * 2^-shift is exact in a double (31 significant bits, |shift| far from the exponent range's ends), so
        one multiplication by the power of two gives ldexp's value without a libm call per lane. */
     const double scale = ldexp(1.0, -shift);
+    int64_t next = 0;  /* first block not written yet */
     for (int64_t k = 0; k < nblocks; k++) {
-        uint8_t *p = buffer + blocks[k] * ORX_LANE_BYTES;
+        int64_t b = blocks[k];
+        if (b < next || b >= count) continue;  /* not sorted or out of range: never written twice or outside */
+        memset(buffer + next * ORX_LANE_BYTES, 0, (size_t)(b - next) * ORX_LANE_BYTES);
+        uint8_t *p = buffer + b * ORX_LANE_BYTES;
         for (int i = 0; i < ORX_LANES; i++) {
             int32_t sum = (int32_t)be32(p + 4 * i);
-            float value = (float)((double)sum * scale);
-            memcpy(p + 4 * i, &value, 4);
+            if (is_float) {
+                float value = (float)((double)sum * scale);
+                memcpy(p + 4 * i, &value, 4);
+            } else {
+                memcpy(p + 4 * i, &sum, 4);
+            }
         }
+        next = b + 1;
     }
+    memset(buffer + next * ORX_LANE_BYTES, 0, (size_t)(count - next) * ORX_LANE_BYTES);
 }
 
 /*

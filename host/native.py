@@ -39,6 +39,7 @@ typedef struct orx_columns {
     uint8_t *contrib;
     uint8_t *set_index;
     const uint8_t *lanes;
+    const int32_t *lane_row;
     const uint32_t *next_block;
     uint8_t *result;
     int64_t *result_next;
@@ -48,8 +49,8 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
                     double now, uint8_t *out_rows);
 uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates);
 void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int64_t nblocks, float scale,
-                      uint8_t *lanes, uint8_t *significant);
-void orx_dequantize_f32(uint8_t *buffer, const int64_t *blocks, int64_t nblocks, int shift);
+                      uint8_t *rows, int by_block, uint8_t *significant);
+void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift);
 void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint32_t *next, uint32_t *following);
 """
 

@@ -19,6 +19,8 @@ from . import native
 from .blocks import block_count
 
 from .errors import InputError, OverflowRisk
+from .lanes import BlockLanes
+from .wire import LANE_DTYPE
 
 #: Exponent claims travel in an 8-bit field.
 EXPONENT_FIELD_MAX = 0xFF
@@ -28,8 +30,6 @@ INT32_MAX = 2**31 - 1
 #: Shifts whose power of two is a normal float32 (the fast path of quantize multiplies by it).
 FLOAT32_MIN_EXPONENT = -126
 FLOAT32_MAX_EXPONENT = 127
-#: Lanes travel as big-endian int32.
-LANE_DTYPE = np.dtype(">i4")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
 
 
@@ -181,48 +181,56 @@ def quantize(values: np.ndarray, shift: int, length: int | None = None) -> np.nd
 
 
 def quantize_blocks(values: np.ndarray, shift: int, length: int,
-                    candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """quantize(values, shift, length) and the mask of its non-zero blocks, touching only the blocks that hold a
-    non-zero bit.
+                    candidates: np.ndarray | None = None) -> tuple[BlockLanes, np.ndarray]:
+    """quantize(values, shift, length) by block, and the mask of its non-zero blocks, touching only the blocks
+    that hold a non-zero bit.
 
     A sparse tensor is mostly zero blocks, which quantize to zero lanes: they are found with one OR over the raw
     bits (cheaper than a float comparison, and -0.0 just counts as a candidate), and only the candidates are
     scaled, rounded and byte-swapped (the byte-swapping cast alone costs more than everything else over a dense
-    100 MB tensor). The lanes of the other blocks stay in zero pages never written. The same lanes and mask as
-    quantize() followed by nonzero_blocks(). candidates: FloatScan.candidates of `values`, where already known.
+    100 MB tensor). Where at most half the blocks are candidates, only theirs are stored (BlockLanes.compact: no
+    page of a tensor-sized buffer to fault in); the other blocks read the zero row. The same lanes
+    (BlockLanes.tensor()) and mask as quantize() followed by nonzero_blocks(). candidates: FloatScan.candidates of
+    `values`, where already known.
     """
     flat = np.ascontiguousarray(values.reshape(-1), dtype=np.float32)
     count = length // C.LANES
-    lanes = np.zeros(length, dtype=LANE_DTYPE)
-    by_block = lanes.reshape(count, C.LANES)
     full = flat.size // C.LANES
     scanned = candidates if candidates is not None else candidate_blocks(flat.view(np.uint32))
     candidates = np.zeros(count, dtype=bool)  # `length` may pad the tensor with whole zero blocks
     candidates[:len(scanned)] = scanned
     chosen = np.flatnonzero(candidates)
+    significant = np.zeros(count, dtype=bool)
     module = native.available()
     compiled = module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT
-    if len(chosen) * 2 > count and not compiled:  # dense: numpy's gather and scatter would cost more than they save
+    dense = len(chosen) * 2 > count
+    if dense and not compiled:  # numpy's gather and scatter would cost more than they save
         lanes = quantize(flat, shift, length)
-        return lanes, lanes.reshape(count, C.LANES).any(axis=1)
-    if len(chosen) and compiled:  # one pass over the chosen blocks, however many, with no temporaries
-        significant = np.zeros(count, dtype=bool)
+        return BlockLanes.tensor_sized(lanes), lanes.reshape(count, C.LANES).any(axis=1)
+    if dense:
+        lanes = BlockLanes.tensor_sized(np.zeros(length, dtype=LANE_DTYPE))
+    else:
+        lanes = BlockLanes.compact(count, chosen)
+    if not len(chosen):
+        return lanes, significant
+    if compiled:  # one pass over the chosen blocks, however many, with no temporaries
         blocks = chosen.astype(np.int64, copy=False)
         ffi = module.ffi
+        # Tensor-sized: block b's row is b; compact: blocks[k]'s row is 1 + k (after the zero row).
+        rows = lanes.rows if dense else lanes.rows[1:]
         module.lib.orx_quantize_f32(ffi.from_buffer("float[]", flat), flat.size, ffi.from_buffer("int64_t[]", blocks),
-                                    len(blocks), 2.0**shift, ffi.from_buffer("uint8_t[]", lanes),
+                                    len(blocks), 2.0**shift, ffi.from_buffer("uint8_t[]", rows), int(dense),
                                     ffi.from_buffer("uint8_t[]", significant))
         return lanes, significant
-    if len(chosen):
-        padded = np.zeros((len(chosen), C.LANES), dtype=np.float32)
-        whole = chosen[chosen < full]
-        padded[:len(whole)] = flat[:full * C.LANES].reshape(full, C.LANES)[whole]
-        if len(whole) < len(chosen):  # the last, partial block
-            tail = flat[full * C.LANES:]
-            padded[-1, :tail.size] = tail
-        by_block[chosen] = quantize(padded, shift).reshape(len(chosen), C.LANES)
-    significant = np.zeros(count, dtype=bool)
-    significant[chosen] = by_block[chosen].any(axis=1)
+    padded = np.zeros((len(chosen), C.LANES), dtype=np.float32)
+    whole = chosen[chosen < full]
+    padded[:len(whole)] = flat[:full * C.LANES].reshape(full, C.LANES)[whole]
+    if len(whole) < len(chosen):  # the last, partial block
+        tail = flat[full * C.LANES:]
+        padded[-1, :tail.size] = tail
+    quantized = quantize(padded, shift).reshape(len(chosen), C.LANES)
+    lanes.rows[1:] = quantized
+    significant[chosen] = quantized.any(axis=1)
     return lanes, significant
 
 
@@ -266,26 +274,32 @@ def dequantize_blocks(sums: np.ndarray, shift: int, blocks: np.ndarray, out: np.
 def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray) -> np.ndarray:
     """Turn the all-reduce's sums, received into `out`'s own bytes, into `out`'s values, in place.
 
-    out: float32 or int32, flat, contiguous, a whole number of blocks; its bytes hold big-endian int32 sums that are
-    zero except in `blocks` (sorted block indices: the blocks that received a result). shift: the float32 scale
-    (dequantize's), None for int32. Only `blocks` are read and written (zero bits are 0.0 and 0 already), unless
-    they are most of the tensor, where one pass over all of it is cheaper. The same values as dequantize() (float32)
-    or a byte-order conversion (int32) of the whole buffer would give.
+    out: float32 or int32, flat, contiguous, a whole number of blocks; its bytes hold big-endian int32 sums in
+    `blocks` (sorted block indices: the blocks that received a result) and anything elsewhere: every other block is
+    written zero (0.0 or 0), so the buffer need not be cleared before the sums arrive. shift: the float32 scale
+    (dequantize's), None for int32. The same values as dequantize() (float32) or a byte-order conversion (int32) of
+    the sums, with zero sums everywhere else, would give.
     """
-    sums = out.view(LANE_DTYPE)
-    module = native.available() if shift is not None else None
-    if len(blocks) * 2 > out.size // C.LANES and module is None:
-        wide = dequantize(sums, shift) if shift is not None else sums.astype(np.int32)  # a copy, then written back
-        np.copyto(out, wide, casting="same_kind")
-        return out
-    if module is not None:  # in place, block by block, however many
-        blocks = np.ascontiguousarray(blocks, dtype=np.int64)
+    count = out.size // C.LANES
+    blocks = np.ascontiguousarray(blocks, dtype=np.int64)
+    module = native.available()
+    if module is not None:  # one pass from start to end: zero the gaps, convert the blocks
         ffi = module.ffi
-        module.lib.orx_dequantize_f32(ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int64_t[]", blocks),
-                                      len(blocks), shift)
+        module.lib.orx_from_wire(ffi.from_buffer("uint8_t[]", out), count, ffi.from_buffer("int64_t[]", blocks),
+                                 len(blocks), shift is not None, shift if shift is not None else 0)
         return out
-    rows = sums.reshape(-1, C.LANES)[blocks]  # gathered: a copy
-    out.reshape(-1, C.LANES)[blocks] = dequantize(rows, shift) if shift is not None else rows.astype(np.int32)
+    by_block = out.reshape(count, C.LANES)
+    sums = by_block.view(LANE_DTYPE)
+    rows = sums[blocks]  # gathered before the gaps are cleared: a copy
+    received = np.zeros(count, dtype=bool)
+    received[blocks] = True
+    if len(blocks) * 2 > count:
+        sums[~received] = 0
+        wide = dequantize(sums, shift) if shift is not None else sums.astype(np.int32)  # a copy, then written back
+        np.copyto(out, wide.reshape(-1), casting="same_kind")
+        return out
+    by_block[~received] = 0
+    by_block[blocks] = dequantize(rows, shift) if shift is not None else rows.astype(np.int32)
     return out
 
 

@@ -19,6 +19,7 @@ from omnireduce.host.columns import SlotChannels
 from omnireduce.host.config import Timeouts
 from omnireduce.host.engine import RoundTripEstimator, TensorExchange, big_endian_lanes
 from omnireduce.host.errors import ProtocolError
+from omnireduce.host.lanes import BlockLanes
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import DATA_PAYLOAD_BYTES, LANE_DTYPE, OmniHeader, encode_payload
 from omnireduce.p4src import constants as C
@@ -33,15 +34,21 @@ class Worker:
     """One exchange of worker 0 of a 3-worker job, recording what it sends."""
 
     def __init__(self, values: np.ndarray, slots: int, *, expected_exponent: int | None = None,
-                 compiled: bool = False) -> None:
+                 compiled: bool = False, compact: bool = False) -> None:
         self.plan = plan_blocks(values.any(axis=1), slots)
         self.sent: list[bytes] = []
         self.stats = Stats()
         self.channels = SlotChannels.create(slots)
         self.sums = np.zeros(values.size, dtype=LANE_DTYPE)
         self.round_trip = RoundTripEstimator()
+        lanes = big_endian_lanes(values)
+        if compact:  # only the non-zero blocks' rows (host/lanes.py), as quantize_blocks stores a sparse tensor
+            stored = np.flatnonzero(values.any(axis=1))
+            compact_lanes = BlockLanes.compact(len(values), stored)
+            compact_lanes.rows[1:] = lanes.reshape(-1, C.LANES)[stored]
         self.exchange = TensorExchange(
-            job_id=JOB, tensor_id=TENSOR, plan=self.plan, lanes=memoryview(big_endian_lanes(values)).cast("B"),
+            job_id=JOB, tensor_id=TENSOR, plan=self.plan,
+            lanes=compact_lanes if compact else memoryview(lanes).cast("B"),
             result=memoryview(self.sums).cast("B"), exponent=5, channels=self.channels,
             send=lambda payload: self.sent.append(bytes(payload)), stats=self.stats, timeouts=TIMEOUTS,
             round_trip=self.round_trip, expected_exponent=expected_exponent, workers=3, compiled=compiled,
@@ -168,7 +175,8 @@ def test_batches_leave_the_same_state_and_send_the_same_packets_as_one_by_one(se
     slots = int(rng.choice([1, 3, 8, 16]))
     count = int(rng.integers(slots, 12 * slots + 2))
     values = np.where(rng.random((count, 1)) < 0.3, rng.integers(-9, 9, (count, C.LANES)), 0).astype(np.int32)
-    one, batched = Worker(values, slots), Worker(values, slots, compiled=compiled)
+    # The reference: one by one, tensor-sized lanes; the batch path reads compact lanes on every other seed.
+    one, batched = Worker(values, slots), Worker(values, slots, compiled=compiled, compact=bool(seed % 2))
     payloads = stream(rng, one.plan.send.copy(), slots)
     feed_both(one, batched, payloads, rng)
     assert batched.state() == one.state()

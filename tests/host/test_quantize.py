@@ -141,21 +141,26 @@ def test_dequantize_blocks_writes_what_dequantize_writes(length):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
-@pytest.mark.parametrize("result_blocks", [[1, 4], [0, 1, 2, 4, 5]])  # sparse: only those blocks; dense: one pass
+# sparse: only those blocks; dense: one pass; none; every one
+@pytest.mark.parametrize("result_blocks", [[1, 4], [0, 1, 2, 4, 5], [], [0, 1, 2, 3, 4, 5]])
 def test_from_wire_in_place_gives_what_converting_all_the_sums_gives(dtype, result_blocks, kernels):
     rng = np.random.default_rng(len(result_blocks))
     sums = np.zeros(C.LANES * 6, dtype=LANE_DTYPE)
     for block in result_blocks:
         sums[block * C.LANES:(block + 1) * C.LANES] = rng.integers(-2**30, 2**30, C.LANES)
-    out = np.empty(sums.size, dtype=dtype)
-    out.view(LANE_DTYPE)[:] = sums  # the sums received into out's bytes
-    from_wire_in_place(out, 9 if dtype is np.float32 else None, np.array(result_blocks))
+    # The blocks that received no result hold whatever the buffer held (here: garbage bits, NaNs among them).
+    out = np.frombuffer(rng.integers(0, 256, sums.size * 4, dtype=np.uint8).tobytes(), dtype=dtype).copy()
+    received = np.zeros(6, dtype=bool)
+    received[result_blocks] = True
+    out.view(LANE_DTYPE).reshape(6, C.LANES)[received] = sums.reshape(6, C.LANES)[received]
+    from_wire_in_place(out, 9 if dtype is np.float32 else None, np.array(result_blocks, dtype=np.int64))
     expected = dequantize(sums, 9) if dtype is np.float32 else sums.astype(np.int32)
     assert out.dtype == dtype and out.tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("size, blocks, density", [(C.LANES * 40, 40, 0.05), (C.LANES * 40 + 7, 41, 0.05),
-                                                   (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5)])
+                                                   (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5),
+                                                   (C.LANES * 400 + 7, 401, 0.001)])
 def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, blocks, density, kernels):
     rng = np.random.default_rng(size)
     values = np.where(rng.random(size) < density, rng.standard_normal(size), 0).astype(np.float32)
@@ -167,7 +172,11 @@ def test_quantize_blocks_gives_what_quantize_and_the_block_scan_give(size, block
 
     for candidates in (None, scan_float32(values).candidates):
         lanes, significant = quantize_blocks(values, 12, blocks * C.LANES, candidates)
-        assert lanes.dtype == expected.dtype and lanes.tobytes() == expected.tobytes()
+        # Sparse tensors keep only the candidates' rows (and the zero row); dense ones are laid out tensor-sized.
+        dense = np.count_nonzero(scan_float32(values).candidates) * 2 > blocks
+        assert (lanes.row_of is None) == dense
+        assert lanes.count == blocks and lanes.gather(np.arange(blocks)).tobytes() == expected.tobytes()
+        assert lanes.tensor().dtype == expected.dtype and lanes.tensor().tobytes() == expected.tobytes()
         assert significant.tolist() == nonzero_blocks(expected.reshape(blocks, C.LANES)).tolist()
 
 
