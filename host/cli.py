@@ -45,6 +45,8 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3   # bad input here or on another worker, or the job's workers disagree (no data sent)
 EXIT_NETWORK = 4   # switch unreachable, worker missing, stalled, deadline
 EXIT_PROTOCOL = 5  # the switch answered against the protocol
+#: What the JSON report's "calls" gives of each call (--repeat): its times and retransmissions; "stats" sums them.
+CALL_FIELDS = ("elapsed_s", "joined_s", "cpu_s", "retransmissions")
 
 EPILOG = f"""
 examples:
@@ -168,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--switch-mac", type=_mac, help="frame, shm: the switch's MAC address")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print one JSON object (stats, verification) on stdout")
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON object on stdout: stats (summed over the calls), calls (each call's "
+                          "elapsed_s, joined_s, cpu_s, retransmissions), verification")
     out.add_argument("--progress-file", type=Path, metavar="FILE",
                      help="append JSON progress lines to FILE while running (format: host/README.md)")
     out.add_argument("--progress-interval", type=argtypes.seconds, default=0.5, metavar="S",
@@ -270,7 +274,8 @@ def _verify_text(verification: dict[str, object]) -> str:
     return f"{verdict}, {detail}"
 
 
-def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
+def _report(stats: Stats, calls: list[dict], stream: TextIO) -> None:
+    repeat = len(calls)
     sent_share = stats.blocks_sent / stats.blocks_total if stats.blocks_total else 0.0
     rate = stats.bytes_sent / stats.elapsed_s / 2**20 if stats.elapsed_s else 0.0
     stream.write(
@@ -283,6 +288,9 @@ def _report(stats: Stats, repeat: int, stream: TextIO) -> None:
         f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
         f"time               {stats.elapsed_s:.3f} s\n"
     )
+    if repeat > 1:  # the first call also waits for the other workers to start; the later ones are in step
+        times = " ".join(f"{call['elapsed_s']:.3f}" for call in calls)
+        stream.write(f"time per call      {times} s\n")
 
 
 def _counts(agent: AllReduce) -> Counts:
@@ -352,14 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # kernel faulting in a fresh buffer's pages (tens of milliseconds per 100 MB).
             result = np.empty_like(tensor)
             result.fill(0)
+            calls = []
             for _ in range(args.repeat):
                 tracker.next_run()
                 agent.allreduce(tensor, out=result)
+                calls.append({key: agent.last_stats.as_dict()[key] for key in CALL_FIELDS})
             stats = agent.total_stats
         tracker.finish()
         if args.output is not None:
             np.save(args.output, result)
         outcome["stats"] = stats.as_dict()
+        outcome["calls"] = calls
         if args.verify:
             verification = _verify(args, result, agent)
             outcome["verify"] = verification
@@ -384,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         if "stats" in outcome:
-            _report(stats, args.repeat, sys.stdout)
+            _report(stats, outcome["calls"], sys.stdout)
         if "verify" in outcome:
             sys.stdout.write(f"verify             {_verify_text(outcome['verify'])}\n")
     if "error" in outcome:

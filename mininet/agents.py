@@ -57,7 +57,7 @@ def _endpoint(address: tuple[str, int]) -> str:
 
 
 def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, workers: int, slots: int, dense: bool,
-               timeout_s: float | None, frame: FramePorts | FrameRing | None,
+               timeout_s: float | None, frame: FramePorts | FrameRing | None, repeat: int = 1,
                python: str = sys.executable) -> tuple[str, ...]:
     """The agent command line of one worker; `frame` selects the frame transport over UDP (FramePorts) or shared
     memory (FrameRing) to a loopback softswitch, None kernel UDP (Mininet)."""
@@ -72,6 +72,8 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
         argv += ["--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]
     if dense:
         argv.append("--dense")
+    if repeat != 1:
+        argv += ["--repeat", str(repeat)]
     if isinstance(frame, FrameRing):
         argv += ["--transport", "shm", "--ring", str(frame.path),
                  "--worker-addr", f"{worker.ip}:{worker.udp_port}", "--mac", worker.mac,
@@ -87,12 +89,14 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
 
 @dataclass(frozen=True, slots=True)
 class AgentReport:
-    """What an agent printed: its status, stats, and error (if any); `raw` is None when it printed no JSON."""
+    """What an agent printed: its status, stats (summed over its calls), each call's times, and error (if any);
+    `raw` is None when it printed no JSON."""
 
     status: int | None
     stats: dict[str, Any]
     error: str
     raw: dict[str, Any] | None
+    calls: tuple[dict[str, Any], ...] = ()
 
 
 def read_agent_report(stdout_path: Path) -> AgentReport:
@@ -111,7 +115,9 @@ def read_agent_report(stdout_path: Path) -> AgentReport:
             continue
         if isinstance(data, dict):
             stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
-            return AgentReport(data.get("status"), stats, str(data.get("error", "")), data)
+            calls = data.get("calls") if isinstance(data.get("calls"), list) else []
+            return AgentReport(data.get("status"), stats, str(data.get("error", "")), data,
+                               tuple(call for call in calls if isinstance(call, dict)))
     return AgentReport(None, {}, "", None)
 
 

@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "density 0.01)")
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N",
                         help="seed of the generated inputs (default 0)")
+    parser.add_argument("--repeat", type=argtypes.integer(minimum=1), default=defaults.repeat, metavar="N",
+                        help="all-reduce each tensor N times in a row (default 1); the report gives the first call "
+                             "(which waits for every agent to start) and the later ones (in step, as in a "
+                             "training loop: what gloo's barrier-started timings compare with) apart, and the "
+                             "traffic of all N")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
                         help="limit for the run from the switch's start to the last agent's exit (default: none; "
                              "see 'time' below)")
@@ -152,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TestbedConfig:
     return TestbedConfig(workers=args.workers, switch=args.switch, net=args.net, size=args.size,
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
-                         seed=args.seed, timeout=args.timeout, loss=args.loss,
+                         seed=args.seed, repeat=args.repeat, timeout=args.timeout, loss=args.loss,
                          impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
                          keep_logs=args.keep_logs,
                          fault=args.fault, ports=args.ports)

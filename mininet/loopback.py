@@ -205,7 +205,8 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                                    layout.progress_path(worker.name))
                 argv = agent_argv(worker, plan, files,
                                   workers=config.workers, slots=config.slots, dense=config.dense,
-                                  timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker])
+                                  timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker],
+                                  repeat=config.repeat)
                 agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
                 if is_hung_worker(config, worker):
                     os.killpg(agents[-1][1].pid, signal.SIGSTOP)

@@ -143,7 +143,7 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         files = AgentFiles(layout.input_path(worker), layout.output_path(worker), layout.progress_path(worker.name))
         argv = agent_argv(worker, plan, files,
                           workers=config.workers, slots=config.slots, dense=config.dense,
-                          timeout_s=agent_time_limit(config.timeout), frame=None)
+                          timeout_s=agent_time_limit(config.timeout), frame=None, repeat=config.repeat)
         agents.append({"name": worker.name, "title": worker_title(worker), "host": worker.label, "argv": list(argv)})
     kill_after = None
     if config.fault is not None and config.fault.kind is FaultKind.KILL_SWITCH:

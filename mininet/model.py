@@ -117,6 +117,9 @@ class TestbedConfig:
     #: slots per job; None: auto_slots() of the tensor
     slots: int | None = None
     seed: int = 0
+    #: all-reduces of the same tensor in a row per agent (the first one waits for every agent to start; the later
+    #: ones are in step, as in a training loop)
+    repeat: int = 1
     timeout: float | None = None
     #: probability that a frame is lost on its way into or out of the switch (short for a first rule drop=P)
     loss: float = 0.0
@@ -159,6 +162,8 @@ class TestbedConfig:
         if self.workers * self.jobs > MAX_HOSTS:
             problems.append(f"--jobs {self.jobs} x --workers {self.workers} = {self.workers * self.jobs} workers, "
                             f"more than the testbed's {MAX_HOSTS} addresses (10.0.0.1-253)")
+        if self.repeat < 1:
+            problems.append(f"--repeat must be at least 1, got {self.repeat}")
         if self.size < 1:
             problems.append(f"--size must be at least 1 element, got {self.size}")
         if not (0.0 <= self.density <= 1.0):
@@ -210,6 +215,8 @@ class WorkerOutcome:
     error_bound: float
     message: str
     stats: Mapping[str, Any] = field(default_factory=dict)
+    #: each call's times (the agent's JSON "calls": elapsed_s, joined_s, cpu_s, retransmissions); stats sums them
+    calls: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def retransmissions(self) -> int:

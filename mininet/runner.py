@@ -81,7 +81,8 @@ def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], l
     workers = []
     results = []
     for worker in job.workers:
-        stats = read_agent_report(layout.stdout_path(worker.name)).stats
+        agent_report = read_agent_report(layout.stdout_path(worker.name))
+        stats, calls = agent_report.stats, agent_report.calls
         path = layout.output_path(worker)
         if not path.is_file():
             workers.append(WorkerOutcome(job.job_id, worker.worker_id, False, float("inf"), 0.0,
@@ -95,22 +96,23 @@ def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], l
             continue
         verdict = check_result(result, inputs)
         workers.append(WorkerOutcome(job.job_id, worker.worker_id, verdict.ok, verdict.max_error, verdict.bound,
-                                     verdict.message, stats))
+                                     verdict.message, stats, calls))
         results.append(result)
     if len(results) == len(job.workers):
         disagreement = results_agree(results)
         if disagreement:
             workers = [WorkerOutcome(item.job_id, item.worker_id, False, item.max_error, item.error_bound,
-                                     item.message or disagreement, item.stats) for item in workers]
+                                     item.message or disagreement, item.stats, item.calls) for item in workers]
     counters = outcome.counters
     masks = [nonzero_block_mask(tensor) for tensor in inputs]
     nonzero = np.logical_or.reduce(masks)
     return JobOutcome(
         job_id=job.job_id, slot_base=job.slot_base, slot_count=job.slot_count, workers=tuple(workers),
         measured=job_traffic(counters, (worker.port for worker in job.workers)) if counters is not None else None,
-        expected=omnireduce_exchange(inputs, config.slots, config.dense),
-        dense=dense_exchange(config.workers, config.size, config.slots),
-        ideal=ideal_exchange(inputs),
+        # Every call all-reduces the same tensors: --repeat N makes N times the traffic.
+        expected=omnireduce_exchange(inputs, config.slots, config.dense).times(config.repeat),
+        dense=dense_exchange(config.workers, config.size, config.slots).times(config.repeat),
+        ideal=ideal_exchange(inputs).times(config.repeat),
         counters=job_counter_packets(counters, job.job_id) if counters is not None else {},
         blocks=block_count(config.size), nonzero_blocks=int(np.count_nonzero(nonzero)),
         nonzero_per_worker=tuple(int(np.count_nonzero(mask)) for mask in masks),

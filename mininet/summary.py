@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import enum
 import math
+import statistics
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
 from omnireduce.softswitch.faults import ImpairmentPlan
 
-from .model import JobOutcome, NetKind, TestbedReport, Traffic
+from .model import JobOutcome, NetKind, TestbedReport, Traffic, WorkerOutcome
 from .traffic import CONTROL_PACKET_BYTES, DATA_PACKET_BYTES
 
 # Input bytes per block (LANES 4-byte values).
@@ -137,11 +138,28 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
     notes = ([f"{max(joined):.2f} s after every worker joined"] if agent_seconds and joined else []) + (
         [f"agents' CPU {min(cpu):.2f}-{max(cpu):.2f} s each"] if agent_seconds and cpu else [])
     after_join = f" ({'; '.join(notes)})" if notes else ""
+    calls = call_seconds(job.workers)
     if seconds > 0 and job.measured is not None:
-        lines.append(f"    all-reduce {seconds:.2f} s by the agents' clocks{after_join}: "
+        what = f"{len(calls)} all-reduces" if len(calls) > 1 else "all-reduce"
+        lines.append(f"    {what} {seconds:.2f} s by the agents' clocks{after_join}: "
                      f"{job.blocks * BLOCK_BYTES / seconds / 2**20:.2f} MiB/s of tensor per worker, "
                      f"{job.measured.to_switch_packets / seconds:.0f} packets/s into the switch")
+    if len(calls) > 1:
+        later = sorted(calls[1:])
+        lines.append(f"    per call (slowest worker): first {calls[0]:.3f} s (waits for every agent to start), then "
+                     f"median {statistics.median(later):.3f} s [{later[0]:.3f}-{later[-1]:.3f}] over "
+                     f"{len(later)} call(s) in step")
     return lines
+
+
+def call_seconds(workers: Sequence[WorkerOutcome]) -> list[float]:
+    """Each call's time, the slowest worker's (a call is done when every worker has its result); empty unless
+    every worker reported the same number of calls."""
+    counts = {len(worker.calls) for worker in workers}
+    if len(counts) != 1 or not workers:
+        return []
+    return [max(float(worker.calls[index].get("elapsed_s", 0.0)) for worker in workers)
+            for index in range(counts.pop())]
 
 
 def format_report(report: TestbedReport) -> str:

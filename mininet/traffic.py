@@ -60,6 +60,10 @@ class Exchange:
     def total_bytes(self) -> int:
         return self.to_switch_bytes + self.from_switch_bytes
 
+    def times(self, count: int) -> "Exchange":
+        """The exchange of `count` all-reduces of the same tensors, one after the other."""
+        return Exchange(self.contributions * count, self.results * count, self.workers)
+
     def __add__(self, other: "Exchange") -> "Exchange":
         if self.workers != other.workers:
             raise ValueError("cannot add exchanges of jobs with different worker counts")

@@ -210,8 +210,11 @@ def test_agent_report_uses_mib_and_verify_three_digits(capsys):
 
     import io
     stream = io.StringIO()
-    _report(Stats(bytes_sent=2**20, elapsed_s=1.0), 1, stream)
-    assert "(1.00 MiB/s sent)" in stream.getvalue()
+    _report(Stats(bytes_sent=2**20, elapsed_s=1.0), [{"elapsed_s": 1.0}], stream)
+    assert "(1.00 MiB/s sent)" in stream.getvalue() and "per call" not in stream.getvalue()
+    stream = io.StringIO()
+    _report(Stats(bytes_sent=2**20, elapsed_s=1.5), [{"elapsed_s": 1.0}, {"elapsed_s": 0.5}], stream)
+    assert "all-reduces        2\n" in stream.getvalue() and "time per call      1.000 0.500 s\n" in stream.getvalue()
     assert _verify_text({"ok": True, "wrong_values": 0, "max_error": 2.384185791015625e-07, "bound": 4.41e-07}) == \
         "ok, max error 2.38e-07 (bound 4.41e-07)"
 

@@ -83,6 +83,22 @@ def test_udp_ports_still_give_exact_results(tmp_path):
     check_traffic(report)
 
 
+def test_repeated_calls_each_report_their_time_and_make_the_traffic_of_all(tmp_path):
+    single = run_testbed(TestbedConfig(workers=3, size=20000, density=0.1, slots=8, timeout=90))
+    report = run_testbed(TestbedConfig(workers=3, size=20000, density=0.1, slots=8, repeat=3, timeout=90,
+                                       keep_logs=tmp_path))
+    assert single.ok and report.ok, (single.failure, report.failure)
+    job = report.jobs[0]
+    # Three calls on the same inputs: three times the one call's exchange, as the switch's counters saw it.
+    assert job.expected == single.jobs[0].expected.times(3) and job.ideal == single.jobs[0].ideal.times(3)
+    check_traffic(report)
+    for worker in job.workers:
+        assert len(worker.calls) == 3 and all(call["elapsed_s"] > 0 for call in worker.calls)
+        assert sum(call["elapsed_s"] for call in worker.calls) == pytest.approx(worker.stats["elapsed_s"])
+        assert sum(call["retransmissions"] for call in worker.calls) == worker.stats["retransmissions"]
+    assert survivors(tmp_path) == []
+
+
 def test_dense_mode_sends_every_block(tmp_path):
     report = run_testbed(TestbedConfig(workers=2, size=4096, density=0.05, dense=True, slots=8, timeout=90,
                                        keep_logs=tmp_path))

@@ -11,6 +11,7 @@ import numpy as np
 
 from omnireduce.testbed.model import JobOutcome, TestbedConfig, TestbedReport, Traffic, WorkerOutcome
 from omnireduce.testbed.summary import (
+    call_seconds,
     drop_packets,
     format_report,
     job_counter_packets,
@@ -101,3 +102,20 @@ def test_the_time_after_every_worker_joined_the_agents_cpu_and_the_ports_are_nam
             "each): ") in text
     assert "softswitch over loopback (shm ports)" in text
     assert "after every worker joined" not in format_report(report)  # agents that do not say: nothing invented
+
+
+def test_repeated_calls_are_reported_first_and_in_step_by_the_slowest_worker():
+    report = _report(True)
+    job = report.jobs[0]
+    calls = ([{"elapsed_s": 0.5}, {"elapsed_s": 0.2}, {"elapsed_s": 0.1}, {"elapsed_s": 0.4}],
+             [{"elapsed_s": 0.3}, {"elapsed_s": 0.25}, {"elapsed_s": 0.3}, {"elapsed_s": 0.1}])
+    workers = tuple(WorkerOutcome(0, index, True, 0.0, 0.0, "", {"elapsed_s": 1.2, "joined_s": 0.1}, tuple(each))
+                    for index, each in enumerate(calls))
+    assert call_seconds(workers) == [0.5, 0.25, 0.3, 0.4]
+    text = format_report(dataclasses.replace(report, jobs=(dataclasses.replace(job, workers=workers),)))
+    assert "4 all-reduces 1.20 s by the agents' clocks" in text
+    assert ("per call (slowest worker): first 0.500 s (waits for every agent to start), then median 0.300 s "
+            "[0.250-0.400] over 3 call(s) in step") in text
+    # Workers that disagree on how many calls they made (one failed early): no per-call line.
+    assert call_seconds((workers[0], dataclasses.replace(workers[1], calls=workers[1].calls[:2]))) == []
+    assert "per call" not in format_report(report)
