@@ -114,6 +114,7 @@ typedef struct St {
     u64 rng;
     struct timespec t0;
     int64_t frozen_us; /* >= 0: the clock stands at this many microseconds (Device.freeze_clock) */
+    int64_t batch_us;  /* >= 0 while ss_process runs: the time of its whole batch */
     jmp_buf jb;
     int reason;
     /* the parser's way out of an expression that indexes a stack out of bounds (ss_pix) */
@@ -414,6 +415,7 @@ static int ss_vset_contains(const SsVset *vs, W k, W case_mask) {
 /* -- the clock and meters (meters.py has the same arithmetic) --------------------------------------------- */
 static inline int64_t ss_clock_us(St *st) {
     if (st->frozen_us >= 0) return st->frozen_us;
+    if (st->batch_us >= 0) return st->batch_us;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     int64_t ns = (int64_t)(t.tv_sec - st->t0.tv_sec) * 1000000000LL + (int64_t)t.tv_nsec - (int64_t)st->t0.tv_nsec;
