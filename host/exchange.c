@@ -281,3 +281,23 @@ void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint3
         }
     }
 }
+
+/*
+ * Which frames of a received batch are exactly what the switch sends this worker (host/transport.py,
+ * FrameTransport.receive_batch): usual[i] = 1 where frame i (row i of `frames`, `stride` bytes apart) is
+ * data_size bytes long and starts with data_prefix, or control_size bytes long and starts with control_prefix
+ * (prefix_len bytes each: Ethernet, IPv4 and UDP headers); returns how many are. The others are parsed one by one.
+ */
+int64_t orx_usual_frames(const uint8_t *frames, int64_t stride, const int64_t *sizes, int64_t n,
+                         const uint8_t *data_prefix, int64_t data_size, const uint8_t *control_prefix,
+                         int64_t control_size, int64_t prefix_len, uint8_t *usual) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *frame = frames + i * stride;
+        int ok = (sizes[i] == data_size && memcmp(frame, data_prefix, (size_t)prefix_len) == 0)
+                 || (sizes[i] == control_size && memcmp(frame, control_prefix, (size_t)prefix_len) == 0);
+        usual[i] = (uint8_t)ok;
+        count += ok;
+    }
+    return count;
+}

@@ -52,12 +52,16 @@ void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int
                       uint8_t *rows, int by_block, uint8_t *significant);
 void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift);
 void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint32_t *next, uint32_t *following);
+int64_t orx_usual_frames(const uint8_t *frames, int64_t stride, const int64_t *sizes, int64_t n,
+                         const uint8_t *data_prefix, int64_t data_size, const uint8_t *control_prefix,
+                         int64_t control_size, int64_t prefix_len, uint8_t *usual);
 """
 
 #: -O3 vectorises the scan; -ffp-contract=off: no fused multiply-add, so the estimator's doubles are exactly Python's.
 COMPILE_ARGS = ["-O3", "-std=gnu11", "-ffp-contract=off"]
 
 _unavailable: str | None = None
+_module: ModuleType | None = None
 
 
 def header_defines() -> str:
@@ -99,9 +103,12 @@ def header_defines() -> str:
 
 def load() -> ModuleType:
     """The compiled module; CBuildError saying why it cannot be had."""
-    source = resources.files(__package__).joinpath("exchange.c").read_text(encoding="utf-8")
-    return load_cached("_omnireduce_exchange", CDEF, header_defines() + source, "host", COMPILE_ARGS,
-                       "the agent's compiled exchange")
+    global _module
+    if _module is None:  # once per process: reading and hashing the source costs tens of microseconds a call
+        source = resources.files(__package__).joinpath("exchange.c").read_text(encoding="utf-8")
+        _module = load_cached("_omnireduce_exchange", CDEF, header_defines() + source, "host", COMPILE_ARGS,
+                              "the agent's compiled exchange")
+    return _module
 
 
 def available() -> ModuleType | None:

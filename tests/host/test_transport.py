@@ -13,6 +13,7 @@ import pytest
 from omnireduce.host.errors import SwitchUnreachable
 from omnireduce.host.transport import FrameTransport, KernelUdpTransport, ShmTransport
 from omnireduce.host.wire import (
+    CONTROL_PAYLOAD_BYTES,
     Endpoint,
     OmniHeader,
     encode_payload,
@@ -139,16 +140,23 @@ def test_shm_transport_builds_the_same_whole_frames(switch_port):
 
 
 @needs_rings
-def test_shm_transport_keeps_only_frames_from_the_switch_to_this_worker(switch_port):
+def test_shm_transport_keeps_only_frames_from_the_switch_to_this_worker(switch_port, kernels):
     transport = ShmTransport(switch_port.path, WORKER, SWITCH)
     other_worker = Endpoint.of("02:00:00:00:00:02", "10.0.0.2", 5001)
     good = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + PAYLOAD
-    frames = [good, frame_prefix(SWITCH, other_worker, len(PAYLOAD)) + PAYLOAD, good[:30], good + b"\0" * 6]
+    control = bytes(range(CONTROL_PAYLOAD_BYTES))  # a forwarded REQUEST's size: the batch's other usual frame
+    frames = [good, frame_prefix(SWITCH, other_worker, len(PAYLOAD)) + PAYLOAD, good[:30], good + b"\0" * 6,
+              frame_prefix(SWITCH, WORKER, len(control)) + control,
+              frame_prefix(SWITCH, other_worker, len(control)) + control]
     try:
         switch_port.writer(FROM_SWITCH).push(frames)
         batch = transport.receive_batch(5)
-        assert [row.tobytes() for row in batch.data] == [PAYLOAD, PAYLOAD]
-        assert transport.ignored == 2
+        assert [row.tobytes()[:size] for row, size in zip(batch.data, batch.sizes)] == [PAYLOAD, PAYLOAD, control]
+        assert transport.ignored == 3
+        # Every frame as the switch sends it: the whole batch in place, nothing parsed one by one.
+        switch_port.writer(FROM_SWITCH).push([good, frame_prefix(SWITCH, WORKER, len(control)) + control, good])
+        batch = transport.receive_batch(5)
+        assert batch.sizes.tolist() == [len(PAYLOAD), len(control), len(PAYLOAD)] and transport.ignored == 3
         assert len(transport.receive_batch(0)) == 0
         switch_port.writer(FROM_SWITCH).push([good])
         assert [bytes(view) for view in transport.receive(5)] == [PAYLOAD]
