@@ -374,3 +374,24 @@ def test_a_timeout_answered_by_the_original_is_spurious_and_times_the_original()
     assert script.stats.spurious_timeouts == 1
     assert estimate.peak == pytest.approx(0.21)  # the original's whole round trip is sampled
     assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.21
+
+
+def test_every_tensors_first_round_waits_at_least_retransmit_first(monkeypatch):
+    # The previous tensor's rounds took 2 ms; this tensor's first round also waits for peers still quantizing.
+    timeouts = Timeouts(retransmit_initial=0.02, retransmit_first=0.25, retransmit_max=4.0)
+    monkeypatch.setattr(f"{__name__}.TIMEOUTS", timeouts)
+    estimate = RoundTripEstimator()
+    estimate.sample(0.002)
+    assert estimate.timeout(timeouts) == 0.02 and estimate.first(timeouts) == 0.25
+    script = Script(np.ones((8, C.LANES)), slots=4, round_trip=estimate)
+    script.exchange.start(1.0)
+    assert [packet[3] for packet in script.take()] == [0, 1, 2, 3]
+    assert script.exchange._columns.deadline.tolist() == [1.25] * 4
+    script.exchange.on_timer(1.1)  # before the first round's timer: nothing retransmitted
+    assert script.take() == []
+    # The next round of the column is timed from the round trips again (the first round's 5 ms sampled).
+    assert script.feed(script.result(0, 0, 4), now=1.005) == [("CONTRIB", 1, 0, 4, END, 0)]
+    assert script.exchange._columns.deadline[0] == pytest.approx(1.005 + estimate.timeout(timeouts))
+    assert estimate.timeout(timeouts) < 0.25
+    # A first timer cannot be longer than every timer may be.
+    assert RoundTripEstimator().first(Timeouts(retransmit_first=9.0, retransmit_max=4.0)) == 4.0
