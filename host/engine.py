@@ -126,7 +126,7 @@ class RoundTripEstimator:
         """The timeout of a tensor's first round: at least retransmit_first (capped at retransmit_max). That round
         also waits for the workers that are still scanning and quantizing their tensor, or were descheduled
         between two calls; a timer from the previous tensor's round trips fired for every column at once on a
-        loss-free path (256 retransmissions in a call of 100 MB with 4 workers, 1,145 with 8)."""
+        loss-free path (256 retransmissions in 4 calls of 100 MB with 4 workers, 1,145 with 8)."""
         return max(self.timeout(timeouts), min(timeouts.retransmit_first, timeouts.retransmit_max))
 
     def timeout(self, timeouts: Timeouts) -> float:
