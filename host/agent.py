@@ -74,6 +74,13 @@ TENSORS_PER_ALLREDUCE = 3
 #: First retransmission timeout of the one-block rounds every worker joins (scale and closing): they wait for the
 #: slowest worker to arrive, not for the network, so the data path's measured round trip does not apply.
 RENDEZVOUS_RETRANSMIT_S = 0.25
+#: The data tensor's first-round timeouts are longer by this many times this worker's own time from the scale
+#: round's end to its first CONTRIB (scanning, quantizing, planning): the first round waits for every peer's
+#: preparation too, and timed from the previous tensor's round trips alone every column of a repeated call timed
+#: out at once on a loss-free path (256 retransmissions in 4 calls of 100 MB with 4 workers, 1,145 with 8). Two
+#: processes share a core here at 4 workers on 2 cores, and so a peer can take twice as long. A small tensor's
+#: preparation takes microseconds: its loss recovery keeps the round-trip timer.
+FIRST_ROUND_SLACK = 2.0
 
 Progress = Callable[[float], None]
 
@@ -266,9 +273,12 @@ class AllReduce:
             sums = result.reshape(-1).view(LANE_DTYPE)
         else:
             sums = np.zeros(planned_blocks * C.LANES, dtype=LANE_DTYPE)
+        # Every worker left the scale round at about the same time and prepared its tensor since; the first round
+        # waits for the slowest of them, who may take a few times as long as this worker did on a loaded host.
+        preparing = time.monotonic() - (started + stats.joined_s)
         data = self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
-            stats=stats, deadline_at=deadline_at, joining=False,
+            stats=stats, deadline_at=deadline_at, joining=False, first_round_slack=FIRST_ROUND_SLACK * preparing,
         )
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         if in_place:
@@ -332,11 +342,12 @@ class AllReduce:
 
     def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: BlockLanes, result: np.ndarray, exponent: int,
                   expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool,
-                  closing: bool = False) -> TensorExchange:
+                  closing: bool = False, first_round_slack: float = 0.0) -> TensorExchange:
         """Run one tensor to completion and return its exchange (result_exponent: the max over claims).
 
         joining: the scale round, which waits for every worker to show up (Timeouts.join); closing: the closing
-        round. Both are rendezvous of every worker, not timed as data rounds. Meanwhile the previous exchange serves
+        round. Both are rendezvous of every worker, not timed as data rounds. first_round_slack: added to the
+        first round's timeouts (FIRST_ROUND_SLACK). Meanwhile the previous exchange serves
         peers' REQUESTs: a peer can be one tensor behind (it lost a result the others no longer need), never two,
         since every tensor's first round needs every worker.
         """
@@ -368,7 +379,7 @@ class AllReduce:
             if rendezvous else self._round_trip,
             expected_exponent=expected_exponent,
             count_blocks=not rendezvous, name=config.name, worker_id=config.worker_id, workers=config.workers,
-            repair_source=previous,
+            repair_source=previous, first_round_slack=first_round_slack,
         )
         self._previous = exchange
         timeouts = config.timeouts

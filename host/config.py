@@ -19,10 +19,9 @@ class Timeouts:
     retransmit_*: per slot, a CONTRIB is sent again after the measured round trip plus its variation, at least
     `retransmit_initial`, then after `backoff` times as long each time, up to `retransmit_max`; a worker waiting
     for a round it did not contribute to sends its first REQUEST after three times that. Before any round trip has
-    been measured (the agent's first data rounds) the timeout is `retransmit_first`, and the first round of every
-    tensor waits at least that long: it waits for every worker's whole first burst, and for workers still
-    quantizing their tensor, which neither a guess from nothing nor the previous tensor's round trips foresee (RFC
-    6298 starts at 1 s for the same reason); it is capped at `retransmit_max` like every timeout. `request_fallback`: a worker
+    been measured (the agent's first data rounds) the timeout is `retransmit_first`: the first round of a tensor
+    waits for every worker's whole first burst, which a guess from nothing would cut short (RFC 6298 starts at
+    1 s for the same reason); it is capped at `retransmit_max` like every timeout. `request_fallback`: a worker
     waiting for a round it did not contribute to detects a lost result from the gap when the column's next result
     arrives; its own REQUEST waits at least this long (for the two losses that leave no gap). 0.25 s: with the
     agents' compiled path a round takes milliseconds, and 1 s made a 1% loss cost 16x the loss-free time (0.25 s:

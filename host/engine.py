@@ -122,13 +122,6 @@ class RoundTripEstimator:
         backed_off = min(timeout * timeouts.backoff, timeouts.retransmit_max)
         self.backed_off = max(self.backed_off or 0.0, backed_off)
 
-    def first(self, timeouts: Timeouts) -> float:
-        """The timeout of a tensor's first round: at least retransmit_first (capped at retransmit_max). That round
-        also waits for the workers that are still scanning and quantizing their tensor, or were descheduled
-        between two calls; a timer from the previous tensor's round trips fired for every column at once on a
-        loss-free path (256 retransmissions in 4 calls of 100 MB with 4 workers, 1,145 with 8)."""
-        return max(self.timeout(timeouts), min(timeouts.retransmit_first, timeouts.retransmit_max))
-
     def timeout(self, timeouts: Timeouts) -> float:
         if self.backed_off is not None:
             return self.backed_off
@@ -191,6 +184,7 @@ class TensorExchange:
         workers: int = 1,
         repair_source: "TensorExchange | None" = None,
         compiled: bool = True,
+        first_round_slack: float = 0.0,
     ) -> None:
         if not isinstance(lanes, BlockLanes):
             if len(lanes) != plan.count * LANES_BYTES:
@@ -222,6 +216,8 @@ class TensorExchange:
         self._worker_id = worker_id
         #: the exchange before this one, which serves peers' REQUESTs for its results while this one runs.
         self._repair_source = repair_source
+        #: added to the first round's timeouts: that round also waits for peers still preparing their tensor
+        self._first_round_slack = first_round_slack
         self._peers = [(worker_id + k) % workers for k in range(1, workers)] or [worker_id]
         # uint32 as planned (END_OF_TENSOR fits): no int64 copy of a per-block array.
         self._next_block_array = np.ascontiguousarray(plan.next_block, dtype=np.uint32)
@@ -316,7 +312,7 @@ class TensorExchange:
 
     def _contribute(self, slot: int, block: int, now: float, *, first_round: bool = False) -> None:
         """Send `block` with this worker's next block in the column, on the slot's current set. first_round: the
-        tensor's dense first round, whose timer is at least Timeouts.retransmit_first (RoundTripEstimator.first)."""
+        tensor's dense first round, whose timeout is longer by first_round_slack."""
         # NOTE: indexed here, not through a list of Python ints made up front: that list took 20-25 ms per 100 MB
         # tensor, more than all the blocks the per-packet path ever sends.
         following = int(self._next_block_array[block])
@@ -339,8 +335,10 @@ class TensorExchange:
         self.stats.contribs_sent += 1
         if self._count_blocks:
             self.stats.blocks_sent += 1
-        estimator, timeouts = self._round_trip, self._timeouts
-        self._arm(slot, now, estimator.first(timeouts) if first_round else estimator.timeout(timeouts))
+        timeout = self._round_trip.timeout(self._timeouts)
+        if first_round:
+            timeout = min(timeout + self._first_round_slack, max(timeout, self._timeouts.retransmit_max))
+        self._arm(slot, now, timeout)
 
     def _request(self, slot: int) -> None:
         """REQUEST the awaited round of column `slot`: replayed by the switch while held, else forwarded to a peer
