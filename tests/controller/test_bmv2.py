@@ -25,7 +25,7 @@ from omnireduce.controller.switch import Switch
 
 from tests.controller.conftest import free_tcp_port
 from tests.controller.helpers import assert_slots_clean, dirty_slots, make_job, run_ctl, switch_state
-from tests.polling import stop_process
+from tests.polling import stop_process, wait_until
 
 pytestmark = [
     pytest.mark.bmv2,
@@ -42,7 +42,23 @@ class Bmv2:
     files: PipelineFiles
 
     def connect(self, **options) -> Switch:
-        return connect(self.grpc_addr, timeout=STARTUP_TIMEOUT_S, thrift_port=self.thrift_port, **options)
+        """A controller session. PI lets go of a closed session's election id a moment after its stream ends, so
+        a connect right after the fixture's (or the previous test's) may be refused with "Election id already
+        exists": it is tried again until the election id is free, within STARTUP_TIMEOUT_S."""
+        attempt: list[Switch] = []
+
+        def connected() -> bool:
+            try:
+                attempt.append(connect(self.grpc_addr, timeout=STARTUP_TIMEOUT_S, thrift_port=self.thrift_port,
+                                       **options))
+            except NotPrimaryError as error:
+                if "already exists" not in str(error):
+                    raise
+                return False
+            return True
+
+        wait_until(connected, STARTUP_TIMEOUT_S, "BMv2 to free the previous session's election id")
+        return attempt[0]
 
     def ctl(self, *argv: str) -> tuple[int, str, str]:
         return run_ctl("--grpc-addr", self.grpc_addr, "--thrift-port", str(self.thrift_port),
