@@ -200,13 +200,13 @@ def quantize_blocks(values: np.ndarray, shift: int, length: int,
     candidates = np.zeros(count, dtype=bool)  # `length` may pad the tensor with whole zero blocks
     candidates[:len(scanned)] = scanned
     chosen = np.flatnonzero(candidates)
-    significant = np.zeros(count, dtype=bool)
     module = native.available()
     compiled = module is not None and FLOAT32_MIN_EXPONENT <= shift <= FLOAT32_MAX_EXPONENT
     dense = len(chosen) * 2 > count
     if dense and not compiled:  # numpy's gather and scatter would cost more than they save
         lanes = quantize(flat, shift, length)
         return BlockLanes.tensor_sized(lanes), lanes.reshape(count, C.LANES).any(axis=1)
+    significant = np.zeros(count, dtype=bool)
     if dense:
         lanes = BlockLanes.tensor_sized(np.zeros(length, dtype=LANE_DTYPE))
     else:
