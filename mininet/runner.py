@@ -42,7 +42,7 @@ from .progress import ProgressCallback, report_step
 from .summary import drop_packets, job_counter_packets, job_traffic
 from .switches import bmv2_binary
 from .traffic import dense_exchange, ideal_exchange, omnireduce_exchange
-from .verify import check_result, results_agree
+from .verify import check_results, results_agree
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ def job_inputs(config: TestbedConfig, job: JobPlace) -> list[np.ndarray]:
 def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], layout: RunLayout,
                outcome: RunOutcome) -> JobOutcome:
     """Check every worker's saved result against numpy's sum, and set the traffic against what it should be."""
-    workers = []
+    workers: list[WorkerOutcome | None] = []
     results = []
+    loaded = []  # (index in workers, worker id, stats, calls) of each result in `results`
     for worker in job.workers:
         agent_report = read_agent_report(layout.stdout_path(worker.name))
         stats, calls = agent_report.stats, agent_report.calls
@@ -89,15 +90,20 @@ def verify_job(config: TestbedConfig, job: JobPlace, inputs: list[np.ndarray], l
                                          "no result written", stats))
             continue
         try:
-            result = np.load(path, allow_pickle=False)
+            # Mapped, not read: the checks stream through the file's pages in the page cache, where a read would
+            # fill 100 MB of fresh memory per worker first (on a VM, fresh pages cost most of the run's setup).
+            result = np.load(path, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as error:
             workers.append(WorkerOutcome(job.job_id, worker.worker_id, False, float("inf"), 0.0,
                                          f"unreadable result {path}: {error}", stats))
             continue
-        verdict = check_result(result, inputs)
-        workers.append(WorkerOutcome(job.job_id, worker.worker_id, verdict.ok, verdict.max_error, verdict.bound,
-                                     verdict.message, stats, calls))
+        loaded.append((len(workers), worker.worker_id, stats, calls))
+        workers.append(None)
         results.append(result)
+    # Every result in one pass over the inputs: the sum and the bounds are computed once for the job.
+    for (index, worker_id, stats, calls), verdict in zip(loaded, check_results(results, inputs)):
+        workers[index] = WorkerOutcome(job.job_id, worker_id, verdict.ok, verdict.max_error, verdict.bound,
+                                       verdict.message, stats, calls)
     if len(results) == len(job.workers):
         disagreement = results_agree(results)
         if disagreement:

@@ -38,3 +38,23 @@ def test_bad_specs_are_refused(kwargs):
     base = dict(workers=2, size=10, density=0.5, dtype="float32", seed=0)
     with pytest.raises(ValueError):
         InputSpec(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("size", [32 * 100, 32 * 100 + 5, 7])
+def test_block_mask_over_chunks_matches_a_padded_copy(monkeypatch, size):
+    """nonzero_block_mask works a chunk of blocks at a time: the same mask as testing a zero-padded copy whole, for
+    a short last block, negative zero (zero) and NaN (non-zero)."""
+    from omnireduce.testbed import inputs
+
+    monkeypatch.setattr(inputs, "MASK_CHUNK_BLOCKS", 8)
+    rng = np.random.default_rng(3)
+    tensor = np.where(rng.random(size) < 0.02, rng.standard_normal(size), 0.0).astype(np.float32)
+    tensor[min(40, size - 1)] = -0.0
+    tensor[size // 2] = np.nan
+    tensor[-1] = 1.5  # the last (maybe short) block is non-zero
+    blocks = -(-size // constants.LANES)
+    padded = np.zeros(blocks * constants.LANES, dtype=np.float32)
+    padded[:size] = tensor
+    expected = (padded.reshape(blocks, constants.LANES) != 0).any(axis=1)
+    assert np.array_equal(nonzero_block_mask(tensor), expected)
+    assert nonzero_block_mask(tensor)[-1] and nonzero_block_mask(tensor)[(size // 2) // constants.LANES]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from omnireduce.testbed.inputs import InputSpec, make_inputs
-from omnireduce.testbed.verify import check_result, fixed_point_shift, results_agree
+from omnireduce.testbed import verify
+from omnireduce.testbed.verify import check_result, check_results, fixed_point_shift, results_agree
 
 
 def quantised_allreduce(inputs: list[np.ndarray]) -> np.ndarray:
@@ -66,3 +67,43 @@ def test_results_agree():
     b = a.copy()
     b[3] = -1
     assert "worker 1" in results_agree([a, b])
+
+
+
+def test_every_result_checked_in_one_pass_over_chunks(monkeypatch):
+    """check_results walks the tensors in chunks: findings in later chunks, first indices and counts across chunks,
+    and each result's own verdict, as check_result gives it one tensor at a time."""
+    monkeypatch.setattr(verify, "CHUNK_ELEMENTS", 64)
+    inputs = make_inputs(InputSpec(workers=4, size=1000, density=0.4, dtype="float32", seed=9))
+    good = quantised_allreduce(inputs)
+    bad = good.copy()
+    bad[[700, 130, 999]] += np.float32(1.0)  # three chunks; the first reported is the lowest index
+    nan = good.copy()
+    nan[500] = np.nan
+    nan[2] += np.float32(1.0)  # off in an earlier chunk, but NaN anywhere decides the verdict
+    results = [good, bad, np.zeros(999, dtype=np.float32), nan, np.zeros(1000, dtype=np.int32)]
+    verdicts = check_results(results, inputs)
+    assert verdicts[0].ok and 0 < verdicts[0].max_error <= verdicts[0].bound
+    assert not verdicts[1].ok and verdicts[1].message.startswith("3 of 1000 elements") and "index 130" in verdicts[1].message
+    assert verdicts[1].max_error >= 1.0 - 1e-3
+    assert "shape" in verdicts[2].message and "NaN" in verdicts[3].message and "index 500" in verdicts[3].message
+    assert "dtype" in verdicts[4].message
+    monkeypatch.setattr(verify, "CHUNK_ELEMENTS", 1 << 20)
+    assert check_results(results, inputs) == verdicts  # the chunk size changes nothing
+    ints = make_inputs(InputSpec(workers=3, size=500, density=0.5, dtype="int32", seed=2))
+    exact = np.sum(np.stack(ints).astype(np.int64), axis=0).astype(np.int32)
+    off = exact.copy()
+    off[[499, 250]] += [3, -5]
+    monkeypatch.setattr(verify, "CHUNK_ELEMENTS", 64)
+    good_int, off_int = check_results([exact, off], ints)
+    assert good_int.ok and not off_int.ok and off_int.max_error == 5.0
+    assert off_int.message.startswith("2 of 500 elements") and "index 250" in off_int.message
+
+
+def test_results_agree_bit_for_bit():
+    a = np.array([0.0, 1.0, np.nan], dtype=np.float32)
+    negative_zero = a.copy()
+    negative_zero[0] = -0.0  # equal as a number, not as bits: two workers that differ so did not see the same RESULTs
+    assert "worker 1" in results_agree([a, negative_zero])
+    assert results_agree([a, a.copy()]) == ""  # NaN equals itself bit for bit
+    assert "worker 1" in results_agree([a, a.astype(np.float64)])
