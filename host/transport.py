@@ -228,8 +228,12 @@ class _RingLink:
             raise SwitchUnreachable(f"{description}: shared-memory rings cannot be built here ({error}); use "
                                     f"--transport frame with a UDP port of the switch") from None
         try:
+            self.file.claim()
             self.writer = self.file.writer(TO_SWITCH)
             self.reader = self.file.reader(FROM_SWITCH)
+        except RingFileError as error:
+            self.file.close()
+            raise SwitchUnreachable(f"{description}: {error}") from None
         except BaseException:
             self.file.close()
             raise
@@ -237,6 +241,15 @@ class _RingLink:
         self.sizes = np.zeros(RECEIVE_BATCH, dtype=np.int64)
         self._lens = np.zeros(RECEIVE_BATCH, dtype=np.uint32)
         self._views = [memoryview(row) for row in self.pool]
+        # NOTE: a port outlives its agents (a training opens one agent after another on the same switch): what an
+        # earlier agent left unread in FROM_SWITCH (late duplicates, a round it gave up on) was sent before this agent
+        # said anything, so none of it answers this one, and a stale RESULT of a reused tensor id would be taken
+        # for a new one. A fresh UDP socket starts empty too.
+        self.discarded = 0
+        while count := self.reader.pop_rows(self.pool, self._lens):
+            self.discarded += count
+        if self.discarded:
+            log.info("%s: %d frame(s) an earlier agent left unread discarded", description, self.discarded)
 
     @property
     def local_address(self) -> tuple[str, int]:

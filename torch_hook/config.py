@@ -12,9 +12,13 @@ deadline = 120.0               # optional, seconds: one bucket's whole all-reduc
 [[rank]]                       # optional, one table per rank, in rank order
 bind = "10.0.0.1:20306"        # the rank's own UDP socket (kernel UDP: a Mininet host or a real NIC)
 
-# ...or, for the loopback softswitch (whole Ethernet frames carried in UDP to the rank's switch port):
+# ...or, for the loopback softswitch (whole Ethernet frames to the rank's switch port), either its shared-memory
+# ring file (the switch's -i N@shm:PATH; no socket, what `python -m omnireduce.torch.loopback` gives by default):
+# frame_ring = "/dev/shm/omnireduce-rings-x/port1"
+# ...or its UDP socket (the switch's -i N@udp:...), with the rank's own:
 # bind = "127.0.0.1:40001"     # the rank's own UDP socket on loopback
 # frame_peer = "127.0.0.1:40002"   # the softswitch port's UDP socket
+# ...and in both cases what the controller installed for the rank:
 # worker_addr = "10.0.0.1:20306"   # the rank's IPv4 address and UDP port inside the frames (as installed)
 # mac = "02:00:00:00:00:01"        # the rank's MAC inside the frames (as installed)
 # switch_mac = "02:00:00:00:00:fe" # the aggregator's MAC
@@ -54,8 +58,11 @@ SLOTS_VARIABLE = "OMNIREDUCE_SLOTS"
 WORKERS_VARIABLE = "OMNIREDUCE_WORKERS"
 
 _TOP_KEYS = ("switch", "job", "slots", "workers", "join_timeout", "stall_timeout", "deadline", "rank")
-_RANK_KEYS = ("bind", "frame_peer", "worker_addr", "mac", "switch_mac")
-_FRAME_KEYS = ("frame_peer", "worker_addr", "mac", "switch_mac")
+_RANK_KEYS = ("bind", "frame_peer", "frame_ring", "worker_addr", "mac", "switch_mac")
+#: Where a frame link goes: one of these (a UDP port of the switch, or a ring file of it)...
+_FRAME_ENDS = ("frame_peer", "frame_ring")
+#: ...and what it writes in the frames, needed with either.
+_FRAME_KEYS = ("worker_addr", "mac", "switch_mac")
 
 
 class HookConfigError(ValueError):
@@ -67,14 +74,21 @@ Address = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class FrameSettings:
-    """A rank's link to a loopback softswitch port (see omnireduce.host.FrameLink): the port's UDP socket, and the
-    rank's MAC, IPv4 address and UDP port inside the frames, as the controller installed them."""
+    """A rank's link to a loopback softswitch port (see omnireduce.host.FrameLink): the port's UDP socket (`peer`)
+    or its shared-memory ring file (`ring`), exactly one; and the rank's MAC, IPv4 address and UDP port inside the
+    frames, as the controller installed them."""
 
-    peer: Address
+    peer: Address | None
     worker_ip: IPv4Address
     worker_port: int
     mac: bytes
     switch_mac: bytes
+    ring: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.peer is None) == (self.ring is None):
+            raise HookConfigError("a frame link goes to the switch port's UDP socket (frame_peer) or to its ring file "
+                                  "(frame_ring): exactly one of them")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +139,11 @@ class HookConfig:
         frame = settings.frame
         if frame is None:
             return AgentConfig(transport=TransportKind.KERNEL_UDP, **common)
-        link = FrameLink(bind=settings.bind, peer=frame.peer,
-                         worker=Endpoint(frame.mac, frame.worker_ip, frame.worker_port), switch_mac=frame.switch_mac)
+        worker = Endpoint(frame.mac, frame.worker_ip, frame.worker_port)
+        if frame.ring is not None:
+            link = FrameLink(bind=None, peer=None, worker=worker, switch_mac=frame.switch_mac, ring=frame.ring)
+            return AgentConfig(transport=TransportKind.SHM, frame_link=link, **common)
+        link = FrameLink(bind=settings.bind, peer=frame.peer, worker=worker, switch_mac=frame.switch_mac)
         return AgentConfig(transport=TransportKind.FRAME, frame_link=link, **common)
 
     # --- writing ---------------------------------------------------------------------------------------------------
@@ -143,11 +160,17 @@ class HookConfig:
             data["deadline"] = self.timeouts.deadline
         ranks = []
         for settings in self.ranks:
-            entry: dict[str, Any] = {"bind": _format_address(settings.bind)}
-            if settings.frame is not None:
-                frame = settings.frame
-                entry.update(frame_peer=_format_address(frame.peer),
-                             worker_addr=f"{frame.worker_ip}:{frame.worker_port}", mac=format_mac(frame.mac),
+            frame = settings.frame
+            entry: dict[str, Any] = {}
+            if frame is None or frame.ring is None:  # a ring link has no socket of its own
+                entry["bind"] = _format_address(settings.bind)
+            if frame is not None:
+                if frame.ring is not None:
+                    entry["frame_ring"] = str(frame.ring)
+                else:
+                    assert frame.peer is not None
+                    entry["frame_peer"] = _format_address(frame.peer)
+                entry.update(worker_addr=f"{frame.worker_ip}:{frame.worker_port}", mac=format_mac(frame.mac),
                              switch_mac=format_mac(frame.switch_mac))
             ranks.append(entry)
         if ranks:
@@ -237,6 +260,13 @@ def _mac(value: Any, where: str, problems: _Problems) -> bytes | None:
         return None
 
 
+def _ring_path(value: Any, where: str, problems: _Problems) -> Path | None:
+    if not isinstance(value, str) or not value or "\0" in value:
+        problems.add(where, f"expected the path of the switch port's ring file, got {value!r}")
+        return None
+    return Path(value)
+
+
 def _unknown_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str, problems: _Problems) -> None:
     for key in table:
         if key not in known:
@@ -250,21 +280,30 @@ def _rank(entry: Any, index: int, problems: _Problems) -> RankSettings | None:
         return None
     _unknown_keys(entry, _RANK_KEYS, where, problems)
     bind = _address(entry["bind"], where + "bind", problems) if "bind" in entry else RankSettings().bind
+    ends = [key for key in _FRAME_ENDS if key in entry]
     present = [key for key in _FRAME_KEYS if key in entry]
     frame = None
-    if present and len(present) != len(_FRAME_KEYS):
-        missing = ", ".join(key for key in _FRAME_KEYS if key not in entry)
-        problems.add(f"rank[{index}]", f"a frame link (loopback softswitch) needs all of {', '.join(_FRAME_KEYS)}; "
-                                       f"missing {missing}")
-    elif present:
-        peer = _address(entry["frame_peer"], where + "frame_peer", problems)
+    if len(ends) > 1:
+        problems.add(f"rank[{index}]", "a frame link goes to frame_peer (the switch port's UDP socket) or to "
+                                       "frame_ring (its ring file), not both")
+    elif (ends or present) and (not ends or len(present) != len(_FRAME_KEYS)):
+        missing = [key for key in _FRAME_KEYS if key not in entry] + ([] if ends else ["frame_peer or frame_ring"])
+        problems.add(f"rank[{index}]", f"a frame link (loopback softswitch) needs frame_peer or frame_ring, and all "
+                                       f"of {', '.join(_FRAME_KEYS)}; missing {', '.join(missing)}")
+    elif ends:
+        peer = ring = None
+        if ends[0] == "frame_peer":
+            peer = _address(entry["frame_peer"], where + "frame_peer", problems)
+            if "bind" not in entry:
+                problems.add(f"rank[{index}]", "a frame link to a UDP port needs 'bind' (the rank's own loopback "
+                                               "socket)")
+        else:
+            ring = _ring_path(entry["frame_ring"], where + "frame_ring", problems)
         worker = _address(entry["worker_addr"], where + "worker_addr", problems, default_port=C.OMNI_UDP_PORT)
         mac = _mac(entry["mac"], where + "mac", problems)
         switch_mac = _mac(entry["switch_mac"], where + "switch_mac", problems)
-        if peer and worker and mac and switch_mac:
-            frame = FrameSettings(peer, IPv4Address(worker[0]), worker[1], mac, switch_mac)
-        if "bind" not in entry:
-            problems.add(f"rank[{index}]", "a frame link needs 'bind' (the rank's own loopback socket)")
+        if (peer or ring) and worker and mac and switch_mac:
+            frame = FrameSettings(peer, IPv4Address(worker[0]), worker[1], mac, switch_mac, ring)
     if bind is None:
         return None
     return RankSettings(bind, frame)

@@ -178,7 +178,8 @@ class OmniReduceState:
         try:
             self.agent = self.agent_factory(self.agent_config)
         except (AgentError, OSError, ValueError) as error:
-            verdict, why = Verdict.FAILED, f"rank {self.rank} could not start its agent: {error}"
+            verdict = Verdict.FAILED
+            why = f"rank {self.rank} could not start its agent: {type(error).__name__}: {error}"
             log.error("omnireduce: %s", why)
         verdicts = self._agree(verdict, device)
         failed = ranks_with(verdicts, Verdict.FAILED)

@@ -19,6 +19,7 @@ do); a corrupt position or record at run time is counted (`corrupt`, `dropped_fu
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import stat
@@ -185,6 +186,16 @@ class RingFile:
             ring.close()
             raise
         return ring
+
+    def claim(self) -> None:
+        """Take the agent's end of the file for this process (an advisory lock, released when the file closes): each
+        ring has one producer and one consumer, so a second agent on the same port would corrupt both directions.
+        RingFileError if another process holds it."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RingFileError(f"ring file {self.path} is in use by another agent: each switch port takes one "
+                                f"agent at a time (two ranks or workers configured with the same port?)") from None
 
     def removed(self) -> bool:
         """Whether the file was removed since it was mapped (its owner closed it: a switch that stopped)."""

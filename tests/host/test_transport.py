@@ -181,3 +181,26 @@ def test_shm_transport_reports_a_stopped_switch_as_unreachable(tmp_path):
             transport.receive_batch(0.01)
     finally:
         transport.close()
+
+
+@needs_rings
+def test_one_agent_at_a_time_on_a_ring_and_a_new_one_starts_empty(switch_port):
+    """A port outlives its agents (a training opens one after another): the next agent does not read what the last
+    one left unread, and a second agent on a port in use is refused, not let corrupt both rings."""
+    first = ShmTransport(switch_port.path, WORKER, SWITCH)
+    try:
+        with pytest.raises(SwitchUnreachable, match="in use by another agent"):
+            ShmTransport(switch_port.path, WORKER, SWITCH)
+    finally:
+        first.close()
+    stale = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + PAYLOAD
+    switch_port.writer(FROM_SWITCH).push([stale] * 5)  # left over after the first agent closed
+    second = ShmTransport(switch_port.path, WORKER, SWITCH)
+    try:
+        assert len(second.receive_batch(0)) == 0
+        fresh = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + bytes(reversed(PAYLOAD))
+        switch_port.writer(FROM_SWITCH).push([fresh])
+        batch = second.receive_batch(5)
+        assert [row.tobytes()[:size] for row, size in zip(batch.data, batch.sizes)] == [bytes(reversed(PAYLOAD))]
+    finally:
+        second.close()

@@ -108,11 +108,19 @@ def with_timeouts(config: HookConfig, timeouts: Timeouts) -> HookConfig:
 
 
 def unknown_switch(config: HookConfig) -> HookConfig:
-    """Every rank's frame link points at a loopback port where no switch listens."""
+    """Every rank's frame link points where no switch is: a loopback port where none listens, or a ring file that
+    no switch made."""
     closed = free_ports(len(config.ranks))
-    ranks = tuple(RankSettings(settings.bind, dataclasses.replace(settings.frame, peer=("127.0.0.1", port)))
-                  for settings, port in zip(config.ranks, closed) if settings.frame is not None)
-    return dataclasses.replace(config, ranks=ranks, timeouts=SHORT_TIMEOUTS)
+    ranks = []
+    for settings, port in zip(config.ranks, closed):
+        frame = settings.frame
+        assert frame is not None
+        if frame.ring is not None:
+            frame = dataclasses.replace(frame, ring=frame.ring.with_name(f"no-switch-{port}"))
+        else:
+            frame = dataclasses.replace(frame, peer=("127.0.0.1", port))
+        ranks.append(RankSettings(settings.bind, frame))
+    return dataclasses.replace(config, ranks=tuple(ranks), timeouts=SHORT_TIMEOUTS)
 
 
 def fresh_job(rank: int, grpc_addr: str) -> None:

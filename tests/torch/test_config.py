@@ -62,7 +62,7 @@ def test_every_problem_is_reported_at_once_with_its_place():
     message = str(caught.value)
     for expected in ("my.toml: switch: '10.0.0.999' is not an IPv4 address", "my.toml: job: missing",
                      "my.toml: slots: expected an integer", "my.toml: sltos: unknown key",
-                     "rank[0]: a frame link (loopback softswitch) needs all of"):
+                     "rank[0]: a frame link (loopback softswitch) needs frame_peer or frame_ring, and all of"):
         assert expected in message
 
 
@@ -99,3 +99,39 @@ def test_missing_or_unreadable_configs_say_what_to_set(tmp_path):
     (tmp_path / "bad.toml").write_text("switch = [")
     with pytest.raises(HookConfigError, match="not valid TOML or JSON"):
         load_config(tmp_path / "bad.toml")
+
+
+RING_TOML = """
+switch = "10.0.0.254"
+job = 0
+slots = 64
+
+[[rank]]
+frame_ring = "/dev/shm/omnireduce-rings-x/port1"
+worker_addr = "10.0.0.1:20306"
+mac = "02:00:00:00:00:01"
+switch_mac = "02:00:00:00:00:fe"
+"""
+
+
+def test_a_ring_link_gives_the_rank_a_shared_memory_transport():
+    config = parse_config(RING_TOML)
+    agent = config.agent_config(rank=0, world_size=1)
+    assert agent.transport is TransportKind.SHM and agent.frame_link.bind is None and agent.frame_link.peer is None
+    assert str(agent.frame_link.ring) == "/dev/shm/omnireduce-rings-x/port1"
+    assert agent.frame_link.worker.port == 20306
+    assert "bind" not in config.to_toml()  # a ring link has no socket of its own
+    assert parse_config(config.to_toml()) == config and parse_config(config.to_json()) == config
+
+
+def test_a_frame_link_goes_one_way_only_and_says_what_is_missing():
+    both = RING_TOML.replace('frame_ring = ', 'bind = "127.0.0.1:1"\nframe_peer = "127.0.0.1:2"\nframe_ring = ')
+    with pytest.raises(HookConfigError, match="frame_peer .* or to frame_ring .*, not both"):
+        parse_config(both)
+    neither = RING_TOML.replace('frame_ring = "/dev/shm/omnireduce-rings-x/port1"\n', "")
+    with pytest.raises(HookConfigError, match="missing frame_peer or frame_ring"):
+        parse_config(neither)
+    with pytest.raises(HookConfigError, match="rank.0..frame_ring: expected the path"):
+        parse_config(RING_TOML.replace('"/dev/shm/omnireduce-rings-x/port1"', "3"))
+    with pytest.raises(HookConfigError, match="missing mac"):
+        parse_config(RING_TOML.replace('mac = "02:00:00:00:00:01"\n', ""))

@@ -3,7 +3,8 @@ in lockstep against DDP's own all-reduce.
 
     .venv/bin/pytest -q tests/torch/test_hook.py
 
-One run of tests/torch/ranks.py (a minute or so on two cores) serves every test here: natural sparsity equals gloo
+One run of tests/torch/ranks.py per port kind of the switch (shared memory, UDP; a minute or so each on two
+cores) serves every test here: natural sparsity equals gloo
 within the fixed-point bound; a float64 model, an unknown switch, a job the switch does not have and a switch that
 dies mid-training fall back to gloo (the log says why, once) and train on; a config for another world size stops
 with a clear error; top-k sends about 1% of the blocks.
@@ -17,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="omnireduce.torch tests need PyTorch: pip install -e '.[test,torch]'")
 
+from omnireduce.shm import unavailable_reason as shm_unavailable  # noqa: E402
 from omnireduce.torch.launch import run_ranks  # noqa: E402
 from omnireduce.torch.loopback import loopback_switch  # noqa: E402
 from tests.torch.ranks import LEARNING_RATE, run_scenarios  # noqa: E402
@@ -26,10 +28,13 @@ WORKERS = 2
 HALF_ULP = 2.0**-24
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("torch-hook")
-    with loopback_switch(WORKERS, run_dir / "logs") as switch:
+@pytest.fixture(scope="module", params=["shm", "udp"])
+def results(request, tmp_path_factory):
+    """Every scenario over the switch's shared-memory ports (the loopback default), then over its UDP ports."""
+    if request.param == "shm" and shm_unavailable() is not None:
+        pytest.skip(f"shared-memory ports cannot be built here: {shm_unavailable()}")
+    run_dir = tmp_path_factory.mktemp(f"torch-hook-{request.param}")
+    with loopback_switch(WORKERS, run_dir / "logs", ports=request.param) as switch:
         run_ranks(run_scenarios, WORKERS, (switch.config, switch.grpc_addr, switch.process.pid, str(run_dir)),
                   run_dir)
     return [json.loads((run_dir / f"rank{rank}.json").read_text()) for rank in range(WORKERS)]
