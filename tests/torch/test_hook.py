@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="omnireduce.torch tests need PyTorch
 
 from omnireduce.shm import unavailable_reason as shm_unavailable  # noqa: E402
 from omnireduce.torch.launch import run_ranks  # noqa: E402
-from omnireduce.torch.loopback import loopback_switch  # noqa: E402
+from omnireduce.torch.loopback import DEFAULT_SLOTS, loopback_switch  # noqa: E402
 from tests.torch.ranks import LEARNING_RATE, run_scenarios  # noqa: E402
 
 WORKERS = 2
@@ -100,8 +100,8 @@ def test_top_k_sends_about_one_percent_of_the_blocks(results):
         assert run["disabled_reason"] is None
         for report in run["reports"]:
             assert report["fallback_buckets"] == 0
-            # 1% of the blocks, plus the first round of each bucket, which is dense (S = 16 blocks).
-            assert 0 < report["density"] <= 0.01 + 17 * report["buckets"] / report["blocks"]
+            # 1% of the blocks, plus the first round of each bucket, which is dense (S blocks).
+            assert 0 < report["density"] <= 0.01 + (DEFAULT_SLOTS + 1) * report["buckets"] / report["blocks"]
 
 
 def test_a_switch_that_dies_mid_training_falls_back_and_training_goes_on(results):
