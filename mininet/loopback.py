@@ -128,8 +128,13 @@ SHM_ROOT = Path("/dev/shm")
 
 def port_kind(config: TestbedConfig) -> PortKind:
     """The port kind to run: the configured one, else shared memory where the rings build, else UDP (logged)."""
-    if config.ports is not None:
-        return config.ports
+    return choose_port_kind(config.ports)
+
+
+def choose_port_kind(requested: PortKind | str | None) -> PortKind:
+    """`requested` (a PortKind or its value), else shared memory where the rings build, else UDP (logged)."""
+    if requested is not None:
+        return PortKind(requested)
     problem = shm_unavailable()
     if problem is None:
         return PortKind.SHM
@@ -138,10 +143,10 @@ def port_kind(config: TestbedConfig) -> PortKind:
 
 
 @contextmanager
-def ring_folder(layout: RunLayout) -> Iterator[Path]:
-    """A private folder for the run's ring files (under /dev/shm where it exists), removed afterwards: the switch
-    removes its files when it stops, this also takes what a killed switch left."""
-    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else layout.root
+def ring_folder(fallback: Path) -> Iterator[Path]:
+    """A private folder for the run's ring files (under /dev/shm where it exists, else in `fallback`), removed
+    afterwards: the switch removes its files when it stops, this also takes what a killed switch left."""
+    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else fallback
     folder = Path(tempfile.mkdtemp(prefix="omnireduce-rings-", dir=root))
     try:
         yield folder
@@ -154,7 +159,7 @@ def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
     kind = port_kind(config)
     if kind is PortKind.UDP:
         return _run_loopback(config, plan, layout, progress, None)
-    with ring_folder(layout) as folder:
+    with ring_folder(layout.root) as folder:
         return _run_loopback(config, plan, layout, progress, folder)
 
 

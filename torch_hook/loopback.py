@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Iterator, Sequence
 from omnireduce import argtypes
 from omnireduce.addresses import parse_mac
 from omnireduce.host import Timeouts
-from omnireduce.shm import unavailable_reason as shm_unavailable
+from omnireduce.testbed.loopback import choose_port_kind, ring_folder
 from omnireduce.testbed.model import PortKind, TestbedConfig
 from omnireduce.testbed.plan import NetworkPlan, plan_network
 from omnireduce.testbed.ports import LOOPBACK, free_ports, free_tcp_port, wait_for_grpc
@@ -56,8 +55,6 @@ PROVISION_S = 60.0
 #: values: top-k 1% of a 3,096-block bucket sends 2.9% of its blocks over 64 slots, 1.35% over 16. DDP's default
 #: buckets (25 MB) make 200,000 blocks, where 64 is nothing; small top-k buckets want fewer (--slots).
 DEFAULT_SLOTS = 64
-#: Where ring folders go: tmpfs, so that the rings are plain memory.
-SHM_ROOT = Path("/dev/shm")
 
 
 class SwitchStartError(RuntimeError):
@@ -97,27 +94,6 @@ def hook_config_for(plan: NetworkPlan, links: Sequence[tuple[int, int] | Path], 
                       ranks=tuple(ranks), timeouts=timeouts)
 
 
-def port_kind(ports: PortKind | str | None) -> PortKind:
-    """The port kind asked for, else shared memory where the rings build, else UDP (logged)."""
-    if ports is not None:
-        return PortKind(ports)
-    problem = shm_unavailable()
-    if problem is None:
-        return PortKind.SHM
-    log.warning("shared-memory ports unavailable (%s): the switch's ports are UDP sockets on loopback", problem)
-    return PortKind.UDP
-
-
-@contextmanager
-def _ring_folder(log_dir: Path) -> Iterator[Path]:
-    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else log_dir
-    folder = Path(tempfile.mkdtemp(prefix="omnireduce-rings-", dir=root))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the switch removes its files; this takes what a killed one left
-
-
 @contextmanager
 def loopback_switch(workers: int, log_dir: Path, *, slots: int = DEFAULT_SLOTS, timeouts: Timeouts = Timeouts(),
                     ports: PortKind | str | None = None) -> Iterator[LoopbackSwitch]:
@@ -126,7 +102,7 @@ def loopback_switch(workers: int, log_dir: Path, *, slots: int = DEFAULT_SLOTS, 
     problems = TestbedConfig(workers=workers, slots=slots).problems()
     if problems:
         raise ValueError("; ".join(problems))
-    kind = port_kind(ports)
+    kind = choose_port_kind(ports)
     plan = plan_network(TestbedConfig(workers=workers, slots=slots))
     grpc_port = free_tcp_port()
     grpc_addr = grpc_server_addr(grpc_port)
@@ -135,7 +111,7 @@ def loopback_switch(workers: int, log_dir: Path, *, slots: int = DEFAULT_SLOTS, 
     with ExitStack() as stack:
         links: list[tuple[int, int] | Path]
         if kind is PortKind.SHM:
-            folder = stack.enter_context(_ring_folder(Path(log_dir)))
+            folder = stack.enter_context(ring_folder(Path(log_dir)))
             links = [folder / f"port{worker.port}" for worker in job_workers]
             argv = softswitch_ring_argv([(worker.port, path) for worker, path in zip(job_workers, links)], grpc_port)
         else:
