@@ -248,6 +248,8 @@ class _RingLink:
         self.discarded = 0
         while count := self.reader.pop_rows(self.pool, self._lens):
             self.discarded += count
+            if count < len(self.pool):
+                break  # the ring was empty behind these: what arrives now is for this agent
         if self.discarded:
             log.info("%s: %d frame(s) an earlier agent left unread discarded", description, self.discarded)
 

@@ -194,7 +194,7 @@ def test_one_agent_at_a_time_on_a_ring_and_a_new_one_starts_empty(switch_port):
     finally:
         first.close()
     stale = frame_prefix(SWITCH, WORKER, len(PAYLOAD)) + PAYLOAD
-    switch_port.writer(FROM_SWITCH).push([stale] * 5)  # left over after the first agent closed
+    switch_port.writer(FROM_SWITCH).push([stale] * 300)  # left over after the first agent closed: more than a batch
     second = ShmTransport(switch_port.path, WORKER, SWITCH)
     try:
         assert len(second.receive_batch(0)) == 0
