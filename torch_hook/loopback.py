@@ -7,7 +7,7 @@
 The softswitch runs as a child process (`omnireduce-switch`), the controller pushes the pipeline and installs job 0
 for `workers` workers in-process, as `omnireduce-testbed` does; the config names, for rank r, its frame link to
 switch port r+1: a shared-memory ring file in a private folder under /dev/shm where the rings build (`ports="shm"`,
-the default there: 2-3x less time per bucket than UDP on loopback, docs/pytorch.md), else a UDP socket on 127.0.0.1
+the default there: about half the time per bucket of UDP on loopback, docs/pytorch.md), else a UDP socket on 127.0.0.1
 (`ports="udp"`). Leaving the block stops the switch and removes the ring folder.
 
 As a command, it starts the switch, prints the config (TOML, or JSON with --json) and keeps the switch up until

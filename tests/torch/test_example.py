@@ -14,6 +14,8 @@ import pytest
 
 pytest.importorskip("torch", reason="omnireduce.torch tests need PyTorch: pip install -e '.[test,torch]'")
 
+from omnireduce.p4src.constants import SLOT_COUNT  # noqa: E402
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp_training.py"
 
 
@@ -35,6 +37,7 @@ def test_the_example_trains_through_the_switch_and_matches_gloo_at_first(tmp_pat
     assert rows[0]["loss_omnireduce"] == rows[0]["loss_gloo"]
     assert all(0 < row["density"] <= most_density for row in rows)
     assert 0 < result["summary"]["bytes_omnireduce"] < result["summary"]["bytes_gloo"]
+    assert result["summary"]["seconds_in_hook"] > 0 and result["summary"]["seconds_in_gloo"] > 0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -42,6 +45,8 @@ def test_the_example_trains_through_the_switch_and_matches_gloo_at_first(tmp_pat
     (("--sparsify", "topk:2"), "fraction must be in (0, 1]"),
     (("--sparsify", "sometimes"), "use none, topk:FRACTION or threshold:VALUE"),
     (("--ranks", "9"), "invalid choice"),
+    (("--slots", "0"), f"--slots must be in 1..{SLOT_COUNT}"),
+    (("--ports", "tcp"), "invalid choice"),
 ])
 def test_the_example_refuses_bad_arguments_with_a_usage_error(args, message):
     run = run_example(*args, timeout=60)
