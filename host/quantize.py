@@ -253,24 +253,6 @@ def dequantize(sums: np.ndarray, shift: int, out: np.ndarray | None = None) -> n
     return out
 
 
-def dequantize_blocks(sums: np.ndarray, shift: int, blocks: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """dequantize() of `sums` (int32 lanes, block after block) into `out` (float32, flat, contiguous, at most as
-    long as `sums`), where only `blocks` (sorted block indices) can be non-zero: the others are written 0.0, as
-    dequantize() writes them, without reading them. After a sparse all-reduce most blocks received no result at
-    all, and converting only the others saves passes over the whole tensor (most of the agent's time after the
-    exchange, on a large tensor)."""
-    if len(blocks) * 2 > block_count(out.size):
-        return dequantize(sums[:out.size], shift, out=out)
-    out[:] = 0
-    full = out.size // C.LANES
-    whole = blocks[:np.searchsorted(blocks, full)]
-    out[:full * C.LANES].reshape(full, C.LANES)[whole] = dequantize(
-        sums[:full * C.LANES].reshape(full, C.LANES)[whole], shift)
-    if len(whole) < len(blocks) and full * C.LANES < out.size:  # the last, partial block received a result
-        dequantize(sums[full * C.LANES:out.size], shift, out=out[full * C.LANES:])
-    return out
-
-
 def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray) -> np.ndarray:
     """Turn the all-reduce's sums, received into `out`'s own bytes, into `out`'s values, in place.
 

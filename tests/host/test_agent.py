@@ -16,7 +16,7 @@ from omnireduce.host.transport import PayloadBatch
 from omnireduce.host.wire import DATA_PAYLOAD_BYTES, Endpoint, frame_prefix, parse_udp_frame
 from omnireduce.p4src import constants as C
 
-from .harness import job_cluster, run_workers
+from .harness import job_cluster, run_each, run_workers
 from .conftest import make_device
 
 
@@ -185,3 +185,34 @@ def test_kernel_udp_transport_end_to_end():
         finally:
             for agent in agents:
                 agent.close()
+
+
+def test_results_that_cannot_arrive_in_out_arrive_in_a_kept_buffer_and_stay_exact(device):
+    """A tensor whose last block is short (most DDP buckets), and an `out` that is the input itself, receive their
+    sums in a buffer the agent keeps from call to call: what an earlier, denser call left in it never shows through
+    (blocks without a result come back zero), for float32 and int32."""
+    rng = np.random.default_rng(7)
+    size = 20 * C.LANES + 5
+    with job_cluster(device, 2, slots=4, timeouts=Timeouts(retransmit_initial=0.03, join=10, stall=10)) as cluster:
+        buffers = []
+        for density, dtype in ((1.0, np.float32), (0.2, np.float32), (0.0, np.float32), (0.3, np.int32)):
+            tensors = []
+            for _ in range(2):
+                keep = np.repeat(rng.random(21) < density, C.LANES)[:size]
+                values = rng.integers(-50, 50, size) if dtype is np.int32 else rng.standard_normal(size) * 4
+                tensors.append(np.where(keep, values, 0).astype(dtype))
+            results = run_workers(cluster.agents, tensors)
+            expected = tensors[0].astype(np.float64) + tensors[1]
+            for result in results:
+                assert not isinstance(result, BaseException), result
+                assert result.dtype == dtype and result.shape == (size,)
+                assert np.all((expected == 0) <= (result == 0))  # nothing left over from the call before
+                np.testing.assert_allclose(result, expected, rtol=0, atol=1e-5 * (1 + np.abs(expected).max()))
+            buffers.append(cluster.agents[0]._receive_scratch)
+        assert all(buffer is buffers[0] for buffer in buffers)  # kept, not allocated per call
+        # out = the input (in place for the caller): the sums still arrive elsewhere, the input stays as it was
+        # until the result is written.
+        tensors = [np.full(size, 1.5, np.float32), np.full(size, 2.0, np.float32)]
+        results = run_each(cluster.agents, lambda index, agent: agent.allreduce(tensors[index], out=tensors[index]))
+        assert all(result is tensors[index] for index, result in enumerate(results))
+        assert all(np.array_equal(tensor, np.full(size, 3.5, np.float32)) for tensor in tensors)

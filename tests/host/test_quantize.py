@@ -13,7 +13,6 @@ from omnireduce.host.quantize import (
     check_int_sum,
     check_values,
     dequantize,
-    dequantize_blocks,
     quantize_blocks,
     describe_non_finite,
     error_bound,
@@ -126,18 +125,6 @@ def test_check_values_raises_both_checks():
         check_values(np.array([1, 2, np.nan], dtype=np.float32))
     with pytest.raises(InputError, match="float64 is not supported"):
         check_values(np.zeros(3))
-
-
-@pytest.mark.parametrize("length", [C.LANES * 6, C.LANES * 6 + 5])
-def test_dequantize_blocks_writes_what_dequantize_writes(length):
-    rng = np.random.default_rng(length)
-    blocks = np.array([1, 4, 6] if length % C.LANES else [1, 4])
-    sums = np.zeros(C.LANES * 7, dtype=LANE_DTYPE)
-    for block in blocks:
-        sums[block * C.LANES:(block + 1) * C.LANES] = rng.integers(-2**30, 2**30, C.LANES)
-    out = np.full(length, np.nan, dtype=np.float32)
-    dequantize_blocks(sums, 9, blocks, out)
-    assert out.tobytes() == dequantize(sums[:length], 9).tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
