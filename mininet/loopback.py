@@ -126,13 +126,9 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
 SHM_ROOT = Path("/dev/shm")
 
 
-def port_kind(config: TestbedConfig) -> PortKind:
-    """The port kind to run: the configured one, else shared memory where the rings build, else UDP (logged)."""
-    return choose_port_kind(config.ports)
-
-
-def choose_port_kind(requested: PortKind | str | None) -> PortKind:
-    """`requested` (a PortKind or its value), else shared memory where the rings build, else UDP (logged)."""
+def port_kind(requested: PortKind | str | None) -> PortKind:
+    """The port kind to run: `requested` (a PortKind or its value), else shared memory where the rings build, else
+    UDP (logged)."""
     if requested is not None:
         return PortKind(requested)
     problem = shm_unavailable()
@@ -156,7 +152,7 @@ def ring_folder(fallback: Path) -> Iterator[Path]:
 
 def run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
                  progress: ProgressCallback | None = None) -> RunOutcome:
-    kind = port_kind(config)
+    kind = port_kind(config.ports)
     if kind is PortKind.UDP:
         return _run_loopback(config, plan, layout, progress, None)
     with ring_folder(layout.root) as folder:

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 from omnireduce import argtypes
 from omnireduce.addresses import parse_mac
 from omnireduce.host import Timeouts
-from omnireduce.testbed.loopback import choose_port_kind, ring_folder
+from omnireduce.testbed.loopback import port_kind, ring_folder
 from omnireduce.testbed.model import PortKind, TestbedConfig
 from omnireduce.testbed.plan import NetworkPlan, plan_network
 from omnireduce.testbed.ports import LOOPBACK, free_ports, free_tcp_port, wait_for_grpc
@@ -102,7 +102,7 @@ def loopback_switch(workers: int, log_dir: Path, *, slots: int = DEFAULT_SLOTS, 
     problems = TestbedConfig(workers=workers, slots=slots).problems()
     if problems:
         raise ValueError("; ".join(problems))
-    kind = choose_port_kind(ports)
+    kind = port_kind(ports)
     plan = plan_network(TestbedConfig(workers=workers, slots=slots))
     grpc_port = free_tcp_port()
     grpc_addr = grpc_server_addr(grpc_port)

@@ -83,10 +83,10 @@ def test_shm_ports_without_a_compiler_fall_back_to_udp_saying_why(monkeypatch: p
 
     monkeypatch.setattr(loopback, "shm_unavailable", lambda: "no C compiler ('cc' is not on PATH)")
     with caplog.at_level(logging.WARNING, logger="omnireduce.testbed.loopback"):
-        assert loopback.port_kind(TestbedConfig()) is PortKind.UDP
+        assert loopback.port_kind(TestbedConfig().ports) is PortKind.UDP
     assert "shared-memory ports unavailable (no C compiler ('cc' is not on PATH)): the switch's ports are UDP " \
            "sockets on loopback" in caplog.text
-    assert loopback.port_kind(TestbedConfig(ports=PortKind.UDP)) is PortKind.UDP
+    assert loopback.port_kind(TestbedConfig(ports=PortKind.UDP).ports) is PortKind.UDP
 
 
 def test_both_port_kinds_carry_the_impairment_plan() -> None:
