@@ -93,7 +93,10 @@ def add_allreduce(sub) -> None:
                         help="aggregation slots of the job (default: the testbed's choice, which follows the tensor)")
     parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=default.seed)
     parser.add_argument("--modes", type=comma_list(_mode, "modes"), default=default.modes,
-                        help=f"modes to run (default all: {','.join(MODES)})")
+                        help=f"modes to run, of {','.join(MODES)} (default {','.join(default.modes)})")
+    parser.add_argument("--calls", type=argtypes.integer(minimum=1), default=default.calls,
+                        help="all-reduces per testbed run (default %(default)s); above 1 the calls after the first "
+                             "are timed, which start in step as gloo's do")
     parser.add_argument("--timeout", type=argtypes.seconds, default=default.timeout_s,
                         help="limit of one testbed run (default %(default)s s)")
     parser.add_argument("--quick", action="store_true",
@@ -146,7 +149,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
                            slots=args.slots, seed=args.seed, modes=args.modes, timeout_s=args.timeout)
     return SweepConfig(densities=args.densities, workers=args.workers, sizes=args.sizes,
                        max_elements=args.max_elements, repeat=args.repeat, slots=args.slots, seed=args.seed,
-                       modes=args.modes, timeout_s=args.timeout)
+                       modes=args.modes, timeout_s=args.timeout, calls=args.calls)
 
 
 def report_sweep(rows: list[Row], args: argparse.Namespace) -> int:

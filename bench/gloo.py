@@ -1,12 +1,16 @@
 """torch.distributed's gloo all-reduce on the sweep's own inputs: the dense tensor, and the same tensor as a
-sparse COO tensor (what DDP all-reduces for a sparse embedding gradient).
+sparse COO tensor in two shapes: rows of LANES values, one per non-zero block (`gloo-sparse-coo`: what DDP
+all-reduces for a sparse embedding gradient of LANES columns, one index per row), and the flat tensor's own COO
+form (`gloo-sparse-coo-flat`: `tensor.to_sparse()`, one index per non-zero value: what a user gets from a flat
+gradient, and what the issue's baseline of 543 ms at W = 4, d = 0.01 measured).
 
     timings = run_gloo(workers=4, points=[GlooPoint(65536, 0.01)], repeat=3, seed=0, work_dir=Path(tmp))
 
 One group of `workers` processes (omnireduce.torch.launch.run_ranks: spawned, a file store) runs every point,
 so torch is imported once per worker count. Rank r all-reduces `make_input(InputSpec(W, size, density, ...), r)`,
-the tensor the testbed gives worker r. The COO tensor has sparse_dim 1: one int64 row index per non-zero block
-of LANES values, like an embedding gradient with LANES columns.
+the tensor the testbed gives worker r. The row COO tensor has sparse_dim 1: one int64 row index per non-zero block
+of LANES values, like an embedding gradient with LANES columns; the flat one has one int64 index per non-zero
+value, so it moves 3x the bytes of the values and gloo sums and coalesces per value.
 
 Each timed all-reduce starts after a barrier; its time is the slowest rank's. Bytes:
 - sent: measured. /proc/self/io `wchar` counts what the process passes to write()/writev(), which is how gloo's
@@ -14,7 +18,7 @@ Each timed all-reduce starts after a barrier; its time is the slowest rank's. By
   without TCP/IP headers. gloo receives with recvmsg, which `rchar` does not count, so:
 - received: computed from the algorithm. Dense: gloo's ring all-reduce receives 2(W-1)/W of the tensor per rank.
   Sparse COO: gloo all-gathers every rank's indices and values, so a rank receives the others' nnz * (8 + 4*LANES)
-  bytes (plus a few bytes of sizes). Over the whole group, bytes sent equal bytes received (loopback TCP loses
+  bytes for rows, nnz * (8 + 4) for the flat form (plus a few bytes of sizes). Over the whole group, bytes sent equal bytes received (loopback TCP loses
   nothing), which the sweep reports as a cross-check.
 """
 
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 GLOO_DENSE = "gloo"
 GLOO_SPARSE = "gloo-sparse-coo"
+GLOO_SPARSE_FLAT = "gloo-sparse-coo-flat"
+SPARSE_MODES = (GLOO_SPARSE, GLOO_SPARSE_FLAT)
 INDEX_BYTES = 8  # torch's COO indices are int64
 RESULT_FILE = "gloo-results.json"
 
@@ -75,9 +81,10 @@ def dense_received_bytes(workers: int, size: int) -> int:
     return round(2 * (workers - 1) / workers * 4 * size)
 
 
-def sparse_received_bytes(nonzero_blocks: Sequence[int], rank: int) -> int:
-    """What one rank receives in gloo's sparse all-reduce: every other rank's indices and values."""
-    return sum(count for other, count in enumerate(nonzero_blocks) if other != rank) * (INDEX_BYTES + 4 * C.LANES)
+def sparse_received_bytes(nonzero: Sequence[int], rank: int, values_per_index: int = C.LANES) -> int:
+    """What one rank receives in gloo's sparse all-reduce: every other rank's indices and values. `nonzero`: each
+    rank's index count (non-zero blocks for rows of LANES values, non-zero values for the flat form)."""
+    return sum(count for other, count in enumerate(nonzero) if other != rank) * (INDEX_BYTES + 4 * values_per_index)
 
 
 def _written_bytes() -> int:
@@ -98,6 +105,12 @@ def _coo(tensor: np.ndarray, mask: np.ndarray):
     values = torch.from_numpy(padded.reshape(blocks, C.LANES)[rows].copy())
     indices = torch.from_numpy(rows.astype(np.int64)).unsqueeze(0)
     return torch.sparse_coo_tensor(indices, values, (blocks, C.LANES), check_invariants=False).coalesce()
+
+
+def _flat_coo(tensor: np.ndarray):
+    import torch
+
+    return torch.from_numpy(tensor).to_sparse()
 
 
 def _time_all_reduce(make, repeat: int) -> tuple[list[float], int, object]:
@@ -130,22 +143,26 @@ def _rank_bench(rank: int, world: int, points: Sequence[GlooPoint], repeat: int,
         spec = InputSpec(world, point.size, point.density, "float32", seed)
         tensor = make_input(spec, rank)
         mask = nonzero_block_mask(tensor)
-        counts = [0] * world
-        dist.all_gather_object(counts, int(np.count_nonzero(mask)))
+        counts = [(0, 0)] * world  # each rank's (non-zero blocks, non-zero values)
+        dist.all_gather_object(counts, (int(np.count_nonzero(mask)), int(np.count_nonzero(tensor))))
         dense_input = torch.from_numpy(tensor)
         runs = {}
-        if GLOO_DENSE in modes or GLOO_SPARSE in modes:
+        if GLOO_DENSE in modes or any(mode in modes for mode in SPARSE_MODES):
             runs[GLOO_DENSE] = _time_all_reduce(lambda: dense_input.clone(), repeat)
         if GLOO_SPARSE in modes:
             coo = _coo(tensor, mask)
             runs[GLOO_SPARSE] = _time_all_reduce(lambda: coo.clone(), repeat)
+        if GLOO_SPARSE_FLAT in modes:
+            flat_coo = _flat_coo(tensor)
+            runs[GLOO_SPARSE_FLAT] = _time_all_reduce(lambda: flat_coo.clone(), repeat)
         dense_result = runs[GLOO_DENSE][2]
         for mode in modes:
             seconds, written, result = runs[mode]
-            if mode == GLOO_SPARSE:
+            if mode in SPARSE_MODES:
                 flat = result.to_dense().reshape(-1)[: point.size]
                 verified = bool(torch.allclose(flat, dense_result, rtol=1e-5, atol=1e-5))
-                received = sparse_received_bytes(counts, rank)
+                received = (sparse_received_bytes([blocks for blocks, _ in counts], rank) if mode == GLOO_SPARSE
+                            else sparse_received_bytes([values for _, values in counts], rank, values_per_index=1))
             else:
                 verified = True  # checked against the sparse path, and by gloo's own tests
                 received = dense_received_bytes(world, point.size)

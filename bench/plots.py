@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .gloo import GLOO_DENSE, GLOO_SPARSE
+from .gloo import GLOO_DENSE, GLOO_SPARSE, GLOO_SPARSE_FLAT
 from .sweep import DENSE, MODES, SPARSE, Row
 
 STYLE = {SPARSE: ("tab:blue", "o"), DENSE: ("tab:orange", "s"), GLOO_DENSE: ("tab:green", "^"),
-         GLOO_SPARSE: ("tab:red", "v"), "ideal": ("black", "")}
+         GLOO_SPARSE: ("tab:red", "v"), GLOO_SPARSE_FLAT: ("tab:purple", "D"), "ideal": ("black", "")}
 
 
 def _pyplot():

@@ -8,12 +8,17 @@ independently per worker, from a generator seeded by (seed, job, rank); omniredu
 - sparse: this project over the loopback testbed (softswitch process, one agent process per worker);
 - dense: the same switch and agents with --dense (every block sent, SwitchML-style);
 - gloo: torch.distributed all-reduce of the dense tensor between W spawned processes over loopback TCP;
-- gloo-sparse-coo: the same with the tensor as a sparse COO tensor, one row per non-zero block.
+- gloo-sparse-coo: the same with the tensor as a sparse COO tensor, one row per non-zero block;
+- gloo-sparse-coo-flat (only when asked for, --modes): the flat tensor's own COO form, one index per non-zero
+  value (`tensor.to_sparse()`); it all-gathers 3x the bytes of the values, so it is left out of the default sweep,
+  whose 32-worker dense points it would take minutes over.
 
 Time of a testbed run: the smallest of the agents' own all-reduce clocks (`stats.elapsed_s`, from the call to
 the return, scale round included). The agents start one after another; the scale round waits for the last one,
 so the last to start measures the all-reduce itself and the others add their wait for it. Process start-up and
-switch set-up are not timed. gloo: the slowest rank's all-reduce after a barrier (bench/gloo.py).
+switch set-up are not timed. With `calls` > 1 every agent all-reduces its tensor `calls` times in one run, and the
+point's times are the calls after the first, each the slowest worker's: calls that start in step, as gloo's
+barrier-started all-reduces and a training loop's do. gloo: the slowest rank's all-reduce after a barrier (bench/gloo.py).
 
 Bytes: sparse and dense are measured at the switch's ports (its counters: packets and Ethernet bytes, no FCS);
 a worker's received bytes are the switch's sent bytes over W. gloo's are described in bench/gloo.py.
@@ -31,17 +36,19 @@ from typing import Any, Callable, Iterable, Sequence
 
 from omnireduce.testbed import TestbedConfig, run_testbed
 from omnireduce.testbed.inputs import InputSpec, block_count
+from omnireduce.testbed.summary import call_seconds
 
-from .gloo import GLOO_DENSE, GLOO_SPARSE, GlooPoint, GlooTiming, run_gloo, torch_missing
+from .gloo import GLOO_DENSE, GLOO_SPARSE, GLOO_SPARSE_FLAT, GlooPoint, GlooTiming, run_gloo, torch_missing
 from .ideal import IdealExchange, ideal_of_job, ideal_of_spec
 
 log = logging.getLogger(__name__)
 
 SPARSE = "sparse"
 DENSE = "dense"
-MODES = (SPARSE, DENSE, GLOO_DENSE, GLOO_SPARSE)
+MODES = (SPARSE, DENSE, GLOO_DENSE, GLOO_SPARSE, GLOO_SPARSE_FLAT)
+DEFAULT_MODES = (SPARSE, DENSE, GLOO_DENSE, GLOO_SPARSE)
 TESTBED_MODES = (SPARSE, DENSE)
-GLOO_MODES = (GLOO_DENSE, GLOO_SPARSE)
+GLOO_MODES = (GLOO_DENSE, GLOO_SPARSE, GLOO_SPARSE_FLAT)
 
 # Where each mode's figures come from, said once in every table and JSON.
 SOURCES = {
@@ -51,6 +58,8 @@ SOURCES = {
                 "delivers each byte to one rank); the ring's 2(W-1)/W of the tensor beside it (computed)",
     GLOO_SPARSE: "sent: /proc/self/io wchar per rank (measured); received: the group's sent / W; others' nnz x "
                  "(8 + 128) B beside it (computed, all-gather, without gloo's sizes)",
+    GLOO_SPARSE_FLAT: "sent: /proc/self/io wchar per rank (measured); received: the group's sent / W; others' "
+                      "non-zero values x (8 + 4) B beside it (computed, all-gather, without gloo's sizes)",
 }
 
 
@@ -66,8 +75,9 @@ class SweepConfig:
     repeat: int = 3
     slots: int | None = None  # None: the testbed's own choice (it follows the tensor)
     seed: int = 0
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = DEFAULT_MODES
     timeout_s: float = 300.0
+    calls: int = 1  # all-reduces per testbed run; above 1 the later calls are timed (in step)
 
     def points(self) -> list[tuple[int, int, float]]:
         return [(workers, size, density) for workers in self.workers for size in self.sizes
@@ -141,7 +151,7 @@ def testbed_row(mode: str, workers: int, size: int, density: float, config: Swee
                ideal_total_bytes=ideal.total_bytes, ideal_received_bytes_per_worker=ideal.received_bytes_per_worker,
                source=SOURCES[mode])
     testbed = TestbedConfig(workers=workers, size=size, density=density, slots=config.slots, seed=config.seed,
-                            dense=mode == DENSE, timeout=config.timeout_s)
+                            dense=mode == DENSE, timeout=config.timeout_s, repeat=config.calls)
     seconds, to_packets, to_bytes, from_packets, from_bytes, retransmissions = [], [], [], [], [], []
     loads, retried = [], 0
     for _ in range(config.repeat):
@@ -155,22 +165,28 @@ def testbed_row(mode: str, workers: int, size: int, density: float, config: Swee
         loads.append(os.getloadavg()[0])
         job = report.jobs[0]
         spec = InputSpec(workers, size, density, "float32", config.seed)
-        reported = ideal_of_job(job, spec)
-        if reported != ideal:
+        reported = ideal_of_job(job, spec)  # the run's: `calls` times one call's
+        if reported != replace(ideal, contributions=ideal.contributions * config.calls,
+                               results=ideal.results * config.calls):
             log.warning("the testbed's ideal exchange %s differs from the bench's %s", reported, ideal)
-        seconds.append(min(float(worker.stats.get("elapsed_s", 0.0)) for worker in job.workers))
+        if config.calls > 1:
+            seconds.extend(call_seconds(job.workers)[1:])
+        else:
+            seconds.append(min(float(worker.stats.get("elapsed_s", 0.0)) for worker in job.workers))
+        # Counters and retransmissions cover the run's calls; a row is one call's (the same tensor each call).
         measured = job.measured
-        to_packets.append(measured.to_switch_packets)
-        to_bytes.append(measured.to_switch_bytes)
-        from_packets.append(measured.from_switch_packets)
-        from_bytes.append(measured.from_switch_bytes)
-        retransmissions.append(sum(worker.retransmissions for worker in job.workers))
+        to_packets.append(measured.to_switch_packets / config.calls)
+        to_bytes.append(measured.to_switch_bytes / config.calls)
+        from_packets.append(measured.from_switch_packets / config.calls)
+        from_bytes.append(measured.from_switch_bytes / config.calls)
+        retransmissions.append(sum(worker.retransmissions for worker in job.workers) / config.calls)
     return replace(
         base, seconds=tuple(seconds), switch_to_packets=_median_int(to_packets), switch_to_bytes=_median_int(to_bytes),
         switch_from_packets=_median_int(from_packets), switch_from_bytes=_median_int(from_bytes),
         sent_bytes_per_worker=_median_int(to_bytes) / workers, received_bytes_per_worker=_median_int(from_bytes) / workers,
         retransmissions=_median_int(retransmissions),
-        extra={"load_1min": [round(load, 2) for load in loads], "runs_retried_for_port_race": retried})
+        extra={"load_1min": [round(load, 2) for load in loads], "runs_retried_for_port_race": retried,
+               "calls_per_run": config.calls})
 
 
 def gloo_rows(timings: Iterable[GlooTiming], workers: int, ideals: dict[tuple[int, float], IdealExchange]) -> list[Row]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .gloo import GLOO_DENSE, GLOO_SPARSE
+from .gloo import GLOO_DENSE, GLOO_SPARSE, GLOO_SPARSE_FLAT
 from .sweep import DENSE, MODES, SOURCES, SPARSE, Row
 
 Key = tuple[int, int, float]  # workers, size, density
@@ -29,6 +29,7 @@ class Speedups:
     over_dense: float | None
     over_gloo: float | None
     over_gloo_sparse: float | None
+    over_gloo_sparse_flat: float | None
     ideal_traffic_ratio: float | None  # dense's measured bytes over the ideal exchange's
 
 
@@ -45,7 +46,7 @@ def speedups(modes: dict[str, Row]) -> Speedups:
     traffic = None
     if _ok(dense) and dense.total_bytes and dense.ideal_total_bytes:
         traffic = dense.total_bytes / dense.ideal_total_bytes
-    return Speedups(ratio(DENSE), ratio(GLOO_DENSE), ratio(GLOO_SPARSE), traffic)
+    return Speedups(ratio(DENSE), ratio(GLOO_DENSE), ratio(GLOO_SPARSE), ratio(GLOO_SPARSE_FLAT), traffic)
 
 
 def _size(count: float | None) -> str:
@@ -64,7 +65,7 @@ def _x(value: float | None) -> str:
 def format_table(rows: Sequence[Row]) -> str:
     lines = ["time: median of the runs [min-max]; bytes per worker; sparse/dense bytes at the switch ports",
              *(f"  {mode}: {source}" for mode, source in SOURCES.items()), ""]
-    header = (f"{'W':>3} {'values':>8} {'density':>7} {'union':>6} {'mode':<16} {'median s':>9} {'[min-max]':>17} "
+    header = (f"{'W':>3} {'values':>8} {'density':>7} {'union':>6} {'mode':<20} {'median s':>9} {'[min-max]':>17} "
               f"{'sent/worker':>12} {'recv/worker':>12} {'vs ideal':>8} {'retx':>5}")
     lines.append(header)
     for (workers, size, density), modes in sorted(by_point(rows).items(), key=lambda item: (item[0][0], item[0][1],
@@ -74,7 +75,7 @@ def format_table(rows: Sequence[Row]) -> str:
             row = modes.get(mode)
             if row is None:
                 continue
-            lead = f"{workers:>3} {size:>8} {density:>7g} {any_row.union_density:>6.3f} {mode:<16}"
+            lead = f"{workers:>3} {size:>8} {density:>7g} {any_row.union_density:>6.3f} {mode:<20}"
             if row.status != "ok":
                 lines.append(f"{lead} {row.status}")
                 continue
@@ -87,7 +88,9 @@ def format_table(rows: Sequence[Row]) -> str:
         gains = speedups(modes)
         lines.append(f"{'':>3} {'':>8} {'':>7} {'':>6} speedup of sparse: over dense {_x(gains.over_dense)} "
                      f"(ideal traffic ratio {_x(gains.ideal_traffic_ratio)}), over gloo {_x(gains.over_gloo)}, "
-                     f"over gloo sparse COO {_x(gains.over_gloo_sparse)}; ideal exchange "
+                     f"over gloo sparse COO {_x(gains.over_gloo_sparse)}"
+                     + (f", over its flat form {_x(gains.over_gloo_sparse_flat)}" if GLOO_SPARSE_FLAT in modes else "")
+                     + "; ideal exchange "
                      f"{_size(any_row.ideal_total_bytes)}")
     return "\n".join(lines)
 
@@ -106,6 +109,14 @@ def targets(rows: Sequence[Row]) -> list[str]:
             ratio = sparse.total_bytes / sparse.ideal_total_bytes
             lines.append(f"{where}: sparse bytes {ratio:.3f}x the ideal exchange (target <= 1.15): "
                          f"{'met' if ratio <= 1.15 else 'MISSED'}")
+        beside = [(label, modes.get(mode)) for label, mode in (("gloo dense", GLOO_DENSE), ("gloo sparse COO", GLOO_SPARSE),
+                                                              ("gloo flat COO", GLOO_SPARSE_FLAT))]
+        beside = [(label, row) for label, row in beside if _ok(row)]
+        if _ok(sparse) and beside:
+            # issue 11: below gloo's dense and sparse all-reduces of the same inputs, same run
+            lines.append(f"{where}: sparse {sparse.median_s * 1e3:.1f} ms against " + ", ".join(
+                f"{label} {row.median_s * 1e3:.1f} ms ({'faster' if sparse.median_s < row.median_s else 'SLOWER'})"
+                for label, row in beside))
         if density in (0.1, 0.01):
             gains = speedups(modes)
             if gains.over_dense is not None and gains.ideal_traffic_ratio:
@@ -125,10 +136,12 @@ def _ms(row: Row | None) -> str:
 def format_markdown(rows: Sequence[Row]) -> str:
     """One line per point: each mode's median time [spread] in ms, bytes received per worker, traffic against
     the ideal exchange, and the speedups (docs/performance.md)."""
-    lines = ["| W | values | density | union | sparse ms | dense ms | gloo ms | gloo COO ms | recv/worker sparse "
+    flat = any(row.mode == GLOO_SPARSE_FLAT for row in rows)  # its columns only where it ran
+    lines = ["| W | values | density | union | sparse ms | dense ms | gloo ms | gloo COO ms | "
+             + ("gloo flat COO ms | " if flat else "") + "recv/worker sparse "
              "| recv/worker gloo COO | sparse vs ideal | retx | sparse over dense (ideal ratio) | over gloo "
-             "| over gloo COO | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| over gloo COO | " + ("over gloo flat COO | " if flat else "") + "load |",
+             "|---" * (16 + 2 * flat) + "|"]
     for (workers, size, density), modes in sorted(by_point(rows).items(),
                                                   key=lambda item: (item[0][0], item[0][1], -item[0][2])):
         any_row = next(iter(modes.values()))
@@ -140,10 +153,12 @@ def format_markdown(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {workers} | {size:,} | {density:g} | {any_row.union_density:.3f} | {_ms(sparse)} | "
             f"{_ms(modes.get(DENSE))} | {_ms(modes.get(GLOO_DENSE))} | {_ms(coo)} | "
-            f"{_size(sparse.received_bytes_per_worker) if _ok(sparse) else '-'} | "
+            + (f"{_ms(modes.get(GLOO_SPARSE_FLAT))} | " if flat else "")
+            + f"{_size(sparse.received_bytes_per_worker) if _ok(sparse) else '-'} | "
             f"{_size(coo.received_bytes_per_worker) if _ok(coo) else '-'} | {versus} | {retx} | "
             f"{_x(gains.over_dense)} ({_x(gains.ideal_traffic_ratio)}) | {_x(gains.over_gloo)} | "
-            f"{_x(gains.over_gloo_sparse)} | {_load(modes.values())} |")
+            f"{_x(gains.over_gloo_sparse)} | " + (f"{_x(gains.over_gloo_sparse_flat)} | " if flat else "")
+            + f"{_load(modes.values())} |")
     return "\n".join(lines)
 
 

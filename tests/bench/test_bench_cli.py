@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from omnireduce.bench.cli import build_parser, comma_list, sweep_config
-from omnireduce.bench.sweep import MODES, QUICK, SweepConfig
+from omnireduce.bench.sweep import DEFAULT_MODES, QUICK, SweepConfig
 from omnireduce import argtypes
 
 
@@ -26,7 +26,8 @@ def test_allreduce_defaults_are_the_full_sweep():
     assert config == SweepConfig()
     assert config.densities == (1.0, 0.4, 0.1, 0.01, 0.001)
     assert config.workers == (2, 4, 8, 16, 32)
-    assert config.modes == MODES
+    assert config.modes == DEFAULT_MODES and "gloo-sparse-coo-flat" not in config.modes
+    assert config.calls == 1
 
 
 def test_allreduce_lists_and_quick():
@@ -35,6 +36,8 @@ def test_allreduce_lists_and_quick():
     config = sweep_config(args)
     assert config.densities == (0.5, 0.01) and config.workers == (2, 4) and config.sizes == (1024,)
     assert config.repeat == 5 and config.modes == ("sparse", "gloo")
+    flat = sweep_config(parse("allreduce", "--modes", "sparse,gloo-sparse-coo-flat", "--calls", "4"))
+    assert flat.modes == ("sparse", "gloo-sparse-coo-flat") and flat.calls == 4
     quick = sweep_config(parse("allreduce", "--quick", "--workers", "8"))
     assert quick.workers == QUICK.workers and quick.sizes == QUICK.sizes  # --quick wins over point options
 
@@ -45,7 +48,9 @@ def test_allreduce_lists_and_quick():
     (("allreduce", "--workers", "0"), "argument --workers: 0 is not in 1..32"),
     (("allreduce", "--workers", "64"), "64 is not in 1..32"),
     (("allreduce", "--sizes", "many"), "'many' is not an integer"),
-    (("allreduce", "--modes", "nccl"), "unknown mode 'nccl'; choose from sparse, dense, gloo, gloo-sparse-coo"),
+    (("allreduce", "--modes", "nccl"),
+     "unknown mode 'nccl'; choose from sparse, dense, gloo, gloo-sparse-coo, gloo-sparse-coo-flat"),
+    (("allreduce", "--calls", "0"), "argument --calls: 0 is not a positive integer"),
     (("allreduce", "--timeout", "-1"), "is not a positive number of seconds"),
     (("model", "--rates", "10,fast"), "'fast' is not a number"),
     (("model", "--compute-ms", "BERT"), "is not NAME=MILLISECONDS"),

@@ -63,6 +63,37 @@ def test_allreduce_smoke_run_writes_rows_for_every_mode(tmp_path, capsys):
         assert (tmp_path / "img" / "sweep_time.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_allreduce_in_step_calls_and_the_flat_coo_mode(tmp_path, capsys):
+    """--calls 3: three all-reduces per testbed run, the two later ones timed, the counters one call's (the
+    same tensor each call, loss-free: exactly the single-call run's); the flat COO mode runs only when asked."""
+    def sweep(name: str, *extra: str) -> dict:
+        out = tmp_path / name
+        argv = ["allreduce", "--densities", "0.1", "--workers", "2", "--sizes", "2048", "--repeat", "2",
+                "--no-progress", "--markdown", "--json-out", str(out), *extra]
+        assert main(argv) == 0
+        return {row["mode"]: row for row in json.loads(out.read_text())["rows"]}
+
+    single = sweep("one.json", "--modes", "sparse")
+    printed = capsys.readouterr().out
+    assert "gloo flat COO" not in printed  # its columns only where it ran
+    rows = sweep("calls.json", "--modes", "sparse,gloo-sparse-coo-flat", "--calls", "3")
+    printed = capsys.readouterr().out
+    sparse = rows["sparse"]
+    assert sparse["status"] == "ok" and len(sparse["seconds"]) == 2 * 2  # 2 runs x the 2 calls after the first
+    assert sparse["extra"]["calls_per_run"] == 3
+    for counter in ("switch_to_packets", "switch_to_bytes", "switch_from_packets", "switch_from_bytes"):
+        assert sparse[counter] == single["sparse"][counter], counter
+    assert "| gloo flat COO ms |" in printed
+    flat = rows["gloo-sparse-coo-flat"]
+    if HAVE_TORCH:
+        # verified against gloo's dense sum; a flat COO all-gathers 12 B per non-zero value
+        assert flat["status"] == "ok" and flat["sent_bytes_per_worker"] > 0
+        assert flat["extra"]["computed_received_bytes_per_worker"] > 0
+    else:
+        assert flat["status"].startswith("not installed")
+
+
 def test_model_runs_from_a_sweep_file(tmp_path, capsys):
     sweep = {"rows": [{"mode": "sparse", "workers": 2, "size": 4096, "density": 0.1, "status": "ok",
                        "seconds": [0.01], "union_density": 0.19, "ideal_total_bytes": 190 * (26 + 2 * 24),
