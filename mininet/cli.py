@@ -20,6 +20,7 @@ from omnireduce.clierrors import JsonArgumentParser, json_usage_errors, report_e
 from omnireduce.host.config import Timeouts
 from omnireduce.host.progress import plural
 from omnireduce.p4src import constants
+from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan, parse_rule
 
 from .model import Fault, ImpairSite, NetKind, PortKind, SwitchKind, TestbedConfig
@@ -100,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "/dev/shm (no system call per frame; needs a C compiler, like the native pipeline), or "
                              "udp, a UDP socket per worker on 127.0.0.1 (default: shm where it builds, else udp, "
                              "saying why)")
+    parser.add_argument("--pipeline", choices=PIPELINES, default=defaults.pipeline,
+                        help="the softswitch's packet pipeline: native (the generated C), python (the reference), "
+                             "or auto (default): the softswitch's own default, $OMNIREDUCE_SOFTSWITCH_BACKEND where "
+                             "set, else native where it builds and python otherwise, saying why")
     parser.add_argument("--size", type=argtypes.integer(minimum=1), default=defaults.size, metavar="ELEMENTS",
                         help=f"tensor length in values (default {defaults.size})")
     parser.add_argument("--density", type=argtypes.fraction, default=defaults.density, metavar="D",
@@ -160,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> TestbedConfig:
                          seed=args.seed, repeat=args.repeat, timeout=args.timeout, loss=args.loss,
                          impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
                          keep_logs=args.keep_logs,
-                         fault=args.fault, ports=args.ports)
+                         fault=args.fault, ports=args.ports, pipeline=args.pipeline)
 
 
 class ProgressView:

@@ -170,7 +170,8 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
     if rings is not None:
         frames = {worker: FrameRing(rings / f"port{worker.port}") for worker in workers}
         switch_argv = softswitch_ring_argv([(worker.port, frames[worker].path) for worker in workers], grpc_port,
-                                           impairments=config.impairment_plan(), impair_seed=config.seed)
+                                           impairments=config.impairment_plan(), impair_seed=config.seed,
+                                           pipeline=config.pipeline)
     else:
         udp_ports = free_ports(2 * len(workers))
         frames = {worker: FramePorts(agent=(LOOPBACK, udp_ports[2 * index]),
@@ -178,7 +179,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                   for index, worker in enumerate(workers)}
         switch_argv = softswitch_loopback_argv(
             [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
-            impairments=config.impairment_plan(), impair_seed=config.seed)
+            impairments=config.impairment_plan(), impair_seed=config.seed, pipeline=config.pipeline)
     ports = "shm" if rings is not None else "udp"
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0

@@ -32,7 +32,8 @@ from .ports import free_tcp_port
 from .processes import ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
 from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import plan_to_json
-from .switches import bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, impairment_argv, softswitch_prefix
+from .switches import (bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, impairment_argv, pipeline_argv,
+                       softswitch_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout,
         prefix = bmv2_prefix(binary, thrift_port, layout.root / "bmv2-notifications.ipc")
         suffix = bmv2_suffix(grpc_port)
     else:
-        prefix, suffix = softswitch_prefix(), ["--grpc-server-addr", grpc_server_addr(grpc_port)]
+        prefix = softswitch_prefix()
+        suffix = ["--grpc-server-addr", grpc_server_addr(grpc_port), *pipeline_argv(config.pipeline)]
         if config.impair_at is ImpairSite.SWITCH:
             suffix += impairment_argv(config.impairment_plan(), config.seed)
     return {"kind": "process", "argv_prefix": prefix, "interface_flag": "-i", "interface_format": "{port}@{intf}",

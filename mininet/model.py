@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from omnireduce.p4src import constants
+from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan
 
 from .inputs import SUPPORTED_DTYPES, block_count
@@ -129,6 +130,8 @@ class TestbedConfig:
     impair_at: ImpairSite | None = None
     #: the loopback softswitch's port kind; None: shared memory where its rings build, else UDP (saying why)
     ports: PortKind | None = None
+    #: the softswitch's packet pipeline (softswitch/backend.py): auto (native where it builds), native, python
+    pipeline: str = "auto"
     keep_logs: Path | None = None
     fault: Fault | None = None
 
@@ -191,6 +194,10 @@ class TestbedConfig:
             if not ports <= hosts:
                 problems.append(f"--impair names port(s) {', '.join(map(str, sorted(ports - hosts)))}, which no "
                                 f"worker uses (worker k of the run is on port k+1: ports 1..{len(hosts)})")
+        if self.pipeline not in PIPELINES:
+            problems.append(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        elif self.pipeline != "auto" and self.switch is SwitchKind.BMV2:
+            problems.append("--pipeline chooses the softswitch's pipeline; BMv2 runs its own")
         if self.ports is not None and self.net is not NetKind.LOOPBACK:
             problems.append("--ports is the loopback softswitch's port kind; Mininet hosts use their interfaces")
         if self.switch is SwitchKind.BMV2 and self.net is NetKind.LOOPBACK:

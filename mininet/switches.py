@@ -34,29 +34,37 @@ def softswitch_prefix(python: str = sys.executable) -> list[str]:
 
 def softswitch_loopback_argv(ports: Sequence[tuple[int, tuple[str, int], tuple[str, int]]], grpc_port: int,
                              python: str = sys.executable, *, impairments: ImpairmentPlan = ImpairmentPlan(),
-                             impair_seed: int = 0) -> tuple[str, ...]:
+                             impair_seed: int = 0, pipeline: str = "auto") -> tuple[str, ...]:
     """`ports`: (switch port, the switch's UDP socket, the agent's UDP socket) per worker; `impairments`: the
-    softswitch's fault injection (softswitch/faults.py), seeded by `impair_seed`."""
+    softswitch's fault injection (softswitch/faults.py), seeded by `impair_seed`; `pipeline`: its backend."""
     return softswitch_argv([f"{port}@udp:{local_ip}:{local_port},{peer_ip}:{peer_port}"
                             for port, (local_ip, local_port), (peer_ip, peer_port) in ports],
-                           grpc_port, python, impairments=impairments, impair_seed=impair_seed)
+                           grpc_port, python, impairments=impairments, impair_seed=impair_seed, pipeline=pipeline)
 
 
 def softswitch_ring_argv(ports: Sequence[tuple[int, Path]], grpc_port: int, python: str = sys.executable, *,
-                         impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
-    """`ports`: (switch port, the ring file the switch creates for it) per worker; `impairments` as above."""
+                         impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0,
+                         pipeline: str = "auto") -> tuple[str, ...]:
+    """`ports`: (switch port, the ring file the switch creates for it) per worker; the rest as above."""
     return softswitch_argv([f"{port}@shm:{path}" for port, path in ports], grpc_port, python,
-                           impairments=impairments, impair_seed=impair_seed)
+                           impairments=impairments, impair_seed=impair_seed, pipeline=pipeline)
 
 
 def softswitch_argv(interfaces: Sequence[str], grpc_port: int, python: str = sys.executable, *,
-                    impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0) -> tuple[str, ...]:
-    """The softswitch with one `-i` per entry of `interfaces` (`N@udp:...`, `N@shm:PATH`) and the impairments."""
+                    impairments: ImpairmentPlan = ImpairmentPlan(), impair_seed: int = 0,
+                    pipeline: str = "auto") -> tuple[str, ...]:
+    """The softswitch with one `-i` per entry of `interfaces` (`N@udp:...`, `N@shm:PATH`), the impairments, and
+    its pipeline (`auto`: the softswitch's own default, which $OMNIREDUCE_SOFTSWITCH_BACKEND may set)."""
     argv = softswitch_prefix(python)
     for interface in interfaces:
         argv += ["-i", interface]
     argv += ["--grpc-server-addr", grpc_server_addr(grpc_port)]
-    return tuple(argv + impairment_argv(impairments, impair_seed))
+    return tuple(argv + pipeline_argv(pipeline) + impairment_argv(impairments, impair_seed))
+
+
+def pipeline_argv(pipeline: str) -> list[str]:
+    """`--backend NAME` for the softswitch; nothing for `auto`, which leaves it to the softswitch's default."""
+    return [] if pipeline == "auto" else ["--backend", pipeline]
 
 
 def impairment_argv(impairments: ImpairmentPlan, seed: int) -> list[str]:

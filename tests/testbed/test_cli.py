@@ -108,6 +108,23 @@ def test_both_port_kinds_carry_the_impairment_plan() -> None:
     assert "--impair" not in softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, impairments=ImpairmentPlan())
 
 
+def test_the_pipeline_choice_reaches_the_softswitch_on_both_port_kinds() -> None:
+    from pathlib import Path
+
+    from omnireduce.testbed.switches import softswitch_loopback_argv, softswitch_ring_argv
+
+    assert config_from_args(build_parser().parse_args([])).pipeline == "auto"
+    config = config_from_args(build_parser().parse_args(["--pipeline", "python"]))
+    assert config.pipeline == "python" and config.problems() == []
+    for pipeline, expected in (("python", ["--backend", "python"]), ("native", ["--backend", "native"]),
+                               ("auto", [])):
+        ring = softswitch_ring_argv([(1, Path("/dev/shm/port1"))], 50051, pipeline=pipeline)
+        udp = softswitch_loopback_argv([(1, ("127.0.0.1", 1), ("127.0.0.1", 2))], 50051, pipeline=pipeline)
+        for argv in (ring, udp):
+            flags = [argv[i:i + 2] for i in range(len(argv) - 1) if argv[i] == "--backend"]
+            assert [list(flag) for flag in flags] == ([expected] if expected else []), argv
+
+
 def test_asking_for_shm_ports_without_a_compiler_fails_up_front(monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from omnireduce.testbed import runner

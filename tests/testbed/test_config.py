@@ -30,6 +30,8 @@ def test_default_config_is_valid():
     (TestbedConfig(jobs=10, workers=30), "253"),
     (TestbedConfig(dtype="int32", fault=Fault(FaultKind.NAN_INPUT)), "float32"),
     (TestbedConfig(timeout=0), "--timeout"),
+    (TestbedConfig(pipeline="fast"), "--pipeline must be one of auto, native, python"),
+    (TestbedConfig(pipeline="python", net=NetKind.MININET, switch=SwitchKind.BMV2), "BMv2 runs its own"),
     (TestbedConfig(loss=1.0), "--loss"),
     (TestbedConfig(impairments=ImpairmentPlan.parse(["drop=0.1"]), impair_at=ImpairSite.LINKS), "--net mininet"),
     (TestbedConfig(loss=0.01, net=NetKind.MININET, switch=SwitchKind.BMV2, impair_at=ImpairSite.SWITCH),

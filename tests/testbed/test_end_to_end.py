@@ -83,6 +83,16 @@ def test_udp_ports_still_give_exact_results(tmp_path):
     check_traffic(report)
 
 
+def test_the_python_pipeline_gives_the_same_exact_results(tmp_path):
+    # --pipeline python: the softswitch runs the reference pipeline (the generated Python) instead of the C.
+    report = run_testbed(TestbedConfig(workers=2, size=20000, density=0.1, dtype="int32", slots=8, pipeline="python",
+                                       timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    assert all(worker.max_error == 0 for worker in report.jobs[0].workers)
+    check_traffic(report)
+    assert survivors(tmp_path) == []
+
+
 def test_repeated_calls_each_report_their_time_and_make_the_traffic_of_all(tmp_path):
     single = run_testbed(TestbedConfig(workers=3, size=20000, density=0.1, slots=8, timeout=90))
     report = run_testbed(TestbedConfig(workers=3, size=20000, density=0.1, slots=8, repeat=3, timeout=90,
