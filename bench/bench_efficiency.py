@@ -16,8 +16,15 @@ per worker, every result checked against numpy's sum). Reported per point:
   packets; docs/performance.md);
 - retransmissions and REQUESTs the agents sent, and the switch's drops (all reasons);
 - time: the all-reduce by the agents' clocks (slowest worker), and the switch's packet rate into the pipeline over
-  that time, set against the softswitch's standalone rate on bench_softswitch's recorded trace, measured in the same
-  run (no sockets, one core: the ceiling the end-to-end rate is held to).
+  that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
+  an all-reduce with the point's workers, density and slots (bench_softswitch's generator, sized to about
+  TRACE_CONTRIBUTIONS contributions), run through the same pipeline in one process without sockets (one core:
+  the ceiling the end-to-end rate is held to). Each multicast result costs the pipeline one egress pass per
+  worker, so the rate per packet in depends on W and on the density; a trace of other work would not compare.
+  bench_softswitch's own trace (W = 4, d = 0.5) is timed too, as a reference across runs.
+
+--pipeline chooses the switch's pipeline for the runs and the standalone rates alike: native (the generated C,
+where it builds), python (the reference), or auto.
 
 With --loss P the switch loses each frame in and out with probability P (seeded), and the time is also compared
 with the same point's loss-free run.
@@ -26,15 +33,18 @@ with the same point's loss-free run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import math
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from omnireduce import argtypes
+from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.testbed.model import TestbedConfig, TestbedReport
 from omnireduce.testbed.runner import run_testbed
 
@@ -67,16 +77,19 @@ class PointResult:
     drops: dict[str, int]
     switch_packets_in: int
     switch_pps: float
+    pipeline: str = "auto"
+    standalone_pps: float = 0.0  # the same pipeline alone on a trace of this point's work (0: not measured)
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
-                  seed: int) -> PointResult:
-    config = TestbedConfig(workers=workers, size=size, density=density, slots=slots, seed=seed, loss=loss)
+                  seed: int, pipeline: str = "auto") -> PointResult:
+    config = TestbedConfig(workers=workers, size=size, density=density, slots=slots, seed=seed, loss=loss,
+                           pipeline=pipeline)
     slots = config.slots
     report: TestbedReport = run_testbed(config)
     if not report.jobs:
         return PointResult(workers, density, size, slots, loss, False, report.failure, report.elapsed_s, 0.0, 0.0,
-                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0)
+                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0, pipeline)
     job = report.jobs[0]
     stats = [worker.stats for worker in job.workers]
     seconds = max((float(s.get("elapsed_s", 0.0)) for s in stats), default=0.0) or report.elapsed_s
@@ -98,52 +111,90 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
         drops=dict(report.drops),
         switch_packets_in=packets_in,
         switch_pps=packets_in / seconds if seconds else 0.0,
+        pipeline=pipeline,
     )
 
 
-#: The testbed's switch process runs the native pipeline on batches of up to this many frames (its port loop's
-#: read batch, softswitch/ports.py), so that is the standalone rate an end-to-end run is compared with.
+#: The testbed's switch process runs its pipeline on batches of up to this many frames (its port loop's read
+#: batch, softswitch/ports.py), so that is the standalone rate an end-to-end run is compared with.
 PORT_LOOP_BATCH = 64
+#: A point's standalone trace is an all-reduce of about this many contributions (enough to time; its recording
+#: runs the Python pipeline, whose egress passes grow with W).
+TRACE_CONTRIBUTIONS = 8000
+TRACE_MIN_BLOCKS = 2048
 
 
-def standalone_rate() -> dict:
-    """The softswitch's own rate on bench_softswitch's recorded trace (no sockets, one process), best of 3, in the
-    configuration the testbed's switch runs: the native pipeline (where it builds) fed in port-loop batches as
-    arrays, as its shared-memory port loop does."""
+def pipeline_mode(pipeline: str):
+    """The pipeline that runs for `pipeline` here, timed as the testbed's shared-memory port loop feeds it: the
+    native one arrays of PORT_LOOP_BATCH frames, the Python one process_batch of as many."""
     from omnireduce.softswitch.device import Device
 
-    from .bench_softswitch import PROJECT_JSON, SoftswitchMode, load_generator, record_trace, time_softswitch
+    from .bench_softswitch import PROJECT_JSON, SoftswitchMode
 
-    raw = PROJECT_JSON.read_bytes()
-    probe = Device(name="bench-probe")
-    probe.load_pipeline(raw)
-    # The testbed's default ports are shared-memory rings, whose port loop hands the native pipeline arrays.
+    probe = Device(name="bench-probe", backend=pipeline)
+    probe.load_pipeline(PROJECT_JSON.read_bytes())
     native = probe.backend == "native"
-    mode = SoftswitchMode(f"{probe.backend}, {'arrays' if native else 'batches'} of {PORT_LOOP_BATCH}",
-                          probe.backend, PORT_LOOP_BATCH if native else 0, arrays=native)
-    trace = record_trace(raw, PROJECT_JSON, load_generator(None, PROJECT_JSON, 2048), 0)
-    wall, cpu, _ = time_softswitch(raw, trace, 3, mode)
+    return SoftswitchMode(f"{probe.backend}, {'arrays' if native else 'batches'} of {PORT_LOOP_BATCH}",
+                          probe.backend, PORT_LOOP_BATCH, arrays=native)
+
+
+def _timed(trace, mode) -> dict:
+    from .bench_softswitch import PROJECT_JSON, time_softswitch
+
+    wall, cpu, _ = time_softswitch(PROJECT_JSON.read_bytes(), trace, 3, mode)
     frames = len(trace.batch)
     return {"mode": mode.label, "frames": frames, "pps_wall": frames / wall, "pps_cpu": frames / cpu}
+
+
+def standalone_rate(pipeline: str = "auto") -> dict:
+    """The softswitch's own rate on bench_softswitch's recorded trace (W = 4, d = 0.5; no sockets, one process),
+    best of 3, in the configuration the testbed's switch runs (pipeline_mode)."""
+    from .bench_softswitch import PROJECT_JSON, load_generator, record_trace
+
+    trace = record_trace(PROJECT_JSON.read_bytes(), PROJECT_JSON, load_generator(None, PROJECT_JSON, 2048), 0)
+    return _timed(trace, pipeline_mode(pipeline))
+
+
+def trace_blocks(workers: int, density: float, size: int) -> int:
+    """Blocks of a point's standalone trace: about TRACE_CONTRIBUTIONS contributions, within the tensor."""
+    from omnireduce.testbed.inputs import block_count
+
+    wanted = math.ceil(TRACE_CONTRIBUTIONS / max(workers * density, 1e-9))
+    return max(1, min(block_count(size), max(TRACE_MIN_BLOCKS, wanted)))
+
+
+def workload_rate(workers: int, density: float, size: int, slots: int, pipeline: str = "auto") -> dict:
+    """The standalone rate on the point's own work: a recorded all-reduce of trace_blocks() blocks with its
+    workers, density and slots, timed like standalone_rate."""
+    from .bench_softswitch import PROJECT_JSON, record_trace
+    from .frame_generators import omnireduce_frames
+
+    generator = functools.partial(omnireduce_frames, workers=workers, slots=slots,
+                                  blocks=trace_blocks(workers, density, size), density=density)
+    trace = record_trace(PROJECT_JSON.read_bytes(), PROJECT_JSON, generator, 0)
+    return _timed(trace, pipeline_mode(pipeline))
 
 
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
-             f"{'req':>5} {'drops':>6} {'switch pps':>10} {'of alone':>8}"]
-    alone = standalone["pps_wall"] if standalone else None
+             f"{'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8}"]
     for r in results:
-        share = f"{r.switch_pps / alone:8.0%}" if alone else f"{'-':>8}"
+        alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
+        share = f"{r.switch_pps / r.standalone_pps:8.0%}" if r.standalone_pps else f"{'-':>8}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
                      f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} {r.requests:5d} "
-                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {share}")
+                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
+    if any(r.standalone_pps for r in results):
+        lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
+                     "(its W, density and slots; packets in per second wall, best of 3, same run)")
     if standalone:
-        lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace, {standalone['frames']} frames, "
-                     f"same run): "
+        lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace W = 4 d = 0.5, "
+                     f"{standalone['frames']} frames, same run): "
                      f"{standalone['pps_wall']:.0f} packets/s wall, {standalone['pps_cpu']:.0f} per CPU second")
     return "\n".join(lines)
 
@@ -163,7 +214,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run every point with this loss probability (repeatable; loss-free always runs)")
     parser.add_argument("--seed", type=argtypes.integer(minimum=0), default=1,
                         help="seed of the inputs and of the loss (default 1)")
-    parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rate")
+    parser.add_argument("--pipeline", choices=PIPELINES, default="auto",
+                        help="the softswitch's pipeline, in the runs and alone (default auto: native where it "
+                             "builds, else python)")
+    parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rates")
     parser.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
 
 
@@ -174,13 +228,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         points = QUICK_POINTS if args.quick else FULL_POINTS
     losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
-    standalone = None if args.no_standalone else standalone_rate()
+    standalone = None if args.no_standalone else standalone_rate(args.pipeline)
     results = []
     started = time.monotonic()
     for workers, density, size in points:
+        alone = 0.0
+        if not args.no_standalone:
+            slots = TestbedConfig(workers=workers, size=size, density=density, slots=args.slots).slots
+            alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
         for loss in losses:
             log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
-            result = measure_point(workers, density, size, args.slots, loss, args.seed)
+            result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline),
+                             standalone_pps=alone)
             log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
                      result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)
             results.append(result)

@@ -122,3 +122,22 @@ def test_the_agent_bench_measures_both_kernels_and_both_batch_paths(capsys):
     packets = report["packets"]
     assert packets["packets_per_s_build_and_consume_batched"] > 0
     assert (packets["packets_per_s_build_and_consume_compiled"] is not None) == compiled
+
+
+def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_path, capsys):
+    """--pipeline python: the runs and the standalone rates on the Python pipeline; each point's standalone rate
+    is timed on a trace of its own all-reduce (its W, density, slots), sized by trace_blocks."""
+    from omnireduce.bench.bench_efficiency import TRACE_MIN_BLOCKS, trace_blocks
+
+    assert trace_blocks(4, 0.1, 4_194_304) == 20_000  # about TRACE_CONTRIBUTIONS contributions
+    assert trace_blocks(8, 1.0, 4_194_304) == TRACE_MIN_BLOCKS
+    assert trace_blocks(2, 0.001, 4096) == 128  # never more than the tensor's blocks
+    out = tmp_path / "efficiency.json"
+    assert main(["efficiency", "--pipeline", "python", "--workers", "2", "--density", "0.1", "--size", "8192",
+                 "--json-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "alone: the same pipeline in one process" in printed and "python, batches of 64" in printed
+    data = json.loads(out.read_text())
+    (point,) = data["points"]
+    assert point["ok"] and point["pipeline"] == "python" and point["standalone_pps"] > 0
+    assert data["standalone"]["mode"] == "python, batches of 64"
