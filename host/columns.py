@@ -62,8 +62,10 @@ class ColumnState:
     expected: block whose result is awaited next (END: column closed); own_next: the next block this worker sends
     in the column; contributed: whether this worker contributed to the awaited round; sent_at: when our CONTRIB for
     the awaited round left if it was never retransmitted (NaN: not timed, Karn); first_sent_at, retransmitted_at: when
-    it first left and was last retransmitted (NaN: not), to recognise a spurious timeout; rto, deadline: the awaited round's
-    timer; timeouts: its expiries; gap_requested: a REQUEST for it already went out on a gap; contrib: each column's
+    it first left and was last retransmitted (NaN: not), to recognise a spurious timeout; sent_seq: the place of our
+    CONTRIB for it among all this exchange's CONTRIBs, in sending order (-1: none), to tell a round still queued
+    behind our earlier frames at the switch from one the switch has passed (TensorExchange.on_timer); rto, deadline: the
+    awaited round's timer; timeouts: its expiries; gap_requested: a REQUEST for it already went out on a gap; contrib: each column's
     last CONTRIB payload, resent as it is on a timeout; early: results that overtook the awaited one, by block;
     has_early: whether early holds any.
     """
@@ -74,6 +76,7 @@ class ColumnState:
     sent_at: np.ndarray
     first_sent_at: np.ndarray
     retransmitted_at: np.ndarray
+    sent_seq: np.ndarray
     rto: np.ndarray
     deadline: np.ndarray
     timeouts: np.ndarray
@@ -100,6 +103,7 @@ class ColumnState:
             sent_at=np.full(columns, math.nan),
             first_sent_at=np.zeros(columns),
             retransmitted_at=np.full(columns, math.nan),
+            sent_seq=np.full(columns, -1, dtype=np.int64),
             rto=np.zeros(columns),
             deadline=np.full(columns, NO_DEADLINE),
             timeouts=np.zeros(columns, dtype=np.int64),

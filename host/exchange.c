@@ -25,6 +25,10 @@ typedef struct orx_exchange {
     double initial, ceiling, first, fallback;  /* Timeouts: retransmit_initial, _max, _first, request_fallback */
     /* the round-trip estimator (engine.RoundTripEstimator), in and out; NaN stands for None */
     double srtt, rttvar, peak, backed_off;
+    /* TensorExchange.send_seq (the next CONTRIB's place in sending order), answered_seq and answered_at, in and
+       out */
+    int64_t send_seq, answered_seq;
+    double answered_at;
     /* what the last call did */
     int64_t consumed;     /* rows consumed (all from the first row given) */
     int64_t sent;         /* CONTRIB rows written to out_rows */
@@ -37,7 +41,9 @@ typedef struct orx_columns {
     /* engine.ColumnState, indexed by slot */
     int64_t *expected, *own_next, *timeouts;
     uint8_t *contributed, *gap_requested, *has_early;
-    double *sent_at, *first_sent_at, *retransmitted_at, *rto, *deadline;
+    double *sent_at, *first_sent_at, *retransmitted_at;
+    int64_t *sent_seq;          /* our CONTRIB's place in sending order (ColumnState.sent_seq) */
+    double *rto, *deadline;
     uint8_t *contrib;           /* columns x ORX_PAYLOAD: each column's last CONTRIB */
     uint8_t *set_index;         /* SlotChannels.set_index */
     /* the tensor, indexed by block */
@@ -128,6 +134,7 @@ static void contribute(orx_exchange *x, orx_columns *c, int64_t slot, int64_t bl
     c->sent_at[slot] = now;
     c->first_sent_at[slot] = now;
     c->retransmitted_at[slot] = NAN;
+    c->sent_seq[slot] = x->send_seq++;
     c->timeouts[slot] = 0;
     c->gap_requested[slot] = 0;
     memcpy(out + x->sent * ORX_PAYLOAD, row, ORX_PAYLOAD);
@@ -152,6 +159,10 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
         int64_t slot = r.slot, block = r.block, next = r.next;
         uint8_t set_bit = p[ORX_FLAGS] & ORX_SET_MASK;
         if (c->contributed[slot] && !isnan(c->sent_at[slot])) sample(x, now - c->sent_at[slot]);
+        if (c->contributed[slot] && c->sent_seq[slot] > x->answered_seq) {
+            x->answered_seq = c->sent_seq[slot];
+            x->answered_at = now;
+        }
         memcpy(c->result + block * ORX_LANE_BYTES, p + ORX_HEADER, ORX_LANE_BYTES);
         c->result_next[block] = next;
         c->result_set[block] = set_bit;

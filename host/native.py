@@ -30,12 +30,16 @@ typedef struct orx_exchange {
     int64_t slots, count, columns, expected_exponent;
     double initial, ceiling, first, fallback;
     double srtt, rttvar, peak, backed_off;
+    int64_t send_seq, answered_seq;
+    double answered_at;
     int64_t consumed, sent, first_round, closed, exponent;
 } orx_exchange;
 typedef struct orx_columns {
     int64_t *expected, *own_next, *timeouts;
     uint8_t *contributed, *gap_requested, *has_early;
-    double *sent_at, *first_sent_at, *retransmitted_at, *rto, *deadline;
+    double *sent_at, *first_sent_at, *retransmitted_at;
+    int64_t *sent_seq;
+    double *rto, *deadline;
     uint8_t *contrib;
     uint8_t *set_index;
     const uint8_t *lanes;

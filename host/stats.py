@@ -20,8 +20,11 @@ class Stats:
     malformed, for another job or worker, or of no known kind. elapsed_s: the whole call; joined_s: from the call
     until its scale round completed, i.e. until every worker of the job had joined: elapsed_s - joined_s is the
     all-reduce as it would be timed after a barrier (what benchmarks of other all-reduces time); cpu_s: the agent
-    process's CPU time (user and system, all threads) during the call.
-    On a loss-free path only contributions (and the results) travel: every other count stays 0.
+    process's CPU time (user and system, all threads) during the call. timers_deferred: first timeouts put off
+    because the round's CONTRIB was still queued at a busy switch behind this worker's earlier frames (results
+    for those still coming, none yet for a later one; TensorExchange.on_timer): no packet, a sign of a switch
+    slower than the window.
+    On a loss-free path only contributions (and the results) travel: every other traffic count stays 0.
     """
 
     blocks_total: int = 0
@@ -34,6 +37,7 @@ class Stats:
     requests_sent: int = 0
     retransmissions: int = 0
     spurious_timeouts: int = 0
+    timers_deferred: int = 0
     repairs_sent: int = 0
     repairs_unknown: int = 0
     repairs_received: int = 0

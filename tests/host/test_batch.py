@@ -74,6 +74,8 @@ class Worker:
             "first_sent_at": columns.first_sent_at.tolist(),
             "retransmitted_at": [None if math.isnan(t) else t for t in columns.retransmitted_at.tolist()],
             "has_early": columns.has_early.tolist(), "awaiting_first": exchange._awaiting_first,
+            "sent_seq": columns.sent_seq.tolist(), "send_seq": exchange.send_seq, "answered_seq": exchange.answered_seq,
+            "answered_at": exchange.answered_at,
         }
 
 

@@ -396,3 +396,41 @@ def test_the_first_round_waits_longer_by_the_slack_for_peers_still_preparing():
     capped = Script(np.ones((2, C.LANES)), slots=1, first_round_slack=60.0)
     capped.exchange.start(0.0)
     assert capped.exchange._columns.deadline[0] == pytest.approx(TIMEOUTS.retransmit_max)
+
+
+def test_a_round_queued_behind_our_earlier_frames_waits_while_the_switch_answers_them():
+    # A switch slower than the window: our CONTRIBs wait in its queue in the order they left, so while the rounds
+    # of earlier ones keep being answered and none of a later one is, a round is still queued, not lost.
+    script = Script(sparse_blocks(12, [0, 1, 2, 3]), slots=4)  # after the first round this worker only waits
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)
+    assert len(script.take()) == 4
+    assert columns.sent_seq.tolist() == [0, 1, 2, 3] and exchange.send_seq == 4
+    assert script.feed(script.result(0, 0, 4), now=0.001) == []  # a fast first sample: the timeout stays RTO
+    assert script.feed(script.result(0, 1, 5), now=0.06) == []  # the next of our CONTRIBs, answered in turn
+    assert (exchange.answered_seq, exchange.answered_at) == (1, 0.06)
+    assert script.feed(script.result(1, 4, 8), now=0.07) == []  # a round we did not join: not ours, no sign
+    assert exchange.answered_at == 0.06
+    exchange.on_timer(RTO)  # columns 2 and 3 are due, but the switch is still working through our frames
+    assert script.take() == [] and script.stats.retransmissions == 0 and script.stats.timers_deferred == 2
+    assert columns.deadline[2:].tolist() == pytest.approx([0.06 + RTO] * 2)  # a timeout after the last answer
+    # Column 3's CONTRIB (sent last) is answered: the switch has passed column 2's, which is due now.
+    assert script.feed(script.result(0, 3, END), now=0.08) == [] and exchange.answered_seq == 3
+    exchange.on_timer(0.06 + RTO)
+    assert script.take() == [("CONTRIB", 0, 2, 2, END, 0)]
+    assert script.stats.retransmissions == 1 and script.stats.timers_deferred == 2
+
+
+def test_a_queued_round_is_retransmitted_once_results_stop():
+    script = Script(sparse_blocks(8, [0, 1, 2, 3]), slots=4)
+    exchange = script.exchange
+    exchange.start(0.0)
+    script.take()
+    script.feed(script.result(0, 0, 4), now=0.001)
+    exchange.on_timer(RTO)  # deferred to one timeout after the result at 1 ms...
+    assert script.take() == [] and exchange.next_wakeup() == pytest.approx(0.001 + RTO)
+    exchange.on_timer(0.001 + RTO)  # ...and nothing came since: lost, or the switch stopped
+    assert [packet[:4] for packet in script.take()] == [("CONTRIB", 0, 1, 1), ("CONTRIB", 0, 2, 2),
+                                                        ("CONTRIB", 0, 3, 3)]
+    assert script.stats.timers_deferred == 3
+
