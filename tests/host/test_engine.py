@@ -434,3 +434,21 @@ def test_a_queued_round_is_retransmitted_once_results_stop():
                                                         ("CONTRIB", 0, 3, 3)]
     assert script.stats.timers_deferred == 3
 
+
+def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_smoothed_estimate_once():
+    estimate = RoundTripEstimator()
+    script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)  # both first-round CONTRIBs armed with RTO (no sample yet)
+    script.take()
+    assert script.feed(script.result(0, 0, 2), now=0.09) == [("CONTRIB", 1, 0, 2, END, 0)]  # a slow round
+    assert estimate.srtt + max(4 * estimate.rttvar, estimate.srtt) > 2 * RTO
+    exchange.on_timer(RTO)  # column 1 was armed before that sample: judged by the estimate, at most 2 x RTO
+    assert script.take() == [] and columns.deadline[1] == pytest.approx(2 * RTO)
+    assert columns.rto[1] == RTO  # a retransmission still backs off from the armed timeout
+    # Then the other sign: its CONTRIB left before column 0's second one, unanswered, but after column 0's
+    # first, answered at 0.09: one timeout after that answer has passed, so it is due.
+    exchange.on_timer(2 * RTO)
+    assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)]
+    assert script.stats.timers_deferred == 1 and script.stats.retransmissions == 1
+    assert columns.deadline[1] == pytest.approx(2 * RTO + 2 * RTO)  # backed off (x2) from the armed RTO
