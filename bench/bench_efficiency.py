@@ -17,8 +17,9 @@ per worker, every result checked against numpy's sum). Reported per point:
 - retransmissions and REQUESTs the agents sent, and the switch's drops (all reasons);
 - time: the all-reduce by the agents' clocks (slowest worker), and the switch's packet rate into the pipeline over
   that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
-  an all-reduce with the point's workers, density and slots (bench_softswitch's generator, sized to about
-  TRACE_CONTRIBUTIONS contributions), run through the same pipeline in one process without sockets (one core:
+  an all-reduce with the point's workers and density (bench_softswitch's generator, sized to about
+  TRACE_CONTRIBUTIONS contributions, with the point's slots scaled to it so that the dense first round weighs the
+  same), run through the same pipeline in one process without sockets (one core:
   the ceiling the end-to-end rate is held to). Each multicast result costs the pipeline one egress pass per
   worker, so the rate per packet in depends on W and on the density; a trace of other work would not compare.
   bench_softswitch's own trace (W = 4, d = 0.5) is timed too, as a reference across runs.
@@ -163,14 +164,23 @@ def trace_blocks(workers: int, density: float, size: int) -> int:
     return max(1, min(block_count(size), max(TRACE_MIN_BLOCKS, wanted)))
 
 
+def trace_slots(slots: int, blocks: int, size: int) -> int:
+    """Slots of a point's standalone trace: the point's, scaled down with the tensor, so that the dense first round
+    (S blocks per worker) weighs in the trace what it weighs in the run."""
+    from omnireduce.testbed.inputs import block_count
+
+    return max(1, min(slots, round(slots * blocks / block_count(size))))
+
+
 def workload_rate(workers: int, density: float, size: int, slots: int, pipeline: str = "auto") -> dict:
     """The standalone rate on the point's own work: a recorded all-reduce of trace_blocks() blocks with its
-    workers, density and slots, timed like standalone_rate."""
+    workers and density, and its slots scaled to the trace (trace_slots), timed like standalone_rate."""
     from .bench_softswitch import PROJECT_JSON, record_trace
     from .frame_generators import omnireduce_frames
 
-    generator = functools.partial(omnireduce_frames, workers=workers, slots=slots,
-                                  blocks=trace_blocks(workers, density, size), density=density)
+    blocks = trace_blocks(workers, density, size)
+    generator = functools.partial(omnireduce_frames, workers=workers, slots=trace_slots(slots, blocks, size),
+                                  blocks=blocks, density=density)
     trace = record_trace(PROJECT_JSON.read_bytes(), PROJECT_JSON, generator, 0)
     return _timed(trace, pipeline_mode(pipeline))
 
@@ -191,7 +201,7 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
             lines.append(f"    FAILED: {r.failure}")
     if any(r.standalone_pps for r in results):
         lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
-                     "(its W, density and slots; packets in per second wall, best of 3, same run)")
+                     "(its W and density, its slots scaled to the trace; packets in per second wall, best of 3, same run)")
     if standalone:
         lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace W = 4 d = 0.5, "
                      f"{standalone['frames']} frames, same run): "

@@ -127,11 +127,14 @@ def test_the_agent_bench_measures_both_kernels_and_both_batch_paths(capsys):
 def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_path, capsys):
     """--pipeline python: the runs and the standalone rates on the Python pipeline; each point's standalone rate
     is timed on a trace of its own all-reduce (its W, density, slots), sized by trace_blocks."""
-    from omnireduce.bench.bench_efficiency import TRACE_MIN_BLOCKS, trace_blocks
+    from omnireduce.bench.bench_efficiency import TRACE_MIN_BLOCKS, trace_blocks, trace_slots
 
     assert trace_blocks(4, 0.1, 4_194_304) == 20_000  # about TRACE_CONTRIBUTIONS contributions
     assert trace_blocks(8, 1.0, 4_194_304) == TRACE_MIN_BLOCKS
     assert trace_blocks(2, 0.001, 4096) == 128  # never more than the tensor's blocks
+    # The first round (S blocks of each worker) weighs in the trace what it weighs in the run.
+    assert trace_slots(512, 20_000, 4_194_304) == 78 and trace_slots(64, 128, 4096) == 64
+    assert trace_slots(16, 10, 4_194_304) == 1
     out = tmp_path / "efficiency.json"
     assert main(["efficiency", "--pipeline", "python", "--workers", "2", "--density", "0.1", "--size", "8192",
                  "--json-out", str(out)]) == 0
