@@ -18,8 +18,8 @@ Each timed all-reduce starts after a barrier; its time is the slowest rank's. By
   without TCP/IP headers. gloo receives with recvmsg, which `rchar` does not count, so:
 - received: computed from the algorithm. Dense: gloo's ring all-reduce receives 2(W-1)/W of the tensor per rank.
   Sparse COO: gloo all-gathers every rank's indices and values, so a rank receives the others' nnz * (8 + 4*LANES)
-  bytes for rows, nnz * (8 + 4) for the flat form (plus a few bytes of sizes). Over the whole group, bytes sent equal bytes received (loopback TCP loses
-  nothing), which the sweep reports as a cross-check.
+  bytes for rows, nnz * (8 + 4) for the flat form (plus a few bytes of sizes). Over the whole group, bytes sent
+  equal bytes received (loopback TCP loses nothing), which the sweep reports as a cross-check.
 """
 
 from __future__ import annotations
