@@ -187,8 +187,6 @@ async def action_profiles(switch: fy.Switch) -> dict:
 @scenario
 async def digests(switch: fy.Switch) -> dict:
     """Configure mac_learn_t, then collect `--count` DigestLists of it (the test sends the packets), acking each."""
-    await switch.insert([fy.P4DigestEntry("mac_learn_t", max_list_size=1, max_timeout_ns=0,
-                                          ack_timeout_ns=2_000_000_000)])
     received = []
 
     async def collect() -> None:
@@ -198,7 +196,15 @@ async def digests(switch: fy.Switch) -> dict:
             if len(received) >= ARGS.count:
                 return
 
-    await asyncio.wait_for(collect(), timeout=30)
+    # finsy drops ("digest ignored") a DigestList that arrives while no read_digests queue is open, and the test
+    # sends its packets as soon as the DigestEntry shows up on the server: open the queue first. read_digests
+    # opens it in the collector's first step, before its first await; one pass of the event loop runs that step
+    # (a yield, not a timed wait).
+    collector = asyncio.create_task(collect())
+    await asyncio.sleep(0)
+    await switch.insert([fy.P4DigestEntry("mac_learn_t", max_list_size=1, max_timeout_ns=0,
+                                          ack_timeout_ns=2_000_000_000)])
+    await asyncio.wait_for(collector, timeout=30)
     entries = await read_all(switch, fy.P4DigestEntry("mac_learn_t"))
     return {"received": received, "configs": [[e.max_list_size, e.ack_timeout_ns] for e in entries]}
 
