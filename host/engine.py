@@ -49,6 +49,8 @@ _SET_MASK = C.SET_MASK
 PEAK_MARGIN = 1.25
 #: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
 PEAK_DECAY = 0.97
+#: A first timeout armed before the round trips grew waits at most this many times as long (_defer_first_timeout).
+FIRST_TIMEOUT_STRETCH = 1.5
 
 
 @dataclass(slots=True)
@@ -399,12 +401,12 @@ class TensorExchange:
         """Put off the first timeout of column `slot`, whose round our CONTRIB joined, where the time is queueing
         at a busy switch rather than a loss (a window of many columns into a switch slower than the window, a
         burst like the dense first round: every premature retransmission only queues behind the rest). Returns
-        whether it was put off. Two signs, each tried once per timer:
+        whether it was put off. Two signs (the first is tried once per timer):
 
         - The round trips grew since the timer was armed: it is judged by the smoothed estimate now
           (srtt + max(4 rttvar, srtt), without the decaying peak, which a spurious timeout under loss inflates),
-          at most twice the timeout it was armed with, which trailed a growing queue. The round trip includes
-          waiting for the peers, whose frames queue at the switch too.
+          at most FIRST_TIMEOUT_STRETCH times the timeout it was armed with, which trailed a growing queue. The
+          round trip includes waiting for the peers, whose frames queue at the switch too.
         - Our CONTRIB may still wait in the switch's queue behind our earlier frames: a worker's frames reach
           the switch and are switched in order, so while no round whose CONTRIB left after this one has been
           answered, and the rounds of CONTRIBs that left before it keep being answered in turn (answered_seq
@@ -413,17 +415,18 @@ class TensorExchange:
           of other rounds (recoveries, rounds we did not join) do not count: under loss they trickle in while a
           lost CONTRIB waits.
 
-        A lost CONTRIB is still found: at most one armed timeout later by the first sign, and by the second as
-        soon as a frame sent after it is answered, or when no earlier one has been for a timeout. Measured
-        (docs/performance.md, efficiency): 8 workers into the Python pipeline retransmitted 1,350-1,770 times a
-        run before, 505-546 with the second sign alone, 33 with both; 5% loss takes about a second longer in the
-        median with both (1% loss: no difference). The first sign with the peak and without the cap gave a
-        heavy tail under 5% loss (23-52 s in a quarter of the runs)."""
+        A lost CONTRIB is still found: at most half an armed timeout later by the first sign, and by the second
+        as soon as a frame sent after it is answered, or when no earlier one has been for a timeout. Measured
+        (docs/performance.md, efficiency): 8 workers into the Python pipeline retransmitted 1,350-2,430 times a
+        run before, 365-546 with the second sign alone, 106-162 with both. The first sign costs time where losses
+        are real: with a stretch of 2 (14-62 retransmissions at W = 8) BMv2 on veth runs took a median 10.2 s
+        against 8.9 s, with 1.5 9.0 s; with the peak and no stretch limit a quarter of the 5%-loss runs took
+        23-52 s."""
         columns = self._columns
         sent = float(columns.first_sent_at[slot])
         round_trip = self._round_trip
         if round_trip.backed_off is None and round_trip.srtt is not None and columns.deadline[slot] == sent + rto:
-            smoothed = min(round_trip.srtt + max(4 * round_trip.rttvar, round_trip.srtt), 2 * rto)
+            smoothed = min(round_trip.srtt + max(4 * round_trip.rttvar, round_trip.srtt), FIRST_TIMEOUT_STRETCH * rto)
             if smoothed > rto and sent + smoothed > now:
                 columns.deadline[slot] = sent + smoothed
                 self.stats.timers_deferred += 1

@@ -14,7 +14,8 @@ import pytest
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
 from omnireduce.host.columns import SlotChannels
-from omnireduce.host.engine import PEAK_MARGIN, REQUEST_PATIENCE, RoundTripEstimator, TensorExchange, big_endian_lanes
+from omnireduce.host.engine import (FIRST_TIMEOUT_STRETCH, PEAK_MARGIN, REQUEST_PATIENCE, RoundTripEstimator,
+                                    TensorExchange, big_endian_lanes)
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -442,13 +443,16 @@ def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_smoothed_est
     exchange.start(0.0)  # both first-round CONTRIBs armed with RTO (no sample yet)
     script.take()
     assert script.feed(script.result(0, 0, 2), now=0.09) == [("CONTRIB", 1, 0, 2, END, 0)]  # a slow round
-    assert estimate.srtt + max(4 * estimate.rttvar, estimate.srtt) > 2 * RTO
-    exchange.on_timer(RTO)  # column 1 was armed before that sample: judged by the estimate, at most 2 x RTO
-    assert script.take() == [] and columns.deadline[1] == pytest.approx(2 * RTO)
+    stretched = FIRST_TIMEOUT_STRETCH * RTO
+    assert estimate.srtt + max(4 * estimate.rttvar, estimate.srtt) > stretched
+    exchange.on_timer(RTO)  # column 1 was armed before that sample: judged by the estimate, stretched at most
+    assert script.take() == [] and columns.deadline[1] == pytest.approx(stretched)
     assert columns.rto[1] == RTO  # a retransmission still backs off from the armed timeout
-    # Then the other sign: its CONTRIB left before column 0's second one, unanswered, but after column 0's
-    # first, answered at 0.09: one timeout after that answer has passed, so it is due.
-    exchange.on_timer(2 * RTO)
+    # Then the other sign: its CONTRIB left before column 0's second one (unanswered) and after column 0's first,
+    # answered at 0.09: it waits until one timeout after that answer, once, and is then due.
+    exchange.on_timer(stretched)
+    assert script.take() == [] and columns.deadline[1] == pytest.approx(0.09 + RTO)
+    exchange.on_timer(0.09 + RTO)
     assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)]
-    assert script.stats.timers_deferred == 1 and script.stats.retransmissions == 1
-    assert columns.deadline[1] == pytest.approx(2 * RTO + 2 * RTO)  # backed off (x2) from the armed RTO
+    assert script.stats.timers_deferred == 2 and script.stats.retransmissions == 1
+    assert columns.deadline[1] == pytest.approx(0.09 + RTO + 2 * RTO)  # backed off (x2) from the armed RTO
