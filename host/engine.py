@@ -50,7 +50,7 @@ PEAK_MARGIN = 1.25
 #: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
 PEAK_DECAY = 0.97
 #: A first timeout armed before the round trips grew waits at most this many times as long (_defer_first_timeout).
-FIRST_TIMEOUT_STRETCH = 1.5
+FIRST_TIMEOUT_STRETCH = 2.0
 
 
 @dataclass(slots=True)
@@ -415,13 +415,13 @@ class TensorExchange:
           of other rounds (recoveries, rounds we did not join) do not count: under loss they trickle in while a
           lost CONTRIB waits.
 
-        A lost CONTRIB is still found: at most half an armed timeout later by the first sign, and by the second
-        as soon as a frame sent after it is answered, or when no earlier one has been for a timeout. Measured
+        A lost CONTRIB is still found: at most one armed timeout later by the first sign, and by the second as
+        soon as a frame sent after it is answered, or when no earlier one has been for a timeout. Measured
         (docs/performance.md, efficiency): 8 workers into the Python pipeline retransmitted 1,350-2,430 times a
-        run before, 365-546 with the second sign alone, 106-162 with both. The first sign costs time where losses
-        are real: with a stretch of 2 (14-62 retransmissions at W = 8) BMv2 on veth runs took a median 10.2 s
-        against 8.9 s, with 1.5 9.0 s; with the peak and no stretch limit a quarter of the 5%-loss runs took
-        23-52 s."""
+        run before, 365-546 with the second sign alone, 14-71 with both; 100 MB with 8 workers on the native
+        pipeline 0 (a stretch of 1.5: 357-545; before: 315). Under 5% loss the median run is about a second
+        longer; BMv2 on veth (burst losses) runs take 8.4-12.2 s either way. With the peak and no stretch limit,
+        a quarter of the 5%-loss runs took 23-52 s."""
         columns = self._columns
         sent = float(columns.first_sent_at[slot])
         round_trip = self._round_trip

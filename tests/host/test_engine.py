@@ -449,10 +449,12 @@ def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_smoothed_est
     assert script.take() == [] and columns.deadline[1] == pytest.approx(stretched)
     assert columns.rto[1] == RTO  # a retransmission still backs off from the armed timeout
     # Then the other sign: its CONTRIB left before column 0's second one (unanswered) and after column 0's first,
-    # answered at 0.09: it waits until one timeout after that answer, once, and is then due.
+    # answered at 0.09: it is due one timeout after that answer, or at once if that has passed.
     exchange.on_timer(stretched)
-    assert script.take() == [] and columns.deadline[1] == pytest.approx(0.09 + RTO)
-    exchange.on_timer(0.09 + RTO)
+    due = max(stretched, 0.09 + RTO)
+    if due > stretched:
+        assert script.take() == [] and columns.deadline[1] == pytest.approx(due)
+        exchange.on_timer(due)
     assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)]
-    assert script.stats.timers_deferred == 2 and script.stats.retransmissions == 1
-    assert columns.deadline[1] == pytest.approx(0.09 + RTO + 2 * RTO)  # backed off (x2) from the armed RTO
+    assert script.stats.timers_deferred == 1 + (due > stretched) and script.stats.retransmissions == 1
+    assert columns.deadline[1] == pytest.approx(due + 2 * RTO)  # backed off (x2) from the armed RTO
