@@ -111,7 +111,7 @@ class Row:
     switch_from_bytes: int | None = None
     sent_bytes_per_worker: float | None = None  # mean over workers
     received_bytes_per_worker: float | None = None  # mean over workers
-    retransmissions: int | None = None  # median over runs of the sum over workers
+    retransmissions: int | None = None  # median over runs of the sum over workers (per call with calls > 1)
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
