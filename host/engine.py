@@ -47,10 +47,15 @@ REQUEST_PATIENCE = 3
 _SET_MASK = C.SET_MASK
 #: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator).
 PEAK_MARGIN = 1.25
-#: The peak shrinks by this factor per sample: a slow round counts for some tens of samples, then fades.
-PEAK_DECAY = 0.97
+#: The peak halves every this many smoothed round trips: a slow round counts for some round trips, then fades.
+#: Per time, not per sample: results come in batches of tens, and a batch of fast samples used to erase the peak
+#: (a factor 0.97 per sample: 0.16 over 60) between two slow rounds a few milliseconds apart.
+PEAK_HALF_LIFE = 2.0
 #: A first timeout armed before the round trips grew waits at most this many times as long (_defer_first_timeout).
 FIRST_TIMEOUT_STRETCH = 2.0
+#: A CONTRIB sent while the dense first round drains waits at most this many times its timeout for it
+#: (_defer_first_timeout).
+FIRST_ROUND_DRAIN_STRETCH = 4.0
 
 
 @dataclass(slots=True)
@@ -70,21 +75,27 @@ class RoundTripEstimator:
     samples then pull the timeout back under the tail, which times out again (a storm of 5 packets per block was
     seen with 16 workers on 2 loaded cores). So the timeout is also at least PEAK_MARGIN times a decaying peak of
     the samples, and a timeout shown to be spurious (the result came sooner after the retransmission than any round
-    trip could: it answers the original) samples the original's full time (`spurious`).
+    trip could: it answers the original) samples the original's full time (`spurious`). The round trips of one
+    worker are a mixture: rounds it alone joined take its own queue's time, rounds a peer joined wait for the
+    peer's queue too (3x as long was seen with 2 workers into the Python pipeline), so the peak fades with time,
+    PEAK_HALF_LIFE smoothed round trips, not with the number of fast samples in between.
     """
 
     srtt: float | None = None
     rttvar: float = 0.0
     backed_off: float | None = None
     peak: float = 0.0
+    peak_at: float | None = None  # when the peak was last decayed
 
-    def sample(self, seconds: float) -> None:
+    def sample(self, seconds: float, now: float) -> None:
+        """A round trip of `seconds`, measured at `now` (the clock the agent reads)."""
+        self.peak = max(seconds, decayed_peak(self.peak, self.peak_at, self.srtt, now))
+        self.peak_at = now
         if self.srtt is None:
             self.srtt, self.rttvar = seconds, seconds / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
-        self.peak = max(seconds, self.peak * PEAK_DECAY)
         self.backed_off = None
 
     def answers_original(self, since_retransmission: float) -> bool:
@@ -92,30 +103,31 @@ class RoundTripEstimator:
         original CONTRIB: sooner than half a smoothed round trip, the retransmission cannot have been answered."""
         return self.srtt is not None and since_retransmission < 0.5 * self.srtt
 
-    def spurious(self, seconds: float) -> None:
+    def spurious(self, seconds: float, now: float) -> None:
         """The original CONTRIB of a retransmitted round was answered after `seconds`: a real (slow) round trip."""
-        self.sample(seconds)
+        self.sample(seconds, now)
 
-    def sample_many(self, samples: list[float], timeouts: Timeouts) -> list[float]:
-        """sample() each of `samples` in turn; the timeout() after each. The same arithmetic in the same order as
-        one call each (the batch path must arm exactly the timers the per-packet path arms), without a call per
-        sample."""
+    def sample_many(self, samples: list[float], now: float, timeouts: Timeouts) -> list[float]:
+        """sample() each of `samples` (all measured at `now`) in turn; the timeout() after each. The same arithmetic
+        in the same order as one call each (the batch path must arm exactly the timers the per-packet path arms),
+        without a call per sample: only the first decays the peak, the others come no later."""
         if not samples:
             return []
-        srtt, rttvar, peak = self.srtt, self.rttvar, self.peak
+        srtt, rttvar = self.srtt, self.rttvar
+        peak = decayed_peak(self.peak, self.peak_at, srtt, now)
         initial, ceiling = timeouts.retransmit_initial, timeouts.retransmit_max
         after: list[float] = []
         for seconds in samples:
+            peak = max(seconds, peak)
             if srtt is None:
                 srtt, rttvar = seconds, seconds / 2
             else:
                 rttvar = 0.75 * rttvar + 0.25 * abs(srtt - seconds)
                 srtt = 0.875 * srtt + 0.125 * seconds
-            peak = max(seconds, peak * PEAK_DECAY)
             margin = 4 * rttvar if 4 * rttvar > srtt else srtt
             timeout = max(srtt + margin, PEAK_MARGIN * peak)
             after.append(min(max(initial, timeout), ceiling))
-        self.srtt, self.rttvar, self.peak, self.backed_off = srtt, rttvar, peak, None
+        self.srtt, self.rttvar, self.peak, self.peak_at, self.backed_off = srtt, rttvar, peak, now, None
         return after
 
     def timed_out(self, timeout: float, timeouts: Timeouts) -> None:
@@ -132,6 +144,14 @@ class RoundTripEstimator:
         margin = max(4 * self.rttvar, self.srtt)
         smoothed = max(self.srtt + margin, PEAK_MARGIN * self.peak)
         return min(max(timeouts.retransmit_initial, smoothed), timeouts.retransmit_max)
+
+
+def decayed_peak(peak: float, peak_at: float | None, srtt: float | None, now: float) -> float:
+    """`peak`, last decayed at `peak_at`, decayed to `now`: halved every PEAK_HALF_LIFE smoothed round trips
+    (exchange.c's decayed_peak does the same operations)."""
+    if peak_at is None or srtt is None or not srtt > 0 or not now > peak_at:
+        return peak
+    return peak * 0.5 ** ((now - peak_at) / (PEAK_HALF_LIFE * srtt))
 
 
 Send = Callable[[bytes | bytearray | memoryview], None]
@@ -234,6 +254,7 @@ class TensorExchange:
         self._open = plan.columns
         self._to_launch: deque[int] = deque()
         self._awaiting_first = 0  # launched columns still waiting for their first result (max_burst)
+        self.first_answered_at = -math.inf  # when the latest result of the dense first round was consumed
         self._tokens = float(pacing.max_burst or 1)
         self._token_time = 0.0
         self.started_at = 0.0
@@ -401,12 +422,11 @@ class TensorExchange:
         """Put off the first timeout of column `slot`, whose round our CONTRIB joined, where the time is queueing
         at a busy switch rather than a loss (a window of many columns into a switch slower than the window, a
         burst like the dense first round: every premature retransmission only queues behind the rest). Returns
-        whether it was put off. Two signs (the first is tried once per timer):
+        whether it was put off. Three signs (the first is tried once per timer):
 
-        - The round trips grew since the timer was armed: it is judged by the smoothed estimate now
-          (srtt + max(4 rttvar, srtt), without the decaying peak, which a spurious timeout under loss inflates),
-          at most FIRST_TIMEOUT_STRETCH times the timeout it was armed with, which trailed a growing queue. The
-          round trip includes waiting for the peers, whose frames queue at the switch too.
+        - The round trips grew since the timer was armed: it is judged by the timeout now (the estimator's, its
+          peak included), at most FIRST_TIMEOUT_STRETCH times the timeout it was armed with, which trailed a
+          growing queue. The round trip includes waiting for the peers, whose frames queue at the switch too.
         - Our CONTRIB may still wait in the switch's queue behind our earlier frames: a worker's frames reach
           the switch and are switched in order, so while no round whose CONTRIB left after this one has been
           answered, and the rounds of CONTRIBs that left before it keep being answered in turn (answered_seq
@@ -414,31 +434,42 @@ class TensorExchange:
           timer on new acknowledgements, the deadline becomes one timeout after answered_seq last grew. Results
           of other rounds (recoveries, rounds we did not join) do not count: under loss they trickle in while a
           lost CONTRIB waits.
+        - The dense first round still drains: a round after it (not one of its own, whose frames sit in the same
+          place of every worker's burst) may wait behind a peer's burst, which we cannot see. While first-round
+          results keep coming, the deadline is one timeout after the latest, at most FIRST_ROUND_DRAIN_STRETCH
+          timeouts after the CONTRIB left (under loss, recoveries of the first round trickle in too).
 
-        A lost CONTRIB is still found: at most one armed timeout later by the first sign, and by the second as
-        soon as a frame sent after it is answered, or when no earlier one has been for a timeout. Measured
-        (docs/performance.md, efficiency): 8 workers into the Python pipeline retransmitted 1,350-2,430 times a
-        run before, 365-546 with the second sign alone, 14-71 with both; 100 MB with 8 workers on the native
-        pipeline 0 (a stretch of 1.5: 357-545; before: 315). Under 5% loss the median run is about a second
-        longer; BMv2 on veth (burst losses) runs take 8.4-12.2 s either way. With the peak and no stretch limit,
-        a quarter of the 5%-loss runs took 23-52 s."""
+        A lost CONTRIB is still found: at most one armed timeout later by the first sign, by the second as soon
+        as a frame sent after it is answered, or when no earlier one has been for a timeout, by the third at most
+        FIRST_ROUND_DRAIN_STRETCH timeouts after it left. Measured (docs/performance.md, efficiency): 8 workers
+        into the Python pipeline retransmitted 1,350-2,430 times a run before, 365-546 with the second sign alone,
+        14-71 with both, 0-8 with all three and the peak in the first (2 workers: 0 in 4 runs, against 0-84);
+        100 MB with 8 workers on the native pipeline 0 (a stretch of 1.5: 357-545; before: 315). Under 5% loss
+        the median run is a second or two longer (a lost CONTRIB is found later); BMv2 on veth (burst losses)
+        runs take 8.4-12.2 s either way. With the peak and no stretch limit, a quarter of the 5%-loss runs took
+        23-52 s."""
         columns = self._columns
         sent = float(columns.first_sent_at[slot])
         round_trip = self._round_trip
         if round_trip.backed_off is None and round_trip.srtt is not None and columns.deadline[slot] == sent + rto:
-            smoothed = min(round_trip.srtt + max(4 * round_trip.rttvar, round_trip.srtt), FIRST_TIMEOUT_STRETCH * rto)
+            smoothed = min(round_trip.timeout(self._timeouts), FIRST_TIMEOUT_STRETCH * rto)
             if smoothed > rto and sent + smoothed > now:
                 columns.deadline[slot] = sent + smoothed
                 self.stats.timers_deferred += 1
                 return True
-        if columns.sent_seq[slot] <= self.answered_seq or self.answered_at <= sent:
-            return False
-        deadline = self.answered_at + rto
-        if deadline <= now:
-            return False
-        columns.deadline[slot] = deadline
-        self.stats.timers_deferred += 1
-        return True
+        if columns.sent_seq[slot] > self.answered_seq and self.answered_at > sent:
+            deadline = self.answered_at + rto
+            if deadline > now:
+                columns.deadline[slot] = deadline
+                self.stats.timers_deferred += 1
+                return True
+        if self._awaiting_first > 0 and self.first_answered_at > sent and columns.expected[slot] >= self.plan.slots:
+            deadline = min(self.first_answered_at + rto, sent + FIRST_ROUND_DRAIN_STRETCH * rto)
+            if deadline > now:
+                columns.deadline[slot] = deadline
+                self.stats.timers_deferred += 1
+                return True
+        return False
 
     # --- results -------------------------------------------------------------------------------------------------
 
@@ -527,7 +558,7 @@ class TensorExchange:
         rtos = np.full(len(rows), round_trip.timeout(timeouts))
         if timed.any():
             timed_rows = np.flatnonzero(timed)
-            after = round_trip.sample_many((now - columns.sent_at[slots[timed_rows]]).tolist(), timeouts)
+            after = round_trip.sample_many((now - columns.sent_at[slots[timed_rows]]).tolist(), now, timeouts)
             # Each row arms the timeout after the last sample at or before it (rows before the first sample keep
             # the one from before the batch).
             latest = np.full(len(rows), -1)
@@ -546,7 +577,10 @@ class TensorExchange:
         stats.results += len(rows)
         self.result_exponent = int(headers.exponent[-1])
         self.last_progress = now
-        self._awaiting_first -= int(np.count_nonzero(blocks < self.plan.slots))
+        first_round = int(np.count_nonzero(blocks < self.plan.slots))
+        if first_round:
+            self._awaiting_first -= first_round
+            self.first_answered_at = now
         new_sets = (sets + 1) & _SET_MASK
         self._channels.set_index[slots] = new_sets
         columns.expected[slots] = nexts
@@ -679,10 +713,10 @@ class TensorExchange:
         sent_at = float(columns.sent_at[slot])
         retransmitted_at = float(columns.retransmitted_at[slot])
         if columns.contributed[slot] and not math.isnan(sent_at):
-            self._round_trip.sample(now - sent_at)
+            self._round_trip.sample(now - sent_at, now)
         elif (columns.contributed[slot] and not math.isnan(retransmitted_at)
               and self._round_trip.answers_original(now - retransmitted_at)):
-            self._round_trip.spurious(now - float(columns.first_sent_at[slot]))
+            self._round_trip.spurious(now - float(columns.first_sent_at[slot]), now)
             self.stats.spurious_timeouts += 1
         if columns.contributed[slot] and columns.sent_seq[slot] > self.answered_seq:
             self.answered_seq, self.answered_at = int(columns.sent_seq[slot]), now
@@ -695,6 +729,7 @@ class TensorExchange:
         self.last_progress = now
         if block < self.plan.slots:
             self._awaiting_first -= 1
+            self.first_answered_at = now
         self._channels.set_index[slot] = (set_bit + 1) & _SET_MASK
         columns.expected[slot] = next_block
         columns.timeouts[slot] = 0
@@ -777,6 +812,7 @@ class CompiledConsumer:
         estimator = exchange._round_trip
         x.srtt = math.nan if estimator.srtt is None else estimator.srtt
         x.rttvar, x.peak = estimator.rttvar, estimator.peak
+        x.peak_at = math.nan if estimator.peak_at is None else estimator.peak_at
         x.backed_off = math.nan if estimator.backed_off is None else estimator.backed_off
         x.send_seq, x.answered_seq, x.answered_at = exchange.send_seq, exchange.answered_seq, exchange.answered_at
         ffi = self._ffi
@@ -786,13 +822,16 @@ class CompiledConsumer:
             return 0
         estimator.srtt = None if math.isnan(x.srtt) else x.srtt
         estimator.rttvar, estimator.peak = x.rttvar, x.peak
+        estimator.peak_at = None if math.isnan(x.peak_at) else x.peak_at
         estimator.backed_off = None if math.isnan(x.backed_off) else x.backed_off
         exchange.send_seq, exchange.answered_seq, exchange.answered_at = x.send_seq, x.answered_seq, x.answered_at
         stats = exchange.stats
         stats.results += consumed
         exchange.result_exponent = x.exponent
         exchange.last_progress = now
-        exchange._awaiting_first -= x.first_round
+        if x.first_round:
+            exchange._awaiting_first -= x.first_round
+            exchange.first_answered_at = now
         exchange._open -= x.closed
         sent = x.sent
         if sent:

@@ -24,7 +24,7 @@ typedef struct orx_exchange {
     int64_t expected_exponent;  /* -1: any */
     double initial, ceiling, first, fallback;  /* Timeouts: retransmit_initial, _max, _first, request_fallback */
     /* the round-trip estimator (engine.RoundTripEstimator), in and out; NaN stands for None */
-    double srtt, rttvar, peak, backed_off;
+    double srtt, rttvar, peak, peak_at, backed_off;  /* peak_at: when the peak was last decayed */
     /* TensorExchange.send_seq (the next CONTRIB's place in sending order), answered_seq and answered_at, in and
        out */
     int64_t send_seq, answered_seq;
@@ -70,8 +70,17 @@ static inline void put_be32(uint8_t *p, uint32_t v) {
 static inline double max2(double a, double b) { return a >= b ? a : b; }  /* Python's max(a, b) for non-NaN */
 static inline double min2(double a, double b) { return b < a ? b : a; }   /* Python's min(a, b) */
 
+/* engine.decayed_peak: the peak halved every ORX_PEAK_HALF_LIFE smoothed round trips since peak_at. pow is what
+   Python's float ** calls, so the doubles are the same. */
+static double decayed_peak(const orx_exchange *x, double now) {
+    if (isnan(x->peak_at) || isnan(x->srtt) || !(x->srtt > 0) || !(now > x->peak_at)) return x->peak;
+    return x->peak * pow(0.5, (now - x->peak_at) / (ORX_PEAK_HALF_LIFE * x->srtt));
+}
+
 /* RoundTripEstimator.sample: the same operations in the same order, so the doubles are the same. */
-static void sample(orx_exchange *x, double seconds) {
+static void sample(orx_exchange *x, double seconds, double now) {
+    x->peak = max2(seconds, decayed_peak(x, now));
+    x->peak_at = now;
     if (isnan(x->srtt)) {
         x->srtt = seconds;
         x->rttvar = seconds / 2;
@@ -79,7 +88,6 @@ static void sample(orx_exchange *x, double seconds) {
         x->rttvar = 0.75 * x->rttvar + 0.25 * fabs(x->srtt - seconds);
         x->srtt = 0.875 * x->srtt + 0.125 * seconds;
     }
-    x->peak = max2(seconds, x->peak * ORX_PEAK_DECAY);
     x->backed_off = NAN;
 }
 
@@ -158,7 +166,7 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
         if (!plain(x, c, p, sizes[i], &r)) break;
         int64_t slot = r.slot, block = r.block, next = r.next;
         uint8_t set_bit = p[ORX_FLAGS] & ORX_SET_MASK;
-        if (c->contributed[slot] && !isnan(c->sent_at[slot])) sample(x, now - c->sent_at[slot]);
+        if (c->contributed[slot] && !isnan(c->sent_at[slot])) sample(x, now - c->sent_at[slot], now);
         if (c->contributed[slot] && c->sent_seq[slot] > x->answered_seq) {
             x->answered_seq = c->sent_seq[slot];
             x->answered_at = now;

@@ -29,7 +29,7 @@ typedef struct orx_exchange {
     uint64_t constant;
     int64_t slots, count, columns, expected_exponent;
     double initial, ceiling, first, fallback;
-    double srtt, rttvar, peak, backed_off;
+    double srtt, rttvar, peak, peak_at, backed_off;
     int64_t send_seq, answered_seq;
     double answered_at;
     int64_t consumed, sent, first_round, closed, exponent;
@@ -71,7 +71,7 @@ _module: ModuleType | None = None
 def header_defines() -> str:
     """#defines of the header layout and protocol constants, from the generated constants (one source), and the
     round-trip estimator's constants from host/engine.py (imported here: engine loads this module)."""
-    from .engine import PEAK_DECAY, PEAK_MARGIN, REQUEST_PATIENCE
+    from .engine import PEAK_HALF_LIFE, PEAK_MARGIN, REQUEST_PATIENCE
 
     offsets: dict[str, int] = {}
     position = 0
@@ -98,7 +98,7 @@ def header_defines() -> str:
         "ORX_SET_MASK": C.SET_MASK,
         "ORX_END": f"{C.END_OF_TENSOR:#x}LL",
         "ORX_CONSTANT_BITS": f"{constant_bits:#x}ULL",
-        "ORX_PEAK_DECAY": repr(PEAK_DECAY),
+        "ORX_PEAK_HALF_LIFE": repr(PEAK_HALF_LIFE),
         "ORX_PEAK_MARGIN": repr(PEAK_MARGIN),
         "ORX_REQUEST_PATIENCE": repr(float(REQUEST_PATIENCE)),
     }

@@ -70,12 +70,12 @@ class Worker:
             "result_next": exchange._result_next.tolist(), "result_set": exchange._result_set.tolist(),
             "result_exponent": exchange.result_exponent, "last_progress": exchange.last_progress,
             "round_trip": (self.round_trip.srtt, self.round_trip.rttvar, self.round_trip.peak,
-                           self.round_trip.backed_off),
+                           self.round_trip.peak_at, self.round_trip.backed_off),
             "first_sent_at": columns.first_sent_at.tolist(),
             "retransmitted_at": [None if math.isnan(t) else t for t in columns.retransmitted_at.tolist()],
             "has_early": columns.has_early.tolist(), "awaiting_first": exchange._awaiting_first,
             "sent_seq": columns.sent_seq.tolist(), "send_seq": exchange.send_seq, "answered_seq": exchange.answered_seq,
-            "answered_at": exchange.answered_at,
+            "answered_at": exchange.answered_at, "first_answered_at": exchange.first_answered_at,
         }
 
 

@@ -14,8 +14,8 @@ import pytest
 from omnireduce.host.blocks import plan_blocks
 from omnireduce.host.config import Pacing, Timeouts
 from omnireduce.host.columns import SlotChannels
-from omnireduce.host.engine import (FIRST_TIMEOUT_STRETCH, PEAK_MARGIN, REQUEST_PATIENCE, RoundTripEstimator,
-                                    TensorExchange, big_endian_lanes)
+from omnireduce.host.engine import (FIRST_ROUND_DRAIN_STRETCH, FIRST_TIMEOUT_STRETCH, PEAK_HALF_LIFE, PEAK_MARGIN,
+                                    REQUEST_PATIENCE, RoundTripEstimator, TensorExchange, big_endian_lanes)
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
 from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
@@ -313,10 +313,10 @@ def test_dense_plan_announces_every_block():
 def test_round_trip_estimate_raises_the_first_timeout_but_never_below_the_configured_one():
     estimate = RoundTripEstimator()
     assert estimate.timeout(TIMEOUTS) == RTO
-    estimate.sample(0.01)
+    estimate.sample(0.01, now=0.01)
     assert estimate.timeout(TIMEOUTS) == RTO  # fast path: the configured timeout
-    for _ in range(20):
-        estimate.sample(0.2)
+    for step in range(20):
+        estimate.sample(0.2, now=0.2 * (step + 1))
     assert RTO < estimate.timeout(TIMEOUTS) <= TIMEOUTS.retransmit_max
 
 
@@ -348,26 +348,51 @@ def test_a_timeout_backs_off_the_following_rounds_until_one_is_timed_again():
 
 def test_the_timeout_is_at_least_twice_the_smoothed_round_trip():
     estimate = RoundTripEstimator()
-    for _ in range(50):
-        estimate.sample(0.12)  # steady: rttvar decays towards 0
+    for step in range(50):
+        estimate.sample(0.12, now=0.12 * step)  # steady: rttvar decays towards 0
     assert estimate.rttvar < 0.001
     assert estimate.timeout(TIMEOUTS) == pytest.approx(min(2 * 0.12, TIMEOUTS.retransmit_max))
 
 
-def test_a_slow_round_raises_the_timeout_above_it_for_a_while():
+def test_a_slow_round_raises_the_timeout_above_it_for_some_round_trips():
     estimate = RoundTripEstimator()
-    for _ in range(20):
-        estimate.sample(0.1)
+    for step in range(20):
+        estimate.sample(0.1, now=0.1 * step)
     assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2)  # twice the smoothed round trip
-    estimate.sample(0.2)
+    now = 2.0
+    estimate.sample(0.2, now=now)
     assert estimate.timeout(TIMEOUTS) >= PEAK_MARGIN * 0.2  # the slow tail, not the average, bounds it now
-    for _ in range(200):
-        estimate.sample(0.1)
+    # Half a life later (in smoothed round trips of about 0.1 s) the peak has shrunk by 1/sqrt(2).
+    half_life = PEAK_HALF_LIFE * estimate.srtt
+    estimate.sample(0.1, now=now + half_life / 2)
+    assert estimate.peak == pytest.approx(0.2 * 0.5 ** 0.5)
+    for step in range(200):
+        estimate.sample(0.1, now=now + half_life + 0.1 * step)
     assert estimate.timeout(TIMEOUTS) == pytest.approx(0.2, rel=0.01)  # and it fades
 
 
+def test_a_batch_of_fast_round_trips_does_not_erase_the_peak():
+    # Results come in batches; the rounds of one batch were measured at one moment. Decaying the peak per sample,
+    # 60 fast samples took a slow round's 25 ms below the 20 ms that rounds waiting for the same peer still took.
+    estimate = RoundTripEstimator()
+    estimate.sample_many([0.008] * 10 + [0.025], now=1.0, timeouts=TIMEOUTS)
+    timeouts = estimate.sample_many([0.008] * 60, now=1.0005, timeouts=TIMEOUTS)
+    assert estimate.peak > 0.9 * 0.025
+    assert min(timeouts) > 0.025
+    # One call per sample gives the same doubles (the per-packet path arms what the batch path arms).
+    single = RoundTripEstimator()
+    for seconds in [0.008] * 10 + [0.025]:
+        single.sample(seconds, now=1.0)
+    after = []
+    for seconds in [0.008] * 60:
+        single.sample(seconds, now=1.0005)
+        after.append(single.timeout(TIMEOUTS))
+    assert after == timeouts and (single.srtt, single.rttvar, single.peak, single.peak_at) == (
+        estimate.srtt, estimate.rttvar, estimate.peak, estimate.peak_at)
+
+
 def test_a_timeout_answered_by_the_original_is_spurious_and_times_the_original():
-    estimate = RoundTripEstimator(srtt=0.1, rttvar=0.0, peak=0.1)
+    estimate = RoundTripEstimator(srtt=0.1, rttvar=0.0, peak=0.1, peak_at=0.0)
     script = Script(sparse_blocks(2, [0, 1]), slots=1, round_trip=estimate)
     script.exchange.start(0.0)
     script.exchange.on_timer(0.2)  # the timeout (2 srtt) fires: a retransmission
@@ -382,7 +407,7 @@ def test_the_first_round_waits_longer_by_the_slack_for_peers_still_preparing():
     # The previous tensor's rounds took 2 ms; this tensor's first round also waits for peers still quantizing,
     # which the agent allows for with a slack (agent.FIRST_ROUND_SLACK times its own preparation).
     estimate = RoundTripEstimator()
-    estimate.sample(0.002)
+    estimate.sample(0.002, now=0.5)
     script = Script(np.ones((8, C.LANES)), slots=4, round_trip=estimate, first_round_slack=0.05)
     exchange = script.exchange
     exchange.start(1.0)
@@ -436,7 +461,7 @@ def test_a_queued_round_is_retransmitted_once_results_stop():
     assert script.stats.timers_deferred == 3
 
 
-def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_smoothed_estimate_once():
+def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_estimate_once():
     estimate = RoundTripEstimator()
     script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
     exchange, columns = script.exchange, script.exchange._columns
@@ -458,3 +483,67 @@ def test_a_timer_armed_before_the_round_trips_grew_is_judged_by_the_smoothed_est
     assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)]
     assert script.stats.timers_deferred == 1 + (due > stretched) and script.stats.retransmissions == 1
     assert columns.deadline[1] == pytest.approx(due + 2 * RTO)  # backed off (x2) from the armed RTO
+
+
+def test_a_timer_armed_before_a_slow_round_is_judged_by_the_peak_too():
+    # Rounds waiting for a peer whose queue is longer take a multiple of the smoothed round trip; the peak of
+    # recent round trips, not the average, says how long a round may take now.
+    estimate = RoundTripEstimator()
+    script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)  # both first-round CONTRIBs armed with RTO
+    script.take()
+    assert script.feed(script.result(0, 0, 2), now=0.001) == [("CONTRIB", 1, 0, 2, END, 0)]
+    script.feed(script.result(1, 2, END), now=0.002)  # a CONTRIB sent after column 1's is answered: no queue sign
+    assert exchange.answered_seq > columns.sent_seq[1]
+    # Since then, a round took 0.12 s (its sample at 0.05 s), the smoothed estimate stays below RTO.
+    estimate.srtt, estimate.rttvar, estimate.peak, estimate.peak_at = 0.01, 0.0, 0.12, 0.05
+    assert estimate.srtt + max(4 * estimate.rttvar, estimate.srtt) < RTO < estimate.timeout(TIMEOUTS)
+    exchange.on_timer(RTO)
+    assert script.take() == [] and script.stats.timers_deferred == 1
+    assert columns.deadline[1] == pytest.approx(estimate.timeout(TIMEOUTS))
+    exchange.on_timer(float(columns.deadline[1]))  # judged once: then it fires
+    assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)] and script.stats.retransmissions == 1
+
+
+def test_a_round_sent_while_the_first_round_drains_waits_for_the_peers_bursts():
+    # Every worker's dense first round is a burst of S frames. A round sent while it drains may wait behind a peer's
+    # burst though the switch has passed our own frame; the first round's own CONTRIBs are not covered (every
+    # worker sent block s in the same place of its burst: a later one answered means the switch passed it).
+    script = Script(sparse_blocks(12, list(range(12))), slots=4)  # every block non-zero: next = block + 4
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)
+    assert len(script.take()) == 4
+    assert script.feed(script.result(0, 0, 4), now=0.001) == [("CONTRIB", 1, 0, 4, 8, 0)]
+    assert script.feed(script.result(0, 1, 5), now=0.002) == [("CONTRIB", 1, 1, 5, 9, 0)]
+    assert script.feed(script.result(1, 5, 9), now=0.003) == [("CONTRIB", 2, 1, 9, END, 0)]
+    assert exchange.answered_seq > columns.sent_seq[0]  # column 0's CONTRIB was passed: no queue sign for it
+    assert script.feed(script.result(0, 2, 6), now=0.07) == [("CONTRIB", 1, 2, 6, 10, 0)]  # the burst drains
+    assert exchange.first_answered_at == 0.07
+    exchange.on_timer(0.101)
+    # Column 3's first-round CONTRIB is due and retransmitted; column 0's round waits one timeout after the
+    # latest first-round result.
+    assert script.take() == [("CONTRIB", 0, 3, 3, 7, 0)]
+    assert columns.deadline[0] == pytest.approx(0.07 + RTO) and script.stats.timers_deferred == 1
+    exchange.on_timer(0.07 + RTO)  # no first-round result since: lost, or the switch stopped
+    assert ("CONTRIB", 1, 0, 4, 8, 0) in script.take()
+
+
+def test_a_round_sent_while_the_first_round_drains_waits_at_most_four_timeouts():
+    script = Script(sparse_blocks(32, list(range(32))), slots=16)
+    exchange = script.exchange
+    exchange.start(0.0)
+    script.take()
+    script.feed(script.result(0, 0, 16), now=0.001)  # column 0's second round leaves at 1 ms
+    script.feed(script.result(0, 1, 17), now=0.002)
+    script.feed(script.result(1, 17, END), now=0.003)  # answered after it: no queue sign for column 0
+    retransmitted_at = None
+    now = 0.003
+    for slot in range(2, 16):  # first-round results keep coming, every 50 ms, until 0.703 s
+        now += 0.05
+        exchange.on_timer(now)
+        if ("CONTRIB", 1, 0, 16, END, 0) in script.take():
+            retransmitted_at = now
+            break
+        script.feed(script.result(0, slot, slot + 16), now=now)
+    assert retransmitted_at is not None and retransmitted_at <= 0.001 + FIRST_ROUND_DRAIN_STRETCH * RTO + 0.05
