@@ -70,6 +70,11 @@ class RoundTripEstimator:
     retransmitted round gives no sample, and a timeout backs the timeout off for the *following* rounds too until
     a round sent once is timed again; otherwise, once the switch is slower than the timeout (BMv2 under a dense
     burst), every round would be retransmitted, never sampled, and the duplicates would keep the switch slow.
+    The backoff also ends when a retransmission is answered as fast as the smoothed estimate says a round trip
+    takes (`recovered`): that timeout was a loss, not a slow switch. Without it, independent losses in different
+    columns compounded the backoff (each round armed with it that lost a packet doubled it), and near a tensor's
+    end, when few rounds give samples, the timeouts and REQUEST waits grew to seconds: at 5% loss the median run
+    took 9.3 s, with it 5.6 s (docs/performance.md).
 
     Karn's rule alone hides the slow tail: the rounds that time out are exactly the slow ones, and fast clean
     samples then pull the timeout back under the tail, which times out again (a storm of 5 packets per block was
@@ -106,6 +111,16 @@ class RoundTripEstimator:
     def spurious(self, seconds: float, now: float) -> None:
         """The original CONTRIB of a retransmitted round was answered after `seconds`: a real (slow) round trip."""
         self.sample(seconds, now)
+
+    def recovered(self, since_retransmission: float) -> None:
+        """A retransmitted round was answered `since_retransmission` seconds after the retransmission, no later than
+        a round trip takes by the smoothed estimate (srtt + max(4 rttvar, srtt)): the path answers as fast as
+        before, so the timeout was a loss, not a switch slower than the timeout, and the backoff ends (the next
+        rounds are armed by the estimate). A round the switch is merely slow with is answered later than that after
+        its retransmission, or sooner than half a round trip (`answers_original`: the timeout was spurious)."""
+        if self.backed_off is not None and self.srtt is not None and \
+                since_retransmission <= self.srtt + max(4 * self.rttvar, self.srtt):
+            self.backed_off = None
 
     def sample_many(self, samples: list[float], now: float, timeouts: Timeouts) -> list[float]:
         """sample() each of `samples` (all measured at `now`) in turn; the timeout() after each. The same arithmetic
@@ -714,10 +729,12 @@ class TensorExchange:
         retransmitted_at = float(columns.retransmitted_at[slot])
         if columns.contributed[slot] and not math.isnan(sent_at):
             self._round_trip.sample(now - sent_at, now)
-        elif (columns.contributed[slot] and not math.isnan(retransmitted_at)
-              and self._round_trip.answers_original(now - retransmitted_at)):
-            self._round_trip.spurious(now - float(columns.first_sent_at[slot]), now)
-            self.stats.spurious_timeouts += 1
+        elif columns.contributed[slot] and not math.isnan(retransmitted_at):
+            if self._round_trip.answers_original(now - retransmitted_at):
+                self._round_trip.spurious(now - float(columns.first_sent_at[slot]), now)
+                self.stats.spurious_timeouts += 1
+            else:
+                self._round_trip.recovered(now - retransmitted_at)
         if columns.contributed[slot] and columns.sent_seq[slot] > self.answered_seq:
             self.answered_seq, self.answered_at = int(columns.sent_seq[slot]), now
         start = block * LANES_BYTES

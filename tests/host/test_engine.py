@@ -547,3 +547,33 @@ def test_a_round_sent_while_the_first_round_drains_waits_at_most_four_timeouts()
             break
         script.feed(script.result(0, slot, slot + 16), now=now)
     assert retransmitted_at is not None and retransmitted_at <= 0.001 + FIRST_ROUND_DRAIN_STRETCH * RTO + 0.05
+
+
+def test_a_retransmission_answered_in_a_round_trip_ends_the_backoff():
+    # The timeout was a loss, not a slow switch: the following rounds are armed by the estimate again. Without
+    # this, independent losses in different columns each doubled the backoff of every round after them.
+    estimate = RoundTripEstimator(srtt=0.05, rttvar=0.0, peak=0.05, peak_at=0.0)
+    script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)
+    script.take()
+    exchange.on_timer(RTO)  # both CONTRIBs lost: retransmitted, the timeout backed off
+    assert [packet[3] for packet in script.take()] == [0, 1]
+    assert script.stats.retransmissions == 2 and estimate.backed_off == pytest.approx(2 * RTO)
+    # Column 0's retransmission is answered 60 ms later: more than half a round trip (not the original's answer),
+    # within srtt + max(4 rttvar, srtt) = 100 ms.
+    assert script.feed(script.result(0, 0, 2), now=RTO + 0.06) == [("CONTRIB", 1, 0, 2, END, 0)]
+    assert estimate.backed_off is None and script.stats.spurious_timeouts == 0
+    assert columns.deadline[0] == pytest.approx(RTO + 0.06 + estimate.timeout(TIMEOUTS))
+
+
+def test_a_retransmission_answered_late_keeps_the_backoff():
+    # Answered later than a round trip after the retransmission: the switch may be slower than the timeout.
+    estimate = RoundTripEstimator(srtt=0.05, rttvar=0.0, peak=0.05, peak_at=0.0)
+    script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
+    exchange = script.exchange
+    exchange.start(0.0)
+    script.take()
+    exchange.on_timer(RTO)
+    script.feed(script.result(0, 0, 2), now=RTO + 0.15)
+    assert estimate.backed_off == pytest.approx(2 * RTO)
