@@ -74,7 +74,7 @@ class RoundTripEstimator:
     takes (`recovered`): that timeout was a loss, not a slow switch. Without it, independent losses in different
     columns compounded the backoff (each round armed with it that lost a packet doubled it), and near a tensor's
     end, when few rounds give samples, the timeouts and REQUEST waits grew to seconds: at 5% loss the median run
-    took 9.3 s, with it 5.6 s (docs/performance.md).
+    took 9.3 s, with it 5.6 s (docs/reliability.md).
 
     Karn's rule alone hides the slow tail: the rounds that time out are exactly the slow ones, and fast clean
     samples then pull the timeout back under the tail, which times out again (a storm of 5 packets per block was
@@ -460,8 +460,8 @@ class TensorExchange:
         into the Python pipeline retransmitted 1,350-2,430 times a run before, 365-546 with the second sign alone,
         14-71 with both, 0-8 with all three and the peak in the first (2 workers: 0 in 4 runs, against 0-84);
         100 MB with 8 workers on the native pipeline 0 (a stretch of 1.5: 357-545; before: 315). Under 5% loss
-        the median run is a second or two longer (a lost CONTRIB is found later); BMv2 on veth (burst losses)
-        runs take 8.4-12.2 s either way. With the peak and no stretch limit, a quarter of the 5%-loss runs took
+        a lost CONTRIB is found later: the median run took a second or two longer (RoundTripEstimator.recovered
+        took more than that back); BMv2 on veth (burst losses) runs take 8.4-12.2 s either way. With the peak and no stretch limit, a quarter of the 5%-loss runs took
         23-52 s."""
         columns = self._columns
         sent = float(columns.first_sent_at[slot])
