@@ -469,22 +469,19 @@ class TensorExchange:
         if round_trip.backed_off is None and round_trip.srtt is not None and columns.deadline[slot] == sent + rto:
             smoothed = min(round_trip.timeout(self._timeouts), FIRST_TIMEOUT_STRETCH * rto)
             if smoothed > rto and sent + smoothed > now:
-                columns.deadline[slot] = sent + smoothed
-                self.stats.timers_deferred += 1
-                return True
-        if columns.sent_seq[slot] > self.answered_seq and self.answered_at > sent:
-            deadline = self.answered_at + rto
-            if deadline > now:
-                columns.deadline[slot] = deadline
-                self.stats.timers_deferred += 1
-                return True
+                return self._put_off(slot, sent + smoothed)
+        if columns.sent_seq[slot] > self.answered_seq and self.answered_at > sent and self.answered_at + rto > now:
+            return self._put_off(slot, self.answered_at + rto)
         if self._awaiting_first > 0 and self.first_answered_at > sent and columns.expected[slot] >= self.plan.slots:
             deadline = min(self.first_answered_at + rto, sent + FIRST_ROUND_DRAIN_STRETCH * rto)
             if deadline > now:
-                columns.deadline[slot] = deadline
-                self.stats.timers_deferred += 1
-                return True
+                return self._put_off(slot, deadline)
         return False
+
+    def _put_off(self, slot: int, deadline: float) -> bool:
+        self._columns.deadline[slot] = deadline
+        self.stats.timers_deferred += 1
+        return True
 
     # --- results -------------------------------------------------------------------------------------------------
 
