@@ -2,9 +2,15 @@
 """Optional cross-check: the same frames through BMv2's simple_switch and through the softswitch give the same
 output frames. simple_switch runs in its pcap-file mode (`--use-files`), so no root or interfaces are needed;
 the test polls its output file (with a deadline) until it holds as many whole frames as the softswitch
-produced, or stops growing. In this mode simple_switch writes frames slightly out of order and now and then
-loses a few at output, so the check is: every frame BMv2 sent is one the softswitch sent too (as a multiset;
-processing order, which arith_test's registers depend on, is kept), and BMv2 sent at least half of them.
+produced, or stops growing.
+
+In that mode simple_switch reads its input file as fast as its ingress thread runs (no real-time replay), and
+its egress queue per port holds 64 packets and drops what comes when it is full (bm::QueueingLogicPriRL's
+push_front returns 0, and simple_switch does not look). On a busy machine its egress thread, which flushes the
+pcap file after every frame, falls behind, and a burst of 150 frames lost half of them (seen in CI). So the
+frames go through in batches of BATCH (at most the queue's depth), each to a new simple_switch and a new
+softswitch device, so that stateful programs (arith_test's registers) start every batch from the same state on
+both; then BMv2's output must be the softswitch's exactly, as a multiset (the order of egress is not compared).
 Skipped where simple_switch is not on PATH."""
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ pytestmark = [
 ]
 DEADLINE = 60.0
 QUIET = 2.0  # seconds without a new output frame after which simple_switch is taken to be done
+EGRESS_QUEUE_DEPTH = 64  # simple_switch's default depth of each port's egress queue
+BATCH = 50  # frames per simple_switch run: fewer than the egress queue holds, whatever the egress thread's pace
 
 
 def free_tcp_port() -> int:
@@ -99,6 +107,11 @@ def run_softswitch(name: str, frames: list[bytes]) -> list[bytes]:
     for frame in frames:
         outputs.extend(out for port, out in device.process_packet(1, frame) if port == 1)
     return outputs
+
+
+def batches(frames: list[bytes]) -> list[list[bytes]]:
+    assert BATCH <= EGRESS_QUEUE_DEPTH
+    return [frames[start:start + BATCH] for start in range(0, len(frames), BATCH)]
 
 
 def parser_frames() -> list[bytes]:
@@ -188,12 +201,16 @@ def varbit_frames() -> list[bytes]:
                                                ("stack_test", stack_frames), ("union_test", union_frames),
                                                ("varbit_test", varbit_frames)])
 def test_softswitch_matches_bmv2(name, make_frames, tmp_path):
-    frames = make_frames()
-    ours = run_softswitch(name, frames)
-    assert len(ours) == len(frames)  # these programs answer every frame on its ingress port
-    theirs = run_bmv2(name, frames, tmp_path, len(ours))
-    remaining = sorted(ours)
-    for frame in theirs:
-        assert frame in remaining, f"BMv2 sent a frame the softswitch did not: {frame.hex()}"
-        remaining.remove(frame)
-    assert len(theirs) >= 0.5 * len(ours)
+    for number, frames in enumerate(batches(make_frames())):
+        ours = run_softswitch(name, frames)
+        assert len(ours) == len(frames)  # these programs answer every frame on its ingress port
+        workdir = tmp_path / f"batch{number}"
+        workdir.mkdir()
+        theirs = run_bmv2(name, frames, workdir, len(ours))
+        remaining = sorted(ours)
+        for frame in theirs:
+            assert frame in remaining, f"BMv2 sent a frame the softswitch did not: {frame.hex()}"
+            remaining.remove(frame)
+        assert not remaining, (f"batch {number}: BMv2 sent {len(theirs)} of the softswitch's {len(ours)} frames; "
+                               f"missing: {[frame.hex() for frame in remaining[:3]]}")
+
