@@ -45,8 +45,12 @@ _NO_DEADLINE = NO_DEADLINE
 #: an RTT-based one fired for rounds that were merely slow, and each such REQUEST is only dropped by the switch.
 REQUEST_PATIENCE = 3
 _SET_MASK = C.SET_MASK
-#: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator).
-PEAK_MARGIN = 1.25
+#: The timeout is at least this many times the decaying peak of recent round trips (RoundTripEstimator). A round
+#: that waits for a peer takes the longest of its contributors' queues at the switch, which the peak of our own
+#: samples trails: on 16 idle cores, 8 workers into the Python pipeline, the spurious timeouts of rounds in the middle
+#: of a tensor came at 1.48-1.52 times the peak. 1.25 left 8-15 of them per run; 1.6 none in 8 runs (with the drain
+#: sign of _defer_first_timeout; docs/performance.md, efficiency).
+PEAK_MARGIN = 1.6
 #: The peak halves every this many smoothed round trips: a slow round counts for some round trips, then fades.
 #: Per time, not per sample: results come in batches of tens, and a batch of fast samples used to erase the peak
 #: (a factor 0.97 per sample: 0.16 over 60) between two slow rounds a few milliseconds apart.
@@ -414,8 +418,8 @@ class TensorExchange:
             contributed = bool(columns.contributed[slot])
             if contributed and columns.timeouts[slot] == 0 and self._defer_first_timeout(slot, now, rto):
                 continue
-            log.debug("%s: tensor %d slot %d: no result for block %d after %.3f s (%s)", self._name, self.tensor_id,
-                      slot, columns.expected[slot], rto, "retransmit" if contributed else "request")
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_timeout(slot, now, rto, contributed)
             columns.sent_at[slot] = math.nan  # Karn: this round's time no longer measures anything
             if contributed:
                 self._round_trip.timed_out(rto, self._timeouts)
@@ -449,10 +453,13 @@ class TensorExchange:
           timer on new acknowledgements, the deadline becomes one timeout after answered_seq last grew. Results
           of other rounds (recoveries, rounds we did not join) do not count: under loss they trickle in while a
           lost CONTRIB waits.
-        - The dense first round still drains: a round after it (not one of its own, whose frames sit in the same
-          place of every worker's burst) may wait behind a peer's burst, which we cannot see. While first-round
-          results keep coming, the deadline is one timeout after the latest, at most FIRST_ROUND_DRAIN_STRETCH
-          timeouts after the CONTRIB left (under loss, recoveries of the first round trickle in too).
+        - The dense first round drained after the CONTRIB left: a round after it (not one of its own, whose frames
+          sit in the same place of every worker's burst) may wait behind a peer's burst, which we cannot see, and
+          behind the CONTRIBs that every peer sent as the burst's results reached it. The deadline is one timeout
+          after the latest first-round result, at most FIRST_ROUND_DRAIN_STRETCH timeouts after the CONTRIB left
+          (under loss, recoveries of the first round trickle in too). Not only while the first round drains: of
+          38 spurious timeouts on 16 idle cores (4 and 8 workers into the Python pipeline), 30 were rounds sent
+          during the drain whose timers fired 3-70 ms after its last result, the peers' second rounds still queued.
 
         A lost CONTRIB is still found: at most one armed timeout later by the first sign, by the second as soon
         as a frame sent after it is answered, or when no earlier one has been for a timeout, by the third at most
@@ -472,11 +479,25 @@ class TensorExchange:
                 return self._put_off(slot, sent + smoothed)
         if columns.sent_seq[slot] > self.answered_seq and self.answered_at > sent and self.answered_at + rto > now:
             return self._put_off(slot, self.answered_at + rto)
-        if self._awaiting_first > 0 and self.first_answered_at > sent and columns.expected[slot] >= self.plan.slots:
+        if self.first_answered_at > sent and columns.expected[slot] >= self.plan.slots:
             deadline = min(self.first_answered_at + rto, sent + FIRST_ROUND_DRAIN_STRETCH * rto)
             if deadline > now:
                 return self._put_off(slot, deadline)
         return False
+
+    def _log_timeout(self, slot: int, now: float, rto: float, contributed: bool) -> None:
+        """What a timer saw when it fired: enough to tell a loss from a queue the signs above did not see."""
+        columns, round_trip = self._columns, self._round_trip
+        sent = float(columns.first_sent_at[slot])
+        log.debug(
+            "%s: tensor %d slot %d: no result for block %d after %.4f s (%s; armed %.4f s; srtt %s rttvar %.4f "
+            "peak %.4f backed off %s; %d of our later CONTRIBs ahead of the answered one, last answered %.4f s ago; "
+            "first round: %d awaited, last answered %.4f s ago)",
+            self._name, self.tensor_id, slot, columns.expected[slot], now - sent,
+            "retransmit" if contributed else "request", rto, round_trip.srtt, round_trip.rttvar,
+            decayed_peak(round_trip.peak, round_trip.peak_at, round_trip.srtt, now), round_trip.backed_off,
+            int(columns.sent_seq[slot]) - self.answered_seq, now - self.answered_at, self._awaiting_first,
+            now - self.first_answered_at)
 
     def _put_off(self, slot: int, deadline: float) -> bool:
         self._columns.deadline[slot] = deadline
@@ -730,6 +751,9 @@ class TensorExchange:
             if self._round_trip.answers_original(now - retransmitted_at):
                 self._round_trip.spurious(now - float(columns.first_sent_at[slot]), now)
                 self.stats.spurious_timeouts += 1
+                log.debug("%s: tensor %d slot %d: block %d answered %.4f s after its CONTRIB, %.4f s after the "
+                          "retransmission: spurious", self._name, self.tensor_id, slot, block,
+                          now - float(columns.first_sent_at[slot]), now - retransmitted_at)
             else:
                 self._round_trip.recovered(now - retransmitted_at)
         if columns.contributed[slot] and columns.sent_seq[slot] > self.answered_seq:
