@@ -25,7 +25,7 @@ import numpy as np
 from omnireduce.p4src import constants as C
 
 from .columns import END, ColumnState
-from .wire import DATA_PAYLOAD_BYTES, LANE_DTYPE
+from .wire import DATA_PAYLOAD_BYTES, FLAG_LATE, LANE_DTYPE
 
 
 #: Bytes 0..7 of the header (msg_type, flags, job_id, tensor_id, slot) as one big-endian word, and the bits of it
@@ -40,6 +40,7 @@ class Headers:
 
     constant: np.ndarray   # uint64: bytes 0..7 masked with _CONSTANT_BITS
     set_index: np.ndarray  # flags & SET_MASK
+    late: np.ndarray       # flags & FLAG_LATE set: a late CONTRIB completed the round
     slot: np.ndarray
     block: np.ndarray
     following: np.ndarray  # next_block
@@ -55,6 +56,7 @@ class Headers:
         return cls(
             constant=first & np.uint64(_CONSTANT_BITS),
             set_index=payloads[:, 1] & C.SET_MASK,
+            late=(payloads[:, 1] & FLAG_LATE) != 0,
             slot=payloads[:, 6:8].view(">u2")[:, 0].astype(np.int64),
             block=words[:, 0].astype(np.int64),
             following=words[:, 1].astype(np.int64),
@@ -65,7 +67,7 @@ class Headers:
 
     def rows(self, start: int, stop: int | None = None) -> "Headers":
         part = slice(start, stop)
-        return Headers(self.constant[part], self.set_index[part], self.slot[part], self.block[part],
+        return Headers(self.constant[part], self.set_index[part], self.late[part], self.slot[part], self.block[part],
                        self.following[part], self.exponent[part], self.lane_count[part], self.lanes[part])
 
 
@@ -90,6 +92,8 @@ def fast_rows(headers: Headers, sizes: np.ndarray, *, constant: np.uint64, slots
     if expected_exponent is not None:
         passed &= headers.exponent == expected_exponent
     passed &= columns.has_early[safe_slot] == 0
+    # A round completed late is not sampled, and a column in recovery sends its next CONTRIB late: per packet.
+    passed &= ~headers.late & (columns.timeouts[safe_slot] == 0) & ~columns.gap_requested[safe_slot]
     # Only the first row of a column in the batch can be consumed with the others (for the leading run that is all
     # that matters: a failing row ends the run anyway). Written backwards, the first row of each slot wins.
     rows = np.arange(len(slot))

@@ -32,7 +32,7 @@ from .config import Pacing, Timeouts
 from .errors import ProtocolError
 from .lanes import BlockLanes
 from .stats import Stats
-from .wire import DATA_PAYLOAD_BYTES, HEADER, LANE_DTYPE, LANES_BYTES
+from .wire import DATA_PAYLOAD_BYTES, FLAG_LATE, FLAGS_OFFSET, HEADER, LANE_DTYPE, LANES_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,12 @@ class RoundTripEstimator:
             after.append(min(max(initial, timeout), ceiling))
         self.srtt, self.rttvar, self.peak, self.peak_at, self.backed_off = srtt, rttvar, peak, now, None
         return after
+
+    def smoothed(self) -> float:
+        """srtt + max(4 rttvar, srtt): the timeout without the peak, the floor and the backoff (0 before a sample)."""
+        if self.srtt is None:
+            return 0.0
+        return self.srtt + max(4 * self.rttvar, self.srtt)
 
     def timed_out(self, timeout: float, timeouts: Timeouts) -> None:
         """A round sent with `timeout` was not answered in time. Columns that time out together (one burst) back
@@ -358,15 +364,17 @@ class TensorExchange:
             self._awaiting_first += 1
             self._contribute(slot, slot, now, first_round=True)
 
-    def _contribute(self, slot: int, block: int, now: float, *, first_round: bool = False) -> None:
+    def _contribute(self, slot: int, block: int, now: float, *, first_round: bool = False, late: bool = False) -> None:
         """Send `block` with this worker's next block in the column, on the slot's current set. first_round: the
-        tensor's dense first round, whose timeout is longer by first_round_slack."""
+        tensor's dense first round, whose timeout is longer by first_round_slack. late: it leaves after a result
+        this worker had to recover, so it carries FLAG_LATE (a round it completes is not sampled)."""
         # NOTE: indexed here, not through a list of Python ints made up front: that list took 20-25 ms per 100 MB
         # tensor, more than all the blocks the per-packet path ever sends.
         following = int(self._next_block_array[block])
         buffer = self._contrib_views[slot]
         HEADER.pack_into(
-            buffer, 0, C.MSG_CONTRIB, int(self._channels.set_index[slot]), self.job_id, self.tensor_id, slot, block,
+            buffer, 0, C.MSG_CONTRIB, int(self._channels.set_index[slot]) | (FLAG_LATE if late else 0), self.job_id,
+            self.tensor_id, slot, block,
             following, self._exponent, C.LANES, 0, 0,
         )
         start = self._lanes.row(block) * LANES_BYTES
@@ -424,7 +432,9 @@ class TensorExchange:
             if contributed:
                 self._round_trip.timed_out(rto, self._timeouts)
                 columns.retransmitted_at[slot] = now
-                self._send(self._contrib_views[slot])
+                buffer = self._contrib_views[slot]
+                buffer[FLAGS_OFFSET] |= FLAG_LATE  # if it completes the round, nobody samples the round's time
+                self._send(buffer)
                 self.stats.retransmissions += 1
                 if columns.timeouts[slot] > 0:
                     # Still nothing after a retransmission: the round may be complete and its set reused since
@@ -457,19 +467,22 @@ class TensorExchange:
           sit in the same place of every worker's burst) may wait behind a peer's burst, which we cannot see, and
           behind the CONTRIBs that every peer sent as the burst's results reached it. The deadline is one timeout
           after the latest first-round result, at most FIRST_ROUND_DRAIN_STRETCH timeouts after the CONTRIB left
-          (under loss, recoveries of the first round trickle in too). Not only while the first round drains: of
-          38 spurious timeouts on 16 idle cores (4 and 8 workers into the Python pipeline), 30 were rounds sent
-          during the drain whose timers fired 3-70 ms after its last result, the peers' second rounds still queued.
+          (under loss, recoveries of the first round trickle in too); the timeout is the larger of the armed one and
+          the smoothed estimate now (the drain's round trips grow as it goes: a CONTRIB armed early got 20 ms where
+          its round took 93 ms). Not only while the first round drains: of 38 spurious timeouts on 16 idle cores
+          (4 and 8 workers into the Python pipeline), 30 were rounds sent during the drain whose timers fired 3-70
+          ms after its last result, the peers' second rounds still queued.
 
         A lost CONTRIB is still found: at most one armed timeout later by the first sign, by the second as soon
         as a frame sent after it is answered, or when no earlier one has been for a timeout, by the third at most
         FIRST_ROUND_DRAIN_STRETCH timeouts after it left. Measured (docs/performance.md, efficiency): 8 workers
         into the Python pipeline retransmitted 1,350-2,430 times a run before, 365-546 with the second sign alone,
         14-71 with both, 0-8 with all three and the peak in the first (2 workers: 0 in 4 runs, against 0-84);
-        100 MB with 8 workers on the native pipeline 0 (a stretch of 1.5: 357-545; before: 315). Under 5% loss
-        a lost CONTRIB is found later: the median run took a second or two longer (RoundTripEstimator.recovered
-        took more than that back); BMv2 on veth (burst losses) runs take 8.4-12.2 s either way. With the peak and no stretch limit, a quarter of the 5%-loss runs took
-        23-52 s."""
+        100 MB with 8 workers on the native pipeline 0 (a stretch of 1.5: 357-545; before: 315). On 16 idle
+        cores, with the third sign past the drain and PEAK_MARGIN 1.6: 0 in 8 runs at 4 and at 8 workers, against
+        0-15 a run. Under 5% loss a lost CONTRIB is found later: the median run took a second or two longer
+        (RoundTripEstimator.recovered took more than that back); BMv2 on veth (burst losses) runs take 8.4-12.2 s
+        either way. With the peak and no stretch limit, a quarter of the 5%-loss runs took 23-52 s."""
         columns = self._columns
         sent = float(columns.first_sent_at[slot])
         round_trip = self._round_trip
@@ -480,7 +493,9 @@ class TensorExchange:
         if columns.sent_seq[slot] > self.answered_seq and self.answered_at > sent and self.answered_at + rto > now:
             return self._put_off(slot, self.answered_at + rto)
         if self.first_answered_at > sent and columns.expected[slot] >= self.plan.slots:
-            deadline = min(self.first_answered_at + rto, sent + FIRST_ROUND_DRAIN_STRETCH * rto)
+            # The timeout armed early in the drain trailed the round trips the drain then showed.
+            timeout = max(rto, round_trip.smoothed())
+            deadline = min(self.first_answered_at + timeout, sent + FIRST_ROUND_DRAIN_STRETCH * timeout)
             if deadline > now:
                 return self._put_off(slot, deadline)
         return False
@@ -691,12 +706,16 @@ class TensorExchange:
                 self._request(slot)
                 columns.gap_requested[slot] = True
             return
-        self._consume(slot, flags & _SET_MASK, block, next_block, exponent, payload, now)
+        # A column we acted for (a timer, a gap) was in recovery: the CONTRIB that follows leaves late.
+        recovering = bool(columns.timeouts[slot] > 0 or columns.gap_requested[slot])
+        self._consume(slot, flags & _SET_MASK, block, next_block, exponent, payload, now,
+                      late_result=bool(flags & FLAG_LATE), recovering=recovering)
         early = columns.early[slot]
         while early and int(columns.expected[slot]) in early:
             kept = early.pop(int(columns.expected[slot]))
             header = HEADER.unpack_from(kept)
-            self._consume(slot, header[1] & _SET_MASK, header[5], header[6], header[7], kept, now)
+            self._consume(slot, header[1] & _SET_MASK, header[5], header[6], header[7], kept, now,
+                          late_result=bool(header[1] & FLAG_LATE), recovering=recovering)
         if not early:
             columns.has_early[slot] = 0
 
@@ -721,7 +740,14 @@ class TensorExchange:
         self.stats.repairs_sent += 1
 
     def _consume(self, slot: int, set_bit: int, block: int, next_block: int, exponent: int,
-                 payload: memoryview | bytes, now: float) -> None:
+                 payload: memoryview | bytes, now: float, *, late_result: bool = False,
+                 recovering: bool = False) -> None:
+        """Consume the result the column awaits. late_result: a late CONTRIB completed its round (FLAG_LATE), so its
+        time measures a recovery (a peer's timer, or a peer that had to recover the round before): Karn's rule,
+        extended to the peers, takes no sample of it. Without it, at 5% loss every worker sampled its peers' timeouts,
+        srtt and the peak grew to seconds, and the timeouts built on them (retransmissions, REQUEST patience) sat at
+        retransmit_max: a 4,096-value all-reduce took 9.4 s at the median. recovering: this worker acted (a timer, a
+        gap) to get this result, so its next CONTRIB leaves late."""
         columns = self._columns
         set_index = int(self._channels.set_index[slot])
         if set_bit != set_index:
@@ -745,7 +771,10 @@ class TensorExchange:
             )
         sent_at = float(columns.sent_at[slot])
         retransmitted_at = float(columns.retransmitted_at[slot])
-        if columns.contributed[slot] and not math.isnan(sent_at):
+        if late_result:
+            if columns.contributed[slot] and not math.isnan(retransmitted_at):
+                self._round_trip.recovered(now - retransmitted_at)
+        elif columns.contributed[slot] and not math.isnan(sent_at):
             self._round_trip.sample(now - sent_at, now)
         elif columns.contributed[slot] and not math.isnan(retransmitted_at):
             if self._round_trip.answers_original(now - retransmitted_at):
@@ -776,7 +805,7 @@ class TensorExchange:
             columns.deadline[slot] = _NO_DEADLINE
             self._open -= 1
         elif next_block == own_next:
-            self._contribute(slot, next_block, now)
+            self._contribute(slot, next_block, now, late=recovering)
         else:
             columns.contributed[slot] = False
             columns.sent_at[slot] = math.nan

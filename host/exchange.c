@@ -120,6 +120,9 @@ static int plain(const orx_exchange *x, const orx_columns *c, const uint8_t *p, 
     int64_t expected = c->expected[slot];
     if (expected == ORX_END || block != expected || c->has_early[slot]) return 0;
     if ((p[ORX_FLAGS] & ORX_SET_MASK) != c->set_index[slot]) return 0;
+    /* A round completed by a late CONTRIB is not sampled, and our CONTRIB after a recovered result goes out late:
+       Python decides both (TensorExchange._consume). */
+    if ((p[ORX_FLAGS] & ORX_FLAG_LATE) || c->timeouts[slot] || c->gap_requested[slot]) return 0;
     if (next != ORX_END && (next <= block || next % x->slots != slot || next >= x->count)) return 0;
     if (next > c->own_next[slot]) return 0;
     if (x->expected_exponent >= 0 && p[ORX_EXPONENT] != x->expected_exponent) return 0;

@@ -19,6 +19,8 @@ from types import ModuleType
 from omnireduce.cbuild import CBuildError, load_cached
 from omnireduce.p4src import constants as C
 
+from .wire import FLAG_LATE
+
 log = logging.getLogger(__name__)
 
 #: "0" turns the compiled path off (the numpy batch path runs); anything else, or unset, uses it where it builds.
@@ -96,6 +98,7 @@ def header_defines() -> str:
         "ORX_EXPONENT": offsets["exponent"],
         "ORX_LANE_COUNT": offsets["lane_count"],
         "ORX_SET_MASK": C.SET_MASK,
+        "ORX_FLAG_LATE": FLAG_LATE,
         "ORX_END": f"{C.END_OF_TENSOR:#x}LL",
         "ORX_CONSTANT_BITS": f"{constant_bits:#x}ULL",
         "ORX_PEAK_HALF_LIFE": repr(PEAK_HALF_LIFE),

@@ -40,6 +40,13 @@ ETHERNET_HEADER_BYTES = 14
 FRAME_OVERHEAD_BYTES = ETHERNET_HEADER_BYTES + C.IPV4_HEADER_BYTES + C.UDP_HEADER_BYTES
 DATA_FRAME_BYTES = FRAME_OVERHEAD_BYTES + DATA_PAYLOAD_BYTES
 CONTROL_FRAME_BYTES = FRAME_OVERHEAD_BYTES + CONTROL_PAYLOAD_BYTES
+#: flags bit 7 of a CONTRIB that left late: a retransmission, or the first CONTRIB after a result this worker had to
+#: recover (a timer or a gap). The P4 program ignores flags bits 2-7 and builds a RESULT from the CONTRIB that
+#: completes the round, so the bit reaches every worker exactly when a late CONTRIB completed the round: its time
+#: then measures a recovery, not the path, and no worker samples it (docs/protocol.md section 4, item 3).
+FLAG_LATE = 0x80
+#: Offset of the flags byte in the omni header.
+FLAGS_OFFSET = HEADER_DTYPE.fields["flags"][1]
 #: Ceiling on any datagram the agent accepts (a RESULT frame is 190 bytes; anything larger is not for us).
 MAX_DATAGRAM_BYTES = 2048
 

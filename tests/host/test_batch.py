@@ -21,7 +21,7 @@ from omnireduce.host.engine import RoundTripEstimator, TensorExchange, big_endia
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.lanes import BlockLanes
 from omnireduce.host.stats import Stats
-from omnireduce.host.wire import DATA_PAYLOAD_BYTES, LANE_DTYPE, OmniHeader, encode_payload
+from omnireduce.host.wire import DATA_PAYLOAD_BYTES, FLAG_LATE, LANE_DTYPE, OmniHeader, encode_payload
 from omnireduce.p4src import constants as C
 
 END = C.END_OF_TENSOR
@@ -109,7 +109,9 @@ def stream(rng: np.random.Generator, mine: np.ndarray, slots: int) -> list[bytes
                 late.append((position + int(rng.integers(1, 4)), result(set_index, slot, block, nxt,
                                                                         msg_type=C.MSG_REPAIR)))
             else:
-                events.append(result(set_index, slot, block, nxt))
+                # Now and then a late CONTRIB (a peer's retransmission) completed the round: FLAG_LATE.
+                flags = set_index | (FLAG_LATE if roll > 0.8 else 0)
+                events.append(result(flags, slot, block, nxt))
                 if roll > 0.9:
                     late.append((position + int(rng.integers(0, 3)), result(set_index, slot, block, nxt)))
             events += [payload for due, payload in late if due == position]
@@ -198,6 +200,19 @@ def test_an_in_order_batch_is_consumed_whole_and_answers_with_one_batch_of_contr
     assert sent_batches == [4] and worker.sent == []  # nothing went the per-packet way
     assert worker.stats.results == 4 and worker.round_trip.srtt == pytest.approx(0.01)
     assert worker.channels.set_index.tolist() == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("compiled", BATCH_PATHS)
+def test_a_late_result_in_a_batch_is_not_sampled(compiled):
+    values = np.ones((8, C.LANES), dtype=np.int32)
+    worker = Worker(values, slots=4, compiled=compiled)
+    worker.exchange.start(0.0)
+    worker.sent.clear()
+    rows, sizes = as_batch([result(0, 0, 0, 4), result(FLAG_LATE, 1, 1, 5), result(0, 2, 2, 6)])
+    worker.exchange.on_batch(rows, sizes, 0.01)
+    assert worker.stats.results == 3
+    # Two samples of 10 ms: srtt 10 ms, rttvar 5 ms then 3.75 ms (a third sample would have made it 2.8 ms).
+    assert worker.round_trip.srtt == pytest.approx(0.01) and worker.round_trip.rttvar == pytest.approx(0.00375)
 
 
 @pytest.mark.parametrize("compiled", BATCH_PATHS)

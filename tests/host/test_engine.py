@@ -20,7 +20,7 @@ from omnireduce.host.engine import (FIRST_ROUND_DRAIN_STRETCH, FIRST_TIMEOUT_STR
                                     REQUEST_PATIENCE, RoundTripEstimator, TensorExchange, big_endian_lanes)
 from omnireduce.host.errors import ProtocolError
 from omnireduce.host.stats import Stats
-from omnireduce.host.wire import LANE_DTYPE, OmniHeader, decode_payload, encode_payload
+from omnireduce.host.wire import FLAG_LATE, FLAGS_OFFSET, LANE_DTYPE, OmniHeader, decode_payload, encode_payload
 from omnireduce.p4src import constants as C
 
 END = C.END_OF_TENSOR
@@ -131,7 +131,7 @@ def test_set_indexes_wrap_around_after_sets_rounds():
                          block + 2 if block + 2 < C.SETS + 2 else END, 0)]
 
 
-def test_a_lost_contrib_is_retransmitted_with_the_same_bytes_and_backoff():
+def test_a_lost_contrib_is_retransmitted_with_the_same_bytes_marked_late_and_backoff():
     script = Script(sparse_blocks(2, [0]), slots=1)
     script.exchange.start(0.0)
     original = script.sent[:]
@@ -140,7 +140,10 @@ def test_a_lost_contrib_is_retransmitted_with_the_same_bytes_and_backoff():
     script.exchange.on_timer(RTO - 1e-6)
     assert script.sent == []
     script.exchange.on_timer(RTO)
-    assert script.sent == original
+    # The same bytes, marked late: if the retransmission completes the round, no worker samples its time.
+    late = bytearray(original[0])
+    late[FLAGS_OFFSET] |= FLAG_LATE
+    assert script.sent == [bytes(late)] and not original[0][FLAGS_OFFSET] & FLAG_LATE
     script.sent.clear()
     assert script.exchange.next_wakeup() == pytest.approx(3 * RTO)  # backoff 2: 0.1 + 0.2
     script.exchange.on_timer(3 * RTO)
@@ -509,6 +512,62 @@ def test_a_timer_armed_before_a_slow_round_is_judged_by_the_peak_too():
     assert script.take() == [("CONTRIB", 0, 1, 1, 3, 0)] and script.stats.retransmissions == 1
 
 
+def test_a_round_completed_by_a_late_contrib_is_not_sampled():
+    # A peer's retransmission (or its first CONTRIB after a recovery) completed the round: FLAG_LATE. Its time is
+    # the peer's timer, not the path; at 5% loss such samples drove srtt and the peak to seconds.
+    estimate = RoundTripEstimator(srtt=0.01, rttvar=0.001, peak=0.01, peak_at=0.0)
+    script = Script(sparse_blocks(4, [0, 1, 2, 3]), slots=2, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.take()
+    before = (estimate.srtt, estimate.rttvar, estimate.peak, estimate.peak_at)
+    late = bytearray(script.result(0, 0, 2))
+    late[FLAGS_OFFSET] |= FLAG_LATE
+    assert script.feed(bytes(late), now=0.09) == [("CONTRIB", 1, 0, 2, END, 0)]
+    assert (estimate.srtt, estimate.rttvar, estimate.peak, estimate.peak_at) == before
+    assert not script.sent and script.stats.results == 1
+    script.feed(script.result(0, 1, 3), now=0.1)  # an ordinary round is sampled
+    assert estimate.peak == pytest.approx(0.1)
+
+
+def test_a_late_result_ends_the_backoff_of_a_prompt_retransmission_but_times_nothing():
+    estimate = RoundTripEstimator(srtt=0.05, rttvar=0.0, peak=0.05, peak_at=0.0)
+    script = Script(sparse_blocks(2, [0, 1]), slots=1, round_trip=estimate)
+    script.exchange.start(0.0)
+    script.take()
+    script.exchange.on_timer(RTO)
+    assert script.stats.retransmissions == 1 and estimate.backed_off is not None
+    late = bytearray(script.result(0, 0, 1))
+    late[FLAGS_OFFSET] |= FLAG_LATE  # our retransmission completed the round: the original was lost
+    script.feed(bytes(late), now=RTO + 0.001)
+    assert estimate.backed_off is None and script.stats.spurious_timeouts == 0 and estimate.peak == 0.05
+
+
+def test_the_contrib_after_a_recovered_result_leaves_late():
+    # Recovered by a REQUEST: block 5 is a peer's, its result is lost, the replay comes after our REQUEST; block 9
+    # is ours and leaves late (if it completes its round, nobody samples it).
+    script = Script(sparse_blocks(12, [1, 9]), slots=4)
+    exchange = script.exchange
+    exchange.start(0.0)
+    script.take()
+    assert script.feed(script.result(0, 1, 5), now=0.001) == []
+    exchange.on_timer(1.0)  # (the other columns' first rounds are retransmitted too)
+    assert [packet for packet in script.take() if packet[2] == 1] == [("REQUEST", 1, 1, 5, 0, 1)]
+    exchange.on_payload(script.result(1, 5, 9), 1.01)
+    assert len(script.sent) == 1 and script.sent[0][FLAGS_OFFSET] == 2 | FLAG_LATE
+    # Recovered by a retransmission: the CONTRIB after the answer leaves late too; one after an on-time result not.
+    script = Script(sparse_blocks(3, [0, 1, 2]), slots=1)
+    script.exchange.start(0.0)
+    script.take()
+    script.exchange.on_timer(RTO)
+    assert script.stats.retransmissions == 1
+    script.take()
+    script.exchange.on_payload(script.result(0, 0, 1), RTO + 0.01)
+    assert len(script.sent) == 1 and script.sent[0][FLAGS_OFFSET] == 1 | FLAG_LATE
+    script.take()
+    script.exchange.on_payload(script.result(1, 1, 2), RTO + 0.02)
+    assert len(script.sent) == 1 and script.sent[0][FLAGS_OFFSET] == 2
+
+
 def test_a_round_sent_while_the_first_round_drains_waits_for_the_peers_bursts():
     # Every worker's dense first round is a burst of S frames. A round sent while it drains may wait behind a peer's
     # burst though the switch has passed our own frame; the first round's own CONTRIBs are not covered (every
@@ -551,9 +610,30 @@ def test_a_round_sent_before_the_first_round_drained_waits_after_its_last_result
     assert exchange._awaiting_first == 0 and exchange.first_answered_at == 0.08
     exchange.on_timer(0.101)  # the round trips grew since it was armed (the first sign): put off once
     exchange.on_timer(float(columns.deadline[0]))
-    assert script.take() == [] and columns.deadline[0] == pytest.approx(0.08 + RTO)
+    timeout = max(RTO, exchange._round_trip.smoothed())
+    assert script.take() == [] and columns.deadline[0] == pytest.approx(0.08 + timeout)
     assert script.feed(script.result(1, 4, END), now=0.15) == []  # the round was slow, not lost
     assert script.stats.retransmissions == 0
+
+
+def test_the_drain_sign_waits_by_the_round_trips_the_drain_showed_not_the_armed_timeout():
+    estimate = RoundTripEstimator()
+    script = Script(sparse_blocks(12, list(range(12))), slots=4, round_trip=estimate)
+    exchange, columns = script.exchange, script.exchange._columns
+    exchange.start(0.0)
+    script.take()
+    script.feed(script.result(0, 0, 4), now=0.001)  # column 0's second round leaves, armed with RTO
+    script.feed(script.result(0, 1, 5), now=0.002)
+    script.feed(script.result(1, 5, 9), now=0.003)  # answered after it: no queue sign for column 0
+    script.feed(script.result(0, 2, 6), now=0.05)
+    assert columns.rto[0] == RTO
+    estimate.srtt, estimate.rttvar, estimate.peak, estimate.peak_at = 0.12, 0.0, 0.12, 0.05  # the drain's trips
+    exchange.on_timer(0.101)  # the first sign: judged once by the timeout now, at most twice the armed one
+    exchange.on_timer(float(columns.deadline[0]))
+    assert columns.deadline[0] == pytest.approx(0.05 + 0.24)  # one smoothed timeout after the latest result
+    exchange.on_timer(0.25)
+    assert ("CONTRIB", 1, 0, 4, 8, 0) not in script.take()  # (columns 1 and 3 are retransmitted meanwhile)
+    assert script.feed(script.result(1, 4, 8), now=0.26) == [("CONTRIB", 2, 0, 8, END, 0)]
 
 
 def test_a_round_sent_after_the_first_round_drained_gets_no_drain_sign():
@@ -574,24 +654,31 @@ def test_a_round_sent_after_the_first_round_drained_gets_no_drain_sign():
     assert ("CONTRIB", 1, 0, 4, 8, 0) in script.take() and script.stats.retransmissions == 1
 
 
-def test_a_round_sent_while_the_first_round_drains_waits_at_most_four_timeouts():
+def test_a_round_sent_while_the_first_round_drains_is_retransmitted_a_timeout_after_the_drain():
+    # A lost CONTRIB is still found: at most one timeout (the larger of the armed one and the smoothed estimate)
+    # after the first round's last result, and at most FIRST_ROUND_DRAIN_STRETCH such timeouts after it left.
     script = Script(sparse_blocks(32, list(range(32))), slots=16)
-    exchange = script.exchange
+    exchange, estimate = script.exchange, script.exchange._round_trip
     exchange.start(0.0)
     script.take()
     script.feed(script.result(0, 0, 16), now=0.001)  # column 0's second round leaves at 1 ms
     script.feed(script.result(0, 1, 17), now=0.002)
     script.feed(script.result(1, 17, END), now=0.003)  # answered after it: no queue sign for column 0
-    retransmitted_at = None
     now = 0.003
     for slot in range(2, 16):  # first-round results keep coming, every 50 ms, until 0.703 s
         now += 0.05
         exchange.on_timer(now)
+        assert ("CONTRIB", 1, 0, 16, END, 0) not in script.take()
+        script.feed(script.result(0, slot, slot + 16), now=now)
+    drained, timeout = now, max(RTO, estimate.smoothed())
+    retransmitted_at = None
+    while retransmitted_at is None and now < 10:
+        now += 0.01
+        exchange.on_timer(now)
         if ("CONTRIB", 1, 0, 16, END, 0) in script.take():
             retransmitted_at = now
-            break
-        script.feed(script.result(0, slot, slot + 16), now=now)
-    assert retransmitted_at is not None and retransmitted_at <= 0.001 + FIRST_ROUND_DRAIN_STRETCH * RTO + 0.05
+    assert retransmitted_at is not None
+    assert retransmitted_at <= min(drained + timeout, 0.001 + FIRST_ROUND_DRAIN_STRETCH * timeout) + 0.01
 
 
 def test_a_retransmission_answered_in_a_round_trip_ends_the_backoff():

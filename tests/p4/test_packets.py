@@ -12,6 +12,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from omnireduce.host.wire import FLAG_LATE
 from omnireduce.p4src import constants as C
 from omnireduce.p4src.scapy_omni import Omni
 
@@ -76,6 +77,25 @@ def test_block_completes_when_every_worker_has_moved_past_it(switch):
     assert switch.worker_next(0, 3) == [END, END, END]
     assert switch.job_counter("results", JOB) == 3
     assert switch.job_counter("contributions", JOB) == 5  # every accepted contribution, completing ones too
+    assert_no_drops(switch)
+
+
+def test_the_completing_contributions_flag_bits_reach_the_result(switch):
+    # Flags bits 2-7 are ignored by the program and left as they are, so the RESULT, built from the CONTRIB that
+    # completes the round, carries that CONTRIB's: the agent's FLAG_LATE (a late CONTRIB completed the round,
+    # nobody samples its time) relies on it (docs/protocol.md section 2).
+    workers = make_workers(2)
+    switch.add_job(JOB, workers, slot_base=0, slot_count=1, mcast_grp=7)
+    w0, w1 = workers
+    assert switch.send(w0.port, contrib(w0, JOB, 1, 0, 0, 0, 1, lanes(1))) == []
+    outputs = switch.send(w1.port, contrib(w1, JOB, 1, 0, FLAG_LATE | 0, 0, 1, lanes(2)))
+    multicast_to_all(outputs, workers, job=JOB, tensor=1, slot=0, shadow_set=FLAG_LATE | 0, block=0, next_block=1,
+                     values=lanes(3))
+    # A late CONTRIB that does not complete the round leaves no mark: the one that completes it is on time.
+    assert switch.send(w1.port, contrib(w1, JOB, 1, 0, FLAG_LATE | 1, 1, END, lanes(5))) == []
+    outputs = switch.send(w0.port, contrib(w0, JOB, 1, 0, 1, 1, END, lanes(4)))
+    multicast_to_all(outputs, workers, job=JOB, tensor=1, slot=0, shadow_set=1, block=1, next_block=END,
+                     values=lanes(9))
     assert_no_drops(switch)
 
 
