@@ -122,8 +122,7 @@ class RoundTripEstimator:
         before, so the timeout was a loss, not a switch slower than the timeout, and the backoff ends (the next
         rounds are armed by the estimate). A round the switch is merely slow with is answered later than that after
         its retransmission, or sooner than half a round trip (`answers_original`: the timeout was spurious)."""
-        if self.backed_off is not None and self.srtt is not None and \
-                since_retransmission <= self.srtt + max(4 * self.rttvar, self.srtt):
+        if self.backed_off is not None and self.srtt is not None and since_retransmission <= self.smoothed():
             self.backed_off = None
 
     def sample_many(self, samples: list[float], now: float, timeouts: Timeouts) -> list[float]:
@@ -166,8 +165,7 @@ class RoundTripEstimator:
             return self.backed_off
         if self.srtt is None:
             return min(max(timeouts.retransmit_first, timeouts.retransmit_initial), timeouts.retransmit_max)
-        margin = max(4 * self.rttvar, self.srtt)
-        smoothed = max(self.srtt + margin, PEAK_MARGIN * self.peak)
+        smoothed = max(self.smoothed(), PEAK_MARGIN * self.peak)
         return min(max(timeouts.retransmit_initial, smoothed), timeouts.retransmit_max)
 
 
