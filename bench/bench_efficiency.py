@@ -14,7 +14,9 @@ per worker, every result checked against numpy's sum). Reported per point:
 - bytes/ideal: bytes counted at the job's switch ports, both directions, over the ideal exchange (each worker sends
   each of its non-zero blocks once; each block non-zero anywhere comes back once to every worker; 190-byte
   packets; docs/performance.md);
-- retransmissions and REQUESTs the agents sent, and the switch's drops (all reasons);
+- retransmissions (data tensor) and rendezvous resends (the scale and closing rounds, which wait for every worker:
+  the testbed starts the agents' calls in step, so on a loss-free path both stay 0) and REQUESTs the agents sent,
+  and the switch's drops (all reasons);
 - time: the all-reduce by the agents' clocks (slowest worker), and the switch's packet rate into the pipeline over
   that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
   an all-reduce with the point's workers and density (bench_softswitch's generator, sized to about
@@ -80,6 +82,7 @@ class PointResult:
     switch_pps: float
     pipeline: str = "auto"
     standalone_pps: float = 0.0  # the same pipeline alone on a trace of this point's work (0: not measured)
+    rendezvous_resends: int = 0
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
@@ -113,6 +116,7 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
         switch_packets_in=packets_in,
         switch_pps=packets_in / seconds if seconds else 0.0,
         pipeline=pipeline,
+        rendezvous_resends=sum(int(s.get("rendezvous_resends", 0)) for s in stats),
     )
 
 
@@ -188,17 +192,20 @@ def workload_rate(workers: int, density: float, size: int, slots: int, pipeline:
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
-             f"{'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8}"]
+             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8}"]
     for r in results:
         alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
         share = f"{r.switch_pps / r.standalone_pps:8.0%}" if r.standalone_pps else f"{'-':>8}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
                      f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
-                     f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} {r.requests:5d} "
+                     f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} "
+                     f"{r.rendezvous_resends:4d} {r.requests:5d} "
                      f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
+    lines.append("retx: the data tensor's CONTRIBs resent after a timeout; rdv: the scale and closing rounds' (the calls "
+                 "start in step after the testbed's start barrier)")
     if any(r.standalone_pps for r in results):
         lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
                      "(its W and density, its slots scaled to the trace; packets in per second wall, best of 3, same run)")

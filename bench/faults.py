@@ -223,7 +223,10 @@ def run_scenario(bed: InProcessTestbed, config: FaultSuiteConfig, scenario: Scen
         failure = judge(results, inputs, references.get(run) if scenario is not REFERENCE else None)
         stats = [agent.last_stats for agent in bed.agents.values() if agent.last_stats is not None]
         record = RunRecord(scenario.name, run, failure is None, failure, seconds,
-                           sum(item.retransmissions for item in stats), sum(item.requests_sent for item in stats),
+                           # Every CONTRIB resent, the scale and closing rounds' too: the calls start in step,
+                           # so a resend there is loss recovery as much as in the data tensor.
+                           sum(item.retransmissions + item.rendezvous_resends for item in stats),
+                           sum(item.requests_sent for item in stats),
                            sum(item.repairs_received for item in stats))
         result.runs += 1
         result.exact += record.exact

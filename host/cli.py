@@ -34,6 +34,7 @@ from .blocks import block_count
 from .progress import Counts, ProgressBar, ProgressFile, ProgressSink, ProgressTracker, plural
 from .quantize import error_bound
 from .stats import Stats
+from .start_barrier import wait_at_barrier
 from .synthetic import synthetic_sum, synthetic_tensor
 from .wire import Endpoint, parse_mac
 
@@ -46,7 +47,7 @@ EXIT_REFUSED = 3   # bad input here or on another worker, or the job's workers d
 EXIT_NETWORK = 4   # switch unreachable, worker missing, stalled, deadline
 EXIT_PROTOCOL = 5  # the switch answered against the protocol
 #: What the JSON report's "calls" gives of each call (--repeat): its times and retransmissions; "stats" sums them.
-CALL_FIELDS = ("elapsed_s", "joined_s", "cpu_s", "retransmissions")
+CALL_FIELDS = ("elapsed_s", "joined_s", "cpu_s", "retransmissions", "rendezvous_resends")
 
 EPILOG = f"""
 examples:
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthetic: regenerate every worker's tensor and check the result (exit 1 if wrong)")
     data.add_argument("--repeat", type=_count, default=1,
                       help="all-reduce the tensor this many times in a row (every worker alike; default 1)")
+    data.add_argument("--start-barrier", type=Path, metavar="SOCKET",
+                      help="once ready (input loaded, transport open), wait for the go of a launcher's start barrier "
+                           "at this Unix socket before the first call, so that every agent it started begins in step "
+                           "(host/start_barrier.py; the testbed does this); at most --join-timeout")
 
     mode = parser.add_argument_group("sending")
     mode.add_argument("--dense", action="store_true", help="send every block (SwitchML-style baseline)")
@@ -172,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object on stdout: stats (summed over the calls), calls (each call's "
-                          "elapsed_s, joined_s, cpu_s, retransmissions), verification")
+                          "elapsed_s, joined_s, cpu_s, retransmissions, rendezvous_resends), verification")
     out.add_argument("--progress-file", type=Path, metavar="FILE",
                      help="append JSON progress lines to FILE while running (format: host/README.md)")
     out.add_argument("--progress-interval", type=argtypes.seconds, default=0.5, metavar="S",
@@ -283,7 +288,7 @@ def _report(stats: Stats, calls: list[dict], stream: TextIO) -> None:
         f"blocks sent        {stats.blocks_sent} of {stats.blocks_total} ({sent_share:.1%})\n"
         f"packets sent/recv  {stats.packets_sent} / {stats.packets_received}\n"
         f"bytes sent/recv    {stats.bytes_sent} / {stats.bytes_received} ({rate:.2f} MiB/s sent)\n"
-        f"retransmissions    {stats.retransmissions}\n"
+        f"retransmissions    {stats.retransmissions} (rendezvous resends {stats.rendezvous_resends})\n"
         f"requests / repairs {stats.requests_sent} / {stats.repairs_sent} sent, {stats.repairs_received} received\n"
         f"duplicates ignored {stats.duplicates} (early results {stats.early}, ignored {stats.ignored})\n"
         f"time               {stats.elapsed_s:.3f} s\n"
@@ -360,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # kernel faulting in a fresh buffer's pages (tens of milliseconds per 100 MB).
             result = np.empty_like(tensor)
             result.fill(0)
+            if args.start_barrier is not None:
+                wait_at_barrier(args.start_barrier, config.name, config.timeouts.join)
             calls = []
             for _ in range(args.repeat):
                 tracker.next_run()

@@ -200,7 +200,8 @@ class TensorExchange:
     a block that never receives a result (zero in every worker) is left untouched.
     exponent: the exponent field of this worker's CONTRIBs; expected_exponent: if given, every RESULT must carry
     it (the data tensor after a scale round), else the exchange stops with ProtocolError. send_batch: sends the
-    CONTRIBs that one batch of results triggers (default: each through `send`).
+    CONTRIBs that one batch of results triggers (default: each through `send`). count_blocks: False for the one-block
+    rendezvous rounds (scale, closing), whose block is no data block and whose resends are rendezvous_resends.
 
     Results come one at a time (:meth:`on_payload`) or as a batch (:meth:`on_batch`); both give exactly the same
     state and the same packets in the same order (host/batch.py explains how the batch path keeps that).
@@ -433,7 +434,10 @@ class TensorExchange:
                 buffer = self._contrib_views[slot]
                 buffer[FLAGS_OFFSET] |= FLAG_LATE  # if it completes the round, nobody samples the round's time
                 self._send(buffer)
-                self.stats.retransmissions += 1
+                if self._count_blocks:
+                    self.stats.retransmissions += 1
+                else:  # a rendezvous round: the timer cannot tell a lost CONTRIB from a peer not there yet
+                    self.stats.rendezvous_resends += 1
                 if columns.timeouts[slot] > 0:
                     # Still nothing after a retransmission: the round may be complete and its set reused since
                     # (our result lost, the column moved on without us); only a REQUEST reaches a peer then.

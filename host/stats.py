@@ -11,7 +11,10 @@ class Stats:
 
     blocks_total/blocks_sent: blocks of the data tensor, and how many of them this worker sent (the scale round is
     not counted there). contribs_sent: first transmissions of CONTRIBs; retransmissions: CONTRIBs sent again after
-    a timeout; spurious_timeouts: retransmissions whose original was answered after all (its result came sooner
+    a timeout in the data tensor; rendezvous_resends: CONTRIBs of the one-block scale and closing rounds sent again
+    after a timeout (those rounds wait for every worker, so a resend there is mostly a worker that arrived before
+    its peers, which a timer cannot tell from a lost CONTRIB: counted apart from the data's loss recovery);
+    spurious_timeouts: retransmissions whose original was answered after all (its result came sooner
     after the retransmission than a round trip could); requests_sent: REQUESTs for a missed result (on a gap in a
     column or a timer); repairs_sent: peers' forwarded REQUESTs answered from our results; repairs_unknown:
     forwarded REQUESTs for a result we did not have; repairs_received: missed results that came from a peer.
@@ -36,6 +39,7 @@ class Stats:
     contribs_sent: int = 0
     requests_sent: int = 0
     retransmissions: int = 0
+    rendezvous_resends: int = 0
     spurious_timeouts: int = 0
     timers_deferred: int = 0
     repairs_sent: int = 0

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omnireduce.host.config import Timeouts
+from omnireduce.host.start_barrier import StartBarrier
+
+from .model import FaultKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
 from .processes import last_line
 
 # Run the agent as a module of the venv's Python, so the command works in a Mininet host too, without PATH.
 AGENT_MODULE = "omnireduce.host.cli"
+
+#: Longest the runner waits at the start barrier: an agent waits there at most its join limit (30 s by default,
+#: which the testbed never raises), and by then the ready ones have given up.
+START_BARRIER_LIMIT_S = Timeouts().join + 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,16 @@ class AgentFiles:
     output: Path
     #: where the agent appends its progress lines (host/progress.py), None: none
     progress: Path | None = None
+    #: the launcher's start barrier (host/start_barrier.py), None: the agent calls as soon as it is ready
+    start_barrier: Path | None = None
+
+
+def start_barrier(config: TestbedConfig, agents: int) -> StartBarrier | None:
+    """The start barrier of a run's agents, None where they start staggered (asked for, or a hung-worker fault,
+    whose stopped agent would never be ready: its peers must find it missing in the scale round)."""
+    if not config.start_in_step or (config.fault is not None and config.fault.kind is FaultKind.HANG_WORKER):
+        return None
+    return StartBarrier.private(agents)
 
 
 def agent_time_limit(remaining_s: float | None) -> float | None:
@@ -67,6 +85,8 @@ def agent_argv(worker: WorkerPlace, plan: NetworkPlan, files: AgentFiles, *, wor
             "--input", str(files.input), "--output", str(files.output), "--json"]
     if files.progress is not None:
         argv += ["--progress-file", str(files.progress)]
+    if files.start_barrier is not None:
+        argv += ["--start-barrier", str(files.start_barrier)]
     if timeout_s is not None:
         # Joining (the scale round) gives up first, so a worker that never shows up is named as such.
         argv += ["--join-timeout", f"{min(30.0, 0.8 * timeout_s):.3g}", "--deadline", f"{timeout_s:.3g}"]

@@ -124,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the generated inputs (default 0)")
     parser.add_argument("--repeat", type=argtypes.integer(minimum=1), default=defaults.repeat, metavar="N",
                         help="all-reduce each tensor N times in a row (default 1); the report gives the first call "
-                             "(which waits for every agent to start) and the later ones (in step, as in a "
-                             "training loop: what gloo's barrier-started timings compare with) apart, and the "
-                             "traffic of all N")
+                             "(the first use of the agents' buffers and the switch's slots) and the later ones (as "
+                             "in a training loop) apart, and the traffic of all N")
+    parser.add_argument("--staggered-start", action="store_true",
+                        help="let each agent call as soon as it has started, instead of starting every agent's first "
+                             "call in step after a start barrier (what benchmarks of other all-reduces do): the scale "
+                             "round then waits for the last agent, resending meanwhile (rendezvous resends)")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
                         help="limit for the run from the switch's start to the last agent's exit (default: none; "
                              "see 'time' below)")
@@ -162,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TestbedConfig:
     return TestbedConfig(workers=args.workers, switch=args.switch, net=args.net, size=args.size,
                          density=args.density, dtype=args.dtype, dense=args.dense, jobs=args.jobs, slots=args.slots,
-                         seed=args.seed, repeat=args.repeat, timeout=args.timeout, loss=args.loss,
+                         seed=args.seed, repeat=args.repeat, start_in_step=not args.staggered_start,
+                         timeout=args.timeout, loss=args.loss,
                          impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
                          keep_logs=args.keep_logs,
                          fault=args.fault, ports=args.ports, pipeline=args.pipeline)

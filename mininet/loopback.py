@@ -18,9 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from omnireduce.host.start_barrier import StartBarrier
 from omnireduce.shm import unavailable_reason as shm_unavailable
 
-from .agents import AgentFiles, FramePorts, FrameRing, agent_argv, agent_failure_reason, agent_time_limit
+from .agents import (AgentFiles, FramePorts, FrameRing, agent_argv, agent_failure_reason, agent_time_limit,
+                     START_BARRIER_LIMIT_S, start_barrier)
 from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, PortKind, TestbedConfig
@@ -61,6 +63,24 @@ def is_hung_worker(config: TestbedConfig, worker: WorkerPlace) -> bool:
     fault = config.fault
     return (fault is not None and fault.kind is FaultKind.HANG_WORKER and worker.job_id == 0
             and worker.worker_id == fault.worker)
+
+
+def release_barrier(barrier: StartBarrier, switch: ManagedProcess,
+                    agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float) -> None:
+    """Let the agents go once all are ready; RunFailed if one fails or the switch dies first, or none is ready
+    within the agents' own join limit (the barrier closes, and the ready ones fail at once)."""
+
+    def check() -> None:
+        if switch.returncode is not None:
+            raise RunFailed(switch_failure(switch))
+        if any(process.returncode not in (None, 0) for _worker, process in agents):
+            raise RunFailed(first_cause(agents, min(deadline, time.monotonic() + PEER_EXIT_GRACE_S)))
+
+    try:
+        waited = barrier.release(min(deadline, time.monotonic() + START_BARRIER_LIMIT_S), check)
+    except TimeoutError as error:
+        raise RunFailed(f"the agents did not start: {error}") from None
+    log.debug("start barrier: %d agents ready after %.3f s", len(agents), waited)
 
 
 def remaining(deadline: float) -> float:
@@ -201,17 +221,25 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                     raise RunFailed(switch_failure(switch)) from None
                 raise RunFailed(f"controller could not set up the switch: {error}") from None
             setup_s = time.monotonic() - started
+            barrier = start_barrier(config, len(workers))
             agents = []
-            for worker in workers:
-                files = AgentFiles(layout.input_path(worker), layout.output_path(worker),
-                                   layout.progress_path(worker.name))
-                argv = agent_argv(worker, plan, files,
-                                  workers=config.workers, slots=config.slots, dense=config.dense,
-                                  timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker],
-                                  repeat=config.repeat)
-                agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
-                if is_hung_worker(config, worker):
-                    os.killpg(agents[-1][1].pid, signal.SIGSTOP)
+            try:
+                for worker in workers:
+                    files = AgentFiles(layout.input_path(worker), layout.output_path(worker),
+                                       layout.progress_path(worker.name),
+                                       barrier.path if barrier is not None else None)
+                    argv = agent_argv(worker, plan, files,
+                                      workers=config.workers, slots=config.slots, dense=config.dense,
+                                      timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker],
+                                      repeat=config.repeat)
+                    agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
+                    if is_hung_worker(config, worker):
+                        os.killpg(agents[-1][1].pid, signal.SIGSTOP)
+                if barrier is not None:
+                    release_barrier(barrier, switch, agents, deadline)
+            finally:
+                if barrier is not None:
+                    barrier.close()
             agents_started = time.monotonic()
             on_tick = None
             if progress is not None:

@@ -17,19 +17,23 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from omnireduce.softswitch.faults import Impairment, ImpairmentPlan
 
-from .agents import AgentFiles, agent_argv, agent_failure_reason, agent_time_limit
+from omnireduce.host.start_barrier import StartBarrier
+
+from .agents import (START_BARRIER_LIMIT_S, AgentFiles, agent_argv, agent_failure_reason, agent_time_limit,
+                     start_barrier)
 from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, ImpairSite, SwitchKind, TestbedConfig
 from .plan import NetworkPlan
 from .ports import free_tcp_port
-from .processes import ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
+from .processes import ManagedProcess, ProcessSpec, Supervisor, argv_of, describe_exit, last_line, pid_alive
 from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import plan_to_json
 from .switches import (bmv2_binary, bmv2_prefix, bmv2_suffix, grpc_server_addr, impairment_argv, pipeline_argv,
@@ -130,8 +134,9 @@ def switch_spec(config: TestbedConfig, grpc_port: int, layout: RunLayout,
 
 
 def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc_port: int,
-               name_prefix: str) -> dict[str, Any]:
-    """The driver's spec (format: star_driver.py's docstring)."""
+               name_prefix: str, barrier: Path | None = None) -> dict[str, Any]:
+    """The driver's spec (format: star_driver.py's docstring); `barrier`: the start barrier's socket the agents
+    wait at (host/start_barrier.py), None: none."""
     plan_path = layout.root / "plan.json"
     plan_path.write_text(json.dumps(plan_to_json(plan), indent=1))
     grpc_addr = grpc_server_addr(grpc_port)
@@ -142,7 +147,8 @@ def build_spec(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, grpc
         setup_argv += ["--thrift-port", str(thrift_port)]
     agents = []
     for worker in plan.workers:
-        files = AgentFiles(layout.input_path(worker), layout.output_path(worker), layout.progress_path(worker.name))
+        files = AgentFiles(layout.input_path(worker), layout.output_path(worker), layout.progress_path(worker.name),
+                           barrier)
         argv = agent_argv(worker, plan, files,
                           workers=config.workers, slots=config.slots, dense=config.dense,
                           timeout_s=agent_time_limit(config.timeout), frame=None, repeat=config.repeat)
@@ -201,8 +207,40 @@ def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
     if problem:
         return RunOutcome(problem, 0.0, 0.0, None)
     grpc_port = free_tcp_port()
+    barrier = start_barrier(config, len(plan.workers))
     try:
-        spec = build_spec(config, plan, layout, grpc_port, unique_prefix())
+        return _run_driver(config, plan, layout, progress, grpc_port, barrier)
+    finally:
+        if barrier is not None:
+            barrier.close()
+
+
+def _release_in_background(barrier: StartBarrier, driver: ManagedProcess, limit_s: float) -> threading.Thread:
+    """Open the start barrier once every agent the driver starts in its hosts is ready (a thread: this process
+    meanwhile waits for the driver). If the driver ends first, or the limit passes, the barrier closes and the
+    waiting agents fail at once, which the driver reports."""
+
+    def check() -> None:
+        if driver.returncode is not None:
+            raise RuntimeError("the Mininet driver ended")
+
+    def release() -> None:
+        try:
+            waited = barrier.release(time.monotonic() + limit_s, check)
+            log.debug("start barrier: agents ready after %.3f s", waited)
+        except (RuntimeError, TimeoutError) as error:
+            log.debug("start barrier closed without a go: %s", error)
+
+    thread = threading.Thread(target=release, name="start-barrier", daemon=True)
+    thread.start()
+    return thread
+
+
+def _run_driver(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, progress: ProgressCallback | None,
+                grpc_port: int, barrier: StartBarrier | None) -> RunOutcome:
+    try:
+        spec = build_spec(config, plan, layout, grpc_port, unique_prefix(),
+                          barrier.path if barrier is not None else None)
     except ValueError as error:
         return RunOutcome(str(error), 0.0, 0.0, None)
     spec_path = layout.root / "driver-spec.json"
@@ -216,6 +254,9 @@ def run_mininet(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout,
                     len(plan.workers))
         driver = supervisor.start(ProcessSpec("driver", driver_command(spec_path)))
         started = time.monotonic()
+        if barrier is not None:
+            # The driver builds the star and sets up the switch before it starts the agents.
+            _release_in_background(barrier, driver, SETUP_ALLOWANCE_S + START_BARRIER_LIMIT_S)
         if progress is None:
             code = driver.wait(limit)
         else:

@@ -121,6 +121,9 @@ class TestbedConfig:
     #: all-reduces of the same tensor in a row per agent (the first one waits for every agent to start; the later
     #: ones are in step, as in a training loop)
     repeat: int = 1
+    #: the agents' first call begins in step, after a start barrier (host/start_barrier.py); False: each agent
+    #: calls as soon as it has started, and the scale round waits for the last (rendezvous resends meanwhile)
+    start_in_step: bool = True
     timeout: float | None = None
     #: probability that a frame is lost on its way into or out of the switch (short for a first rule drop=P)
     loss: float = 0.0
@@ -222,12 +225,16 @@ class WorkerOutcome:
     error_bound: float
     message: str
     stats: Mapping[str, Any] = field(default_factory=dict)
-    #: each call's times (the agent's JSON "calls": elapsed_s, joined_s, cpu_s, retransmissions); stats sums them
+    #: each call's times (the agent's JSON "calls": elapsed_s, joined_s, cpu_s, retransmissions, rendezvous_resends); stats sums them
     calls: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def retransmissions(self) -> int:
         return int(self.stats.get("retransmissions", 0))
+
+    @property
+    def rendezvous_resends(self) -> int:
+        return int(self.stats.get("rendezvous_resends", 0))
 
 
 @dataclass(frozen=True, slots=True)

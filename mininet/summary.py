@@ -97,8 +97,10 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
             lines.append(f"  worker {worker.worker_id}: FAILED: {worker.message}")
             continue
         error = f"max error {worker.max_error:.3g} (bound {worker.error_bound:.3g})" if worker.error_bound else "exact"
+        resends = worker.rendezvous_resends
         lines.append(f"  worker {worker.worker_id}: ok, {error}, {worker.retransmissions} "
-                     f"{plural(worker.retransmissions, 'retransmission')}")
+                     f"{plural(worker.retransmissions, 'retransmission')}"
+                     + (f", {resends} rendezvous {plural(resends, 'resend')}" if resends else ""))
     expected, dense = job.expected, job.dense
     lines.append(f"  wire at the job's switch ports (CONTRIB/RESULT {DATA_PACKET_BYTES} B, REQUEST "
                  f"{CONTROL_PACKET_BYTES} B; the scale and closing rounds included):")
@@ -197,6 +199,12 @@ def explanation_lines(report: TestbedReport) -> list[str]:
             why = "a packet was lost, or a busy CPU delayed the result"
         lines.append(f"retransmissions ({retransmissions} in all): a worker's timer fired before its result arrived; "
                      f"{why} (docs/protocol.md section 4.6, step 3)")
+    resends = sum(worker.rendezvous_resends for job in report.jobs for worker in job.workers)
+    if resends:
+        lines.append(f"rendezvous resends ({resends} in all): a worker sent its scale or closing round's CONTRIB "
+                     f"again while it waited for that round's result, mostly for a peer that had not arrived yet "
+                     f"(each is a DUPLICATE drop at the switch when its first copy arrived); the testbed starts the "
+                     f"agents' first call in step unless --staggered-start (docs/protocol.md section 4.6, step 3)")
     return lines
 
 
@@ -207,7 +215,7 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         data = {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
         for name in ("ok", "to_switch_packets", "to_switch_bytes", "from_switch_packets", "from_switch_bytes",
-                     "total_bytes", "retransmissions"):
+                     "total_bytes", "retransmissions", "rendezvous_resends"):
             if hasattr(type(value), name) and isinstance(getattr(type(value), name), property):
                 data[name] = getattr(value, name)
         return data

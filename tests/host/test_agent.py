@@ -13,7 +13,8 @@ import pytest
 from omnireduce.host import AgentClosed, AgentConfig, AllReduce, InputError, Timeouts, TransportKind, WorkerMissing
 from omnireduce.host.agent import SLOT_REFRESH_AGE
 from omnireduce.host.transport import PayloadBatch
-from omnireduce.host.wire import DATA_PAYLOAD_BYTES, Endpoint, frame_prefix, parse_udp_frame
+from omnireduce.host.wire import (DATA_PAYLOAD_BYTES, FLAG_LATE, FLAGS_OFFSET, Endpoint, frame_prefix,
+                                  parse_udp_frame)
 from omnireduce.p4src import constants as C
 
 from .harness import job_cluster, run_each, run_workers
@@ -105,6 +106,22 @@ def test_the_scale_round_goes_first_on_slot_zero():
     assert first[:20] == bytes.fromhex("01 00 0001 0000 0000 00000000 ffffffff 80 20 0000".replace(" ", ""))
     assert int.from_bytes(first[20:24], "big") == 1  # lane 0: one worker
     assert int.from_bytes(first[24:28], "big") == 2  # lane 1: 40 values are 2 blocks
+
+
+def test_a_worker_waiting_for_its_peers_counts_its_scale_resends_apart_from_retransmissions():
+    """A worker that arrives first resends its scale CONTRIB while it waits; that is no data retransmission."""
+    transport = SilentTransport()
+    timeouts = Timeouts(retransmit_initial=0.01, retransmit_max=4.0, join=0.7, stall=10)
+    with AllReduce(config(timeouts=timeouts), transport) as agent:
+        with pytest.raises(WorkerMissing):
+            agent.allreduce(np.ones(40, np.float32))
+        stats = agent.last_stats
+    # Resent 0.25 s after the first copy, then 0.5 s after that: one resend before the 0.7 s join limit.
+    assert len(transport.sent) == 2
+    assert (stats.rendezvous_resends, stats.retransmissions, stats.contribs_sent) == (1, 0, 1)
+    first, resent = transport.sent
+    assert resent[FLAGS_OFFSET] == first[FLAGS_OFFSET] | FLAG_LATE
+    assert resent[:FLAGS_OFFSET] == first[:FLAGS_OFFSET] and resent[FLAGS_OFFSET + 1:] == first[FLAGS_OFFSET + 1:]
 
 
 def test_a_short_tensor_refreshes_slots_left_unused_for_long(device):

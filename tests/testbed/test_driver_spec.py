@@ -94,3 +94,14 @@ def test_unique_prefixes_are_short_lowercase_and_differ():
     prefixes = {unique_prefix() for _ in range(20)}
     assert len(prefixes) > 1
     assert all(len(prefix) == 5 and prefix.isalnum() and prefix.islower() for prefix in prefixes)
+
+
+def test_agents_in_mininet_hosts_wait_at_the_start_barrier_when_given_one(tmp_path):
+    config = TestbedConfig(workers=2, net=NetKind.MININET)
+    layout = RunLayout(tmp_path).create()
+    plan = plan_network(config)
+    spec = build_spec(config, plan, layout, 50000, "t0a1b", barrier=tmp_path / "barrier")
+    for agent in spec["agents"]:
+        assert agent["argv"][agent["argv"].index("--start-barrier") + 1] == str(tmp_path / "barrier")
+    spec = build_spec(config, plan, layout, 50000, "t0a1b")
+    assert all("--start-barrier" not in agent["argv"] for agent in spec["agents"])

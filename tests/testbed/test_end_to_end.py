@@ -131,9 +131,10 @@ def test_a_bad_input_fails_the_run_with_the_workers_message(tmp_path):
 
 def test_a_killed_switch_fails_the_run_quickly(tmp_path):
     began = time.monotonic()
-    # Large enough that the all-reduce is still running when the switch is killed.
-    report = run_testbed(TestbedConfig(workers=2, size=2_000_000, density=0.5, fault=Fault(FaultKind.KILL_SWITCH,
-                                                                                          after_s=0.3),
+    # Large enough that the all-reduce is still running when the switch is killed (the agents start in step, at
+    # the start barrier's go, from which after_s counts).
+    report = run_testbed(TestbedConfig(workers=2, size=8_000_000, density=0.5, fault=Fault(FaultKind.KILL_SWITCH,
+                                                                                          after_s=0.05),
                                        timeout=60, keep_logs=tmp_path))
     assert not report.ok
     assert report.failure.startswith("switch process died (SIGKILL, exit -9)"), report.failure
@@ -163,3 +164,24 @@ def test_cli_json_output(tmp_path, capsys):
     assert main(["--workers", "2", "--size", "2000", "--fault", "nan-input@0", "--keep-logs", str(tmp_path / "b")]) \
         == EXIT_FAILED
     assert "RESULT: FAILED: worker 0 of job 0" in capsys.readouterr().out
+
+
+def test_agents_start_in_step_unless_asked_otherwise_or_one_is_hung():
+    from omnireduce.testbed.agents import start_barrier
+
+    barrier = start_barrier(TestbedConfig(workers=3), 3)
+    try:
+        assert barrier is not None and barrier.expected == 3 and barrier.path.exists()
+    finally:
+        barrier.close()
+    assert start_barrier(TestbedConfig(workers=3, start_in_step=False), 3) is None
+    # A stopped agent never becomes ready: its peers must find it missing in the scale round instead.
+    assert start_barrier(TestbedConfig(workers=3, fault=Fault(FaultKind.HANG_WORKER, worker=1)), 3) is None
+
+
+def test_staggered_agents_still_give_exact_results(tmp_path):
+    report = run_testbed(TestbedConfig(workers=3, size=8192, density=0.1, slots=8, start_in_step=False,
+                                       timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    check_traffic(report)
+    assert survivors(tmp_path) == []
