@@ -17,7 +17,7 @@ per worker, every result checked against numpy's sum). Reported per point:
 - retransmissions (data tensor) and rendezvous resends (the scale and closing rounds, which wait for every worker:
   the testbed starts the agents' calls in step, so on a loss-free path both stay 0) and REQUESTs the agents sent,
   and the switch's drops (all reasons);
-- time: the all-reduce by the agents' clocks (slowest worker), and the switch's packet rate into the pipeline over
+- time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the switch's packet rate into the pipeline over
   that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
   an all-reduce with the point's workers and density (bench_softswitch's generator, sized to about
   TRACE_CONTRIBUTIONS contributions, with the point's slots scaled to it so that the dense first round weighs the
@@ -50,6 +50,7 @@ from omnireduce import argtypes
 from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.testbed.model import TestbedConfig, TestbedReport
 from omnireduce.testbed.runner import run_testbed
+from omnireduce.testbed.summary import call_seconds
 
 log = logging.getLogger("bench")
 
@@ -83,40 +84,49 @@ class PointResult:
     pipeline: str = "auto"
     standalone_pps: float = 0.0  # the same pipeline alone on a trace of this point's work (0: not measured)
     rendezvous_resends: int = 0
+    calls: int = 1  # all-reduces in the run; > 1: seconds and rates are one call's after the first (measure_point)
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
-                  seed: int, pipeline: str = "auto") -> PointResult:
+                  seed: int, pipeline: str = "auto", calls: int = 1) -> PointResult:
+    """One testbed run of the point. calls > 1: the agents all-reduce the tensor that many times in a row; the
+    time is then the median of the calls after the first (each the slowest worker's), the switch's rate the
+    packets of one call over it, and packets per block those of one call (every call sends the same traffic
+    on a loss-free path); retransmissions, REQUESTs and drops are the whole run's."""
     config = TestbedConfig(workers=workers, size=size, density=density, slots=slots, seed=seed, loss=loss,
-                           pipeline=pipeline)
+                           pipeline=pipeline, repeat=calls)
     slots = config.slots
     report: TestbedReport = run_testbed(config)
     if not report.jobs:
         return PointResult(workers, density, size, slots, loss, False, report.failure, report.elapsed_s, 0.0, 0.0,
-                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0, pipeline)
+                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0, pipeline, calls=calls)
     job = report.jobs[0]
     stats = [worker.stats for worker in job.workers]
     seconds = max((float(s.get("elapsed_s", 0.0)) for s in stats), default=0.0) or report.elapsed_s
-    per_block = [value for value in job.packets_per_block() if value != float("inf")]
+    each_call = call_seconds(job.workers)
+    if calls > 1 and len(each_call) == calls:
+        seconds = statistics.median(each_call[1:])
+    per_block = [value / calls for value in job.packets_per_block() if value != float("inf")]
     measured = job.measured
-    packets_in = measured.to_switch_packets if measured else 0
+    packets_in = (measured.to_switch_packets if measured else 0) / calls
     return PointResult(
         workers=workers, density=density, size=size, slots=slots, loss=loss, ok=report.ok, failure=report.failure,
         seconds=seconds,
         packets_per_block_mean=statistics.fmean(per_block) if per_block else 0.0,
         packets_per_block_max=max(per_block, default=0.0),
         # What the protocol sends on a loss-free path, from the inputs (first round, scale and closing rounds).
-        loss_free_packets_per_block=job.expected.contributions / max(1, sum(job.nonzero_per_worker)),
+        loss_free_packets_per_block=job.expected.contributions / calls / max(1, sum(job.nonzero_per_worker)),
         bytes_over_ideal=measured.total_bytes / job.ideal.total_bytes if measured and job.ideal else 0.0,
         bytes_over_dense=measured.total_bytes / job.dense.total_bytes if measured else 0.0,
         retransmissions=sum(int(s.get("retransmissions", 0)) for s in stats),
         requests=sum(int(s.get("requests_sent", 0)) for s in stats),
         repairs=sum(int(s.get("repairs_sent", 0)) for s in stats),
         drops=dict(report.drops),
-        switch_packets_in=packets_in,
+        switch_packets_in=round(packets_in),
         switch_pps=packets_in / seconds if seconds else 0.0,
         pipeline=pipeline,
         rendezvous_resends=sum(int(s.get("rendezvous_resends", 0)) for s in stats),
+        calls=calls,
     )
 
 
@@ -204,6 +214,9 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
                      f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
+    if any(r.calls > 1 for r in results):
+        lines.append(f"seconds, switch pps, packets/block: one call after the first ({results[0].calls} calls a point: "
+                     f"the median of the later ones); retx, rdv, req, drops: the whole run's")
     lines.append("retx: the data tensor's CONTRIBs resent after a timeout; rdv: the scale and closing rounds' (the calls "
                  "start in step after the testbed's start barrier)")
     if any(r.standalone_pps for r in results):
@@ -234,6 +247,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", choices=PIPELINES, default="auto",
                         help="the softswitch's pipeline, in the runs and alone (default auto: native where it "
                              "builds, else python)")
+    parser.add_argument("--calls", type=argtypes.integer(minimum=1), default=1, metavar="N",
+                        help="all-reduce each point's tensor N times in a row and report the calls after the first "
+                             "(time: their median; switch rate and packets per block: one call's), as a training "
+                             "loop calls it and as nccl-tests time after warm-up (default 1: the one cold call)")
     parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rates")
     parser.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
 
@@ -255,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
             alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
         for loss in losses:
             log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
-            result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline),
+            result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline,
+                                           args.calls),
                              standalone_pps=alone)
             log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
                      result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)

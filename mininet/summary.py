@@ -148,9 +148,9 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
                      f"{job.measured.to_switch_packets / seconds:.0f} packets/s into the switch")
     if len(calls) > 1:
         later = sorted(calls[1:])
-        lines.append(f"    per call (slowest worker): first {calls[0]:.3f} s (waits for every agent to start), then "
-                     f"median {statistics.median(later):.3f} s [{later[0]:.3f}-{later[-1]:.3f}] over "
-                     f"{len(later)} call(s) in step")
+        lines.append(f"    per call (slowest worker): first {calls[0]:.3f} s (the buffers' and slots' first use), "
+                     f"then median {statistics.median(later):.3f} s [{later[0]:.3f}-{later[-1]:.3f}] over "
+                     f"{len(later)} later call(s)")
     return lines
 
 

@@ -144,3 +144,18 @@ def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_pa
     (point,) = data["points"]
     assert point["ok"] and point["pipeline"] == "python" and point["standalone_pps"] > 0
     assert data["standalone"]["mode"] == "python, batches of 64"
+
+
+def test_the_efficiency_bench_reports_one_warm_call_of_several(tmp_path):
+    """--calls N: the time is the median of calls 2..N, the switch's rate and packets per block one call's."""
+    from omnireduce.bench.bench_efficiency import measure_point
+
+    single = measure_point(2, 0.1, 8192, None, 0.0, 1)
+    repeated = measure_point(2, 0.1, 8192, None, 0.0, 1, calls=3)
+    assert single.ok and repeated.ok and repeated.calls == 3
+    # Every call sends the same traffic on a loss-free path: one call's packets are the single run's.
+    assert repeated.packets_per_block_mean == pytest.approx(single.packets_per_block_mean)
+    assert repeated.loss_free_packets_per_block == pytest.approx(single.loss_free_packets_per_block)
+    assert repeated.switch_packets_in == single.switch_packets_in
+    assert repeated.bytes_over_ideal == pytest.approx(single.bytes_over_ideal)
+    assert repeated.switch_pps == pytest.approx(repeated.switch_packets_in / repeated.seconds, rel=1e-3)

@@ -104,7 +104,7 @@ def test_the_time_after_every_worker_joined_the_agents_cpu_and_the_ports_are_nam
     assert "after every worker joined" not in format_report(report)  # agents that do not say: nothing invented
 
 
-def test_repeated_calls_are_reported_first_and_in_step_by_the_slowest_worker():
+def test_repeated_calls_are_reported_first_and_later_by_the_slowest_worker():
     report = _report(True)
     job = report.jobs[0]
     calls = ([{"elapsed_s": 0.5}, {"elapsed_s": 0.2}, {"elapsed_s": 0.1}, {"elapsed_s": 0.4}],
@@ -114,8 +114,21 @@ def test_repeated_calls_are_reported_first_and_in_step_by_the_slowest_worker():
     assert call_seconds(workers) == [0.5, 0.25, 0.3, 0.4]
     text = format_report(dataclasses.replace(report, jobs=(dataclasses.replace(job, workers=workers),)))
     assert "4 all-reduces 1.20 s by the agents' clocks" in text
-    assert ("per call (slowest worker): first 0.500 s (waits for every agent to start), then median 0.300 s "
-            "[0.250-0.400] over 3 call(s) in step") in text
+    assert ("per call (slowest worker): first 0.500 s (the buffers' and slots' first use), then median 0.300 s "
+            "[0.250-0.400] over 3 later call(s)") in text
     # Workers that disagree on how many calls they made (one failed early): no per-call line.
     assert call_seconds((workers[0], dataclasses.replace(workers[1], calls=workers[1].calls[:2]))) == []
     assert "per call" not in format_report(report)
+
+
+def test_rendezvous_resends_are_reported_apart_from_retransmissions():
+    report = _report(True)
+    job = report.jobs[0]
+    workers = (dataclasses.replace(job.workers[0], stats={"retransmissions": 0, "rendezvous_resends": 2}),
+               job.workers[1])
+    report = dataclasses.replace(report, jobs=(dataclasses.replace(job, workers=workers),))
+    text = format_report(report)
+    assert "worker 0: ok, max error 1e-07 (bound 2e-07), 0 retransmissions, 2 rendezvous resends\n" in text
+    assert "rendezvous resends (2 in all): a worker sent its scale or closing round's CONTRIB again" in text
+    assert "retransmissions (" not in text
+    assert report_to_json(report)["jobs"][0]["workers"][0]["rendezvous_resends"] == 2
