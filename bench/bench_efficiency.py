@@ -17,6 +17,9 @@ per worker, every result checked against numpy's sum). Reported per point:
 - retransmissions (data tensor) and rendezvous resends (the scale and closing rounds, which wait for every worker:
   the testbed starts the agents' calls in step, so on a loss-free path both stay 0) and REQUESTs the agents sent,
   and the switch's drops (all reasons);
+- busy: the switch process's CPU time while the agents ran over the all-reduce's time: whether the agents keep
+  the switch busy (the end-to-end rate is then the switch's own with its ports: gathering frames from the
+  workers' rings and writing each result to W of them, which the standalone trace does not pay);
 - time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the switch's packet rate into the pipeline over
   that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
   an all-reduce with the point's workers and density (bench_softswitch's generator, sized to about
@@ -85,6 +88,9 @@ class PointResult:
     standalone_pps: float = 0.0  # the same pipeline alone on a trace of this point's work (0: not measured)
     rendezvous_resends: int = 0
     calls: int = 1  # all-reduces in the run; > 1: seconds and rates are one call's after the first (measure_point)
+    #: the switch process's CPU time over the agents' all-reduce time (all calls): how much of the all-reduce the
+    #: agents kept it busy (None: not measured, e.g. Mininet)
+    switch_busy: float | None = None
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
@@ -103,6 +109,7 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
     job = report.jobs[0]
     stats = [worker.stats for worker in job.workers]
     seconds = max((float(s.get("elapsed_s", 0.0)) for s in stats), default=0.0) or report.elapsed_s
+    busy = report.switch_cpu_s / seconds if report.switch_cpu_s is not None and seconds else None
     each_call = call_seconds(job.workers)
     if calls > 1 and len(each_call) == calls:
         seconds = statistics.median(each_call[1:])
@@ -127,6 +134,7 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
         pipeline=pipeline,
         rendezvous_resends=sum(int(s.get("rendezvous_resends", 0)) for s in stats),
         calls=calls,
+        switch_busy=busy,
     )
 
 
@@ -202,16 +210,17 @@ def workload_rate(workers: int, density: float, size: int, slots: int, pipeline:
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
-             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8}"]
+             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8} {'busy':>5}"]
     for r in results:
         alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
         share = f"{r.switch_pps / r.standalone_pps:8.0%}" if r.standalone_pps else f"{'-':>8}"
+        busy = f"{r.switch_busy:5.0%}" if r.switch_busy is not None else f"{'-':>5}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
                      f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} "
                      f"{r.rendezvous_resends:4d} {r.requests:5d} "
-                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share}")
+                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share} {busy}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
     if any(r.calls > 1 for r in results):
@@ -219,6 +228,9 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
                      f"the median of the later ones); retx, rdv, req, drops: the whole run's")
     lines.append("retx: the data tensor's CONTRIBs resent after a timeout; rdv: the scale and closing rounds' (the calls "
                  "start in step after the testbed's start barrier)")
+    lines.append("busy: the switch process's CPU time over the all-reduce's (all calls, by the agents' clocks): near "
+                 "100%, the agents keep the switch busy and its rate is its cost per frame with its ports; well below, "
+                 "it waits for the agents")
     if any(r.standalone_pps for r in results):
         lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
                      "(its W and density, its slots scaled to the trace; packets in per second wall, best of 3, same run)")

@@ -73,3 +73,6 @@ class RunOutcome:
     counters: dict[str, Any] | None
     #: the loopback switch's port kind as run ("shm" or "udp"); None on Mininet
     ports: str | None = None
+    #: CPU time the loopback switch process used while the agents ran (from the start barrier's go to the last
+    #: agent's exit); None on Mininet or where /proc cannot say
+    switch_cpu_s: float | None = None

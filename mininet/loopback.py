@@ -28,7 +28,8 @@ from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, PortKind, TestbedConfig
 from .plan import NetworkPlan, WorkerPlace
 from .ports import LOOPBACK, NotReady, free_ports, free_tcp_port, wait_for_grpc
-from .processes import ManagedProcess, ProcessSpec, Supervisor, describe_exit, last_line, wait_for_any_exit
+from .processes import (ManagedProcess, ProcessSpec, Supervisor, cpu_seconds, describe_exit, last_line,
+                        wait_for_any_exit)
 from .progress import PROGRESS_TICK_S, ProgressCallback, ProgressTail, report_step
 from .provision import read_counters, set_up_switch
 from .switches import grpc_server_addr, softswitch_loopback_argv, softswitch_ring_argv
@@ -203,6 +204,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
     ports = "shm" if rings is not None else "udp"
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
+    switch_cpu_s: float | None = None
     counters = None
     with Supervisor(layout.logs, tag=layout.tag) as supervisor:
         try:
@@ -241,6 +243,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                 if barrier is not None:
                     barrier.close()
             agents_started = time.monotonic()
+            switch_cpu_before = cpu_seconds(switch.pid)
             on_tick = None
             if progress is not None:
                 tail = ProgressTail({worker.name: layout.progress_path(worker.name) for worker in workers},
@@ -255,6 +258,9 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                 watch_agents(switch, agents, deadline, config.timeout, kill_at, on_tick)
             finally:
                 elapsed_s = time.monotonic() - agents_started
+                switch_cpu_after = cpu_seconds(switch.pid)
+                if switch_cpu_before is not None and switch_cpu_after is not None:
+                    switch_cpu_s = switch_cpu_after - switch_cpu_before
             report_step(progress, "reading the switch's counters", blocks_total, len(workers))
             try:
                 counters = read_counters(grpc_addr, timeout=max(1.0, min(15.0, remaining(deadline) + 5.0)))
@@ -262,5 +268,5 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                 raise RunFailed(f"could not read the switch's counters: {error}") from None
         except RunFailed as failure:
             log.info("run failed: %s", failure)
-            return RunOutcome(str(failure), setup_s, elapsed_s, counters, ports)
-    return RunOutcome(None, setup_s, elapsed_s, counters, ports)
+            return RunOutcome(str(failure), setup_s, elapsed_s, counters, ports, switch_cpu_s)
+    return RunOutcome(None, setup_s, elapsed_s, counters, ports, switch_cpu_s)

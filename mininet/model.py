@@ -304,5 +304,7 @@ class TestbedReport:
     log_dir: Path | None = None
     #: the port kind the loopback switch ran with ("shm" or "udp"); None on Mininet
     ports: str | None = None
+    #: CPU time the loopback switch process used while the agents ran; None on Mininet
+    switch_cpu_s: float | None = None
 
     __test__ = False

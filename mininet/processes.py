@@ -214,6 +214,21 @@ class Supervisor:
         self.stop_all()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a live process (all its threads) has used so far; None where /proc cannot say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count the fields after its end.
+    fields_after_name = stat[stat.rfind(")") + 2:].split()
+    try:
+        ticks = int(fields_after_name[11]) + int(fields_after_name[12])  # utime, stime: fields 14 and 15
+    except (IndexError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (and is not a zombie)."""
     try:

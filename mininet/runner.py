@@ -229,4 +229,4 @@ def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None)
     ok = failure is None and all(job.ok for job in jobs)
     return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
                          jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},
-                         log_dir=config.keep_logs, ports=outcome.ports)
+                         log_dir=config.keep_logs, ports=outcome.ports, switch_cpu_s=outcome.switch_cpu_s)

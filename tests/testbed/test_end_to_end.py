@@ -48,6 +48,9 @@ def test_four_sparse_workers(tmp_path):
     job = report.jobs[0]
     assert job.measured.total_bytes < job.dense.total_bytes / 2
     assert all(worker.stats.get("results", 0) > 0 for worker in job.workers)
+    # The switch's CPU time while the agents ran (the bench's "busy"): read from /proc, never more than wall time
+    # times its threads can use.
+    assert report.switch_cpu_s is not None and 0 <= report.switch_cpu_s <= 4 * report.elapsed_s + 0.1
     assert survivors(tmp_path) == []
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -80,3 +81,17 @@ def test_sigterm_ignoring_child_is_killed_after_grace(tmp_path):
     assert process.stop(grace_s=0.3) == -9
     assert not pid_alive(process.pid)
     assert os.getpgid(os.getpid()) != process.pid  # it had its own group: we never signalled ours
+
+
+def test_cpu_seconds_reads_a_live_process_and_says_none_for_a_gone_one():
+    from omnireduce.testbed.processes import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    spent = time.process_time()
+    while time.process_time() - spent < 0.05:  # burn CPU: the reading must move
+        pass
+    after = cpu_seconds(os.getpid())
+    assert before is not None and after is not None and after - before >= 0.02
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    assert cpu_seconds(finished.pid) is None
