@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omnireduce.softswitch.faults import Impairment, ImpairmentPlan
-
 from omnireduce.host.start_barrier import StartBarrier
+from omnireduce.softswitch.faults import Impairment, ImpairmentPlan
 
 from .agents import (START_BARRIER_LIMIT_S, AgentFiles, agent_argv, agent_failure_reason, agent_time_limit,
                      start_barrier)
