@@ -71,7 +71,7 @@ class StartBarrier:
 
     path: Path
     expected: int
-    #: a folder made for the socket alone (private_socket), removed with it
+    #: a folder made for the socket alone (StartBarrier.private), removed with it
     folder: Path | None = None
     _server: socket.socket = field(init=False, repr=False)
     _waiting: dict[socket.socket, bytes] = field(init=False, default_factory=dict, repr=False)

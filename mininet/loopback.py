@@ -71,14 +71,9 @@ def release_barrier(barrier: StartBarrier, switch: ManagedProcess,
     """Let the agents go once all are ready; RunFailed if one fails or the switch dies first, or none is ready
     within the agents' own join limit (the barrier closes, and the ready ones fail at once)."""
 
-    def check() -> None:
-        if switch.returncode is not None:
-            raise RunFailed(switch_failure(switch))
-        if any(process.returncode not in (None, 0) for _worker, process in agents):
-            raise RunFailed(first_cause(agents, min(deadline, time.monotonic() + PEER_EXIT_GRACE_S)))
-
     try:
-        waited = barrier.release(min(deadline, time.monotonic() + START_BARRIER_LIMIT_S), check)
+        waited = barrier.release(min(deadline, time.monotonic() + START_BARRIER_LIMIT_S),
+                                 lambda: raise_on_failure(switch, agents, deadline))
     except TimeoutError as error:
         raise RunFailed(f"the agents did not start: {error}") from None
     log.debug("start barrier: %d agents ready after %.3f s", len(agents), waited)
@@ -113,6 +108,15 @@ def first_cause(agents: Sequence[tuple[WorkerPlace, ManagedProcess]], grace_unti
     return causes[0] + (f" ({others} other worker(s) failed too)" if others else "")
 
 
+def raise_on_failure(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]],
+                     deadline: float) -> None:
+    """RunFailed if the switch died or an agent exited non-zero (the first cause among the agents)."""
+    if switch.returncode is not None:
+        raise RunFailed(switch_failure(switch))
+    if any(process.returncode not in (None, 0) for _worker, process in agents):
+        raise RunFailed(first_cause(agents, min(deadline, time.monotonic() + PEER_EXIT_GRACE_S)))
+
+
 def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, ManagedProcess]], deadline: float,
                  timeout_s: float | None, kill_switch_at: float | None = None,
                  on_tick: Callable[[], None] | None = None) -> None:
@@ -123,10 +127,7 @@ def watch_agents(switch: ManagedProcess, agents: Sequence[tuple[WorkerPlace, Man
     while True:
         if on_tick is not None:
             on_tick()
-        if switch.returncode is not None:
-            raise RunFailed(switch_failure(switch))
-        if any(process.returncode not in (None, 0) for _worker, process in agents):
-            raise RunFailed(first_cause(agents, min(deadline, time.monotonic() + PEER_EXIT_GRACE_S)))
+        raise_on_failure(switch, agents, deadline)
         running = [process for _worker, process in agents if process.returncode is None]
         if not running:
             return
