@@ -15,14 +15,17 @@ importable without the controller and the host) can use it.
 from __future__ import annotations
 
 import argparse
+import enum
 import math
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Callable, NamedTuple, TypeVar
 
-__all__ = ["Address", "existing_file", "fraction", "from_parser", "host_port", "integer", "number", "seconds"]
+__all__ = ["Address", "choice", "existing_file", "fraction", "from_parser", "host_port", "integer", "number",
+           "seconds"]
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=enum.Enum)
 
 _HIGHEST_PORT = 0xFFFF
 
@@ -177,3 +180,16 @@ def from_parser(parse: Callable[[str], _T], *errors: type[Exception]) -> Callabl
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return _named(convert, getattr(parse, "__name__", "value"))
+
+
+def choice(kind: type[_E]) -> Callable[[str], _E]:
+    """A member of the enum `kind` by its value: `'maybe' is not one of auto, on, off` otherwise."""
+    values = ", ".join(str(member.value) for member in kind)
+
+    def convert(text: str) -> _E:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not one of {values}") from None
+
+    return _named(convert, kind.__name__)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import enum
 import socket
 from pathlib import Path
 
@@ -199,6 +200,21 @@ def test_from_parser_catches_value_error_by_default() -> None:
         return text
 
     assert refused(argtypes.from_parser(parse_colour), "blue") == "unknown colour 'blue'"
+
+
+# --- choice ----------------------------------------------------------------------------------------------------
+
+
+class _Speed(enum.Enum):
+    SLOW = "slow"
+    FAST = "fast"
+
+
+def test_choice_takes_a_member_by_its_value_and_lists_them_otherwise() -> None:
+    speed = argtypes.choice(_Speed)
+    assert speed("fast") is _Speed.FAST
+    assert refused(speed, "FAST") == "'FAST' is not one of slow, fast"
+    assert refused(speed, "") == "'' is not one of slow, fast"
 
 
 # --- inside argparse -------------------------------------------------------------------------------------------
