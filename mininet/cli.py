@@ -23,6 +23,7 @@ from omnireduce.p4src import constants
 from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan, parse_rule
 
+from .cpus import MIN_CPUS_TO_PIN, CpuPinning
 from .model import Fault, ImpairSite, NetKind, PortKind, SwitchKind, TestbedConfig
 from .progress import ALL_REDUCE, RunProgress
 from .runner import ConfigError, run_testbed
@@ -91,12 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=argtypes.integer(minimum=1), default=defaults.workers, metavar="N",
                         help=f"workers per job (default {defaults.workers})")
-    parser.add_argument("--switch", type=SwitchKind, choices=list(SwitchKind), default=defaults.switch,
+    parser.add_argument("--switch", type=argtypes.choice(SwitchKind), choices=list(SwitchKind), default=defaults.switch,
                         metavar="{softswitch,bmv2}", help="switch implementation (default softswitch; bmv2 needs "
                                                           "--net mininet and simple_switch_grpc on PATH)")
-    parser.add_argument("--net", type=NetKind, choices=list(NetKind), default=defaults.net,
+    parser.add_argument("--net", type=argtypes.choice(NetKind), choices=list(NetKind), default=defaults.net,
                         metavar="{loopback,mininet}", help="network (default loopback)")
-    parser.add_argument("--ports", type=PortKind, choices=list(PortKind), default=None, metavar="{shm,udp}",
+    parser.add_argument("--ports", type=argtypes.choice(PortKind), choices=list(PortKind), default=None,
+                        metavar="{shm,udp}",
                         help="loopback: how the softswitch's ports carry frames: shm, shared-memory rings under "
                              "/dev/shm (no system call per frame; needs a C compiler, like the native pipeline), or "
                              "udp, a UDP socket per worker on 127.0.0.1 (default: shm where it builds, else udp, "
@@ -130,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="let each agent call as soon as it has started, instead of starting every agent's first "
                              "call in step after a start barrier (what benchmarks of other all-reduces do): the scale "
                              "round then waits for the last agent, resending meanwhile (rendezvous resends)")
+    parser.add_argument("--cpu-pinning", type=argtypes.choice(CpuPinning), choices=list(CpuPinning),
+                        default=defaults.cpu_pinning, metavar="{auto,on,off}",
+                        help="loopback: run the switch on a CPU of its own (the highest-numbered one this process "
+                             "may use) and the agents on the others, as software switches are benchmarked; auto "
+                             f"(the default) pins where at least {MIN_CPUS_TO_PIN} CPUs are available")
     parser.add_argument("--timeout", type=argtypes.seconds, default=defaults.timeout, metavar="S",
                         help="limit for the run from the switch's start to the last agent's exit (default: none; "
                              "see 'time' below)")
@@ -143,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "1%%), delay, jitter (5ms), hold; 'in' is towards the switch, worker k is on port k+1. "
                              "Repeatable; the more specific spec wins per key. Seeded by --seed where the softswitch "
                              "injects (docs/reliability.md)")
-    parser.add_argument("--impair-at", type=ImpairSite, choices=list(ImpairSite), default=None,
+    parser.add_argument("--impair-at", type=argtypes.choice(ImpairSite), choices=list(ImpairSite), default=None,
                         metavar="{switch,links}",
                         help="where --impair acts: switch (the softswitch, between ports and pipeline; the default "
                              "on loopback) or links (tc netem on both ends of every Mininet link; the default on "
@@ -169,7 +176,8 @@ def config_from_args(args: argparse.Namespace) -> TestbedConfig:
                          timeout=args.timeout, loss=args.loss,
                          impairments=ImpairmentPlan(tuple(args.impair)), impair_at=args.impair_at,
                          keep_logs=args.keep_logs,
-                         fault=args.fault, ports=args.ports, pipeline=args.pipeline)
+                         fault=args.fault, ports=args.ports, pipeline=args.pipeline,
+                         cpu_pinning=args.cpu_pinning)
 
 
 class ProgressView:

@@ -23,6 +23,7 @@ from omnireduce.shm import unavailable_reason as shm_unavailable
 
 from .agents import (AgentFiles, FramePorts, FrameRing, agent_argv, agent_failure_reason, agent_time_limit,
                      START_BARRIER_LIMIT_S, start_barrier)
+from .cpus import plan_cpus
 from .inputs import block_count
 from .layout import RunLayout, RunOutcome, worker_title
 from .model import FaultKind, PortKind, TestbedConfig
@@ -77,6 +78,15 @@ def release_barrier(barrier: StartBarrier, switch: ManagedProcess,
     except TimeoutError as error:
         raise RunFailed(f"the agents did not start: {error}") from None
     log.debug("start barrier: %d agents ready after %.3f s", len(agents), waited)
+
+
+def start_process(supervisor: Supervisor, spec: ProcessSpec) -> ManagedProcess:
+    """supervisor.start, with a process that cannot be started or pinned (OSError) ending the run as a failure
+    that says so."""
+    try:
+        return supervisor.start(spec)
+    except OSError as error:
+        raise RunFailed(f"cannot start {spec.name}: {error}") from None
 
 
 def remaining(deadline: float) -> float:
@@ -203,6 +213,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
             [(worker.port, frames[worker].switch, frames[worker].agent) for worker in workers], grpc_port,
             impairments=config.impairment_plan(), impair_seed=config.seed, pipeline=config.pipeline)
     ports = "shm" if rings is not None else "udp"
+    cpus = plan_cpus(config.cpu_pinning)  # CpuPlanError: run_testbed checked it before any work (unavailable_here)
     grpc_addr = grpc_server_addr(grpc_port)
     setup_s = elapsed_s = 0.0
     switch_cpu_s: float | None = None
@@ -211,7 +222,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
         try:
             blocks_total = block_count(config.size) * len(workers)
             report_step(progress, "starting the switch", blocks_total, len(workers))
-            switch = supervisor.start(ProcessSpec("switch", switch_argv))
+            switch = start_process(supervisor, ProcessSpec("switch", switch_argv, cpus=cpus.switch))
             try:
                 wait_for_grpc(grpc_addr, switch, min(SWITCH_START_S, remaining(deadline)))
             except NotReady as error:
@@ -235,7 +246,7 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                                       workers=config.workers, slots=config.slots, dense=config.dense,
                                       timeout_s=agent_time_limit(remaining(deadline)), frame=frames[worker],
                                       repeat=config.repeat)
-                    agents.append((worker, supervisor.start(ProcessSpec(worker.name, argv))))
+                    agents.append((worker, start_process(supervisor, ProcessSpec(worker.name, argv, cpus=cpus.agents))))
                     if is_hung_worker(config, worker):
                         os.killpg(agents[-1][1].pid, signal.SIGSTOP)
                 if barrier is not None:
@@ -269,5 +280,5 @@ def _run_loopback(config: TestbedConfig, plan: NetworkPlan, layout: RunLayout, p
                 raise RunFailed(f"could not read the switch's counters: {error}") from None
         except RunFailed as failure:
             log.info("run failed: %s", failure)
-            return RunOutcome(str(failure), setup_s, elapsed_s, counters, ports, switch_cpu_s)
-    return RunOutcome(None, setup_s, elapsed_s, counters, ports, switch_cpu_s)
+            return RunOutcome(str(failure), setup_s, elapsed_s, counters, ports, switch_cpu_s, cpus.describe())
+    return RunOutcome(None, setup_s, elapsed_s, counters, ports, switch_cpu_s, cpus.describe())

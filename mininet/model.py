@@ -12,6 +12,7 @@ from omnireduce.p4src import constants
 from omnireduce.softswitch.backend import BACKENDS as PIPELINES
 from omnireduce.softswitch.faults import ImpairmentError, ImpairmentPlan
 
+from .cpus import CpuPinning
 from .inputs import SUPPORTED_DTYPES, block_count
 from .traffic import Exchange
 
@@ -135,6 +136,8 @@ class TestbedConfig:
     ports: PortKind | None = None
     #: the softswitch's packet pipeline (softswitch/backend.py): auto (native where it builds), native, python
     pipeline: str = "auto"
+    #: the loopback switch on a CPU of its own and the agents on the others (testbed/cpus.py); auto: from 4 CPUs
+    cpu_pinning: CpuPinning = CpuPinning.AUTO
     keep_logs: Path | None = None
     fault: Fault | None = None
 
@@ -197,6 +200,9 @@ class TestbedConfig:
             if not ports <= hosts:
                 problems.append(f"--impair names port(s) {', '.join(map(str, sorted(ports - hosts)))}, which no "
                                 f"worker uses (worker k of the run is on port k+1: ports 1..{len(hosts)})")
+        if self.cpu_pinning is CpuPinning.ON and self.net is not NetKind.LOOPBACK:
+            problems.append("--cpu-pinning on applies to the loopback testbed (on Mininet the switch and the "
+                            "agents run in their hosts as the kernel schedules them)")
         if self.pipeline not in PIPELINES:
             problems.append(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
         elif self.pipeline != "auto" and self.switch is SwitchKind.BMV2:
@@ -306,5 +312,7 @@ class TestbedReport:
     ports: str | None = None
     #: CPU time the loopback switch process used while the agents ran; None on Mininet
     switch_cpu_s: float | None = None
+    #: where the loopback switch and agents ran (CpuPlan.describe()); None on Mininet
+    cpus: str | None = None
 
     __test__ = False

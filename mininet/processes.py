@@ -15,7 +15,7 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -35,6 +35,8 @@ class ProcessSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
+    #: the CPUs it may run on (its threads and children inherit them); None: whatever its parent may use
+    cpus: frozenset[int] | None = None
 
 
 def last_line(path: Path) -> str:
@@ -73,6 +75,16 @@ class ManagedProcess:
                 list(spec.argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                 env=dict(spec.env) if spec.env is not None else None, cwd=spec.cwd, start_new_session=True)
         self.pid = self.popen.pid
+        if spec.cpus is not None:
+            # Set right after the fork, while the child is still starting its interpreter: every thread it
+            # starts later inherits the set.
+            try:
+                os.sched_setaffinity(self.pid, spec.cpus)
+            except OSError as error:
+                self.popen.kill()
+                self.popen.wait()
+                raise OSError(error.errno, f"cannot pin {spec.name} to CPUs {sorted(spec.cpus)}: "
+                                           f"{error.strerror}") from None
         self._pidfd: int | None = _open_pidfd(self.pid)
         log.debug("started %s (pid %d): %s", spec.name, self.pid, " ".join(spec.argv))
 
@@ -193,7 +205,7 @@ class Supervisor:
         if any(process.name == spec.name for process in self.processes):
             raise ValueError(f"a process named {spec.name!r} was already started")
         if self.tag:
-            spec = ProcessSpec(spec.name, spec.argv, {**(spec.env or os.environ), **self.tag}, spec.cwd)
+            spec = replace(spec, env={**(spec.env or os.environ), **self.tag})
         process = ManagedProcess(spec, self.log_dir)
         self.processes.append(process)
         return process

@@ -21,6 +21,7 @@ import numpy as np
 from omnireduce.shm import unavailable_reason as shm_unavailable
 
 from .agents import read_agent_report
+from .cpus import CpuPlanError, plan_cpus
 from .inputs import InputSpec, block_count, make_inputs, nonzero_block_mask
 from .layout import RUN_TAG_VARIABLE, RunLayout, RunOutcome, worker_title
 from .loopback import run_loopback
@@ -164,6 +165,11 @@ def unavailable_here(config: TestbedConfig) -> str | None:
         if problem:
             return (f"--ports shm cannot run here, the shared-memory rings need a C compiler and cffi ({problem}); "
                     f"use --ports udp")
+    if config.net is NetKind.LOOPBACK:
+        try:
+            plan_cpus(config.cpu_pinning)
+        except CpuPlanError as error:
+            return f"{error}; use --cpu-pinning auto or off"
     return None
 
 
@@ -229,4 +235,5 @@ def run_testbed(config: TestbedConfig, progress: ProgressCallback | None = None)
     ok = failure is None and all(job.ok for job in jobs)
     return TestbedReport(config=config, ok=ok, failure=failure, elapsed_s=outcome.elapsed_s, setup_s=outcome.setup_s,
                          jobs=jobs, drops=drop_packets(outcome.counters) if outcome.counters is not None else {},
-                         log_dir=config.keep_logs, ports=outcome.ports, switch_cpu_s=outcome.switch_cpu_s)
+                         log_dir=config.keep_logs, ports=outcome.ports, switch_cpu_s=outcome.switch_cpu_s,
+                         cpus=outcome.cpus)

@@ -171,6 +171,8 @@ def format_report(report: TestbedReport) -> str:
             f"{config.net.value}{ports}, {config.size} x {config.dtype}, density {config.density:g}"
             f"{', dense mode' if config.dense else ''}, {config.slots} slots/job")
     lines = [head, f"setup {report.setup_s:.2f} s, agents {report.elapsed_s:.2f} s (start to last exit)"]
+    if report.cpus:
+        lines.append(f"CPUs: {report.cpus}")
     for job in report.jobs:
         lines.extend(_job_lines(job, report.elapsed_s, config.dense))
     lines.extend(explanation_lines(report))

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from omnireduce.testbed import Fault, FaultKind, NetKind, PortKind, TestbedConfig
+from omnireduce.testbed.cpus import CpuPinning
 from omnireduce.testbed.model import ImpairSite
 from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, main
 
@@ -25,7 +26,9 @@ from omnireduce.testbed.cli import EXIT_USAGE, build_parser, config_from_args, m
     (["--fault", "nan-input@x"], "argument --fault: fault 'nan-input@x': 'x' is not a number"),
     (["--impair", "drop=5"], "argument --impair: 'drop=5': drop must be a probability in [0, 1), got 5.0"),
     (["--impair", "3/sideways:drop=0.1"], "argument --impair: '3/sideways:drop=0.1': direction must be 'in' or"),
-    (["--impair-at", "wire"], "argument --impair-at: invalid ImpairSite value: 'wire'"),
+    (["--impair-at", "wire"], "argument --impair-at: 'wire' is not one of switch, links"),
+    (["--cpu-pinning", "maybe"], "argument --cpu-pinning: 'maybe' is not one of auto, on, off"),
+    (["--net", "ethernet"], "argument --net: 'ethernet' is not one of loopback, mininet"),
 ])
 def test_bad_values_exit_2_naming_the_argument(capsys: pytest.CaptureFixture[str], argv: list[str],
                                               message: str) -> None:
@@ -75,6 +78,25 @@ def test_ports_reach_the_config_and_are_the_loopback_softswitchs_only() -> None:
     assert config_from_args(build_parser().parse_args(["--ports", "shm"])).ports is PortKind.SHM
     assert any("--ports is the loopback" in problem
                for problem in TestbedConfig(net=NetKind.MININET, ports=PortKind.UDP).problems())
+
+
+def test_cpu_pinning_reaches_the_config_and_on_is_the_loopback_testbeds_only() -> None:
+    assert config_from_args(build_parser().parse_args([])).cpu_pinning is CpuPinning.AUTO
+    assert config_from_args(build_parser().parse_args(["--cpu-pinning", "off"])).cpu_pinning is CpuPinning.OFF
+    assert any("--cpu-pinning on applies to the loopback testbed" in problem
+               for problem in TestbedConfig(net=NetKind.MININET, cpu_pinning=CpuPinning.ON).problems())
+    assert TestbedConfig(net=NetKind.MININET).problems() == TestbedConfig(
+        net=NetKind.MININET, cpu_pinning=CpuPinning.OFF).problems()  # auto never stops a Mininet run
+
+
+def test_pinning_on_a_single_cpu_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("omnireduce.testbed.cpus.available_cpus", lambda: frozenset({3}))
+    assert main(["--cpu-pinning", "on"]) == EXIT_USAGE
+    output = capsys.readouterr()
+    assert ("omnireduce-testbed: error: --cpu-pinning on needs at least 2 CPUs (one for the switch, one for the "
+            "agents); this process may use 1 (CPU 3); use --cpu-pinning auto or off") in output.err
+    assert "writing the inputs" not in output.err
 
 
 def test_shm_ports_without_a_compiler_fall_back_to_udp_saying_why(monkeypatch: pytest.MonkeyPatch,

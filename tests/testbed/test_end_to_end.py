@@ -5,6 +5,7 @@ and runs that fail on purpose (a NaN input, a killed switch) with their messages
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from omnireduce.shm import unavailable_reason
 from omnireduce.testbed import Fault, FaultKind, PortKind, TestbedConfig, run_testbed
 from omnireduce.testbed.cli import EXIT_FAILED, EXIT_OK, main
+from omnireduce.testbed.cpus import CpuPinning, cpu_list
 from omnireduce.testbed.loopback import SHM_ROOT
 
 from .conftest import survivors
@@ -187,4 +189,39 @@ def test_staggered_agents_still_give_exact_results(tmp_path):
                                        timeout=90, keep_logs=tmp_path))
     assert report.ok, report.failure
     check_traffic(report)
+    assert survivors(tmp_path) == []
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs; this process may use 1")
+def test_a_pinned_run_puts_the_switch_on_a_cpu_of_its_own(tmp_path, monkeypatch):
+    from omnireduce.testbed import loopback
+
+    started: dict[str, frozenset[int] | None] = {}
+    start = loopback.Supervisor.start
+
+    def recording_start(self, spec):
+        started[spec.name] = spec.cpus
+        return start(self, spec)
+
+    monkeypatch.setattr(loopback.Supervisor, "start", recording_start)
+    report = run_testbed(TestbedConfig(workers=3, size=20000, density=0.1, dtype="int32", slots=8,
+                                       cpu_pinning=CpuPinning.ON, timeout=90, keep_logs=tmp_path))
+    assert report.ok, report.failure
+    cpus = os.sched_getaffinity(0)
+    assert started.pop("switch") == {max(cpus)}
+    assert set(started.values()) == {frozenset(cpus - {max(cpus)})} and len(started) == 3
+    assert report.cpus == f"switch on CPU {max(cpus)}, agents on CPU{'s' if len(cpus) > 2 else ''} " \
+                          f"{cpu_list(cpus - {max(cpus)})}"
+    assert survivors(tmp_path) == []
+
+
+def test_a_switch_that_cannot_be_pinned_fails_the_run_saying_so(tmp_path, monkeypatch):
+    from omnireduce.testbed import loopback
+    from omnireduce.testbed.cpus import CpuPlan
+
+    offline = frozenset({max(os.sched_getaffinity(0)) + 4096})  # a CPU this machine does not have
+    monkeypatch.setattr(loopback, "plan_cpus", lambda pinning: CpuPlan(switch=offline, agents=offline))
+    report = run_testbed(TestbedConfig(workers=2, size=4096, density=0.1, timeout=60, keep_logs=tmp_path))
+    assert not report.ok
+    assert report.failure.startswith(f"cannot start switch: [Errno 22] cannot pin switch to CPUs {sorted(offline)}")
     assert survivors(tmp_path) == []

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from omnireduce.testbed.processes import (
     ManagedProcess,
     ProcessSpec,
@@ -95,3 +97,28 @@ def test_cpu_seconds_reads_a_live_process_and_says_none_for_a_gone_one():
     finished = subprocess.Popen(["true"])
     finished.wait()
     assert cpu_seconds(finished.pid) is None
+
+
+def test_a_pinned_child_runs_on_its_cpus_only(tmp_path):
+    cpus = frozenset({max(os.sched_getaffinity(0))})
+    process = ManagedProcess(ProcessSpec("pinned", (PY, "-c", "import signal; signal.pause()"), cpus=cpus), tmp_path)
+    try:
+        assert os.sched_getaffinity(process.pid) == cpus
+    finally:
+        process.stop()
+
+
+def test_pinning_to_a_cpu_that_does_not_exist_is_a_clear_error_and_leaves_no_child(tmp_path):
+    missing = frozenset({max(os.sched_getaffinity(0)) + 4096})
+    marker = f"# {tmp_path}"  # finds the child by its command line, had it survived
+    with pytest.raises(OSError, match=r"cannot pin lost to CPUs \[\d+\]"):
+        ManagedProcess(ProcessSpec("lost", (PY, "-c", f"import signal; signal.pause()  {marker}"), cpus=missing),
+                       tmp_path)
+    survivors = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                survivors.append(int(entry))
+        except OSError:
+            pass
+    assert survivors == []
