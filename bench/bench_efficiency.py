@@ -20,11 +20,12 @@ per worker, every result checked against numpy's sum). Reported per point:
 - busy: the switch process's CPU time while the agents ran over the all-reduce's time: whether the agents keep
   the switch busy (the end-to-end rate is then the switch's own with its ports: gathering frames from the
   workers' rings and writing each result to W of them, which the standalone trace does not pay);
-- time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the switch's packet rate into the pipeline over
-  that time, set against the softswitch's standalone rate on the same work, measured in the same run: a trace of
-  an all-reduce with the point's workers and density (bench_softswitch's generator, sized to about
-  TRACE_CONTRIBUTIONS contributions, with the point's slots scaled to it so that the dense first round weighs the
-  same), run through the same pipeline in one process without sockets (one core:
+- time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the
+  switch's packet rate into the pipeline over that time, set against the softswitch's standalone rate on the same
+  work, measured in the same run: a trace of an all-reduce with the point's workers and density (bench_softswitch's
+  generator, sized to about TRACE_CONTRIBUTIONS contributions, with the point's slots scaled to it so that the
+  dense first round weighs the same), run through the same pipeline in one process without sockets, in the
+  batches the switch's port loop hands it (one core, the switch's own where the testbed pins it, --cpu-pinning:
   the ceiling the end-to-end rate is held to). Each multicast result costs the pipeline one egress pass per
   worker, so the rate per packet in depends on W and on the density; a trace of other work would not compare.
   bench_softswitch's own trace (W = 4, d = 0.5) is timed too, as a reference across runs.
@@ -39,18 +40,23 @@ with the same point's loss-free run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 from omnireduce import argtypes
 from omnireduce.softswitch.backend import BACKENDS as PIPELINES
+from omnireduce.softswitch.ports import RING_DRAIN_FRAMES
+from omnireduce.testbed.cpus import CpuPinning, CpuPlanError, plan_cpus
 from omnireduce.testbed.model import TestbedConfig, TestbedReport
 from omnireduce.testbed.runner import run_testbed
 from omnireduce.testbed.summary import call_seconds
@@ -91,21 +97,25 @@ class PointResult:
     #: the switch process's CPU time over the agents' all-reduce time (all calls): how much of the all-reduce the
     #: agents kept it busy (None: not measured, e.g. Mininet)
     switch_busy: float | None = None
+    #: where the switch and the agents ran (testbed/cpus.py)
+    cpus: str | None = None
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
-                  seed: int, pipeline: str = "auto", calls: int = 1) -> PointResult:
+                  seed: int, pipeline: str = "auto", calls: int = 1,
+                  cpu_pinning: CpuPinning = CpuPinning.AUTO) -> PointResult:
     """One testbed run of the point. calls > 1: the agents all-reduce the tensor that many times in a row; the
     time is then the median of the calls after the first (each the slowest worker's), the switch's rate the
     packets of one call over it, and packets per block those of one call (every call sends the same traffic
     on a loss-free path); retransmissions, REQUESTs and drops are the whole run's."""
     config = TestbedConfig(workers=workers, size=size, density=density, slots=slots, seed=seed, loss=loss,
-                           pipeline=pipeline, repeat=calls)
+                           pipeline=pipeline, repeat=calls, cpu_pinning=cpu_pinning)
     slots = config.slots
     report: TestbedReport = run_testbed(config)
     if not report.jobs:
         return PointResult(workers, density, size, slots, loss, False, report.failure, report.elapsed_s, 0.0, 0.0,
-                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0, pipeline, calls=calls)
+                           0.0, 0.0, 0.0, 0, 0, 0, dict(report.drops), 0, 0.0, pipeline, calls=calls,
+                           cpus=report.cpus)
     job = report.jobs[0]
     stats = [worker.stats for worker in job.workers]
     seconds = max((float(s.get("elapsed_s", 0.0)) for s in stats), default=0.0) or report.elapsed_s
@@ -135,15 +145,20 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
         rendezvous_resends=sum(int(s.get("rendezvous_resends", 0)) for s in stats),
         calls=calls,
         switch_busy=busy,
+        cpus=report.cpus,
     )
 
 
-#: The testbed's switch process runs its pipeline on batches of up to this many frames (its port loop's read
-#: batch, softswitch/ports.py), so that is the standalone rate an end-to-end run is compared with.
-PORT_LOOP_BATCH = 64
+#: The testbed's switch process runs its pipeline on batches of up to this many frames (what its port loop gathers
+#: from the ring ports in one go), so that is the standalone rate an end-to-end run is compared with.
+PORT_LOOP_BATCH = RING_DRAIN_FRAMES
 #: A point's standalone trace is an all-reduce of about this many contributions (enough to time; its recording
 #: runs the Python pipeline, whose egress passes grow with W).
 TRACE_CONTRIBUTIONS = 8000
+#: A trace is timed this many times from a fresh switch, the best run counting: one pass takes milliseconds, so on
+#: a shared machine any single one may be slowed by a neighbour (best of 3 still read 0.58 to 1.45 M packets/s
+#: for like work within one run).
+STANDALONE_REPEATS = 9
 TRACE_MIN_BLOCKS = 2048
 
 
@@ -164,14 +179,14 @@ def pipeline_mode(pipeline: str):
 def _timed(trace, mode) -> dict:
     from .bench_softswitch import PROJECT_JSON, time_softswitch
 
-    wall, cpu, _ = time_softswitch(PROJECT_JSON.read_bytes(), trace, 3, mode)
+    wall, cpu, _ = time_softswitch(PROJECT_JSON.read_bytes(), trace, STANDALONE_REPEATS, mode)
     frames = len(trace.batch)
     return {"mode": mode.label, "frames": frames, "pps_wall": frames / wall, "pps_cpu": frames / cpu}
 
 
 def standalone_rate(pipeline: str = "auto") -> dict:
     """The softswitch's own rate on bench_softswitch's recorded trace (W = 4, d = 0.5; no sockets, one process),
-    best of 3, in the configuration the testbed's switch runs (pipeline_mode)."""
+    best of STANDALONE_REPEATS, in the configuration the testbed's switch runs (pipeline_mode)."""
     from .bench_softswitch import PROJECT_JSON, load_generator, record_trace
 
     trace = record_trace(PROJECT_JSON.read_bytes(), PROJECT_JSON, load_generator(None, PROJECT_JSON, 2048), 0)
@@ -231,14 +246,32 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
     lines.append("busy: the switch process's CPU time over the all-reduce's (all calls, by the agents' clocks): near "
                  "100%, the agents keep the switch busy and its rate is its cost per frame with its ports; well below, "
                  "it waits for the agents")
+    if results and results[0].cpus:
+        lines.append(f"CPUs: {results[0].cpus} (the testbed's --cpu-pinning; the standalone rates ran on the "
+                     f"switch's CPU where it has one)")
     if any(r.standalone_pps for r in results):
         lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
-                     "(its W and density, its slots scaled to the trace; packets in per second wall, best of 3, same run)")
+                     f"(its W and density, its slots scaled to the trace; packets in per second wall, best of "
+                     f"{STANDALONE_REPEATS}, same run)")
     if standalone:
         lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace W = 4 d = 0.5, "
                      f"{standalone['frames']} frames, same run): "
                      f"{standalone['pps_wall']:.0f} packets/s wall, {standalone['pps_cpu']:.0f} per CPU second")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def running_on(cpus: frozenset[int] | None) -> Iterator[None]:
+    """This process on `cpus` meanwhile (None: as it is): the standalone rate on the CPU the switch gets."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +296,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="all-reduce each point's tensor N times in a row and report the calls after the first "
                              "(time: their median; switch rate and packets per block: one call's), as a training "
                              "loop calls it and as nccl-tests time after warm-up (default 1: the one cold call)")
+    parser.add_argument("--cpu-pinning", type=argtypes.choice(CpuPinning), choices=list(CpuPinning),
+                        default=CpuPinning.AUTO, metavar="{auto,on,off}",
+                        help="the testbed's --cpu-pinning for every run (default auto: the switch on a CPU of its "
+                             "own from 4 CPUs on); the standalone rates run on the switch's CPU")
     parser.add_argument("--no-standalone", action="store_true", help="skip the standalone softswitch rates")
     parser.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
 
@@ -274,18 +311,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         points = QUICK_POINTS if args.quick else FULL_POINTS
     losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
-    standalone = None if args.no_standalone else standalone_rate(args.pipeline)
+    try:
+        switch_cpu = plan_cpus(args.cpu_pinning).switch
+    except CpuPlanError as error:
+        print(f"omnireduce-bench efficiency: error: {error}", file=sys.stderr)
+        return 2
+    with running_on(switch_cpu):
+        standalone = None if args.no_standalone else standalone_rate(args.pipeline)
     results = []
     started = time.monotonic()
     for workers, density, size in points:
         alone = 0.0
         if not args.no_standalone:
             slots = TestbedConfig(workers=workers, size=size, density=density, slots=args.slots).slots
-            alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
+            with running_on(switch_cpu):
+                alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
         for loss in losses:
             log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
             result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline,
-                                           args.calls),
+                                           args.calls, args.cpu_pinning),
                              standalone_pps=alone)
             log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
                      result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)

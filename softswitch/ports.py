@@ -46,6 +46,8 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent (AF_PACKET sees its own transmissions)
 MAX_FRAME = 65535
 BATCH = 64  # frames read from one socket before looking at the others
+#: frames gathered from all ring ports into one pipeline call (at most BATCH of them from one ring)
+RING_DRAIN_FRAMES = 4 * BATCH
 IDLE_POLL_MS = 1000  # longest poll when nothing is due: stop() also wakes the loop through its pipe
 
 _T = TypeVar("_T")
@@ -345,7 +347,7 @@ class PacketLoop:
             from omnireduce.shm import RingGroup, RingScatter
 
             self._ring_group = RingGroup([port.reader for port in rings.values()], list(rings),
-                                         per_ring=BATCH, max_frames=4 * BATCH)
+                                         per_ring=BATCH, max_frames=RING_DRAIN_FRAMES)
             self._ring_scatter = RingScatter({number: port.writer for number, port in rings.items()})
         self._socket_ports = {number: port for number, port in self.ports.items() if number not in rings}
         self._wake_r, self._wake_w = os.pipe()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from omnireduce.bench.protocol_driver import bench_workers, drive_allreduce, ins
 from omnireduce.p4src import artifacts
 from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
+from omnireduce.softswitch.ports import RING_DRAIN_FRAMES
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -137,13 +139,28 @@ def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_pa
     assert trace_slots(16, 10, 4_194_304) == 1
     out = tmp_path / "efficiency.json"
     assert main(["efficiency", "--pipeline", "python", "--workers", "2", "--density", "0.1", "--size", "8192",
-                 "--json-out", str(out)]) == 0
+                 "--cpu-pinning", "off", "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "alone: the same pipeline in one process" in printed and "python, batches of 64" in printed
+    assert "CPUs: not pinned (--cpu-pinning off)" in printed
+    assert "alone: the same pipeline in one process" in printed and f"python, batches of {RING_DRAIN_FRAMES}" in printed
     data = json.loads(out.read_text())
     (point,) = data["points"]
     assert point["ok"] and point["pipeline"] == "python" and point["standalone_pps"] > 0
-    assert data["standalone"]["mode"] == "python, batches of 64"
+    assert point["cpus"] == "not pinned (--cpu-pinning off)"
+    assert data["standalone"]["mode"] == f"python, batches of {RING_DRAIN_FRAMES}"
+
+
+def test_the_standalone_rate_runs_on_the_switchs_cpu_and_gives_the_rest_back():
+    from omnireduce.bench.bench_efficiency import running_on
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    with pytest.raises(RuntimeError), running_on(frozenset({cpu})):
+        assert os.sched_getaffinity(0) == {cpu}
+        raise RuntimeError("a failed measurement")
+    assert os.sched_getaffinity(0) == before
+    with running_on(None):
+        assert os.sched_getaffinity(0) == before
 
 
 def test_the_efficiency_bench_reports_one_warm_call_of_several(tmp_path):
