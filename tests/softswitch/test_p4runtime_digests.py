@@ -93,7 +93,9 @@ def test_unacknowledged_samples_are_held_back_until_acked_or_timed_out(served):
     served.device.process_packet(1, probe(1))          # acknowledged: sent again
     served.device.process_packet(1, probe(1))
     assert [entry[1] for entry in digest_lists(stream)] == [2]
-    time.sleep(0.5)                                    # past the ack timeout: the cache forgot list 2
+    # Unacknowledged, list 2 leaves the cache when its ack timeout (0.4 s) passes: the timer thread forgets it.
+    wait_until(lambda: not served.server.service._entities.digests._digests[digest_id].cache, 5,
+               "the ack timeout to forget list 2")
     served.device.process_packet(1, probe(1))
     assert [entry[1] for entry in digest_lists(stream)] == [3]
 
