@@ -97,7 +97,7 @@ class PointResult:
     #: the switch process's CPU time over the agents' all-reduce time (all calls): how much of the all-reduce the
     #: agents kept it busy (None: not measured, e.g. Mininet)
     switch_busy: float | None = None
-    #: where the switch and the agents ran (testbed/cpus.py)
+    #: where the switch and the agents ran (mininet/cpus.py)
     cpus: str | None = None
 
 

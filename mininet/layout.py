@@ -76,5 +76,5 @@ class RunOutcome:
     #: CPU time the loopback switch process used while the agents ran (from the start barrier's go to the last
     #: agent's exit); None on Mininet or where /proc cannot say
     switch_cpu_s: float | None = None
-    #: where the loopback switch and agents ran (testbed/cpus.py CpuPlan.describe()); None on Mininet
+    #: where the loopback switch and agents ran (mininet/cpus.py CpuPlan.describe()); None on Mininet
     cpus: str | None = None

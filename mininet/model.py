@@ -136,7 +136,7 @@ class TestbedConfig:
     ports: PortKind | None = None
     #: the softswitch's packet pipeline (softswitch/backend.py): auto (native where it builds), native, python
     pipeline: str = "auto"
-    #: the loopback switch on a CPU of its own and the agents on the others (testbed/cpus.py); auto: from 4 CPUs
+    #: the loopback switch on a CPU of its own and the agents on the others (mininet/cpus.py); auto: from 4 CPUs
     cpu_pinning: CpuPinning = CpuPinning.AUTO
     keep_logs: Path | None = None
     fault: Fault | None = None
