@@ -149,9 +149,6 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
     )
 
 
-#: The testbed's switch process runs its pipeline on batches of up to this many frames (what its port loop gathers
-#: from the ring ports in one go), so that is the standalone rate an end-to-end run is compared with.
-PORT_LOOP_BATCH = RING_DRAIN_FRAMES
 #: A point's standalone trace is an all-reduce of about this many contributions (enough to time; its recording
 #: runs the Python pipeline, whose egress passes grow with W).
 TRACE_CONTRIBUTIONS = 8000
@@ -164,7 +161,8 @@ TRACE_MIN_BLOCKS = 2048
 
 def pipeline_mode(pipeline: str):
     """The pipeline that runs for `pipeline` here, timed as the testbed's shared-memory port loop feeds it: the
-    native one arrays of PORT_LOOP_BATCH frames, the Python one process_batch of as many."""
+    native one arrays of RING_DRAIN_FRAMES frames (what the loop gathers from its ring ports in one go), the
+    Python one process_batch of as many."""
     from omnireduce.softswitch.device import Device
 
     from .bench_softswitch import PROJECT_JSON, SoftswitchMode
@@ -172,8 +170,8 @@ def pipeline_mode(pipeline: str):
     probe = Device(name="bench-probe", backend=pipeline)
     probe.load_pipeline(PROJECT_JSON.read_bytes())
     native = probe.backend == "native"
-    return SoftswitchMode(f"{probe.backend}, {'arrays' if native else 'batches'} of {PORT_LOOP_BATCH}",
-                          probe.backend, PORT_LOOP_BATCH, arrays=native)
+    return SoftswitchMode(f"{probe.backend}, {'arrays' if native else 'batches'} of {RING_DRAIN_FRAMES}",
+                          probe.backend, RING_DRAIN_FRAMES, arrays=native)
 
 
 def _timed(trace, mode) -> dict:
