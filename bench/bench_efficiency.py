@@ -18,16 +18,24 @@ per worker, every result checked against numpy's sum). Reported per point:
   the testbed starts the agents' calls in step, so on a loss-free path both stay 0) and REQUESTs the agents sent,
   and the switch's drops (all reasons);
 - busy: the switch process's CPU time while the agents ran over the all-reduce's time: whether the agents keep
-  the switch busy (the end-to-end rate is then the switch's own with its ports: gathering frames from the
-  workers' rings and writing each result to W of them, which the standalone trace does not pay);
+  the switch busy (its end-to-end rate is then its rate at its ports);
 - time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the
-  switch's packet rate into the pipeline over that time, set against the softswitch's standalone rate on the same
-  work, measured in the same run: a trace of an all-reduce with the point's workers and density (bench_softswitch's
-  generator, sized to about TRACE_CONTRIBUTIONS contributions, with the point's slots scaled to it so that the
-  dense first round weighs the same), run through the same pipeline in one process without sockets, in the
-  batches the switch's port loop hands it (one core, the switch's own where the testbed pins it, --cpu-pinning:
-  the ceiling the end-to-end rate is held to). Each multicast result costs the pipeline one egress pass per
-  worker, so the rate per packet in depends on W and on the density; a trace of other work would not compare.
+  switch's packet rate into the pipeline over that time, set against the switch's standalone rate on the same
+  work, measured in the same run:
+  - at ports (the standalone rate): the switch alone, fed at its ports by workers that take no time: its own packet
+    loop with a ring port per worker, on a fresh switch with the point's tables, in this process (on the switch's
+    CPU where the testbed pins one), and one process per worker (on the agents' CPUs) replaying an all-reduce of
+    the point's W, density and slots recorded beforehand (about PORT_TRACE_CONTRIBUTIONS contributions), each frame
+    sent as soon as the frame that caused it has come out of the worker's ring (bench/port_replay.py; every worker
+    must receive exactly what it received in the recording). The median of PORT_REPEATS replays. This is how a
+    switch's throughput is measured (RFC 2544: generators and sinks at its ports): it pays what it pays in the
+    run (gathering each frame from a ring another core wrote, writing each result into W rings other cores read)
+    and nothing else;
+  - pipeline: the pipeline alone, one process, no ports: a trace of the point's all-reduce (bench_softswitch's
+    generator, its slots scaled to the trace so that the dense first round weighs the same), in the batches the
+    port loop hands it, best of STANDALONE_REPEATS: the pipeline's ceiling. Each multicast result costs the
+    pipeline one egress pass per worker, so the rate per packet in depends on W and on the density; a trace of
+    other work would not compare.
   bench_softswitch's own trace (W = 4, d = 0.5) is timed too, as a reference across runs.
 
 --pipeline chooses the switch's pipeline for the runs and the standalone rates alike: native (the generated C,
@@ -99,6 +107,9 @@ class PointResult:
     switch_busy: float | None = None
     #: where the switch and the agents ran (mininet/cpus.py)
     cpus: str | None = None
+    #: the switch alone at its ports on a replay of the point's work (bench/port_replay.py; 0: not measured)
+    ports_alone_pps: float = 0.0
+    ports_alone_failure: str | None = None
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
@@ -157,6 +168,12 @@ TRACE_CONTRIBUTIONS = 8000
 #: for like work within one run).
 STANDALONE_REPEATS = 9
 TRACE_MIN_BLOCKS = 2048
+#: The port replay's all-reduce: about this many contributions with the point's own slots (the replay's window is
+#: the slots, so they are not scaled down; the dense first round then weighs more than in the run: W x slots
+#: frames, e.g. 8,192 of about 100,000 at W = 16 with 512 slots, against 1% of the 100 MB run's), best of
+#: PORT_REPEATS replays, the median (each takes 0.05-0.3 s on a fresh switch).
+PORT_TRACE_CONTRIBUTIONS = 100_000
+PORT_REPEATS = 5
 
 
 def pipeline_mode(pipeline: str):
@@ -220,22 +237,45 @@ def workload_rate(workers: int, density: float, size: int, slots: int, pipeline:
     return _timed(trace, pipeline_mode(pipeline))
 
 
+def port_trace_blocks(workers: int, density: float, size: int) -> int:
+    """Blocks of a point's port replay: about PORT_TRACE_CONTRIBUTIONS contributions, within the tensor."""
+    from omnireduce.testbed.inputs import block_count
+
+    wanted = math.ceil(PORT_TRACE_CONTRIBUTIONS / max(workers * density, 1e-9))
+    return max(1, min(block_count(size), wanted))
+
+
+def ports_rate(workers: int, density: float, size: int, slots: int, pipeline: str, seed: int,
+               agent_cpus: frozenset[int] | None) -> dict:
+    """The switch alone at its ports on the point's work (bench/port_replay.py); call it on the switch's CPU."""
+    from .port_replay import port_rate, record_port_trace
+
+    blocks = port_trace_blocks(workers, density, size)
+    trace = record_port_trace(workers, density, blocks, min(slots, blocks), seed)
+    return port_rate(trace, pipeline, PORT_REPEATS, agent_cpus)
+
+
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
-             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'alone':>9} {'of alone':>8} {'busy':>5}"]
+             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'at ports':>9} {'of ports':>8} "
+             f"{'pipeline':>9} {'of pipe':>7} {'busy':>5}"]
     for r in results:
+        ports = f"{r.ports_alone_pps:9.0f}" if r.ports_alone_pps else f"{'-':>9}"
+        of_ports = f"{r.switch_pps / r.ports_alone_pps:8.0%}" if r.ports_alone_pps else f"{'-':>8}"
         alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
-        share = f"{r.switch_pps / r.standalone_pps:8.0%}" if r.standalone_pps else f"{'-':>8}"
+        share = f"{r.switch_pps / r.standalone_pps:7.0%}" if r.standalone_pps else f"{'-':>7}"
         busy = f"{r.switch_busy:5.0%}" if r.switch_busy is not None else f"{'-':>5}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
                      f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} "
                      f"{r.rendezvous_resends:4d} {r.requests:5d} "
-                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {alone} {share} {busy}")
+                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {ports} {of_ports} {alone} {share} {busy}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
+        if r.ports_alone_failure:
+            lines.append(f"    the switch alone at its ports was not measured: {r.ports_alone_failure}")
     if any(r.calls > 1 for r in results):
         lines.append(f"seconds, switch pps, packets/block: one call after the first ({results[0].calls} calls a point: "
                      f"the median of the later ones); retx, rdv, req, drops: the whole run's")
@@ -247,10 +287,17 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
     if results and results[0].cpus:
         lines.append(f"CPUs: {results[0].cpus} (the testbed's --cpu-pinning; the standalone rates ran on the "
                      f"switch's CPU where it has one)")
+    if any(r.ports_alone_pps for r in results):
+        lines.append("at ports: the switch alone, its packet loop with one ring port per worker, fed a replay of an "
+                     f"all-reduce of the point's W, density and slots (about {PORT_TRACE_CONTRIBUTIONS} "
+                     f"contributions) by one process per worker that sends each frame as soon as the frame that "
+                     f"caused it comes out (no agent work; bench/port_replay.py); packets in per second wall, median "
+                     f"of {PORT_REPEATS} replays, same run: the standalone rate, as a switch's is measured at its "
+                     f"ports")
     if any(r.standalone_pps for r in results):
-        lines.append("alone: the same pipeline in one process, no sockets, on a trace of the point's own all-reduce "
+        lines.append("pipeline: the same pipeline in one process, no ports, on a trace of the point's own all-reduce "
                      f"(its W and density, its slots scaled to the trace; packets in per second wall, best of "
-                     f"{STANDALONE_REPEATS}, same run)")
+                     f"{STANDALONE_REPEATS}, same run): the pipeline's ceiling, without the ports' cost")
     if standalone:
         lines.append(f"softswitch alone ({standalone['mode']}, bench_softswitch trace W = 4 d = 0.5, "
                      f"{standalone['frames']} frames, same run): "
@@ -310,7 +357,8 @@ def run(args: argparse.Namespace) -> int:
         points = QUICK_POINTS if args.quick else FULL_POINTS
     losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
     try:
-        switch_cpu = plan_cpus(args.cpu_pinning).switch
+        plan = plan_cpus(args.cpu_pinning)
+        switch_cpu = plan.switch
     except CpuPlanError as error:
         print(f"omnireduce-bench efficiency: error: {error}", file=sys.stderr)
         return 2
@@ -319,16 +367,18 @@ def run(args: argparse.Namespace) -> int:
     results = []
     started = time.monotonic()
     for workers, density, size in points:
-        alone = 0.0
+        alone, at_ports = 0.0, {}
         if not args.no_standalone:
             slots = TestbedConfig(workers=workers, size=size, density=density, slots=args.slots).slots
             with running_on(switch_cpu):
                 alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
+                at_ports = ports_rate(workers, density, size, slots, args.pipeline, args.seed, plan.agents)
         for loss in losses:
             log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
             result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline,
                                            args.calls, args.cpu_pinning),
-                             standalone_pps=alone)
+                             standalone_pps=alone, ports_alone_pps=at_ports.get("pps_wall", 0.0),
+                             ports_alone_failure=at_ports.get("failure"))
             log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
                      result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)
             results.append(result)

@@ -12,13 +12,10 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-import numpy as np
-
-from omnireduce.p4src import constants as C
 from omnireduce.softswitch.device import Device
 from omnireduce.softswitch.entries import FieldMatch, TableEntry
 
-from .protocol_driver import bench_workers, drive_allreduce, install_job
+from .protocol_driver import bench_workers, drive_allreduce, install_job, sparse_block_tensors
 
 Frames = list[tuple[int, bytes]]
 BENCH_PORT = 1
@@ -67,13 +64,8 @@ def omnireduce_frames(device, workers: int = 4, slots: int = 8, blocks: int = 61
     scratch.load_pipeline(device.pipeline_json)
     spread = bench_workers(workers)
     install_job(scratch, job, spread, slot_count=slots, mcast_group=group)
-    rng = np.random.default_rng(1)
-    tensors = []
-    for _ in range(workers):
-        values = rng.integers(-1000, 1000, size=(blocks, C.LANES), dtype=np.int32)
-        values[rng.random(blocks) >= density] = 0
-        tensors.append(values.reshape(-1))
-    recorded = drive_allreduce(scratch, job, spread, tensors, slots).frames_in
+    recorded = drive_allreduce(scratch, job, spread, sparse_block_tensors(workers, blocks, density, 1),
+                               slots).frames_in
 
     install_job(device, job, [dataclasses.replace(w, port=BENCH_PORT) for w in spread], slot_count=slots,
                 mcast_group=group)

@@ -53,12 +53,29 @@ class DrivenRun:
     frames_in: list[tuple[int, bytes]]
     results: list[np.ndarray]  # per worker: int32 sums, the tensor's length
     frames_out: int
+    #: for each frame in, the frame the switch sent its worker that made the worker send it (None: sent when the
+    #: all-reduce started): what a replay waits for before it sends the frame (bench/port_replay.py)
+    triggers: list[bytes | None]
+    #: frames the switch sent each worker, by the worker's port
+    frames_out_by_port: dict[int, int]
 
 
 def bench_workers(count: int, first_port: int = 1) -> list[BenchWorker]:
     """`count` workers on ports first_port.., at 10.0.0.(w+1), UDP port 5000+w."""
     return [BenchWorker(w, first_port + w, Endpoint.of(f"02:00:00:00:00:{w + 1:02x}", f"10.0.0.{w + 1}", 5000 + w))
             for w in range(count)]
+
+
+def sparse_block_tensors(workers: int, blocks: int, density: float, seed: int) -> list[np.ndarray]:
+    """One int32 tensor of `blocks` blocks per worker, each block non-zero with probability `density` (values in
+    -1000..999, so that no sum overflows)."""
+    rng = np.random.default_rng(seed)
+    tensors = []
+    for _ in range(workers):
+        values = rng.integers(-1000, 1000, size=(blocks, C.LANES), dtype=np.int32)
+        values[rng.random(blocks) >= density] = 0
+        tensors.append(values.reshape(-1))
+    return tensors
 
 
 def _exact(value: int) -> FieldMatch:
@@ -86,18 +103,20 @@ def install_job(device, job_id: int, workers: Sequence[BenchWorker], slot_count:
 
 
 class _Sender:
-    """One worker's send callback: wraps each payload in its Ethernet/IPv4/UDP frame and queues it."""
+    """One worker's send callback: wraps each payload in its Ethernet/IPv4/UDP frame and queues it, with the
+    frame being delivered to the worker meanwhile (`trigger[0]`, None outside a delivery)."""
 
-    def __init__(self, worker: BenchWorker, queue: deque) -> None:
+    def __init__(self, worker: BenchWorker, queue: deque, trigger: list) -> None:
         self._worker = worker
         self._queue = queue
+        self._trigger = trigger
         self._prefixes: dict[int, bytes] = {}
 
     def __call__(self, payload: bytes | bytearray) -> None:
         prefix = self._prefixes.get(len(payload))
         if prefix is None:
             prefix = self._prefixes[len(payload)] = frame_prefix(self._worker.endpoint, SWITCH, len(payload))
-        self._queue.append((self._worker.port, prefix + bytes(payload)))
+        self._queue.append((self._worker.port, prefix + bytes(payload), self._trigger[0]))
 
 
 def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors: Sequence[np.ndarray],
@@ -106,7 +125,8 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
     finish (the switch dropped or refused something the engine waits for)."""
     if len(tensors) != len(workers):
         raise ValueError(f"{len(tensors)} tensors for {len(workers)} workers")
-    queue: deque[tuple[int, bytes]] = deque()
+    queue: deque[tuple[int, bytes, bytes | None]] = deque()
+    trigger: list[bytes | None] = [None]
     exchanges, results = [], []
     for worker, tensor in zip(workers, tensors):
         lanes = big_endian_lanes(np.asarray(tensor, dtype=np.int32).reshape(-1))
@@ -117,7 +137,7 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
         exchanges.append(TensorExchange(
             job_id=job_id, tensor_id=tensor_id, plan=plan, lanes=memoryview(lanes).cast("B"),
             result=memoryview(result).cast("B"), exponent=0, channels=SlotChannels.create(slots),
-            send=_Sender(worker, queue), stats=Stats(), timeouts=NEVER, name=f"bench-w{worker.worker_id}",
+            send=_Sender(worker, queue, trigger), stats=Stats(), timeouts=NEVER, name=f"bench-w{worker.worker_id}",
             worker_id=worker.worker_id, workers=len(workers)))
         results.append(result)
     by_port = {worker.port: exchange for worker, exchange in zip(workers, exchanges)}
@@ -126,15 +146,20 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
     for exchange in exchanges:
         exchange.start(0.0)
     frames_in: list[tuple[int, bytes]] = []
-    frames_out = 0
+    triggers: list[bytes | None] = []
+    out_by_port = {port: 0 for port in by_port}
     while queue:
-        port, frame = queue.popleft()
+        port, frame, cause = queue.popleft()
         frames_in.append((port, frame))
+        triggers.append(cause)
         for out_port, out in device.process_packet(port, frame):
-            frames_out += 1
+            out_by_port[out_port] += 1
+            trigger[0] = out
             by_port[out_port].on_payload(parse_udp_frame(out).payload, 0.0)
+        trigger[0] = None
     unfinished = [worker.worker_id for worker, exchange in zip(workers, exchanges) if not exchange.done]
     if unfinished:
         raise RuntimeError(f"workers {unfinished} did not finish: the switch refused or dropped a frame")
     size = np.asarray(tensors[0]).size
-    return DrivenRun(frames_in, [result.astype(np.int32)[:size] for result in results], frames_out)
+    return DrivenRun(frames_in, [result.astype(np.int32)[:size] for result in results], sum(out_by_port.values()),
+                     triggers, out_by_port)

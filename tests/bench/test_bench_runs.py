@@ -127,9 +127,11 @@ def test_the_agent_bench_measures_both_kernels_and_both_batch_paths(capsys):
 
 
 def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_path, capsys):
-    """--pipeline python: the runs and the standalone rates on the Python pipeline; each point's standalone rate
-    is timed on a trace of its own all-reduce (its W, density, slots), sized by trace_blocks."""
-    from omnireduce.bench.bench_efficiency import TRACE_MIN_BLOCKS, trace_blocks, trace_slots
+    """--pipeline python: the runs and the standalone rates on the Python pipeline; each point's standalone rates
+    are timed on its own all-reduce (its W, density, slots): the switch at its ports on a replay sized by
+    port_trace_blocks, the pipeline alone on a trace sized by trace_blocks."""
+    from omnireduce.bench.bench_efficiency import (TRACE_MIN_BLOCKS, port_trace_blocks, trace_blocks,
+                                                   trace_slots)
 
     assert trace_blocks(4, 0.1, 4_194_304) == 20_000  # about TRACE_CONTRIBUTIONS contributions
     assert trace_blocks(8, 1.0, 4_194_304) == TRACE_MIN_BLOCKS
@@ -137,15 +139,20 @@ def test_the_efficiency_bench_sets_each_point_against_the_same_work_alone(tmp_pa
     # The first round (S blocks of each worker) weighs in the trace what it weighs in the run.
     assert trace_slots(512, 20_000, 4_194_304) == 78 and trace_slots(64, 128, 4096) == 64
     assert trace_slots(16, 10, 4_194_304) == 1
+    assert port_trace_blocks(4, 0.1, 26_214_400) == 250_000  # about PORT_TRACE_CONTRIBUTIONS contributions
+    assert port_trace_blocks(2, 0.1, 4_194_304) == 131_072  # the whole tensor
     out = tmp_path / "efficiency.json"
     assert main(["efficiency", "--pipeline", "python", "--workers", "2", "--density", "0.1", "--size", "8192",
                  "--cpu-pinning", "off", "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "CPUs: not pinned (--cpu-pinning off)" in printed
-    assert "alone: the same pipeline in one process" in printed and f"python, batches of {RING_DRAIN_FRAMES}" in printed
+    assert "pipeline: the same pipeline in one process" in printed
+    assert f"python, batches of {RING_DRAIN_FRAMES}" in printed
+    assert "at ports: the switch alone, its packet loop with one ring port per worker" in printed
     data = json.loads(out.read_text())
     (point,) = data["points"]
     assert point["ok"] and point["pipeline"] == "python" and point["standalone_pps"] > 0
+    assert point["ports_alone_pps"] > 0 and point["ports_alone_failure"] is None
     assert point["cpus"] == "not pinned (--cpu-pinning off)"
     assert data["standalone"]["mode"] == f"python, batches of {RING_DRAIN_FRAMES}"
 
