@@ -206,7 +206,15 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
  * quantize_blocks), and the largest magnitude's bits (IEEE-754 orders the magnitudes of floats as their bits
  * without the sign: >= 0x7f800000 means an Inf or NaN somewhere). `words`: the values' bits, n of them; the last
  * block may be partial. Returns the largest magnitude's bits.
+ *
+ * The pass reads the whole tensor every call, at any density, so it is a fixed cost of each all-reduce: on x86-64
+ * GCC also builds an AVX2 clone, chosen when the library loads on a CPU that has AVX2 (baseline x86-64 has no
+ * unsigned 32-bit max, which the generic build emulates). On the device machine's Xeon a 100 MB tensor took 10.4 ms
+ * with the clone against 15.5 ms, on this project's 2-core EPYC 7-8 against 8.5-10 ms.
  */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates) {
     uint32_t largest = 0;
     int64_t full = n / ORX_LANES;
