@@ -53,10 +53,8 @@ from .quantize import (
     quantize_blocks,
     scale_shift,
     scan_float32,
-    zero_gaps,
 )
 from .lanes import BlockLanes
-from .result_gaps import ResultGaps
 from .stats import Stats
 from .transport import FrameTransport, KernelUdpTransport, PayloadBatch, ShmTransport, Transport
 from .wire import DATA_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, LANE_DTYPE, Endpoint
@@ -290,23 +288,20 @@ class AllReduce:
                     and not np.may_share_memory(result, values))
         received = result.reshape(-1) if in_place else self._receive_buffer(planned_blocks * C.LANES)
         sums = received.view(LANE_DTYPE)
-        gaps = ResultGaps(received)  # the blocks that get no result, zeroed while the exchange waits
         # Every worker left the scale round at about the same time and prepared its tensor since; the first round
         # waits for the slowest of them, who may take a few times as long as this worker did on a loaded host.
         preparing = time.monotonic() - (started + stats.joined_s)
         data = self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
             stats=stats, deadline_at=deadline_at, joining=False, first_round_slack=FIRST_ROUND_SLACK * preparing,
-            between_batches=gaps.step,
         )
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         if in_place:
-            from_wire_in_place(result.reshape(-1), shift if is_float else None, data.result_blocks(),
-                               gaps.zeroed_below)
+            from_wire_in_place(result.reshape(-1), shift if is_float else None, data.result_blocks())
             return
         # Converted where they arrived, the same way, then copied out: one pass over the tensor.
         converted = received.view(np.float32 if is_float else np.int32)
-        from_wire_in_place(converted, shift if is_float else None, data.result_blocks(), gaps.zeroed_below)
+        from_wire_in_place(converted, shift if is_float else None, data.result_blocks())
         np.copyto(result, converted[: flat.size].reshape(values.shape), casting="same_kind")
 
     def _scale_round(self, tensor_id: int, announcement: Announcement, exponent: int, stats: Stats,
@@ -359,14 +354,12 @@ class AllReduce:
 
     def _exchange(self, *, tensor_id: int, plan: BlockPlan, lanes: BlockLanes, result: np.ndarray, exponent: int,
                   expected_exponent: int | None, stats: Stats, deadline_at: float | None, joining: bool,
-                  closing: bool = False, first_round_slack: float = 0.0,
-                  between_batches: Callable[[TensorExchange], bool] | None = None) -> TensorExchange:
+                  closing: bool = False, first_round_slack: float = 0.0) -> TensorExchange:
         """Run one tensor to completion and return its exchange (result_exponent: the max over claims).
 
         joining: the scale round, which waits for every worker to show up (Timeouts.join); closing: the closing
         round. Both are rendezvous of every worker, not timed as data rounds. first_round_slack: added to the
-        first round's timeouts (FIRST_ROUND_SLACK). between_batches: a step of the agent's own work, run between
-        batches of results (ResultGaps.step); while it returns True the loop looks for results without waiting. Meanwhile the previous exchange serves
+        first round's timeouts (FIRST_ROUND_SLACK). Meanwhile the previous exchange serves
         peers' REQUESTs: a peer can be one tensor behind (it lost a result the others no longer need), never two,
         since every tensor's first round needs every worker.
         """
@@ -426,8 +419,6 @@ class AllReduce:
                     break
                 limit_at = self._limit(exchange, now, join_at if joining else None, deadline_at, tensor_id)
                 wait = max(0.0, min(exchange.next_wakeup(), limit_at) - now)
-                if between_batches is not None and between_batches(exchange):
-                    wait = 0.0  # it did a step: look at what arrived meanwhile, then go on with it
                 batch = transport.receive_batch(wait)
                 if batch:
                     now = time.monotonic()

@@ -327,20 +327,6 @@ class TensorExchange:
             soonest = min(soonest, self._token_time + (1 - self._tokens) / self._pacing.pps)
         return soonest
 
-    def final_below(self) -> int:
-        """Every block below this index is final: each column has moved past its blocks there (consumed their
-        results, or skipped them as zero at every worker), so nothing more is written to them in the result buffer
-        (early results wait aside until their column reaches them)."""
-        expected = self._columns.expected
-        if not len(expected):
-            return self.plan.count
-        return min(int(expected.min()), self.plan.count)  # a closed column's END holds nothing back
-
-    @property
-    def result_next(self) -> np.ndarray:
-        """Per block, the next block its result announced, or -1 where no result was consumed (read-only use)."""
-        return self._result_next
-
     def result_blocks(self) -> np.ndarray:
         """Indices of the blocks whose result was consumed (every other block of the result buffer is untouched)."""
         return np.flatnonzero(self._result_next >= 0)

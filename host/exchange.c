@@ -268,17 +268,10 @@ void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int
  * The sums, received big-endian into `buffer` (count blocks), become its values in one pass from start to end
  * (host/quantize.py, from_wire_in_place): each block in `blocks` (sorted) is converted in place, as float32
  * sum * 2^-shift rounded once from the exact double (numpy's ldexp of the float64, cast to float32) where
- * is_float, else as native int32; every other block is written zero, whatever it held, except below
- * `zeroed_below`, where orx_zero_gaps already zeroed them while the exchange ran. One sequential pass costs what
- * zeroing the buffer beforehand would alone, and reads each received block while it is in cache.
+ * is_float, else as native int32; every other block is written zero, whatever it held. One sequential pass
+ * costs what zeroing the buffer beforehand would alone, and reads each received block while it is in cache.
  */
-static void zero_blocks(uint8_t *buffer, int64_t from, int64_t to, int64_t zeroed_below) {
-    if (from < zeroed_below) from = zeroed_below;
-    if (to > from) memset(buffer + from * ORX_LANE_BYTES, 0, (size_t)(to - from) * ORX_LANE_BYTES);
-}
-
-void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift,
-                   int64_t zeroed_below) {
+void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift) {
     /* sum * 2^-shift is exact in a double (31 significant bits, |shift| far from the exponent range's ends), so
        one multiplication by the power of two gives ldexp's value without a libm call per lane. */
     const double scale = ldexp(1.0, -shift);
@@ -286,7 +279,7 @@ void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_
     for (int64_t k = 0; k < nblocks; k++) {
         int64_t b = blocks[k];
         if (b < next || b >= count) continue;  /* not sorted or out of range: never written twice or outside */
-        zero_blocks(buffer, next, b, zeroed_below);
+        memset(buffer + next * ORX_LANE_BYTES, 0, (size_t)(b - next) * ORX_LANE_BYTES);
         uint8_t *p = buffer + b * ORX_LANE_BYTES;
         for (int i = 0; i < ORX_LANES; i++) {
             int32_t sum = (int32_t)be32(p + 4 * i);
@@ -299,22 +292,7 @@ void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_
         }
         next = b + 1;
     }
-    zero_blocks(buffer, next, count, zeroed_below);
-}
-
-/*
- * The blocks of [start, stop) that received no result (result_next[b] < 0) written zero, runs at a time
- * (host/quantize.py, zero_gaps): the agent does it while it waits for the switch, for blocks every column has
- * moved past, which no result will reach any more.
- */
-void orx_zero_gaps(uint8_t *buffer, const int64_t *result_next, int64_t start, int64_t stop) {
-    int64_t b = start;
-    while (b < stop) {
-        while (b < stop && result_next[b] >= 0) b++;
-        int64_t run = b;
-        while (b < stop && result_next[b] < 0) b++;
-        if (b > run) memset(buffer + run * ORX_LANE_BYTES, 0, (size_t)(b - run) * ORX_LANE_BYTES);
-    }
+    memset(buffer + next * ORX_LANE_BYTES, 0, (size_t)(count - next) * ORX_LANE_BYTES);
 }
 
 /*

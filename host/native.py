@@ -56,9 +56,7 @@ int64_t orx_consume(orx_exchange *x, orx_columns *c, const uint8_t *payloads, co
 uint32_t orx_scan_f32(const uint32_t *words, int64_t n, uint8_t *candidates);
 void orx_quantize_f32(const float *values, int64_t n, const int64_t *blocks, int64_t nblocks, float scale,
                       uint8_t *rows, int by_block, uint8_t *significant);
-void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift,
-                   int64_t zeroed_below);
-void orx_zero_gaps(uint8_t *buffer, const int64_t *result_next, int64_t start, int64_t stop);
+void orx_from_wire(uint8_t *buffer, int64_t count, const int64_t *blocks, int64_t nblocks, int is_float, int shift);
 void orx_next_in_column(const uint8_t *send, int64_t count, int64_t slots, uint32_t *next, uint32_t *following);
 int64_t orx_usual_frames(const uint8_t *frames, int64_t stride, const int64_t *sizes, int64_t n,
                          const uint8_t *data_prefix, int64_t data_size, const uint8_t *control_prefix,

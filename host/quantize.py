@@ -22,8 +22,6 @@ from .errors import InputError, OverflowRisk
 from .lanes import BlockLanes
 from .wire import LANE_DTYPE
 
-BLOCK_BYTES = C.LANES * 4  # one block of the result buffer: LANES 4-byte lanes
-
 #: Exponent claims travel in an 8-bit field.
 EXPONENT_FIELD_MAX = 0xFF
 #: Headroom of the fixed-point format: sums stay within 2^30 < 2^31.
@@ -255,24 +253,22 @@ def dequantize(sums: np.ndarray, shift: int, out: np.ndarray | None = None) -> n
     return out
 
 
-def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray, zeroed_below: int = 0) -> np.ndarray:
+def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray) -> np.ndarray:
     """Turn the all-reduce's sums, received into `out`'s own bytes, into `out`'s values, in place.
 
     out: float32 or int32, flat, contiguous, a whole number of blocks; its bytes hold big-endian int32 sums in
     `blocks` (sorted block indices: the blocks that received a result) and anything elsewhere: every other block is
-    written zero (0.0 or 0), so the buffer need not be cleared before the sums arrive, except below `zeroed_below`,
-    where zero_gaps already cleared them. shift: the float32 scale (dequantize's), None for int32. The same values
-    as dequantize() (float32) or a byte-order conversion (int32) of the sums, with zero sums everywhere else, would
-    give.
+    written zero (0.0 or 0), so the buffer need not be cleared before the sums arrive. shift: the float32 scale
+    (dequantize's), None for int32. The same values as dequantize() (float32) or a byte-order conversion (int32) of
+    the sums, with zero sums everywhere else, would give.
     """
     count = out.size // C.LANES
     blocks = np.ascontiguousarray(blocks, dtype=np.int64)
-    zeroed_below = max(0, min(int(zeroed_below), count))
     module = native.available()
     if module is not None:  # one pass from start to end: zero the gaps, convert the blocks
         ffi = module.ffi
         module.lib.orx_from_wire(ffi.from_buffer("uint8_t[]", out), count, ffi.from_buffer("int64_t[]", blocks),
-                                 len(blocks), shift is not None, shift if shift is not None else 0, zeroed_below)
+                                 len(blocks), shift is not None, shift if shift is not None else 0)
         return out
     by_block = out.reshape(count, C.LANES)
     sums = by_block.view(LANE_DTYPE)
@@ -284,30 +280,9 @@ def from_wire_in_place(out: np.ndarray, shift: int | None, blocks: np.ndarray, z
         wide = dequantize(sums, shift) if shift is not None else sums.astype(np.int32)  # a copy, then written back
         np.copyto(out, wide.reshape(-1), casting="same_kind")
         return out
-    gaps = ~received
-    gaps[:zeroed_below] = False
-    by_block[gaps] = 0
+    by_block[~received] = 0
     by_block[blocks] = dequantize(rows, shift) if shift is not None else rows.astype(np.int32)
     return out
-
-
-def zero_gaps(buffer: np.ndarray, result_next: np.ndarray, start: int, stop: int) -> None:
-    """Write zero the blocks of [start, stop) of `buffer` (flat, contiguous, whole blocks of 4-byte lanes) that
-    received no result (result_next[b] < 0), leaving the others as they are: what from_wire_in_place would write
-    there, done early (the agent does it while it waits for the switch, for blocks no result will reach any more)."""
-    count = buffer.nbytes // BLOCK_BYTES
-    start, stop = max(0, int(start)), min(int(stop), count, len(result_next))
-    if stop <= start:
-        return
-    module = native.available()
-    if module is not None:
-        ffi = module.ffi
-        module.lib.orx_zero_gaps(ffi.from_buffer("uint8_t[]", buffer), ffi.from_buffer("int64_t[]", result_next),
-                                 start, stop)
-        return
-    by_block = buffer.reshape(-1).view(np.uint8).reshape(count, BLOCK_BYTES)
-    span = by_block[start:stop]
-    span[result_next[start:stop] < 0] = 0
 
 
 def error_bound(agreed_exponent: int, workers: int) -> float:

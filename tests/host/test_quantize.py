@@ -145,41 +145,6 @@ def test_from_wire_in_place_gives_what_converting_all_the_sums_gives(dtype, resu
     assert out.dtype == dtype and out.tobytes() == expected.tobytes()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int32])
-@pytest.mark.parametrize("zeroed_below", [0, 2, 3, 6, 99])
-def test_the_result_gaps_zeroed_early_and_the_rest_give_the_same_result(dtype, zeroed_below, kernels):
-    """zero_gaps clears the blocks without a result below a point while the exchange runs (host/result_gaps.py);
-    from_wire_in_place then leaves those alone and writes the same result as if it had done everything."""
-    from omnireduce.host.quantize import zero_gaps
-
-    rng = np.random.default_rng(zeroed_below)
-    result_blocks = [1, 4]
-    sums = np.zeros(C.LANES * 6, dtype=LANE_DTYPE)
-    for block in result_blocks:
-        sums[block * C.LANES:(block + 1) * C.LANES] = rng.integers(-2**30, 2**30, C.LANES)
-    out = np.frombuffer(rng.integers(1, 256, sums.size * 4, dtype=np.uint8).tobytes(), dtype=dtype).copy()
-    by_block = out.view(LANE_DTYPE).reshape(6, C.LANES)
-    by_block[result_blocks] = sums.reshape(6, C.LANES)[result_blocks]
-    result_next = np.full(6, -1, dtype=np.int64)
-    result_next[result_blocks] = [4, 2**32 - 1]
-    before = out.copy()
-    zero_gaps(out, result_next, 0, zeroed_below)
-    for block in range(6):
-        cleared = block < zeroed_below and block not in result_blocks
-        row = out.view(np.uint8).reshape(6, -1)[block]
-        assert (not row.any()) if cleared else row.tobytes() == before.view(np.uint8).reshape(6, -1)[block].tobytes()
-    # Bytes below the point that from_wire_in_place must not touch: a block cleared early stays as zero_gaps left it.
-    from_wire_in_place(out, 9 if dtype is np.float32 else None, np.array(result_blocks, dtype=np.int64), zeroed_below)
-    expected = dequantize(sums, 9) if dtype is np.float32 else sums.astype(np.int32)
-    assert out.tobytes() == expected.tobytes()
-
-
-def test_from_wire_in_place_leaves_the_blocks_below_zeroed_below_alone(kernels):
-    out = np.full(C.LANES * 4, 7, dtype=np.int32)  # not zero: shows which blocks it writes
-    from_wire_in_place(out, None, np.array([], dtype=np.int64), zeroed_below=2)
-    assert (out[:2 * C.LANES] == 7).all() and not out[2 * C.LANES:].any()
-
-
 @pytest.mark.parametrize("size, blocks, density", [(C.LANES * 40, 40, 0.05), (C.LANES * 40 + 7, 41, 0.05),
                                                    (C.LANES * 3 + 1, 16, 0.05), (C.LANES * 40 + 7, 41, 0.5),
                                                    (C.LANES * 400 + 7, 401, 0.001)])
