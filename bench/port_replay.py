@@ -188,11 +188,14 @@ def replay_worker(ring_path: str, script: WorkerScript, deadline_s: float, ready
 
 def _frames(rows: np.ndarray, lens: np.ndarray, count: int) -> list[bytes]:
     """The first `count` rows as bytes, each its length: in one numpy call where they are all as long (results
-    are), so that the replay costs well under the switch's time per frame."""
-    first = int(lens[0])
-    if (lens[:count] == first).all():
+    are), so that the replay costs well under the switch's time per frame. A frame longer than the rows (cut by
+    pop_rows) becomes b"": the rows are as wide as the longest frame that triggers anything, so it triggers nothing."""
+    width = rows.shape[1]
+    lengths = lens[:count]
+    first = int(lengths[0])
+    if first <= width and (lengths == first).all():
         return np.ascontiguousarray(rows[:count, :first]).view(f"V{first}").ravel().tolist()
-    return [row[:length].tobytes() for row, length in zip(rows[:count], lens[:count].tolist())]
+    return [row[:length].tobytes() if length <= width else b"" for row, length in zip(rows[:count], lengths.tolist())]
 
 
 def _ring_dir() -> Path:

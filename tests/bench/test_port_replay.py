@@ -36,9 +36,14 @@ def test_the_recording_keeps_each_workers_frames_and_what_triggered_them():
         assert len(script.frames) > 4
 
 
-@pytest.mark.parametrize("pipeline", ["auto", "python"])
-def test_the_switch_alone_at_its_ports_reproduces_the_recording(pipeline):
-    trace = record_port_trace(workers=2, density=0.3, blocks=200, slots=8)
+@pytest.mark.parametrize("pipeline, workers, density, blocks, slots", [
+    ("auto", 2, 0.3, 200, 8), ("python", 2, 0.3, 200, 8),
+    ("auto", 1, 0.5, 100, 4),  # one worker
+    ("auto", 3, 0.0, 100, 4),  # nothing but zeros: the first round, then every column ends at once
+    ("auto", 2, 1.0, 3, 3),  # fewer blocks than a first round usually has
+])
+def test_the_switch_alone_at_its_ports_reproduces_the_recording(pipeline, workers, density, blocks, slots):
+    trace = record_port_trace(workers=workers, density=density, blocks=blocks, slots=slots)
     rate = port_rate(trace, pipeline, repeats=2)
     assert "failure" not in rate, rate
     assert rate["frames"] == trace.frames_in and rate["repeats"] == 2
