@@ -170,8 +170,8 @@ STANDALONE_REPEATS = 9
 TRACE_MIN_BLOCKS = 2048
 #: The port replay's all-reduce: about this many contributions with the point's own slots (the replay's window is
 #: the slots, so they are not scaled down; the dense first round then weighs more than in the run: W x slots
-#: frames, e.g. 8,192 of about 100,000 at W = 16 with 512 slots, against 1% of the 100 MB run's), best of
-#: PORT_REPEATS replays, the median (each takes 0.05-0.3 s on a fresh switch).
+#: frames, e.g. 8,192 of about 100,000 at W = 16 with 512 slots, against 1% of the 100 MB run's); the median of
+#: PORT_REPEATS replays counts (each takes 0.05-0.3 s on a fresh switch).
 PORT_TRACE_CONTRIBUTIONS = 100_000
 PORT_REPEATS = 5
 
@@ -208,12 +208,18 @@ def standalone_rate(pipeline: str = "auto") -> dict:
     return _timed(trace, pipeline_mode(pipeline))
 
 
-def trace_blocks(workers: int, density: float, size: int) -> int:
-    """Blocks of a point's standalone trace: about TRACE_CONTRIBUTIONS contributions, within the tensor."""
+def _blocks_for(contributions: int, workers: int, density: float, size: int, least: int = 1) -> int:
+    """Blocks that hold about `contributions` contributions of W workers at `density`, at least `least`, within the
+    tensor."""
     from omnireduce.testbed.inputs import block_count
 
-    wanted = math.ceil(TRACE_CONTRIBUTIONS / max(workers * density, 1e-9))
-    return max(1, min(block_count(size), max(TRACE_MIN_BLOCKS, wanted)))
+    wanted = math.ceil(contributions / max(workers * density, 1e-9))
+    return max(1, min(block_count(size), max(least, wanted)))
+
+
+def trace_blocks(workers: int, density: float, size: int) -> int:
+    """Blocks of a point's standalone trace: about TRACE_CONTRIBUTIONS contributions, within the tensor."""
+    return _blocks_for(TRACE_CONTRIBUTIONS, workers, density, size, TRACE_MIN_BLOCKS)
 
 
 def trace_slots(slots: int, blocks: int, size: int) -> int:
@@ -239,10 +245,7 @@ def workload_rate(workers: int, density: float, size: int, slots: int, pipeline:
 
 def port_trace_blocks(workers: int, density: float, size: int) -> int:
     """Blocks of a point's port replay: about PORT_TRACE_CONTRIBUTIONS contributions, within the tensor."""
-    from omnireduce.testbed.inputs import block_count
-
-    wanted = math.ceil(PORT_TRACE_CONTRIBUTIONS / max(workers * density, 1e-9))
-    return max(1, min(block_count(size), wanted))
+    return _blocks_for(PORT_TRACE_CONTRIBUTIONS, workers, density, size)
 
 
 def ports_rate(workers: int, density: float, size: int, slots: int, pipeline: str, seed: int,
@@ -358,11 +361,10 @@ def run(args: argparse.Namespace) -> int:
     losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
     try:
         plan = plan_cpus(args.cpu_pinning)
-        switch_cpu = plan.switch
     except CpuPlanError as error:
         print(f"omnireduce-bench efficiency: error: {error}", file=sys.stderr)
         return 2
-    with running_on(switch_cpu):
+    with running_on(plan.switch):
         standalone = None if args.no_standalone else standalone_rate(args.pipeline)
     results = []
     started = time.monotonic()
@@ -370,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
         alone, at_ports = 0.0, {}
         if not args.no_standalone:
             slots = TestbedConfig(workers=workers, size=size, density=density, slots=args.slots).slots
-            with running_on(switch_cpu):
+            with running_on(plan.switch):
                 alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
                 at_ports = ports_rate(workers, density, size, slots, args.pipeline, args.seed, plan.agents)
         for loss in losses:

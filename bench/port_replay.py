@@ -89,10 +89,12 @@ class PortTrace:
     blocks: int
     slots: int
     scripts: list[WorkerScript]
-    frames_in: int
-    frames_out: int
     #: the switch's drop counters after the recording (frames it consumes, e.g. contributions that complete no block)
     drops: dict[str, int]
+
+    @property
+    def frames_in(self) -> int:
+        return sum(len(script.frames) for script in self.scripts)
 
 
 def record_port_trace(workers: int, density: float, blocks: int, slots: int, seed: int = 1) -> PortTrace:
@@ -108,12 +110,14 @@ def record_port_trace(workers: int, density: float, blocks: int, slots: int, see
     spread = bench_workers(workers)
     install_job(scratch, 1, spread, slot_count=slots, mcast_group=1)
     run = drive_allreduce(scratch, 1, spread, sparse_block_tensors(workers, blocks, density, seed), slots)
-    scripts = []
-    for worker in spread:
-        mine = [index for index, (port, _) in enumerate(run.frames_in) if port == worker.port]
-        scripts.append(WorkerScript(worker.port, [run.frames_in[i][1] for i in mine], [run.triggers[i] for i in mine],
-                                    run.frames_out_by_port[worker.port]))
-    return PortTrace(workers, density, blocks, slots, scripts, len(run.frames_in), run.frames_out, drops_of(scratch))
+    sent: dict[int, tuple[list[bytes], list[bytes | None]]] = {worker.port: ([], []) for worker in spread}
+    for (port, frame), trigger in zip(run.frames_in, run.triggers):
+        frames, triggers = sent[port]
+        frames.append(frame)
+        triggers.append(trigger)
+    scripts = [WorkerScript(port, frames, triggers, run.frames_out_by_port[port])
+               for port, (frames, triggers) in sent.items()]
+    return PortTrace(workers, density, blocks, slots, scripts, drops_of(scratch))
 
 
 def drops_of(device) -> dict[str, int]:
@@ -141,7 +145,7 @@ def replay_worker(ring_path: str, script: WorkerScript, deadline_s: float, ready
     ring.claim()
     to_switch, from_switch = ring.writer(TO_SWITCH), ring.reader(FROM_SWITCH)
     initial, by_trigger = script.groups()
-    # Rows as wide as the largest frame it was sent (a longer one would be cut, and then match no trigger).
+    # Rows as wide as the longest frame that triggers anything (a longer one is cut and triggers nothing: _frames).
     largest = max((len(t) for t in script.triggers if t is not None), default=0)
     rows = np.empty((POP_ROWS, max(64, -(-largest // 64) * 64)), dtype=np.uint8)
     lens = np.empty(POP_ROWS, dtype=np.uint32)
@@ -255,10 +259,12 @@ def _replay_once(trace: PortTrace, scripts: list[Path], pipeline: str, agent_cpu
             ports.append(ShmPort(PortSpec(script.port, "shm", path=directory / f"port{script.port}")))
         loop = PacketLoop(device, ports)
         for script_path, port in zip(scripts, ports):
-            children.append(subprocess.Popen(
+            child = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(port.spec.path), str(script_path), str(deadline_s)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=(lambda: os.sched_setaffinity(0, agent_cpus)) if agent_cpus else None))
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            children.append(child)
+            if agent_cpus:  # as the testbed pins its agents (mininet/processes.py), right after the fork
+                os.sched_setaffinity(child.pid, agent_cpus)
         for child in children:
             line = _read_line(child, REPLAY_DEADLINE_S)
             if line != "ready":

@@ -52,12 +52,15 @@ class DrivenRun:
 
     frames_in: list[tuple[int, bytes]]
     results: list[np.ndarray]  # per worker: int32 sums, the tensor's length
-    frames_out: int
     #: for each frame in, the frame the switch sent its worker that made the worker send it (None: sent when the
     #: all-reduce started): what a replay waits for before it sends the frame (bench/port_replay.py)
     triggers: list[bytes | None]
     #: frames the switch sent each worker, by the worker's port
     frames_out_by_port: dict[int, int]
+
+    @property
+    def frames_out(self) -> int:
+        return sum(self.frames_out_by_port.values())
 
 
 def bench_workers(count: int, first_port: int = 1) -> list[BenchWorker]:
@@ -161,5 +164,4 @@ def drive_allreduce(device, job_id: int, workers: Sequence[BenchWorker], tensors
     if unfinished:
         raise RuntimeError(f"workers {unfinished} did not finish: the switch refused or dropped a frame")
     size = np.asarray(tensors[0]).size
-    return DrivenRun(frames_in, [result.astype(np.int32)[:size] for result in results], sum(out_by_port.values()),
-                     triggers, out_by_port)
+    return DrivenRun(frames_in, [result.astype(np.int32)[:size] for result in results], triggers, out_by_port)

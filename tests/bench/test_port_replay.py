@@ -28,8 +28,7 @@ def test_a_workers_frames_wait_for_the_frame_that_made_it_send_them():
 def test_the_recording_keeps_each_workers_frames_and_what_triggered_them():
     trace = record_port_trace(workers=3, density=0.5, blocks=40, slots=4, seed=2)
     assert [script.port for script in trace.scripts] == [1, 2, 3]
-    assert sum(len(script.frames) for script in trace.scripts) == trace.frames_in
-    assert sum(script.received for script in trace.scripts) == trace.frames_out
+    assert len({script.received for script in trace.scripts}) == 1  # every result goes to every worker
     for script in trace.scripts:
         # The first round goes out at the start (one frame per slot); every later frame answers a result.
         assert script.triggers[:4] == [None] * 4 and all(t is not None for t in script.triggers[4:])
