@@ -110,6 +110,10 @@ class PointResult:
     #: the switch alone at its ports on a replay of the point's work (bench/port_replay.py; 0: not measured)
     ports_alone_pps: float = 0.0
     ports_alone_failure: str | None = None
+    #: the data exchange of one call (the slowest worker's; the median of the later calls like seconds), and the
+    #: switch's packets in per second over it: its rate while the call's data travels (0: not reported)
+    exchange_seconds: float = 0.0
+    exchange_pps: float = 0.0
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
@@ -134,9 +138,14 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
     each_call = call_seconds(job.workers)
     if calls > 1 and len(each_call) == calls:
         seconds = statistics.median(each_call[1:])
+    each_exchange = call_seconds(job.workers, "exchange_s")
+    exchange_seconds = statistics.median(each_exchange[1:] if len(each_exchange) > 1 else each_exchange) \
+        if each_exchange else 0.0
     per_block = [value / calls for value in job.packets_per_block() if value != float("inf")]
     measured = job.measured
     packets_in = (measured.to_switch_packets if measured else 0) / calls
+    # The data tensor's frames: each call's scale and closing rounds are one frame per worker each.
+    data_packets_in = max(0.0, packets_in - 2 * workers)
     return PointResult(
         workers=workers, density=density, size=size, slots=slots, loss=loss, ok=report.ok, failure=report.failure,
         seconds=seconds,
@@ -157,6 +166,8 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
         calls=calls,
         switch_busy=busy,
         cpus=report.cpus,
+        exchange_seconds=exchange_seconds,
+        exchange_pps=data_packets_in / exchange_seconds if exchange_seconds else 0.0,
     )
 
 
@@ -261,11 +272,14 @@ def ports_rate(workers: int, density: float, size: int, slots: int, pipeline: st
 def table(results: list[PointResult], standalone: dict | None) -> str:
     lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
-             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'at ports':>9} {'of ports':>8} "
-             f"{'pipeline':>9} {'of pipe':>7} {'busy':>5}"]
+             f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'exch pps':>9} {'at ports':>9} "
+             f"{'of ports':>8} {'exch/ports':>10} {'pipeline':>9} {'of pipe':>7} {'busy':>5}"]
     for r in results:
+        exchange = f"{r.exchange_pps:9.0f}" if r.exchange_pps else f"{'-':>9}"
         ports = f"{r.ports_alone_pps:9.0f}" if r.ports_alone_pps else f"{'-':>9}"
         of_ports = f"{r.switch_pps / r.ports_alone_pps:8.0%}" if r.ports_alone_pps else f"{'-':>8}"
+        exchange_of_ports = (f"{r.exchange_pps / r.ports_alone_pps:10.0%}" if r.ports_alone_pps and r.exchange_pps
+                             else f"{'-':>10}")
         alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
         share = f"{r.switch_pps / r.standalone_pps:7.0%}" if r.standalone_pps else f"{'-':>7}"
         busy = f"{r.switch_busy:5.0%}" if r.switch_busy is not None else f"{'-':>5}"
@@ -274,7 +288,8 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} "
                      f"{r.rendezvous_resends:4d} {r.requests:5d} "
-                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {ports} {of_ports} {alone} {share} {busy}")
+                     f"{sum(r.drops.values()):6d} {r.switch_pps:10.0f} {exchange} {ports} {of_ports} "
+                     f"{exchange_of_ports} {alone} {share} {busy}")
         if r.failure:
             lines.append(f"    FAILED: {r.failure}")
         if r.ports_alone_failure:
@@ -284,6 +299,9 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
                      f"the median of the later ones); retx, rdv, req, drops: the whole run's")
     lines.append("retx: the data tensor's CONTRIBs resent after a timeout; rdv: the scale and closing rounds' (the calls "
                  "start in step after the testbed's start barrier)")
+    lines.append("switch pps: packets into the switch over the whole call; exch pps: the data frames over the data "
+                 "exchange alone (slowest worker), without the agents' own passes over the tensor (scan, quantizing, "
+                 "writing the result) and the scale and closing rounds, in which the switch has no data to process")
     lines.append("busy: the switch process's CPU time over the all-reduce's (all calls, by the agents' clocks): near "
                  "100%, the agents keep the switch busy and its rate is its cost per frame with its ports; well below, "
                  "it waits for the agents")

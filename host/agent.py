@@ -199,6 +199,9 @@ class AllReduce:
         count = block_count(values.size)
         if count > MAX_BLOCKS:
             raise InputError(f"{values.size} values make {count} blocks; at most {MAX_BLOCKS} fit block indices")
+        # The call's clock starts before the scan: that pass over the tensor is part of the all-reduce's cost.
+        started = time.monotonic()
+        cpu_started = time.process_time()
         # One pass over a float tensor: its non-zero blocks, its largest magnitude, and whether it is finite.
         scan = scan_float32(values) if values.dtype.kind == "f" else None
         # Bad values are one worker's data, not the call: they are announced, not raised here (agreement.py).
@@ -206,8 +209,6 @@ class AllReduce:
 
         stats = Stats(blocks_total=count)
         self.current_stats = stats  # read by progress reporters while the all-reduce runs
-        started = time.monotonic()
-        cpu_started = time.process_time()
         deadline_at = started + self.config.timeouts.deadline if self.config.timeouts.deadline else None
         scale_tensor = self._tensor_id
         # The tensor ids are spent whatever happens below, identically on every worker.
@@ -290,11 +291,13 @@ class AllReduce:
         sums = received.view(LANE_DTYPE)
         # Every worker left the scale round at about the same time and prepared its tensor since; the first round
         # waits for the slowest of them, who may take a few times as long as this worker did on a loaded host.
-        preparing = time.monotonic() - (started + stats.joined_s)
+        exchange_started = time.monotonic()
+        preparing = exchange_started - (started + stats.joined_s)
         data = self._exchange(
             tensor_id=data_tensor, plan=plan, lanes=lanes, result=sums, exponent=agreed, expected_exponent=agreed,
             stats=stats, deadline_at=deadline_at, joining=False, first_round_slack=FIRST_ROUND_SLACK * preparing,
         )
+        stats.exchange_s = time.monotonic() - exchange_started
         self._closing_round((data_tensor + 1) % TENSOR_ID_MODULUS, data.result_exponent, stats, deadline_at)
         if in_place:
             from_wire_in_place(result.reshape(-1), shift if is_float else None, data.result_blocks())

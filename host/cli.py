@@ -47,7 +47,7 @@ EXIT_REFUSED = 3   # bad input here or on another worker, or the job's workers d
 EXIT_NETWORK = 4   # switch unreachable, worker missing, stalled, deadline
 EXIT_PROTOCOL = 5  # the switch answered against the protocol
 #: What the JSON report's "calls" gives of each call (--repeat): its times and retransmissions; "stats" sums them.
-CALL_FIELDS = ("elapsed_s", "joined_s", "cpu_s", "retransmissions", "rendezvous_resends")
+CALL_FIELDS = ("elapsed_s", "joined_s", "exchange_s", "cpu_s", "retransmissions", "rendezvous_resends")
 
 EPILOG = f"""
 examples:
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object on stdout: stats (summed over the calls), calls (each call's "
-                          "elapsed_s, joined_s, cpu_s, retransmissions, rendezvous_resends), verification")
+                          "elapsed_s, joined_s, exchange_s, cpu_s, retransmissions, rendezvous_resends), verification")
     out.add_argument("--progress-file", type=Path, metavar="FILE",
                      help="append JSON progress lines to FILE while running (format: host/README.md)")
     out.add_argument("--progress-interval", type=argtypes.seconds, default=0.5, metavar="S",

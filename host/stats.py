@@ -23,7 +23,10 @@ class Stats:
     malformed, for another job or worker, or of no known kind. elapsed_s: the whole call; joined_s: from the call
     until its scale round completed, i.e. until every worker of the job had joined: elapsed_s - joined_s is the
     all-reduce as it would be timed after a barrier (what benchmarks of other all-reduces time); cpu_s: the agent
-    process's CPU time (user and system, all threads) during the call. timers_deferred: first timeouts put off
+    process's CPU time (user and system, all threads) during the call. exchange_s: the data tensor's exchange, from
+    its first CONTRIB to its last result, the part of the call in which the switch has this worker's data traffic
+    (the rest is the scan, the scale and closing rounds, quantizing, planning and writing the result: this host's
+    own passes over the tensor). timers_deferred: first timeouts put off
     because the round's CONTRIB was still queued at a busy switch behind this worker's earlier frames (results
     for those still coming, none yet for a later one; TensorExchange.on_timer): no packet, a sign of a switch
     slower than the window.
@@ -52,6 +55,7 @@ class Stats:
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
     joined_s: float = 0.0
+    exchange_s: float = 0.0
 
     def add(self, other: "Stats") -> None:
         for item in fields(self):

@@ -231,7 +231,8 @@ class WorkerOutcome:
     error_bound: float
     message: str
     stats: Mapping[str, Any] = field(default_factory=dict)
-    #: each call's times (the agent's JSON "calls": elapsed_s, joined_s, cpu_s, retransmissions, rendezvous_resends); stats sums them
+    #: each call's times (the agent's JSON "calls": elapsed_s, joined_s, exchange_s, cpu_s, retransmissions,
+    #: rendezvous_resends); stats sums them
     calls: tuple[Mapping[str, Any], ...] = ()
 
     @property

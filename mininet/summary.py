@@ -146,6 +146,13 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
         lines.append(f"    {what} {seconds:.2f} s by the agents' clocks{after_join}: "
                      f"{job.blocks * BLOCK_BYTES / seconds / 2**20:.2f} MiB/s of tensor per worker, "
                      f"{job.measured.to_switch_packets / seconds:.0f} packets/s into the switch")
+        exchanges = call_seconds(job.workers, "exchange_s")
+        if exchanges and all(exchanges):
+            # The data frames alone: each call's scale and closing rounds are one frame per worker each.
+            data_packets = job.measured.to_switch_packets - 2 * len(job.workers) * len(exchanges)
+            lines.append(f"    of which the data exchanges {sum(exchanges):.2f} s (slowest worker, each call): "
+                         f"{data_packets / sum(exchanges):.0f} packets/s into the switch while the data travels; "
+                         f"the rest is the agents' own passes over the tensor and the scale and closing rounds")
     if len(calls) > 1:
         later = sorted(calls[1:])
         lines.append(f"    per call (slowest worker): first {calls[0]:.3f} s (the buffers' and slots' first use), "
@@ -154,13 +161,14 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
     return lines
 
 
-def call_seconds(workers: Sequence[WorkerOutcome]) -> list[float]:
+def call_seconds(workers: Sequence[WorkerOutcome], part: str = "elapsed_s") -> list[float]:
     """Each call's time, the slowest worker's (a call is done when every worker has its result); empty unless
-    every worker reported the same number of calls."""
+    every worker reported the same number of calls. part: which of the calls' times ("exchange_s": the data
+    exchange alone)."""
     counts = {len(worker.calls) for worker in workers}
     if len(counts) != 1 or not workers:
         return []
-    return [max(float(worker.calls[index].get("elapsed_s", 0.0)) for worker in workers)
+    return [max(float(worker.calls[index].get(part, 0.0)) for worker in workers)
             for index in range(counts.pop())]
 
 

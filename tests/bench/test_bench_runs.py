@@ -183,3 +183,8 @@ def test_the_efficiency_bench_reports_one_warm_call_of_several(tmp_path):
     assert repeated.switch_packets_in == single.switch_packets_in
     assert repeated.bytes_over_ideal == pytest.approx(single.bytes_over_ideal)
     assert repeated.switch_pps == pytest.approx(repeated.switch_packets_in / repeated.seconds, rel=1e-3)
+    # The data exchange is a part of each call, and the switch's rate over it counts its data frames alone (one
+    # scale and one closing frame per worker and call are not data).
+    assert 0 < repeated.exchange_seconds < repeated.seconds
+    assert repeated.exchange_pps == pytest.approx((repeated.switch_packets_in - 2 * 2) / repeated.exchange_seconds,
+                                                  rel=1e-2)

@@ -68,7 +68,10 @@ def test_sparse_float32_within_the_bound(device, workers):
         results = cluster.run(tensors)
         assert_float_sums(results, tensors, cluster.agents)
         for agent, tensor in zip(cluster.agents, tensors):
-            assert agent.last_stats.blocks_sent == expected_blocks_sent(tensor, 8)
+            stats = agent.last_stats
+            assert stats.blocks_sent == expected_blocks_sent(tensor, 8)
+            # The data exchange is timed inside the call, after every worker joined.
+            assert 0 < stats.exchange_s < stats.elapsed_s - stats.joined_s
 
 
 @pytest.mark.parametrize("density", [1.0, 0.1, 0.01, 0.001])

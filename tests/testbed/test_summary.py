@@ -107,15 +107,20 @@ def test_the_time_after_every_worker_joined_the_agents_cpu_and_the_ports_are_nam
 def test_repeated_calls_are_reported_first_and_later_by_the_slowest_worker():
     report = _report(True)
     job = report.jobs[0]
-    calls = ([{"elapsed_s": 0.5}, {"elapsed_s": 0.2}, {"elapsed_s": 0.1}, {"elapsed_s": 0.4}],
-             [{"elapsed_s": 0.3}, {"elapsed_s": 0.25}, {"elapsed_s": 0.3}, {"elapsed_s": 0.1}])
+    calls = ([{"elapsed_s": 0.5, "exchange_s": 0.25}, {"elapsed_s": 0.2, "exchange_s": 0.1},
+              {"elapsed_s": 0.1, "exchange_s": 0.05}, {"elapsed_s": 0.4, "exchange_s": 0.3}],
+             [{"elapsed_s": 0.3, "exchange_s": 0.2}, {"elapsed_s": 0.25, "exchange_s": 0.15},
+              {"elapsed_s": 0.3, "exchange_s": 0.3}, {"elapsed_s": 0.1, "exchange_s": 0.05}])
     workers = tuple(WorkerOutcome(0, index, True, 0.0, 0.0, "", {"elapsed_s": 1.2, "joined_s": 0.1}, tuple(each))
                     for index, each in enumerate(calls))
     assert call_seconds(workers) == [0.5, 0.25, 0.3, 0.4]
+    assert call_seconds(workers, "exchange_s") == [0.25, 0.15, 0.3, 0.3]
     text = format_report(dataclasses.replace(report, jobs=(dataclasses.replace(job, workers=workers),)))
     assert "4 all-reduces 1.20 s by the agents' clocks" in text
     assert ("per call (slowest worker): first 0.500 s (the buffers' and slots' first use), then median 0.300 s "
             "[0.250-0.400] over 3 later call(s)") in text
+    # 22 frames into the switch, less one scale and one closing frame per worker and call: 6 data frames in 1.0 s.
+    assert "of which the data exchanges 1.00 s (slowest worker, each call): 6 packets/s into the switch" in text
     # Workers that disagree on how many calls they made (one failed early): no per-call line.
     assert call_seconds((workers[0], dataclasses.replace(workers[1], calls=workers[1].calls[:2]))) == []
     assert "per call" not in format_report(report)
