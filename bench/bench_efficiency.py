@@ -20,8 +20,10 @@ per worker, every result checked against numpy's sum). Reported per point:
 - busy: the switch process's CPU time while the agents ran over the all-reduce's time: whether the agents keep
   the switch busy (its end-to-end rate is then its rate at its ports);
 - time: the all-reduce by the agents' clocks (slowest worker; with --calls N, the median of calls 2..N), and the
-  switch's packet rate into the pipeline over that time, set against the switch's standalone rate on the same
-  work, measured in the same run:
+  switch's packet rate into the pipeline over that time and over the data exchange alone (exch pps: the data
+  frames over the slowest worker's exchange_s, without the agents' own passes over the tensor and the scale and
+  closing rounds, in which the switch has nothing to process), each set against the switch's standalone rate on
+  the same work, measured in the same run:
   - at ports (the standalone rate): the switch alone, fed at its ports by workers that take no time: its own packet
     loop with a ring port per worker, on a fresh switch with the point's tables, in this process (on the switch's
     CPU where the testbed pins one), and one process per worker (on the agents' CPUs) replaying an all-reduce of
