@@ -116,6 +116,13 @@ class PointResult:
     #: switch's packets in per second over it: its rate while the call's data travels (0: not reported)
     exchange_seconds: float = 0.0
     exchange_pps: float = 0.0
+    #: with loss: the same point's loss-free time in this run (0: none to compare with), for the time overhead
+    loss_free_seconds: float = 0.0
+
+    @property
+    def loss_overhead(self) -> float | None:
+        """This run's time over the same point's loss-free time (None: loss-free, or nothing to compare with)."""
+        return self.seconds / self.loss_free_seconds if self.loss and self.loss_free_seconds else None
 
 
 def measure_point(workers: int, density: float, size: int, slots: int | None, loss: float,
@@ -272,7 +279,7 @@ def ports_rate(workers: int, density: float, size: int, slots: int, pipeline: st
 
 
 def table(results: list[PointResult], standalone: dict | None) -> str:
-    lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} "
+    lines = [f"{'W':>3} {'density':>8} {'values':>11} {'slots':>5} {'loss':>5} {'ok':>3} {'seconds':>8} {'x':>6} "
              f"{'pkts/block':>10} {'(max)':>6} {'loss-free':>9} {'bytes/ideal':>11} {'of dense':>8} {'retx':>6} "
              f"{'rdv':>4} {'req':>5} {'drops':>6} {'switch pps':>10} {'exch pps':>9} {'at ports':>9} "
              f"{'of ports':>8} {'exch/ports':>10} {'pipeline':>9} {'of pipe':>7} {'busy':>5}"]
@@ -285,8 +292,9 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
         alone = f"{r.standalone_pps:9.0f}" if r.standalone_pps else f"{'-':>9}"
         share = f"{r.switch_pps / r.standalone_pps:7.0%}" if r.standalone_pps else f"{'-':>7}"
         busy = f"{r.switch_busy:5.0%}" if r.switch_busy is not None else f"{'-':>5}"
+        overhead = f"{r.loss_overhead:5.1f}x" if r.loss_overhead is not None else f"{'-':>6}"
         lines.append(f"{r.workers:3d} {r.density:8g} {r.size:11d} {r.slots:5d} {r.loss:5g} "
-                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {r.packets_per_block_mean:10.3f} "
+                     f"{'yes' if r.ok else 'NO':>3} {r.seconds:8.2f} {overhead} {r.packets_per_block_mean:10.3f} "
                      f"{r.packets_per_block_max:6.3f} {r.loss_free_packets_per_block:9.3f} "
                      f"{r.bytes_over_ideal:11.3f} {r.bytes_over_dense:8.1%} {r.retransmissions:6d} "
                      f"{r.rendezvous_resends:4d} {r.requests:5d} "
@@ -299,6 +307,8 @@ def table(results: list[PointResult], standalone: dict | None) -> str:
     if any(r.calls > 1 for r in results):
         lines.append(f"seconds, switch pps, packets/block: one call after the first ({results[0].calls} calls a point: "
                      f"the median of the later ones); retx, rdv, req, drops: the whole run's")
+    if any(r.loss_overhead is not None for r in results):
+        lines.append("x: the time with loss over the same point's loss-free time in this run")
     lines.append("retx: the data tensor's CONTRIBs resent after a timeout; rdv: the scale and closing rounds' (the calls "
                  "start in step after the testbed's start barrier)")
     lines.append("switch pps: packets into the switch over the whole call; exch pps: the data frames over the data "
@@ -395,12 +405,15 @@ def run(args: argparse.Namespace) -> int:
             with running_on(plan.switch):
                 alone = workload_rate(workers, density, size, slots, args.pipeline)["pps_wall"]
                 at_ports = ports_rate(workers, density, size, slots, args.pipeline, args.seed, plan.agents)
+        loss_free_seconds = 0.0  # losses[0] is 0: the loss-free run comes first
         for loss in losses:
             log.info("W=%d density=%g values=%d slots=%s loss=%g", workers, density, size, args.slots or "auto", loss)
             result = replace(measure_point(workers, density, size, args.slots, loss, args.seed, args.pipeline,
                                            args.calls, args.cpu_pinning),
                              standalone_pps=alone, ports_alone_pps=at_ports.get("pps_wall", 0.0),
-                             ports_alone_failure=at_ports.get("failure"))
+                             ports_alone_failure=at_ports.get("failure"), loss_free_seconds=loss_free_seconds)
+            if loss == 0.0 and result.ok:
+                loss_free_seconds = result.seconds
             log.info("  -> %s in %.2f s, %.3f packets/block, %.3f x ideal bytes", "ok" if result.ok else "FAILED",
                      result.seconds, result.packets_per_block_mean, result.bytes_over_ideal)
             results.append(result)

@@ -5,6 +5,7 @@ asserted: they depend on the machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -188,3 +189,21 @@ def test_the_efficiency_bench_reports_one_warm_call_of_several(tmp_path):
     assert 0 < repeated.exchange_seconds < repeated.seconds
     assert repeated.exchange_pps == pytest.approx((repeated.switch_packets_in - 2 * 2) / repeated.exchange_seconds,
                                                   rel=1e-2)
+
+
+def test_the_efficiency_table_gives_the_time_with_loss_over_the_loss_free_time_and_both_rates():
+    from omnireduce.bench.bench_efficiency import PointResult, table
+
+    loss_free = PointResult(4, 0.01, 4096, 8, 0.0, True, None, 0.5, 1.05, 1.06, 1.05, 1.02, 0.03, 0, 0, 0, {},
+                            1000, 2000.0, exchange_seconds=0.25, exchange_pps=3968.0, ports_alone_pps=4000.0)
+    lossy = dataclasses.replace(loss_free, loss=0.05, seconds=2.0, loss_free_seconds=0.5)
+    assert loss_free.loss_overhead is None and lossy.loss_overhead == 4.0
+    # No loss-free run to compare with (it failed): no overhead rather than a made-up one.
+    assert dataclasses.replace(lossy, loss_free_seconds=0.0).loss_overhead is None
+    text = table([loss_free, lossy], None)
+    header, first, second = text.splitlines()[:3]
+    assert header.split()[6:8] == ["seconds", "x"]
+    assert first.split()[6:8] == ["0.50", "-"] and second.split()[6:8] == ["2.00", "4.0x"]
+    # Over the call 2,000 of 4,000 packets/s at the switch's ports; over the exchange 3,968: 99%.
+    assert first.split()[-8:-3] == ["2000", "3968", "4000", "50%", "99%"]
+    assert "x: the time with loss over the same point's loss-free time in this run" in text
