@@ -389,6 +389,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         points = QUICK_POINTS if args.quick else FULL_POINTS
     losses = [0.0] + [loss for loss in (args.loss or []) if loss > 0]
+    # Every point's testbed configuration is checked before any is measured (e.g. --slots past the switch's).
+    problems = sorted({problem for workers, density, size in points for loss in losses
+                       for problem in TestbedConfig(workers=workers, size=size, density=density, slots=args.slots,
+                                                    seed=args.seed, loss=loss, pipeline=args.pipeline,
+                                                    repeat=args.calls, cpu_pinning=args.cpu_pinning).problems()})
+    if problems:
+        print(f"omnireduce-bench efficiency: error: {'; '.join(problems)}", file=sys.stderr)
+        return 2
     try:
         plan = plan_cpus(args.cpu_pinning)
     except CpuPlanError as error:

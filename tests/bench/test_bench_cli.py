@@ -91,6 +91,19 @@ def test_efficiency_is_a_subcommand_with_typed_options(capsys):
     assert "--size" in refused(capsys, "efficiency", "--size", "0")
 
 
+def test_efficiency_refuses_a_point_the_testbed_cannot_run_before_measuring_any(capsys, monkeypatch):
+    from omnireduce.bench import bench_efficiency, cli
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a point was measured")
+
+    monkeypatch.setattr(bench_efficiency, "measure_point", measured)
+    assert cli.main(["efficiency", "--no-standalone", "--workers", "2", "--size", "4096", "--size", "262144",
+                     "--slots", "1024"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("omnireduce-bench efficiency: error: ") and "512 (SLOT_COUNT)" in error
+
+
 def test_gpu_scan_hands_its_options_to_the_gpu_bench(capsys):
     from omnireduce.bench import cli
 
