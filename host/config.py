@@ -23,9 +23,12 @@ class Timeouts:
     waits for every worker's whole first burst, which a guess from nothing would cut short (RFC 6298 starts at
     1 s for the same reason); it is capped at `retransmit_max` like every timeout. `request_fallback`: a worker
     waiting for a round it did not contribute to detects a lost result from the gap when the column's next result
-    arrives; its own REQUEST waits at least this long (for the two losses that leave no gap). 0.25 s: with the
-    agents' compiled path a round takes milliseconds, and 1 s made a 1% loss cost 16x the loss-free time (0.25 s:
-    8x), with no more REQUESTs on a loss-free path up to 16 workers (docs/performance.md, efficiency).
+    arrives; its own REQUEST waits at least this long (for the two losses that leave no gap). 0.08 s: a round
+    takes milliseconds, and the lost results that leave no gap set the time under loss (1 s cost a 1% loss 16x
+    the loss-free time; 0.25 s, 8-19x; 0.08 s, 5-11x on 4M values and a third less in the fault suite's means,
+    A/B in one session), with no REQUEST on a loss-free path up to 16 workers on 2 cores (2 at 32 workers,
+    where 33 processes share them and the measured round trip's three timeouts set the wait rather than this
+    floor; docs/reliability.md).
     join: the scale round (first exchange of every all-reduce) must complete within it: a worker that never shows
     up, or a switch that ignores us, fails here. stall: in the middle of a tensor, no result for this long is an
     error; it leaves room for several recoveries at `retransmit_max`, since under loss the timers sit there and a
@@ -35,7 +38,7 @@ class Timeouts:
 
     retransmit_initial: float = 0.02
     retransmit_first: float = 0.25
-    request_fallback: float = 0.25
+    request_fallback: float = 0.08
     backoff: float = 2.0
     retransmit_max: float = 4.0
     join: float = 30.0
