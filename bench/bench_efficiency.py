@@ -69,7 +69,7 @@ from omnireduce.softswitch.ports import RING_DRAIN_FRAMES
 from omnireduce.testbed.cpus import CpuPinning, CpuPlanError, plan_cpus
 from omnireduce.testbed.model import TestbedConfig, TestbedReport
 from omnireduce.testbed.runner import run_testbed
-from omnireduce.testbed.summary import call_seconds
+from omnireduce.testbed.summary import call_seconds, data_frames_in
 
 log = logging.getLogger("bench")
 
@@ -153,8 +153,7 @@ def measure_point(workers: int, density: float, size: int, slots: int | None, lo
     per_block = [value / calls for value in job.packets_per_block() if value != float("inf")]
     measured = job.measured
     packets_in = (measured.to_switch_packets if measured else 0) / calls
-    # The data tensor's frames: each call's scale and closing rounds are one frame per worker each.
-    data_packets_in = max(0.0, packets_in - 2 * workers)
+    data_packets_in = data_frames_in(packets_in, workers, 1)
     return PointResult(
         workers=workers, density=density, size=size, slots=slots, loss=loss, ok=report.ok, failure=report.failure,
         seconds=seconds,

@@ -148,8 +148,7 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
                      f"{job.measured.to_switch_packets / seconds:.0f} packets/s into the switch")
         exchanges = call_seconds(job.workers, "exchange_s")
         if exchanges and all(exchanges):
-            # The data frames alone: each call's scale and closing rounds are one frame per worker each.
-            data_packets = job.measured.to_switch_packets - 2 * len(job.workers) * len(exchanges)
+            data_packets = data_frames_in(job.measured.to_switch_packets, len(job.workers), len(exchanges))
             lines.append(f"    of which the data exchanges {sum(exchanges):.2f} s (slowest worker, each call): "
                          f"{data_packets / sum(exchanges):.0f} packets/s into the switch while the data travels; "
                          f"the rest is the agents' own passes over the tensor and the scale and closing rounds")
@@ -159,6 +158,12 @@ def _job_lines(job: JobOutcome, elapsed_s: float, dense_mode: bool = False) -> l
                      f"then median {statistics.median(later):.3f} s [{later[0]:.3f}-{later[-1]:.3f}] over "
                      f"{len(later)} later call(s)")
     return lines
+
+
+def data_frames_in(frames_in: float, workers: int, calls: int) -> float:
+    """The data tensors' frames among `frames_in` frames into the switch over `calls` calls: each call's scale and
+    closing rounds are one frame per worker each (on a loss-free path; never below 0)."""
+    return max(0.0, frames_in - 2 * workers * calls)
 
 
 def call_seconds(workers: Sequence[WorkerOutcome], part: str = "elapsed_s") -> list[float]:
